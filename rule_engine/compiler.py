@@ -1,0 +1,398 @@
+"""Compile validated definitions into closures: parse once, evaluate many times.
+
+A compiled flag is a function of ``(context, store)``. Results for every (variant, reason, rule) a flag
+can serve are built here, once, so a successful evaluation allocates nothing. Segments and prerequisite
+flags are looked up in the store at evaluation time, so replacing one segment or flag never requires
+recompiling the flags that refer to it.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import mmh3
+
+from .model import Clause, Flag, Operator, Segment, Split
+from .operators import PREDICATES, Predicate
+from .result import ErrorCode, EvaluationResult, FlagType, Reason
+
+Context = Mapping[str, Any]
+Matcher = Callable[[Context, "Store"], bool]
+FlagEvaluator = Callable[[Context, "Store"], EvaluationResult]
+
+_NEGATED = {Operator.NEQ: Operator.EQ, Operator.NOT_IN: Operator.IN}
+
+
+class Store(Protocol):
+    """What compiled flags look up while they evaluate: the other flags and the segments."""
+
+    @property
+    def flags(self) -> Mapping[str, CompiledFlag]: ...
+
+    @property
+    def segments(self) -> Mapping[str, CompiledSegment]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledFlag:
+    """A flag ready to evaluate. ``evaluate`` returns results whose ``variant`` is ``None`` when the
+    caller's default is to be served; :class:`~.flagset.FlagSet` fills it in."""
+
+    key: str
+    type: FlagType
+    version: int
+    enabled: bool
+    evaluate: FlagEvaluator
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    source: Any = None
+    """The definition this was compiled from (a native :class:`Flag` or a flagd flag object)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledSegment:
+    key: str
+    version: int
+    matches: Matcher
+    source: Any = None
+
+
+def path_getter(path: str) -> Callable[[Context], Any]:
+    """A function returning the value at a dotted ``path`` of the context, or ``None`` if absent."""
+    parts = tuple(path.split("."))
+    if len(parts) == 1:
+        name = parts[0]
+        return lambda ctx: ctx.get(name)
+
+    def get(ctx: Context) -> Any:
+        value: Any = ctx
+        for part in parts:
+            if not isinstance(value, Mapping):
+                return None
+            value = value.get(part)
+        return value
+
+    return get
+
+
+def compile_clause(clause: Clause) -> Matcher:
+    op = clause.operator
+    negate = clause.negate
+    if op is Operator.SEGMENT_MATCH:
+        return _segment_clause(tuple(clause.values), negate)
+    assert clause.attribute is not None
+    if op in (Operator.EXISTS, Operator.NOT_EXISTS):
+        getter = path_getter(clause.attribute)
+        wanted = (op is Operator.EXISTS) != negate
+        return lambda ctx, store: (getter(ctx) is not None) is wanted
+    if op in _NEGATED:
+        op, negate = _NEGATED[op], not negate
+    predicate = PREDICATES[op](list(clause.values))
+    if "." in clause.attribute:
+        return _nested_clause(path_getter(clause.attribute), predicate, negate)
+    return _flat_clause(clause.attribute, predicate, negate)
+
+
+def _flat_clause(name: str, predicate: Predicate, negate: bool) -> Matcher:
+    if negate:
+
+        def negated(ctx: Context, store: Store) -> bool:
+            v = ctx.get(name)
+            if v is None:
+                return False
+            if type(v) is list:
+                return not any(map(predicate, v))
+            return not predicate(v)
+
+        return negated
+    fast = getattr(predicate, "scalar_fast_path", None)
+    if fast is not None:
+        return _fast_flat_clause(name, predicate, fast)
+
+    def matcher(ctx: Context, store: Store) -> bool:
+        v = ctx.get(name)
+        if v is None:
+            return False
+        if type(v) is list:
+            return any(map(predicate, v))
+        return predicate(v)
+
+    return matcher
+
+
+def _fast_flat_clause(name: str, predicate: Predicate, fast: tuple[str, Any, Any]) -> Matcher:
+    """The hot operators with their test inlined, saving a call per clause."""
+    kind, a, b = fast
+    if kind == "strings":
+        strs: frozenset[str] = a
+
+        def member(ctx: Context, store: Store) -> bool:
+            v = ctx.get(name)
+            if type(v) is str:
+                return v in strs
+            return type(v) is list and any(map(predicate, v))
+
+        return member
+    if kind == "numeric":
+        compare: Callable[[Any, Any], bool] = a
+        bound = b
+
+        def numeric(ctx: Context, store: Store) -> bool:
+            v: Any = ctx.get(name)
+            t = type(v)
+            if t is int or t is float:
+                return compare(v, bound)
+            return t is list and any(map(predicate, v))
+
+        return numeric
+    search: Callable[[str], Any] = a
+    limit: int = b
+
+    def regex(ctx: Context, store: Store) -> bool:
+        v = ctx.get(name)
+        if type(v) is str:
+            return len(v) <= limit and search(v) is not None
+        return type(v) is list and any(map(predicate, v))
+
+    return regex
+
+
+def _nested_clause(getter: Callable[[Context], Any], predicate: Predicate, negate: bool) -> Matcher:
+    def matcher(ctx: Context, store: Store) -> bool:
+        v = getter(ctx)
+        if v is None:
+            return False
+        hit = any(map(predicate, v)) if type(v) is list else predicate(v)
+        return hit != negate
+
+    return matcher
+
+
+def _segment_clause(keys: tuple[str, ...], negate: bool) -> Matcher:
+    if len(keys) == 1 and not negate:
+        only = keys[0]
+
+        def single(ctx: Context, store: Store) -> bool:
+            segment = store.segments.get(only)
+            return segment is not None and segment.matches(ctx, store)
+
+        return single
+
+    def matcher(ctx: Context, store: Store) -> bool:
+        segments = store.segments
+        for key in keys:
+            segment = segments.get(key)
+            if segment is not None and segment.matches(ctx, store):
+                return not negate
+        return negate
+
+    return matcher
+
+
+def _all_of(matchers: list[Matcher]) -> Matcher:
+    if len(matchers) == 1:
+        return matchers[0]
+    chain = tuple(matchers)
+
+    def matcher(ctx: Context, store: Store) -> bool:
+        for m in chain:
+            if not m(ctx, store):
+                return False
+        return True
+
+    return matcher
+
+
+def compile_segment(segment: Segment) -> CompiledSegment:
+    included = frozenset(segment.included)
+    excluded = frozenset(segment.excluded)
+    rules = tuple(_all_of([compile_clause(c) for c in rule.clauses]) for rule in segment.rules)
+    if len(rules) == 1:
+        only = rules[0]
+
+        def matches_one(ctx: Context, store: Store) -> bool:
+            key = ctx.get("targeting_key")
+            if key is not None:
+                if key in excluded:
+                    return False
+                if key in included:
+                    return True
+            return only(ctx, store)
+
+        return CompiledSegment(segment.key, segment.version, matches_one, segment)
+
+    def matches(ctx: Context, store: Store) -> bool:
+        key = ctx.get("targeting_key")
+        if key is not None:
+            if key in excluded:
+                return False
+            if key in included:
+                return True
+        for rule in rules:
+            if rule(ctx, store):
+                return True
+        return False
+
+    return CompiledSegment(segment.key, segment.version, matches, segment)
+
+
+def compile_flag(flag: Flag) -> CompiledFlag:
+    """Compile a validated native flag."""
+    metadata = dict(flag.metadata)
+    version = flag.version
+
+    def result(variant: str | None, reason: Reason, rule_id: str | None = None) -> EvaluationResult:
+        value = flag.variants[variant] if variant is not None else None
+        if flag.type is FlagType.FLOAT and value is not None:
+            value = float(value)
+        return EvaluationResult(value, variant, reason, None, None, rule_id, metadata, version)
+
+    def serve(variant: str | None, split: Split | None, reason: Reason, rule_id: str | None) -> Outcome:
+        if split is not None:
+            return _compile_split(flag, split, rule_id, lambda v: result(v, Reason.SPLIT, rule_id))
+        return result(variant, reason, rule_id)
+
+    if not flag.enabled:
+        off = result(flag.off_variant, Reason.DISABLED)
+        return _finish(flag, metadata, lambda ctx, store: off)
+
+    rules = tuple(
+        (
+            _all_of([compile_clause(c) for c in rule.clauses]),
+            serve(rule.variant, rule.split, Reason.TARGETING_MATCH, rule.id),
+        )
+        for rule in flag.rules
+    )
+    static = not flag.rules and flag.default_split is None and flag.default_variant is not None
+    fallthrough = serve(
+        flag.default_variant, flag.default_split, Reason.STATIC if static else Reason.DEFAULT, None
+    )
+    evaluate = _rules_evaluator(rules, fallthrough)
+    if flag.prerequisites:
+        failed = result(flag.off_variant, Reason.PREREQUISITE_FAILED)
+        evaluate = _with_prerequisites(
+            tuple((p.flag, p.variant) for p in flag.prerequisites), failed, evaluate
+        )
+    return _finish(flag, metadata, evaluate)
+
+
+Outcome = EvaluationResult | Callable[[Context], EvaluationResult]
+
+
+def _rules_evaluator(rules: tuple[tuple[Matcher, Outcome], ...], fallthrough: Outcome) -> FlagEvaluator:
+    if isinstance(fallthrough, EvaluationResult):
+        fixed = fallthrough
+
+        def evaluate(ctx: Context, store: Store) -> EvaluationResult:
+            for matches, outcome in rules:
+                if matches(ctx, store):
+                    return outcome if type(outcome) is EvaluationResult else outcome(ctx)  # type: ignore[operator]
+            return fixed
+
+        return evaluate
+
+    split = fallthrough
+
+    def evaluate_split(ctx: Context, store: Store) -> EvaluationResult:
+        for matches, outcome in rules:
+            if matches(ctx, store):
+                return outcome if type(outcome) is EvaluationResult else outcome(ctx)  # type: ignore[operator]
+        return split(ctx)
+
+    return evaluate_split
+
+
+def _with_prerequisites(
+    prerequisites: tuple[tuple[str, str], ...], failed: EvaluationResult, inner: FlagEvaluator
+) -> FlagEvaluator:
+    def evaluate(ctx: Context, store: Store) -> EvaluationResult:
+        flags = store.flags
+        for key, variant in prerequisites:
+            prerequisite = flags.get(key)
+            if prerequisite is None or not prerequisite.enabled:
+                return failed
+            if prerequisite.evaluate(ctx, store).variant != variant:
+                return failed
+        return inner(ctx, store)
+
+    return evaluate
+
+
+def _compile_split(
+    flag: Flag, split: Split, rule_id: str | None, result: Callable[[str], EvaluationResult]
+) -> Callable[[Context], EvaluationResult]:
+    total = 10000 if split.weight_unit == "basis_points" else sum(v.weight for v in split.variations)
+    bounds: list[int] = []
+    results: list[EvaluationResult] = []
+    upper = 0
+    for v in split.variations:
+        upper += v.weight
+        bounds.append(upper)
+        results.append(result(v.variant))
+    prefix = f"{flag.salt}:{flag.key}:"
+    getter = path_getter(split.bucket_by)
+    flat = None if "." in split.bucket_by else split.bucket_by
+    if split.bucket_by == "targeting_key":
+        missing = EvaluationResult(
+            None,
+            None,
+            Reason.ERROR,
+            ErrorCode.TARGETING_KEY_MISSING,
+            f"flag '{flag.key}' splits by targeting_key, which the context lacks",
+            rule_id,
+            flag.metadata,
+            flag.version,
+        )
+    else:
+        missing = EvaluationResult(
+            None,
+            None,
+            Reason.ERROR,
+            ErrorCode.INVALID_CONTEXT,
+            f"flag '{flag.key}' splits by '{split.bucket_by}', which the context lacks "
+            "or holds as neither a string nor an integer",
+            rule_id,
+            flag.metadata,
+            flag.version,
+        )
+    hash32 = mmh3.hash
+
+    def choose(ctx: Context) -> EvaluationResult:
+        raw: Any = ctx.get(flat) if flat is not None else getter(ctx)
+        t = type(raw)
+        if t is str:
+            value = raw
+        elif t is int:
+            value = str(raw)
+        else:
+            return missing
+        return results[bisect_right(bounds, (hash32(prefix + value, 0, False) * total) >> 32)]
+
+    return choose
+
+
+def _finish(flag: Flag, metadata: dict[str, Any], evaluate: FlagEvaluator) -> CompiledFlag:
+    if flag.type is FlagType.OBJECT:
+        evaluate = _copying(evaluate)
+    return CompiledFlag(flag.key, flag.type, flag.version, flag.enabled, evaluate, metadata, flag)
+
+
+def _copying(inner: FlagEvaluator) -> FlagEvaluator:
+    """Object values are handed out as fresh copies, so an app mutating one cannot corrupt the flag."""
+
+    def evaluate(ctx: Context, store: Store) -> EvaluationResult:
+        r = inner(ctx, store)
+        return r if r.variant is None else replace(r, value=copy_json(r.value))
+
+    return evaluate
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of a JSON value (dicts, lists, scalars)."""
+    if type(value) is dict:
+        return {k: copy_json(v) for k, v in value.items()}
+    if type(value) is list:
+        return [copy_json(v) for v in value]
+    return value

@@ -1,0 +1,41 @@
+"""Errors of the rule engine.
+
+Evaluation never raises; these come only from loading, validating and compiling definitions::
+
+    RuleEngineError
+    ├── DefinitionError        a definition is invalid; ``issues`` says where and why
+    └── DocumentFormatError    a document is not JSON, or is neither native nor flagd format
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One problem in a definition: ``path`` is a JSON pointer into the submitted document."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path or '/'}: {self.message}"
+
+
+class RuleEngineError(Exception):
+    """Base of every error the rule engine raises."""
+
+
+class DefinitionError(RuleEngineError):
+    """A flag, segment or document failed validation."""
+
+    def __init__(self, issues: list[Issue]) -> None:
+        self.issues = issues
+        shown = "; ".join(str(i) for i in issues[:5])
+        more = f" (+{len(issues) - 5} more)" if len(issues) > 5 else ""
+        super().__init__(f"invalid definition: {shown}{more}")
+
+
+class DocumentFormatError(RuleEngineError):
+    """A document could not be parsed at all."""

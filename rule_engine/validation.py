@@ -1,0 +1,329 @@
+"""Validation of native definitions, with a JSON-pointer path and a message for every problem.
+
+Shape comes from the pydantic models; meaning is checked here. Everything that :mod:`.compiler`
+assumes (declared variants, parseable operands, safe regexes, weights, acyclic references) is checked,
+so a definition that passes compiles and evaluates without surprises.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from typing import Any, TypeVar
+
+import pydantic
+
+from .exceptions import DefinitionError, Issue
+from .model import Clause, Document, Flag, Operator, Segment, Split
+from .operators import parse_semver, parse_timestamp
+from .regex_guard import check_pattern
+from .result import FlagType
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+_ONE_VALUE = {
+    Operator.EQ, Operator.NEQ, Operator.LT, Operator.LTE, Operator.GT, Operator.GTE,
+    Operator.SEMVER_EQ, Operator.SEMVER_LT, Operator.SEMVER_LTE, Operator.SEMVER_GT, Operator.SEMVER_GTE,
+    Operator.BEFORE, Operator.AFTER,
+}  # fmt: skip
+_STRING_VALUES = {Operator.CONTAINS, Operator.STARTS_WITH, Operator.ENDS_WITH, Operator.MATCHES}
+_NUMERIC = {Operator.LT, Operator.LTE, Operator.GT, Operator.GTE}
+_SEMVER = {
+    Operator.SEMVER_EQ,
+    Operator.SEMVER_LT,
+    Operator.SEMVER_LTE,
+    Operator.SEMVER_GT,
+    Operator.SEMVER_GTE,
+}
+_NO_VALUES = {Operator.EXISTS, Operator.NOT_EXISTS}
+_SCALARS = (str, int, float, bool)
+
+
+def pointer(*parts: str | int) -> str:
+    """A JSON pointer (RFC 6901) from path parts."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def parse_model(model: type[M], data: Any, path: str = "") -> M:
+    """Parse ``data`` into ``model``, raising :class:`DefinitionError` with one issue per problem."""
+    if isinstance(data, model):
+        return data
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise DefinitionError(_pydantic_issues(exc, path)) from exc
+
+
+def _pydantic_issues(exc: pydantic.ValidationError, base: str) -> list[Issue]:
+    issues = []
+    for error in exc.errors(include_url=False):
+        loc = [p for p in error["loc"] if p != "[key]"]
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif error["type"] == "missing":
+            message = "field required"
+        elif "[key]" in error["loc"]:
+            message = f"invalid key: {message}"
+        issues.append(Issue(base + pointer(*loc), message))
+    return issues
+
+
+def validate_document(data: Any, path: str = "") -> Document:
+    """Parse and check a whole native document; raise :class:`DefinitionError` listing every problem."""
+    document = parse_model(Document, data, path)
+    issues: list[Issue] = []
+    segment_keys = _unique_keys([s.key for s in document.segments], path + "/segments", issues)
+    flags = {f.key: f for f in document.flags}
+    _unique_keys([f.key for f in document.flags], path + "/flags", issues)
+    for i, segment in enumerate(document.segments):
+        issues += segment_issues(segment, path + pointer("segments", i), segment_keys)
+    for i, flag in enumerate(document.flags):
+        issues += flag_issues(flag, path + pointer("flags", i), segment_keys, flags)
+    issues += _segment_cycles(document.segments, path)
+    issues += _prerequisite_cycles(document.flags, path)
+    if issues:
+        raise DefinitionError(issues)
+    return document
+
+
+def validate_flag(
+    data: Any,
+    *,
+    segments: Collection[str] | None = None,
+    flags: Mapping[str, Flag] | None = None,
+    path: str = "",
+) -> Flag:
+    """Parse and check one flag.
+
+    ``segments`` are the segment keys that exist and ``flags`` the other flags of the environment; when
+    given, references to them are checked, including prerequisite cycles through ``flags``.
+    """
+    flag = parse_model(Flag, data, path)
+    others = dict(flags or {})
+    others[flag.key] = flag
+    issues = flag_issues(flag, path, segments, others if flags is not None else None)
+    if flags is not None:
+        edges = {f.key: [p.flag for p in f.prerequisites] for f in others.values()}
+        issues += [
+            Issue(f"{path}/prerequisites", "prerequisite cycle: " + " -> ".join(cycle))
+            for cycle in _cycles(edges)
+            if flag.key in cycle
+        ]
+    if issues:
+        raise DefinitionError(issues)
+    return flag
+
+
+def validate_segment(data: Any, *, segments: Collection[str] | None = None, path: str = "") -> Segment:
+    """Parse and check one segment; ``segments`` are the keys of the other segments, if known."""
+    segment = parse_model(Segment, data, path)
+    known = None if segments is None else {*segments, segment.key}
+    issues = segment_issues(segment, path, known)
+    if issues:
+        raise DefinitionError(issues)
+    return segment
+
+
+def _unique_keys(keys: list[str], path: str, issues: list[Issue]) -> set[str]:
+    seen: set[str] = set()
+    for i, key in enumerate(keys):
+        if key in seen:
+            issues.append(Issue(f"{path}/{i}/key", f"duplicate key '{key}'"))
+        seen.add(key)
+    return seen
+
+
+def segment_issues(segment: Segment, path: str, segments: Collection[str] | None) -> list[Issue]:
+    issues: list[Issue] = []
+    for r, rule in enumerate(segment.rules):
+        for c, clause in enumerate(rule.clauses):
+            issues += clause_issues(clause, f"{path}/rules/{r}/clauses/{c}", segments)
+    overlap = set(segment.included) & set(segment.excluded)
+    if overlap:
+        issues.append(Issue(f"{path}/excluded", f"keys both included and excluded: {sorted(overlap)}"))
+    return issues
+
+
+def flag_issues(
+    flag: Flag, path: str, segments: Collection[str] | None, flags: Mapping[str, Flag] | None
+) -> list[Issue]:
+    """Every semantic problem of one flag (shape is already checked by the model)."""
+    issues: list[Issue] = []
+    for name, value in flag.variants.items():
+        problem = _variant_type_problem(flag.type, value)
+        if problem:
+            issues.append(Issue(f"{path}/variants/{pointer(name)[1:]}", problem))
+
+    def declared(variant: str | None, at: str) -> None:
+        if variant is not None and variant not in flag.variants:
+            issues.append(Issue(at, f"variant '{variant}' is not declared in variants"))
+
+    declared(flag.off_variant, f"{path}/off_variant")
+    declared(flag.default_variant, f"{path}/default_variant")
+    if flag.default_variant is not None and flag.default_split is not None:
+        issues.append(Issue(f"{path}/default_split", "set default_variant or default_split, not both"))
+    if flag.default_split is not None:
+        issues += _split_issues(flag.default_split, f"{path}/default_split", flag)
+    rule_ids: set[str] = set()
+    for r, rule in enumerate(flag.rules):
+        at = f"{path}/rules/{r}"
+        if rule.id in rule_ids:
+            issues.append(Issue(f"{at}/id", f"duplicate rule id '{rule.id}'"))
+        rule_ids.add(rule.id)
+        if (rule.variant is None) == (rule.split is None):
+            issues.append(Issue(at, "a rule serves exactly one of variant or split"))
+        declared(rule.variant, f"{at}/variant")
+        if rule.split is not None:
+            issues += _split_issues(rule.split, f"{at}/split", flag)
+        for c, clause in enumerate(rule.clauses):
+            issues += clause_issues(clause, f"{at}/clauses/{c}", segments)
+    seen_prerequisites: set[str] = set()
+    for p, prerequisite in enumerate(flag.prerequisites):
+        at = f"{path}/prerequisites/{p}"
+        if prerequisite.flag == flag.key:
+            issues.append(Issue(f"{at}/flag", "a flag cannot be its own prerequisite"))
+        elif prerequisite.flag in seen_prerequisites:
+            issues.append(Issue(f"{at}/flag", f"duplicate prerequisite '{prerequisite.flag}'"))
+        elif flags is not None:
+            other = flags.get(prerequisite.flag)
+            if other is None:
+                issues.append(Issue(f"{at}/flag", f"prerequisite flag '{prerequisite.flag}' does not exist"))
+            elif prerequisite.variant not in other.variants:
+                issues.append(
+                    Issue(f"{at}/variant", f"flag '{other.key}' has no variant '{prerequisite.variant}'")
+                )
+        seen_prerequisites.add(prerequisite.flag)
+    return issues
+
+
+def _variant_type_problem(flag_type: FlagType, value: Any) -> str | None:
+    t = type(value)
+    ok = {
+        FlagType.BOOLEAN: t is bool,
+        FlagType.STRING: t is str,
+        FlagType.INTEGER: t is int,
+        FlagType.FLOAT: (t is int or t is float) and math.isfinite(value),
+        FlagType.OBJECT: t is dict or t is list,
+    }[flag_type]
+    return None if ok else f"value {value!r} is not of the flag's type {flag_type}"
+
+
+def _split_issues(split: Split, path: str, flag: Flag) -> list[Issue]:
+    issues: list[Issue] = []
+    seen: set[str] = set()
+    for i, v in enumerate(split.variations):
+        if v.variant not in flag.variants:
+            issues.append(Issue(f"{path}/variations/{i}/variant", f"variant '{v.variant}' is not declared"))
+        if v.variant in seen:
+            issues.append(Issue(f"{path}/variations/{i}/variant", f"variant '{v.variant}' appears twice"))
+        seen.add(v.variant)
+    total = sum(v.weight for v in split.variations)
+    if split.weight_unit == "basis_points" and total != 10000:
+        issues.append(Issue(f"{path}/variations", f"weights sum to {total}; basis points must sum to 10000"))
+    elif total <= 0:
+        issues.append(Issue(f"{path}/variations", "weights sum to 0; at least one must be positive"))
+    if not all(split.bucket_by.split(".")):
+        issues.append(Issue(f"{path}/bucket_by", f"'{split.bucket_by}' is not a dotted attribute path"))
+    return issues
+
+
+def clause_issues(clause: Clause, path: str, segments: Collection[str] | None) -> list[Issue]:
+    """Problems of one clause: its attribute path and the number and type of its values."""
+    op = clause.operator
+    values = clause.values
+    issues: list[Issue] = []
+
+    def bad(message: str, index: int | None = None) -> None:
+        issues.append(Issue(f"{path}/values" + (f"/{index}" if index is not None else ""), message))
+
+    if op is Operator.SEGMENT_MATCH:
+        if not values:
+            bad("segment_match needs at least one segment key")
+        for i, v in enumerate(values):
+            if type(v) is not str:
+                bad("segment keys are strings", i)
+            elif segments is not None and v not in segments:
+                bad(f"segment '{v}' does not exist", i)
+        return issues
+    if clause.attribute is None:
+        issues.append(Issue(f"{path}/attribute", f"operator {op} needs an attribute"))
+    elif not all(clause.attribute.split(".")):
+        issues.append(Issue(f"{path}/attribute", f"'{clause.attribute}' is not a dotted attribute path"))
+    if op in _NO_VALUES:
+        if values:
+            bad(f"operator {op} takes no values")
+        return issues
+    if op in _ONE_VALUE and len(values) != 1:
+        bad(f"operator {op} takes exactly one value, got {len(values)}")
+        return issues
+    if not values:
+        bad(f"operator {op} needs at least one value")
+        return issues
+    for i, v in enumerate(values):
+        if op in _STRING_VALUES and type(v) is not str:
+            bad(f"operator {op} compares strings; {v!r} is not one", i)
+        elif op is Operator.MATCHES:
+            problem = check_pattern(v)
+            if problem:
+                bad(problem, i)
+        elif op in _NUMERIC and (type(v) not in (int, float) or not math.isfinite(v)):
+            bad(f"operator {op} compares numbers; {v!r} is not one", i)
+        elif op in _SEMVER and (type(v) is not str or parse_semver(v) is None):
+            bad(f"{v!r} is not a semantic version", i)
+        elif op in (Operator.BEFORE, Operator.AFTER) and (type(v) is bool or parse_timestamp(v) is None):
+            bad(f"{v!r} is neither Unix seconds nor an ISO 8601 date or date-time", i)
+        elif op in (Operator.EQ, Operator.NEQ, Operator.IN, Operator.NOT_IN) and type(v) not in _SCALARS:
+            bad(f"operator {op} compares strings, numbers and booleans; {v!r} is none of them", i)
+    return issues
+
+
+def _cycles(edges: Mapping[str, list[str]]) -> list[list[str]]:
+    """Every cycle reachable in a directed graph, each once, as the list of its nodes."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in edges.get(node, ()):
+            if state.get(nxt) == 1:
+                found.append([*stack[stack.index(nxt) :], nxt])
+            elif nxt not in state and nxt in edges:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in edges:
+        if node not in state:
+            visit(node)
+    return found
+
+
+def _prerequisite_cycles(flags: list[Flag], base: str) -> list[Issue]:
+    index = {f.key: i for i, f in enumerate(flags)}
+    edges = {f.key: [p.flag for p in f.prerequisites] for f in flags}
+    return [
+        Issue(f"{base}/flags/{index[cycle[0]]}/prerequisites", "prerequisite cycle: " + " -> ".join(cycle))
+        for cycle in _cycles(edges)
+    ]
+
+
+def _segment_cycles(segments: list[Segment], base: str) -> list[Issue]:
+    index = {s.key: i for i, s in enumerate(segments)}
+    edges = {
+        s.key: [
+            v
+            for rule in s.rules
+            for clause in rule.clauses
+            if clause.operator is Operator.SEGMENT_MATCH
+            for v in clause.values
+            if type(v) is str
+        ]
+        for s in segments
+    }
+    return [
+        Issue(f"{base}/segments/{index[cycle[0]]}/rules", "segment cycle: " + " -> ".join(cycle))
+        for cycle in _cycles(edges)
+    ]
