@@ -1,0 +1,286 @@
+"""Control-plane benchmark: flag updates (version + audit + outbox) and reads, over HTTP, one uvicorn worker.
+
+It creates a scratch PostgreSQL database (Alembic ``upgrade head``), starts uvicorn with one worker
+on a free port, seeds a project with three environments and ``--flags`` flags, then drives keep-alive
+connections from a small asyncio HTTP/1.1 client (cheap, so the client steals little CPU from the
+server on a small machine) and prints throughput and latency percentiles. Goals: updates >= 300/s with
+p99 <= 50 ms; reads >= 1000/s.
+
+Each update PATCHes one flag's ``prod`` configuration (a rule that changes every time) with If-Match:
+rule-engine validation, a new version with a full snapshot, an audit entry with a diff, an outbox row
+and its RQ job. Every connection owns its own flags, so no update fails on a stale ETag.
+
+Run: ``.venv/bin/python -m benchmarks.control_plane_bench`` (PostgreSQL and Redis on localhost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from alembic import command
+from alembic.config import Config
+
+from flagyard.control_plane.settings import DEV_BOOTSTRAP_ADMIN_KEY
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_ADMIN = os.environ.get("FLAGYARD_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("FLAGYARD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+KEY = DEV_BOOTSTRAP_ADMIN_KEY
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection; just enough HTTP for JSON requests and responses."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> None:
+        self.reader, self.writer, self.host = reader, writer, host
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(reader, writer, host)
+
+    async def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        payload = b"" if body is None else json.dumps(body).encode()
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}", f"Authorization: Bearer {KEY}"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        if body is not None:
+            lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        response_headers = {}
+        for line in header_lines:
+            if line:
+                name, _, value = line.partition(":")
+                response_headers[name.strip().lower()] = value.strip()
+        length = int(response_headers.get("content-length", "0"))
+        content = await self.reader.readexactly(length) if length else b""
+        return int(status_line.split()[1]), response_headers, content
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def drive(
+    port: int, concurrency: int, seconds: float, make: Callable[[int, int], Any]
+) -> tuple[int, list[float], int]:
+    """Run ``make(worker, i)`` coroutines factories on ``concurrency`` connections for ``seconds``."""
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker(w: int) -> None:
+        nonlocal errors
+        conn = await Connection.open("127.0.0.1", port)
+        i = 0
+        try:
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                ok = await make(w, i)(conn)
+                latencies.append(time.perf_counter() - start)
+                errors += not ok
+                i += 1
+        finally:
+            conn.close()
+
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    return len(latencies), latencies, errors
+
+
+def report(
+    name: str, count: int, latencies: list[float], errors: int, seconds: float, goal: str
+) -> dict[str, Any]:
+    rate = count / seconds
+    figures = {
+        "scenario": name,
+        "requests": count,
+        "errors": errors,
+        "per_second": round(rate, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        "max_ms": round(max(latencies) * 1000, 2),
+        "goal": goal,
+    }
+    print(
+        f"{name:<28} {rate:8.1f}/s  p50 {figures['p50_ms']:6.2f} ms  p99 {figures['p99_ms']:6.2f} ms"
+        f"  errors {errors}  (goal: {goal})"
+    )
+    return figures
+
+
+async def seed(port: int, flags: int) -> None:
+    conn = await Connection.open("127.0.0.1", port)
+    try:
+        status, _, body = await conn.request("POST", "/api/v1/projects", {"key": "bench", "name": "Bench"})
+        assert status == 201, body
+        for env in ("dev", "staging", "prod"):
+            status, _, body = await conn.request(
+                "POST", "/api/v1/projects/bench/environments", {"key": env, "name": env}
+            )
+            assert status == 201, body
+        for i in range(flags):
+            status, _, body = await conn.request(
+                "POST",
+                "/api/v1/projects/bench/flags",
+                {"key": f"flag-{i:04d}", "name": f"Flag {i}", "type": "string",
+                 "variants": {"a": "A", "b": "B", "c": "C"}, "tags": ["bench"]},
+            )  # fmt: skip
+            assert status == 201, body
+    finally:
+        conn.close()
+
+
+async def run_scenarios(port: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+    await seed(port, args.flags)
+    per_worker = max(1, args.flags // args.concurrency)
+    etags: dict[str, str] = {}
+
+    def update(w: int, i: int) -> Callable[[Connection], Any]:
+        key = f"flag-{(w * per_worker + i % per_worker) % args.flags:04d}"
+
+        async def call(conn: Connection) -> bool:
+            if key not in etags:
+                _, headers, _ = await conn.request("GET", f"/api/v1/projects/bench/flags/{key}")
+                etags[key] = headers["etag"]
+            rule = {
+                "id": "r1",
+                "clauses": [{"attribute": "user.plan", "operator": "in", "values": [f"plan-{i}", "gold"]}],
+                "variant": "b" if i % 2 else "c",
+            }
+            status, headers, _ = await conn.request(
+                "PATCH",
+                f"/api/v1/projects/bench/flags/{key}/environments/prod",
+                {"rules": [rule], "enabled": True, "comment": "bench"},
+                {"If-Match": etags[key]},
+            )
+            if status == 200:
+                etags[key] = headers["etag"]
+            else:
+                etags.pop(key, None)
+            return status == 200
+
+        return call
+
+    def read(w: int, i: int) -> Callable[[Connection], Any]:
+        key = f"flag-{(w * 7 + i) % args.flags:04d}"
+
+        async def call(conn: Connection) -> bool:
+            status, _, _ = await conn.request("GET", f"/api/v1/projects/bench/flags/{key}")
+            return status == 200
+
+        return call
+
+    def list_(w: int, i: int) -> Callable[[Connection], Any]:
+        async def call(conn: Connection) -> bool:
+            status, _, _ = await conn.request("GET", "/api/v1/projects/bench/flags?limit=20")
+            return status == 200
+
+        return call
+
+    def healthz(w: int, i: int) -> Callable[[Connection], Any]:
+        async def call(conn: Connection) -> bool:
+            status, _, _ = await conn.request("GET", "/healthz")
+            return status == 200
+
+        return call
+
+    results = []
+    for name, make, goal in (
+        ("baseline: GET /healthz", healthz, "framework ceiling, no database"),
+        ("update flag env config", update, ">= 300/s, p99 <= 50 ms"),
+        ("read one flag", read, ">= 1000/s"),
+        ("list flags (20 per page)", list_, ">= 1000/s"),
+    ):
+        await drive(port, args.concurrency, args.warmup, make)  # warm-up
+        count, latencies, errors = await drive(port, args.concurrency, args.seconds, make)
+        results.append(report(name, count, latencies, errors, args.seconds, goal))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--flags", type=int, default=64)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    args = parser.parse_args()
+
+    db = f"flagyard_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}"')
+    url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + f"/{db}"
+    server = None
+    try:
+        config = Config(str(ROOT / "alembic.ini"))
+        config.set_main_option("sqlalchemy.url", url)
+        config.attributes["configure_logging"] = False
+        command.upgrade(config, "head")
+        port = free_port()
+        env = {
+            **os.environ,
+            "FLAGYARD_DATABASE_URL": url,
+            "FLAGYARD_REDIS_URL": REDIS_URL,
+            "FLAGYARD_RATE_LIMIT_REQUESTS": "0",
+            "FLAGYARD_OUTBOX_RELAY_INTERVAL_SECONDS": "5",
+            "FLAGYARD_DB_POOL_SIZE": "10",
+        }
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "flagyard.control_plane.main:app_from_env",
+             "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning",
+             "--loop", "uvloop", "--http", "httptools"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError as exc:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    output = server.stderr.read().decode() if server.stderr else ""
+                    raise SystemExit("uvicorn did not start: " + output) from exc
+                time.sleep(0.1)
+        print(
+            f"control plane: 1 uvicorn worker, {args.concurrency} connections, "
+            f"{args.seconds:.0f} s per scenario, {os.cpu_count()} CPUs"
+        )
+        results = asyncio.run(run_scenarios(port, args))
+        if args.json:
+            print(json.dumps(results, indent=2))
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(10)
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Environments of a project."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from flagyard.control_plane import schemas
+from flagyard.control_plane.api.deps import ReadContext, WriteContext
+from flagyard.control_plane.api.params import API_PREFIX, ERRORS, WRITE_ERRORS, EnvKey, ProjectKey
+from flagyard.control_plane.services import projects as ops
+from flagyard.control_plane.services.usage import read_usage
+
+router = APIRouter(
+    prefix=API_PREFIX + "/projects/{project}/environments", tags=["environments"], responses=ERRORS
+)
+
+
+@router.get("", response_model=schemas.Page[schemas.EnvironmentOut], summary="List environments")
+def list_environments(project: ProjectKey, ctx: ReadContext) -> Response:
+    return ctx.read(lambda session, actor: ops.list_environments(session, actor, project))
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=schemas.EnvironmentOut,
+    responses=WRITE_ERRORS,
+    summary="Create an environment",
+)
+def create_environment(project: ProjectKey, body: schemas.EnvironmentCreate, ctx: WriteContext) -> Response:
+    return ctx.write(lambda tx: ops.create_environment(tx, project, body))
+
+
+@router.get("/{env}", response_model=schemas.EnvironmentOut, summary="Get an environment")
+def get_environment(project: ProjectKey, env: EnvKey, ctx: ReadContext) -> Response:
+    return ctx.read(lambda session, actor: ops.read_environment(session, actor, project, env))
+
+
+@router.patch(
+    "/{env}", response_model=schemas.EnvironmentOut, responses=WRITE_ERRORS, summary="Update an environment"
+)
+def update_environment(
+    project: ProjectKey, env: EnvKey, body: schemas.EnvironmentUpdate, ctx: WriteContext
+) -> Response:
+    return ctx.write(lambda tx: ops.update_environment(tx, project, env, body))
+
+
+@router.delete("/{env}", status_code=204, responses=WRITE_ERRORS, summary="Delete an environment")
+def delete_environment(project: ProjectKey, env: EnvKey, ctx: WriteContext) -> Response:
+    return ctx.write(lambda tx: ops.delete_environment(tx, project, env))
+
+
+@router.get(
+    "/{env}/evaluations",
+    response_model=schemas.EnvironmentUsageOut,
+    summary="Which flags SDKs evaluate in this environment, and which are stale",
+)
+def evaluations(project: ProjectKey, env: EnvKey, ctx: ReadContext) -> Response:
+    state = ctx.state
+    return ctx.read(
+        lambda session, actor: read_usage(
+            session,
+            actor,
+            state.redis,
+            state.settings.redis_prefix,
+            project,
+            env,
+            state.settings.stale_flag_days,
+        )
+    )

@@ -1,0 +1,146 @@
+"""Flags: definitions, environment configurations, toggles, versions, diffs and rollbacks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.responses import Response
+
+from flagyard.control_plane import schemas
+from flagyard.control_plane.api.deps import ReadContext, WriteContext
+from flagyard.control_plane.api.params import (
+    API_PREFIX,
+    ERRORS,
+    WRITE_ERRORS,
+    EnvKey,
+    FlagKey,
+    IntCursor,
+    KeyCursor,
+    Limit,
+    ProjectKey,
+    VersionNumber,
+)
+from flagyard.control_plane.services import flags as ops
+
+router = APIRouter(prefix=API_PREFIX + "/projects/{project}/flags", tags=["flags"], responses=ERRORS)
+
+
+@router.get("", response_model=schemas.Page[schemas.FlagSummary], summary="List flags")
+def list_flags(
+    project: ProjectKey,
+    ctx: ReadContext,
+    limit: Limit = 50,
+    cursor: KeyCursor = None,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
+    q: Annotated[str | None, Query(max_length=128, description="Substring of key or name.")] = None,
+) -> Response:
+    return ctx.read(
+        lambda session, actor: ops.list_flags(
+            session, actor, project, limit=limit, cursor=cursor, tag=tag, query=q
+        )
+    )
+
+
+@router.post(
+    "", status_code=201, response_model=schemas.FlagOut, responses=WRITE_ERRORS, summary="Create a flag"
+)
+def create_flag(project: ProjectKey, body: schemas.FlagCreate, ctx: WriteContext) -> Response:
+    return ctx.write(lambda tx: ops.create_flag(tx, project, body))
+
+
+@router.get(
+    "/{flag}", response_model=schemas.FlagOut, summary="Get a flag with every environment's configuration"
+)
+def get_flag(project: ProjectKey, flag: FlagKey, ctx: ReadContext) -> Response:
+    return ctx.read(lambda session, actor: ops.read_flag(session, actor, project, flag))
+
+
+@router.patch(
+    "/{flag}", response_model=schemas.FlagOut, responses=WRITE_ERRORS, summary="Update a flag's definition"
+)
+def update_flag(project: ProjectKey, flag: FlagKey, body: schemas.FlagUpdate, ctx: WriteContext) -> Response:
+    return ctx.write(lambda tx: ops.update_flag(tx, project, flag, body))
+
+
+@router.delete("/{flag}", status_code=204, responses=WRITE_ERRORS, summary="Delete a flag")
+def delete_flag(project: ProjectKey, flag: FlagKey, ctx: WriteContext) -> Response:
+    return ctx.write(lambda tx: ops.delete_flag(tx, project, flag))
+
+
+@router.get(
+    "/{flag}/environments/{env}",
+    response_model=schemas.FlagEnvironmentOut,
+    summary="Get a flag's configuration in one environment",
+)
+def get_env_config(project: ProjectKey, flag: FlagKey, env: EnvKey, ctx: ReadContext) -> Response:
+    return ctx.read(lambda session, actor: ops.read_env_config(session, actor, project, flag, env))
+
+
+@router.patch(
+    "/{flag}/environments/{env}",
+    response_model=schemas.FlagEnvironmentOut,
+    responses=WRITE_ERRORS,
+    summary="Update a flag's configuration in one environment",
+)
+def update_env_config(
+    project: ProjectKey, flag: FlagKey, env: EnvKey, body: schemas.EnvConfigPatch, ctx: WriteContext
+) -> Response:
+    return ctx.write(lambda tx: ops.update_env_config(tx, project, flag, env, body))
+
+
+@router.post(
+    "/{flag}/environments/{env}/toggle",
+    response_model=schemas.FlagEnvironmentOut,
+    responses=WRITE_ERRORS,
+    summary="Turn a flag on or off in one environment (kill switch; If-Match optional)",
+)
+def toggle(
+    project: ProjectKey, flag: FlagKey, env: EnvKey, body: schemas.ToggleIn, ctx: WriteContext
+) -> Response:
+    return ctx.write(lambda tx: ops.toggle(tx, project, flag, env, body))
+
+
+@router.get(
+    "/{flag}/versions", response_model=schemas.Page[schemas.VersionSummary], summary="List a flag's versions"
+)
+def list_versions(
+    project: ProjectKey,
+    flag: FlagKey,
+    ctx: ReadContext,
+    limit: Limit = 50,
+    cursor: IntCursor = None,
+) -> Response:
+    return ctx.read(
+        lambda session, actor: ops.list_versions(session, actor, project, flag, limit=limit, cursor=cursor)
+    )
+
+
+@router.get(
+    "/{flag}/versions/{n}", response_model=schemas.VersionOut, summary="Get one version with its snapshot"
+)
+def get_version(project: ProjectKey, flag: FlagKey, n: VersionNumber, ctx: ReadContext) -> Response:
+    return ctx.read(lambda session, actor: ops.read_version(session, actor, project, flag, n))
+
+
+@router.get(
+    "/{flag}/diff", response_model=schemas.DiffOut, summary="Diff two versions (to defaults to the latest)"
+)
+def diff(
+    project: ProjectKey,
+    flag: FlagKey,
+    ctx: ReadContext,
+    from_: Annotated[int, Query(alias="from", ge=1, le=2**31 - 1)],
+    to: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+) -> Response:
+    return ctx.read(lambda session, actor: ops.diff_versions(session, actor, project, flag, from_, to))
+
+
+@router.post(
+    "/{flag}/rollback",
+    response_model=schemas.FlagOut,
+    responses=WRITE_ERRORS,
+    summary="Restore an earlier version as a new version",
+)
+def rollback(project: ProjectKey, flag: FlagKey, body: schemas.RollbackIn, ctx: WriteContext) -> Response:
+    return ctx.write(lambda tx: ops.rollback(tx, project, flag, body))

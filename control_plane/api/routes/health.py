@@ -1,0 +1,52 @@
+"""Liveness, readiness and metrics (outside /api/v1, unauthenticated)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from flagyard.control_plane.api.deps import StateDep
+from flagyard.control_plane.api.responses import dumps
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness: the process serves requests")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz", summary="Readiness: the database is reachable", responses={503: {"description": "Not ready"}}
+)
+def readyz(state: StateDep) -> Response:
+    checks = {}
+    try:
+        with state.engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        checks["database"] = "ok"
+    except sa.exc.SQLAlchemyError:
+        checks["database"] = "unavailable"
+    try:
+        state.redis.ping()
+        checks["redis"] = "ok"
+    except Exception:
+        checks["redis"] = "unavailable"
+    ready = checks["database"] == "ok"
+    if ready:
+        body: dict[str, object] = {"status": "ready", "checks": checks}
+    else:
+        body = {
+            "code": "not_ready",
+            "message": "the database is unavailable",
+            "details": [{"path": "/checks/database", "message": "unreachable"}],
+            "checks": checks,
+        }
+    return Response(dumps(body), status_code=200 if ready else 503, media_type="application/json")
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(state: StateDep) -> Response:
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,39 @@
+"""The SQLAlchemy engine and sessions (psycopg 3, a bounded connection pool)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from flagyard.control_plane.settings import Settings
+
+
+def make_engine(settings: Settings) -> sa.Engine:
+    """An engine with a bounded pool and connect and statement timeouts.
+
+    No pre-ping (it costs a round trip per request): a connection found dead fails that one request
+    with 503 and is discarded with the rest of the pool.
+    """
+    options = f"-c statement_timeout={settings.db_statement_timeout_ms}"
+    return sa.create_engine(
+        settings.sqlalchemy_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": settings.db_connect_timeout_seconds, "options": options},
+    )
+
+
+def make_sessionmaker(engine: sa.Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose transaction commits on success and rolls back on any error."""
+    with factory() as session, session.begin():
+        yield session

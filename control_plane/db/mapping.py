@@ -1,0 +1,139 @@
+"""THE one mapping between database rows and rule-engine models.
+
+The control plane writes through it, and the syncer reads through it: the rule-engine
+:class:`~flagyard.rule_engine.Flag` of environment E is the flag's definition (key, type, variants,
+salt) plus E's configuration plus the flag's version; a :class:`~flagyard.rule_engine.Segment` is
+project-wide and the same in every environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from flagyard import rule_engine as re_
+from flagyard.control_plane.db.models import Environment, Flag, FlagEnvironment, Segment
+
+ENV_CONFIG_FIELDS = ("enabled", "off_variant", "default_variant", "default_split", "rules", "prerequisites")
+"""The per-environment part of a flag."""
+
+DEFINITION_FIELDS = ("key", "name", "description", "tags", "type", "variants", "salt")
+"""The project-wide part of a flag (what a snapshot holds next to ``environments``)."""
+
+SEGMENT_FIELDS = ("key", "name", "description", "included", "excluded", "rules")
+
+
+def default_env_config() -> dict[str, Any]:
+    """A new environment's configuration of a flag: off, serving the caller's default."""
+    return {
+        "enabled": False,
+        "off_variant": None,
+        "default_variant": None,
+        "default_split": None,
+        "rules": [],
+        "prerequisites": [],
+    }
+
+
+def env_config_dict(row: FlagEnvironment) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in ENV_CONFIG_FIELDS}
+
+
+def apply_env_config(row: FlagEnvironment, config: Mapping[str, Any]) -> None:
+    for name in ENV_CONFIG_FIELDS:
+        setattr(row, name, config[name])
+
+
+def flag_definition_dict(row: Flag) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in DEFINITION_FIELDS}
+
+
+def flag_snapshot(definition: Mapping[str, Any], configs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """A version's snapshot: the definition and every environment's configuration, by environment key."""
+    snapshot = {name: definition[name] for name in DEFINITION_FIELDS}
+    snapshot["environments"] = {env: dict(configs[env]) for env in sorted(configs)}
+    return snapshot
+
+
+def rule_engine_flag_data(
+    definition: Mapping[str, Any], config: Mapping[str, Any], version: int
+) -> dict[str, Any]:
+    """The rule-engine input for one environment (validate it with ``validate_flag``)."""
+    data = {name: definition[name] for name in ("key", "type", "variants", "salt")}
+    data.update({name: config[name] for name in ENV_CONFIG_FIELDS})
+    data["version"] = version
+    return data
+
+
+def to_rule_engine_flag(row: Flag, config: FlagEnvironment) -> re_.Flag:
+    return re_.Flag.model_validate(
+        rule_engine_flag_data(flag_definition_dict(row), env_config_dict(config), row.version)
+    )
+
+
+def canonical_env_config(flag: re_.Flag) -> dict[str, Any]:
+    """What is stored for a validated flag's environment configuration (defaults filled in)."""
+    dumped = flag.model_dump(mode="json", include=set(ENV_CONFIG_FIELDS))
+    return {name: dumped[name] for name in ENV_CONFIG_FIELDS}
+
+
+def segment_dict(row: Segment) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in SEGMENT_FIELDS}
+
+
+def rule_engine_segment_data(snapshot: Mapping[str, Any], version: int) -> dict[str, Any]:
+    data = {name: snapshot[name] for name in ("key", "included", "excluded", "rules")}
+    data["version"] = version
+    return data
+
+
+def to_rule_engine_segment(row: Segment) -> re_.Segment:
+    return re_.Segment.model_validate(rule_engine_segment_data(segment_dict(row), row.version))
+
+
+def canonical_segment_rules(segment: re_.Segment) -> list[Any]:
+    return [rule.model_dump(mode="json") for rule in segment.rules]
+
+
+def load_flag(session: Session, environment_id: int, key: str) -> re_.Flag | None:
+    """The live flag ``key`` as served in an environment, or ``None`` (deleted or never existed)."""
+    row = session.execute(
+        sa.select(Flag, FlagEnvironment)
+        .join(FlagEnvironment, FlagEnvironment.flag_id == Flag.id)
+        .where(FlagEnvironment.environment_id == environment_id, Flag.key == key, Flag.deleted_at.is_(None))
+    ).first()
+    return None if row is None else to_rule_engine_flag(row[0], row[1])
+
+
+def load_segment(session: Session, environment_id: int, key: str) -> re_.Segment | None:
+    """The live segment ``key`` of the environment's project, or ``None``."""
+    project_id = sa.select(Environment.project_id).where(Environment.id == environment_id).scalar_subquery()
+    row = session.scalars(
+        sa.select(Segment).where(
+            Segment.project_id == project_id, Segment.key == key, Segment.deleted_at.is_(None)
+        )
+    ).first()
+    return None if row is None else to_rule_engine_segment(row)
+
+
+def load_environment_document(session: Session, environment_id: int) -> re_.Document:
+    """Every live flag and segment of an environment as a native document (export, full sync)."""
+    flags = session.execute(
+        sa.select(Flag, FlagEnvironment)
+        .join(FlagEnvironment, FlagEnvironment.flag_id == Flag.id)
+        .where(FlagEnvironment.environment_id == environment_id, Flag.deleted_at.is_(None))
+        .order_by(Flag.key)
+    ).all()
+    project_id = sa.select(Environment.project_id).where(Environment.id == environment_id).scalar_subquery()
+    segments = session.scalars(
+        sa.select(Segment)
+        .where(Segment.project_id == project_id, Segment.deleted_at.is_(None))
+        .order_by(Segment.key)
+    ).all()
+    return re_.Document(
+        flags=[to_rule_engine_flag(f, c) for f, c in flags],
+        segments=[to_rule_engine_segment(s) for s in segments],
+    )

@@ -1,0 +1,260 @@
+"""ORM models: the control plane's PostgreSQL schema (managed by Alembic, see ``migrations/``).
+
+JSON content (variants, rules, snapshots) is stored as PostgreSQL ``json``, which keeps key order as
+written, so variants come back in the order the admin declared them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JsonValue = Any
+Timestamp = sa.DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: sa.JSON,
+        list[Any]: sa.JSON,
+        datetime: Timestamp,
+    }
+
+
+def _now() -> Mapped[datetime]:
+    return mapped_column(Timestamp, server_default=sa.func.now(), nullable=False)
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(128), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(256))
+    description: Mapped[str] = mapped_column(sa.Text, server_default="")
+    revision: Mapped[int] = mapped_column(sa.Integer, server_default="1")
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class Environment(Base):
+    __tablename__ = "environments"
+    __table_args__ = (sa.UniqueConstraint("project_id", "key", name="uq_environments_project_key"),)
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(sa.String(128))
+    name: Mapped[str] = mapped_column(sa.String(256))
+    description: Mapped[str] = mapped_column(sa.Text, server_default="")
+    revision: Mapped[int] = mapped_column(sa.Integer, server_default="1")
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class Flag(Base):
+    """A flag's definition; deleted flags stay as tombstones so a re-created key keeps versions rising."""
+
+    __tablename__ = "flags"
+    __table_args__ = (
+        sa.Index(
+            "uq_flags_project_key_live",
+            "project_id",
+            "key",
+            unique=True,
+            postgresql_where=sa.text("deleted_at IS NULL"),
+        ),
+        sa.Index("ix_flags_project_key", "project_id", "key"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(sa.String(128))
+    name: Mapped[str] = mapped_column(sa.String(256))
+    description: Mapped[str] = mapped_column(sa.Text, server_default="")
+    tags: Mapped[list[Any]] = mapped_column(sa.JSON)
+    type: Mapped[str] = mapped_column(sa.String(16))
+    variants: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    salt: Mapped[str] = mapped_column(sa.String(128))
+    version: Mapped[int] = mapped_column(sa.Integer)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    deleted_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+
+class FlagEnvironment(Base):
+    """A flag's configuration in one environment (one row per flag and environment)."""
+
+    __tablename__ = "flag_environments"
+
+    flag_id: Mapped[int] = mapped_column(sa.ForeignKey("flags.id", ondelete="CASCADE"), primary_key=True)
+    environment_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("environments.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    enabled: Mapped[bool] = mapped_column(sa.Boolean)
+    off_variant: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    default_variant: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    default_split: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
+    rules: Mapped[list[Any]] = mapped_column(sa.JSON)
+    prerequisites: Mapped[list[Any]] = mapped_column(sa.JSON)
+
+
+class FlagVersion(Base):
+    """An immutable snapshot of a whole flag (definition and every environment config)."""
+
+    __tablename__ = "flag_versions"
+    __table_args__ = (sa.UniqueConstraint("flag_id", "version", name="uq_flag_versions_flag_version"),)
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    flag_id: Mapped[int] = mapped_column(sa.ForeignKey("flags.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(sa.Integer)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    action: Mapped[str] = mapped_column(sa.String(32))
+    comment: Mapped[str] = mapped_column(sa.Text, server_default="")
+    author_key_id: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
+    created_at: Mapped[datetime] = _now()
+
+
+class Segment(Base):
+    __tablename__ = "segments"
+    __table_args__ = (
+        sa.Index(
+            "uq_segments_project_key_live",
+            "project_id",
+            "key",
+            unique=True,
+            postgresql_where=sa.text("deleted_at IS NULL"),
+        ),
+        sa.Index("ix_segments_project_key", "project_id", "key"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(sa.String(128))
+    name: Mapped[str] = mapped_column(sa.String(256))
+    description: Mapped[str] = mapped_column(sa.Text, server_default="")
+    included: Mapped[list[Any]] = mapped_column(sa.JSON)
+    excluded: Mapped[list[Any]] = mapped_column(sa.JSON)
+    rules: Mapped[list[Any]] = mapped_column(sa.JSON)
+    version: Mapped[int] = mapped_column(sa.Integer)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    deleted_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+
+class SegmentVersion(Base):
+    __tablename__ = "segment_versions"
+    __table_args__ = (
+        sa.UniqueConstraint("segment_id", "version", name="uq_segment_versions_segment_version"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    segment_id: Mapped[int] = mapped_column(sa.ForeignKey("segments.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(sa.Integer)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    action: Mapped[str] = mapped_column(sa.String(32))
+    comment: Mapped[str] = mapped_column(sa.Text, server_default="")
+    author_key_id: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
+    created_at: Mapped[datetime] = _now()
+
+
+class AuditEntry(Base):
+    """Who changed what, when. Not tied to the project row by a foreign key: it outlives deletions."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        sa.Index("ix_audit_log_project_id_id", "project_id", "id"),
+        sa.Index("ix_audit_log_resource", "project_id", "resource_type", "resource_key"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    project_id: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
+    project_key: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    actor_key_id: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
+    actor_key_prefix: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    resource_type: Mapped[str] = mapped_column(sa.String(32))
+    resource_key: Mapped[str] = mapped_column(sa.String(256))
+    environment_key: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    action: Mapped[str] = mapped_column(sa.String(32))
+    version: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    diff: Mapped[list[Any]] = mapped_column(sa.JSON)
+    comment: Mapped[str] = mapped_column(sa.Text, server_default="")
+    request_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    created_at: Mapped[datetime] = _now()
+
+
+class OutboxEntry(Base):
+    """A change to propagate to the data plane; see ``control_plane/outbox.py`` for the contract.
+
+    ``environment_id`` is deliberately not a foreign key: the deletion marker of an environment must
+    outlive the environment's row.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        sa.Index("ix_outbox_pending", "id", postgresql_where=sa.text("enqueued_at IS NULL")),
+        sa.CheckConstraint(
+            "entity_type IN ('flag', 'segment', 'environment', 'sdk_key')", name="entity_type"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    environment_id: Mapped[int] = mapped_column(sa.BigInteger)
+    entity_type: Mapped[str] = mapped_column(sa.String(16))
+    entity_key: Mapped[str] = mapped_column(sa.String(128))
+    version: Mapped[int] = mapped_column(sa.Integer)
+    deleted: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+    created_at: Mapped[datetime] = _now()
+    enqueued_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+
+class ApiKey(Base):
+    """An admin-API key (role admin/writer/reader) or an environment's SDK key (role sdk).
+
+    Only the SHA-256 of the full key is stored, never the key.
+    """
+
+    __tablename__ = "api_keys"
+    __table_args__ = (sa.CheckConstraint("role IN ('admin', 'writer', 'reader', 'sdk')", name="role"),)
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(256))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    project_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("projects.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    environment_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("environments.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(sa.String(64))
+    created_by_key_id: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
+    replaces_key_id: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+
+class IdempotencyRecord(Base):
+    """The first response to a POST carrying an ``Idempotency-Key``, replayed on retries."""
+
+    __tablename__ = "idempotency_records"
+
+    api_key_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    status_code: Mapped[int] = mapped_column(sa.Integer)
+    body: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
+    headers: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = _now()

@@ -1,0 +1,145 @@
+"""Errors of the control plane, each carrying its HTTP status, a stable code and optional details.
+
+Everything the API answers with an error body comes from one of these::
+
+    ControlPlaneError                     500 internal_error
+    ├── NotFoundError                          404 not_found
+    ├── ConflictError                          409 conflict
+    ├── InvalidRequestError                    422 validation_error   (details: one per problem)
+    │   └── IdempotencyKeyReusedError          422 idempotency_key_reused
+    ├── PreconditionRequiredError              428 precondition_required
+    ├── PreconditionFailedError                412 precondition_failed
+    ├── AuthenticationError              401 unauthenticated
+    ├── PermissionDeniedError                  403 forbidden
+    ├── RateLimitedError                       429 rate_limited        (retry_after seconds)
+    ├── NotSupportedError                 501 not_implemented
+    └── ServiceUnavailableError                503 service_unavailable
+        └── DatabaseUnavailableError           503 database_unavailable
+
+Errors of SQLAlchemy, psycopg and redis never leave the layer that talks to them raw: they are mapped
+here with ``raise ... from exc`` (see :func:`map_db_error`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy.exc
+
+from flagyard.rule_engine import Issue
+
+
+@dataclass(frozen=True, slots=True)
+class Detail:
+    """One problem: ``path`` is a JSON pointer into the request (or the resource), ``message`` says why."""
+
+    path: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": self.path, "message": self.message}
+
+
+class ControlPlaneError(Exception):
+    """Base of every control-plane error; the API renders it as ``{code, message, details}``."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, details: Sequence[Detail] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = list(details)
+
+    def body(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message, "details": [d.as_dict() for d in self.details]}
+
+
+class NotFoundError(ControlPlaneError):
+    status = 404
+    code = "not_found"
+
+
+class ConflictError(ControlPlaneError):
+    status = 409
+    code = "conflict"
+
+
+class InvalidRequestError(ControlPlaneError):
+    status = 422
+    code = "validation_error"
+
+    @classmethod
+    def from_issues(
+        cls, issues: Iterable[Issue], message: str = "the request is invalid", prefix: str = ""
+    ) -> InvalidRequestError:
+        return cls(message, [Detail(prefix + i.path, i.message) for i in issues])
+
+
+class IdempotencyKeyReusedError(InvalidRequestError):
+    code = "idempotency_key_reused"
+
+
+class PreconditionRequiredError(ControlPlaneError):
+    status = 428
+    code = "precondition_required"
+
+
+class PreconditionFailedError(ControlPlaneError):
+    status = 412
+    code = "precondition_failed"
+
+
+class AuthenticationError(ControlPlaneError):
+    status = 401
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(ControlPlaneError):
+    status = 403
+    code = "forbidden"
+
+
+class RateLimitedError(ControlPlaneError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NotSupportedError(ControlPlaneError):
+    status = 501
+    code = "not_implemented"
+
+
+class ServiceUnavailableError(ControlPlaneError):
+    status = 503
+    code = "service_unavailable"
+
+
+class DatabaseUnavailableError(ServiceUnavailableError):
+    code = "database_unavailable"
+
+
+def map_db_error(exc: sqlalchemy.exc.SQLAlchemyError) -> ControlPlaneError:
+    """The control-plane error for a database error (raise it ``from exc``)."""
+    if isinstance(exc, sqlalchemy.exc.IntegrityError):
+        return ConflictError(
+            "the change conflicts with existing data (a duplicate key, or a concurrent change)"
+        )
+    if isinstance(exc, sqlalchemy.exc.DataError):
+        return InvalidRequestError("the database rejected a value of the request")
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return DatabaseUnavailableError("the database connection was lost; the change was not applied")
+    if isinstance(
+        exc,
+        sqlalchemy.exc.OperationalError
+        | sqlalchemy.exc.InterfaceError
+        | sqlalchemy.exc.TimeoutError
+        | sqlalchemy.exc.DisconnectionError,
+    ):
+        return DatabaseUnavailableError("the database is unavailable; the change was not applied")
+    return ControlPlaneError("unexpected database error")

@@ -1,0 +1,130 @@
+"""The control-plane application: ``create_app(settings)``.
+
+Run it with ``uvicorn --factory flagyard.control_plane.main:app_from_env``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis
+import sqlalchemy as sa
+import structlog
+from fastapi import FastAPI
+
+from flagyard.control_plane.api import errors
+from flagyard.control_plane.api.middleware import RequestContextMiddleware
+from flagyard.control_plane.api.routes import (
+    api_keys,
+    audit,
+    environments,
+    flags,
+    health,
+    projects,
+    sdk_keys,
+    segments,
+    transfer,
+)
+from flagyard.control_plane.db.engine import make_engine, make_sessionmaker
+from flagyard.control_plane.logs import configure_logging
+from flagyard.control_plane.metrics import Metrics
+from flagyard.control_plane.outbox import Dispatcher, Relay, backlog
+from flagyard.control_plane.ratelimit import RateLimiter
+from flagyard.control_plane.services.keys import ensure_bootstrap_key
+from flagyard.control_plane.settings import Settings
+from flagyard.control_plane.state import AppState
+
+log = structlog.get_logger("flagyard.control_plane")
+
+
+def build_state(settings: Settings) -> AppState:
+    engine = make_engine(settings)
+    sessions = make_sessionmaker(engine)
+    connection = redis.Redis.from_url(
+        settings.redis_url.get_secret_value(),
+        socket_timeout=settings.redis_timeout_seconds,
+        socket_connect_timeout=settings.redis_timeout_seconds,
+    )
+    metrics = Metrics()
+    metrics.watch_pool(engine)
+
+    def outbox_backlog() -> tuple[int, float]:
+        with sessions() as session:
+            return backlog(session)
+
+    metrics.watch_outbox(outbox_backlog)
+    dispatcher = Dispatcher(
+        sessions,
+        connection,
+        settings.sync_queue,
+        background=settings.outbox_dispatch == "background",
+        metrics=metrics,
+    )
+    limiter = RateLimiter(connection, settings.rate_limit_requests, settings.rate_limit_window_seconds)
+    relay = None
+    if settings.outbox_relay_interval_seconds > 0:
+        relay = Relay(
+            sessions,
+            connection,
+            settings.sync_queue,
+            interval=settings.outbox_relay_interval_seconds,
+            grace_seconds=settings.outbox_grace_seconds,
+            retention_hours=settings.outbox_retention_hours,
+            metrics=metrics,
+        )
+    return AppState(settings, engine, sessions, connection, dispatcher, limiter, metrics, relay)
+
+
+def bootstrap(state: AppState) -> None:
+    """Insert the bootstrap admin key on first start; a database outage only logs (readyz reports it)."""
+    key = state.settings.bootstrap_admin_key
+    if key is None:
+        return
+    try:
+        with state.sessions() as session, session.begin():
+            if ensure_bootstrap_key(session, key.get_secret_value()):
+                log.info("api_key.bootstrapped")
+    except sa.exc.SQLAlchemyError as exc:
+        log.error("api_key.bootstrap_failed", error=str(exc).splitlines()[0])
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings)
+    state = build_state(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        bootstrap(state)
+        if state.relay is not None:
+            state.relay.start()
+        log.info("control_plane.started", mode=settings.mode)
+        try:
+            yield
+        finally:
+            if state.relay is not None:
+                state.relay.stop()
+            state.dispatcher.close()
+            state.engine.dispose()
+            state.redis.close()
+
+    app = FastAPI(
+        title="Flagyard control plane",
+        version="1.0.0",
+        summary="The admin API: projects, environments, flags, segments, versions, audit and keys.",
+        lifespan=lifespan,
+    )
+    app.state.flagyard = state
+    errors.install(app)
+    # Each router carries the full /api/v1 prefix itself, so route templates (metrics labels) are complete.
+    for module in (flags, projects, environments, segments, audit, api_keys, sdk_keys, transfer):
+        app.include_router(module.router)
+    app.include_router(health.router)
+    app.add_middleware(RequestContextMiddleware, metrics=state.metrics, access_log=settings.access_log)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The uvicorn factory: settings from ``FLAGYARD_*`` environment variables."""
+    return create_app(Settings())

@@ -1,0 +1,86 @@
+"""Prometheus metrics, all prefixed ``flagyard_``, in a registry of their own per app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "flagyard_http_requests",
+            "Admin API requests by method, route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "flagyard_http_request_duration_seconds",
+            "Admin API request latency by method and route template.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.outbox_enqueued = Counter(
+            "flagyard_outbox_enqueued",
+            "Outbox rows enqueued as sync jobs, directly after commit or by the relay.",
+            ["path"],
+            registry=self.registry,
+        )
+        self.outbox_enqueue_failures = Counter(
+            "flagyard_outbox_enqueue_failures",
+            "Outbox rows whose enqueue after commit failed (the relay retries them).",
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "flagyard_rate_limited_requests", "Requests refused by the rate limiter.", registry=self.registry
+        )
+
+    def watch_pool(self, engine: sa.Engine) -> None:
+        self.registry.register(_PoolCollector(engine))
+
+    def watch_outbox(self, backlog: Callable[[], tuple[int, float]]) -> None:
+        self.registry.register(_OutboxCollector(backlog))
+
+
+class _PoolCollector(Collector):
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        pool = self._engine.pool
+        gauge = GaugeMetricFamily(
+            "flagyard_db_pool_connections", "Database pool connections by state.", labels=["state"]
+        )
+        for state, name in (("checked_out", "checkedout"), ("idle", "checkedin"), ("overflow", "overflow")):
+            value = getattr(pool, name, None)
+            if callable(value):
+                gauge.add_metric([state], float(value()))
+        size = getattr(pool, "size", None)
+        if callable(size):
+            gauge.add_metric(["size"], float(size()))
+        yield gauge
+
+
+class _OutboxCollector(Collector):
+    def __init__(self, backlog: Callable[[], tuple[int, float]]) -> None:
+        self._backlog = backlog
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            count, age = self._backlog()
+        except Exception:
+            return
+        yield GaugeMetricFamily("flagyard_outbox_backlog", "Outbox rows not yet enqueued.", value=count)
+        yield GaugeMetricFamily(
+            "flagyard_outbox_oldest_pending_seconds",
+            "Age of the oldest outbox row not yet enqueued.",
+            value=age,
+        )

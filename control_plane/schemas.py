@@ -1,0 +1,376 @@
+"""Request and response bodies of the admin API (published in the OpenAPI spec).
+
+Request bodies reject unknown fields. Flag content reuses the rule engine's models, so the spec shows
+the real shape; the rule engine's validation then checks meaning (declared variants, weights, ...).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from flagyard.rule_engine import FlagType, Prerequisite, Rule, SegmentRule, Split
+from flagyard.rule_engine.model import KEY_PATTERN
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    return value
+
+
+Key = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
+"""Project, environment, flag and segment keys: 1-128 of ``A-Z a-z 0-9 _ . -``, not starting with a symbol."""
+Name = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_no_nul)]
+Text = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_no_nul)]
+Comment = Annotated[str, StringConstraints(max_length=2_000), AfterValidator(_no_nul)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_no_nul)]
+TargetKey = Annotated[str, StringConstraints(max_length=1024), AfterValidator(_no_nul)]
+
+T = TypeVar("T")
+
+
+def check_finite(value: Any, path: str = "") -> str | None:
+    """The JSON pointer of the first NaN or infinity in ``value`` (Python's JSON parser accepts them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "/"
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = check_finite(item, f"{path}/{key}")
+        if found:
+            return found
+    return None
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _finite(cls, data: Any) -> Any:
+        where = check_finite(data)
+        if where:
+            raise ValueError(f"NaN and Infinity are not JSON numbers (at {where})")
+        return data
+
+
+class Output(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Page(Output, Generic[T]):
+    """One page of a list; pass ``next_cursor`` as ``cursor`` for the next one (``null`` at the end)."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+# --- projects and environments ------------------------------------------------------------------
+
+
+class ProjectCreate(Input):
+    key: Key
+    name: Name
+    description: Text = ""
+
+
+class ProjectUpdate(Input):
+    name: Name | None = None
+    description: Text | None = None
+
+
+class ProjectOut(Output):
+    key: str
+    name: str
+    description: str
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class EnvironmentCreate(Input):
+    key: Key
+    name: Name
+    description: Text = ""
+
+
+class EnvironmentUpdate(Input):
+    name: Name | None = None
+    description: Text | None = None
+
+
+class EnvironmentOut(Output):
+    key: str
+    name: str
+    description: str
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class FlagUsageOut(Output):
+    key: str
+    evaluations: int
+    variants: dict[str, int]
+    reasons: dict[str, int]
+    last_evaluated_at: datetime | None
+    stale: bool
+
+
+class EnvironmentUsageOut(Output):
+    environment: str
+    stale_after_days: float
+    flags: list[FlagUsageOut]
+
+
+# --- flags ---------------------------------------------------------------------------------------
+
+
+class EnvConfigIn(Input):
+    """A flag's configuration in one environment."""
+
+    enabled: bool = False
+    off_variant: str | None = None
+    default_variant: str | None = None
+    default_split: Split | None = None
+    rules: list[Rule] = Field(default_factory=list)
+    prerequisites: list[Prerequisite] = Field(default_factory=list)
+
+
+class EnvConfigPatch(Input):
+    """Fields to change in a flag's environment configuration; absent fields keep their value."""
+
+    enabled: bool | None = None
+    off_variant: str | None = None
+    default_variant: str | None = None
+    default_split: Split | None = None
+    rules: list[Rule] | None = None
+    prerequisites: list[Prerequisite] | None = None
+    comment: Comment = ""
+
+
+class EnvConfigOut(Output):
+    enabled: bool
+    off_variant: str | None
+    default_variant: str | None
+    default_split: dict[str, Any] | None
+    rules: list[dict[str, Any]]
+    prerequisites: list[dict[str, Any]]
+
+
+class FlagEnvironmentOut(EnvConfigOut):
+    """A flag's configuration in one environment, with the flag's version (its ETag)."""
+
+    flag: str
+    environment: str
+    version: int
+
+
+class FlagCreate(Input):
+    key: Key
+    name: Name
+    description: Text = ""
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    type: FlagType
+    variants: dict[str, Any] = Field(min_length=1, max_length=1000)
+    environments: dict[str, EnvConfigIn] = Field(
+        default_factory=dict, description="Initial configuration by environment key; others start off."
+    )
+    comment: Comment = ""
+
+
+class FlagUpdate(Input):
+    """Definition fields to change; absent fields keep their value."""
+
+    name: Name | None = None
+    description: Text | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=50)
+    type: FlagType | None = None
+    variants: dict[str, Any] | None = Field(default=None, min_length=1, max_length=1000)
+    comment: Comment = ""
+
+
+class FlagOut(Output):
+    key: str
+    name: str
+    description: str
+    tags: list[str]
+    type: FlagType
+    variants: dict[str, Any]
+    salt: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    environments: dict[str, EnvConfigOut]
+
+
+class FlagSummary(Output):
+    key: str
+    name: str
+    description: str
+    tags: list[str]
+    type: FlagType
+    version: int
+    updated_at: datetime
+    enabled: dict[str, bool] = Field(description="Whether the flag is on, by environment key.")
+
+
+class ToggleIn(Input):
+    enabled: bool
+    comment: Comment = ""
+
+
+class RollbackIn(Input):
+    version: int = Field(ge=1, le=2**31 - 1)
+    comment: Comment = ""
+
+
+class VersionSummary(Output):
+    version: int
+    action: str
+    comment: str
+    author_key_id: int | None
+    created_at: datetime
+
+
+class VersionOut(VersionSummary):
+    snapshot: dict[str, Any]
+
+
+class Change(Output):
+    """One difference: ``op`` is add, remove or replace at ``path`` (a JSON pointer)."""
+
+    op: Literal["add", "remove", "replace"]
+    path: str
+    old: Any = None
+    value: Any = None
+
+
+class DiffOut(Output):
+    from_version: int
+    to_version: int
+    changes: list[Change]
+
+
+# --- segments ------------------------------------------------------------------------------------
+
+
+class SegmentCreate(Input):
+    key: Key
+    name: Name
+    description: Text = ""
+    included: list[TargetKey] = Field(default_factory=list, max_length=10_000)
+    excluded: list[TargetKey] = Field(default_factory=list, max_length=10_000)
+    rules: list[SegmentRule] = Field(default_factory=list)
+    comment: Comment = ""
+
+
+class SegmentUpdate(Input):
+    name: Name | None = None
+    description: Text | None = None
+    included: list[TargetKey] | None = Field(default=None, max_length=10_000)
+    excluded: list[TargetKey] | None = Field(default=None, max_length=10_000)
+    rules: list[SegmentRule] | None = None
+    comment: Comment = ""
+
+
+class SegmentOut(Output):
+    key: str
+    name: str
+    description: str
+    included: list[str]
+    excluded: list[str]
+    rules: list[dict[str, Any]]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- audit ---------------------------------------------------------------------------------------
+
+
+class AuditOut(Output):
+    id: int
+    project: str | None
+    actor_key_id: int | None
+    actor_key_prefix: str | None
+    resource_type: str
+    resource_key: str
+    environment: str | None
+    action: str
+    version: int | None
+    diff: list[dict[str, Any]]
+    comment: str
+    request_id: str | None
+    created_at: datetime
+
+
+# --- keys ----------------------------------------------------------------------------------------
+
+
+class ApiKeyCreate(Input):
+    name: Name
+    role: Literal["admin", "writer", "reader"]
+    project: Key | None = Field(default=None, description="Scope the key to one project; none is global.")
+    expires_at: datetime | None = None
+
+
+class SdkKeyCreate(Input):
+    name: Name
+    expires_at: datetime | None = None
+
+
+class RotateIn(Input):
+    overlap_seconds: int | None = Field(
+        default=None, ge=0, le=90 * 24 * 3600, description="How long the old key keeps working."
+    )
+
+
+class ApiKeyOut(Output):
+    id: int
+    name: str
+    role: str
+    project: str | None
+    environment: str | None
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    replaces_key_id: int | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The key itself: shown once, never retrievable again.")
+
+
+# --- import / export -----------------------------------------------------------------------------
+
+
+class ImportResult(Output):
+    created: list[str]
+    updated: list[str]
+    unchanged: list[str]
+    segments_created: list[str]
+    segments_updated: list[str]
+    segments_unchanged: list[str]
+
+
+class ErrorDetail(Output):
+    path: str
+    message: str
+
+
+class ErrorBody(Output):
+    """Every error response."""
+
+    code: str
+    message: str
+    details: list[ErrorDetail] = Field(default_factory=list)

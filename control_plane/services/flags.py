@@ -1,0 +1,574 @@
+"""Flags: definitions, per-environment configurations, toggles, versions, diffs and rollbacks.
+
+Every change bumps the flag's single version counter, stores a full snapshot as a new version, writes
+an audit entry and outbox rows, all in the caller's transaction (:class:`~.common.Tx`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Session
+
+from flagyard import rule_engine as re_
+from flagyard.control_plane import schemas
+from flagyard.control_plane.db import mapping as m
+from flagyard.control_plane.db.models import Environment, Flag, FlagEnvironment, FlagVersion, Project
+from flagyard.control_plane.exceptions import ConflictError, Detail, InvalidRequestError, NotFoundError
+from flagyard.control_plane.security import Role, new_salt
+from flagyard.control_plane.services.common import (
+    Actor,
+    Result,
+    Tx,
+    environments_of,
+    etag,
+    get_environment,
+    get_flag,
+    get_project,
+    get_project_flag,
+    invalid,
+    page_limit,
+    segment_keys,
+    version_page,
+    version_summary,
+)
+from flagyard.control_plane.services.diff import json_diff
+from flagyard.rule_engine import DefinitionError, Issue, validate_flag
+from flagyard.rule_engine.validation import pointer
+
+ConfigRows = dict[str, tuple[Environment, FlagEnvironment]]
+
+
+def flag_location(project: str, key: str) -> str:
+    return f"/api/v1/projects/{project}/flags/{key}"
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def config_rows(session: Session, flag_id: int) -> ConfigRows:
+    rows = session.execute(
+        sa.select(Environment, FlagEnvironment)
+        .join(FlagEnvironment, FlagEnvironment.environment_id == Environment.id)
+        .where(FlagEnvironment.flag_id == flag_id)
+        .order_by(Environment.key)
+    ).all()
+    return {env.key: (env, cfg) for env, cfg in rows}
+
+
+def _configs(rows: ConfigRows) -> dict[str, dict[str, Any]]:
+    return {key: m.env_config_dict(cfg) for key, (_, cfg) in rows.items()}
+
+
+def flag_body(flag: Flag, configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    body = m.flag_definition_dict(flag)
+    body.update(version=flag.version, created_at=flag.created_at, updated_at=flag.updated_at)
+    body["environments"] = configs
+    return body
+
+
+def env_body(flag: Flag, env_key: str, config: dict[str, Any]) -> dict[str, Any]:
+    return {"flag": flag.key, "environment": env_key, "version": flag.version, **config}
+
+
+def read_flag(session: Session, actor: Actor, project_key: str, key: str) -> Result:
+    _, flag = get_project_flag(session, actor, project_key, key)
+    return Result(flag_body(flag, _configs(config_rows(session, flag.id))), etag=etag(flag.version))
+
+
+def read_env_config(session: Session, actor: Actor, project_key: str, key: str, env_key: str) -> Result:
+    project = get_project(session, actor, project_key)
+    flag = get_flag(session, project, key)
+    env = get_environment(session, project, env_key)
+    cfg = session.get_one(FlagEnvironment, (flag.id, env.id))
+    return Result(env_body(flag, env.key, m.env_config_dict(cfg)), etag=etag(flag.version))
+
+
+def list_flags(
+    session: Session,
+    actor: Actor,
+    project_key: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    tag: str | None,
+    query: str | None,
+) -> Result:
+    project = get_project(session, actor, project_key)
+    stmt = sa.select(Flag).where(Flag.project_id == project.id, Flag.deleted_at.is_(None))
+    if cursor:
+        stmt = stmt.where(Flag.key > cursor)
+    if tag:
+        stmt = stmt.where(sa.cast(Flag.tags, JSONB).contains([tag]))
+    if query:
+        like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        stmt = stmt.where(sa.or_(Flag.key.ilike(like), Flag.name.ilike(like)))
+    limit = page_limit(limit)
+    flags = list(session.scalars(stmt.order_by(Flag.key).limit(limit + 1)))
+    more = len(flags) > limit
+    flags = flags[:limit]
+    enabled: dict[int, dict[str, bool]] = {f.id: {} for f in flags}
+    if flags:
+        rows = session.execute(
+            sa.select(FlagEnvironment.flag_id, Environment.key, FlagEnvironment.enabled)
+            .join(Environment, Environment.id == FlagEnvironment.environment_id)
+            .where(FlagEnvironment.flag_id.in_(list(enabled)))
+        )
+        for flag_id, env_key, on in rows:
+            enabled[flag_id][env_key] = on
+    items = [
+        {
+            "key": f.key,
+            "name": f.name,
+            "description": f.description,
+            "tags": f.tags,
+            "type": f.type,
+            "version": f.version,
+            "updated_at": f.updated_at,
+            "enabled": dict(sorted(enabled[f.id].items())),
+        }
+        for f in flags
+    ]
+    return Result({"items": items, "next_cursor": flags[-1].key if more else None})
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+
+def _prefixed(issues: list[Issue], prefix: str) -> list[Issue]:
+    return [Issue(prefix + i.path, i.message) for i in issues]
+
+
+def validate_definition(definition: dict[str, Any]) -> None:
+    """Check the project-wide part alone (key, type, variants)."""
+    try:
+        validate_flag(m.rule_engine_flag_data(definition, m.default_env_config(), 0))
+    except DefinitionError as exc:
+        raise invalid(exc.issues) from exc
+
+
+def _uses_segments(rules: list[Any]) -> bool:
+    return any(
+        clause.get("operator") == "segment_match" for rule in rules for clause in rule.get("clauses", ())
+    )
+
+
+def env_graph(session: Session, environment_id: int, exclude_key: str) -> dict[str, re_.Flag]:
+    """The other live flags of an environment, enough for prerequisite checks (key, variants, edges)."""
+    rows = session.execute(
+        sa.select(Flag.key, Flag.type, Flag.variants, FlagEnvironment.prerequisites)
+        .join(FlagEnvironment, FlagEnvironment.flag_id == Flag.id)
+        .where(
+            FlagEnvironment.environment_id == environment_id,
+            Flag.deleted_at.is_(None),
+            Flag.key != exclude_key,
+        )
+    )
+    return {
+        key: re_.Flag.model_construct(
+            key=key,
+            type=re_.FlagType(type_),
+            variants=variants,
+            prerequisites=[
+                re_.Prerequisite.model_construct(flag=p["flag"], variant=p["variant"]) for p in prereqs
+            ],
+        )
+        for key, type_, variants, prereqs in rows
+    }
+
+
+def validate_env_config(
+    session: Session,
+    project_id: int,
+    environment_id: int,
+    definition: dict[str, Any],
+    config: dict[str, Any],
+    version: int,
+    *,
+    known_segments: set[str] | None = None,
+    graph: dict[str, re_.Flag] | None = None,
+) -> tuple[dict[str, Any] | None, list[Issue]]:
+    """The canonical configuration if the flag is valid in the environment, else its issues."""
+    segments = None
+    if _uses_segments(config["rules"]):
+        segments = known_segments if known_segments is not None else segment_keys(session, project_id)
+    flags = None
+    if config["prerequisites"]:
+        flags = graph if graph is not None else env_graph(session, environment_id, definition["key"])
+    try:
+        flag = validate_flag(
+            m.rule_engine_flag_data(definition, config, version), segments=segments, flags=flags
+        )
+    except DefinitionError as exc:
+        return None, exc.issues
+    return m.canonical_env_config(flag), []
+
+
+def dependents(session: Session, project_id: int, key: str) -> list[tuple[str, str, str]]:
+    """(flag, environment, variant) of every live flag that has ``key`` as a prerequisite."""
+    rows = session.execute(
+        sa.select(Flag.key, Environment.key, FlagEnvironment.prerequisites)
+        .join(FlagEnvironment, FlagEnvironment.flag_id == Flag.id)
+        .join(Environment, Environment.id == FlagEnvironment.environment_id)
+        .where(
+            Flag.project_id == project_id,
+            Flag.deleted_at.is_(None),
+            Flag.key != key,
+            sa.cast(FlagEnvironment.prerequisites, JSONB).contains([{"flag": key}]),
+        )
+        .order_by(Flag.key, Environment.key)
+    )
+    return [
+        (flag_key, env_key, p["variant"])
+        for flag_key, env_key, prereqs in rows
+        for p in prereqs
+        if p["flag"] == key
+    ]
+
+
+def check_dependents(session: Session, project_id: int, key: str, variants: dict[str, Any]) -> None:
+    """Refuse variants that flags depending on this one (as a prerequisite) still need."""
+    broken = [
+        Issue(
+            "/variants", f"flag '{f}' in environment '{e}' has this flag as prerequisite with variant '{v}'"
+        )
+        for f, e, v in dependents(session, project_id, key)
+        if v not in variants
+    ]
+    if broken:
+        raise invalid(broken)
+
+
+def _validate_all_envs(
+    session: Session,
+    project_id: int,
+    definition: dict[str, Any],
+    configs: dict[str, tuple[int, dict[str, Any]]],
+    version: int,
+) -> dict[str, dict[str, Any]]:
+    """Validate a flag in every environment; issues point into the flag resource (``/environments/E``)."""
+    issues: list[Issue] = []
+    result = {}
+    known = (
+        segment_keys(session, project_id)
+        if any(_uses_segments(c["rules"]) for _, c in configs.values())
+        else None
+    )
+    for env_key, (env_id, config) in configs.items():
+        canonical, env_issues = validate_env_config(
+            session, project_id, env_id, definition, config, version, known_segments=known
+        )
+        issues += _prefixed(env_issues, "/environments/" + pointer(env_key)[1:])
+        if canonical is not None:
+            result[env_key] = canonical
+    if issues:
+        raise invalid(issues)
+    return result
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _record(
+    tx: Tx,
+    project: Project,
+    flag: Flag,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    action: str,
+    comment: str,
+    env_ids: list[int],
+    *,
+    environment: str | None = None,
+) -> None:
+    """Bump the version and write the version row, the audit entry and the outbox rows."""
+    flag.version += 1
+    flag.updated_at = _now()
+    tx.session.execute(
+        sa.insert(FlagVersion).values(
+            flag_id=flag.id,
+            version=flag.version,
+            snapshot=after,
+            action=action,
+            comment=comment,
+            author_key_id=tx.actor.key_id,
+        )
+    )
+    tx.audit(
+        project,
+        "flag",
+        flag.key,
+        action,
+        before,
+        after,
+        environment=environment,
+        version=flag.version,
+        comment=comment,
+    )
+    tx.emit(env_ids, "flag", flag.key, flag.version)
+
+
+def create_flag(tx: Tx, project_key: str, body: schemas.FlagCreate) -> Result:
+    tx.actor.require(Role.WRITER)
+    s = tx.session
+    project = get_project(s, tx.actor, project_key)
+    envs = environments_of(s, project.id)
+    env_keys = {e.key for e in envs}
+    unknown = [
+        Issue("/environments/" + pointer(k)[1:], f"environment '{k}' does not exist")
+        for k in body.environments
+        if k not in env_keys
+    ]
+    if unknown:
+        raise invalid(unknown)
+    live = sa.select(Flag.id).where(
+        Flag.project_id == project.id, Flag.key == body.key, Flag.deleted_at.is_(None)
+    )
+    if s.scalar(live) is not None:
+        raise ConflictError(f"flag '{body.key}' already exists in project '{project.key}'")
+    # A re-created key continues above its deleted predecessor: the data plane's version guard only
+    # accepts rising versions per key.
+    previous = s.scalar(
+        sa.select(sa.func.max(Flag.version)).where(Flag.project_id == project.id, Flag.key == body.key)
+    )
+    version = (previous or 0) + 1
+    definition = {
+        "key": body.key,
+        "name": body.name,
+        "description": body.description,
+        "tags": list(body.tags),
+        "type": body.type.value,
+        "variants": body.variants,
+        "salt": new_salt(),
+    }
+    validate_definition(definition)
+    requested = {
+        e.key: (
+            e.id,
+            body.environments[e.key].model_dump(mode="json")
+            if e.key in body.environments
+            else m.default_env_config(),
+        )
+        for e in envs
+    }
+    configs = _validate_all_envs(s, project.id, definition, requested, version)
+    flag = Flag(project_id=project.id, version=version, **definition)
+    s.add(flag)
+    s.flush()
+    for env in envs:
+        s.add(FlagEnvironment(flag_id=flag.id, environment_id=env.id, **configs[env.key]))
+    snapshot = m.flag_snapshot(definition, configs)
+    s.add(
+        FlagVersion(
+            flag_id=flag.id,
+            version=version,
+            snapshot=snapshot,
+            action="created",
+            comment=body.comment,
+            author_key_id=tx.actor.key_id,
+        )
+    )
+    tx.audit(project, "flag", flag.key, "created", {}, snapshot, version=version, comment=body.comment)
+    tx.emit([e.id for e in envs], "flag", flag.key, version)
+    s.flush()
+    return Result(flag_body(flag, configs), 201, etag(version), flag_location(project.key, flag.key))
+
+
+def _explicit_nulls(changes: dict[str, Any], fields: tuple[str, ...]) -> None:
+    bad = [
+        Detail("/" + name, "may not be null") for name in fields if name in changes and changes[name] is None
+    ]
+    if bad:
+        raise InvalidRequestError("the request is invalid", bad)
+
+
+def update_flag(tx: Tx, project_key: str, key: str, body: schemas.FlagUpdate) -> Result:
+    tx.actor.require(Role.WRITER)
+    s = tx.session
+    project = get_project(s, tx.actor, project_key)
+    flag = get_flag(s, project, key, lock=True)
+    tx.check_if_match(etag(flag.version))
+    changes = body.model_dump(mode="json", exclude_unset=True, exclude={"comment"})
+    _explicit_nulls(changes, ("name", "description", "tags", "type", "variants"))
+    before_def = m.flag_definition_dict(flag)
+    after_def = {**before_def, **changes}
+    rows = config_rows(s, flag.id)
+    configs = _configs(rows)
+    if after_def == before_def:
+        return Result(flag_body(flag, configs), etag=etag(flag.version))
+    validate_definition(after_def)
+    if after_def["type"] != before_def["type"] or after_def["variants"] != before_def["variants"]:
+        configs = _validate_all_envs(
+            s,
+            project.id,
+            after_def,
+            {k: (env.id, configs[k]) for k, (env, _) in rows.items()},
+            flag.version + 1,
+        )
+        check_dependents(s, project.id, key, after_def["variants"])
+    before = m.flag_snapshot(before_def, _configs(rows))
+    for name, value in changes.items():
+        setattr(flag, name, value)
+    for env_key, (_, cfg) in rows.items():
+        m.apply_env_config(cfg, configs[env_key])
+    after = m.flag_snapshot(after_def, configs)
+    _record(tx, project, flag, before, after, "updated", body.comment, [env.id for env, _ in rows.values()])
+    return Result(flag_body(flag, configs), etag=etag(flag.version))
+
+
+def _change_env(
+    tx: Tx,
+    project: Project,
+    flag: Flag,
+    env: Environment,
+    rows: ConfigRows,
+    new_config: dict[str, Any],
+    action: str,
+    comment: str,
+) -> Result:
+    before_configs = _configs(rows)
+    definition = m.flag_definition_dict(flag)
+    before = m.flag_snapshot(definition, before_configs)
+    m.apply_env_config(rows[env.key][1], new_config)
+    after = m.flag_snapshot(definition, {**before_configs, env.key: new_config})
+    _record(tx, project, flag, before, after, action, comment, [env.id], environment=env.key)
+    return Result(env_body(flag, env.key, new_config), etag=etag(flag.version))
+
+
+def update_env_config(
+    tx: Tx, project_key: str, key: str, env_key: str, body: schemas.EnvConfigPatch
+) -> Result:
+    tx.actor.require(Role.WRITER)
+    s = tx.session
+    project, flag = get_project_flag(s, tx.actor, project_key, key, lock=True)
+    tx.check_if_match(etag(flag.version))
+    rows = config_rows(s, flag.id)
+    env = rows[env_key][0] if env_key in rows else get_environment(s, project, env_key)
+    changes = body.model_dump(mode="json", exclude_unset=True, exclude={"comment"})
+    _explicit_nulls(changes, ("enabled", "rules", "prerequisites"))
+    before = m.env_config_dict(rows[env.key][1])
+    after = {**before, **changes}
+    if after == before:
+        return Result(env_body(flag, env.key, before), etag=etag(flag.version))
+    canonical, issues = validate_env_config(
+        s, project.id, env.id, m.flag_definition_dict(flag), after, flag.version + 1
+    )
+    if canonical is None:
+        raise invalid(issues)
+    return _change_env(tx, project, flag, env, rows, canonical, "updated", body.comment)
+
+
+def toggle(tx: Tx, project_key: str, key: str, env_key: str, body: schemas.ToggleIn) -> Result:
+    """The kill switch: only ``enabled`` changes, so nothing needs validating; If-Match is optional."""
+    tx.actor.require(Role.WRITER)
+    s = tx.session
+    project, flag = get_project_flag(s, tx.actor, project_key, key, lock=True)
+    tx.check_if_match(etag(flag.version), required=False)
+    rows = config_rows(s, flag.id)
+    env = rows[env_key][0] if env_key in rows else get_environment(s, project, env_key)
+    before = m.env_config_dict(rows[env.key][1])
+    if before["enabled"] == body.enabled:
+        return Result(env_body(flag, env.key, before), etag=etag(flag.version))
+    return _change_env(
+        tx, project, flag, env, rows, {**before, "enabled": body.enabled}, "toggled", body.comment
+    )
+
+
+def delete_flag(tx: Tx, project_key: str, key: str) -> Result:
+    tx.actor.require(Role.WRITER)
+    s = tx.session
+    project = get_project(s, tx.actor, project_key)
+    flag = get_flag(s, project, key, lock=True)
+    tx.check_if_match(etag(flag.version))
+    users = dependents(s, project.id, key)
+    if users:
+        raise ConflictError(
+            f"flag '{key}' is a prerequisite of other flags; remove those prerequisites first",
+            [Detail(f"/environments/{e}", f"flag '{f}' has it as prerequisite") for f, e, _ in users],
+        )
+    rows = config_rows(s, flag.id)
+    before = m.flag_snapshot(m.flag_definition_dict(flag), _configs(rows))
+    flag.version += 1
+    flag.deleted_at = flag.updated_at = _now()
+    tx.audit(project, "flag", key, "deleted", before, {}, version=flag.version)
+    tx.emit([env.id for env, _ in rows.values()], "flag", key, flag.version, deleted=True)
+    return Result(None, 204)
+
+
+# --- versions ------------------------------------------------------------------------------------
+
+
+def list_versions(
+    session: Session, actor: Actor, project_key: str, key: str, *, limit: int, cursor: int | None
+) -> Result:
+    flag = get_flag(session, get_project(session, actor, project_key), key)
+    return version_page(session, FlagVersion, FlagVersion.flag_id == flag.id, limit=limit, cursor=cursor)
+
+
+def _version(session: Session, flag: Flag, n: int) -> FlagVersion:
+    v = session.scalars(
+        sa.select(FlagVersion).where(FlagVersion.flag_id == flag.id, FlagVersion.version == n)
+    ).first()
+    if v is None:
+        raise NotFoundError(f"flag '{flag.key}' has no version {n}")
+    return v
+
+
+def read_version(session: Session, actor: Actor, project_key: str, key: str, n: int) -> Result:
+    project = get_project(session, actor, project_key)
+    flag = get_flag(session, project, key)
+    v = _version(session, flag, n)
+    return Result({**version_summary(v), "snapshot": v.snapshot})
+
+
+def diff_versions(
+    session: Session, actor: Actor, project_key: str, key: str, from_: int, to: int | None
+) -> Result:
+    project = get_project(session, actor, project_key)
+    flag = get_flag(session, project, key)
+    a = _version(session, flag, from_)
+    b = _version(session, flag, to if to is not None else flag.version)
+    changes = json_diff(a.snapshot, b.snapshot)
+    return Result({"from_version": a.version, "to_version": b.version, "changes": changes})
+
+
+def rollback(tx: Tx, project_key: str, key: str, body: schemas.RollbackIn) -> Result:
+    """Restore version ``n`` as a new, higher version (environments created since keep their config)."""
+    tx.actor.require(Role.WRITER)
+    s = tx.session
+    project = get_project(s, tx.actor, project_key)
+    flag = get_flag(s, project, key, lock=True)
+    tx.check_if_match(etag(flag.version), required=False)
+    target = _version(s, flag, body.version)
+    rows = config_rows(s, flag.id)
+    before_def = m.flag_definition_dict(flag)
+    before_configs = _configs(rows)
+    snap = target.snapshot
+    after_def = {**{f: snap[f] for f in m.DEFINITION_FIELDS}, "key": flag.key, "salt": flag.salt}
+    saved = snap.get("environments", {})
+    requested = {k: (env.id, saved.get(k, before_configs[k])) for k, (env, _) in rows.items()}
+    try:
+        validate_definition(after_def)
+        configs = _validate_all_envs(s, project.id, after_def, requested, flag.version + 1)
+        check_dependents(s, project.id, key, after_def["variants"])
+    except InvalidRequestError as exc:
+        exc.message = f"version {body.version} is no longer valid (it refers to something that changed)"
+        raise
+    before = m.flag_snapshot(before_def, before_configs)
+    after = m.flag_snapshot(after_def, configs)
+    if after == before:
+        raise ConflictError(f"version {body.version} is the same as the current state; nothing to roll back")
+    for name in ("name", "description", "tags", "type", "variants"):
+        setattr(flag, name, after_def[name])
+    for env_key, (_, cfg) in rows.items():
+        m.apply_env_config(cfg, configs[env_key])
+    comment = body.comment or f"rollback to version {body.version}"
+    _record(tx, project, flag, before, after, "rolled_back", comment, [env.id for env, _ in rows.values()])
+    return Result(flag_body(flag, configs), etag=etag(flag.version))

@@ -1,0 +1,218 @@
+"""Projects and their environments."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from flagyard.control_plane import schemas
+from flagyard.control_plane.db import mapping as m
+from flagyard.control_plane.db.models import Environment, Flag, FlagEnvironment, Project, Segment
+from flagyard.control_plane.exceptions import ConflictError, PermissionDeniedError
+from flagyard.control_plane.security import Role
+from flagyard.control_plane.services.common import (
+    Actor,
+    Result,
+    Tx,
+    environments_of,
+    etag,
+    get_environment,
+    get_project,
+    page_limit,
+)
+
+
+def project_body(p: Project) -> dict[str, Any]:
+    return {
+        "key": p.key,
+        "name": p.name,
+        "description": p.description,
+        "revision": p.revision,
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
+    }
+
+
+def environment_body(e: Environment) -> dict[str, Any]:
+    return {
+        "key": e.key,
+        "name": e.name,
+        "description": e.description,
+        "revision": e.revision,
+        "created_at": e.created_at,
+        "updated_at": e.updated_at,
+    }
+
+
+def _fields(x: Project | Environment) -> dict[str, Any]:
+    return {"key": x.key, "name": x.name, "description": x.description}
+
+
+def create_project(tx: Tx, body: schemas.ProjectCreate) -> Result:
+    tx.actor.require(Role.ADMIN)
+    if not tx.actor.is_global_admin:
+        raise PermissionDeniedError(
+            "a project-scoped key cannot create projects; it needs a global admin key"
+        )
+    s = tx.session
+    if s.scalar(sa.select(Project.id).where(Project.key == body.key)) is not None:
+        raise ConflictError(f"project '{body.key}' already exists")
+    project = Project(key=body.key, name=body.name, description=body.description, revision=1)
+    s.add(project)
+    s.flush()
+    tx.audit(project, "project", project.key, "created", {}, _fields(project), version=1)
+    return Result(project_body(project), 201, etag(1), f"/api/v1/projects/{project.key}")
+
+
+def list_projects(session: Session, actor: Actor, *, limit: int, cursor: str | None) -> Result:
+    actor.require(Role.READER)
+    stmt = sa.select(Project)
+    if actor.project_id is not None:
+        stmt = stmt.where(Project.id == actor.project_id)
+    if cursor:
+        stmt = stmt.where(Project.key > cursor)
+    limit = page_limit(limit)
+    rows = list(session.scalars(stmt.order_by(Project.key).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Result({"items": [project_body(p) for p in rows], "next_cursor": rows[-1].key if more else None})
+
+
+def read_project(session: Session, actor: Actor, key: str) -> Result:
+    actor.require(Role.READER)
+    p = get_project(session, actor, key)
+    return Result(project_body(p), etag=etag(p.revision))
+
+
+def update_project(tx: Tx, key: str, body: schemas.ProjectUpdate) -> Result:
+    tx.actor.require(Role.ADMIN)
+    p = get_project(tx.session, tx.actor, key, lock=True)
+    tx.check_if_match(etag(p.revision))
+    changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
+    before = _fields(p)
+    if {**before, **changes} == before:
+        return Result(project_body(p), etag=etag(p.revision))
+    for name, value in changes.items():
+        setattr(p, name, value)
+    p.revision += 1
+    p.updated_at = datetime.now(UTC)
+    tx.audit(p, "project", p.key, "updated", before, _fields(p), version=p.revision)
+    return Result(project_body(p), etag=etag(p.revision))
+
+
+def delete_project(tx: Tx, key: str) -> Result:
+    """Delete a project with everything in it; each environment gets a deletion marker in the outbox."""
+    tx.actor.require(Role.ADMIN)
+    s = tx.session
+    p = get_project(s, tx.actor, key, lock=True)
+    tx.check_if_match(etag(p.revision))
+    for env in environments_of(s, p.id):
+        tx.emit([env.id], "environment", env.key, env.revision + 1, deleted=True)
+    tx.audit(p, "project", p.key, "deleted", _fields(p), {}, version=p.revision + 1)
+    s.delete(p)
+    return Result(None, 204)
+
+
+# --- environments --------------------------------------------------------------------------------
+
+
+def create_environment(tx: Tx, project_key: str, body: schemas.EnvironmentCreate) -> Result:
+    """A new environment: every live flag gets an (off) configuration in it, and the data plane gets
+    every flag and segment of it through the outbox."""
+    tx.actor.require(Role.ADMIN)
+    s = tx.session
+    project = get_project(s, tx.actor, project_key, lock=True)
+    exists = sa.select(Environment.id).where(
+        Environment.project_id == project.id, Environment.key == body.key
+    )
+    if s.scalar(exists) is not None:
+        raise ConflictError(f"environment '{body.key}' already exists in project '{project.key}'")
+    env = Environment(
+        project_id=project.id, key=body.key, name=body.name, description=body.description, revision=1
+    )
+    s.add(env)
+    s.flush()
+    flags = s.execute(
+        sa.select(Flag.id, Flag.key, Flag.version).where(
+            Flag.project_id == project.id, Flag.deleted_at.is_(None)
+        )
+    ).all()
+    default = m.default_env_config()
+    s.add_all([FlagEnvironment(flag_id=fid, environment_id=env.id, **default) for fid, _, _ in flags])
+    for _, fkey, fversion in flags:
+        tx.emit([env.id], "flag", fkey, fversion)
+    segments = s.execute(
+        sa.select(Segment.key, Segment.version).where(
+            Segment.project_id == project.id, Segment.deleted_at.is_(None)
+        )
+    ).all()
+    for skey, sversion in segments:
+        tx.emit([env.id], "segment", skey, sversion)
+    tx.audit(project, "environment", env.key, "created", {}, _fields(env), environment=env.key, version=1)
+    s.flush()
+    location = f"/api/v1/projects/{project.key}/environments/{env.key}"
+    return Result(environment_body(env), 201, etag(1), location)
+
+
+def list_environments(session: Session, actor: Actor, project_key: str) -> Result:
+    actor.require(Role.READER)
+    project = get_project(session, actor, project_key)
+    return Result(
+        {"items": [environment_body(e) for e in environments_of(session, project.id)], "next_cursor": None}
+    )
+
+
+def read_environment(session: Session, actor: Actor, project_key: str, key: str) -> Result:
+    actor.require(Role.READER)
+    env = get_environment(session, get_project(session, actor, project_key), key)
+    return Result(environment_body(env), etag=etag(env.revision))
+
+
+def update_environment(tx: Tx, project_key: str, key: str, body: schemas.EnvironmentUpdate) -> Result:
+    tx.actor.require(Role.ADMIN)
+    project = get_project(tx.session, tx.actor, project_key)
+    env = get_environment(tx.session, project, key, lock=True)
+    tx.check_if_match(etag(env.revision))
+    changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
+    before = _fields(env)
+    if {**before, **changes} == before:
+        return Result(environment_body(env), etag=etag(env.revision))
+    for name, value in changes.items():
+        setattr(env, name, value)
+    env.revision += 1
+    env.updated_at = datetime.now(UTC)
+    tx.audit(
+        project,
+        "environment",
+        env.key,
+        "updated",
+        before,
+        _fields(env),
+        environment=env.key,
+        version=env.revision,
+    )
+    return Result(environment_body(env), etag=etag(env.revision))
+
+
+def delete_environment(tx: Tx, project_key: str, key: str) -> Result:
+    """Delete an environment (its flag configurations and SDK keys go with it) and tell the data plane."""
+    tx.actor.require(Role.ADMIN)
+    project = get_project(tx.session, tx.actor, project_key)
+    env = get_environment(tx.session, project, key, lock=True)
+    tx.check_if_match(etag(env.revision))
+    tx.emit([env.id], "environment", env.key, env.revision + 1, deleted=True)
+    tx.audit(
+        project,
+        "environment",
+        env.key,
+        "deleted",
+        _fields(env),
+        {},
+        environment=env.key,
+        version=env.revision + 1,
+    )
+    tx.session.delete(env)
+    return Result(None, 204)

@@ -1,0 +1,341 @@
+"""Bulk export and import of one environment's flags and segments (native or flagd format).
+
+An import is validated as a whole first (the document merged with what the project already has, and
+every other environment of every changed flag); only then is it applied, in one transaction.
+"""
+
+from __future__ import annotations
+
+import importlib
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from flagyard import rule_engine as re_
+from flagyard.control_plane.db import mapping as m
+from flagyard.control_plane.db.models import Environment, Flag, FlagEnvironment, FlagVersion, Project, Segment
+from flagyard.control_plane.exceptions import InvalidRequestError, NotSupportedError
+from flagyard.control_plane.security import Role, new_salt
+from flagyard.control_plane.services import flags as flag_ops
+from flagyard.control_plane.services import segments as segment_ops
+from flagyard.control_plane.services.common import (
+    Actor,
+    Result,
+    Tx,
+    environments_of,
+    get_environment,
+    get_project,
+    invalid,
+)
+from flagyard.rule_engine import DefinitionError, Issue, validate_document
+from flagyard.rule_engine.validation import pointer
+
+
+def _flagd() -> ModuleType:
+    try:
+        return importlib.import_module("flagyard.rule_engine.flagd")
+    except ImportError as exc:
+        raise NotSupportedError("flagd format support is not available in this build") from exc
+
+
+def export_environment(session: Session, actor: Actor, project_key: str, env_key: str, fmt: str) -> Result:
+    actor.require(Role.READER)
+    project = get_project(session, actor, project_key)
+    env = get_environment(session, project, env_key)
+    document = m.load_environment_document(session, env.id)
+    document = document.model_copy(update={"metadata": {"project": project.key, "environment": env.key}})
+    if fmt == "flagd":
+        try:
+            return Result(_flagd().export_flagd(document))
+        except DefinitionError as exc:
+            raise invalid(exc.issues, message="the environment uses what flagd cannot express") from exc
+    return Result(document.model_dump(mode="json"))
+
+
+def _flagd_type(variants: dict[str, Any]) -> str:
+    values = list(variants.values())
+    if all(type(v) is bool for v in values):
+        return "boolean"
+    if all(type(v) is str for v in values):
+        return "string"
+    if all(type(v) is int for v in values):
+        return "integer"
+    if all(type(v) in (int, float) for v in values):
+        return "float"
+    return "object"
+
+
+def flagd_to_native(data: Any) -> dict[str, Any]:
+    """A flagd document as a native one, for what maps one to one: variants, ``defaultVariant`` and
+    ``state``. Targeting rules (JsonLogic) do not map onto native rules and are refused with a 422."""
+    try:
+        _flagd().validate_flagd(data)
+    except DefinitionError as exc:
+        raise invalid(exc.issues, message="not a valid flagd document") from exc
+    issues = []
+    flags = []
+    for key, raw in data["flags"].items():
+        at = "/flags/" + pointer(key)[1:]
+        if raw.get("targeting") not in (None, {}):
+            issues.append(
+                Issue(
+                    at + "/targeting",
+                    "flagd targeting (JsonLogic) cannot be imported; write it as native rules",
+                )
+            )
+            continue
+        variants = dict(raw["variants"])
+        flags.append(
+            {
+                "key": key,
+                "type": _flagd_type(variants),
+                "variants": variants,
+                "enabled": raw.get("state", "ENABLED") == "ENABLED",
+                "default_variant": raw.get("defaultVariant"),
+            }
+        )
+    if issues:
+        raise invalid(issues, message="the flagd document cannot be imported; nothing was applied")
+    return {"flags": flags, "segments": []}
+
+
+def _to_native(data: Any, fmt: str) -> dict[str, Any]:
+    if fmt == "flagd":
+        return flagd_to_native(data)
+    if not isinstance(data, dict):
+        raise invalid([Issue("", "a native document is a JSON object with 'flags' and 'segments' lists")])
+    return data
+
+
+def import_environment(tx: Tx, project_key: str, env_key: str, data: Any, fmt: str) -> Result:
+    tx.actor.require(Role.WRITER)
+    s = tx.session
+    project = get_project(s, tx.actor, project_key, lock=True)
+    env = get_environment(s, project, env_key)
+    doc = _to_native(data, fmt)
+    raw_flags, raw_segments = doc.get("flags", []), doc.get("segments", [])
+    if not isinstance(raw_flags, list) or not isinstance(raw_segments, list):
+        # Let the rule engine describe the shape problem.
+        _validate(doc)
+    document = _validate_merged(s, project, env, doc, raw_flags, raw_segments)
+    n_flags, n_segments = len(raw_flags), len(raw_segments)
+    imported_flags = document.flags[:n_flags]
+    imported_segments = document.segments[:n_segments]
+
+    existing = {
+        f.key: f
+        for f in s.scalars(
+            sa.select(Flag).where(Flag.project_id == project.id, Flag.deleted_at.is_(None)).with_for_update()
+        )
+    }
+    envs = environments_of(s, project.id)
+    plans: list[tuple[re_.Flag, Flag | None, dict[str, dict[str, Any]]]] = []
+    issues: list[Issue] = []
+    for i, flag in enumerate(imported_flags):
+        row = existing.get(flag.key)
+        target_config = m.canonical_env_config(flag)
+        definition = _definition(flag, row)
+        if row is None:
+            configs = {e.key: (target_config if e.id == env.id else m.default_env_config()) for e in envs}
+            plans.append((flag, None, configs))
+            continue
+        rows = flag_ops.config_rows(s, row.id)
+        current = {k: m.env_config_dict(c) for k, (_, c) in rows.items()}
+        configs = {**current, env.key: target_config}
+        if definition["type"] != row.type or definition["variants"] != row.variants:
+            others = {k: (e.id, current[k]) for k, (e, _) in rows.items() if e.id != env.id}
+            try:
+                validated = flag_ops._validate_all_envs(s, project.id, definition, others, row.version + 1)
+                configs.update(validated)
+                flag_ops.check_dependents(s, project.id, flag.key, definition["variants"])
+            except InvalidRequestError as exc:
+                issues += [
+                    Issue(f"/flags/{i}{d.path}", f"in other environments: {d.message}") for d in exc.details
+                ]
+        plans.append((flag, row, configs))
+    if issues:
+        raise invalid(issues, message="the import is invalid; nothing was applied")
+
+    summary: dict[str, list[str]] = {
+        k: []
+        for k in (
+            "created",
+            "updated",
+            "unchanged",
+            "segments_created",
+            "segments_updated",
+            "segments_unchanged",
+        )
+    }
+    _apply_segments(tx, project, imported_segments, summary)
+    for flag, row, configs in plans:
+        _apply_flag(tx, project, envs, env, flag, row, configs, summary)
+    s.flush()
+    return Result(summary)
+
+
+def _validate(doc: Any) -> re_.Document:
+    try:
+        return validate_document(doc)
+    except DefinitionError as exc:
+        raise invalid(exc.issues, message="the import is invalid; nothing was applied") from exc
+
+
+def _validate_merged(
+    s: Session,
+    project: Project,
+    env: Environment,
+    doc: dict[str, Any],
+    raw_flags: list[Any],
+    raw_segments: list[Any],
+) -> re_.Document:
+    """Validate the document together with the environment's other flags and segments (appended after
+    the document's own, so issue paths into the document stay right)."""
+    current = m.load_environment_document(s, env.id)
+    doc_flag_keys = {f.get("key") for f in raw_flags if isinstance(f, dict)}
+    doc_segment_keys = {x.get("key") for x in raw_segments if isinstance(x, dict)}
+    kept_flags = [f.model_dump(mode="json") for f in current.flags if f.key not in doc_flag_keys]
+    kept_segments = [x.model_dump(mode="json") for x in current.segments if x.key not in doc_segment_keys]
+    merged = {**doc, "flags": [*raw_flags, *kept_flags], "segments": [*raw_segments, *kept_segments]}
+    try:
+        return validate_document(merged)
+    except DefinitionError as exc:
+        issues = [
+            _rewrite(i, len(raw_flags), len(raw_segments), kept_flags, kept_segments) for i in exc.issues
+        ]
+        raise invalid(issues, message="the import is invalid; nothing was applied") from exc
+
+
+def _rewrite(
+    issue: Issue, n_flags: int, n_segments: int, kept_flags: list[Any], kept_segments: list[Any]
+) -> Issue:
+    parts = issue.path.split("/")
+    if len(parts) > 2 and parts[1] in ("flags", "segments") and parts[2].isdigit():
+        index = int(parts[2])
+        n, kept = (n_flags, kept_flags) if parts[1] == "flags" else (n_segments, kept_segments)
+        if index >= n:
+            what = parts[1][:-1]
+            return Issue(
+                "",
+                f"existing {what} '{kept[index - n]['key']}' would break: "
+                f"{'/'.join(parts[3:]) or '/'}: {issue.message}",
+            )
+    return issue
+
+
+def _definition(flag: re_.Flag, row: Flag | None) -> dict[str, Any]:
+    return {
+        "key": flag.key,
+        "name": row.name if row else flag.key,
+        "description": row.description if row else "",
+        "tags": row.tags if row else [],
+        "type": flag.type.value,
+        "variants": flag.variants,
+        "salt": row.salt if row else (flag.salt or new_salt()),
+    }
+
+
+def _apply_flag(
+    tx: Tx,
+    project: Project,
+    envs: list[Environment],
+    env: Environment,
+    flag: re_.Flag,
+    row: Flag | None,
+    configs: dict[str, dict[str, Any]],
+    summary: dict[str, list[str]],
+) -> None:
+    s = tx.session
+    definition = _definition(flag, row)
+    after = m.flag_snapshot(definition, configs)
+    if row is None:
+        previous = s.scalar(
+            sa.select(sa.func.max(Flag.version)).where(Flag.project_id == project.id, Flag.key == flag.key)
+        )
+        row = Flag(project_id=project.id, version=previous or 0, **definition)
+        s.add(row)
+        s.flush()
+        for e in envs:
+            s.add(FlagEnvironment(flag_id=row.id, environment_id=e.id, **configs[e.key]))
+        before: dict[str, Any] = {}
+        summary["created"].append(flag.key)
+        env_ids = [e.id for e in envs]
+    else:
+        rows = flag_ops.config_rows(s, row.id)
+        before = m.flag_snapshot(
+            m.flag_definition_dict(row), {k: m.env_config_dict(c) for k, (_, c) in rows.items()}
+        )
+        if before == after:
+            summary["unchanged"].append(flag.key)
+            return
+        changed_definition = before["type"] != after["type"] or before["variants"] != after["variants"]
+        row.type, row.variants = definition["type"], definition["variants"]
+        for k, (_, cfg) in rows.items():
+            m.apply_env_config(cfg, configs[k])
+        summary["updated"].append(flag.key)
+        env_ids = [e.id for e in envs] if changed_definition else [env.id]
+    row.version += 1
+    row.updated_at = datetime.now(UTC)
+    s.add(
+        FlagVersion(
+            flag_id=row.id,
+            version=row.version,
+            snapshot=after,
+            action="imported",
+            comment=f"import into {env.key}",
+            author_key_id=tx.actor.key_id,
+        )
+    )
+    tx.audit(project, "flag", flag.key, "imported", before, after, environment=env.key, version=row.version)
+    tx.emit(env_ids, "flag", flag.key, row.version)
+
+
+def _apply_segments(
+    tx: Tx, project: Project, segments: list[re_.Segment], summary: dict[str, list[str]]
+) -> None:
+    s = tx.session
+    existing = {
+        x.key: x
+        for x in s.scalars(
+            sa.select(Segment)
+            .where(Segment.project_id == project.id, Segment.deleted_at.is_(None))
+            .with_for_update()
+        )
+    }
+    for segment in segments:
+        row = existing.get(segment.key)
+        content = {
+            "included": list(segment.included),
+            "excluded": list(segment.excluded),
+            "rules": m.canonical_segment_rules(segment),
+        }
+        if row is None:
+            previous = s.scalar(
+                sa.select(sa.func.max(Segment.version)).where(
+                    Segment.project_id == project.id, Segment.key == segment.key
+                )
+            )
+            row = Segment(
+                project_id=project.id,
+                key=segment.key,
+                name=segment.key,
+                description="",
+                version=previous or 0,
+                **content,
+            )
+            s.add(row)
+            s.flush()
+            before: dict[str, Any] = {}
+            summary["segments_created"].append(segment.key)
+        else:
+            before = m.segment_dict(row)
+            if {**before, **content} == before:
+                summary["segments_unchanged"].append(segment.key)
+                continue
+            for name, value in content.items():
+                setattr(row, name, value)
+            summary["segments_updated"].append(segment.key)
+        segment_ops._record(tx, project, row, before, m.segment_dict(row), "imported", "import")

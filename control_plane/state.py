@@ -1,0 +1,26 @@
+"""What one running control plane holds: settings, database, Redis, outbox dispatcher, limiter, metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from flagyard.control_plane.metrics import Metrics
+from flagyard.control_plane.outbox import Dispatcher, Relay
+from flagyard.control_plane.ratelimit import RateLimiter
+from flagyard.control_plane.settings import Settings
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: sa.Engine
+    sessions: sessionmaker[Session]
+    redis: redis.Redis
+    dispatcher: Dispatcher
+    limiter: RateLimiter
+    metrics: Metrics
+    relay: Relay | None = None

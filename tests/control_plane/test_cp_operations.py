@@ -1,0 +1,121 @@
+"""Health, readiness, metrics, database down (503), rate limiting (429) and the error body everywhere."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cp_helpers import ADMIN_KEY, Api, auth
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from flagyard.control_plane.main import create_app
+from flagyard.control_plane.settings import Settings
+
+
+def test_healthz__always__200(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_readyz__database_up__200_with_checks(client: TestClient) -> None:
+    r = client.get("/readyz")
+    assert r.status_code == 200
+    assert r.json()["checks"] == {"database": "ok", "redis": "ok"}
+
+
+def test_metrics__after_requests__route_templates_latency_pool_backlog(client: TestClient, api: Api) -> None:
+    api.project()
+    client.get("/api/v1/projects/shop/flags/nope")
+    text = client.get("/metrics").text
+    series = 'flagyard_http_requests_total{method="GET",route="/api/v1/projects/{project}/flags/{flag}",status="404"}'
+    assert series in text
+    assert "shop" not in text  # labels are route templates, never concrete paths
+    assert (
+        'flagyard_http_request_duration_seconds_bucket{le="0.05",method="POST",route="/api/v1/projects"'
+        in text
+    )
+    assert 'flagyard_db_pool_connections{state="checked_out"}' in text
+    assert "flagyard_outbox_backlog 0.0" in text
+
+
+@pytest.fixture(scope="module")
+def down_client(settings: Settings) -> TestClient:
+    down = settings.model_copy(
+        update={"database_url": SecretStr("postgresql+psycopg://postgres@127.0.0.1:1/flagyard"),
+                "db_connect_timeout_seconds": 1}
+    )  # fmt: skip
+    return TestClient(create_app(down), headers=auth(ADMIN_KEY))
+
+
+def test_database_down__read__503_clear_body(down_client: TestClient) -> None:
+    with down_client as c:
+        r = c.get("/api/v1/projects")
+    assert r.status_code == 503
+    assert r.json() == {
+        "code": "database_unavailable",
+        "message": "the database is unavailable; the change was not applied",
+        "details": [],
+    }
+    assert r.headers["retry-after"] == "5"
+
+
+def test_database_down__write__503_and_readyz_503_healthz_200(down_client: TestClient) -> None:
+    with down_client as c:
+        r = c.post("/api/v1/projects", json={"key": "x", "name": "X"})
+        assert r.status_code == 503
+        assert r.json()["code"] == "database_unavailable"
+        ready = c.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["database"] == "unavailable"
+        assert c.get("/healthz").status_code == 200
+
+
+def test_rate_limit__over_limit__429_with_retry_after(settings: Settings, api: Api) -> None:
+    limited = settings.model_copy(update={"rate_limit_requests": 3, "rate_limit_window_seconds": 60})
+    with TestClient(create_app(limited), headers=auth(ADMIN_KEY)) as c:
+        statuses = [c.get("/api/v1/projects").status_code for _ in range(4)]
+        r = c.get("/api/v1/projects")
+    assert statuses == [200, 200, 200, 429]
+    assert r.status_code == 429
+    assert r.json()["code"] == "rate_limited"
+    assert 1 <= int(r.headers["retry-after"]) <= 60
+
+
+def test_rate_limit__per_key__other_key_unaffected(settings: Settings, api: Api) -> None:
+    reader = api.key("reader")
+    limited = settings.model_copy(update={"rate_limit_requests": 1})
+    with TestClient(create_app(limited), headers=auth(ADMIN_KEY)) as c:
+        c.get("/api/v1/projects")
+        assert c.get("/api/v1/projects").status_code == 429
+        assert c.get("/api/v1/projects", headers=auth(reader)).status_code == 200
+
+
+def test_unknown_route__404_error_body(client: TestClient) -> None:
+    r = client.get("/api/v1/nothing-here")
+    assert r.status_code == 404
+    assert r.json() == {"code": "not_found", "message": "no such route", "details": []}
+
+
+def test_wrong_method__405_error_body(client: TestClient) -> None:
+    r = client.put("/api/v1/projects")
+    assert r.status_code == 405
+    assert r.json()["code"] == "method_not_allowed"
+
+
+def test_invalid_json__422_error_body(client: TestClient) -> None:
+    r = client.post("/api/v1/projects", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["details"][0]["message"].startswith("the body is not valid JSON")
+
+
+def test_bad_query_param__422_pointer(client: TestClient) -> None:
+    r = client.get("/api/v1/projects", params={"limit": 0})
+    assert r.status_code == 422
+    assert r.json()["details"][0]["path"] == "/query/limit"
+
+
+def test_openapi__published__versioned_paths_and_bearer_scheme(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert all(p.startswith("/api/v1/") for p in spec["paths"] if p not in ("/healthz", "/readyz"))
+    assert "HTTPBearer" in json.dumps(spec["components"]["securitySchemes"])
+    assert "If-Match" in json.dumps(spec["paths"]["/api/v1/projects/{project}/flags/{flag}"]["patch"])
