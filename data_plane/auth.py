@@ -1,0 +1,98 @@
+"""SDK keys: ``authorization: Bearer <sdk key>`` → SHA-256 hex → ``P:sdkkeys`` → environment.
+
+Verified keys are cached in process for ``sdk_key_cache_seconds`` (a revoked key stops working within that
+time), unknown ones for ``sdk_key_negative_cache_seconds``. ``expires_at`` is checked on every call. While
+Redis is unavailable a key verified before keeps working (stale), an unverified one is UNAVAILABLE.
+Concurrent first uses of one key share a single Redis read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from flagyard.syncer.redis_store import SdkKeyRecord, hash_sdk_key
+
+from .exceptions import StoreCorruptError, StoreUnavailableError, UnauthenticatedError, UnavailableError
+from .store import RedisStore
+
+MAX_CACHED_KEYS = 10_000
+
+
+class _Cached:
+    __slots__ = ("fetched", "record")
+
+    def __init__(self, record: SdkKeyRecord | None, fetched: float) -> None:
+        self.record = record
+        self.fetched = fetched
+
+
+def bearer_token(metadata: Iterable[Any] | None) -> str:
+    """The SDK key of the ``authorization`` metadata; UnauthenticatedError if missing or malformed."""
+    for item in metadata or ():
+        key, value = item[0], item[1]
+        if key == "authorization":
+            if isinstance(value, bytes):
+                value = value.decode(errors="replace")
+            scheme, _, token = value.strip().partition(" ")
+            token = token.strip()
+            if scheme.lower() != "bearer" or not token:
+                raise UnauthenticatedError("authorization metadata must be 'Bearer <sdk key>'")
+            return str(token)
+    raise UnauthenticatedError("missing authorization metadata ('Bearer <sdk key>')")
+
+
+class SdkKeys:
+    def __init__(self, store: RedisStore, ttl: float, negative_ttl: float) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.negative_ttl = negative_ttl
+        self._cache: dict[str, _Cached] = {}
+        self._inflight: dict[str, asyncio.Future[SdkKeyRecord | None]] = {}
+
+    async def authenticate(self, metadata: Iterable[Any] | None) -> SdkKeyRecord:
+        token = bearer_token(metadata)
+        cached = self._cache.get(token)
+        now = time.monotonic()
+        if cached is not None and now - cached.fetched < (self.ttl if cached.record else self.negative_ttl):
+            record = cached.record
+        else:
+            try:
+                record = await self._fetch(token)
+            except StoreUnavailableError as exc:
+                if cached is None:
+                    raise UnavailableError("cannot verify the SDK key: Redis is unavailable") from exc
+                record = cached.record  # stale, but the best we know
+        if record is None:
+            raise UnauthenticatedError("unknown SDK key")
+        if record.expired(time.time()):
+            raise UnauthenticatedError("expired SDK key")
+        return record
+
+    async def _fetch(self, token: str) -> SdkKeyRecord | None:
+        future = self._inflight.get(token)
+        if future is not None:
+            return await asyncio.shield(future)
+        future = asyncio.get_running_loop().create_future()
+        self._inflight[token] = future
+        try:
+            try:
+                record = await self.store.sdk_key(hash_sdk_key(token))
+            except StoreCorruptError:
+                record = None
+            if len(self._cache) >= MAX_CACHED_KEYS:
+                self._cache.clear()
+            self._cache[token] = _Cached(record, time.monotonic())
+            future.set_result(record)
+            return record
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark it retrieved: waiters re-raise it, nobody else needs it
+            raise
+        finally:
+            del self._inflight[token]

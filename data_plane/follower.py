@@ -1,0 +1,341 @@
+"""Keeping L1 current: hydration, the Redis stream follower, environment discovery, degraded mode.
+
+One task follows every environment's stream with a single multiplexed ``XREAD BLOCK`` from the last id each
+environment has applied. For each batch it reads the current value of the keys involved (one MULTI/EXEC)
+and applies them in revision order. A revision that is not the next one (the stream was trimmed past the
+last id, or Redis lost or restored data) reloads the environment from the hashes.
+
+When Redis goes away the follower marks the data plane degraded (L1 keeps serving as last known), probes
+Redis with a capped backoff, and when it answers again reloads every environment and carries on. Nothing in
+L1 expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import gc
+import time
+from collections.abc import Callable
+
+import structlog
+
+from flagyard.syncer import redis_store as contract
+
+from .convert import BulkEncoder
+from .exceptions import StoreCorruptError, StoreError, StoreUnavailableError, UnavailableError
+from .l1 import DefinitionEntry, Environment, Lazy, build, compile_stored, warm
+from .metrics import Metrics
+from .settings import DataPlaneSettings
+from .store import RedisStore
+
+log = structlog.get_logger("flagyard.data_plane")
+
+StateCallback = Callable[[bool, bool], None]
+"""Called with (ready, degraded) whenever either changes."""
+
+
+class L1:
+    """Environments by id, and the tasks that keep them current."""
+
+    def __init__(
+        self,
+        store: RedisStore,
+        settings: DataPlaneSettings,
+        metrics: Metrics,
+        encoder: BulkEncoder,
+        on_state: StateCallback | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        self.encoder = encoder
+        self.envs: dict[str, Environment] = {}
+        self.ready = False
+        self.degraded = False
+        self._on_state = on_state
+        self._reload: dict[str, str] = {}  # env id → cause, done by the follower
+        self._loading: dict[str, asyncio.Task[Environment]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._warming: dict[str, asyncio.Task[None]] = {}
+        self._unwarmed: dict[str, tuple[Environment, list[Lazy]]] = {}
+        self._ready_event = asyncio.Event()
+
+    # --- lifecycle ---
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._run(), name="l1.follower"),
+            asyncio.create_task(self._refresh_loop(), name="l1.refresh"),
+            asyncio.create_task(self._flush_loop(), name="l1.metrics"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks + list(self._loading.values()) + list(self._warming.values()):
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._flush_metrics()
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._ready_event.wait(), timeout)
+
+    def _set_state(self, *, ready: bool | None = None, degraded: bool | None = None) -> None:
+        changed = False
+        if ready is not None and ready != self.ready:
+            self.ready, changed = ready, True
+            if ready:
+                self._ready_event.set()
+        if degraded is not None and degraded != self.degraded:
+            self.degraded, changed = degraded, True
+            self.metrics.degraded.set(1 if degraded else 0)
+        if changed and self._on_state is not None:
+            self._on_state(self.ready, self.degraded)
+
+    # --- reads ---
+
+    async def environment(self, env_id: str) -> Environment:
+        """The environment, loading it on first use (a key for an environment created after start)."""
+        env = self.envs.get(env_id)
+        if env is not None:
+            return env
+        if not self.ready:
+            raise UnavailableError("the data plane is not ready (first load from Redis pending)")
+        task = self._loading.get(env_id)
+        if task is None:
+            task = asyncio.create_task(self._load_new(env_id), name=f"l1.load.{env_id}")
+            self._loading[env_id] = task
+            task.add_done_callback(lambda _t: self._loading.pop(env_id, None))
+        try:
+            return await asyncio.shield(task)
+        except StoreError as exc:
+            raise UnavailableError(f"environment {env_id!r} is not loaded and Redis is unavailable") from exc
+
+    async def _load_new(self, env_id: str) -> Environment:
+        env = Environment(env_id, self.settings.sync_history)
+        await self._load_into(env, "new")
+        return self.envs.setdefault(env_id, env)
+
+    # --- loading ---
+
+    async def _load_into(self, env: Environment, cause: str) -> None:
+        started = time.perf_counter()
+        data = await self.store.load(env.env_id)
+        if not data.exists and env.exists:
+            # Redis lost this environment (restarted empty?): keep serving what we have, and follow the
+            # stream from its start so the syncer's re-population is noticed (its revisions restart).
+            log.warning("environment.missing_in_redis", env=env.env_id, revision=env.revision)
+            env.event_id = "0-0"
+            return
+        built = await build(data, lazy=self.settings.lazy_compile, on_invalid=self._invalid(env.env_id))
+        for kind, key, problem in built.invalid:
+            self._invalid(env.env_id)(kind, key, problem)
+        if data.revision < env.revision:
+            log.warning(
+                "environment.revision_regressed", env=env.env_id, held=env.revision, redis=data.revision
+            )
+        env.install(data, built)
+        self.metrics.reloads.labels(cause).inc()
+        self._update_size()
+        previous = self._warming.pop(env.env_id, None)
+        if previous is not None:
+            previous.cancel()
+        if self.settings.compile_ahead:
+            self._unwarmed[env.env_id] = (env, built.lazy)
+        if self.ready:  # at start, warm-up waits until every environment serves
+            self._start_warming()
+        log.info(
+            "environment.loaded",
+            env=env.env_id,
+            cause=cause,
+            revision=env.revision,
+            flags=len(env.flagset.flags),
+            segments=len(env.flagset.segments),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+    def _invalid(self, env_id: str) -> Callable[[str, str, str], None]:
+        def report(kind: str, key: str, problem: str) -> None:
+            self.metrics.invalid_definitions.labels(kind).inc()
+            log.error("definition.invalid", env=env_id, kind=kind, key=key, problem=problem)
+
+        return report
+
+    def _start_warming(self) -> None:
+        for env, lazies in self._unwarmed.values():
+            if lazies:
+                task = asyncio.create_task(self._warm(env, lazies), name=f"l1.warm.{env.env_id}")
+                self._warming[env.env_id] = task
+        self._unwarmed.clear()
+
+    async def _warm(self, env: Environment, lazies: list[Lazy]) -> None:
+        started = time.perf_counter()
+        compiled = await warm(lazies)
+        self._warming.pop(env.env_id, None)
+        if not self._warming:
+            _release_memory()
+        log.info(
+            "environment.compiled",
+            env=env.env_id,
+            compiled=compiled,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+    async def _hydrate(self, cause: str) -> None:
+        """Load every environment Redis lists (and every one already held)."""
+        ids = await self.store.environments()
+        for env_id in sorted(ids | set(self.envs)):
+            env = self.envs.get(env_id)
+            if env is None:
+                env = Environment(env_id, self.settings.sync_history)
+                await self._load_into(env, cause)
+                self.envs.setdefault(env_id, env)
+            else:
+                await self._load_into(env, cause)
+        self._update_size()
+
+    def _update_size(self) -> None:
+        self.metrics.l1_environments.set(len(self.envs))
+        self.metrics.l1_flags.set(sum(len(e.flagset.flags) for e in self.envs.values()))
+
+    # --- the follower ---
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        need_hydrate = "start"
+        while True:
+            try:
+                if need_hydrate:
+                    await self._hydrate(need_hydrate)
+                    if need_hydrate == "reconnect":
+                        self.metrics.stream_reconnects.inc()
+                        log.info("stream.reconnected", environments=len(self.envs))
+                    need_hydrate = ""
+                    backoff = 0.05
+                    self._set_state(ready=True, degraded=False)
+                    self._start_warming()
+                await self._follow_once()
+            except asyncio.CancelledError:
+                raise
+            except StoreUnavailableError as exc:
+                if not self.degraded:
+                    log.warning("redis.unavailable", error=str(exc), serving="L1 as last known")
+                self._set_state(degraded=True)
+                need_hydrate = need_hydrate or "reconnect"
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            except Exception as exc:  # the follower must survive anything; log and retry
+                log.exception("follower.error", error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(1.0)
+
+    async def _follow_once(self) -> None:
+        for env_id, cause in list(self._reload.items()):
+            env = self.envs.get(env_id)
+            if env is not None:
+                await self._load_into(env, cause)
+            self._reload.pop(env_id, None)
+        positions = {env_id: env.event_id for env_id, env in self.envs.items()}
+        if not positions:
+            await self.store.ping()
+            await asyncio.sleep(self.settings.stream_block_ms / 1000)
+            return
+        batches = await self.store.read_events(
+            positions, count=self.settings.stream_batch, block_ms=self.settings.stream_block_ms
+        )
+        for env_id, entries in batches:
+            env = self.envs.get(env_id)
+            if env is not None and entries:
+                await self._handle(env, entries)
+
+    async def _handle(self, env: Environment, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        events: list[contract.Event] = []
+        for event_id, fields in entries:
+            try:
+                events.append(contract.parse_event(event_id, fields))
+            except contract.RedisContractError as exc:
+                self.metrics.invalid_definitions.labels("event").inc()
+                log.error("event.invalid", env=env.env_id, problem=str(exc))
+                self._reload[env.env_id] = "gap"
+                return
+        expected = env.revision + 1
+        usable: list[contract.Event] = []
+        for event in events:
+            if event.revision != expected:
+                cause = "gap" if event.revision > expected else "regression"
+                log.warning("stream.gap", env=env.env_id, expected=expected, got=event.revision, cause=cause)
+                self._reload[env.env_id] = cause
+                break
+            usable.append(event)
+            expected += 1
+        if not usable:
+            return
+        currents = await self.store.current(env.env_id, [(e.kind, e.key) for e in usable])
+        for event, current in zip(usable, currents, strict=True):
+            if env.revision + 1 != event.revision:  # reloaded meanwhile
+                return
+            entry: DefinitionEntry | None = None
+            compiled = None
+            if current.raw is not None:
+                try:
+                    entry, compiled = compile_stored(event.kind, event.key, current.raw)
+                except StoreCorruptError as exc:
+                    self.metrics.invalid_definitions.labels(event.kind).inc()
+                    log.error(
+                        "definition.invalid", env=env.env_id, kind=event.kind, key=event.key, problem=str(exc)
+                    )
+                    entry = DefinitionEntry(
+                        event.kind, event.key, current.version or event.version, current.raw
+                    )
+            env.apply(event, entry, compiled, current.version)
+            log.debug(
+                "change.applied", env=env.env_id, revision=event.revision, kind=event.kind, key=event.key
+            )
+        self._update_size()
+
+    # --- periodic work ---
+
+    async def _refresh_loop(self) -> None:
+        """Discover environments created since start, measure the revision lag, catch regressions."""
+        while True:
+            await asyncio.sleep(self.settings.env_refresh_seconds)
+            if not self.ready or self.degraded:
+                continue
+            try:
+                for env_id in await self.store.environments() - set(self.envs):
+                    await self.environment(env_id)
+                ids = list(self.envs)
+                lag = 0
+                for env_id, redis_rev in zip(ids, await self.store.revisions(ids), strict=True):
+                    env = self.envs[env_id]
+                    if redis_rev is None:
+                        continue
+                    if redis_rev < env.revision and env_id not in self._reload:
+                        self._reload[env_id] = "regression"
+                    lag = max(lag, redis_rev - env.revision)
+                self.metrics.revision_lag.set(lag)
+            except asyncio.CancelledError:
+                raise
+            except (StoreError, UnavailableError):
+                continue
+            except Exception as exc:
+                log.exception("refresh.error", error=f"{type(exc).__name__}: {exc}")
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self._flush_metrics()
+
+    def _flush_metrics(self) -> None:
+        pending = self.metrics.pending
+        for flag, variant, reason, n in self.encoder.take_counts():
+            pending[flag, variant, reason] += n
+        self.metrics.flush()
+
+
+def _release_memory() -> None:
+    """Hand the memory compilation used transiently (pydantic models) back to the OS (glibc only)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -1,0 +1,382 @@
+"""L1: each environment's flags and segments compiled into a :class:`FlagSet`, plus what SyncFlags needs.
+
+An :class:`Environment` is changed only by the follower task (:mod:`.follower`): a whole reload
+(:meth:`Environment.install`) or one change (:meth:`Environment.apply`). Readers never see a half-applied
+state: each step replaces entries in place between two awaits.
+
+For SyncFlags an environment keeps the serialized message of its last ``history`` changes, contiguous up to
+its revision, and the position they start from (``base_revision``/``base_event_id``). A reload clears the
+history and bumps ``generation``: streams then send a snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+
+from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
+from flagyard.rule_engine import (
+    CompiledFlag,
+    CompiledSegment,
+    EvaluationResult,
+    Flag,
+    FlagSet,
+    FlagType,
+    Segment,
+    compile_flag,
+    compile_segment,
+)
+from flagyard.syncer import redis_store as contract
+
+from .exceptions import StoreCorruptError
+
+KIND_PB = {"flag": pb.DEFINITION_KIND_FLAG, "segment": pb.DEFINITION_KIND_SEGMENT}
+SNAPSHOT_CHUNK_BYTES = 1 << 20
+
+
+class DefinitionEntry:
+    """A definition as stored in Redis; its native JSON is extracted once, when a snapshot needs it."""
+
+    __slots__ = ("_json", "key", "kind", "raw", "version")
+
+    def __init__(self, kind: contract.Kind, key: str, version: int, raw: bytes) -> None:
+        self.kind = kind
+        self.key = key
+        self.version = version
+        self.raw = raw
+        self._json: str | None = None
+
+    def json(self) -> str:
+        if self._json is None:
+            self._json = orjson.dumps(contract.parse_stored(self.raw).definition).decode()
+        return self._json
+
+    def message(self) -> pb.Definition:
+        return pb.Definition(kind=KIND_PB[self.kind], key=self.key, version=self.version, json=self.json())
+
+
+Compiled = CompiledFlag | CompiledSegment
+
+
+def compile_stored(kind: contract.Kind, key: str, raw: bytes) -> tuple[DefinitionEntry, Compiled]:
+    """Compile a stored value without re-validating its meaning (the syncer did); StoreCorruptError if bad.
+
+    The compiled object does not keep its pydantic model (``source``): that halves L1's memory.
+    """
+    try:
+        stored = contract.parse_stored(raw)
+        # The envelope's version is authoritative: results must carry the version the guard compared.
+        definition: dict[str, Any] = {**stored.definition, "version": stored.version}
+        compiled: Compiled
+        if kind == "flag":
+            compiled = replace(compile_flag(Flag.model_validate(definition)), source=None)
+        else:
+            compiled = replace(compile_segment(Segment.model_validate(definition)), source=None)
+    except Exception as exc:  # a bad value is logged and skipped, never a crash
+        raise StoreCorruptError(f"{kind} {key!r}: {type(exc).__name__}: {exc}") from exc
+    if compiled.key != key:
+        raise StoreCorruptError(f"{kind} {key!r}: stored under another key ({compiled.key!r})")
+    return DefinitionEntry(kind, key, stored.version, raw), compiled
+
+
+InvalidCallback = Callable[[str, str, str], None]
+"""Called with (kind, key, problem) for a stored value that cannot be compiled."""
+
+
+class Lazy:
+    """A definition held uncompiled: its placeholder compiles it on first use and takes its place.
+
+    Hydration installs placeholders (cheap: one JSON parse each), so a large environment serves within a
+    second; :meth:`Environment`'s warm-up then compiles the rest in the background. A value that does not
+    compile is reported, and its placeholder removed (the flag is then not found).
+    """
+
+    __slots__ = ("compiled", "entry", "flagset", "on_invalid", "placeholder")
+
+    def __init__(self, flagset: FlagSet, entry: DefinitionEntry, on_invalid: InvalidCallback) -> None:
+        self.flagset = flagset
+        self.entry = entry
+        self.on_invalid = on_invalid
+        self.compiled: Compiled | None = None
+        self.placeholder: Compiled | None = None
+
+    def materialize(self) -> Compiled:
+        compiled = self.compiled
+        if compiled is not None:
+            return compiled
+        entry = self.entry
+        held = self.flagset.flags if entry.kind == "flag" else self.flagset.segments
+        try:
+            _, compiled = compile_stored(entry.kind, entry.key, entry.raw)
+        except StoreCorruptError as exc:
+            if held.get(entry.key) is self.placeholder:
+                del held[entry.key]
+            self.on_invalid(entry.kind, entry.key, str(exc))
+            raise
+        self.compiled = compiled
+        if held.get(entry.key) is self.placeholder:
+            held[entry.key] = compiled  # type: ignore[assignment]
+        return compiled
+
+    def evaluate(self, context: Any, store: Any) -> EvaluationResult:
+        compiled = self.materialize()
+        assert isinstance(compiled, CompiledFlag)
+        return compiled.evaluate(context, store)
+
+    def matches(self, context: Any, store: Any) -> bool:
+        compiled = self.materialize()
+        assert isinstance(compiled, CompiledSegment)
+        return compiled.matches(context, store)
+
+
+def placeholder(
+    kind: contract.Kind, key: str, raw: bytes, flagset: FlagSet, on_invalid: InvalidCallback
+) -> Lazy:
+    """A :class:`Lazy` for a stored value, its placeholder installed in ``flagset``; StoreCorruptError when
+    even its envelope is bad."""
+    try:
+        stored = contract.parse_stored(raw)
+        definition = stored.definition
+        if definition.get("key") != key:
+            raise ValueError(f"stored under another key ({definition.get('key')!r})")
+        entry = DefinitionEntry(kind, key, stored.version, raw)
+        lazy = Lazy(flagset, entry, on_invalid)
+        if kind == "flag":
+            metadata = definition.get("metadata") or {}
+            lazy.placeholder = CompiledFlag(
+                key=key,
+                type=FlagType(definition["type"]),
+                version=stored.version,
+                enabled=bool(definition.get("enabled", True)),
+                evaluate=lazy.evaluate,
+                metadata=metadata if isinstance(metadata, dict) else {},
+            )
+            flagset.flags[key] = lazy.placeholder
+        else:
+            lazy.placeholder = CompiledSegment(key=key, version=stored.version, matches=lazy.matches)
+            flagset.segments[key] = lazy.placeholder
+    except Exception as exc:
+        raise StoreCorruptError(f"{kind} {key!r}: {type(exc).__name__}: {exc}") from exc
+    return lazy
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    revision: int
+    event_id: str
+    message: bytes
+    """The serialized SyncFlagsResponse every stream sends for this revision."""
+
+
+@dataclass(slots=True)
+class Built:
+    """An environment compiled (or held lazily) from :class:`~flagyard.syncer.redis_store.EnvironmentData`."""
+
+    flagset: FlagSet
+    definitions: dict[tuple[str, str], DefinitionEntry]
+    lazy: list[Lazy] = field(default_factory=list)
+    """Definitions still to compile (see :func:`warm`)."""
+    invalid: list[tuple[str, str, str]] = field(default_factory=list)
+    """(kind, key, problem) of each value skipped."""
+
+
+async def build(
+    data: contract.EnvironmentData, *, lazy: bool, on_invalid: InvalidCallback, yield_every: int = 200
+) -> Built:
+    """Compile a loaded environment (``lazy``: install placeholders), yielding to the event loop every
+    ``yield_every`` definitions so calls are still answered while a large environment loads."""
+    flagset = FlagSet()
+    built = Built(flagset, {})
+    n = 0
+    for kind, values in (("segment", data.segments), ("flag", data.flags)):
+        for key, raw in values.items():
+            n += 1
+            if n % yield_every == 0:
+                await asyncio.sleep(0)
+            try:
+                if lazy:
+                    held = placeholder(kind, key, raw, flagset, on_invalid)  # type: ignore[arg-type]
+                    built.lazy.append(held)
+                    built.definitions[kind, key] = held.entry
+                    continue
+                entry, compiled = compile_stored(kind, key, raw)  # type: ignore[arg-type]
+            except StoreCorruptError as exc:
+                built.invalid.append((kind, key, str(exc)))
+                continue
+            built.definitions[kind, key] = entry
+            if isinstance(compiled, CompiledFlag):
+                flagset.flags[key] = compiled
+            else:
+                flagset.segments[key] = compiled
+    return built
+
+
+async def warm(lazies: list[Lazy], yield_every: int = 50) -> int:
+    """Compile every placeholder still in place, yielding to the event loop as it goes; how many."""
+    done = 0
+    for i, held in enumerate(lazies):
+        if i % yield_every == 0:
+            await asyncio.sleep(0)
+        if held.compiled is None:
+            try:
+                held.materialize()
+                done += 1
+            except StoreCorruptError:
+                continue
+    return done
+
+
+class Environment:
+    def __init__(self, env_id: str, history: int = 1000) -> None:
+        self.env_id = env_id
+        self.flagset = FlagSet()
+        self.definitions: dict[tuple[str, str], DefinitionEntry] = {}
+        self.meta: dict[str, str] = {}
+        self.revision = 0
+        self.event_id = ""
+        self.exists = False
+        """Whether Redis held this environment when it was last loaded."""
+        self.generation = 0
+        self.history: deque[HistoryEntry] = deque()
+        self.history_limit = history
+        self.base_revision = 0
+        self.base_event_id = ""
+        self._changed = asyncio.Event()
+        self._snapshot: tuple[int, int, list[bytes]] | None = None
+
+    def __repr__(self) -> str:
+        return f"Environment({self.env_id!r}, revision={self.revision}, flags={len(self.flagset)})"
+
+    # --- changes (follower only) ---
+
+    def install(self, data: contract.EnvironmentData, built: Built) -> None:
+        """Replace everything with a fresh load (start, gap, reconnect)."""
+        self.flagset = built.flagset
+        self.definitions = built.definitions
+        self.meta = data.meta
+        self.revision = data.revision
+        self.event_id = data.last_event_id
+        self.exists = data.exists
+        self.generation += 1
+        self.history.clear()
+        self.base_revision, self.base_event_id = self.revision, self.event_id
+        self._snapshot = None
+        self._notify()
+
+    def apply(
+        self,
+        event: contract.Event,
+        entry: DefinitionEntry | None,
+        compiled: Compiled | None,
+        tombstone: int | None,
+    ) -> None:
+        """Apply the event at ``self.revision + 1``, given what Redis holds for its key now.
+
+        ``entry`` and ``compiled`` are the current value compiled; both None means the key is deleted
+        (``tombstone`` is its highest version), ``entry`` alone means the value is bad and skipped (the
+        old definition stays). The value may be newer than the event: versions of a key only grow in
+        Redis, so applying the newest is always safe, and an older one than held is ignored.
+        """
+        key = (event.kind, event.key)
+        held = self.definitions.get(key)
+        message = pb.SyncFlagsResponse(revision=event.revision, event_id=event.event_id)
+        if entry is not None and compiled is not None:
+            if held is None or entry.version > held.version:
+                self.definitions[key] = entry
+                if isinstance(compiled, CompiledFlag):
+                    self.flagset.put_flag(compiled)
+                else:
+                    self.flagset.put_segment(compiled)
+            message.change.operation = pb.OPERATION_PUT
+            message.change.definition.CopyFrom(self.definitions[key].message())
+        elif entry is None:
+            if held is not None:
+                del self.definitions[key]
+                if event.kind == "flag":
+                    self.flagset.remove_flag(event.key)
+                else:
+                    self.flagset.remove_segment(event.key)
+            message.change.operation = pb.OPERATION_DELETE
+            message.change.definition.CopyFrom(
+                pb.Definition(kind=KIND_PB[event.kind], key=event.key, version=tombstone or event.version)
+            )
+        else:  # a bad value is skipped, but the revision still advances
+            message.heartbeat.SetInParent()
+        self.revision = event.revision
+        self.event_id = event.event_id
+        self._snapshot = None
+        self._remember(HistoryEntry(self.revision, self.event_id, message.SerializeToString()))
+        self._notify()
+
+    def _remember(self, entry: HistoryEntry) -> None:
+        if self.history_limit <= 0:
+            self.base_revision, self.base_event_id = entry.revision, entry.event_id
+            return
+        if len(self.history) >= self.history_limit:
+            dropped = self.history.popleft()
+            self.base_revision, self.base_event_id = dropped.revision, dropped.event_id
+        self.history.append(entry)
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    # --- reads (SyncFlags) ---
+
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set at the next change; take it *before* reading the state you compare against."""
+        return self._changed
+
+    def position_known(self, revision: int, event_id: str) -> bool:
+        """Whether (revision, event_id) is a position of this history from which changes can be replayed."""
+        if revision == self.revision:
+            return event_id == self.event_id
+        if not self.base_revision <= revision < self.revision:
+            return False
+        if revision == self.base_revision:
+            return event_id == self.base_event_id
+        return self.history[revision - self.base_revision - 1].event_id == event_id
+
+    def changes_after(self, revision: int) -> Iterator[bytes]:
+        """Messages of the revisions after ``revision`` (which must satisfy :meth:`position_known`)."""
+        start = revision - self.base_revision
+        for i in range(start, len(self.history)):
+            yield self.history[i].message
+
+    def snapshot_messages(self) -> list[bytes]:
+        """The current state as SyncFlagsResponse snapshot messages of about a megabyte each."""
+        cached = self._snapshot
+        if cached is not None and cached[0] == self.generation and cached[1] == self.revision:
+            return cached[2]
+        messages: list[bytes] = []
+        chunk: list[pb.Definition] = []
+        size = 0
+
+        def emit(more: bool) -> None:
+            msg = pb.SyncFlagsResponse(revision=self.revision, event_id=self.event_id)
+            msg.snapshot.definitions.extend(chunk)
+            msg.snapshot.metadata.update(self.meta)
+            msg.snapshot.more = more
+            messages.append(msg.SerializeToString())
+
+        entries = sorted(self.definitions.values(), key=_snapshot_order)
+        for entry in entries:
+            definition = entry.message()
+            chunk.append(definition)
+            size += len(definition.json) + len(definition.key) + 16
+            if size >= SNAPSHOT_CHUNK_BYTES:
+                emit(True)
+                chunk, size = [], 0
+        emit(False)
+        self._snapshot = (self.generation, self.revision, messages)
+        return messages
+
+
+def _snapshot_order(entry: DefinitionEntry) -> tuple[int, str]:
+    return (0 if entry.kind == "segment" else 1, entry.key)

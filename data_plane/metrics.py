@@ -1,0 +1,115 @@
+"""Prometheus metrics (``flagyard_`` prefix, bounded label sets).
+
+Each :class:`Metrics` has its own registry, so several data planes can live in one process (tests). With
+several processes (:mod:`.supervisor`) prometheus-client's multiprocess mode aggregates them: the
+supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` and serves the sum.
+
+Evaluations are counted per (flag, variant, reason) in a plain dict on the hot path and folded into the
+counter by :meth:`Metrics.flush` about once a second. Only the first ``flag_label_cap`` flag keys seen get a
+label of their own; the others (and their variants) are counted as ``other``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+OTHER = "other"
+METHODS = (
+    "ResolveBoolean",
+    "ResolveString",
+    "ResolveInteger",
+    "ResolveFloat",
+    "ResolveObject",
+    "ResolveAll",
+    "SyncFlags",
+)
+_LATENCY_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+)  # fmt: skip
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None, flag_label_cap: int = 200) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "flagyard_data_plane_requests",
+            "gRPC calls by method and status code.",
+            ["method", "code"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "flagyard_data_plane_request_duration_seconds",
+            "Time to answer a unary call (SyncFlags: time to the first message).",
+            ["method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.evaluations = Counter(
+            "flagyard_data_plane_evaluations",
+            "Flag evaluations by flag, variant and reason (flags beyond the label cap count as 'other').",
+            ["flag", "variant", "reason"],
+            registry=r,
+        )
+        self.l1_flags = Gauge(
+            "flagyard_data_plane_l1_flags", "Flags held in L1, all environments.", registry=r,
+            multiprocess_mode="max",
+        )  # fmt: skip
+        self.l1_environments = Gauge(
+            "flagyard_data_plane_l1_environments", "Environments held in L1.", registry=r,
+            multiprocess_mode="max",
+        )  # fmt: skip
+        self.revision_lag = Gauge(
+            "flagyard_data_plane_revision_lag",
+            "Largest revision gap between Redis and L1 over all environments (measured periodically).",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.degraded = Gauge(
+            "flagyard_data_plane_degraded",
+            "1 while Redis is unreachable and evaluations are served from L1 as last known.",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.stream_reconnects = Counter(
+            "flagyard_data_plane_stream_reconnects",
+            "Times the Redis stream follower reconnected after losing Redis.",
+            registry=r,
+        )
+        self.reloads = Counter(
+            "flagyard_data_plane_environment_reloads",
+            "Whole-environment reloads from Redis by cause (start, new, gap, reconnect, refresh).",
+            ["cause"],
+            registry=r,
+        )
+        self.invalid_definitions = Counter(
+            "flagyard_data_plane_invalid_definitions",
+            "Definitions or events in Redis that could not be decoded or compiled (skipped).",
+            ["kind"],
+            registry=r,
+        )
+        self.sync_streams = Gauge(
+            "flagyard_data_plane_sync_streams", "Open SyncFlags streams.", registry=r,
+            multiprocess_mode="livesum",
+        )  # fmt: skip
+        self._cap = flag_label_cap
+        self._labelled: set[str] = set()
+        self.pending: defaultdict[tuple[str, str | None, str], int] = defaultdict(int)
+        """(flag, variant, reason) → evaluations not yet flushed; the hot path increments it."""
+
+    def flush(self) -> None:
+        """Fold the pending evaluation counts into the counter."""
+        pending, self.pending = self.pending, defaultdict(int)
+        folded: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        for (flag, variant, reason), n in pending.items():
+            if flag not in self._labelled:
+                if len(self._labelled) < self._cap:
+                    self._labelled.add(flag)
+                else:
+                    folded[OTHER, OTHER, reason] += n
+                    continue
+            folded[flag, variant or "", reason] += n
+        for (flag, variant, reason), n in folded.items():
+            self.evaluations.labels(flag, variant, reason).inc(n)

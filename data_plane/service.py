@@ -1,0 +1,268 @@
+"""The gRPC handlers of ``flagyard.v1.EvaluationService`` and ``flagyard.v1.SyncService``.
+
+Every handler authenticates the call (:mod:`.auth`), finds its environment in L1 and answers from it; Redis
+is touched only for an SDK key not cached yet or an environment not loaded yet. Evaluation problems are
+results (reason ERROR with an error code), never transport errors; :class:`RequestError` becomes its gRPC
+status; anything unexpected is logged and answered INTERNAL without details.
+
+ResolveAll and SyncFlags return bytes they serialized themselves (cached entries, shared history
+messages); :func:`method_handlers` registers them with an identity serializer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+import grpc.aio
+import structlog
+from google.protobuf.message import DecodeError, Message
+
+from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
+from flagyard.proto.values import struct_to_dict
+from flagyard.rule_engine import ErrorCode
+from flagyard.syncer.redis_store import EvaluationCount
+
+from .auth import SdkKeys
+from .convert import RESOLVERS, BulkEncoder, TypedResolver, resolve_all
+from .exceptions import InvalidRequestError, RequestError
+from .follower import L1
+from .l1 import Environment
+from .metrics import Metrics
+from .settings import DataPlaneSettings
+from .store import RedisStore
+
+log = structlog.get_logger("flagyard.data_plane")
+
+EVALUATION_SERVICE = "flagyard.v1.EvaluationService"
+SYNC_SERVICE = "flagyard.v1.SyncService"
+MAX_BULK_KEYS = 10_000
+MAX_REPORTED_COUNT = 10**12
+Context = grpc.aio.ServicerContext[Any, Any]
+M = TypeVar("M", bound=Message)
+
+
+class Handlers:
+    def __init__(
+        self,
+        settings: DataPlaneSettings,
+        l1: L1,
+        keys: SdkKeys,
+        metrics: Metrics,
+        encoder: BulkEncoder,
+        store: RedisStore,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.l1 = l1
+        self.keys = keys
+        self.metrics = metrics
+        self.encoder = encoder
+        self._requests: dict[tuple[str, str], Any] = {}
+        self._latency = {m: metrics.latency.labels(m) for m in RESOLVERS} | {
+            "ResolveAll": metrics.latency.labels("ResolveAll"),
+            "SyncFlags": metrics.latency.labels("SyncFlags"),
+            "ReportEvaluations": metrics.latency.labels("ReportEvaluations"),
+        }
+
+    def _count(self, method: str, code: str) -> None:
+        child = self._requests.get((method, code))
+        if child is None:
+            child = self._requests[method, code] = self.metrics.requests.labels(method, code)
+        child.inc()
+
+    async def _environment(self, context: Context) -> Environment:
+        record = await self.keys.authenticate(context.invocation_metadata())
+        return await self.l1.environment(record.environment_id)
+
+    async def _fail(self, method: str, context: Context, exc: BaseException) -> Any:
+        if isinstance(exc, RequestError):
+            self._count(method, exc.code.name)
+            await context.abort(exc.code, str(exc))
+        self._count(method, "INTERNAL")
+        log.error("call.failed", method=method, error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+    # --- evaluation ---
+
+    def typed(self, resolver: TypedResolver) -> Callable[[bytes, Context], Awaitable[bytes]]:
+        method = resolver.method
+        flag_type = resolver.flag_type
+        latency = self._latency[method]
+        pending = self.metrics.pending
+
+        async def handle(data: bytes, context: Context) -> bytes:
+            started = time.perf_counter()
+            try:
+                request = _parse(pb.ResolveRequest, data)
+                key = request.flag_key
+                if not key:
+                    raise InvalidRequestError("flag_key must not be empty")
+                env = await self._environment(context)
+                result = env.flagset.evaluate(key, None, struct_to_dict(request.context), flag_type)
+                response = resolver.encode(result)
+            except Exception as exc:
+                return await self._fail(method, context, exc)  # type: ignore[no-any-return]
+            if result.error_code is ErrorCode.FLAG_NOT_FOUND:
+                pending["other", None, result.reason] += 1
+            else:
+                pending[key, result.variant, result.reason] += 1
+            self._count(method, "OK")
+            latency.observe(time.perf_counter() - started)
+            return response
+
+        return handle
+
+    async def resolve_all(self, data: bytes, context: Context) -> bytes:
+        started = time.perf_counter()
+        try:
+            request = _parse(pb.ResolveAllRequest, data)
+            if len(request.flag_keys) > MAX_BULK_KEYS:
+                raise InvalidRequestError(f"at most {MAX_BULK_KEYS} flag_keys")
+            env = await self._environment(context)
+            response = resolve_all(
+                env.flagset, struct_to_dict(request.context), request.flag_keys, env.revision, self.encoder
+            )
+        except Exception as exc:
+            return await self._fail("ResolveAll", context, exc)  # type: ignore[no-any-return]
+        self._count("ResolveAll", "OK")
+        self._latency["ResolveAll"].observe(time.perf_counter() - started)
+        return response
+
+    async def report_evaluations(self, data: bytes, context: Context) -> bytes:
+        """Add an SDK's evaluation counts to its environment's usage in Redis."""
+        started = time.perf_counter()
+        try:
+            request = _parse(pb.ReportEvaluationsRequest, data)
+            if len(request.counts) > MAX_BULK_KEYS:
+                raise InvalidRequestError(f"at most {MAX_BULK_KEYS} counts per report")
+            counts = []
+            for i, c in enumerate(request.counts):
+                if not c.flag_key or c.count <= 0 or c.count > MAX_REPORTED_COUNT:
+                    raise InvalidRequestError(
+                        f"counts[{i}] needs a flag_key and a count in 1..{MAX_REPORTED_COUNT:.0e}"
+                    )
+                reason = pb.Reason.Name(c.reason).removeprefix("REASON_")
+                counts.append(EvaluationCount(c.flag_key, c.variant, reason, c.count))
+            env = await self._environment(context)
+            last = request.last_evaluated_at or int(time.time())
+            recorded = await self.store.record_evaluations(env.env_id, counts, last)
+        except Exception as exc:
+            return await self._fail("ReportEvaluations", context, exc)  # type: ignore[no-any-return]
+        self._count("ReportEvaluations", "OK")
+        self._latency["ReportEvaluations"].observe(time.perf_counter() - started)
+        return bytes(pb.ReportEvaluationsResponse(recorded=recorded).SerializeToString())
+
+    # --- sync ---
+
+    async def sync_flags(self, data: bytes, context: Context) -> AsyncIterator[bytes]:
+        started = time.perf_counter()
+        try:
+            request = _parse(pb.SyncFlagsRequest, data)
+            if request.HasField("revision") and request.revision < 0:
+                raise InvalidRequestError("revision must not be negative")
+            env = await self._environment(context)
+        except Exception as exc:
+            await self._fail("SyncFlags", context, exc)
+            return
+        self.metrics.sync_streams.inc()
+        try:
+            first = True
+            async for message in self._stream(env, request):
+                yield message
+                if first:
+                    first = False
+                    self._latency["SyncFlags"].observe(time.perf_counter() - started)
+        finally:
+            self.metrics.sync_streams.dec()
+            self._count("SyncFlags", "CANCELLED" if context.cancelled() else "OK")
+
+    async def _stream(self, env: Environment, request: pb.SyncFlagsRequest) -> AsyncIterator[bytes]:
+        heartbeat = self.settings.sync_heartbeat_seconds
+        if request.HasField("revision"):
+            revision, event_id = request.revision, request.event_id
+            deadline = time.monotonic() + self.settings.sync_resume_wait_seconds
+            while revision > env.revision and time.monotonic() < deadline:  # this process lags behind
+                changed = env.changed
+                try:
+                    await asyncio.wait_for(changed.wait(), max(0.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    break
+        else:
+            revision, event_id = -1, ""
+        generation = env.generation
+        if revision >= 0 and env.position_known(revision, event_id):
+            messages = list(env.changes_after(revision)) or [_heartbeat(env)]
+        else:
+            messages = env.snapshot_messages()
+        # The position the messages bring the client to, taken with them: more may change while they go.
+        revision, event_id = env.revision, env.event_id
+        for message in messages:
+            yield message
+        while True:
+            changed = env.changed  # taken before comparing, so no change is missed
+            if env.generation != generation or not env.position_known(revision, event_id):
+                generation = env.generation
+                messages = env.snapshot_messages()
+            elif env.revision != revision:
+                messages = list(env.changes_after(revision))
+            else:
+                try:
+                    await asyncio.wait_for(changed.wait(), heartbeat)
+                except TimeoutError:
+                    yield _heartbeat(env)
+                continue
+            revision, event_id = env.revision, env.event_id
+            for message in messages:
+                yield message
+
+
+def _heartbeat(env: Environment) -> bytes:
+    msg = pb.SyncFlagsResponse(revision=env.revision, event_id=env.event_id)
+    msg.heartbeat.SetInParent()
+    return msg.SerializeToString()
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+def _parse(message: type[M], data: bytes) -> M:
+    """Decode a request in the handler, so a malformed one is INVALID_ARGUMENT (not UNKNOWN)."""
+    try:
+        return message.FromString(data)
+    except DecodeError as exc:
+        raise InvalidRequestError(f"malformed {message.DESCRIPTOR.name}: {exc}") from exc
+
+
+def method_handlers(handlers: Handlers) -> dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]]:
+    """Service name → method name → handler, ready for ``add_generic_rpc_handlers``."""
+    evaluation: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        name: grpc.unary_unary_rpc_method_handler(
+            handlers.typed(resolver),
+            request_deserializer=_identity,
+            response_serializer=_identity,
+        )
+        for name, resolver in RESOLVERS.items()
+    }
+    evaluation["ResolveAll"] = grpc.unary_unary_rpc_method_handler(
+        handlers.resolve_all,
+        request_deserializer=_identity,
+        response_serializer=_identity,
+    )
+    evaluation["ReportEvaluations"] = grpc.unary_unary_rpc_method_handler(
+        handlers.report_evaluations,
+        request_deserializer=_identity,
+        response_serializer=_identity,
+    )
+    sync = {
+        "SyncFlags": grpc.unary_stream_rpc_method_handler(
+            handlers.sync_flags,
+            request_deserializer=_identity,
+            response_serializer=_identity,
+        )
+    }
+    return {EVALUATION_SERVICE: evaluation, SYNC_SERVICE: sync}

@@ -1,0 +1,61 @@
+"""Data-plane settings, from ``FLAGYARD_*`` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DataPlaneSettings(BaseSettings):
+    """Every field is read from ``FLAGYARD_<FIELD NAME>``, e.g. ``FLAGYARD_REDIS_URL``."""
+
+    model_config = SettingsConfigDict(env_prefix="FLAGYARD_", extra="ignore", frozen=True)
+
+    redis_url: SecretStr = Field(
+        default=SecretStr("redis://127.0.0.1:6379/0"),
+        description="The Redis of the contract (a secret: it may carry a password).",
+    )
+    redis_prefix: str = Field(default="flagyard", min_length=1, description="Key prefix P.")
+    redis_timeout_seconds: float = Field(
+        default=0.5, gt=0, description="Socket timeout of request-path Redis reads (SDK key lookups)."
+    )
+    grpc_host: str = Field(default="[::]", description="Address the gRPC server binds.")
+    grpc_port: int = Field(default=50051, ge=0, le=65535, description="0 picks a free port (one process).")
+    data_plane_processes: int = Field(
+        default=1, ge=1, le=256, description="Processes serving the port together (SO_REUSEPORT)."
+    )
+    metrics_port: int = Field(default=9464, ge=0, le=65535, description="Prometheus /metrics; 0 disables.")
+    sdk_key_cache_seconds: float = Field(
+        default=30.0, ge=0, description="How long a verified SDK key is trusted before it is read again."
+    )
+    sdk_key_negative_cache_seconds: float = Field(
+        default=5.0, ge=0, description="How long an unknown SDK key is remembered as unknown."
+    )
+    stream_block_ms: int = Field(default=2000, ge=10, description="XREAD BLOCK time.")
+    stream_batch: int = Field(default=500, ge=1, description="XREAD COUNT.")
+    env_refresh_seconds: float = Field(
+        default=5.0, gt=0, description="How often P:envs is re-read and the revision lag measured."
+    )
+    sync_history: int = Field(
+        default=1000, ge=0, description="Changes kept per environment for SyncFlags resumes."
+    )
+    sync_heartbeat_seconds: float = Field(default=15.0, gt=0, description="SyncFlags heartbeat interval.")
+    sync_resume_wait_seconds: float = Field(
+        default=1.0, ge=0, description="How long a resume from a revision ahead of this process waits."
+    )
+    lazy_compile: bool = Field(
+        default=True,
+        description="Load environments as placeholders compiled on first use and in the background "
+        "(serve a large environment within a second); false compiles everything before serving.",
+    )
+    compile_ahead: bool = Field(
+        default=True,
+        description="With lazy_compile, compile every placeholder in the background once serving; false "
+        "compiles a definition only when first used (less memory for large, sparsely used environments).",
+    )
+    metrics_flag_label_cap: int = Field(
+        default=200, ge=0, description="Distinct flag keys labelled in metrics; the rest count as 'other'."
+    )
+    log_level: str = Field(default="info")
+    log_json: bool = Field(default=True, description="JSON logs (else human-readable console logs).")
+    grace_seconds: float = Field(default=5.0, ge=0, description="Shutdown grace for in-flight calls.")

@@ -1,0 +1,1 @@
+"""Flagyard syncer: built by its own issue; nothing here yet."""

@@ -1,0 +1,405 @@
+"""The syncer: committed state in PostgreSQL → validated definitions in Redis, under the version guard.
+
+A job names what changed (environment, flag/segment/environment/sdk_key, key, version); the syncer reads
+the *current* committed state rather than trusting the job, so a job that arrives late, twice or out of
+order writes the newest state or nothing (the guard in Redis refuses anything not newer). A burst of
+changes to one flag therefore coalesces: the first job writes the newest version, the rest are no-ops.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import orjson
+import redis
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.orm import Session, sessionmaker
+
+from flagyard.control_plane.db import mapping
+from flagyard.control_plane.db.models import ApiKey, Environment, Flag, OutboxEntry, Project, Segment
+from flagyard.rule_engine import (
+    DefinitionError,
+    compile_flag,
+    compile_segment,
+    validate_flag,
+    validate_segment,
+)
+
+from . import metrics
+from .exceptions import InvalidDefinitionError, StoreUnavailableError
+from .redis_store import (
+    EnvKeys,
+    SdkKeyRecord,
+    delete_sdk_key,
+    envs_key,
+    load_environment_sync,
+    parse_stored,
+    purge_change,
+    put_sdk_key,
+    sdkkeys_key,
+)
+from .redis_store import apply_change as redis_apply_change
+
+log = structlog.get_logger("flagyard.syncer")
+
+Outcome = Literal["applied", "ignored", "invalid", "dropped"]
+ENTITY_TYPES = ("flag", "segment", "environment", "sdk_key")
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentInfo:
+    id: int
+    project_id: int
+    project_key: str
+    key: str
+
+    @property
+    def meta(self) -> dict[str, str]:
+        return {"project": self.project_key, "environment": self.key}
+
+
+class Syncer:
+    """Reads PostgreSQL through the control plane's ORM ↔ rule-engine mapping; writes the Redis contract."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        client: redis.Redis,
+        prefix: str,
+        *,
+        stream_maxlen: int = 10_000,
+    ) -> None:
+        self._sessions = sessions
+        self._redis = client
+        self._prefix = prefix
+        self._stream_maxlen = stream_maxlen
+
+    # --- jobs ---------------------------------------------------------------------------------------
+
+    def sync_change(
+        self,
+        environment_id: int,
+        entity_type: str,
+        entity_key: str,
+        version: int,
+        outbox_id: int | None = None,
+    ) -> Outcome:
+        """Handle one change; raises :class:`StoreUnavailableError` when a retry may help."""
+        change = {
+            "environment_id": environment_id,
+            "entity_type": entity_type,
+            "entity_key": entity_key,
+            "version": version,
+            "outbox_id": outbox_id,
+        }
+        (outcome,) = self._run([change], skip_invalid=False)
+        return outcome
+
+    def sync_changes(self, changes: list[dict[str, Any]]) -> dict[str, int]:
+        """Handle a batch job in one session. Changes to the same entity coalesce (the syncer reads the
+        current state anyway); an unknown entity type is logged and skipped. A transient failure fails
+        the whole job, which is safe to retry because applying is idempotent."""
+        newest: dict[tuple[int, str, str], dict[str, Any]] = {}
+        for change in changes:
+            key = (int(change["environment_id"]), str(change["entity_type"]), str(change["entity_key"]))
+            if key not in newest or int(change["version"]) > int(newest[key]["version"]):
+                newest[key] = change
+        outcomes: dict[str, int] = {}
+        for outcome in self._run(list(newest.values()), skip_invalid=True):
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        return outcomes
+
+    def _run(self, changes: list[dict[str, Any]], *, skip_invalid: bool) -> list[Outcome]:
+        started = time.perf_counter()
+        outcomes: list[Outcome] = []
+        applied: list[int] = []
+        try:
+            with self._sessions() as session:
+                envs: dict[int, EnvironmentInfo | None] = {}
+                for change in changes:
+                    env_id, entity_type = int(change["environment_id"]), str(change["entity_type"])
+                    key, version = str(change["entity_key"]), int(change["version"])
+                    try:
+                        outcome = self._sync(session, env_id, entity_type, key, version, envs)
+                    except InvalidDefinitionError as exc:
+                        if not skip_invalid:
+                            raise
+                        log.error(
+                            "change.skipped", environment_id=env_id, entity_type=entity_type, error=str(exc)
+                        )
+                        outcome = "invalid"
+                    outcomes.append(outcome)
+                    if outcome == "applied" and change.get("outbox_id") is not None:
+                        applied.append(int(change["outbox_id"]))
+                    log.info(
+                        "change.synced",
+                        environment_id=env_id,
+                        entity_type=entity_type,
+                        key=key,
+                        version=version,
+                        outcome=outcome,
+                    )
+                self._observe_propagation(session, applied)
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            raise StoreUnavailableError(f"PostgreSQL: {exc}") from exc
+        except redis.RedisError as exc:
+            raise StoreUnavailableError(f"Redis: {exc}") from exc
+        metrics.JOB_SECONDS.observe(time.perf_counter() - started)
+        return outcomes
+
+    def _sync(
+        self,
+        session: Session,
+        environment_id: int,
+        entity_type: str,
+        key: str,
+        version: int,
+        envs: dict[int, EnvironmentInfo | None],
+    ) -> Outcome:
+        if entity_type not in ENTITY_TYPES:
+            raise InvalidDefinitionError(f"unknown entity type {entity_type!r}")
+        if entity_type == "sdk_key":
+            return self._sync_sdk_key(session, int(key))
+        if environment_id not in envs:
+            envs[environment_id] = _environment(session, environment_id)
+        env = envs[environment_id]
+        if env is None:
+            self.drop_environment(environment_id)
+            return "dropped"
+        if entity_type == "environment":
+            self._push_environment(session, env)
+            return "applied"
+        if entity_type == "flag":
+            return self._sync_flag(session, env, key, version)
+        return self._sync_segment(session, env, key, version)
+
+    def _sync_flag(self, session: Session, env: EnvironmentInfo, key: str, version: int) -> Outcome:
+        flag = mapping.load_flag(session, env.id, key)
+        if flag is None:
+            return self._apply(
+                env, "flag", key, max(version, _tombstone_version(session, Flag, env, key)), None
+            )
+        try:
+            checked = validate_flag(flag.model_dump(mode="json"))
+            compile_flag(checked)
+        except DefinitionError as exc:
+            return self._invalid(env, "flag", key, exc)
+        return self._apply(env, "flag", key, checked.version, checked.model_dump(mode="json"))
+
+    def _sync_segment(self, session: Session, env: EnvironmentInfo, key: str, version: int) -> Outcome:
+        segment = mapping.load_segment(session, env.id, key)
+        if segment is None:
+            tombstone = _tombstone_version(session, Segment, env, key)
+            return self._apply(env, "segment", key, max(version, tombstone), None)
+        try:
+            checked = validate_segment(segment.model_dump(mode="json"))
+            compile_segment(checked)
+        except DefinitionError as exc:
+            return self._invalid(env, "segment", key, exc)
+        return self._apply(env, "segment", key, checked.version, checked.model_dump(mode="json"))
+
+    def _apply(
+        self, env: EnvironmentInfo, kind: Literal["flag", "segment"], key: str, version: int,
+        definition: Mapping[str, Any] | None,
+    ) -> Outcome:  # fmt: skip
+        result = redis_apply_change(
+            self._redis, self._prefix, str(env.id), kind, key, version, definition, env.meta,
+            stream_maxlen=self._stream_maxlen,
+        )  # fmt: skip
+        outcome: Outcome = "applied" if result.applied else "ignored"
+        metrics.CHANGES.labels(kind, outcome).inc()
+        return outcome
+
+    def _invalid(self, env: EnvironmentInfo, kind: str, key: str, exc: DefinitionError) -> Outcome:
+        metrics.CHANGES.labels(kind, "invalid").inc()
+        log.error(
+            "change.invalid", environment_id=env.id, kind=kind, key=key, issues=[str(i) for i in exc.issues]
+        )
+        return "invalid"
+
+    def _observe_propagation(self, session: Session, outbox_ids: list[int]) -> None:
+        if not outbox_ids:
+            return
+        now = time.time()
+        created = session.scalars(sa.select(OutboxEntry.created_at).where(OutboxEntry.id.in_(outbox_ids)))
+        for at in created:
+            metrics.PROPAGATION_SECONDS.observe(max(0.0, now - at.timestamp()))
+
+    # --- SDK keys -----------------------------------------------------------------------------------
+
+    def _sync_sdk_key(self, session: Session, key_id: int) -> Outcome:
+        row = session.get(ApiKey, key_id)
+        if row is None or row.role != "sdk":
+            return "ignored"
+        if row.revoked_at is not None or row.environment_id is None:
+            delete_sdk_key(self._redis, self._prefix, row.key_hash)
+            return "applied"
+        env = _environment(session, row.environment_id)
+        if env is None:
+            delete_sdk_key(self._redis, self._prefix, row.key_hash)
+            return "applied"
+        put_sdk_key(self._redis, self._prefix, row.key_hash, _sdk_record(row, env))
+        return "applied"
+
+    def sync_sdk_keys(self) -> int:
+        """Make ``P:sdkkeys`` hold exactly the usable SDK keys of PostgreSQL; returns the repairs made."""
+        with self._sessions() as session:
+            rows = session.execute(
+                sa.select(ApiKey, Environment.project_id, Project.key, Environment.key)
+                .join(Environment, Environment.id == ApiKey.environment_id)
+                .join(Project, Project.id == Environment.project_id)
+                .where(ApiKey.role == "sdk", ApiKey.revoked_at.is_(None))
+            ).all()
+        wanted = {
+            row.key_hash: _sdk_record(row, EnvironmentInfo(row.environment_id or 0, pid, pkey, ekey))
+            for row, pid, pkey, ekey in rows
+        }
+        held = {_text(k): v for k, v in self._redis.hgetall(sdkkeys_key(self._prefix)).items()}
+        repairs = 0
+        for key_hash in held.keys() - wanted.keys():
+            delete_sdk_key(self._redis, self._prefix, key_hash)
+            repairs += 1
+        for key_hash, record in wanted.items():
+            current = held.get(key_hash)
+            if current is None or orjson.loads(current) != _record_dict(record):
+                put_sdk_key(self._redis, self._prefix, key_hash, record)
+                repairs += 1
+        if repairs:
+            metrics.RECONCILE_REPAIRS.labels("sdk_key").inc(repairs)
+        return repairs
+
+    # --- whole environments -------------------------------------------------------------------------
+
+    def drop_environment(self, environment_id: int) -> None:
+        """Remove everything Redis holds for a deleted environment."""
+        keys = EnvKeys(self._prefix, str(environment_id))
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(
+                keys.flags, keys.segments, keys.versions, keys.rev, keys.events, keys.meta,
+                keys.evaluations, keys.evaluated_at,
+            )  # fmt: skip
+            pipe.srem(envs_key(self._prefix), str(environment_id))
+            pipe.execute()
+        log.info("environment.dropped", environment_id=environment_id)
+
+    def _push_environment(self, session: Session, env: EnvironmentInfo) -> int:
+        document = mapping.load_environment_document(session, env.id)
+        applied = 0
+        for segment in document.segments:
+            applied += self._sync_segment(session, env, segment.key, segment.version) == "applied"
+        for flag in document.flags:
+            applied += self._sync_flag(session, env, flag.key, flag.version) == "applied"
+        return applied
+
+    def reconcile(self) -> int:
+        """Compare every environment in PostgreSQL with Redis and repair each difference.
+
+        Newer definitions missing from Redis are written, definitions deleted in PostgreSQL are deleted,
+        environments that no longer exist are dropped, and SDK keys are made to match. Also hydrates an
+        empty Redis. Returns the number of repairs.
+        """
+        repairs = 0
+        try:
+            with self._sessions() as session:
+                envs = [
+                    EnvironmentInfo(e.id, e.project_id, pkey, e.key)
+                    for e, pkey in session.execute(
+                        sa.select(Environment, Project.key).join(
+                            Project, Project.id == Environment.project_id
+                        )
+                    ).all()
+                ]
+                for env in envs:
+                    repairs += self._reconcile_environment(session, env)
+            live = {str(e.id) for e in envs}
+            for raw in self._redis.smembers(envs_key(self._prefix)):
+                env_id = _text(raw)
+                if env_id not in live:
+                    self.drop_environment(int(env_id))
+                    repairs += 1
+            repairs += self.sync_sdk_keys()
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            metrics.RECONCILE_RUNS.labels("failed").inc()
+            raise StoreUnavailableError(f"PostgreSQL: {exc}") from exc
+        except redis.RedisError as exc:
+            metrics.RECONCILE_RUNS.labels("failed").inc()
+            raise StoreUnavailableError(f"Redis: {exc}") from exc
+        metrics.RECONCILE_RUNS.labels("ok").inc()
+        if repairs:
+            log.info("reconcile.repaired", repairs=repairs)
+        return repairs
+
+    def _reconcile_environment(self, session: Session, env: EnvironmentInfo) -> int:
+        document = mapping.load_environment_document(session, env.id)
+        held = load_environment_sync(self._redis, self._prefix, str(env.id))
+        repairs = 0
+        for kind, wanted, stored in (
+            ("segment", {s.key: s.version for s in document.segments}, held.segments),
+            ("flag", {f.key: f.version for f in document.flags}, held.flags),
+        ):
+            held_versions = {key: parse_stored(raw).version for key, raw in stored.items()}
+            for key, version in wanted.items():
+                if held_versions.get(key, -1) < version:
+                    sync = self._sync_flag if kind == "flag" else self._sync_segment
+                    repairs += sync(session, env, key, version) == "applied"
+            model = Flag if kind == "flag" else Segment
+            for key in held_versions.keys() - wanted.keys():
+                if _tombstone_version(session, model, env, key) == 0:
+                    # PostgreSQL never had it: remove it without a tombstone, so a later key starts at 1.
+                    repairs += purge_change(self._redis, self._prefix, str(env.id), kind, key)  # type: ignore[arg-type]
+                    continue
+                sync = self._sync_flag if kind == "flag" else self._sync_segment
+                if sync(session, env, key, 0) == "applied":
+                    repairs += 1
+                else:
+                    log.warning("reconcile.stale_kept", environment_id=env.id, kind=kind, key=key)
+        if repairs:
+            metrics.RECONCILE_REPAIRS.labels("definition").inc(repairs)
+        return repairs
+
+
+def _environment(session: Session, environment_id: int) -> EnvironmentInfo | None:
+    row = session.execute(
+        sa.select(Environment.id, Environment.project_id, Project.key, Environment.key)
+        .join(Project, Project.id == Environment.project_id)
+        .where(Environment.id == environment_id)
+    ).first()
+    return None if row is None else EnvironmentInfo(row[0], row[1], row[2], row[3])
+
+
+def _tombstone_version(
+    session: Session, model: type[Flag] | type[Segment], env: EnvironmentInfo, key: str
+) -> int:
+    """The highest version a deleted flag or segment reached (0 if it never existed)."""
+    highest = session.scalar(
+        sa.select(sa.func.max(model.version)).where(model.project_id == env.project_id, model.key == key)
+    )
+    return int(highest or 0)
+
+
+def _sdk_record(row: ApiKey, env: EnvironmentInfo) -> SdkKeyRecord:
+    expires: datetime | None = row.expires_at
+    return SdkKeyRecord(
+        environment_id=str(env.id),
+        project=env.project_key,
+        environment=env.key,
+        expires_at=None if expires is None else expires.timestamp(),
+    )
+
+
+def _record_dict(record: SdkKeyRecord) -> dict[str, Any]:
+    return {
+        "environment_id": record.environment_id,
+        "project": record.project,
+        "environment": record.environment,
+        "expires_at": record.expires_at,
+    }
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

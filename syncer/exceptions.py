@@ -1,0 +1,20 @@
+"""Errors of the syncer::
+
+SyncerError
+├── InvalidDefinitionError     the committed definition fails validation; retrying cannot help
+└── StoreUnavailableError      PostgreSQL or Redis could not be reached; the job is retried
+"""
+
+from __future__ import annotations
+
+
+class SyncerError(Exception):
+    """Base of every error the syncer raises."""
+
+
+class InvalidDefinitionError(SyncerError):
+    """A committed flag or segment does not validate; it is not written to Redis."""
+
+
+class StoreUnavailableError(SyncerError):
+    """PostgreSQL or Redis failed; the job fails and RQ retries it with backoff."""

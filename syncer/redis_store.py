@@ -1,0 +1,545 @@
+"""The Redis contract (ARCHITECTURE.md, "Redis contract"): the syncer's writes and the data plane's reads.
+
+Writers: :func:`apply_change` (one Lua script: version guard, value, version, revision, event, environment
+set, metadata, all atomic), :func:`put_sdk_key`, :func:`delete_sdk_key`. They take a synchronous
+``redis.Redis`` (the syncer is an RQ worker); :func:`apply_change_async` is the same script for
+``redis.asyncio``.
+
+Readers (the data plane): :func:`load_environment` reads an environment's revision, definitions and the
+id of its latest stream event in one MULTI/EXEC, so the three agree; :func:`parse_event`,
+:func:`parse_stored` and :func:`parse_sdk_key` decode what the writers wrote.
+
+Both kinds of client may be created with or without ``decode_responses``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+import redis
+import redis.asyncio
+
+Kind = Literal["flag", "segment"]
+Op = Literal["put", "delete"]
+
+KINDS: tuple[Kind, ...] = ("flag", "segment")
+STREAM_MAXLEN = 10_000
+"""Events kept per environment stream (trimmed with ``MAXLEN ~``, so about this many)."""
+MAX_VERSION = 2**53
+"""Versions are compared in Lua, whose numbers are doubles: exact up to 2**53."""
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+class RedisContractError(ValueError):
+    """A value in Redis, or an argument meant for Redis, does not follow the contract."""
+
+
+@dataclass(frozen=True, slots=True)
+class EnvKeys:
+    """The keys of one environment under prefix ``P``."""
+
+    prefix: str
+    env_id: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:env:{self.env_id}"
+
+    @property
+    def meta(self) -> str:
+        return f"{self.base}:meta"
+
+    @property
+    def flags(self) -> str:
+        return f"{self.base}:flags"
+
+    @property
+    def segments(self) -> str:
+        return f"{self.base}:segments"
+
+    @property
+    def versions(self) -> str:
+        return f"{self.base}:versions"
+
+    @property
+    def rev(self) -> str:
+        return f"{self.base}:rev"
+
+    @property
+    def events(self) -> str:
+        return f"{self.base}:events"
+
+    @property
+    def evaluations(self) -> str:
+        return f"{self.base}:evaluations"
+
+    @property
+    def evaluated_at(self) -> str:
+        return f"{self.base}:evaluated_at"
+
+    def values(self, kind: Kind) -> str:
+        """The hash holding definitions of ``kind``."""
+        return self.flags if kind == "flag" else self.segments
+
+
+def envs_key(prefix: str) -> str:
+    return f"{prefix}:envs"
+
+
+def sdkkeys_key(prefix: str) -> str:
+    return f"{prefix}:sdkkeys"
+
+
+# KEYS: versions, values hash (flags or segments), rev, events, envs, meta
+# ARGV: env_id, kind, key, version, op, stored value ("" for a delete), stream maxlen, meta field/value...
+# Returns {applied (0/1), revision, highest version held, event id ("" when not applied)}.
+APPLY_CHANGE_LUA = """
+local field = ARGV[2] .. ':' .. ARGV[3]
+local version = tonumber(ARGV[4])
+local held = tonumber(redis.call('HGET', KEYS[1], field) or '-1')
+if held >= version then
+  return {0, tonumber(redis.call('GET', KEYS[3]) or '0'), held, ''}
+end
+if ARGV[5] == 'put' then
+  redis.call('HSET', KEYS[2], ARGV[3], ARGV[6])
+else
+  redis.call('HDEL', KEYS[2], ARGV[3])
+end
+redis.call('HSET', KEYS[1], field, ARGV[4])
+local rev = redis.call('INCR', KEYS[3])
+local id = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*',
+  'rev', rev, 'op', ARGV[5], 'kind', ARGV[2], 'key', ARGV[3], 'version', ARGV[4])
+redis.call('SADD', KEYS[5], ARGV[1])
+if #ARGV > 7 then
+  redis.call('HSET', KEYS[6], unpack(ARGV, 8))
+end
+return {1, rev, version, id}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    applied: bool
+    """False when Redis already held this version or a newer one (nothing was written)."""
+    revision: int
+    """The environment revision after the call."""
+    version: int
+    """The highest version of this key Redis now holds."""
+    event_id: str
+    """The stream id of the event appended ("" when not applied)."""
+
+
+def _apply_args(
+    prefix: str,
+    env_id: str,
+    kind: str,
+    key: str,
+    version: int,
+    definition: Mapping[str, Any] | None,
+    meta: Mapping[str, str] | None,
+    stream_maxlen: int,
+) -> tuple[list[str], list[str | bytes]]:
+    if kind not in KINDS:
+        raise RedisContractError(f"kind must be one of {KINDS}, not {kind!r}")
+    if not key or not env_id or ":" in env_id:
+        raise RedisContractError("env_id and key must be non-empty (and env_id without ':')")
+    if type(version) is not int or not 0 <= version < MAX_VERSION:
+        raise RedisContractError(f"version must be an integer in [0, 2**53), not {version!r}")
+    if definition is not None and definition.get("key", key) != key:
+        raise RedisContractError(f"definition key {definition.get('key')!r} is not {key!r}")
+    keys = EnvKeys(prefix, env_id)
+    value: bytes = b""
+    if definition is not None:
+        # The definition's own version is the version it was written under, so results carry it.
+        value = orjson.dumps({"version": version, "definition": {**definition, "version": version}})
+    args: list[str | bytes] = [
+        env_id,
+        kind,
+        key,
+        str(version),
+        "put" if definition is not None else "delete",
+        value,
+        str(stream_maxlen),
+    ]
+    for name, text in (meta or {}).items():
+        args += [name, text]
+    return [
+        keys.versions,
+        keys.flags if kind == "flag" else keys.segments,
+        keys.rev,
+        keys.events,
+        envs_key(prefix),
+        keys.meta,
+    ], args
+
+
+def _apply_result(raw: Any) -> ApplyResult:
+    applied, revision, version, event_id = raw
+    return ApplyResult(bool(applied), int(revision), int(version), _text(event_id))
+
+
+def apply_change(
+    client: redis.Redis,
+    prefix: str,
+    env_id: str,
+    kind: Kind,
+    key: str,
+    version: int,
+    definition: Mapping[str, Any] | None,
+    meta: Mapping[str, str] | None = None,
+    *,
+    stream_maxlen: int = STREAM_MAXLEN,
+) -> ApplyResult:
+    """Apply one change under the version guard; ``definition=None`` deletes.
+
+    ``definition`` is the native Flag or Segment JSON object, already validated; it is stored with its
+    ``version`` field set to ``version``. ``meta`` (``project``, ``environment``) is written to
+    ``P:env:{env}:meta`` with an applied change. Idempotent: applying an older or the same version again
+    changes nothing and returns ``applied=False``.
+    """
+    keys, args = _apply_args(prefix, env_id, kind, key, version, definition, meta, stream_maxlen)
+    script = client.register_script(APPLY_CHANGE_LUA)
+    return _apply_result(script(keys=keys, args=args))
+
+
+PURGE_LUA = """
+local field = ARGV[2] .. ':' .. ARGV[3]
+local held = redis.call('HGET', KEYS[1], field)
+if not held then
+  return {0, tonumber(redis.call('GET', KEYS[3]) or '0'), ''}
+end
+redis.call('HDEL', KEYS[2], ARGV[3])
+redis.call('HDEL', KEYS[1], field)
+local rev = redis.call('INCR', KEYS[3])
+local id = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*',
+  'rev', rev, 'op', 'delete', 'kind', ARGV[2], 'key', ARGV[3], 'version', held)
+return {1, rev, id}
+"""
+
+
+def purge_change(
+    client: redis.Redis, prefix: str, env_id: str, kind: Kind, key: str, *, stream_maxlen: int = STREAM_MAXLEN
+) -> bool:
+    """Delete a key **and its version** (no tombstone): for entries PostgreSQL never had, so that a key
+    created there later starts from its own first version. Appends a delete event. True if it existed."""
+    keys, _ = _apply_args(prefix, env_id, kind, key, 0, None, None, stream_maxlen)
+    script = client.register_script(PURGE_LUA)
+    applied, _rev, _id = script(keys=keys[:4], args=[env_id, kind, key, str(stream_maxlen)])
+    return bool(applied)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change for :func:`apply_changes` (``definition=None`` deletes)."""
+
+    kind: Kind
+    key: str
+    version: int
+    definition: Mapping[str, Any] | None
+
+
+def apply_changes(
+    client: redis.Redis,
+    prefix: str,
+    env_id: str,
+    changes: Iterable[Change],
+    meta: Mapping[str, str] | None = None,
+    *,
+    stream_maxlen: int = STREAM_MAXLEN,
+) -> list[ApplyResult]:
+    """:func:`apply_change` for many changes in one round trip (a pipeline; each change is still its own
+    atomic, guarded script call, applied in order). For backfills and bulk imports."""
+    script = client.register_script(APPLY_CHANGE_LUA)
+    with client.pipeline(transaction=False) as pipe:
+        for change in changes:
+            keys, args = _apply_args(
+                prefix,
+                env_id,
+                change.kind,
+                change.key,
+                change.version,
+                change.definition,
+                meta,
+                stream_maxlen,
+            )
+            script(keys=keys, args=args, client=pipe)
+        return [_apply_result(raw) for raw in pipe.execute()]
+
+
+async def apply_change_async(
+    client: redis.asyncio.Redis,
+    prefix: str,
+    env_id: str,
+    kind: Kind,
+    key: str,
+    version: int,
+    definition: Mapping[str, Any] | None,
+    meta: Mapping[str, str] | None = None,
+    *,
+    stream_maxlen: int = STREAM_MAXLEN,
+) -> ApplyResult:
+    """:func:`apply_change` for an asyncio client."""
+    keys, args = _apply_args(prefix, env_id, kind, key, version, definition, meta, stream_maxlen)
+    script = client.register_script(APPLY_CHANGE_LUA)
+    return _apply_result(await script(keys=keys, args=args))
+
+
+# --- SDK keys -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SdkKeyRecord:
+    environment_id: str
+    project: str
+    environment: str
+    expires_at: float | None
+    """Unix seconds; ``None`` never expires."""
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+
+def hash_sdk_key(sdk_key: str) -> str:
+    """SHA-256 hex of an SDK key: the field of ``P:sdkkeys`` (the raw key is never stored)."""
+    return hashlib.sha256(sdk_key.encode()).hexdigest()
+
+
+def _check_hash(key_hash: str) -> None:
+    if not _SHA256_HEX.match(key_hash):
+        raise RedisContractError("an SDK key hash is 64 lowercase hex characters (see hash_sdk_key)")
+
+
+def put_sdk_key(client: redis.Redis, prefix: str, key_hash: str, record: SdkKeyRecord) -> None:
+    """Register (or replace) the SDK key whose SHA-256 hex is ``key_hash``."""
+    _check_hash(key_hash)
+    value = orjson.dumps(
+        {
+            "environment_id": record.environment_id,
+            "project": record.project,
+            "environment": record.environment,
+            "expires_at": record.expires_at,
+        }
+    )
+    client.hset(sdkkeys_key(prefix), key_hash, value)
+
+
+def delete_sdk_key(client: redis.Redis, prefix: str, key_hash: str) -> bool:
+    """Revoke an SDK key; True if it existed. Data planes notice within their key cache's lifetime."""
+    _check_hash(key_hash)
+    return bool(client.hdel(sdkkeys_key(prefix), key_hash))
+
+
+def parse_sdk_key(raw: bytes | str) -> SdkKeyRecord:
+    """Decode a ``P:sdkkeys`` value; :class:`RedisContractError` if it is not one."""
+    try:
+        data = orjson.loads(raw)
+        expires_at = data.get("expires_at")
+        if expires_at is not None and (type(expires_at) not in (int, float)):
+            raise TypeError("expires_at")
+        env = data["environment_id"]
+        if type(env) is not str or not env:
+            raise TypeError("environment_id")
+        return SdkKeyRecord(
+            environment_id=env,
+            project=str(data.get("project") or ""),
+            environment=str(data.get("environment") or ""),
+            expires_at=None if expires_at is None else float(expires_at),
+        )
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:
+        raise RedisContractError(f"bad SDK key record: {exc}") from exc
+
+
+async def get_sdk_key(client: redis.asyncio.Redis, prefix: str, key_hash: str) -> SdkKeyRecord | None:
+    """The record of an SDK key hash, or None if unknown. Raises redis errors and RedisContractError."""
+    raw = await client.hget(sdkkeys_key(prefix), key_hash)
+    return None if raw is None else parse_sdk_key(raw)
+
+
+# --- Evaluation counts (the data plane writes what SDKs report; the control plane reads) ---------------
+
+_SEP = "\x1f"
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationCount:
+    flag: str
+    variant: str
+    """Empty when the caller's default was served."""
+    reason: str
+    count: int
+
+
+async def record_evaluations(
+    client: redis.asyncio.Redis,
+    prefix: str,
+    env_id: str,
+    counts: Iterable[EvaluationCount],
+    last_evaluated_at: int,
+) -> int:
+    """Add reported counts to ``P:env:{env}:evaluations`` and stamp ``P:env:{env}:evaluated_at``."""
+    keys = EnvKeys(prefix, env_id)
+    total = 0
+    async with client.pipeline(transaction=True) as pipe:
+        for c in counts:
+            pipe.hincrby(keys.evaluations, f"{c.flag}{_SEP}{c.variant}{_SEP}{c.reason}", c.count)
+            pipe.hset(keys.evaluated_at, c.flag, last_evaluated_at)
+            total += c.count
+        await pipe.execute()
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class FlagUsage:
+    evaluations: int
+    variants: dict[str, int]
+    reasons: dict[str, int]
+    last_evaluated_at: int | None
+
+
+def read_evaluations(client: redis.Redis, prefix: str, env_id: str) -> dict[str, FlagUsage]:
+    """Reported evaluations per flag of an environment."""
+    keys = EnvKeys(prefix, env_id)
+    with client.pipeline(transaction=True) as pipe:
+        pipe.hgetall(keys.evaluations)
+        pipe.hgetall(keys.evaluated_at)
+        counts, stamps = pipe.execute()
+    usage: dict[str, FlagUsage] = {}
+    for field, raw in counts.items():
+        flag, variant, reason = _text(field).split(_SEP)
+        n = int(raw)
+        entry = usage.setdefault(flag, FlagUsage(0, {}, {}, None))
+        usage[flag] = FlagUsage(entry.evaluations + n, entry.variants, entry.reasons, None)
+        entry = usage[flag]
+        entry.variants[variant] = entry.variants.get(variant, 0) + n
+        entry.reasons[reason] = entry.reasons.get(reason, 0) + n
+    for field, raw in stamps.items():
+        flag = _text(field)
+        entry = usage.get(flag, FlagUsage(0, {}, {}, None))
+        usage[flag] = FlagUsage(entry.evaluations, entry.variants, entry.reasons, int(raw))
+    return usage
+
+
+# --- Readers ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDefinition:
+    version: int
+    definition: dict[str, Any]
+
+
+def parse_stored(raw: bytes | str) -> StoredDefinition:
+    """Decode a value of the flags or segments hash; :class:`RedisContractError` if it is not one."""
+    try:
+        data = orjson.loads(raw)
+        version = data["version"]
+        definition = data["definition"]
+    except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
+        raise RedisContractError(f"bad stored definition: {exc}") from exc
+    if type(version) is not int or type(definition) is not dict:
+        raise RedisContractError("bad stored definition: version must be an integer, definition an object")
+    return StoredDefinition(version, definition)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of ``P:env:{env}:events``."""
+
+    event_id: str
+    revision: int
+    op: Op
+    kind: Kind
+    key: str
+    version: int
+
+
+def parse_event(event_id: bytes | str, fields: Mapping[Any, Any]) -> Event:
+    """Decode a stream entry; :class:`RedisContractError` if it is not one of the contract's."""
+    try:
+        values = {_text(k): _text(v) for k, v in fields.items()}
+        op, kind = values["op"], values["kind"]
+        if op not in ("put", "delete") or kind not in KINDS:
+            raise ValueError(f"op {op!r} / kind {kind!r}")
+        return Event(
+            event_id=_text(event_id),
+            revision=int(values["rev"]),
+            op=op,  # type: ignore[arg-type]
+            kind=kind,
+            key=values["key"],
+            version=int(values["version"]),
+        )
+    except (KeyError, ValueError) as exc:
+        raise RedisContractError(f"bad stream event {_text(event_id)}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentData:
+    """An environment as Redis holds it, read atomically: ``flags``/``segments`` are raw stored values."""
+
+    env_id: str
+    revision: int
+    last_event_id: str
+    """The id of the newest stream event ("" if the stream is empty): follow the stream from here."""
+    exists: bool
+    """False when Redis holds nothing for this environment (no revision)."""
+    flags: dict[str, bytes]
+    segments: dict[str, bytes]
+    meta: dict[str, str]
+
+
+def _environment_data(env_id: str, raw: list[Any]) -> EnvironmentData:
+    rev, flags, segments, meta, last = raw
+    return EnvironmentData(
+        env_id=env_id,
+        revision=int(rev) if rev is not None else 0,
+        last_event_id=_text(last[0][0]) if last else "",
+        exists=rev is not None,
+        flags={_text(k): _bytes(v) for k, v in flags.items()},
+        segments={_text(k): _bytes(v) for k, v in segments.items()},
+        meta={_text(k): _text(v) for k, v in meta.items()},
+    )
+
+
+async def load_environment(client: redis.asyncio.Redis, prefix: str, env_id: str) -> EnvironmentData:
+    """Read an environment consistently (one MULTI/EXEC): revision, definitions, metadata, last event id."""
+    keys = EnvKeys(prefix, env_id)
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.get(keys.rev)
+        pipe.hgetall(keys.flags)
+        pipe.hgetall(keys.segments)
+        pipe.hgetall(keys.meta)
+        pipe.xrevrange(keys.events, count=1)
+        raw = await pipe.execute()
+    return _environment_data(env_id, raw)
+
+
+def load_environment_sync(client: redis.Redis, prefix: str, env_id: str) -> EnvironmentData:
+    """:func:`load_environment` for a synchronous client (tools and tests)."""
+    keys = EnvKeys(prefix, env_id)
+    with client.pipeline(transaction=True) as pipe:
+        pipe.get(keys.rev)
+        pipe.hgetall(keys.flags)
+        pipe.hgetall(keys.segments)
+        pipe.hgetall(keys.meta)
+        pipe.xrevrange(keys.events, count=1)
+        raw = pipe.execute()
+    return _environment_data(env_id, raw)
+
+
+async def list_environments(client: redis.asyncio.Redis, prefix: str) -> set[str]:
+    """Every environment id the syncer has written (``P:envs``)."""
+    return {_text(m) for m in await client.smembers(envs_key(prefix))}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()

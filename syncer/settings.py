@@ -1,0 +1,20 @@
+"""Syncer configuration (prefix ``FLAGYARD_``): the control plane's database and Redis settings, and more."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from flagyard.control_plane.settings import Settings
+
+
+class SyncerSettings(Settings):
+    """The control plane's settings (database, Redis, queue) and the syncer's own knobs."""
+
+    stream_max_length: int = Field(default=10_000, ge=100)
+    """Approximate length each environment's event stream is trimmed to."""
+    reconcile_interval_seconds: float = Field(default=60.0, ge=0)
+    """How often PostgreSQL and Redis are compared and repaired; 0 disables the loop."""
+    syncer_workers: int = Field(default=1, ge=1, le=64)
+    """Worker processes started by ``python -m flagyard.syncer worker``."""
+    syncer_metrics_port: int = Field(default=9102, ge=0, le=65535)
+    """Prometheus metrics port of the first worker process (0: no metrics server)."""

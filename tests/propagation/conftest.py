@@ -1,0 +1,74 @@
+"""The ``stack`` fixture: a fresh database, Redis prefix and queue per test (see e2e_stack.py)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from alembic import command
+from alembic.config import Config
+from e2e_stack import PG_ADMIN_URL, REDIS_DB, ROOT, Stack, free_port
+from fastapi.testclient import TestClient
+
+from flagyard.control_plane.main import create_app
+from flagyard.control_plane.settings import DEV_BOOTSTRAP_ADMIN_KEY, Settings
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    name = f"flagyard_e2e_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    db_url = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + f"/{name}"
+    redis_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
+    prefix = f"fye2e-{uuid.uuid4().hex[:8]}"
+    queue = f"flagyard-sync-{uuid.uuid4().hex[:8]}"
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", db_url)
+    config.attributes["configure_logging"] = False
+    command.upgrade(config, "head")
+    settings = Settings(
+        database_url=db_url,  # type: ignore[arg-type]
+        redis_url=redis_url,  # type: ignore[arg-type]
+        sync_queue=queue,
+        redis_prefix=prefix,
+        outbox_dispatch="inline",
+        outbox_relay_interval_seconds=0,
+        rate_limit_requests=0,
+        access_log=False,
+        log_level="WARNING",
+    )
+    env = {
+        **os.environ,
+        "FLAGYARD_DATABASE_URL": db_url,
+        "FLAGYARD_REDIS_URL": redis_url,
+        "FLAGYARD_REDIS_PREFIX": prefix,
+        "FLAGYARD_SYNC_QUEUE": queue,
+        "FLAGYARD_SYNCER_METRICS_PORT": "0",
+        "FLAGYARD_METRICS_PORT": "0",
+        "FLAGYARD_RECONCILE_INTERVAL_SECONDS": "2",
+        "FLAGYARD_LOG_LEVEL": "WARNING",
+        "FLAGYARD_ENV_REFRESH_SECONDS": "0.2",
+        "FLAGYARD_STREAM_BLOCK_MS": "200",
+    }
+    with TestClient(
+        create_app(settings), headers={"Authorization": f"Bearer {DEV_BOOTSTRAP_ADMIN_KEY}"}
+    ) as api:
+        stack = Stack(db_url, redis_url, prefix, queue, api, env, tmp_path, grpc_port=free_port())
+        try:
+            yield stack
+        finally:
+            stack.stop_all()
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
+    for key in client.scan_iter(f"rq:*{queue}*"):
+        client.delete(key)
+    client.close()
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
