@@ -1,0 +1,102 @@
+"""SDK in-process evaluation: the reference flag through ``client.boolean`` and through OpenFeature.
+
+Offline mode evaluates like local mode (a compiled FlagSet in process); local mode also counts each
+evaluation for reporting, measured here as "with counting" (the reporter never sends during the run).
+The floor is a plain dict lookup, run by the same loop in the same process.
+
+Run: ``.venv/bin/python -m benchmarks.sdk_bench`` (or ``task bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from openfeature import api
+from openfeature.evaluation_context import EvaluationContext
+from openfeature.provider.no_op_provider import NoOpProvider
+
+from benchmarks.rule_engine_bench import BETA_SEGMENT, CONTEXTS, REFERENCE_FLAG, per_call_ns
+from flagyard import FlagyardClient, FlagyardProvider
+from flagyard.sdk._report import EvaluationReporter
+
+GOALS_NS = {
+    "client.boolean": 1500.0,
+    "client.boolean with counting": 1500.0,
+    "OpenFeature get_boolean_value": 4000.0,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=50_000)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "flags.json"
+        path.write_text(json.dumps({"flags": [REFERENCE_FLAG], "segments": [BETA_SEGMENT]}))
+        client = FlagyardClient.offline(path)
+        counting = FlagyardClient.offline(path)
+        counting._reporter = EvaluationReporter(
+            "127.0.0.1:9", "fy_sdk_bench", interval=3600
+        )  # as local mode has
+        api.set_provider_and_wait(FlagyardProvider(client=client))
+        of_client = api.get_client()
+        api.set_provider(NoOpProvider(), domain="floor")
+        of_floor_client = api.get_client(domain="floor")
+
+        table = {"reference": True}
+
+        def floor(n: int) -> None:
+            for _ in range(n):
+                table.get("reference")
+
+        floor_ns = per_call_ns(floor, args.n, args.repeats)
+        first = next(iter(CONTEXTS.values()))
+        of_floor_context = EvaluationContext(first["targeting_key"], {"country": "FR"})
+        of_floor_ns = per_call_ns(
+            lambda n: _of_loop(of_floor_client, of_floor_context, n), args.n, args.repeats
+        )
+        floors = {
+            "client.boolean": floor_ns,
+            "client.boolean with counting": floor_ns,
+            "OpenFeature get_boolean_value": of_floor_ns,
+        }
+        print(f"{'case':<60} {'median ns':>10} {'floor ns':>9} {'ratio':>6} {'goal ns':>8}")
+        print(f"{'floor: dict lookup':<60} {floor_ns:>10.0f}")
+        print(f"{'floor: OpenFeature client over its NoOpProvider':<60} {of_floor_ns:>10.0f}")
+        for name, context in CONTEXTS.items():
+            of_context = EvaluationContext(
+                context["targeting_key"], {k: v for k, v in context.items() if k != "targeting_key"}
+            )
+            loops: dict[str, Callable[[int], None]] = {
+                "client.boolean": lambda n, c=context: _client_loop(client, c, n),  # type: ignore[misc]
+                "client.boolean with counting": lambda n, c=context: _client_loop(counting, c, n),  # type: ignore[misc]
+                "OpenFeature get_boolean_value": lambda n, c=of_context: _of_loop(of_client, c, n),  # type: ignore[misc]
+            }
+            for label, loop in loops.items():
+                ns = per_call_ns(loop, args.n, args.repeats)
+                case = f"{label}, {name}"
+                base = floors[label]
+                print(f"{case:<60} {ns:>10.0f} {base:>9.0f} {ns / base:>6.1f} {GOALS_NS[label]:>8.0f}")
+        api.shutdown()
+
+
+def _client_loop(client: FlagyardClient, context: dict[str, object], n: int) -> None:
+    boolean = client.boolean
+    for _ in range(n):
+        boolean("reference", False, context)
+
+
+def _of_loop(client: api.OpenFeatureClient, context: EvaluationContext, n: int) -> None:
+    get = client.get_boolean_value
+    for _ in range(n):
+        get("reference", False, context)
+
+
+if __name__ == "__main__":
+    main()

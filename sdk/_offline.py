@@ -1,0 +1,109 @@
+"""Offline mode: flags from a local file (native or flagd format), optionally reloaded on change."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flagyard.rule_engine import EvaluationResult, FlagSet, FlagType, RuleEngineError, load_flagset
+
+from ._resolver import Listener, Listeners, ProviderEvent, changed_flags, notify
+from .exceptions import ConfigurationError
+
+
+class OfflineResolver:
+    """Evaluates from a file. With ``watch``, a daemon thread polls the file and swaps in a new flag set
+    when its content changes; an invalid new version is reported (ERROR event) and the last good one
+    keeps serving."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, watch: bool = False, poll_interval: float = 1.0
+    ) -> None:
+        self._path = Path(path)
+        try:
+            data = self._path.read_bytes()
+            self._flagset = load_flagset(data)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read flags file {self._path}: {exc}") from exc
+        except RuleEngineError as exc:
+            raise ConfigurationError(f"invalid flags file {self._path}: {exc}") from exc
+        self._digest = hashlib.sha256(data).digest()
+        self._listeners = Listeners()
+        self._poll_interval = poll_interval
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._watch = watch
+        if watch:
+            self._start_watcher()
+            os.register_at_fork(after_in_child=self._after_fork)
+
+    @property
+    def flagset(self) -> FlagSet:
+        return self._flagset
+
+    def resolve(
+        self, key: str, default: Any, context: Mapping[str, Any], flag_type: FlagType
+    ) -> EvaluationResult:
+        return self._flagset.evaluate(key, default, context, flag_type)
+
+    def resolve_all(self, context: Mapping[str, Any]) -> dict[str, EvaluationResult]:
+        return self._flagset.evaluate_all(context)
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    @property
+    def fatal(self) -> bool:
+        return False
+
+    def wait_ready(self, timeout: float) -> bool:
+        return True
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.add(listener)
+        notify(listener, ProviderEvent.READY)
+
+    def reload(self) -> bool:
+        """Re-read the file now; returns whether the flags changed. Invalid content keeps the old flags."""
+        try:
+            data = self._path.read_bytes()
+        except OSError as exc:
+            self._listeners.emit(ProviderEvent.ERROR, message=f"cannot read {self._path}: {exc}")
+            return False
+        digest = hashlib.sha256(data).digest()
+        if digest == self._digest:
+            return False
+        try:
+            flagset = load_flagset(data)
+        except RuleEngineError as exc:
+            self._digest = digest
+            self._listeners.emit(ProviderEvent.ERROR, message=f"invalid flags file {self._path}: {exc}")
+            return False
+        changed = changed_flags(self._flagset, flagset)
+        self._digest = digest
+        self._flagset = flagset
+        self._listeners.emit(ProviderEvent.CONFIGURATION_CHANGED, changed)
+        return True
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(timeout=5)
+
+    def _start_watcher(self) -> None:
+        self._stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch_loop, name="flagyard-file-watch", daemon=True)
+        self._watcher.start()
+
+    def _watch_loop(self) -> None:
+        while not self._stop.wait(self._poll_interval):
+            self.reload()
+
+    def _after_fork(self) -> None:
+        if self._watch and not self._stop.is_set():
+            self._start_watcher()

@@ -1,0 +1,120 @@
+"""Evaluation counts: aggregated in memory, reported to the data plane periodically.
+
+Admins see from them which flags are evaluated and which are stale. Reporting never blocks or fails an
+evaluation: counting is one dict update, without a lock (under heavy concurrency an increment racing
+another, or a flush, may be lost: these are usage statistics, not billing); a report that cannot be
+sent is merged back and tried again at the next flush.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+
+from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
+from flagyard.proto.gen.flagyard.v1 import flagyard_pb2_grpc as pb_grpc
+from flagyard.rule_engine import EvaluationResult, Reason
+
+_REASONS = {reason: getattr(pb, f"REASON_{reason.value}") for reason in Reason}
+
+Key = tuple[str, str | None, Reason]
+
+
+class EvaluationReporter:
+    """Counts evaluations per (flag, variant, reason) and sends them every ``interval`` seconds."""
+
+    def __init__(
+        self,
+        target: str,
+        sdk_key: str,
+        *,
+        interval: float = 30.0,
+        timeout: float = 5.0,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._target = target
+        self._metadata = (("authorization", f"Bearer {sdk_key}"),)
+        self._interval = interval
+        self._timeout = timeout
+        self._credentials = credentials
+        self._options = list((options or {}).items())
+        self._counts: dict[Key, int] = {}
+        self._channel: grpc.Channel | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start()
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (r := ref()) and r._after_fork())  # type: ignore[func-returns-value]
+
+    def record(self, key: str, result: EvaluationResult) -> None:
+        """Count one evaluation (called on every evaluation, so as cheap as it can be)."""
+        counted = (key, result.variant, result.reason)
+        counts = self._counts
+        counts[counted] = counts.get(counted, 0) + 1
+
+    def pending(self) -> dict[tuple[str, str, Reason], int]:
+        """Counts not reported yet; the variant is "" where the caller's default was served."""
+        return {(flag, variant or "", reason): n for (flag, variant, reason), n in dict(self._counts).items()}
+
+    def flush(self) -> bool:
+        """Send what was counted; on failure keep it for the next flush. True if nothing is left."""
+        counts, self._counts = self._counts, {}
+        if not counts:
+            return True
+        request = pb.ReportEvaluationsRequest(
+            counts=[
+                pb.EvaluationCount(flag_key=flag, variant=variant or "", reason=_REASONS[reason], count=n)
+                for (flag, variant, reason), n in counts.items()
+            ],
+            last_evaluated_at=int(time.time()),
+        )
+        try:
+            pb_grpc.EvaluationServiceStub(self._connect()).ReportEvaluations(
+                request, metadata=self._metadata, timeout=self._timeout
+            )
+        except grpc.RpcError:
+            current = self._counts
+            for counted, n in counts.items():
+                current[counted] = current.get(counted, 0) + n
+            return False
+        return True
+
+    def close(self) -> None:
+        """Stop the timer and send what is left (once, best effort)."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(self._timeout + 1)
+        self.flush()
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def _connect(self) -> grpc.Channel:
+        if self._channel is None:
+            if self._credentials is None:
+                self._channel = grpc.insecure_channel(self._target, options=self._options)
+            else:
+                self._channel = grpc.secure_channel(self._target, self._credentials, options=self._options)
+        return self._channel
+
+    def _start(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="flagyard-report", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.flush()
+
+    def _after_fork(self) -> None:
+        self._counts = {}
+        self._channel = None
+        if not self._stop.is_set():
+            self._start()

@@ -1,0 +1,18 @@
+"""Errors of the SDK.
+
+Evaluation never raises: every failure becomes the caller's default with reason ERROR and an
+OpenFeature error code. These are raised only by constructors given unusable arguments::
+
+    FlagyardError
+    └── ConfigurationError    the client or provider was set up with invalid arguments
+"""
+
+from __future__ import annotations
+
+
+class FlagyardError(Exception):
+    """Base of every error the SDK raises."""
+
+
+class ConfigurationError(FlagyardError):
+    """The client or provider cannot work with the arguments it was given."""

@@ -1,0 +1,161 @@
+"""The OpenFeature provider: Flagyard behind ``openfeature.api``."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import grpc
+from openfeature.evaluation_context import EvaluationContext
+from openfeature.event import ProviderEventDetails
+from openfeature.exception import ErrorCode as OFErrorCode
+from openfeature.exception import ProviderFatalError, ProviderNotReadyError
+from openfeature.flag_evaluation import FlagResolutionDetails, FlagValueType
+from openfeature.provider import AbstractProvider, Metadata
+
+from flagyard.rule_engine import EvaluationResult, FlagType
+
+from ._resolver import ProviderEvent
+from .client import FlagyardClient, Mode
+from .exceptions import ConfigurationError
+
+
+def context_of(evaluation_context: EvaluationContext | None) -> dict[str, Any]:
+    """OpenFeature's context as the attribute mapping the rule engine reads."""
+    if evaluation_context is None:
+        return {}
+    context = dict(evaluation_context.attributes)
+    if evaluation_context.targeting_key is not None:
+        context["targeting_key"] = evaluation_context.targeting_key
+    return context
+
+
+class FlagyardProvider(AbstractProvider):
+    """Use Flagyard through OpenFeature::
+
+        api.set_provider(FlagyardProvider(target="localhost:50051", sdk_key="…", mode="local"))
+        api.set_provider(FlagyardProvider(offline_file="flags.json"))
+
+    ``initialize`` waits up to ``ready_timeout`` s for the data plane; events are forwarded: READY (after a
+    recovery), CONFIGURATION_CHANGED with ``flags_changed``, ERROR (PROVIDER_FATAL for a rejected SDK
+    key), STALE. Other keyword arguments go to :class:`~flagyard.sdk.client.FlagyardClient`.
+    """
+
+    def __init__(
+        self,
+        *,
+        target: str | None = None,
+        sdk_key: str | None = None,
+        mode: Mode = "remote",
+        offline_file: str | os.PathLike[str] | None = None,
+        watch: bool = False,
+        client: FlagyardClient | None = None,
+        bootstrap_file: str | os.PathLike[str] | None = None,
+        ready_timeout: float = 5.0,
+        timeout: float = 0.5,
+        retries: int = 2,
+        cache_ttl: float = 0.0,
+        stale_after: float = 10.0,
+        credentials: grpc.ChannelCredentials | None = None,
+        channel_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        sources = (
+            (offline_file is not None) + (client is not None) + (target is not None or sdk_key is not None)
+        )
+        if sources != 1:
+            raise ConfigurationError("give exactly one of offline_file, client, or target and sdk_key")
+        self._ready_timeout = ready_timeout
+        self._initialized = threading.Event()
+        if client is not None:
+            self._client = client
+        elif offline_file is not None:
+            self._client = FlagyardClient.offline(offline_file, watch=watch)
+        else:
+            self._client = FlagyardClient(
+                target=target, sdk_key=sdk_key, mode=mode, bootstrap_file=bootstrap_file, ready_timeout=0,
+                timeout=timeout, retries=retries, cache_ttl=cache_ttl, stale_after=stale_after,
+                credentials=credentials, channel_options=channel_options,
+            )  # fmt: skip
+
+    @property
+    def client(self) -> FlagyardClient:
+        return self._client
+
+    def get_metadata(self) -> Metadata:
+        return Metadata(name="flagyard")
+
+    def initialize(self, evaluation_context: EvaluationContext) -> None:
+        """Subscribe to the client's events and wait for the live source (OpenFeature then emits READY)."""
+        self._client.add_listener(self._forward)
+        try:
+            if not self._client.wait_ready(self._ready_timeout):
+                if self._client.resolver.fatal:
+                    raise ProviderFatalError("the data plane rejected the SDK key")
+                raise ProviderNotReadyError(f"no answer from the data plane within {self._ready_timeout}s")
+        finally:
+            self._initialized.set()
+
+    def shutdown(self) -> None:
+        self._client.close()
+
+    def _forward(self, event: ProviderEvent, flags: list[str], message: str | None) -> None:
+        if event is ProviderEvent.CONFIGURATION_CHANGED:
+            self.emit_provider_configuration_changed(
+                ProviderEventDetails(flags_changed=flags, message=message)
+            )
+        elif not self._initialized.is_set():
+            return  # initialize's outcome is the state OpenFeature records
+        elif event is ProviderEvent.READY:
+            self.emit_provider_ready(ProviderEventDetails(message=message))
+        elif event is ProviderEvent.ERROR:
+            fatal = self._client.resolver.fatal
+            code = OFErrorCode.PROVIDER_FATAL if fatal else OFErrorCode.GENERAL
+            self.emit_provider_error(ProviderEventDetails(message=message, error_code=code))
+        elif event is ProviderEvent.STALE:
+            self.emit_provider_stale(ProviderEventDetails(message=message))
+
+    def _resolve(
+        self, key: str, default: Any, evaluation_context: EvaluationContext | None, flag_type: FlagType
+    ) -> FlagResolutionDetails[Any]:
+        return _details(self._client.details(key, default, context_of(evaluation_context), flag_type))
+
+    def resolve_boolean_details(
+        self, flag_key: str, default_value: bool, evaluation_context: EvaluationContext | None = None
+    ) -> FlagResolutionDetails[bool]:
+        return self._resolve(flag_key, default_value, evaluation_context, FlagType.BOOLEAN)
+
+    def resolve_string_details(
+        self, flag_key: str, default_value: str, evaluation_context: EvaluationContext | None = None
+    ) -> FlagResolutionDetails[str]:
+        return self._resolve(flag_key, default_value, evaluation_context, FlagType.STRING)
+
+    def resolve_integer_details(
+        self, flag_key: str, default_value: int, evaluation_context: EvaluationContext | None = None
+    ) -> FlagResolutionDetails[int]:
+        return self._resolve(flag_key, default_value, evaluation_context, FlagType.INTEGER)
+
+    def resolve_float_details(
+        self, flag_key: str, default_value: float, evaluation_context: EvaluationContext | None = None
+    ) -> FlagResolutionDetails[float]:
+        return self._resolve(flag_key, default_value, evaluation_context, FlagType.FLOAT)
+
+    def resolve_object_details(
+        self,
+        flag_key: str,
+        default_value: Sequence[FlagValueType] | Mapping[str, FlagValueType],
+        evaluation_context: EvaluationContext | None = None,
+    ) -> FlagResolutionDetails[Sequence[FlagValueType] | Mapping[str, FlagValueType]]:
+        return self._resolve(flag_key, default_value, evaluation_context, FlagType.OBJECT)
+
+
+def _details(result: EvaluationResult) -> FlagResolutionDetails[Any]:
+    return FlagResolutionDetails(
+        value=result.value,
+        error_code=None if result.error_code is None else OFErrorCode(result.error_code.value),
+        error_message=result.error_message,
+        reason=result.reason.value,
+        variant=result.variant,
+        flag_metadata=dict(result.flag_metadata),
+    )
