@@ -1,0 +1,39 @@
+"""The docs and the Taskfile stay true: every setting is in the README, the Taskfile parses."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic_settings import BaseSettings
+
+from flagyard.control_plane.settings import Settings
+from flagyard.data_plane.settings import DataPlaneSettings
+from flagyard.syncer.settings import SyncerSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("settings", [Settings, SyncerSettings, DataPlaneSettings], ids=lambda s: s.__name__)
+def test_readme__configuration_table__documents_every_setting(settings: type[BaseSettings]) -> None:
+    documented = set(re.findall(r"`(FLAGYARD_[A-Z0-9_]+)`", README))
+    missing = {f"FLAGYARD_{name.upper()}" for name in settings.model_fields} - documented
+    assert missing == set()
+
+
+def test_taskfile__parsed_by_task__lists_the_documented_targets() -> None:
+    task = Path(sys.executable).parent / "task"
+    env = {**os.environ, "NO_COLOR": "1"}
+    env.pop("FORCE_COLOR", None)
+    proc = subprocess.run(
+        [str(task), "--list"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    listing = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout)
+    for target in ("test", "lint", "typecheck", "bench", "proto", "compose:validate"):
+        assert f"* {target}:" in listing
