@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
+import orjson
 import structlog
 
 from flagyard.control_plane.settings import Settings
@@ -15,7 +16,7 @@ def configure_logging(settings: Settings) -> None:
     level = getattr(logging, settings.log_level)
     logging.basicConfig(level=level, stream=sys.stdout, format="%(message)s")
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=orjson.dumps)
         if settings.log_json
         else structlog.dev.ConsoleRenderer(colors=False)
     )
@@ -28,6 +29,8 @@ def configure_logging(settings: Settings) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stdout),
+        logger_factory=structlog.BytesLoggerFactory(sys.stdout.buffer)
+        if settings.log_json
+        else structlog.WriteLoggerFactory(file=sys.stdout),
         cache_logger_on_first_use=True,
     )

@@ -31,7 +31,7 @@ from flagyard.control_plane.logs import configure_logging
 from flagyard.control_plane.metrics import Metrics
 from flagyard.control_plane.outbox import Dispatcher, Relay, backlog
 from flagyard.control_plane.ratelimit import RateLimiter
-from flagyard.control_plane.services.keys import ensure_bootstrap_key
+from flagyard.control_plane.services.keys import KeyCache, ensure_bootstrap_key
 from flagyard.control_plane.settings import Settings
 from flagyard.control_plane.state import AppState
 
@@ -41,6 +41,7 @@ log = structlog.get_logger("flagyard.control_plane")
 def build_state(settings: Settings) -> AppState:
     engine = make_engine(settings)
     sessions = make_sessionmaker(engine)
+    autocommit_sessions = make_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
     connection = redis.Redis.from_url(
         settings.redis_url.get_secret_value(),
         socket_timeout=settings.redis_timeout_seconds,
@@ -55,7 +56,7 @@ def build_state(settings: Settings) -> AppState:
 
     metrics.watch_outbox(outbox_backlog)
     dispatcher = Dispatcher(
-        sessions,
+        autocommit_sessions,  # marking rows enqueued is one UPDATE: no transaction round trips
         connection,
         settings.sync_queue,
         background=settings.outbox_dispatch == "background",
@@ -73,7 +74,19 @@ def build_state(settings: Settings) -> AppState:
             retention_hours=settings.outbox_retention_hours,
             metrics=metrics,
         )
-    return AppState(settings, engine, sessions, connection, dispatcher, limiter, metrics, relay)
+    key_cache = KeyCache(settings.auth_cache_seconds)
+    return AppState(
+        settings,
+        engine,
+        sessions,
+        autocommit_sessions,
+        connection,
+        dispatcher,
+        limiter,
+        metrics,
+        key_cache,
+        relay,
+    )
 
 
 def bootstrap(state: AppState) -> None:

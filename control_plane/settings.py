@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     key_rotation_overlap_seconds: int = Field(default=24 * 3600, ge=0)
     """How long a rotated key keeps working next to its replacement."""
 
+    auth_cache_seconds: float = Field(default=5.0, ge=0)
+    """How long a process trusts a key it authenticated; other processes see a revocation this late."""
+
     rate_limit_requests: int = Field(default=1200, ge=0)
     """Requests per key per window on the admin API; 0 disables rate limiting."""
     rate_limit_window_seconds: int = Field(default=60, ge=1)

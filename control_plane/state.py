@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from flagyard.control_plane.metrics import Metrics
 from flagyard.control_plane.outbox import Dispatcher, Relay
 from flagyard.control_plane.ratelimit import RateLimiter
+from flagyard.control_plane.services.keys import KeyCache
 from flagyard.control_plane.settings import Settings
 
 
@@ -19,8 +20,11 @@ class AppState:
     settings: Settings
     engine: sa.Engine
     sessions: sessionmaker[Session]
+    autocommit_sessions: sessionmaker[Session]
+    """Sessions without a transaction, for reads that are one statement."""
     redis: redis.Redis
     dispatcher: Dispatcher
     limiter: RateLimiter
     metrics: Metrics
+    key_cache: KeyCache
     relay: Relay | None = None

@@ -71,8 +71,12 @@ class RequestContext:
     idempotency_key: str | None
     fingerprint: str | None
 
-    def read(self, operation: Callable[[Session, Actor], Result]) -> Response:
-        with self._session() as session:
+    def read(
+        self, operation: Callable[[Session, Actor], Result], *, single_statement: bool = False
+    ) -> Response:
+        """Run a read; ``single_statement`` reads skip the transaction (no BEGIN and ROLLBACK round trips),
+        which is only consistent when the operation reads everything it returns in one statement."""
+        with self._session(autocommit=single_statement) as session:
             actor = self._authenticate(session)
             return result_response(operation(session, actor))
 
@@ -82,8 +86,8 @@ class RequestContext:
             return Writer(self, session, actor).run(operation)
 
     @contextlib.contextmanager
-    def _session(self) -> Iterator[Session]:
-        session = self.state.sessions()
+    def _session(self, *, autocommit: bool = False) -> Iterator[Session]:
+        session = self.state.autocommit_sessions() if autocommit else self.state.sessions()
         try:
             yield session
         except sa.exc.SQLAlchemyError as exc:
@@ -98,7 +102,7 @@ class RequestContext:
         """Authenticate the key (401/403), then apply its rate limit (429)."""
         if self.credentials is None:
             raise AuthenticationError("send an API key as 'Authorization: Bearer <key>'")
-        actor = authenticate(session, self.credentials)
+        actor = authenticate(session, self.credentials, cache=self.state.key_cache)
         self.request_state.key_id = actor.key_id
         try:
             self.state.limiter.check(actor.key_id)
@@ -137,6 +141,8 @@ class Writer:
                 )
             )
         s.commit()
+        if tx.keys_changed:
+            ctx.state.key_cache.clear()
         ctx.state.dispatcher.dispatch(tx.messages())
         for event, fields in tx.events:
             log.info(event, actor_key_id=self.actor.key_id, **fields)

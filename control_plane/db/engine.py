@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +26,7 @@ def make_engine(settings: Settings) -> sa.Engine:
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_recycle=1800,
         connect_args={"connect_timeout": settings.db_connect_timeout_seconds, "options": options},
+        json_deserializer=orjson.loads,
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from flagyard import rule_engine as re_
 from flagyard.control_plane.db.models import Environment, Flag, FlagEnvironment, Segment
@@ -38,16 +39,30 @@ def default_env_config() -> dict[str, Any]:
     }
 
 
-def env_config_dict(row: FlagEnvironment) -> dict[str, Any]:
+def env_config_dict(row: FlagEnvironment | sa.Row[Any]) -> dict[str, Any]:
+    """An environment's configuration of a flag, from the ORM row or a Core row with those columns."""
     return {name: getattr(row, name) for name in ENV_CONFIG_FIELDS}
 
 
-def apply_env_config(row: FlagEnvironment, config: Mapping[str, Any]) -> None:
+def apply_env_config(row: FlagEnvironment, config: Mapping[str, Any], *, written: bool = False) -> None:
+    """Set the row's configuration; ``written`` when an UPDATE of :func:`env_config_update` stores it,
+    so the ORM does not write it again."""
     for name in ENV_CONFIG_FIELDS:
-        setattr(row, name, config[name])
+        if written:
+            set_committed_value(row, name, config[name])
+        else:
+            setattr(row, name, config[name])
 
 
-def flag_definition_dict(row: Flag) -> dict[str, Any]:
+def env_config_update(flag_id: int, environment_id: int, config: Mapping[str, Any]) -> sa.Update:
+    return (
+        sa.update(FlagEnvironment)
+        .where(FlagEnvironment.flag_id == flag_id, FlagEnvironment.environment_id == environment_id)
+        .values({name: config[name] for name in ENV_CONFIG_FIELDS})
+    )
+
+
+def flag_definition_dict(row: Flag | sa.Row[Any]) -> dict[str, Any]:
     return {name: getattr(row, name) for name in DEFINITION_FIELDS}
 
 

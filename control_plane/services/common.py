@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import structlog
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from flagyard.control_plane.db.models import (
@@ -98,10 +99,45 @@ def etag(n: int) -> str:
     return f'"{n}"'
 
 
+_OUTBOX_COLUMNS = {
+    "environment_id": sa.BigInteger,
+    "entity_type": sa.String,
+    "entity_key": sa.String,
+    "version": sa.Integer,
+    "deleted": sa.Boolean,
+}
+
+
+def _unnest_outbox_rows(rows: list[dict[str, Any]]) -> sa.Select[Any]:
+    """The rows as one array parameter per column: unlike a multi-row VALUES, SQLAlchemy can cache the
+    compiled statement whatever the number of rows."""
+    table = (
+        sa.func.unnest(
+            *(
+                sa.bindparam(f"outbox_{name}", [row[name] for row in rows], type_=ARRAY(column_type))
+                for name, column_type in _OUTBOX_COLUMNS.items()
+            )
+        )
+        .table_valued(*_OUTBOX_COLUMNS)
+        .render_derived(name="outbox_rows")
+    )
+    return sa.select(*(table.c[name] for name in _OUTBOX_COLUMNS))
+
+
+MAX_DEFERRED = 32
+"""Deferred inserts per statement; more run early (PostgreSQL binds at most 65,535 parameters)."""
+
+
 @dataclass
 class Tx:
     """One write: its session (one transaction), who acts, the request's preconditions, and what to
-    propagate after commit."""
+    propagate after commit.
+
+    The rows a change appends and nothing in the transaction reads back (version, audit entry, outbox
+    rows) are deferred: just before the session commits they go to PostgreSQL as one statement of
+    data-modifying CTEs, one round trip instead of one per row set. Whoever commits the session (the
+    API's writer or any other caller) triggers it; a transaction that fails never sends them.
+    """
 
     session: Session
     actor: Actor
@@ -109,6 +145,60 @@ class Tx:
     if_match: str | None = None
     outbox: list[OutboxMessage] = field(default_factory=list)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    keys_changed: bool = False
+    """Set when the transaction revokes, rotates or deletes keys: cached authentications are dropped."""
+    _deferred: list[sa.Insert | sa.Update] = field(default_factory=list)
+    _targets: set[tuple[str, tuple[Any, ...]]] = field(default_factory=set)
+    _outbox_rows: list[dict[str, Any]] = field(default_factory=list)
+    _hooked: bool = False
+
+    def defer(
+        self, statement: sa.Insert | sa.Update, target: tuple[str, tuple[Any, ...]] | None = None
+    ) -> None:
+        """Run ``statement`` with the others just before commit (or earlier, once :data:`MAX_DEFERRED`
+        wait). An UPDATE names its ``target`` row: one statement may not modify a row twice, so a second
+        update of the same row first sends what waits."""
+        if target is not None:
+            if target in self._targets:
+                self.run_deferred()
+            self._targets.add(target)
+        self._deferred.append(statement)
+        self._hook()
+        if len(self._deferred) >= MAX_DEFERRED:
+            self.run_deferred()
+
+    def _hook(self) -> None:
+        if not self._hooked:
+            sa.event.listen(self.session, "before_commit", lambda _session: self.run_deferred())
+            self._hooked = True
+
+    def run_deferred(self) -> None:
+        """Send every deferred insert now, as one statement; the outbox rows come back as messages."""
+        statements, self._deferred = self._deferred, []
+        rows, self._outbox_rows = self._outbox_rows, []
+        self._targets.clear()
+        final: sa.Insert | sa.Update
+        if rows:
+            final = (
+                sa.insert(OutboxEntry)
+                .from_select(list(_OUTBOX_COLUMNS), _unnest_outbox_rows(rows))
+                .returning(
+                    OutboxEntry.id,
+                    OutboxEntry.environment_id,
+                    OutboxEntry.entity_type,
+                    OutboxEntry.entity_key,
+                    OutboxEntry.version,
+                )
+            )
+        elif statements:
+            final = statements.pop()
+        else:
+            return
+        for i, statement in enumerate(statements):
+            final = final.add_cte(statement.cte(f"deferred_{i}"))
+        result = self.session.execute(final)
+        if rows:
+            self.outbox.extend(OutboxMessage(*row) for row in result)
 
     def check_if_match(self, current: str, *, required: bool = True) -> None:
         """Optimistic concurrency: 428 without ``If-Match`` (when required), 412 when it is stale."""
@@ -135,7 +225,7 @@ class Tx:
         version: int | None = None,
         comment: str = "",
     ) -> None:
-        self.session.execute(
+        self.defer(
             sa.insert(AuditEntry).values(
                 project_id=project.id if project else None,
                 project_key=project.key if project else None,
@@ -167,27 +257,22 @@ class Tx:
         self, environment_ids: list[int], entity_type: str, key: str, version: int, *, deleted: bool = False
     ) -> None:
         """Outbox rows (in this transaction) for a change the data plane must pick up."""
-        if not environment_ids:
-            return
-        inserted = self.session.execute(
-            sa.insert(OutboxEntry).returning(OutboxEntry.id, OutboxEntry.environment_id),
-            [
-                {
-                    "environment_id": env_id,
-                    "entity_type": entity_type,
-                    "entity_key": key,
-                    "version": version,
-                    "deleted": deleted,
-                }
-                for env_id in environment_ids
-            ],
+        self._outbox_rows.extend(
+            {
+                "environment_id": env_id,
+                "entity_type": entity_type,
+                "entity_key": key,
+                "version": version,
+                "deleted": deleted,
+            }
+            for env_id in environment_ids
         )
-        self.outbox.extend(
-            OutboxMessage(outbox_id, env_id, entity_type, key, version) for outbox_id, env_id in inserted
-        )
+        self._hook()
+        if len(self._outbox_rows) >= MAX_DEFERRED * 8:
+            self.run_deferred()
 
     def messages(self) -> list[OutboxMessage]:
-        """The outbox rows this transaction wrote, as job messages."""
+        """The outbox rows this transaction wrote, as job messages (complete once it committed)."""
         return list(self.outbox)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from flagyard import rule_engine as re_
 from flagyard.control_plane import schemas
@@ -59,11 +60,32 @@ def config_rows(session: Session, flag_id: int) -> ConfigRows:
     return {env.key: (env, cfg) for env, cfg in rows}
 
 
+def locked_flag(
+    session: Session, actor: Actor, project_key: str, key: str
+) -> tuple[Project, Flag, ConfigRows]:
+    """A project, one of its live flags (locked ``FOR UPDATE``) and the flag's configurations, in one
+    statement: the start of every change to one flag's environment."""
+    rows = session.execute(
+        sa.select(Project, Flag, Environment, FlagEnvironment)
+        .join(Flag, Flag.project_id == Project.id)
+        .join(FlagEnvironment, FlagEnvironment.flag_id == Flag.id)
+        .join(Environment, Environment.id == FlagEnvironment.environment_id)
+        .where(Project.key == project_key, Flag.key == key, Flag.deleted_at.is_(None))
+        .order_by(Environment.key)
+        .with_for_update(of=Flag)
+    ).all()
+    if not rows:  # no such flag, or a project without environments
+        project, flag = get_project_flag(session, actor, project_key, key, lock=True)
+        return project, flag, {}
+    actor.require_project(rows[0][0].id)
+    return rows[0][0], rows[0][1], {env.key: (env, cfg) for _, _, env, cfg in rows}
+
+
 def _configs(rows: ConfigRows) -> dict[str, dict[str, Any]]:
     return {key: m.env_config_dict(cfg) for key, (_, cfg) in rows.items()}
 
 
-def flag_body(flag: Flag, configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def flag_body(flag: Flag | sa.Row[Any], configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     body = m.flag_definition_dict(flag)
     body.update(version=flag.version, created_at=flag.created_at, updated_at=flag.updated_at)
     body["environments"] = configs
@@ -74,9 +96,47 @@ def env_body(flag: Flag, env_key: str, config: dict[str, Any]) -> dict[str, Any]
     return {"flag": flag.key, "environment": env_key, "version": flag.version, **config}
 
 
+_CONFIG_COLUMNS = [getattr(FlagEnvironment, name) for name in m.ENV_CONFIG_FIELDS]
+
+_FLAG_WITH_CONFIGS = (
+    sa.select(
+        Project.id.label("project_id"),
+        Flag.key,
+        Flag.name,
+        Flag.description,
+        Flag.tags,
+        Flag.type,
+        Flag.variants,
+        Flag.salt,
+        Flag.version,
+        Flag.created_at,
+        Flag.updated_at,
+        Environment.key.label("environment"),
+        *_CONFIG_COLUMNS,
+    )
+    .join(Flag, Flag.project_id == Project.id)
+    .outerjoin(FlagEnvironment, FlagEnvironment.flag_id == Flag.id)
+    .outerjoin(Environment, Environment.id == FlagEnvironment.environment_id)
+    .where(
+        Project.key == sa.bindparam("project"),
+        Flag.key == sa.bindparam("flag"),
+        Flag.deleted_at.is_(None),
+    )
+    .order_by(Environment.key)
+)
+"""A flag with every environment's configuration: one row per environment, one statement."""
+
+
 def read_flag(session: Session, actor: Actor, project_key: str, key: str) -> Result:
-    _, flag = get_project_flag(session, actor, project_key, key)
-    return Result(flag_body(flag, _configs(config_rows(session, flag.id))), etag=etag(flag.version))
+    """One statement, so it is consistent even outside a transaction (the hot read of the admin API)."""
+    rows = session.execute(_FLAG_WITH_CONFIGS, {"project": project_key, "flag": key}).all()
+    if not rows:
+        project = get_project(session, actor, project_key)
+        raise NotFoundError(f"flag '{key}' does not exist in project '{project.key}'")
+    flag = rows[0]
+    actor.require_project(flag.project_id)
+    configs = {row.environment: m.env_config_dict(row) for row in rows if row.environment is not None}
+    return Result(flag_body(flag, configs), etag=etag(flag.version))
 
 
 def read_env_config(session: Session, actor: Actor, project_key: str, key: str, env_key: str) -> Result:
@@ -97,8 +157,29 @@ def list_flags(
     tag: str | None,
     query: str | None,
 ) -> Result:
-    project = get_project(session, actor, project_key)
-    stmt = sa.select(Flag).where(Flag.project_id == project.id, Flag.deleted_at.is_(None))
+    """One statement (each flag's ``enabled`` map is a correlated subquery), like :func:`read_flag`."""
+    enabled = (
+        sa.select(sa.func.json_object_agg(Environment.key, FlagEnvironment.enabled))
+        .select_from(FlagEnvironment)
+        .join(Environment, Environment.id == FlagEnvironment.environment_id)
+        .where(FlagEnvironment.flag_id == Flag.id)
+        .scalar_subquery()
+    )
+    stmt = (
+        sa.select(
+            Project.id.label("project_id"),
+            Flag.key,
+            Flag.name,
+            Flag.description,
+            Flag.tags,
+            Flag.type,
+            Flag.version,
+            Flag.updated_at,
+            enabled.label("enabled"),
+        )
+        .join(Flag, Flag.project_id == Project.id)
+        .where(Project.key == project_key, Flag.deleted_at.is_(None))
+    )
     if cursor:
         stmt = stmt.where(Flag.key > cursor)
     if tag:
@@ -107,18 +188,13 @@ def list_flags(
         like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         stmt = stmt.where(sa.or_(Flag.key.ilike(like), Flag.name.ilike(like)))
     limit = page_limit(limit)
-    flags = list(session.scalars(stmt.order_by(Flag.key).limit(limit + 1)))
+    flags = session.execute(stmt.order_by(Flag.key).limit(limit + 1)).all()
+    if flags:
+        actor.require_project(flags[0].project_id)
+    else:
+        get_project(session, actor, project_key)
     more = len(flags) > limit
     flags = flags[:limit]
-    enabled: dict[int, dict[str, bool]] = {f.id: {} for f in flags}
-    if flags:
-        rows = session.execute(
-            sa.select(FlagEnvironment.flag_id, Environment.key, FlagEnvironment.enabled)
-            .join(Environment, Environment.id == FlagEnvironment.environment_id)
-            .where(FlagEnvironment.flag_id.in_(list(enabled)))
-        )
-        for flag_id, env_key, on in rows:
-            enabled[flag_id][env_key] = on
     items = [
         {
             "key": f.key,
@@ -128,7 +204,7 @@ def list_flags(
             "type": f.type,
             "version": f.version,
             "updated_at": f.updated_at,
-            "enabled": dict(sorted(enabled[f.id].items())),
+            "enabled": dict(sorted((f.enabled or {}).items())),
         }
         for f in flags
     ]
@@ -289,9 +365,14 @@ def _record(
     environment: str | None = None,
 ) -> None:
     """Bump the version and write the version row, the audit entry and the outbox rows."""
-    flag.version += 1
-    flag.updated_at = _now()
-    tx.session.execute(
+    version, now = flag.version + 1, _now()
+    tx.defer(
+        sa.update(Flag).where(Flag.id == flag.id).values(version=version, updated_at=now),
+        ("flags", (flag.id,)),
+    )
+    set_committed_value(flag, "version", version)
+    set_committed_value(flag, "updated_at", now)
+    tx.defer(
         sa.insert(FlagVersion).values(
             flag_id=flag.id,
             version=flag.version,
@@ -436,7 +517,8 @@ def _change_env(
     before_configs = _configs(rows)
     definition = m.flag_definition_dict(flag)
     before = m.flag_snapshot(definition, before_configs)
-    m.apply_env_config(rows[env.key][1], new_config)
+    tx.defer(m.env_config_update(flag.id, env.id, new_config), ("flag_environments", (flag.id, env.id)))
+    m.apply_env_config(rows[env.key][1], new_config, written=True)
     after = m.flag_snapshot(definition, {**before_configs, env.key: new_config})
     _record(tx, project, flag, before, after, action, comment, [env.id], environment=env.key)
     return Result(env_body(flag, env.key, new_config), etag=etag(flag.version))
@@ -447,9 +529,8 @@ def update_env_config(
 ) -> Result:
     tx.actor.require(Role.WRITER)
     s = tx.session
-    project, flag = get_project_flag(s, tx.actor, project_key, key, lock=True)
+    project, flag, rows = locked_flag(s, tx.actor, project_key, key)
     tx.check_if_match(etag(flag.version))
-    rows = config_rows(s, flag.id)
     env = rows[env_key][0] if env_key in rows else get_environment(s, project, env_key)
     changes = body.model_dump(mode="json", exclude_unset=True, exclude={"comment"})
     _explicit_nulls(changes, ("enabled", "rules", "prerequisites"))
@@ -469,9 +550,8 @@ def toggle(tx: Tx, project_key: str, key: str, env_key: str, body: schemas.Toggl
     """The kill switch: only ``enabled`` changes, so nothing needs validating; If-Match is optional."""
     tx.actor.require(Role.WRITER)
     s = tx.session
-    project, flag = get_project_flag(s, tx.actor, project_key, key, lock=True)
+    project, flag, rows = locked_flag(s, tx.actor, project_key, key)
     tx.check_if_match(etag(flag.version), required=False)
-    rows = config_rows(s, flag.id)
     env = rows[env_key][0] if env_key in rows else get_environment(s, project, env_key)
     before = m.env_config_dict(rows[env.key][1])
     if before["enabled"] == body.enabled:

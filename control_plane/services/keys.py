@@ -1,11 +1,15 @@
 """API keys (admin/writer/reader, global or per project) and SDK keys (per environment).
 
 Keys are shown once at creation; only their SHA-256 is stored. Rotation issues a new key and lets the
-old one work until the overlap window ends; revocation is immediate.
+old one work until the overlap window ends. Revocation is immediate in the process that commits it;
+other control-plane processes notice within ``FLAGYARD_AUTH_CACHE_SECONDS`` (:class:`KeyCache`).
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,12 +40,61 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def authenticate(session: Session, presented: str, now: datetime | None = None) -> Actor:
+@dataclass(frozen=True, slots=True)
+class _Authenticated:
+    actor: Actor
+    expires_at: datetime | None
+    fresh_until: float
+
+
+class KeyCache:
+    """Admin-API keys that authenticated recently, by hash, so most requests skip the key lookup.
+
+    Only successful authentications are kept, for ``ttl`` seconds; a key's own expiry is still checked
+    on every hit. A rotation or revocation committed through this process clears the cache at once;
+    other control-plane processes notice within ``ttl``. ``ttl == 0`` disables the cache.
+    """
+
+    def __init__(self, ttl: float, max_entries: int = 4096) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[str, _Authenticated] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str, now: datetime) -> Actor | None:
+        entry = self._entries.get(digest)
+        if entry is None or entry.fresh_until <= time.monotonic():
+            return None
+        if entry.expires_at is not None and entry.expires_at <= now:
+            return None
+        return entry.actor
+
+    def put(self, digest: str, actor: Actor, expires_at: datetime | None) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[digest] = _Authenticated(actor, expires_at, time.monotonic() + self.ttl)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def authenticate(
+    session: Session, presented: str, now: datetime | None = None, cache: KeyCache | None = None
+) -> Actor:
     """The actor of an admin-API key; :class:`AuthenticationError` for anything not currently valid."""
     role = parse_role(presented)
     if role is None or len(presented) > 200:
         raise AuthenticationError("not a Flagyard API key")
     digest = hash_key(presented)
+    now = now or _now()
+    if cache is not None:
+        cached = cache.get(digest, now)
+        if cached is not None:
+            return cached
     row = session.execute(
         sa.select(
             ApiKey.id,
@@ -55,7 +108,6 @@ def authenticate(session: Session, presented: str, now: datetime | None = None) 
     ).first()
     if row is None or not hashes_equal(row.key_hash, digest):
         raise AuthenticationError("unknown API key")
-    now = now or _now()
     if row.revoked_at is not None:
         raise AuthenticationError("the API key was revoked")
     if row.expires_at is not None and row.expires_at <= now:
@@ -64,7 +116,10 @@ def authenticate(session: Session, presented: str, now: datetime | None = None) 
         raise PermissionDeniedError(
             "SDK keys are for the data plane; the admin API needs an admin, writer or reader key"
         )
-    return Actor(key_id=row.id, prefix=row.prefix, role=Role(row.role), project_id=row.project_id)
+    actor = Actor(key_id=row.id, prefix=row.prefix, role=Role(row.role), project_id=row.project_id)
+    if cache is not None:
+        cache.put(digest, actor, row.expires_at)
+    return actor
 
 
 def ensure_bootstrap_key(session: Session, key: str) -> bool:
@@ -235,6 +290,7 @@ def _rotate(tx: Tx, row: ApiKey, overlap_seconds: int) -> Result:
     new, key = _issue(tx, row.name, Role(row.role), project, env, row.expires_at, replaces=row.id)
     ends = now + timedelta(seconds=overlap_seconds)
     row.expires_at = min(ends, row.expires_at) if row.expires_at else ends
+    tx.keys_changed = True
     _emit_sdk_key(tx, row)
     tx.audit(
         project,
@@ -252,6 +308,7 @@ def _rotate(tx: Tx, row: ApiKey, overlap_seconds: int) -> Result:
 def _revoke(tx: Tx, row: ApiKey) -> Result:
     if row.revoked_at is None:
         row.revoked_at = _now()
+        tx.keys_changed = True
         _emit_sdk_key(tx, row)
         project = _audit_project(tx.session, row)
         env = tx.session.get(Environment, row.environment_id) if row.environment_id else None

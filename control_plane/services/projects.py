@@ -113,6 +113,7 @@ def delete_project(tx: Tx, key: str) -> Result:
         tx.emit([env.id], "environment", env.key, env.revision + 1, deleted=True)
     tx.audit(p, "project", p.key, "deleted", _fields(p), {}, version=p.revision + 1)
     s.delete(p)
+    tx.keys_changed = True
     return Result(None, 204)
 
 

@@ -84,6 +84,8 @@ def _clean(request: pytest.FixtureRequest) -> None:
     with sa.orm.Session(eng) as session, session.begin():
         ensure_bootstrap_key(session, ADMIN_KEY)
     request.getfixturevalue("redis_conn").flushdb()
+    if "client" in request.fixturenames:
+        request.getfixturevalue("app").state.flagyard.key_cache.clear()
 
 
 @pytest.fixture

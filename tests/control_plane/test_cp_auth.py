@@ -11,6 +11,7 @@ from cp_helpers import ADMIN_KEY, Api, auth, rows
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
+from flagyard.control_plane.main import create_app
 from flagyard.control_plane.services.keys import ensure_bootstrap_key
 from flagyard.control_plane.settings import DEV_BOOTSTRAP_ADMIN_KEY, Settings
 
@@ -129,6 +130,23 @@ def test_api_key_revoke__immediately__401(client: TestClient, api: Api) -> None:
     assert "revoked" in r.json()["message"]
 
 
+@pytest.mark.parametrize(("cache_seconds", "after_revocation"), [(0, 401), (3600, 200)])
+def test_api_key_revoke__by_another_process__seen_within_the_auth_cache_window(
+    client: TestClient, api: Api, settings: Settings, cache_seconds: float, after_revocation: int
+) -> None:
+    # Given a second control-plane process that has just authenticated a reader key
+    reader = api.key("reader")
+    key_id = client.get("/api/v1/api-keys").json()["items"][-1]["id"]
+    other = create_app(settings.model_copy(update={"auth_cache_seconds": cache_seconds}))
+    with TestClient(other) as other_client:
+        assert other_client.get(P, headers=auth(reader)).status_code == 200
+        # When the first process revokes it
+        assert client.delete(f"/api/v1/api-keys/{key_id}").status_code == 204
+        # Then the second refuses it at once without a cache, and only after its window with one
+        assert other_client.get(P, headers=auth(reader)).status_code == after_revocation
+    assert client.get(P, headers=auth(reader)).status_code == 401
+
+
 def test_api_key_rotate__overlap__both_work_then_old_expires(
     client: TestClient, api: Api, engine: sa.Engine
 ) -> None:
@@ -147,6 +165,7 @@ def test_api_key_rotate__overlap__both_work_then_old_expires(
             sa.text("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = :i"),
             {"i": old_id},
         )
+    client.app.state.flagyard.key_cache.clear()  # type: ignore[attr-defined]  # time travel: the cached entry aged out
     r = client.get(P, headers=auth(old))
     assert r.status_code == 401
     assert "expired" in r.json()["message"]

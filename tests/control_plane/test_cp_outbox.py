@@ -12,8 +12,11 @@ from fastapi.testclient import TestClient
 from rq import Queue
 
 from flagyard.control_plane.db.engine import make_sessionmaker
+from flagyard.control_plane.db.models import Flag, Project
 from flagyard.control_plane.main import create_app
 from flagyard.control_plane.outbox import JOB_FUNCTION, Dispatcher, OutboxMessage, relay_once
+from flagyard.control_plane.security import Role
+from flagyard.control_plane.services.common import Actor, Tx
 from flagyard.control_plane.settings import Settings
 
 F = "/api/v1/projects/shop/flags/checkout"
@@ -160,3 +163,58 @@ def test_outbox__sdk_key_created_rotated_revoked__sdk_key_rows(
     got = rows(engine, "SELECT entity_key, deleted FROM outbox WHERE entity_type = 'sdk_key' ORDER BY id")
     assert [tuple(r) for r in got] == [(str(key_id), False), (str(new_id), False), (str(key_id), False),
                                        (str(new_id), True)]  # fmt: skip
+
+
+def _flag_row(engine: sa.Engine) -> tuple[int, int]:
+    return rows(engine, "SELECT id, project_id FROM flags WHERE key = 'checkout'")[0]  # type: ignore[no-any-return]
+
+
+def test_tx_deferred__session_committed_outside_the_api__version_audit_and_outbox_written(
+    api: Api, engine: sa.Engine
+) -> None:
+    # Given a Tx used directly (as a seeding script would), with a version bump, an audit entry and outbox rows
+    api.project()
+    api.flag()
+    flag_id, project_id = _flag_row(engine)
+    env_ids = [r[0] for r in rows(engine, "SELECT id FROM environments ORDER BY key")]
+    with make_sessionmaker(engine)() as session:
+        tx = Tx(session, Actor(key_id=1, prefix="fy_admin_x", role=Role.ADMIN, project_id=None))
+        project = session.get_one(Project, project_id)
+        tx.defer(sa.update(Flag).where(Flag.id == flag_id).values(version=2), ("flags", (flag_id,)))
+        tx.audit(project, "flag", "checkout", "updated", {"a": 1}, {"a": 2}, version=2)
+        tx.emit(env_ids, "flag", "checkout", 2)
+        assert tx.messages() == []  # nothing sent before commit
+        # When the session commits
+        session.commit()
+    # Then everything deferred was written in that transaction, and the outbox rows came back as messages
+    assert rows(engine, "SELECT version FROM flags WHERE id = :i", i=flag_id)[0][0] == 2
+    assert rows(engine, "SELECT count(*) FROM audit_log WHERE version = 2 AND action = 'updated'")[0][0] == 1
+    outbox = rows(engine, "SELECT id, environment_id FROM outbox WHERE version = 2 ORDER BY id")
+    assert sorted((m.outbox_id, m.environment_id) for m in tx.messages()) == [tuple(r) for r in outbox]
+    assert len(outbox) == len(env_ids) == 2
+
+
+def test_tx_deferred__same_row_updated_twice__both_applied_in_order(api: Api, engine: sa.Engine) -> None:
+    api.project()
+    api.flag()
+    flag_id, _ = _flag_row(engine)
+    with make_sessionmaker(engine)() as session:
+        tx = Tx(session, Actor(key_id=1, prefix="fy_admin_x", role=Role.ADMIN, project_id=None))
+        for name in ("first", "second"):
+            tx.defer(sa.update(Flag).where(Flag.id == flag_id).values(name=name), ("flags", (flag_id,)))
+        session.commit()
+    assert rows(engine, "SELECT name FROM flags WHERE id = :i", i=flag_id)[0][0] == "second"
+
+
+def test_tx_deferred__transaction_rolled_back__nothing_sent(api: Api, engine: sa.Engine) -> None:
+    api.project()
+    api.flag()
+    flag_id, project_id = _flag_row(engine)
+    before = rows(engine, "SELECT count(*) FROM audit_log")[0][0]
+    with make_sessionmaker(engine)() as session:
+        tx = Tx(session, Actor(key_id=1, prefix="fy_admin_x", role=Role.ADMIN, project_id=None))
+        tx.audit(session.get_one(Project, project_id), "flag", "checkout", "updated", {}, {"a": 1})
+        tx.defer(sa.update(Flag).where(Flag.id == flag_id).values(name="never"), ("flags", (flag_id,)))
+        session.rollback()
+    assert rows(engine, "SELECT count(*) FROM audit_log")[0][0] == before
+    assert rows(engine, "SELECT name FROM flags WHERE id = :i", i=flag_id)[0][0] != "never"

@@ -38,7 +38,8 @@ def list_flags(
     return ctx.read(
         lambda session, actor: ops.list_flags(
             session, actor, project, limit=limit, cursor=cursor, tag=tag, query=q
-        )
+        ),
+        single_statement=True,
     )
 
 
@@ -53,7 +54,9 @@ def create_flag(project: ProjectKey, body: schemas.FlagCreate, ctx: WriteContext
     "/{flag}", response_model=schemas.FlagOut, summary="Get a flag with every environment's configuration"
 )
 def get_flag(project: ProjectKey, flag: FlagKey, ctx: ReadContext) -> Response:
-    return ctx.read(lambda session, actor: ops.read_flag(session, actor, project, flag))
+    return ctx.read(
+        lambda session, actor: ops.read_flag(session, actor, project, flag), single_statement=True
+    )
 
 
 @router.patch(
