@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from . import envs_cmd, flags_cmd, jobs_cmd, keys_cmd, projects_cmd, segments_cmd
+from .admin import ApiKeyOption, JsonOption, Target, UrlOption
 from .eval_cmd import eval_command
+from .rest import DEFAULT_URL
+from .transfer_cmd import export_command, import_command
 
 app = typer.Typer(
     name="flagyard",
@@ -13,8 +17,22 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("eval")(eval_command)
+app.add_typer(projects_cmd.app, name="projects")
+app.add_typer(envs_cmd.app, name="envs")
+app.add_typer(flags_cmd.app, name="flags")
+app.add_typer(segments_cmd.app, name="segments")
+app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(jobs_cmd.app, name="jobs")
+app.command("import")(import_command)
+app.command("export")(export_command)
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    ctx: typer.Context,
+    url: UrlOption = DEFAULT_URL,
+    api_key: ApiKeyOption = None,
+    json_output: JsonOption = False,
+) -> None:
     """Flagyard: feature flags and dynamic configuration."""
+    ctx.obj = Target(url, api_key, json_output)

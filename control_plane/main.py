@@ -21,6 +21,7 @@ from flagyard.control_plane.api.routes import (
     environments,
     flags,
     health,
+    jobs,
     projects,
     sdk_keys,
     segments,
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Each router carries the full /api/v1 prefix itself, so route templates (metrics labels) are complete.
     for module in (flags, projects, environments, segments, audit, api_keys, sdk_keys, transfer):
         app.include_router(module.router)
+    app.include_router(jobs.router)
     app.include_router(health.router)
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics, access_log=settings.access_log)
     return app
