@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -38,3 +47,50 @@ RECONCILE_REPAIRS = Counter(
 RECONCILE_RUNS = Counter(
     "flagyard_syncer_reconcile_runs_total", "Reconcile passes, by outcome.", ["outcome"], registry=REGISTRY
 )
+
+
+class QueueCollector(Collector):
+    """The sync queue as Prometheus sees it at scrape time (read from Redis, so every replica agrees):
+    ``flagyard_syncer_queue_jobs{state}`` (queued, started, scheduled — retries waiting for their delay) and
+    ``flagyard_syncer_queue_oldest_job_age_seconds`` (0 when the queue is empty). Nothing is yielded while
+    Redis is unreachable, so the series go stale rather than report a wrong zero."""
+
+    def __init__(self, queue: Queue) -> None:
+        self._queue = queue
+
+    def collect(self) -> Iterator[Metric]:
+        queue = self._queue
+        try:
+            queued = queue.count
+            started = queue.started_job_registry.get_job_count(cleanup=False)
+            scheduled = queue.scheduled_job_registry.get_job_count(cleanup=False)
+            age = _oldest_age(queue)
+        except redis.RedisError:
+            return
+        jobs = GaugeMetricFamily(
+            "flagyard_syncer_queue_jobs", "Jobs of the sync queue by state.", labels=["state"]
+        )
+        jobs.add_metric(["queued"], queued)
+        jobs.add_metric(["started"], started)
+        jobs.add_metric(["scheduled"], scheduled)
+        yield jobs
+        yield GaugeMetricFamily(
+            "flagyard_syncer_queue_oldest_job_age_seconds",
+            "Time the oldest queued sync job has waited since it was enqueued (0: queue empty).",
+            value=age,
+        )
+
+
+def _oldest_age(queue: Queue) -> float:
+    ids = queue.get_job_ids(0, 1)
+    if not ids:
+        return 0.0
+    try:
+        enqueued_at = Job.fetch(ids[0], connection=queue.connection).enqueued_at
+    except NoSuchJobError:
+        return 0.0
+    if enqueued_at is None:
+        return 0.0
+    if enqueued_at.tzinfo is None:
+        enqueued_at = enqueued_at.replace(tzinfo=UTC)
+    return max(0.0, (datetime.now(UTC) - enqueued_at).total_seconds())

@@ -46,6 +46,13 @@ def run_worker(settings: SyncerSettings, *, index: int = 0, burst: bool = False)
     stop = threading.Event()
     if index == 0:
         if settings.syncer_metrics_port:
+            # Its own connection with timeouts: a hanging Redis must not hang /metrics (the k8s probes).
+            scrape = redis.Redis.from_url(
+                settings.redis_url.get_secret_value(),
+                socket_timeout=settings.redis_timeout_seconds,
+                socket_connect_timeout=settings.redis_timeout_seconds,
+            )
+            metrics.REGISTRY.register(metrics.QueueCollector(queue(settings, scrape)))
             start_http_server(settings.syncer_metrics_port, registry=metrics.REGISTRY)
         threading.Thread(
             target=reconcile_loop, args=(settings, connection, stop), name="flagyard-reconcile", daemon=True

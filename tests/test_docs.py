@@ -35,5 +35,5 @@ def test_taskfile__parsed_by_task__lists_the_documented_targets() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     listing = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout)
-    for target in ("test", "lint", "typecheck", "bench", "proto", "compose:validate"):
+    for target in ("test", "lint", "typecheck", "bench", "proto", "compose:validate", "k8s:validate"):
         assert f"* {target}:" in listing

@@ -1,0 +1,198 @@
+"""Deployment config and code agree: every FLAGYARD_* variable set anywhere is a setting of the process that
+receives it (and parses), and every port and probe path is one the code serves."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import pytest
+from ops_helpers import (
+    PLANE_SETTINGS,
+    ROOT,
+    compose,
+    compose_env,
+    container_env,
+    default_of,
+    env_names,
+    k8s_resource,
+    k8s_resources,
+    option,
+)
+from pydantic_settings import BaseSettings
+
+from flagyard.control_plane.api.routes import health
+from flagyard.data_plane.settings import DataPlaneSettings
+from flagyard.syncer.settings import SyncerSettings
+
+K8S_WORKLOADS = {
+    "control-plane": ("Deployment", "flagyard-control-plane"),
+    "syncer": ("Deployment", "flagyard-syncer"),
+    "data-plane": ("Deployment", "flagyard-data-plane"),
+    "migrate": ("Job", "flagyard-migrate"),
+}
+REAL_SECRETS = {
+    "FLAGYARD_DATABASE_URL": "postgresql+psycopg://flagyard:s3cret@db.example:5432/flagyard",
+    "FLAGYARD_REDIS_URL": "redis://:s3cret@redis.example:6379/0",
+    "FLAGYARD_BOOTSTRAP_ADMIN_KEY": "fy_admin_" + "x" * 43,
+}
+"""What an operator puts into the Secret instead of the template's placeholders."""
+
+
+def _k8s_container(plane: str) -> dict[str, Any]:
+    kind, name = K8S_WORKLOADS[plane]
+    (container,) = k8s_resource(kind, name)["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+def _parse(
+    settings: type[BaseSettings], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> BaseSettings:
+    """Build the settings class from exactly this environment, as the process would."""
+    for name in list(os.environ):
+        if name.startswith("FLAGYARD_"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return settings()
+
+
+def _flagyard(env: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in env.items() if k.startswith("FLAGYARD_")}
+
+
+@pytest.mark.parametrize("plane", sorted(PLANE_SETTINGS))
+def test_compose__flagyard_env__is_the_planes_settings_and_parses(
+    plane: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = PLANE_SETTINGS[plane]
+    env = compose_env(compose()["services"][plane])
+    assert _flagyard(env), plane
+    assert set(_flagyard(env)) - env_names(settings) == set()
+    parsed = _parse(settings, env, monkeypatch)
+    assert {name.removeprefix("FLAGYARD_").lower() for name in _flagyard(env)} <= parsed.model_fields_set
+
+
+@pytest.mark.parametrize("plane", sorted(K8S_WORKLOADS))
+def test_k8s__flagyard_env__is_the_planes_settings_and_parses_with_real_secrets(
+    plane: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = PLANE_SETTINGS[plane]
+    env = _flagyard(container_env(_k8s_container(plane)))
+    assert env, plane
+    assert set(env) - env_names(settings) == set()
+    resolved = {name: REAL_SECRETS.get(name, value) for name, value in env.items()}
+    assert None not in resolved.values(), resolved
+    parsed = _parse(settings, resolved, monkeypatch)
+    assert {name.removeprefix("FLAGYARD_").lower() for name in env} <= parsed.model_fields_set
+    if "mode" in type(parsed).model_fields:
+        assert parsed.mode == "production"  # type: ignore[attr-defined]
+
+
+def test_k8s__config_and_secret_keys__each_read_by_some_plane() -> None:
+    read: set[str] = set()
+    for plane in K8S_WORKLOADS:
+        read |= set(container_env(_k8s_container(plane)))
+    for _path, doc in k8s_resources():
+        if doc["kind"] in {"ConfigMap", "Secret"}:
+            keys = set(doc.get("data") or {}) | set(doc.get("stringData") or {})
+            assert keys, doc["metadata"]["name"]
+            assert keys - read == set(), doc["metadata"]["name"]
+            assert all(key.startswith("FLAGYARD_") for key in keys)
+
+
+def test_k8s__data_plane__gets_no_database_secret() -> None:
+    env = container_env(_k8s_container("data-plane"))
+    assert "FLAGYARD_DATABASE_URL" not in env
+    assert "FLAGYARD_BOOTSTRAP_ADMIN_KEY" not in env
+
+
+def test_dockerfile__flagyard_env__is_a_setting_of_every_plane() -> None:
+    names = set(re.findall(r"\b(FLAGYARD_[A-Z0-9_]+)=", (ROOT / "Dockerfile").read_text()))
+    assert names
+    for settings in set(PLANE_SETTINGS.values()):
+        assert names - env_names(settings) == set(), settings.__name__
+
+
+# --- ports and paths ---------------------------------------------------------------------------------
+
+
+def _port(container: dict[str, Any], name: str) -> int:
+    (port,) = [p["containerPort"] for p in container["ports"] if p["name"] == name]
+    return int(port)
+
+
+def _healthcheck_port(service: dict[str, Any]) -> int:
+    (port,) = set(re.findall(r"127\.0\.0\.1:(\d+)", " ".join(service["healthcheck"]["test"])))
+    return int(port)
+
+
+def _published(service: dict[str, Any]) -> set[int]:
+    return {int(str(mapping).rsplit(":", 1)[1]) for mapping in service.get("ports", [])}
+
+
+def test_control_plane__port_and_paths__agree_everywhere() -> None:
+    served_paths = {route.path for route in health.router.routes}  # type: ignore[attr-defined]
+    container = _k8s_container("control-plane")
+    port = int(option(container["command"], "--port"))
+    assert _port(container, "http") == port
+    pod = k8s_resource("Deployment", "flagyard-control-plane")["spec"]["template"]
+    assert int(pod["metadata"]["annotations"]["prometheus.io/port"]) == port
+    assert pod["metadata"]["annotations"]["prometheus.io/path"] in served_paths
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["port"] == "http"
+        assert container[probe]["httpGet"]["path"] in served_paths
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+    service = compose()["services"]["control-plane"]
+    assert int(option(service["command"], "--port")) == port
+    assert _published(service) == {port}
+    assert _healthcheck_port(service) == port
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f'"--port", "{port}"' in dockerfile
+    assert str(port) in re.search(r"^EXPOSE (.+)$", dockerfile, re.MULTILINE).group(1).split()  # type: ignore[union-attr]
+
+
+def test_syncer__metrics_port__agrees_everywhere() -> None:
+    container = _k8s_container("syncer")
+    port = int(container_env(container)["FLAGYARD_SYNCER_METRICS_PORT"] or 0)
+    assert port == default_of(SyncerSettings, "syncer_metrics_port")
+    assert _port(container, "metrics") == port
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["port"] == "metrics"
+    pod = k8s_resource("Deployment", "flagyard-syncer")["spec"]["template"]
+    assert int(pod["metadata"]["annotations"]["prometheus.io/port"]) == port
+
+    service = compose()["services"]["syncer"]
+    assert int(compose_env(service)["FLAGYARD_SYNCER_METRICS_PORT"]) == port
+    assert _healthcheck_port(service) == port
+
+
+def test_data_plane__grpc_and_metrics_ports__agree_everywhere() -> None:
+    container = _k8s_container("data-plane")
+    env = container_env(container)
+    grpc_port, metrics_port = int(env["FLAGYARD_GRPC_PORT"] or 0), int(env["FLAGYARD_METRICS_PORT"] or 0)
+    assert grpc_port == default_of(DataPlaneSettings, "grpc_port")
+    assert metrics_port == default_of(DataPlaneSettings, "metrics_port")
+    assert _port(container, "grpc") == grpc_port
+    assert _port(container, "metrics") == metrics_port
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["grpc"]["port"] == grpc_port
+    pod = k8s_resource("Deployment", "flagyard-data-plane")["spec"]["template"]
+    assert int(pod["metadata"]["annotations"]["prometheus.io/port"]) == metrics_port
+    (service_port,) = k8s_resource("Service", "flagyard-data-plane")["spec"]["ports"]
+    assert service_port["port"] == grpc_port
+
+    service = compose()["services"]["data-plane"]
+    compose_vars = compose_env(service)
+    assert int(compose_vars["FLAGYARD_GRPC_PORT"]) == grpc_port
+    assert int(compose_vars["FLAGYARD_METRICS_PORT"]) == metrics_port
+    assert _published(service) == {grpc_port}
+    assert _healthcheck_port(service) == grpc_port
+
+    exposed = re.search(r"^EXPOSE (.+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert exposed is not None
+    assert {str(grpc_port), str(metrics_port)} <= set(exposed.group(1).split())
