@@ -9,6 +9,7 @@ from .admin import ApiKeyOption, JsonOption, Target, UrlOption
 from .eval_cmd import eval_command
 from .rest import DEFAULT_URL
 from .transfer_cmd import export_command, import_command
+from .up import up_command
 
 app = typer.Typer(
     name="flagyard",
@@ -25,6 +26,7 @@ app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(jobs_cmd.app, name="jobs")
 app.command("import")(import_command)
 app.command("export")(export_command)
+app.command("up")(up_command)
 
 
 @app.callback()

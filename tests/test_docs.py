@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic_settings import BaseSettings
 
+from flagyard.cli.up_setup import UpSettings
 from flagyard.control_plane.settings import Settings
 from flagyard.data_plane.settings import DataPlaneSettings
 from flagyard.syncer.settings import SyncerSettings
@@ -19,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 
-@pytest.mark.parametrize("settings", [Settings, SyncerSettings, DataPlaneSettings], ids=lambda s: s.__name__)
+@pytest.mark.parametrize(
+    "settings", [Settings, SyncerSettings, DataPlaneSettings, UpSettings], ids=lambda s: s.__name__
+)
 def test_readme__configuration_table__documents_every_setting(settings: type[BaseSettings]) -> None:
     documented = set(re.findall(r"`(FLAGYARD_[A-Z0-9_]+)`", README))
     missing = {f"FLAGYARD_{name.upper()}" for name in settings.model_fields} - documented
@@ -35,5 +38,14 @@ def test_taskfile__parsed_by_task__lists_the_documented_targets() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     listing = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout)
-    for target in ("test", "lint", "typecheck", "bench", "proto", "compose:validate", "k8s:validate"):
+    for target in (
+        "test",
+        "lint",
+        "typecheck",
+        "bench",
+        "proto",
+        "compose:validate",
+        "up",
+        "k8s:validate",
+    ):
         assert f"* {target}:" in listing
