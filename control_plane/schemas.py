@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic_core import PydanticCustomError
 
 from flagyard.rule_engine import FlagType, Prerequisite, Rule, SegmentRule, Split
 from flagyard.rule_engine.model import KEY_PATTERN
@@ -33,9 +34,16 @@ TargetKey = Annotated[str, StringConstraints(max_length=1024), AfterValidator(_n
 T = TypeVar("T")
 
 
+INT64 = (-(2**63), 2**63 - 1)
+"""The integers a flag may hold: what OpenFeature, protobuf int64 and orjson represent exactly."""
+
+
 def check_finite(value: Any, path: str = "") -> str | None:
-    """The JSON pointer of the first NaN or infinity in ``value`` (Python's JSON parser accepts them)."""
+    """The JSON pointer of the first NaN, infinity or integer beyond 64 bits in ``value`` (Python's JSON
+    parser accepts them all; the planes could not carry them)."""
     if isinstance(value, float) and not math.isfinite(value):
+        return path or "/"
+    if isinstance(value, int) and not INT64[0] <= value <= INT64[1]:
         return path or "/"
     if isinstance(value, dict):
         items: Any = value.items()
@@ -58,7 +66,11 @@ class Input(BaseModel):
     def _finite(cls, data: Any) -> Any:
         where = check_finite(data)
         if where:
-            raise ValueError(f"NaN and Infinity are not JSON numbers (at {where})")
+            raise PydanticCustomError(
+                "unrepresentable_number",
+                "NaN, Infinity and integers beyond 64 bits are not accepted",
+                {"pointer": "" if where == "/" else where},
+            )
         return data
 
 

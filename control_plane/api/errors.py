@@ -54,7 +54,8 @@ def validation_details(errors: Any) -> list[dict[str, str]]:
         loc = list(error.get("loc", ()))
         if error.get("type") == "json_invalid":
             loc = loc[:1]
-        details.append({"path": loc_to_pointer(loc), "message": _message(error)})
+        inner = (error.get("ctx") or {}).get("pointer", "")
+        details.append({"path": loc_to_pointer(loc) + inner, "message": _message(error)})
     return details
 
 

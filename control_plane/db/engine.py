@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,6 +16,9 @@ from flagyard.control_plane.settings import Settings
 def make_engine(settings: Settings) -> sa.Engine:
     """An engine with a bounded pool and connect and statement timeouts.
 
+    JSON is written with orjson but read with the standard library: orjson reads integers beyond
+    64 bits as floats, and a flag's JSON variants may hold them.
+
     No pre-ping (it costs a round trip per request): a connection found dead fails that one request
     with 503 and is discarded with the rest of the pool.
     """
@@ -26,8 +30,16 @@ def make_engine(settings: Settings) -> sa.Engine:
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_recycle=1800,
         connect_args={"connect_timeout": settings.db_connect_timeout_seconds, "options": options},
-        json_deserializer=orjson.loads,
+        json_serializer=_json_dumps,
     )
+
+
+def _json_dumps(value: object) -> str:
+    """orjson, or the standard library for what orjson refuses (integers beyond 64 bits, int keys)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
 
 
 def make_sessionmaker(engine: sa.Engine) -> sessionmaker[Session]:

@@ -196,7 +196,7 @@ class Tx:
             return
         for i, statement in enumerate(statements):
             final = final.add_cte(statement.cte(f"deferred_{i}"))
-        result = self.session.execute(final)
+        result = self.session.connection().execute(final)  # Core, not the ORM's bulk-DML machinery
         if rows:
             self.outbox.extend(OutboxMessage(*row) for row in result)
 

@@ -110,6 +110,28 @@ def test_flag_create__nan_variant__422_not_500(client: TestClient, api: Api) -> 
     assert r.status_code == 422
 
 
+def test_flag_create__integer_beyond_64_bits__422_names_it(client: TestClient, api: Api) -> None:
+    api.project()
+    r = client.post(F, json={"key": "f", "name": "F", "type": "object", "variants": {"a": {"n": 2**63}}})
+    assert r.status_code == 422
+    assert {
+        "path": "/variants/a/n",
+        "message": "NaN, Infinity and integers beyond 64 bits are not accepted",
+    } in r.json()["details"]
+    assert client.get(f"{F}/f").status_code == 404
+
+
+def test_flag_create__integer_at_64_bit_limits__stored_and_read_back_exactly(
+    client: TestClient, api: Api
+) -> None:
+    api.project()
+    limits = {"low": -(2**63), "high": 2**63 - 1}
+    r = client.post(F, json={"key": "f", "name": "F", "type": "object", "variants": {"a": limits}})
+    assert r.status_code == 201, r.text
+    assert client.get(f"{F}/f").json()["variants"] == {"a": limits}
+    assert client.get(f"{F}/f/versions/1").json()["snapshot"]["variants"] == {"a": limits}
+
+
 def test_flag_create__duplicate_live_key__409(client: TestClient, api: Api) -> None:
     api.project()
     api.flag()
