@@ -47,5 +47,6 @@ def test_taskfile__parsed_by_task__lists_the_documented_targets() -> None:
         "compose:validate",
         "up",
         "k8s:validate",
+        "loadtest",
     ):
         assert f"* {target}:" in listing
