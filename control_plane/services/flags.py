@@ -60,20 +60,26 @@ def config_rows(session: Session, flag_id: int) -> ConfigRows:
     return {env.key: (env, cfg) for env, cfg in rows}
 
 
+_LOCKED_FLAG = (
+    sa.select(Project, Flag, Environment, FlagEnvironment)
+    .join(Flag, Flag.project_id == Project.id)
+    .join(FlagEnvironment, FlagEnvironment.flag_id == Flag.id)
+    .join(Environment, Environment.id == FlagEnvironment.environment_id)
+    .where(
+        Project.key == sa.bindparam("project"), Flag.key == sa.bindparam("flag"), Flag.deleted_at.is_(None)
+    )
+    .order_by(Environment.key)
+    .with_for_update(of=Flag)
+)
+"""Built once, so SQLAlchemy computes its cache key once."""
+
+
 def locked_flag(
     session: Session, actor: Actor, project_key: str, key: str
 ) -> tuple[Project, Flag, ConfigRows]:
     """A project, one of its live flags (locked ``FOR UPDATE``) and the flag's configurations, in one
     statement: the start of every change to one flag's environment."""
-    rows = session.execute(
-        sa.select(Project, Flag, Environment, FlagEnvironment)
-        .join(Flag, Flag.project_id == Project.id)
-        .join(FlagEnvironment, FlagEnvironment.flag_id == Flag.id)
-        .join(Environment, Environment.id == FlagEnvironment.environment_id)
-        .where(Project.key == project_key, Flag.key == key, Flag.deleted_at.is_(None))
-        .order_by(Environment.key)
-        .with_for_update(of=Flag)
-    ).all()
+    rows = session.execute(_LOCKED_FLAG, {"project": project_key, "flag": key}).all()
     if not rows:  # no such flag, or a project without environments
         project, flag = get_project_flag(session, actor, project_key, key, lock=True)
         return project, flag, {}
