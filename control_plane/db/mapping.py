@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from flagyard import rule_engine as re_
+from flagyard.control_plane.db.deferred import Template
 from flagyard.control_plane.db.models import Environment, Flag, FlagEnvironment, Segment
 
 ENV_CONFIG_FIELDS = ("enabled", "off_variant", "default_variant", "default_split", "rules", "prerequisites")
@@ -54,12 +55,19 @@ def apply_env_config(row: FlagEnvironment, config: Mapping[str, Any], *, written
             setattr(row, name, config[name])
 
 
-def env_config_update(flag_id: int, environment_id: int, config: Mapping[str, Any]) -> sa.Update:
-    return (
+ENV_CONFIG_UPDATE = Template(
+    "env_config",
+    lambda p: (
         sa.update(FlagEnvironment)
-        .where(FlagEnvironment.flag_id == flag_id, FlagEnvironment.environment_id == environment_id)
-        .values({name: config[name] for name in ENV_CONFIG_FIELDS})
-    )
+        .where(FlagEnvironment.flag_id == p("flag_id"), FlagEnvironment.environment_id == p("environment_id"))
+        .values({name: p(name) for name in ENV_CONFIG_FIELDS})
+    ),
+)
+"""Store one environment's configuration of a flag (deferred; see :func:`env_config_params`)."""
+
+
+def env_config_params(flag_id: int, environment_id: int, config: Mapping[str, Any]) -> dict[str, Any]:
+    return {"flag_id": flag_id, "environment_id": environment_id, **{n: config[n] for n in ENV_CONFIG_FIELDS}}
 
 
 def flag_definition_dict(row: Flag | sa.Row[Any]) -> dict[str, Any]:

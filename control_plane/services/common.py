@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -10,6 +11,7 @@ import structlog
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from flagyard.control_plane.db.deferred import Template, columns
 from flagyard.control_plane.db.models import (
     AuditEntry,
     Environment,
@@ -108,24 +110,63 @@ _OUTBOX_COLUMNS = {
 }
 
 
-def _unnest_outbox_rows(rows: list[dict[str, Any]]) -> sa.Select[Any]:
-    """The rows as one array parameter per column: unlike a multi-row VALUES, SQLAlchemy can cache the
-    compiled statement whatever the number of rows."""
+def _outbox_insert() -> sa.Insert:
+    """The outbox rows as one array parameter per column (``outbox_<column>``): unlike a multi-row VALUES,
+    the compiled statement is the same whatever the number of rows. It returns the rows as messages."""
     table = (
         sa.func.unnest(
-            *(
-                sa.bindparam(f"outbox_{name}", [row[name] for row in rows], type_=ARRAY(column_type))
-                for name, column_type in _OUTBOX_COLUMNS.items()
-            )
+            *(sa.bindparam(f"outbox_{name}", type_=ARRAY(kind)) for name, kind in _OUTBOX_COLUMNS.items())
         )
         .table_valued(*_OUTBOX_COLUMNS)
         .render_derived(name="outbox_rows")
     )
-    return sa.select(*(table.c[name] for name in _OUTBOX_COLUMNS))
+    return (
+        sa.insert(OutboxEntry)
+        .from_select(list(_OUTBOX_COLUMNS), sa.select(*(table.c[name] for name in _OUTBOX_COLUMNS)))
+        .returning(
+            OutboxEntry.id,
+            OutboxEntry.environment_id,
+            OutboxEntry.entity_type,
+            OutboxEntry.entity_key,
+            OutboxEntry.version,
+        )
+    )
+
+
+_AUDIT_COLUMNS = (
+    "project_id",
+    "project_key",
+    "actor_key_id",
+    "actor_key_prefix",
+    "resource_type",
+    "resource_key",
+    "environment_key",
+    "action",
+    "version",
+    "diff",
+    "comment",
+    "request_id",
+)
+AUDIT = Template("audit", columns(AuditEntry, _AUDIT_COLUMNS))
+
+_COMBINED: dict[tuple[tuple[str, ...], bool], sa.Insert | sa.Update] = {}
+"""Combined deferred statements by shape (template names in order, with or without outbox rows)."""
+_COMBINED_MAX = 256
 
 
 MAX_DEFERRED = 32
-"""Deferred inserts per statement; more run early (PostgreSQL binds at most 65,535 parameters)."""
+"""Deferred statements per combined statement; more run early (PostgreSQL binds at most 65,535
+parameters)."""
+
+
+def _combine(templates: list[Template], outbox: bool) -> sa.Insert | sa.Update:
+    """One statement: the last part (the outbox insert if any) with every other part as a data-modifying
+    CTE; PostgreSQL runs every CTE whether or not it is referenced."""
+    parts = [template.at(position) for position, template in enumerate(templates)]
+    final = _outbox_insert() if outbox else parts.pop()
+    for position, part in enumerate(parts):
+        final = final.add_cte(part.cte(f"deferred_{position}"))
+    return final
 
 
 @dataclass
@@ -147,22 +188,25 @@ class Tx:
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     keys_changed: bool = False
     """Set when the transaction revokes, rotates or deletes keys: cached authentications are dropped."""
-    _deferred: list[sa.Insert | sa.Update] = field(default_factory=list)
+    _deferred: list[tuple[Template, Mapping[str, Any]]] = field(default_factory=list)
     _targets: set[tuple[str, tuple[Any, ...]]] = field(default_factory=set)
     _outbox_rows: list[dict[str, Any]] = field(default_factory=list)
     _hooked: bool = False
 
     def defer(
-        self, statement: sa.Insert | sa.Update, target: tuple[str, tuple[Any, ...]] | None = None
+        self,
+        template: Template,
+        params: Mapping[str, Any],
+        target: tuple[str, tuple[Any, ...]] | None = None,
     ) -> None:
-        """Run ``statement`` with the others just before commit (or earlier, once :data:`MAX_DEFERRED`
-        wait). An UPDATE names its ``target`` row: one statement may not modify a row twice, so a second
-        update of the same row first sends what waits."""
+        """Run ``template`` with ``params`` and the others just before commit (or earlier, once
+        :data:`MAX_DEFERRED` wait). An UPDATE names its ``target`` row: one statement may not modify a row
+        twice, so a second update of the same row first sends what waits."""
         if target is not None:
             if target in self._targets:
                 self.run_deferred()
             self._targets.add(target)
-        self._deferred.append(statement)
+        self._deferred.append((template, params))
         self._hook()
         if len(self._deferred) >= MAX_DEFERRED:
             self.run_deferred()
@@ -174,29 +218,23 @@ class Tx:
 
     def run_deferred(self) -> None:
         """Send every deferred insert now, as one statement; the outbox rows come back as messages."""
-        statements, self._deferred = self._deferred, []
+        deferred, self._deferred = self._deferred, []
         rows, self._outbox_rows = self._outbox_rows, []
         self._targets.clear()
-        final: sa.Insert | sa.Update
-        if rows:
-            final = (
-                sa.insert(OutboxEntry)
-                .from_select(list(_OUTBOX_COLUMNS), _unnest_outbox_rows(rows))
-                .returning(
-                    OutboxEntry.id,
-                    OutboxEntry.environment_id,
-                    OutboxEntry.entity_type,
-                    OutboxEntry.entity_key,
-                    OutboxEntry.version,
-                )
-            )
-        elif statements:
-            final = statements.pop()
-        else:
+        if not deferred and not rows:
             return
-        for i, statement in enumerate(statements):
-            final = final.add_cte(statement.cte(f"deferred_{i}"))
-        result = self.session.connection().execute(final)  # Core, not the ORM's bulk-DML machinery
+        shape = (tuple(template.name for template, _ in deferred), bool(rows))
+        statement = _COMBINED.get(shape)
+        if statement is None:
+            statement = _combine([template for template, _ in deferred], bool(rows))
+            if len(_COMBINED) < _COMBINED_MAX:
+                _COMBINED[shape] = statement
+        params: dict[str, Any] = {}
+        for position, (_, values) in enumerate(deferred):
+            params.update(Template.bind(position, values))
+        for name in _OUTBOX_COLUMNS if rows else ():
+            params[f"outbox_{name}"] = [row[name] for row in rows]
+        result = self.session.connection().execute(statement, params)  # Core, not the ORM's DML path
         if rows:
             self.outbox.extend(OutboxMessage(*row) for row in result)
 
@@ -226,20 +264,21 @@ class Tx:
         comment: str = "",
     ) -> None:
         self.defer(
-            sa.insert(AuditEntry).values(
-                project_id=project.id if project else None,
-                project_key=project.key if project else None,
-                actor_key_id=self.actor.key_id,
-                actor_key_prefix=self.actor.prefix,
-                resource_type=resource_type,
-                resource_key=resource_key,
-                environment_key=environment,
-                action=action,
-                version=version,
-                diff=json_diff(before, after),
-                comment=comment,
-                request_id=self.request_id,
-            )
+            AUDIT,
+            {
+                "project_id": project.id if project else None,
+                "project_key": project.key if project else None,
+                "actor_key_id": self.actor.key_id,
+                "actor_key_prefix": self.actor.prefix,
+                "resource_type": resource_type,
+                "resource_key": resource_key,
+                "environment_key": environment,
+                "action": action,
+                "version": version,
+                "diff": json_diff(before, after),
+                "comment": comment,
+                "request_id": self.request_id,
+            },
         )
         self.events.append(
             (

@@ -17,6 +17,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from flagyard import rule_engine as re_
 from flagyard.control_plane import schemas
 from flagyard.control_plane.db import mapping as m
+from flagyard.control_plane.db.deferred import Template, columns
 from flagyard.control_plane.db.models import Environment, Flag, FlagEnvironment, FlagVersion, Project
 from flagyard.control_plane.exceptions import ConflictError, Detail, InvalidRequestError, NotFoundError
 from flagyard.control_plane.security import Role, new_salt
@@ -358,6 +359,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+_FLAG_BUMP = Template(
+    "flag_bump",
+    lambda p: (
+        sa.update(Flag).where(Flag.id == p("id")).values(version=p("version"), updated_at=p("updated_at"))
+    ),
+)
+_FLAG_VERSION = Template(
+    "flag_version",
+    columns(FlagVersion, ("flag_id", "version", "snapshot", "action", "comment", "author_key_id")),
+)
+
+
 def _record(
     tx: Tx,
     project: Project,
@@ -372,21 +385,19 @@ def _record(
 ) -> None:
     """Bump the version and write the version row, the audit entry and the outbox rows."""
     version, now = flag.version + 1, _now()
-    tx.defer(
-        sa.update(Flag).where(Flag.id == flag.id).values(version=version, updated_at=now),
-        ("flags", (flag.id,)),
-    )
+    tx.defer(_FLAG_BUMP, {"id": flag.id, "version": version, "updated_at": now}, ("flags", (flag.id,)))
     set_committed_value(flag, "version", version)
     set_committed_value(flag, "updated_at", now)
     tx.defer(
-        sa.insert(FlagVersion).values(
-            flag_id=flag.id,
-            version=flag.version,
-            snapshot=after,
-            action=action,
-            comment=comment,
-            author_key_id=tx.actor.key_id,
-        )
+        _FLAG_VERSION,
+        {
+            "flag_id": flag.id,
+            "version": version,
+            "snapshot": after,
+            "action": action,
+            "comment": comment,
+            "author_key_id": tx.actor.key_id,
+        },
     )
     tx.audit(
         project,
@@ -523,7 +534,11 @@ def _change_env(
     before_configs = _configs(rows)
     definition = m.flag_definition_dict(flag)
     before = m.flag_snapshot(definition, before_configs)
-    tx.defer(m.env_config_update(flag.id, env.id, new_config), ("flag_environments", (flag.id, env.id)))
+    tx.defer(
+        m.ENV_CONFIG_UPDATE,
+        m.env_config_params(flag.id, env.id, new_config),
+        ("flag_environments", (flag.id, env.id)),
+    )
     m.apply_env_config(rows[env.key][1], new_config, written=True)
     after = m.flag_snapshot(definition, {**before_configs, env.key: new_config})
     _record(tx, project, flag, before, after, action, comment, [env.id], environment=env.key)

@@ -11,6 +11,7 @@ from cp_helpers import ADMIN_KEY, Api, rows
 from fastapi.testclient import TestClient
 from rq import Queue
 
+from flagyard.control_plane.db.deferred import Template
 from flagyard.control_plane.db.engine import make_sessionmaker
 from flagyard.control_plane.db.models import Flag, Project
 from flagyard.control_plane.main import create_app
@@ -165,6 +166,12 @@ def test_outbox__sdk_key_created_rotated_revoked__sdk_key_rows(
                                        (str(new_id), True)]  # fmt: skip
 
 
+_RENAME = Template("test_rename", lambda p: sa.update(Flag).where(Flag.id == p("id")).values(name=p("name")))
+_SET_VERSION = Template(
+    "test_set_version", lambda p: sa.update(Flag).where(Flag.id == p("id")).values(version=p("version"))
+)
+
+
 def _flag_row(engine: sa.Engine) -> tuple[int, int]:
     return rows(engine, "SELECT id, project_id FROM flags WHERE key = 'checkout'")[0]  # type: ignore[no-any-return]
 
@@ -180,7 +187,7 @@ def test_tx_deferred__session_committed_outside_the_api__version_audit_and_outbo
     with make_sessionmaker(engine)() as session:
         tx = Tx(session, Actor(key_id=1, prefix="fy_admin_x", role=Role.ADMIN, project_id=None))
         project = session.get_one(Project, project_id)
-        tx.defer(sa.update(Flag).where(Flag.id == flag_id).values(version=2), ("flags", (flag_id,)))
+        tx.defer(_SET_VERSION, {"id": flag_id, "version": 2}, ("flags", (flag_id,)))
         tx.audit(project, "flag", "checkout", "updated", {"a": 1}, {"a": 2}, version=2)
         tx.emit(env_ids, "flag", "checkout", 2)
         assert tx.messages() == []  # nothing sent before commit
@@ -201,7 +208,7 @@ def test_tx_deferred__same_row_updated_twice__both_applied_in_order(api: Api, en
     with make_sessionmaker(engine)() as session:
         tx = Tx(session, Actor(key_id=1, prefix="fy_admin_x", role=Role.ADMIN, project_id=None))
         for name in ("first", "second"):
-            tx.defer(sa.update(Flag).where(Flag.id == flag_id).values(name=name), ("flags", (flag_id,)))
+            tx.defer(_RENAME, {"id": flag_id, "name": name}, ("flags", (flag_id,)))
         session.commit()
     assert rows(engine, "SELECT name FROM flags WHERE id = :i", i=flag_id)[0][0] == "second"
 
@@ -214,7 +221,7 @@ def test_tx_deferred__transaction_rolled_back__nothing_sent(api: Api, engine: sa
     with make_sessionmaker(engine)() as session:
         tx = Tx(session, Actor(key_id=1, prefix="fy_admin_x", role=Role.ADMIN, project_id=None))
         tx.audit(session.get_one(Project, project_id), "flag", "checkout", "updated", {}, {"a": 1})
-        tx.defer(sa.update(Flag).where(Flag.id == flag_id).values(name="never"), ("flags", (flag_id,)))
+        tx.defer(_RENAME, {"id": flag_id, "name": "never"}, ("flags", (flag_id,)))
         session.rollback()
     assert rows(engine, "SELECT count(*) FROM audit_log")[0][0] == before
     assert rows(engine, "SELECT name FROM flags WHERE id = :i", i=flag_id)[0][0] != "never"
