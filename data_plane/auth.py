@@ -2,7 +2,8 @@
 
 Verified keys are cached in process for ``sdk_key_cache_seconds`` (a revoked key stops working within that
 time), unknown ones for ``sdk_key_negative_cache_seconds``. ``expires_at`` is checked on every call. While
-Redis is unavailable a key verified before keeps working (stale), an unverified one is UNAVAILABLE.
+Redis is unavailable, or has lost its data (restarted empty, not yet re-hydrated by the syncer), a key
+verified before keeps working (stale); an unverified one is UNAVAILABLE (or unknown if Redis lost its data).
 Concurrent first uses of one key share a single Redis read.
 """
 
@@ -82,9 +83,22 @@ class SdkKeys:
                 record = await self.store.sdk_key(hash_sdk_key(token))
             except StoreCorruptError:
                 record = None
+            fetched = time.monotonic()
+            previous = self._cache.get(token)
+            # Verified before, unknown now: revoked, unless Redis lost its data (restarted empty and not
+            # re-hydrated yet: the syncer restores SDK keys before it lists any environment). Then, as while
+            # Redis is unreachable, the last verified record serves; checked again after the negative-cache
+            # period.
+            if (
+                record is None
+                and previous is not None
+                and previous.record is not None
+                and await self.store.lost_data()
+            ):
+                record, fetched = previous.record, fetched - self.ttl + self.negative_ttl
             if len(self._cache) >= MAX_CACHED_KEYS:
                 self._cache.clear()
-            self._cache[token] = _Cached(record, time.monotonic())
+            self._cache[token] = _Cached(record, fetched)
             future.set_result(record)
             return record
         except asyncio.CancelledError:

@@ -86,6 +86,12 @@ class RedisStore:
         async with _mapped():
             return await contract.get_sdk_key(self.fast, self.prefix, key_hash)
 
+    async def lost_data(self) -> bool:
+        """Whether Redis lists no environment at all (``P:envs`` missing): it lost its data (restarted
+        empty) and the syncer has not re-hydrated it yet."""
+        async with _mapped():
+            return not await self.fast.exists(contract.envs_key(self.prefix))
+
     async def load(self, env_id: str) -> contract.EnvironmentData:
         async with _mapped():
             return await contract.load_environment(self.slow, self.prefix, env_id)

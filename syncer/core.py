@@ -165,18 +165,30 @@ class Syncer:
             raise InvalidDefinitionError(f"unknown entity type {entity_type!r}")
         if entity_type == "sdk_key":
             return self._sync_sdk_key(session, int(key))
+        restored = False
         if environment_id not in envs:
-            envs[environment_id] = _environment(session, environment_id)
+            envs[environment_id] = info = _environment(session, environment_id)
+            if info is not None and not self._redis.sismember(envs_key(self._prefix), str(info.id)):
+                # Redis does not list the environment: it is new, or Redis lost its data (restarted empty)
+                # and the reconcile has not run yet. Restore the SDK keys, then the whole environment, before
+                # this change: a data plane must never reload it holding only this change, nor find the
+                # environment listed while its SDK keys are missing (it would reject them).
+                self.sync_sdk_keys()
+                self._push_environment(session, info)
+                restored = True
         env = envs[environment_id]
         if env is None:
             self.drop_environment(environment_id)
             return "dropped"
         if entity_type == "environment":
-            self._push_environment(session, env)
+            if not restored:
+                self._push_environment(session, env)
             return "applied"
         if entity_type == "flag":
-            return self._sync_flag(session, env, key, version)
-        return self._sync_segment(session, env, key, version)
+            outcome = self._sync_flag(session, env, key, version)
+        else:
+            outcome = self._sync_segment(session, env, key, version)
+        return "applied" if restored and outcome == "ignored" else outcome
 
     def _sync_flag(self, session: Session, env: EnvironmentInfo, key: str, version: int) -> Outcome:
         flag = mapping.load_flag(session, env.id, key)
@@ -305,6 +317,9 @@ class Syncer:
         """
         repairs = 0
         try:
+            # SDK keys first: once Redis lists an environment again (after losing its data), data planes
+            # take a key missing from P:sdkkeys as revoked.
+            repairs += self.sync_sdk_keys()
             with self._sessions() as session:
                 envs = [
                     EnvironmentInfo(e.id, e.project_id, pkey, e.key)
@@ -322,7 +337,6 @@ class Syncer:
                 if env_id not in live:
                     self.drop_environment(int(env_id))
                     repairs += 1
-            repairs += self.sync_sdk_keys()
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             metrics.RECONCILE_RUNS.labels("failed").inc()
             raise StoreUnavailableError(f"PostgreSQL: {exc}") from exc

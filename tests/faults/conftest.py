@@ -1,0 +1,100 @@
+"""Fixtures of the fault-injection tests: our own PostgreSQL and Redis (fault_infra.py), and a Flagyard
+stack over them (tests/propagation/e2e_stack.py) whose parts the tests kill and restart."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.config import Config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "propagation"))  # e2e_stack
+
+from e2e_stack import ROOT, Stack
+from fastapi.testclient import TestClient
+from fault_infra import PostgresInstance, RedisInstance, free_port
+
+from flagyard.control_plane.main import create_app
+from flagyard.control_plane.settings import DEV_BOOTSTRAP_ADMIN_KEY, Settings
+
+
+@pytest.fixture
+def pg() -> Iterator[PostgresInstance]:
+    instance = PostgresInstance()
+    try:
+        instance.start()
+        yield instance
+    finally:
+        instance.destroy()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisInstance]:
+    instance = RedisInstance(tmp_path)
+    try:
+        instance.start()
+        yield instance
+    finally:
+        instance.kill()
+
+
+@pytest.fixture
+def fault_stack(pg: PostgresInstance, own_redis: RedisInstance, tmp_path: Path) -> Iterator[Stack]:
+    """A migrated database on our PostgreSQL, our Redis, the control plane in process (inline outbox
+    dispatch, relay every second), and the environment the syncer, data planes and uvicorn run with."""
+    name = f"flagyard_faults_{uuid.uuid4().hex[:8]}"
+    pg.create_database(name)
+    db_url = pg.url(name)
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", db_url)
+    config.attributes["configure_logging"] = False
+    command.upgrade(config, "head")
+    redis_url = own_redis.url()
+    prefix = f"fyfault-{uuid.uuid4().hex[:6]}"
+    queue = f"flagyard-sync-{uuid.uuid4().hex[:6]}"
+    settings = Settings(
+        database_url=db_url,  # type: ignore[arg-type]
+        redis_url=redis_url,  # type: ignore[arg-type]
+        sync_queue=queue,
+        redis_prefix=prefix,
+        outbox_dispatch="inline",
+        outbox_relay_interval_seconds=1,
+        outbox_grace_seconds=1,
+        rate_limit_requests=0,
+        access_log=False,
+        log_level="WARNING",
+        db_connect_timeout_seconds=1,
+        db_pool_timeout_seconds=2,
+    )
+    env = {
+        **os.environ,
+        "FLAGYARD_DATABASE_URL": db_url,
+        "FLAGYARD_REDIS_URL": redis_url,
+        "FLAGYARD_REDIS_PREFIX": prefix,
+        "FLAGYARD_SYNC_QUEUE": queue,
+        "FLAGYARD_SYNCER_METRICS_PORT": "0",
+        "FLAGYARD_METRICS_PORT": "0",
+        "FLAGYARD_RECONCILE_INTERVAL_SECONDS": "1",
+        "FLAGYARD_LOG_LEVEL": "WARNING",
+        "FLAGYARD_ENV_REFRESH_SECONDS": "0.2",
+        "FLAGYARD_STREAM_BLOCK_MS": "200",
+        "FLAGYARD_RATE_LIMIT_REQUESTS": "0",
+        "FLAGYARD_OUTBOX_DISPATCH": "background",
+        "FLAGYARD_OUTBOX_RELAY_INTERVAL_SECONDS": "1",
+        "FLAGYARD_OUTBOX_GRACE_SECONDS": "1",
+        "FLAGYARD_ACCESS_LOG": "false",
+        "FLAGYARD_DB_CONNECT_TIMEOUT_SECONDS": "1",
+    }
+    with TestClient(
+        create_app(settings), headers={"Authorization": f"Bearer {DEV_BOOTSTRAP_ADMIN_KEY}"}
+    ) as api:
+        stack = Stack(db_url, redis_url, prefix, queue, api, env, tmp_path, grpc_port=free_port())
+        try:
+            yield stack
+        finally:
+            stack.stop_all()
