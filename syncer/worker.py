@@ -58,6 +58,8 @@ def run_worker(settings: SyncerSettings, *, index: int = 0, burst: bool = False)
             target=reconcile_loop, args=(settings, connection, stop), name="flagyard-reconcile", daemon=True
         ).start()
     worker = SimpleWorker([queue(settings, connection)], connection=connection, name=None)
+    # RQ backs off up to 60 s between reconnects; after a Redis outage jobs would wait that long.
+    worker.max_connection_wait_time = 2.0
     log.info("worker.started", queue=settings.sync_queue, index=index, burst=burst)
     try:
         worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")

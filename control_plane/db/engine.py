@@ -22,7 +22,8 @@ def make_engine(settings: Settings) -> sa.Engine:
     No pre-ping (it costs a round trip per request): a connection found dead fails that one request
     with 503 and is discarded with the rest of the pool.
     """
-    options = f"-c statement_timeout={settings.db_statement_timeout_ms}"
+    # synchronous_commit=on whatever the server's default: an acknowledged change survives a crash.
+    options = f"-c statement_timeout={settings.db_statement_timeout_ms} -c synchronous_commit=on"
     return sa.create_engine(
         settings.sqlalchemy_url,
         pool_size=settings.db_pool_size,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import sqlalchemy as sa
 from cp_helpers import ADMIN_KEY, Api, auth
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -119,3 +120,13 @@ def test_openapi__published__versioned_paths_and_bearer_scheme(client: TestClien
     assert all(p.startswith("/api/v1/") for p in spec["paths"] if p not in ("/healthz", "/readyz"))
     assert "HTTPBearer" in json.dumps(spec["components"]["securitySchemes"])
     assert "If-Match" in json.dumps(spec["paths"]["/api/v1/projects/{project}/flags/{flag}"]["patch"])
+
+
+@pytest.mark.parametrize("sessions", ["sessions", "autocommit_sessions"])
+def test_database_sessions__any_server_default__commits_are_synchronous(
+    client: TestClient, sessions: str
+) -> None:
+    # This machine's PostgreSQL defaults to synchronous_commit=off; an acknowledged change must survive a crash.
+    state = client.app.state.flagyard  # type: ignore[attr-defined]
+    with getattr(state, sessions)() as session:
+        assert session.execute(sa.text("SHOW synchronous_commit")).scalar() == "on"
