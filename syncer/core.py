@@ -8,8 +8,9 @@ changes to one flag therefore coalesces: the first job writes the newest version
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -24,6 +25,7 @@ from flagyard.control_plane.db import mapping
 from flagyard.control_plane.db.models import ApiKey, Environment, Flag, OutboxEntry, Project, Segment
 from flagyard.rule_engine import (
     DefinitionError,
+    Document,
     compile_flag,
     compile_segment,
     validate_flag,
@@ -33,6 +35,8 @@ from flagyard.rule_engine import (
 from . import metrics
 from .exceptions import InvalidDefinitionError, StoreUnavailableError
 from .redis_store import (
+    Change,
+    EnvironmentData,
     EnvKeys,
     SdkKeyRecord,
     delete_sdk_key,
@@ -44,10 +48,11 @@ from .redis_store import (
     sdkkeys_key,
 )
 from .redis_store import apply_change as redis_apply_change
+from .redis_store import apply_changes as redis_apply_changes
 
 log = structlog.get_logger("flagyard.syncer")
 
-Outcome = Literal["applied", "ignored", "invalid", "dropped"]
+Outcome = Literal["applied", "ignored", "invalid", "dropped", "batched"]
 ENTITY_TYPES = ("flag", "segment", "environment", "sdk_key")
 
 
@@ -61,6 +66,11 @@ class EnvironmentInfo:
     @property
     def meta(self) -> dict[str, str]:
         return {"project": self.project_key, "environment": self.key}
+
+
+@dataclass
+class _Applied:
+    count: int = 0
 
 
 class Syncer:
@@ -78,6 +88,31 @@ class Syncer:
         self._redis = client
         self._prefix = prefix
         self._stream_maxlen = stream_maxlen
+        self._batch: list[Change] | None = None
+
+    @contextlib.contextmanager
+    def _atomically(self, env: EnvironmentInfo) -> Iterator[_Applied]:
+        """Collect the changes :meth:`_apply` would write and write them in one MULTI/EXEC at the end, so a
+        data plane reloading the environment meanwhile never sees part of it (a restore after Redis lost
+        its data, a reconcile)."""
+        applied = _Applied()
+        batch: list[Change] = []
+        self._batch = batch
+        try:
+            yield applied
+        finally:
+            self._batch = None
+        if not batch:
+            return
+        results = redis_apply_changes(
+            self._redis, self._prefix, str(env.id), batch, env.meta, stream_maxlen=self._stream_maxlen,
+            atomic=True,
+        )  # fmt: skip
+        for change, result in zip(batch, results, strict=True):
+            metrics.CHANGES.labels(change.kind, "applied" if result.applied else "ignored").inc()
+            applied.count += result.applied
+            if change.definition is None and not result.applied:
+                log.warning("reconcile.stale_kept", environment_id=env.id, kind=change.kind, key=change.key)
 
     # --- jobs ---------------------------------------------------------------------------------------
 
@@ -219,6 +254,9 @@ class Syncer:
         self, env: EnvironmentInfo, kind: Literal["flag", "segment"], key: str, version: int,
         definition: Mapping[str, Any] | None,
     ) -> Outcome:  # fmt: skip
+        if self._batch is not None:
+            self._batch.append(Change(kind, key, version, definition))
+            return "batched"
         result = redis_apply_change(
             self._redis, self._prefix, str(env.id), kind, key, version, definition, env.meta,
             stream_maxlen=self._stream_maxlen,
@@ -301,12 +339,12 @@ class Syncer:
 
     def _push_environment(self, session: Session, env: EnvironmentInfo) -> int:
         document = mapping.load_environment_document(session, env.id)
-        applied = 0
-        for segment in document.segments:
-            applied += self._sync_segment(session, env, segment.key, segment.version) == "applied"
-        for flag in document.flags:
-            applied += self._sync_flag(session, env, flag.key, flag.version) == "applied"
-        return applied
+        with self._atomically(env) as applied:
+            for segment in document.segments:
+                self._sync_segment(session, env, segment.key, segment.version)
+            for flag in document.flags:
+                self._sync_flag(session, env, flag.key, flag.version)
+        return applied.count
 
     def reconcile(self) -> int:
         """Compare every environment in PostgreSQL with Redis and repair each difference.
@@ -351,30 +389,35 @@ class Syncer:
     def _reconcile_environment(self, session: Session, env: EnvironmentInfo) -> int:
         document = mapping.load_environment_document(session, env.id)
         held = load_environment_sync(self._redis, self._prefix, str(env.id))
-        repairs = 0
+        with self._atomically(env) as applied:
+            purged = self._reconcile_definitions(session, env, document, held)
+        repairs = applied.count + purged
+        if repairs:
+            metrics.RECONCILE_REPAIRS.labels("definition").inc(repairs)
+        return repairs
+
+    def _reconcile_definitions(
+        self, session: Session, env: EnvironmentInfo, document: Document, held: EnvironmentData
+    ) -> int:
+        """Queue every repair of one environment (see :meth:`_atomically`); returns the purges done."""
+        purged = 0
         for kind, wanted, stored in (
             ("segment", {s.key: s.version for s in document.segments}, held.segments),
             ("flag", {f.key: f.version for f in document.flags}, held.flags),
         ):
             held_versions = {key: parse_stored(raw).version for key, raw in stored.items()}
+            sync = self._sync_flag if kind == "flag" else self._sync_segment
             for key, version in wanted.items():
                 if held_versions.get(key, -1) < version:
-                    sync = self._sync_flag if kind == "flag" else self._sync_segment
-                    repairs += sync(session, env, key, version) == "applied"
+                    sync(session, env, key, version)
             model = Flag if kind == "flag" else Segment
             for key in held_versions.keys() - wanted.keys():
                 if _tombstone_version(session, model, env, key) == 0:
                     # PostgreSQL never had it: remove it without a tombstone, so a later key starts at 1.
-                    repairs += purge_change(self._redis, self._prefix, str(env.id), kind, key)  # type: ignore[arg-type]
+                    purged += purge_change(self._redis, self._prefix, str(env.id), kind, key)  # type: ignore[arg-type]
                     continue
-                sync = self._sync_flag if kind == "flag" else self._sync_segment
-                if sync(session, env, key, 0) == "applied":
-                    repairs += 1
-                else:
-                    log.warning("reconcile.stale_kept", environment_id=env.id, kind=kind, key=key)
-        if repairs:
-            metrics.RECONCILE_REPAIRS.labels("definition").inc(repairs)
-        return repairs
+                sync(session, env, key, 0)
+        return purged
 
 
 def _environment(session: Session, environment_id: int) -> EnvironmentInfo | None:

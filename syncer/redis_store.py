@@ -252,11 +252,13 @@ def apply_changes(
     meta: Mapping[str, str] | None = None,
     *,
     stream_maxlen: int = STREAM_MAXLEN,
+    atomic: bool = False,
 ) -> list[ApplyResult]:
-    """:func:`apply_change` for many changes in one round trip (a pipeline; each change is still its own
-    atomic, guarded script call, applied in order). For backfills and bulk imports."""
+    """:func:`apply_change` for many changes in one round trip (a pipeline; each change is its own guarded
+    script call, applied in order). ``atomic`` wraps them in MULTI/EXEC, so no reader sees some of them
+    without the others (restoring a whole environment)."""
     script = client.register_script(APPLY_CHANGE_LUA)
-    with client.pipeline(transaction=False) as pipe:
+    with client.pipeline(transaction=atomic) as pipe:
         for change in changes:
             keys, args = _apply_args(
                 prefix,

@@ -182,6 +182,41 @@ def test_reconcile__empty_redis__is_hydrated_from_postgresql(
         assert stored[0] == version
 
 
+def test_reconcile__empty_redis__each_environment_restored_in_one_transaction(
+    stack: Stack, rds: redis.Redis, syncer: Syncer
+) -> None:
+    # Given a project with two flags and a Redis that lost everything
+    seed(stack)
+    body = {"key": "search", "name": "Search", "type": "boolean", "variants": {"on": True, "off": False}}
+    assert stack.api.post("/api/v1/projects/shop/flags", json=body).status_code == 201
+    for key in rds.scan_iter(f"{stack.prefix}:*"):
+        rds.delete(key)
+    # When the reconcile restores it, watched by MONITOR (every command Redis executes, in order)
+    with rds.monitor() as monitor:
+        syncer.reconcile()
+        rds.ping()  # a marker: the last command of the reconcile has run before it
+        commands = []
+        for entry in monitor.listen():
+            if entry["db"] != rds.get_connection_kwargs()["db"] or entry["client_type"] == "lua":
+                continue  # other tests' databases; commands run by the scripts themselves
+            commands.append(entry["command"].split()[0].upper())
+            if commands[-1] == "PING":
+                break
+    transactions, current = [], None
+    for command in commands:
+        if command == "MULTI":
+            current = []
+        elif command == "EXEC":
+            transactions.append(current)
+            current = None
+        elif current is not None:
+            current.append(command)
+    # Then each environment's guarded writes ran in one MULTI/EXEC, none outside one
+    writes = [t for t in transactions if "EVALSHA" in t or "EVAL" in t]
+    assert [t.count("EVALSHA") + t.count("EVAL") for t in writes] == [2] * len(env_ids(stack))
+    assert sum(c in ("EVALSHA", "EVAL") for c in commands) == 2 * len(env_ids(stack))
+
+
 def test_sdk_keys__created_rotated_revoked__follow_in_redis(
     stack: Stack, rds: redis.Redis, syncer: Syncer
 ) -> None:
