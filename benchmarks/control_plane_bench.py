@@ -11,6 +11,9 @@ rule-engine validation, a new version with a full snapshot, an audit entry with 
 and its RQ job. Every connection owns its own flags, so no update fails on a stale ETag.
 
 Run: ``.venv/bin/python -m benchmarks.control_plane_bench`` (PostgreSQL and Redis on localhost).
+``--json-out PATH`` also writes the rows as JSON (``benchmarks/results.py``), each beside the
+``GET /healthz`` baseline; ``--sweep 1,2,4,8,16`` then runs the ``--sweep-only`` scenarios and the baseline
+again at each of those concurrencies (throughput vs concurrency), on the same server.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import psycopg
 from alembic import command
 from alembic.config import Config
 
+from benchmarks.results import Op, add_json_argument, parse_levels, row, write_json
 from flagyard.control_plane.settings import DEV_BOOTSTRAP_ADMIN_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,7 +162,7 @@ async def seed(port: int, flags: int) -> None:
 
 async def run_scenarios(port: int, args: argparse.Namespace) -> list[dict[str, Any]]:
     await seed(port, args.flags)
-    per_worker = max(1, args.flags // args.concurrency)
+    per_worker = max(1, args.flags // max(args.concurrency, *(args.sweep or [])))
     etags: dict[str, str] = {}
 
     def update(w: int, i: int) -> Callable[[Connection], Any]:
@@ -221,7 +225,59 @@ async def run_scenarios(port: int, args: argparse.Namespace) -> list[dict[str, A
         await drive(port, args.concurrency, args.warmup, make)  # warm-up
         count, latencies, errors = await drive(port, args.concurrency, args.seconds, make)
         results.append(report(name, count, latencies, errors, args.seconds, goal))
+    if args.sweep:
+        print(f"\nthroughput vs concurrency ({args.seconds:.0f} s per point)")
+        swept = ["healthz", *(s for s in args.sweep_only.split(",") if s != "healthz")]
+        for concurrency in args.sweep:
+            for key in swept:
+                name, make, goal = scenarios[key]
+                await drive(port, concurrency, args.warmup, make)  # warm-up
+                count, latencies, errors = await drive(port, concurrency, args.seconds, make)
+                figures = report(f"{name}, {concurrency} conn", count, latencies, errors, args.seconds, goal)
+                results.append({**figures, "sweep": key, "sweep_scenario": name, "concurrency": concurrency})
     return results
+
+
+FLOOR_NAME = "GET /healthz, same client and connections"
+GOALS: dict[str, tuple[Op, float]] = {"update": (">=", 300.0), "read": (">=", 1000.0), "list": (">=", 1000.0)}
+
+
+def result_rows(results: list[dict[str, Any]], concurrency: int) -> list[dict[str, Any]]:
+    """The rows of ``benchmarks/results.py``: each scenario beside the ``/healthz`` baseline run by the same
+    client at the same concurrency; the update scenario also gives its p99 (goal <= 50 ms)."""
+    keys = {"baseline: GET /healthz": "healthz", "update flag env config": "update", "read one flag": "read",
+            "list flags (20 per page)": "list"}  # fmt: skip
+    main = {keys[r["scenario"]]: r for r in results if "sweep" not in r}
+    rows = []
+    for key, figures in main.items():
+        if key == "healthz":
+            continue
+        floor = main.get("healthz")
+        op, goal = GOALS[key]
+        note = (f"{concurrency} connections; p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, "
+                f"{figures['errors']} errors")  # fmt: skip
+        rows.append(
+            row(f"control plane: {figures['scenario']}", figures["per_second"], "requests/s",
+                floor["per_second"] if floor else None, FLOOR_NAME, goal_op=op, goal_value=goal, note=note)
+        )  # fmt: skip
+        if key == "update":
+            rows.append(
+                row(f"control plane: {figures['scenario']}, p99", figures["p99_ms"], "ms",
+                    floor["p99_ms"] if floor else None, FLOOR_NAME, goal_op="<=", goal_value=50.0, note=note)
+            )  # fmt: skip
+    swept = [r for r in results if "sweep" in r]
+    floors = {r["concurrency"]: r for r in swept if r["sweep"] == "healthz"}
+    for r in swept:
+        if r["sweep"] != "healthz":
+            floor = floors.get(r["concurrency"])
+            rows.append(
+                row(f"control plane: {r['scenario']}", r["per_second"], "requests/s",
+                    floor["per_second"] if floor else None, FLOOR_NAME,
+                    note=f"p99 {r['p99_ms']} ms, {r['errors']} errors",
+                    series=f"control plane: {r['sweep_scenario']} (HTTP)",
+                    concurrency=r["concurrency"])
+            )  # fmt: skip
+    return rows
 
 
 def main() -> None:
@@ -232,6 +288,11 @@ def main() -> None:
     parser.add_argument("--flags", type=int, default=64)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     parser.add_argument("--only", default="healthz,update,read,list", help="scenarios, comma-separated")
+    parser.add_argument(
+        "--sweep", type=parse_levels, metavar="1,2,4,...", help="also run --sweep-only at these concurrencies"
+    )
+    parser.add_argument("--sweep-only", default="read", help="scenarios of the sweep (beside healthz)")
+    add_json_argument(parser)
     args = parser.parse_args()
 
     db = f"flagyard_bench_{uuid.uuid4().hex[:8]}"
@@ -276,6 +337,7 @@ def main() -> None:
         results = asyncio.run(run_scenarios(port, args))
         if args.json:
             print(json.dumps(results, indent=2))
+        write_json(args.json_out, result_rows(results, args.concurrency))
     finally:
         if server is not None:
             server.terminate()

@@ -11,8 +11,12 @@
    and resident memory (goal ≤ 400 MB); floors: reading + JSON-parsing the same data without compiling,
    and the process's memory before hydrating.
 
+4. With ``--sweep 1,2,4,8,16``: unary calls/s of the data plane and of the echo server at each number of
+   concurrent clients (one connection each, one call in flight), same grpc.aio load loop for both.
+
 Servers run in their own processes; the load generator runs here. Nothing is asserted: these are figures.
-Run: ``.venv/bin/python -m benchmarks.data_plane_bench`` (``--quick`` for a short run). Needs the Redis of
+Run: ``.venv/bin/python -m benchmarks.data_plane_bench`` (``--quick`` for a short run; ``--json-out PATH``
+also writes the rows as JSON, see ``benchmarks/results.py``). Needs the Redis of
 ``FLAGYARD_BENCH_REDIS`` (default redis://127.0.0.1:6379/15); keys live under a fresh prefix, removed after.
 """
 
@@ -39,6 +43,8 @@ import grpc.aio
 import redis
 from google.protobuf import struct_pb2
 
+from benchmarks.results import add_json_argument, parse_levels, write_json
+from benchmarks.results import row as result
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.rule_engine import Flag, FlagSet, Segment, compile_flag, compile_segment
 from flagyard.syncer.redis_store import (
@@ -59,6 +65,7 @@ HYDRATE_FLAGS, HYDRATE_ENVS = 10_000, 5
 GOAL_BULK = 500_000
 ROUNDS = 2
 GOAL_HYDRATE_S, GOAL_RSS_MB = 5.0, 400.0
+GOAL_UNARY_RATIO, GOAL_P99_MS = 0.9, 5.0
 
 
 def reference_flag(key: str) -> dict[str, Any]:
@@ -332,7 +339,8 @@ def h2load_latency(
 
 def bulk_in_process(seconds: float) -> tuple[float, float]:
     """(handler-work evaluations/s, bare FlagSet.evaluate evaluations/s) for 100 reference flags."""
-    from flagyard.data_plane.convert import BulkEncoder, resolve_all, struct_to_dict
+    from flagyard.data_plane.convert import BulkEncoder, resolve_all
+    from flagyard.proto.values import struct_to_dict
 
     flagset = FlagSet(
         [compile_flag(Flag.model_validate(reference_flag(f"flag-{i:03d}"))) for i in range(BULK_FLAGS)],
@@ -464,6 +472,10 @@ def main() -> None:
     parser.add_argument(
         "--python-load", action="store_true", help="the grpc.aio load loop even if h2load exists"
     )
+    parser.add_argument(
+        "--sweep", type=parse_levels, metavar="1,2,4,...", help="unary calls/s at these concurrent clients"
+    )
+    add_json_argument(parser)
     args = parser.parse_args()
     if args.echo_server:
         echo_server(args.echo_server)
@@ -472,6 +484,7 @@ def main() -> None:
     client = redis.Redis.from_url(REDIS_URL)
     prefix = f"fybench-{uuid.uuid4().hex[:8]}"
     rows: list[tuple[str, str, str, str]] = []
+    results: list[dict[str, Any]] = []
     generator = "none"
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -536,6 +549,31 @@ def main() -> None:
              f"{net['echo_bulk'] * BULK_FLAGS:,.0f} flags/s",
              f"{net['dp_bulk']:,.0f} vs {net['echo_bulk']:,.0f} calls/s"),
         ]  # fmt: skip
+        echo_name = "bare grpc.aio echo server, same proto shape"
+        results += [
+            result("data plane: unary ResolveBoolean, peak", dp, "calls/s", echo, echo_name,
+                goal_op=">=", goal_value=GOAL_UNARY_RATIO, goal_on="ratio", note=f"load: {generator}"),
+            result("data plane: unary p50 at half peak", net["dp_p50"], "ms", net["echo_p50"], echo_name,
+                note="open loop at half of each one's peak"),
+            result("data plane: unary p99 at half peak", net["dp_p99"], "ms", net["echo_p99"], echo_name,
+                goal_op="<=", goal_value=GOAL_P99_MS, note="open loop at half of each one's peak"),
+            result("data plane: ResolveAll (100 flags) over gRPC", net["dp_bulk"] * BULK_FLAGS, "evals/s",
+                net["echo_bulk"] * BULK_FLAGS, "echo server answering a prebuilt 100-flag response",
+                note=f"{net['dp_bulk']:,.0f} vs {net['echo_bulk']:,.0f} calls/s"),
+        ]  # fmt: skip
+        if args.sweep:
+            sweep: dict[tuple[str, int], float] = {}
+            _run(_sweep(args.sweep, {"dp": dp_port, "echo": echo_port}, single, seconds, sweep))
+            print(f"unary calls/s vs concurrent clients (grpc.aio, one connection each, {seconds:.0f} s)")
+            for level in args.sweep:
+                figure, floor = sweep[("dp", level)], sweep[("echo", level)]
+                ratio = f"{figure / floor:.0%}"
+                print(f"  {level:>3} clients: data plane {figure:>9,.0f}  echo {floor:>9,.0f}  ({ratio})")
+                results.append(
+                    result(f"data plane: unary ResolveBoolean, {level} clients", figure, "calls/s", floor,
+                        echo_name, note="grpc.aio closed loop, one connection, one call in flight per client",
+                        series="data plane: unary ResolveBoolean (gRPC)", concurrency=level)
+                )  # fmt: skip
         for proc in procs:
             proc.terminate()
             proc.wait(20)
@@ -547,6 +585,11 @@ def main() -> None:
         rows.append(
             ("ResolveAll handler work, in process", f"{handler:,.0f} evals/s", f"{bare:,.0f} evals/s",
              f"goal ≥ {GOAL_BULK:,}; floor: bare FlagSet.evaluate")
+        )  # fmt: skip
+        results.append(
+            result("data plane: ResolveAll handler work, in process", handler, "evals/s", bare,
+                "bare FlagSet.evaluate loop", goal_op=">=", goal_value=GOAL_BULK,
+                note="100 reference flags per call, one process")
         )  # fmt: skip
 
         if not args.skip_hydration:
@@ -569,6 +612,17 @@ def main() -> None:
                     ("resident memory, all compiled", f"{rss_compiled:,.0f} MB", f"{rss_before:,.0f} MB", ""),
                 ]  # fmt: skip
                 rows.append(("(writing them through apply_changes)", f"{written:.2f} s", "", ""))
+                what = f"{int(flags) // HYDRATE_ENVS:,} flags × {HYDRATE_ENVS} envs"
+                results += [
+                    result(f"data plane: hydrate {what}, serving", ready_s, "s", floor_s,
+                        "read + JSON-parse the same data, no compiling", goal_op="<=",
+                        goal_value=GOAL_HYDRATE_S, note=f"all compiled after {compiled_s:.2f} s"),
+                    result("data plane: resident memory, serving", rss_ready, "MB", rss_before,
+                        "the process before hydrating", goal_op="<=", goal_value=GOAL_RSS_MB, note=what),
+                    result("data plane: resident memory, all compiled", rss_compiled, "MB", rss_before,
+                        "the process before hydrating", goal_op="<=", goal_value=GOAL_RSS_MB,
+                        note=f"{what}, after the background warm-up compiled every flag"),
+                ]  # fmt: skip
             finally:
                 clean(client, hprefix)
     finally:
@@ -583,6 +637,21 @@ def main() -> None:
     for row in [("figure", "data plane", "floor", "note"), *rows]:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)))
     print(f"(bench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB)")
+    write_json(args.json_out, results)
+
+
+async def _sweep(
+    levels: list[int],
+    ports: dict[str, int],
+    request: bytes,
+    seconds: float,
+    into: dict[tuple[str, int], float],
+) -> None:
+    """Closed-loop unary calls/s of each server at each level: ``level`` clients, one connection and one call
+    in flight each; the servers alternate at every level (other load on the machine comes and goes)."""
+    for level in levels:
+        for name, port in ports.items():
+            into[(name, level)] = await closed_loop(port, "ResolveBoolean", request, seconds, level, 1)
 
 
 async def _collect(coro: Awaitable[dict[str, float]], into: dict[str, float]) -> None:

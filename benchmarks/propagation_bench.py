@@ -8,12 +8,15 @@ over gRPC until the new version is served. Goal: p50 ≤ 20 ms, p99 ≤ 100 ms.
 Floor, same run: the Redis hop every change must make at least once — XADD on one connection seen by a
 blocked XREAD on another (the data plane's follower reads exactly like that).
 
-Run: ``.venv/bin/python -m benchmarks.propagation_bench``.
+Run: ``.venv/bin/python -m benchmarks.propagation_bench``; ``--json-out PATH`` also writes the rows as JSON
+(``benchmarks/results.py``), ``--samples-out PATH`` every latency in ms (``{"propagation_ms": [...],
+"floor_ms": [...]}``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -35,6 +38,7 @@ from alembic import command
 from alembic.config import Config
 from google.protobuf import struct_pb2
 
+from benchmarks.results import add_json_argument, row, write_json
 from flagyard.control_plane.settings import DEV_BOOTSTRAP_ADMIN_KEY
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2_grpc as pb_grpc
@@ -98,6 +102,8 @@ def redis_hop_floor(samples: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--changes", type=int, default=200)
+    add_json_argument(parser)
+    parser.add_argument("--samples-out", type=Path, metavar="PATH", help="write every latency (ms) as JSON")
     args = parser.parse_args()
 
     db = f"flagyard_bench_prop_{uuid.uuid4().hex[:8]}"
@@ -197,6 +203,21 @@ def main() -> None:
                 f"{name:<34} {statistics.median(samples):>8.2f} {percentile(samples, 0.99):>8.2f} "
                 f"{max(samples):>8.2f} {goal:>22}"
             )
+        floor_name = "Redis XADD -> blocked XREAD on another connection"
+        note = f"{args.changes} sequential changes, REST 2xx -> served over gRPC; max {max(latencies):.2f} ms"
+        p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
+        write_json(
+            args.json_out,
+            [
+                row("propagation p50", p50, "ms", statistics.median(floor), floor_name,
+                    goal_op="<=", goal_value=20.0, note=note),
+                row("propagation p99", p99, "ms", percentile(floor, 0.99), floor_name,
+                    goal_op="<=", goal_value=100.0, note=note),
+            ],
+        )  # fmt: skip
+        if args.samples_out:
+            args.samples_out.parent.mkdir(parents=True, exist_ok=True)
+            args.samples_out.write_text(json.dumps({"propagation_ms": latencies, "floor_ms": floor}))
     finally:
         for proc in processes:
             proc.terminate()

@@ -4,7 +4,8 @@ Reference flag: three rules (a segment, a regex, a numeric comparison) and a 25/
 The floor is a plain dict lookup plus one mmh3 hash, run by the same loop in the same process.
 Each figure is the median over repeats of (time of a loop of N calls) / N.
 
-Run: ``.venv/bin/python -m benchmarks.rule_engine_bench`` (or ``task bench``).
+Run: ``.venv/bin/python -m benchmarks.rule_engine_bench`` (or ``task bench``); ``--json-out PATH`` also
+writes the rows as JSON (``benchmarks/results.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import mmh3
 
+from benchmarks.results import add_json_argument, row, write_json
 from flagyard.rule_engine import FlagSet, FlagType, load_flagset
 
 GOAL_NS = 1000.0
@@ -110,9 +112,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=100_000, help="calls per timed loop")
     parser.add_argument("--repeats", type=int, default=9)
+    add_json_argument(parser)
     args = parser.parse_args()
 
     floor = per_call_ns(floor_loop, args.n, args.repeats)
+    floor_name = "dict lookup + one mmh3 hash"
+    rows = []
     print(f"{'case':<44} {'median ns':>10} {'floor ns':>9} {'ratio':>6} {'goal ns':>8}")
     print(f"{'floor: dict lookup + one mmh3 hash':<44} {floor:>10.0f}")
     flagset = reference_flagset(10)
@@ -121,11 +126,20 @@ def main() -> None:
         assert not result.is_error, result
         ns = per_call_ns(evaluation_loop(flagset, context), args.n, args.repeats)
         print(f"{name:<44} {ns:>10.0f} {floor:>9.0f} {ns / floor:>6.1f} {GOAL_NS:>8.0f}")
+        rows.append(
+            row(f"rule engine: reference flag, {name}", ns, "ns", floor, floor_name,
+                goal_op="<=", goal_value=GOAL_NS, note="median per evaluation, 10 flags loaded")
+        )  # fmt: skip
     worst = CONTEXTS["fallthrough to split (all 3 rules miss)"]
     print("\nflatness: fallthrough case with N flags loaded")
     for count in (10, 1_000, 10_000):
         ns = per_call_ns(evaluation_loop(reference_flagset(count), worst), args.n, args.repeats)
         print(f"{count:>6} flags {ns:>10.0f} ns")
+        rows.append(
+            row(f"rule engine: fallthrough with {count:,} flags loaded", ns, "ns", floor, floor_name,
+                goal_op="<=", goal_value=GOAL_NS, note="flatness: cost per evaluation vs flags loaded")
+        )  # fmt: skip
+    write_json(args.json_out, rows)
 
 
 if __name__ == "__main__":

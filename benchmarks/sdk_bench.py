@@ -4,7 +4,8 @@ Offline mode evaluates like local mode (a compiled FlagSet in process); local mo
 evaluation for reporting, measured here as "with counting" (the reporter never sends during the run).
 The floor is a plain dict lookup, run by the same loop in the same process.
 
-Run: ``.venv/bin/python -m benchmarks.sdk_bench`` (or ``task bench``).
+Run: ``.venv/bin/python -m benchmarks.sdk_bench`` (or ``task bench``); ``--json-out PATH`` also writes the
+rows as JSON (``benchmarks/results.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from openfeature import api
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.provider.no_op_provider import NoOpProvider
 
+from benchmarks.results import add_json_argument, row, write_json
 from benchmarks.rule_engine_bench import BETA_SEGMENT, CONTEXTS, REFERENCE_FLAG, per_call_ns
 from flagyard import FlagyardClient, FlagyardProvider
 from flagyard.sdk._report import EvaluationReporter
@@ -34,7 +36,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=50_000)
     parser.add_argument("--repeats", type=int, default=7)
+    add_json_argument(parser)
     args = parser.parse_args()
+    rows = []
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "flags.json"
@@ -66,6 +70,11 @@ def main() -> None:
             "client.boolean with counting": floor_ns,
             "OpenFeature get_boolean_value": of_floor_ns,
         }
+        floor_names = {
+            "client.boolean": "dict lookup",
+            "client.boolean with counting": "dict lookup",
+            "OpenFeature get_boolean_value": "OpenFeature client over its NoOpProvider",
+        }
         print(f"{'case':<60} {'median ns':>10} {'floor ns':>9} {'ratio':>6} {'goal ns':>8}")
         print(f"{'floor: dict lookup':<60} {floor_ns:>10.0f}")
         print(f"{'floor: OpenFeature client over its NoOpProvider':<60} {of_floor_ns:>10.0f}")
@@ -83,7 +92,12 @@ def main() -> None:
                 case = f"{label}, {name}"
                 base = floors[label]
                 print(f"{case:<60} {ns:>10.0f} {base:>9.0f} {ns / base:>6.1f} {GOALS_NS[label]:>8.0f}")
+                rows.append(
+                    row(f"SDK local: {case}", ns, "ns", base, floor_names[label], goal_op="<=",
+                        goal_value=GOALS_NS[label], note="median per call, reference flag, offline mode")
+                )  # fmt: skip
         api.shutdown()
+    write_json(args.json_out, rows)
 
 
 def _client_loop(client: FlagyardClient, context: dict[str, object], n: int) -> None:

@@ -10,6 +10,7 @@ asserted: these are figures. Local mode is benchmarked in ``benchmarks/sdk_bench
 
 Run: ``.venv/bin/python -m benchmarks.sdk_remote_bench`` (``-n`` calls per case). Needs the Redis of
 ``FLAGYARD_BENCH_REDIS`` (default redis://127.0.0.1:6379/11); keys live under a fresh prefix, removed after.
+``--json-out PATH`` also writes the rows as JSON (``benchmarks/results.py``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from benchmarks.data_plane_bench import (
     struct,
     wait_serving,
 )
+from benchmarks.results import add_json_argument, row, write_json
 from flagyard import FlagyardClient
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2_grpc as pb_grpc
@@ -86,6 +88,7 @@ def threaded(call: Callable[[], Any], n: int, threads: int = THREADS) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=5_000, help="calls per case")
+    add_json_argument(parser)
     args = parser.parse_args()
 
     rds = redis.Redis.from_url(REDIS_URL)
@@ -121,10 +124,13 @@ def main() -> None:
         }
         print(f"data plane pid {server.pid} on {target}; {args.n} calls per case, one thread")
         print(f"{'case':<40} {'calls/s':>9} {'p50 µs':>8} {'p99 µs':>8} {f'{THREADS} threads calls/s':>20}")
+        figures = {}
         for name, call in cases.items():
             rate, p50, p99 = measure(call, args.n)
             parallel = threaded(call, args.n // THREADS)
             print(f"{name:<40} {rate:>9.0f} {p50:>8.0f} {p99:>8.0f} {parallel:>20.0f}")
+            figures[name] = (rate, p50, p99, parallel)
+        write_json(args.json_out, remote_rows(figures, args.n))
         client.close()
         channel.close()
     finally:
@@ -134,6 +140,26 @@ def main() -> None:
         if keys:
             rds.delete(*keys)
         rds.close()
+
+
+def remote_rows(figures: dict[str, tuple[float, float, float, float]], n: int) -> list[dict[str, Any]]:
+    """``client.boolean`` beside the stub with the request built per call (what any caller pays), and that
+    stub's calls/s beside the stub with a prebuilt request (transport + data plane only). No goals."""
+    floor_name = "stub, request built per call"
+    (rate, p50, p99, parallel), (f_rate, f_p50, f_p99, f_parallel) = (
+        figures["client.boolean (remote)"],
+        figures[f"floor: {floor_name}"],
+    )
+    note = f"{n} sequential calls, one thread; data plane in its own process"
+    return [
+        row("SDK remote: client.boolean, 1 thread", rate, "calls/s", f_rate, floor_name, note=note),
+        row("SDK remote: client.boolean, p50", p50, "µs", f_p50, floor_name, note=note),
+        row("SDK remote: client.boolean, p99", p99, "µs", f_p99, floor_name, note=note),
+        row(f"SDK remote: client.boolean, {THREADS} threads", parallel, "calls/s", f_parallel, floor_name,
+            note=f"{THREADS} threads sharing the client (and the stub)"),
+        row(f"SDK remote: {floor_name}, 1 thread", f_rate, "calls/s",
+            figures["floor: stub, request built once"][0], "stub, request built once", note=note),
+    ]  # fmt: skip
 
 
 def start_data_plane_with(prefix: str, port: int) -> Any:

@@ -7,7 +7,8 @@ validate, compile, write Redis under the version guard), then drains the queue w
 change per job), and as a backlog the outbox relay re-enqueues in batches (after Redis was down).
 Goal: ≥ 300 changes/s. Floor, same run and same worker: RQ's own cost per job (as many no-op jobs).
 
-Run: ``.venv/bin/python -m benchmarks.syncer_bench``.
+Run: ``.venv/bin/python -m benchmarks.syncer_bench``; ``--json-out PATH`` also writes the rows as JSON
+(``benchmarks/results.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from fastapi.testclient import TestClient
 from rq import Queue, SimpleWorker
 from sqlalchemy.orm import sessionmaker
 
+from benchmarks.results import add_json_argument, row, write_json
 from flagyard.control_plane.main import create_app
 from flagyard.control_plane.outbox import relay_once
 from flagyard.control_plane.settings import DEV_BOOTSTRAP_ADMIN_KEY, Settings
@@ -53,6 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flags", type=int, default=300)
     parser.add_argument("--changes", type=int, default=1500)
+    add_json_argument(parser)
     args = parser.parse_args()
     logging.getLogger("rq").setLevel(logging.WARNING)
 
@@ -139,6 +142,18 @@ def main() -> None:
             ("floor: RQ no-op jobs (one per change)", floor, ""),
         ):
             print(f"{name:<44} {jobs_queued / total:>10.0f} {total / jobs_queued * 1000:>10.2f} {goal:>10}")
+        note = f"one SimpleWorker, {jobs_queued} changes over {args.flags} flags"
+        write_json(
+            args.json_out,
+            [
+                row(f"syncer: {name}", jobs_queued / total, "changes/s", jobs_queued / floor,
+                    "RQ no-op jobs, one per change", goal_op=">=", goal_value=300, note=note)
+                for name, total in (
+                    ("one change per job (request by request)", one_per_job),
+                    (f"relayed backlog ({batch_jobs} jobs)", batched),
+                )
+            ],
+        )  # fmt: skip
     finally:
         jobs.configure(None)
         engine.dispose()
