@@ -162,7 +162,7 @@ async def seed(port: int, flags: int) -> None:
 
 async def run_scenarios(port: int, args: argparse.Namespace) -> list[dict[str, Any]]:
     await seed(port, args.flags)
-    per_worker = max(1, args.flags // max(args.concurrency, *(args.sweep or [])))
+    per_worker = max(1, args.flags // max([args.concurrency, *(args.sweep or [])]))
     etags: dict[str, str] = {}
 
     def update(w: int, i: int) -> Callable[[Connection], Any]:
