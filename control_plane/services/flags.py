@@ -6,6 +6,7 @@ an audit entry and outbox rows, all in the caller's transaction (:class:`~.commo
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -136,7 +137,7 @@ _FLAG_WITH_CONFIGS = (
 
 def read_flag(session: Session, actor: Actor, project_key: str, key: str) -> Result:
     """One statement, so it is consistent even outside a transaction (the hot read of the admin API)."""
-    rows = session.execute(_FLAG_WITH_CONFIGS, {"project": project_key, "flag": key}).all()
+    rows = session.connection().execute(_FLAG_WITH_CONFIGS, {"project": project_key, "flag": key}).all()
     if not rows:
         project = get_project(session, actor, project_key)
         raise NotFoundError(f"flag '{key}' does not exist in project '{project.key}'")
@@ -154,17 +155,10 @@ def read_env_config(session: Session, actor: Actor, project_key: str, key: str, 
     return Result(env_body(flag, env.key, m.env_config_dict(cfg)), etag=etag(flag.version))
 
 
-def list_flags(
-    session: Session,
-    actor: Actor,
-    project_key: str,
-    *,
-    limit: int,
-    cursor: str | None,
-    tag: str | None,
-    query: str | None,
-) -> Result:
-    """One statement (each flag's ``enabled`` map is a correlated subquery), like :func:`read_flag`."""
+@functools.cache
+def _flag_page(cursor: bool, tag: bool, query: bool) -> sa.Select[Any]:
+    """A page of flags with each flag's ``enabled`` map (a correlated subquery), one statement; built once
+    per combination of filters, so SQLAlchemy computes its cache key once."""
     enabled = (
         sa.select(sa.func.json_object_agg(Environment.key, FlagEnvironment.enabled))
         .select_from(FlagEnvironment)
@@ -185,17 +179,39 @@ def list_flags(
             enabled.label("enabled"),
         )
         .join(Flag, Flag.project_id == Project.id)
-        .where(Project.key == project_key, Flag.deleted_at.is_(None))
+        .where(Project.key == sa.bindparam("project"), Flag.deleted_at.is_(None))
     )
     if cursor:
-        stmt = stmt.where(Flag.key > cursor)
+        stmt = stmt.where(Flag.key > sa.bindparam("cursor"))
     if tag:
-        stmt = stmt.where(sa.cast(Flag.tags, JSONB).contains([tag]))
+        stmt = stmt.where(sa.cast(Flag.tags, JSONB).contains(sa.bindparam("tags", type_=JSONB)))
     if query:
-        like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        like = sa.bindparam("like", type_=sa.String)
         stmt = stmt.where(sa.or_(Flag.key.ilike(like), Flag.name.ilike(like)))
+    return stmt.order_by(Flag.key).limit(sa.bindparam("limit", type_=sa.Integer))
+
+
+def list_flags(
+    session: Session,
+    actor: Actor,
+    project_key: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    tag: str | None,
+    query: str | None,
+) -> Result:
+    """One statement, like :func:`read_flag`."""
     limit = page_limit(limit)
-    flags = session.execute(stmt.order_by(Flag.key).limit(limit + 1)).all()
+    params: dict[str, Any] = {"project": project_key, "limit": limit + 1}
+    if cursor:
+        params["cursor"] = cursor
+    if tag:
+        params["tags"] = [tag]
+    if query:
+        params["like"] = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    statement = _flag_page(bool(cursor), bool(tag), bool(query))
+    flags = session.connection().execute(statement, params).all()
     if flags:
         actor.require_project(flags[0].project_id)
     else:

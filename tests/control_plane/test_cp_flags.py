@@ -166,6 +166,9 @@ def test_flag_list__filters_and_pages__by_key_order(client: TestClient, api: Api
     assert page["items"][0]["enabled"] == {"dev": False, "prod": False}
     rest = client.get(F, params={"limit": 2, "cursor": page["next_cursor"]}).json()
     assert [f["key"] for f in rest["items"]] == ["gamma"]
+    combined = client.get(F, params={"tag": "web", "cursor": "alpha", "q": "a", "limit": 5}).json()
+    assert [f["key"] for f in combined["items"]] == ["gamma"]
+    assert client.get(F, params={"q": "_"}).json()["items"] == []  # a literal underscore, not a wildcard
 
 
 def test_flag_patch__definition_change__new_version_outbox_for_every_env(
