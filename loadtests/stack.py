@@ -173,16 +173,16 @@ class Stack:
             return None
         code: int | None = None
         if self.proc.poll() is None:
-            below = _descendants(self.proc.pid)
+            below = descendants(self.proc.pid)
             self.proc.send_signal(signal.SIGTERM)
             try:
                 code = self.proc.wait(self.options.stop_timeout)
             except subprocess.TimeoutExpired:
-                below |= _descendants(self.proc.pid)
+                below |= descendants(self.proc.pid)
                 self.proc.kill()
                 self.proc.wait(10)
             for pid in below:
-                if _alive(pid):
+                if alive(pid):
                     with suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
         else:
@@ -203,19 +203,24 @@ class Stack:
             conn.execute(drop.format(sql.Identifier(self.database)))
         client = redis.Redis.from_url(self.options.redis_url, socket_timeout=10)
         try:
-            for pattern in (f"{self.prefix}:*", f"rq:*{self.queue}*"):
-                for key in client.scan_iter(pattern, count=1000):
-                    client.delete(key)
-            # RQ's job, result and worker keys carry ids, not the queue: find ours by their fields.
-            for key in client.scan_iter("rq:job:*", count=1000):
-                if client.type(key) == b"hash" and client.hget(key, "origin") == self.queue.encode():
-                    client.delete(key, b"rq:results:" + key.removeprefix(b"rq:job:"))
-            for key in client.scan_iter("rq:worker:*", count=1000):
-                if client.type(key) == b"hash" and client.hget(key, "queues") == self.queue.encode():
-                    client.delete(key)
-            client.srem("rq:queues", f"rq:queue:{self.queue}")
+            remove_stack_keys(client, self.prefix, self.queue)
         finally:
             client.close()
+
+
+def remove_stack_keys(client: redis.Redis, prefix: str, queue: str) -> None:
+    """Every Redis key of one stack: its contract keys (``prefix``) and its RQ queue's keys."""
+    for pattern in (f"{prefix}:*", f"rq:*{queue}*"):
+        for key in client.scan_iter(pattern, count=1000):
+            client.delete(key)
+    # RQ's job, result and worker keys carry ids, not the queue: find ours by their fields.
+    for key in client.scan_iter("rq:job:*", count=1000):
+        if client.type(key) == b"hash" and client.hget(key, "origin") == queue.encode():
+            client.delete(key, b"rq:results:" + key.removeprefix(b"rq:job:"))
+    for key in client.scan_iter("rq:worker:*", count=1000):
+        if client.type(key) == b"hash" and client.hget(key, "queues") == queue.encode():
+            client.delete(key)
+    client.srem("rq:queues", f"rq:queue:{queue}")
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -228,12 +233,13 @@ def _stat(pid: int) -> tuple[str, int] | None:
     return fields[0], int(fields[1])
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
     stat = _stat(pid)
     return stat is not None and stat[0] != "Z"
 
 
-def _descendants(root: int) -> set[int]:
+def descendants(root: int) -> set[int]:
     """Every live process below ``root`` (Linux /proc; empty elsewhere)."""
     parents: dict[int, list[int]] = {}
     proc = Path("/proc")

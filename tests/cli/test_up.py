@@ -13,10 +13,8 @@ import httpx
 import pytest
 from up_stack import (
     Isolation,
-    alive,
     database_exists,
     database_url,
-    descendants,
     free_port,
     query,
     run_to_exit,
@@ -25,6 +23,7 @@ from up_stack import (
 )
 
 from flagyard import FlagyardClient
+from loadtests.stack import alive, descendants
 
 pytestmark = pytest.mark.timeout(400)
 

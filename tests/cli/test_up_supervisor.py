@@ -8,9 +8,10 @@ import re
 import sys
 import threading
 
-from up_stack import alive, wait_until
+from up_stack import wait_until
 
 from flagyard.cli.supervisor import ChildSpec, Output, Supervisor
+from loadtests.stack import alive
 
 PY = sys.executable
 SLEEP = "import time; print('up', flush=True); time.sleep(60)"

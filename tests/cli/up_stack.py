@@ -25,6 +25,8 @@ from typing import Any
 import psycopg
 import redis
 
+from loadtests.stack import descendants, remove_stack_keys
+
 FLAGYARD = str(Path(sys.executable).parent / "flagyard")
 PG_ADMIN_URL = os.environ.get("FLAGYARD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_DB = 10
@@ -102,55 +104,12 @@ class Isolation:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
         client = redis.Redis.from_url(REDIS_URL)
         try:
-            for pattern in (f"{self.prefix}:*", f"rq:*{self.queue}*"):
-                for key in client.scan_iter(pattern):
-                    client.delete(key)
-            # RQ's job, result and worker keys carry ids, not the queue: find ours by their fields.
-            for key in client.scan_iter("rq:job:*"):
-                if client.type(key) == b"hash" and client.hget(key, "origin") == self.queue.encode():
-                    client.delete(key, b"rq:results:" + key.removeprefix(b"rq:job:"))
-            for key in client.scan_iter("rq:worker:*"):
-                if client.type(key) == b"hash" and client.hget(key, "queues") == self.queue.encode():
-                    client.delete(key)
-            client.srem("rq:queues", f"rq:queue:{self.queue}")
+            remove_stack_keys(client, self.prefix, self.queue)
         finally:
             client.close()
 
 
 # --- processes ------------------------------------------------------------------------------------------
-
-
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state, ppid) of a process, None if it does not exist."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    fields = text[text.rindex(")") + 2 :].split()
-    return fields[0], int(fields[1])
-
-
-def descendants(root: int) -> set[int]:
-    """Every live process below ``root`` (children, their children, …)."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            stat = _stat(int(entry.name))
-            if stat is not None and stat[0] != "Z":
-                parents.setdefault(stat[1], []).append(int(entry.name))
-    found: set[int] = set()
-    todo = [root]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    stat = _stat(pid)
-    return stat is not None and stat[0] != "Z"
 
 
 class UpProcess:
