@@ -61,6 +61,7 @@ class L1:
         self._warming: dict[str, asyncio.Task[None]] = {}
         self._unwarmed: dict[str, tuple[Environment, list[Lazy]]] = {}
         self._ready_event = asyncio.Event()
+        self._stopping = False
 
     # --- lifecycle ---
 
@@ -71,12 +72,25 @@ class L1:
             asyncio.create_task(self._flush_loop(), name="l1.metrics"),
         ]
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop every task. A cancellation that lands inside a Redis read can come back as a connection
+        error, which the follower would retry: so the loops also check ``_stopping``, and a task still
+        running is cancelled again until it ends (at most ``timeout`` seconds)."""
+        self._stopping = True
         for task in self._tasks + list(self._loading.values()) + list(self._warming.values()):
             task.cancel()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pending = {task for task in self._tasks if not task.done()}
+        while pending and loop.time() < deadline:
+            _, pending = await asyncio.wait(pending, timeout=0.1)
+            for task in pending:
+                task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: an error while stopping is not worth a warning
+        if pending:
+            log.warning("l1.stop_timeout", tasks=sorted(t.get_name() for t in pending))
         self._flush_metrics()
 
     async def wait_ready(self, timeout: float | None = None) -> None:
@@ -205,7 +219,7 @@ class L1:
     async def _run(self) -> None:
         backoff = 0.05
         need_hydrate = "start"
-        while True:
+        while not self._stopping:
             try:
                 if need_hydrate:
                     await self._hydrate(need_hydrate)
@@ -298,7 +312,7 @@ class L1:
 
     async def _refresh_loop(self) -> None:
         """Discover environments created since start, measure the revision lag, catch regressions."""
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.settings.env_refresh_seconds)
             if not self.ready or self.degraded:
                 continue
@@ -323,7 +337,7 @@ class L1:
                 log.exception("refresh.error", error=f"{type(exc).__name__}: {exc}")
 
     async def _flush_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(1.0)
             self._flush_metrics()
 
