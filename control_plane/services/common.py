@@ -420,6 +420,18 @@ def version_summary(v: FlagVersion | SegmentVersion) -> dict[str, Any]:
     }
 
 
+def version_result(v: FlagVersion | SegmentVersion) -> Result:
+    """One version of a flag or segment, with its full snapshot."""
+    return Result({**version_summary(v), "snapshot": v.snapshot})
+
+
+def diff_result(a: FlagVersion | SegmentVersion, b: FlagVersion | SegmentVersion) -> Result:
+    """What changed from version ``a`` to version ``b`` of one flag or segment."""
+    return Result(
+        {"from_version": a.version, "to_version": b.version, "changes": json_diff(a.snapshot, b.snapshot)}
+    )
+
+
 def version_page(
     session: Session,
     model: type[VersionRow],

@@ -26,6 +26,7 @@ from flagyard.control_plane.services.common import (
     Actor,
     Result,
     Tx,
+    diff_result,
     environments_of,
     etag,
     get_environment,
@@ -36,9 +37,8 @@ from flagyard.control_plane.services.common import (
     page_limit,
     segment_keys,
     version_page,
-    version_summary,
+    version_result,
 )
-from flagyard.control_plane.services.diff import json_diff
 from flagyard.rule_engine import DefinitionError, Issue, validate_flag
 from flagyard.rule_engine.validation import pointer
 
@@ -641,8 +641,7 @@ def _version(session: Session, flag: Flag, n: int) -> FlagVersion:
 def read_version(session: Session, actor: Actor, project_key: str, key: str, n: int) -> Result:
     project = get_project(session, actor, project_key)
     flag = get_flag(session, project, key)
-    v = _version(session, flag, n)
-    return Result({**version_summary(v), "snapshot": v.snapshot})
+    return version_result(_version(session, flag, n))
 
 
 def diff_versions(
@@ -650,10 +649,9 @@ def diff_versions(
 ) -> Result:
     project = get_project(session, actor, project_key)
     flag = get_flag(session, project, key)
-    a = _version(session, flag, from_)
-    b = _version(session, flag, to if to is not None else flag.version)
-    changes = json_diff(a.snapshot, b.snapshot)
-    return Result({"from_version": a.version, "to_version": b.version, "changes": changes})
+    return diff_result(
+        _version(session, flag, from_), _version(session, flag, to if to is not None else flag.version)
+    )
 
 
 def rollback(tx: Tx, project_key: str, key: str, body: schemas.RollbackIn) -> Result:

@@ -25,6 +25,7 @@ from flagyard.control_plane.services.common import (
     Actor,
     Result,
     Tx,
+    diff_result,
     environments_of,
     etag,
     get_project,
@@ -32,9 +33,8 @@ from flagyard.control_plane.services.common import (
     invalid,
     page_limit,
     version_page,
-    version_summary,
+    version_result,
 )
-from flagyard.control_plane.services.diff import json_diff
 from flagyard.rule_engine import DefinitionError, Issue, validate_segment
 
 
@@ -251,8 +251,7 @@ def list_versions(
 def read_version(session: Session, actor: Actor, project_key: str, key: str, n: int) -> Result:
     project = get_project(session, actor, project_key)
     seg = get_segment(session, project, key)
-    v = _version(session, seg, n)
-    return Result({**version_summary(v), "snapshot": v.snapshot})
+    return version_result(_version(session, seg, n))
 
 
 def diff_versions(
@@ -260,10 +259,8 @@ def diff_versions(
 ) -> Result:
     project = get_project(session, actor, project_key)
     seg = get_segment(session, project, key)
-    a = _version(session, seg, from_)
-    b = _version(session, seg, to if to is not None else seg.version)
-    return Result(
-        {"from_version": a.version, "to_version": b.version, "changes": json_diff(a.snapshot, b.snapshot)}
+    return diff_result(
+        _version(session, seg, from_), _version(session, seg, to if to is not None else seg.version)
     )
 
 
