@@ -117,10 +117,26 @@ async def drive(
     return len(latencies), latencies, errors
 
 
+def process_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process so far (Linux ``/proc``), or None where that cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def report(
-    name: str, count: int, latencies: list[float], errors: int, seconds: float, goal: str
+    name: str,
+    count: int,
+    latencies: list[float],
+    errors: int,
+    seconds: float,
+    goal: str,
+    server_cpu: float | None = None,
 ) -> dict[str, Any]:
     rate = count / seconds
+    cpu_us = round(server_cpu / count * 1e6) if server_cpu is not None and count else None
     figures = {
         "scenario": name,
         "requests": count,
@@ -129,11 +145,13 @@ def report(
         "p50_ms": round(statistics.median(latencies) * 1000, 2),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
         "max_ms": round(max(latencies) * 1000, 2),
+        "server_cpu_us": cpu_us,
         "goal": goal,
     }
+    cpu = f"  server CPU {cpu_us:5d} us/req" if cpu_us is not None else ""
     print(
         f"{name:<28} {rate:8.1f}/s  p50 {figures['p50_ms']:6.2f} ms  p99 {figures['p99_ms']:6.2f} ms"
-        f"  errors {errors}  (goal: {goal})"
+        f"{cpu}  errors {errors}  (goal: {goal})"
     )
     return figures
 
@@ -223,8 +241,11 @@ async def run_scenarios(port: int, args: argparse.Namespace) -> list[dict[str, A
     results = []
     for name, make, goal in (scenarios[s] for s in args.only.split(",")):
         await drive(port, args.concurrency, args.warmup, make)  # warm-up
+        cpu_before = process_cpu_seconds(args.server_pid)
         count, latencies, errors = await drive(port, args.concurrency, args.seconds, make)
-        results.append(report(name, count, latencies, errors, args.seconds, goal))
+        cpu_after = process_cpu_seconds(args.server_pid)
+        server_cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
+        results.append(report(name, count, latencies, errors, args.seconds, goal, server_cpu))
     if args.sweep:
         print(f"\nthroughput vs concurrency ({args.seconds:.0f} s per point)")
         swept = ["healthz", *(s for s in args.sweep_only.split(",") if s != "healthz")]
@@ -256,6 +277,9 @@ def result_rows(results: list[dict[str, Any]], concurrency: int) -> list[dict[st
         op, goal = GOALS[key]
         note = (f"{concurrency} connections; p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, "
                 f"{figures['errors']} errors")  # fmt: skip
+        if figures.get("server_cpu_us") is not None and floor and floor.get("server_cpu_us") is not None:
+            note += (f"; server CPU {figures['server_cpu_us']} us per request "
+                     f"(/healthz {floor['server_cpu_us']} us)")  # fmt: skip
         rows.append(
             row(f"control plane: {figures['scenario']}", figures["per_second"], "requests/s",
                 floor["per_second"] if floor else None, FLOOR_NAME, goal_op=op, goal_value=goal, note=note)
@@ -334,6 +358,7 @@ def main() -> None:
             f"control plane: 1 uvicorn worker, {args.concurrency} connections, "
             f"{args.seconds:.0f} s per scenario, {os.cpu_count()} CPUs"
         )
+        args.server_pid = server.pid
         results = asyncio.run(run_scenarios(port, args))
         if args.json:
             print(json.dumps(results, indent=2))
