@@ -16,8 +16,8 @@ Everything the API answers with an error body comes from one of these::
     └── ServiceUnavailableError                503 service_unavailable
         └── DatabaseUnavailableError           503 database_unavailable
 
-Errors of SQLAlchemy, psycopg and redis never leave the layer that talks to them raw: they are mapped
-here with ``raise ... from exc`` (see :func:`map_db_error`).
+Errors of SQLAlchemy, asyncpg, psycopg and redis never leave the layer that talks to them raw: they are
+mapped here with ``raise ... from exc`` (see :func:`map_db_error` and :func:`map_driver_error`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import asyncpg
 import sqlalchemy.exc
 
 from flagyard.rule_engine import Issue
@@ -143,3 +144,15 @@ def map_db_error(exc: sqlalchemy.exc.SQLAlchemyError) -> ControlPlaneError:
     ):
         return DatabaseUnavailableError("the database is unavailable; the change was not applied")
     return ControlPlaneError("unexpected database error")
+
+
+def map_driver_error(exc: Exception) -> ControlPlaneError:
+    """The control-plane error for an error of asyncpg (or the network under it) on a read."""
+    if isinstance(exc, asyncpg.DataError):
+        return InvalidRequestError("the database rejected a value of the request")
+    if isinstance(exc, asyncpg.PostgresError) and not isinstance(
+        exc, asyncpg.QueryCanceledError | asyncpg.OperatorInterventionError | asyncpg.PostgresConnectionError
+    ):
+        return ControlPlaneError("unexpected database error")
+    # Refused, lost or timed out connections, a cancelled statement, a database shutting down.
+    return DatabaseUnavailableError("the database is unavailable; try again later")

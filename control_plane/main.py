@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import redis
+import redis.asyncio
 import sqlalchemy as sa
 import structlog
 from fastapi import FastAPI
 
 from flagyard.control_plane.api import errors
+from flagyard.control_plane.api.deps import declare_bearer_scheme
 from flagyard.control_plane.api.middleware import RequestContextMiddleware
 from flagyard.control_plane.api.routes import (
     api_keys,
@@ -28,7 +30,7 @@ from flagyard.control_plane.api.routes import (
     segments,
     transfer,
 )
-from flagyard.control_plane.db.engine import make_engine, make_sessionmaker
+from flagyard.control_plane.db.engine import make_engine, make_read_pool, make_sessionmaker
 from flagyard.control_plane.logs import configure_logging
 from flagyard.control_plane.metrics import Metrics
 from flagyard.control_plane.outbox import Dispatcher, Relay, backlog
@@ -49,8 +51,9 @@ def build_state(settings: Settings) -> AppState:
         socket_timeout=settings.redis_timeout_seconds,
         socket_connect_timeout=settings.redis_timeout_seconds,
     )
+    reads = make_read_pool(settings)
     metrics = Metrics()
-    metrics.watch_pool(engine)
+    metrics.watch_pool(engine, reads)
 
     def outbox_backlog() -> tuple[int, float]:
         with sessions() as session:
@@ -64,7 +67,16 @@ def build_state(settings: Settings) -> AppState:
         background=settings.outbox_dispatch == "background",
         metrics=metrics,
     )
-    limiter = RateLimiter(connection, settings.rate_limit_requests, settings.rate_limit_window_seconds)
+    limiter = RateLimiter(
+        connection,
+        settings.rate_limit_requests,
+        settings.rate_limit_window_seconds,
+        async_connection=lambda: redis.asyncio.Redis.from_url(
+            settings.redis_url.get_secret_value(),
+            socket_timeout=settings.redis_timeout_seconds,
+            socket_connect_timeout=settings.redis_timeout_seconds,
+        ),
+    )
     relay = None
     if settings.outbox_relay_interval_seconds > 0:
         relay = Relay(
@@ -82,6 +94,7 @@ def build_state(settings: Settings) -> AppState:
         engine,
         sessions,
         autocommit_sessions,
+        reads,
         connection,
         dispatcher,
         limiter,
@@ -112,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         bootstrap(state)
+        await state.reads.open()
         # Start-up objects live as long as the process: keep them out of the cyclic collector's full passes.
         gc.freeze()
         if state.relay is not None:
@@ -123,6 +137,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if state.relay is not None:
                 state.relay.stop()
             state.dispatcher.close()
+            await state.reads.close()
+            await state.limiter.aclose()
             state.engine.dispose()
             state.redis.close()
 
@@ -131,14 +147,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         summary="The admin API: projects, environments, flags, segments, versions, audit and keys.",
         lifespan=lifespan,
+        # Metrics are Prometheus's (/metrics); FastAPI's own OpenTelemetry hooks would cost every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.flagyard = state
     errors.install(app)
+    # Routers are matched in turn: probes first (the cheapest answer), then the hottest resources.
     # Each router carries the full /api/v1 prefix itself, so route templates (metrics labels) are complete.
-    for module in (flags, projects, environments, segments, audit, api_keys, sdk_keys, transfer):
-        app.include_router(module.router)
-    app.include_router(jobs.router)
     app.include_router(health.router)
+    for module in (flags, projects, environments, segments, audit, api_keys, sdk_keys, transfer, jobs):
+        app.include_router(module.router)
+    declare_bearer_scheme(app)
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics, access_log=settings.access_log)
     return app
 

@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from flagyard.control_plane.db.reads import ReadPool
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -43,16 +45,17 @@ class Metrics:
             "flagyard_rate_limited_requests", "Requests refused by the rate limiter.", registry=self.registry
         )
 
-    def watch_pool(self, engine: sa.Engine) -> None:
-        self.registry.register(_PoolCollector(engine))
+    def watch_pool(self, engine: sa.Engine, reads: ReadPool) -> None:
+        self.registry.register(_PoolCollector(engine, reads))
 
     def watch_outbox(self, backlog: Callable[[], tuple[int, float]]) -> None:
         self.registry.register(_OutboxCollector(backlog))
 
 
 class _PoolCollector(Collector):
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, reads: ReadPool) -> None:
         self._engine = engine
+        self._reads = reads
 
     def collect(self) -> Iterator[Metric]:
         pool = self._engine.pool
@@ -67,6 +70,15 @@ class _PoolCollector(Collector):
         if callable(size):
             gauge.add_metric(["size"], float(size()))
         yield gauge
+        reads = GaugeMetricFamily(
+            "flagyard_db_read_pool_connections",
+            "Connections of the event loop's read pool by state.",
+            labels=["state"],
+        )
+        reads.add_metric(["in_use"], float(self._reads.in_use))
+        reads.add_metric(["idle"], float(self._reads.idle))
+        reads.add_metric(["size"], float(self._reads.size))
+        yield reads
 
 
 class _OutboxCollector(Collector):

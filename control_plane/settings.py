@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    db_read_pool_size: int = Field(default=10, ge=1, le=200)
+    """Connections of the event loop's pool for single-statement reads (beside ``db_pool_size``)."""
     db_connect_timeout_seconds: int = Field(default=3, ge=1)
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
 

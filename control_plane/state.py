@@ -8,6 +8,7 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from flagyard.control_plane.db.reads import ReadPool
 from flagyard.control_plane.metrics import Metrics
 from flagyard.control_plane.outbox import Dispatcher, Relay
 from flagyard.control_plane.ratelimit import RateLimiter
@@ -22,6 +23,8 @@ class AppState:
     sessions: sessionmaker[Session]
     autocommit_sessions: sessionmaker[Session]
     """Sessions without a transaction, for reads that are one statement."""
+    reads: ReadPool
+    """The event loop's connections for single-statement reads."""
     redis: redis.Redis
     dispatcher: Dispatcher
     limiter: RateLimiter

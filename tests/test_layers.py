@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVER_LIBRARIES = {"fastapi", "starlette", "sqlalchemy", "psycopg", "alembic", "rq", "uvicorn", "redis"}
+SERVER_LIBRARIES = {
+    "fastapi",
+    "starlette",
+    "sqlalchemy",
+    "psycopg",
+    "asyncpg",
+    "alembic",
+    "rq",
+    "uvicorn",
+    "redis",
+}
 ENGINE_ALLOWED = {"pydantic", "mmh3", "semver"}
 IO_MODULES = {
     "os",

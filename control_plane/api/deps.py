@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 import structlog
-from fastapi import Depends, Header, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from flagyard.control_plane.api.params import API_PREFIX
 from flagyard.control_plane.api.responses import result_response, to_jsonable
 from flagyard.control_plane.db.models import IdempotencyRecord
+from flagyard.control_plane.db.reads import ReadPool
 from flagyard.control_plane.exceptions import (
     AuthenticationError,
     IdempotencyKeyReusedError,
@@ -25,7 +28,7 @@ from flagyard.control_plane.exceptions import (
     map_db_error,
 )
 from flagyard.control_plane.services.common import Actor, Result, Tx
-from flagyard.control_plane.services.keys import authenticate
+from flagyard.control_plane.services.keys import authenticate, cached_actor
 from flagyard.control_plane.state import AppState
 
 log = structlog.get_logger("flagyard.api")
@@ -39,7 +42,40 @@ async def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer fy_admin_…`")
+BEARER_SCHEME = "HTTPBearer"
+"""The OpenAPI security scheme of every /api/v1 route (see :func:`declare_bearer_scheme`)."""
+
+
+def bearer_token(request: Request) -> str | None:
+    """The key of ``Authorization: Bearer <key>``, as :class:`~fastapi.security.HTTPBearer` reads it.
+
+    Read here rather than by an ``HTTPBearer`` dependency: each dependency costs every request, and
+    the scheme is declared in the OpenAPI document once instead.
+    """
+    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def declare_bearer_scheme(app: FastAPI) -> None:
+    """Publish the bearer scheme in the OpenAPI document, on every operation under /api/v1."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})[BEARER_SCHEME] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key: `Authorization: Bearer fy_admin_…`",
+        }
+        for path, operations in schema.get("paths", {}).items():
+            if path.startswith(API_PREFIX + "/"):
+                for operation in operations.values():
+                    operation["security"] = [{BEARER_SCHEME: []}]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def request_fingerprint(request: Request) -> str | None:
@@ -57,9 +93,10 @@ async def request_fingerprint(request: Request) -> str | None:
 class RequestContext:
     """Everything a route needs, gathered without I/O on the event loop.
 
-    The route (a plain ``def``, so one worker thread) then calls :meth:`read` or :meth:`write`, which
-    open the session, authenticate the key, apply its rate limit and run the operation, all in that
-    one thread. Database errors leave as control-plane errors (503 when the database is down).
+    A plain ``def`` route (so one worker thread) then calls :meth:`read` or :meth:`write`, which open the
+    session, authenticate the key, apply its rate limit and run the operation, all in that one thread;
+    an ``async def`` route calls :meth:`read_async`, which does the same on the event loop. Database
+    errors leave as control-plane errors (503 when the database is down).
     """
 
     state: AppState
@@ -71,18 +108,32 @@ class RequestContext:
     idempotency_key: str | None
     fingerprint: str | None
 
-    def read(
-        self, operation: Callable[[Session, Actor], Result], *, single_statement: bool = False
-    ) -> Response:
-        """Run a read; ``single_statement`` reads skip the transaction (no BEGIN and ROLLBACK round trips),
-        which is only consistent when the operation reads everything it returns in one statement."""
-        with self._session(autocommit=single_statement) as session:
+    def read(self, operation: Callable[[Session, Actor], Result]) -> Response:
+        with self._session() as session:
             actor = self._authenticate(session)
+            self._limit(actor)
             return result_response(operation(session, actor))
+
+    async def read_async(self, operation: Callable[[ReadPool, Actor], Awaitable[Result]]) -> Response:
+        """Run a read of single statements (:class:`ReadPool`) on the event loop, for ``async def``
+        routes: no worker thread, unless the key is not in the authentication cache."""
+        if self.credentials is None:
+            raise AuthenticationError("send an API key as 'Authorization: Bearer <key>'")
+        actor = cached_actor(self.credentials, self.state.key_cache)
+        if actor is None:
+            actor = await run_in_threadpool(self._look_up_actor)
+        self.request_state.key_id = actor.key_id
+        try:
+            await self.state.limiter.check_async(actor.key_id)
+        except RateLimitedError:
+            self.state.metrics.rate_limited.inc()
+            raise
+        return result_response(await operation(self.state.reads, actor))
 
     def write(self, operation: Callable[[Tx], Result]) -> Response:
         with self._session() as session:
             actor = self._authenticate(session)
+            self._limit(actor)
             return Writer(self, session, actor).run(operation)
 
     @contextlib.contextmanager
@@ -99,17 +150,24 @@ class RequestContext:
                 session.close()
 
     def _authenticate(self, session: Session) -> Actor:
-        """Authenticate the key (401/403), then apply its rate limit (429)."""
+        """The key's actor (401/403)."""
         if self.credentials is None:
             raise AuthenticationError("send an API key as 'Authorization: Bearer <key>'")
         actor = authenticate(session, self.credentials, cache=self.state.key_cache)
         self.request_state.key_id = actor.key_id
+        return actor
+
+    def _look_up_actor(self) -> Actor:
+        with self._session(autocommit=True) as session:
+            return self._authenticate(session)
+
+    def _limit(self, actor: Actor) -> None:
+        """The key's rate limit (429)."""
         try:
             self.state.limiter.check(actor.key_id)
         except RateLimitedError:
             self.state.metrics.rate_limited.inc()
             raise
-        return actor
 
 
 @dataclass
@@ -171,25 +229,22 @@ class Writer:
         return result_response(result, {**headers, "Idempotent-Replayed": "true"})
 
 
-async def get_context(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    fingerprint: Annotated[str | None, Depends(request_fingerprint)],
-) -> RequestContext:
+async def get_context(request: Request) -> RequestContext:
     return RequestContext(
         state=request.app.state.flagyard,
         request_state=request.state,
-        credentials=credentials.credentials if credentials else None,
+        credentials=bearer_token(request),
         method=request.method,
         request_id=getattr(request.state, "request_id", None),
         if_match=None,
         idempotency_key=None,
-        fingerprint=fingerprint,
+        fingerprint=None,
     )
 
 
 async def get_write_context(
     ctx: Annotated[RequestContext, Depends(get_context)],
+    fingerprint: Annotated[str | None, Depends(request_fingerprint)],
     if_match: Annotated[
         str | None,
         Header(
@@ -208,6 +263,7 @@ async def get_write_context(
 ) -> RequestContext:
     ctx.if_match = if_match
     ctx.idempotency_key = idempotency_key
+    ctx.fingerprint = fingerprint
     return ctx
 
 

@@ -10,6 +10,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from flagyard.control_plane.db.reads import ReadPool
 from flagyard.control_plane.settings import Settings
 
 
@@ -22,16 +23,44 @@ def make_engine(settings: Settings) -> sa.Engine:
     No pre-ping (it costs a round trip per request): a connection found dead fails that one request
     with 503 and is discarded with the rest of the pool.
     """
-    # synchronous_commit=on whatever the server's default: an acknowledged change survives a crash.
-    options = f"-c statement_timeout={settings.db_statement_timeout_ms} -c synchronous_commit=on"
     return sa.create_engine(
         settings.sqlalchemy_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_recycle=1800,
-        connect_args={"connect_timeout": settings.db_connect_timeout_seconds, "options": options},
+        connect_args={
+            "connect_timeout": settings.db_connect_timeout_seconds,
+            "options": session_options(settings),
+        },
         json_serializer=_json_dumps,
+    )
+
+
+def session_settings(settings: Settings) -> dict[str, str]:
+    """Every connection's session settings: the statement timeout, times in UTC, and
+    synchronous_commit=on whatever the server's default (an acknowledged change survives a crash)."""
+    return {
+        "statement_timeout": str(settings.db_statement_timeout_ms),
+        "TimeZone": "UTC",
+        "synchronous_commit": "on",
+    }
+
+
+def session_options(settings: Settings) -> str:
+    """:func:`session_settings` as libpq's ``options``."""
+    return " ".join(f"-c {name}={value}" for name, value in session_settings(settings).items())
+
+
+def make_read_pool(settings: Settings) -> ReadPool:
+    """The event loop's connections for single-statement reads (see :mod:`.reads`)."""
+    url = sa.engine.make_url(settings.sqlalchemy_url).set(drivername="postgresql")
+    return ReadPool(
+        url.render_as_string(hide_password=False),
+        size=settings.db_read_pool_size,
+        timeout=settings.db_pool_timeout_seconds,
+        connect_timeout=settings.db_connect_timeout_seconds,
+        server_settings=session_settings(settings),
     )
 
 

@@ -40,8 +40,8 @@ def default_env_config() -> dict[str, Any]:
     }
 
 
-def env_config_dict(row: FlagEnvironment | sa.Row[Any]) -> dict[str, Any]:
-    """An environment's configuration of a flag, from the ORM row or a Core row with those columns."""
+def env_config_dict(row: object) -> dict[str, Any]:
+    """An environment's configuration of a flag, from the ORM row or any row with those columns."""
     return {name: getattr(row, name) for name in ENV_CONFIG_FIELDS}
 
 
@@ -70,7 +70,8 @@ def env_config_params(flag_id: int, environment_id: int, config: Mapping[str, An
     return {"flag_id": flag_id, "environment_id": environment_id, **{n: config[n] for n in ENV_CONFIG_FIELDS}}
 
 
-def flag_definition_dict(row: Flag | sa.Row[Any]) -> dict[str, Any]:
+def flag_definition_dict(row: object) -> dict[str, Any]:
+    """A flag's definition, from the ORM object or any row with those columns."""
     return {name: getattr(row, name) for name in DEFINITION_FIELDS}
 
 

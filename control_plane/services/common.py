@@ -22,6 +22,7 @@ from flagyard.control_plane.db.models import (
     Segment,
     SegmentVersion,
 )
+from flagyard.control_plane.db.reads import ReadPool, ReadQuery
 from flagyard.control_plane.exceptions import (
     InvalidRequestError,
     NotFoundError,
@@ -327,12 +328,30 @@ def get_project(session: Session, actor: Actor, key: str, *, lock: bool = False)
     if lock:
         stmt = stmt.with_for_update()
     project = session.scalars(stmt).first()
-    if project is None:
+    check_project(actor, key, project.id if project else None)
+    assert project is not None
+    return project
+
+
+def check_project(actor: Actor, key: str, project_id: int | None) -> None:
+    """403 if the actor may not see the project (whether or not it exists), 404 if there is none."""
+    if project_id is None:
         if actor.project_id is not None:
             raise PermissionDeniedError("the key is scoped to another project")
         raise NotFoundError(f"project '{key}' does not exist")
-    actor.require_project(project.id)
-    return project
+    actor.require_project(project_id)
+
+
+_PROJECT_ID = ReadQuery(sa.select(Project.id).where(Project.key == sa.bindparam("project")))
+
+
+async def read_project_id(reads: ReadPool, actor: Actor, key: str) -> int:
+    """:func:`get_project` for reads on the event loop: the project's id, or 403/404."""
+    rows = await reads.fetch(_PROJECT_ID, {"project": key})
+    project_id: int | None = rows[0].id if rows else None
+    check_project(actor, key, project_id)
+    assert project_id is not None
+    return project_id
 
 
 def get_environment(session: Session, project: Project, key: str, *, lock: bool = False) -> Environment:

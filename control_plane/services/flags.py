@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -20,6 +20,7 @@ from flagyard.control_plane import schemas
 from flagyard.control_plane.db import mapping as m
 from flagyard.control_plane.db.deferred import Template, columns
 from flagyard.control_plane.db.models import Environment, Flag, FlagEnvironment, FlagVersion, Project
+from flagyard.control_plane.db.reads import ReadPool, ReadQuery
 from flagyard.control_plane.exceptions import ConflictError, Detail, InvalidRequestError, NotFoundError
 from flagyard.control_plane.security import Role, new_salt
 from flagyard.control_plane.services.common import (
@@ -35,6 +36,7 @@ from flagyard.control_plane.services.common import (
     get_project_flag,
     invalid,
     page_limit,
+    read_project_id,
     segment_keys,
     version_page,
     version_result,
@@ -93,7 +95,8 @@ def _configs(rows: ConfigRows) -> dict[str, dict[str, Any]]:
     return {key: m.env_config_dict(cfg) for key, (_, cfg) in rows.items()}
 
 
-def flag_body(flag: Flag | sa.Row[Any], configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def flag_body(flag: Any, configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The API's view of a flag (a :class:`Flag` or a row with its columns) and its configurations."""
     body = m.flag_definition_dict(flag)
     body.update(version=flag.version, created_at=flag.created_at, updated_at=flag.updated_at)
     body["environments"] = configs
@@ -106,7 +109,7 @@ def env_body(flag: Flag, env_key: str, config: dict[str, Any]) -> dict[str, Any]
 
 _CONFIG_COLUMNS = [getattr(FlagEnvironment, name) for name in m.ENV_CONFIG_FIELDS]
 
-_FLAG_WITH_CONFIGS = (
+_FLAG_WITH_CONFIGS = ReadQuery(
     sa.select(
         Project.id.label("project_id"),
         Flag.key,
@@ -135,12 +138,12 @@ _FLAG_WITH_CONFIGS = (
 """A flag with every environment's configuration: one row per environment, one statement."""
 
 
-def read_flag(session: Session, actor: Actor, project_key: str, key: str) -> Result:
-    """One statement, so it is consistent even outside a transaction (the hot read of the admin API)."""
-    rows = session.connection().execute(_FLAG_WITH_CONFIGS, {"project": project_key, "flag": key}).all()
+async def read_flag(reads: ReadPool, actor: Actor, project_key: str, key: str) -> Result:
+    """One statement, so it is consistent outside a transaction (the hot read of the admin API)."""
+    rows = await reads.fetch(_FLAG_WITH_CONFIGS, {"project": project_key, "flag": key})
     if not rows:
-        project = get_project(session, actor, project_key)
-        raise NotFoundError(f"flag '{key}' does not exist in project '{project.key}'")
+        await read_project_id(reads, actor, project_key)
+        raise NotFoundError(f"flag '{key}' does not exist in project '{project_key}'")
     flag = rows[0]
     actor.require_project(flag.project_id)
     configs = {row.environment: m.env_config_dict(row) for row in rows if row.environment is not None}
@@ -156,11 +159,12 @@ def read_env_config(session: Session, actor: Actor, project_key: str, key: str, 
 
 
 @functools.cache
-def _flag_page(cursor: bool, tag: bool, query: bool) -> sa.Select[Any]:
-    """A page of flags with each flag's ``enabled`` map (a correlated subquery), one statement; built once
-    per combination of filters, so SQLAlchemy computes its cache key once."""
+def _flag_page(cursor: bool, tag: bool, query: bool) -> ReadQuery:
+    """A page of flags with each flag's ``enabled`` map (a correlated subquery), one statement; compiled
+    once per combination of filters."""
+    by_key = aggregate_order_by(FlagEnvironment.enabled, Environment.key)
     enabled = (
-        sa.select(sa.func.json_object_agg(Environment.key, FlagEnvironment.enabled))
+        sa.select(sa.func.json_object_agg(Environment.key, by_key))
         .select_from(FlagEnvironment)
         .join(Environment, Environment.id == FlagEnvironment.environment_id)
         .where(FlagEnvironment.flag_id == Flag.id)
@@ -176,7 +180,7 @@ def _flag_page(cursor: bool, tag: bool, query: bool) -> sa.Select[Any]:
             Flag.type,
             Flag.version,
             Flag.updated_at,
-            enabled.label("enabled"),
+            sa.func.coalesce(enabled, sa.literal_column("'{}'::json")).label("enabled"),
         )
         .join(Flag, Flag.project_id == Project.id)
         .where(Project.key == sa.bindparam("project"), Flag.deleted_at.is_(None))
@@ -188,11 +192,11 @@ def _flag_page(cursor: bool, tag: bool, query: bool) -> sa.Select[Any]:
     if query:
         like = sa.bindparam("like", type_=sa.String)
         stmt = stmt.where(sa.or_(Flag.key.ilike(like), Flag.name.ilike(like)))
-    return stmt.order_by(Flag.key).limit(sa.bindparam("limit", type_=sa.Integer))
+    return ReadQuery(stmt.order_by(Flag.key).limit(sa.bindparam("limit", type_=sa.Integer)))
 
 
-def list_flags(
-    session: Session,
+async def list_flags(
+    reads: ReadPool,
     actor: Actor,
     project_key: str,
     *,
@@ -210,12 +214,11 @@ def list_flags(
         params["tags"] = [tag]
     if query:
         params["like"] = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    statement = _flag_page(bool(cursor), bool(tag), bool(query))
-    flags = session.connection().execute(statement, params).all()
+    flags = await reads.fetch(_flag_page(bool(cursor), bool(tag), bool(query)), params)
     if flags:
         actor.require_project(flags[0].project_id)
     else:
-        get_project(session, actor, project_key)
+        await read_project_id(reads, actor, project_key)
     more = len(flags) > limit
     flags = flags[:limit]
     items = [
@@ -227,7 +230,7 @@ def list_flags(
             "type": f.type,
             "version": f.version,
             "updated_at": f.updated_at,
-            "enabled": dict(sorted((f.enabled or {}).items())),
+            "enabled": f.enabled,
         }
         for f in flags
     ]

@@ -27,7 +27,7 @@ router = APIRouter(prefix=API_PREFIX + "/projects/{project}/flags", tags=["flags
 
 
 @router.get("", response_model=schemas.Page[schemas.FlagSummary], summary="List flags")
-def list_flags(
+async def list_flags(
     project: ProjectKey,
     ctx: ReadContext,
     limit: Limit = 50,
@@ -35,11 +35,10 @@ def list_flags(
     tag: Annotated[str | None, Query(max_length=64)] = None,
     q: Annotated[str | None, Query(max_length=128, description="Substring of key or name.")] = None,
 ) -> Response:
-    return ctx.read(
-        lambda session, actor: ops.list_flags(
-            session, actor, project, limit=limit, cursor=cursor, tag=tag, query=q
-        ),
-        single_statement=True,
+    return await ctx.read_async(
+        lambda reads, actor: ops.list_flags(
+            reads, actor, project, limit=limit, cursor=cursor, tag=tag, query=q
+        )
     )
 
 
@@ -53,10 +52,8 @@ def create_flag(project: ProjectKey, body: schemas.FlagCreate, ctx: WriteContext
 @router.get(
     "/{flag}", response_model=schemas.FlagOut, summary="Get a flag with every environment's configuration"
 )
-def get_flag(project: ProjectKey, flag: FlagKey, ctx: ReadContext) -> Response:
-    return ctx.read(
-        lambda session, actor: ops.read_flag(session, actor, project, flag), single_statement=True
-    )
+async def get_flag(project: ProjectKey, flag: FlagKey, ctx: ReadContext) -> Response:
+    return await ctx.read_async(lambda reads, actor: ops.read_flag(reads, actor, project, flag))
 
 
 @router.patch(
