@@ -125,25 +125,43 @@ class DatabaseUnavailableError(ServiceUnavailableError):
     code = "database_unavailable"
 
 
-def map_db_error(exc: sqlalchemy.exc.SQLAlchemyError) -> ControlPlaneError:
-    """The control-plane error for a database error (raise it ``from exc``)."""
+def map_db_error(exc: sqlalchemy.exc.SQLAlchemyError, *, writing: bool = True) -> ControlPlaneError:
+    """The control-plane error for a database error of SQLAlchemy (raise it ``from exc``); ``writing``
+    when it interrupted a change (which the database then rolled back), for the message."""
+    outcome = "the change was not applied" if writing else "try again later"
     if isinstance(exc, sqlalchemy.exc.IntegrityError):
         return ConflictError(
             "the change conflicts with existing data (a duplicate key, or a concurrent change)"
         )
     if isinstance(exc, sqlalchemy.exc.DataError):
         return InvalidRequestError("the database rejected a value of the request")
+    if is_connection_error(exc):
+        if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+            return DatabaseUnavailableError(f"the database connection was lost; {outcome}")
+        return DatabaseUnavailableError(f"the database is unavailable; {outcome}")
+    return ControlPlaneError("unexpected database error")
+
+
+def is_connection_error(exc: sqlalchemy.exc.SQLAlchemyError) -> bool:
+    """The database could not be reached, or the connection broke (as opposed to refusing a statement)."""
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
-        return DatabaseUnavailableError("the database connection was lost; the change was not applied")
-    if isinstance(
+        return True
+    return isinstance(
         exc,
         sqlalchemy.exc.OperationalError
         | sqlalchemy.exc.InterfaceError
         | sqlalchemy.exc.TimeoutError
         | sqlalchemy.exc.DisconnectionError,
-    ):
-        return DatabaseUnavailableError("the database is unavailable; the change was not applied")
-    return ControlPlaneError("unexpected database error")
+    )
+
+
+def commit_outcome_unknown() -> DatabaseUnavailableError:
+    """The error for a connection lost while its COMMIT was under way: the database may have applied the
+    change or not, and only a read can tell."""
+    return DatabaseUnavailableError(
+        "the database connection was lost while committing: the change may or may not have been applied; "
+        "read the resource before trying again"
+    )
 
 
 def map_driver_error(exc: Exception) -> ControlPlaneError:

@@ -25,6 +25,8 @@ from flagyard.control_plane.exceptions import (
     AuthenticationError,
     IdempotencyKeyReusedError,
     RateLimitedError,
+    commit_outcome_unknown,
+    is_connection_error,
     map_db_error,
 )
 from flagyard.control_plane.services.common import Actor, Result, Tx
@@ -109,7 +111,7 @@ class RequestContext:
     fingerprint: str | None
 
     def read(self, operation: Callable[[Session, Actor], Result]) -> Response:
-        with self._session() as session:
+        with self._session(writing=False) as session:
             actor = self._authenticate(session)
             self._limit(actor)
             return result_response(operation(session, actor))
@@ -137,14 +139,14 @@ class RequestContext:
             return Writer(self, session, actor).run(operation)
 
     @contextlib.contextmanager
-    def _session(self, *, autocommit: bool = False) -> Iterator[Session]:
+    def _session(self, *, autocommit: bool = False, writing: bool = True) -> Iterator[Session]:
         session = self.state.autocommit_sessions() if autocommit else self.state.sessions()
         try:
             yield session
         except sa.exc.SQLAlchemyError as exc:
             with contextlib.suppress(sa.exc.SQLAlchemyError):
                 session.rollback()
-            raise map_db_error(exc) from exc
+            raise map_db_error(exc, writing=writing) from exc
         finally:
             with contextlib.suppress(sa.exc.SQLAlchemyError):
                 session.close()
@@ -158,7 +160,7 @@ class RequestContext:
         return actor
 
     def _look_up_actor(self) -> Actor:
-        with self._session(autocommit=True) as session:
+        with self._session(autocommit=True, writing=False) as session:
             return self._authenticate(session)
 
     def _limit(self, actor: Actor) -> None:
@@ -198,7 +200,14 @@ class Writer:
                     headers=result.headers(),
                 )
             )
-        s.commit()
+        tx.run_deferred()
+        s.flush()
+        try:
+            s.commit()  # nothing left to send but COMMIT itself
+        except sa.exc.SQLAlchemyError as exc:
+            if is_connection_error(exc):
+                raise commit_outcome_unknown() from exc
+            raise
         if tx.keys_changed:
             ctx.state.key_cache.clear()
         ctx.state.dispatcher.dispatch(tx.messages())

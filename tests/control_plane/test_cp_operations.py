@@ -7,6 +7,7 @@ import json
 import pytest
 import sqlalchemy as sa
 from cp_helpers import ADMIN_KEY, Api, auth
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
@@ -54,7 +55,7 @@ def test_database_down__read__503_clear_body(down_client: TestClient) -> None:
     assert r.status_code == 503
     assert r.json() == {
         "code": "database_unavailable",
-        "message": "the database is unavailable; the change was not applied",
+        "message": "the database is unavailable; try again later",
         "details": [],
     }
     assert r.headers["retry-after"] == "5"
@@ -65,6 +66,7 @@ def test_database_down__write__503_and_readyz_503_healthz_200(down_client: TestC
         r = c.post("/api/v1/projects", json={"key": "x", "name": "X"})
         assert r.status_code == 503
         assert r.json()["code"] == "database_unavailable"
+        assert r.json()["message"] == "the database is unavailable; the change was not applied"
         ready = c.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["checks"]["database"] == "unavailable"
@@ -130,3 +132,30 @@ def test_database_sessions__any_server_default__commits_are_synchronous(
     state = client.app.state.flagyard  # type: ignore[attr-defined]
     with getattr(state, sessions)() as session:
         assert session.execute(sa.text("SHOW synchronous_commit")).scalar() == "on"
+
+
+def test_connection_lost_during_commit__503_says_the_outcome_is_unknown(
+    app: FastAPI, client: TestClient, api: Api, engine: sa.Engine
+) -> None:
+    """Given a change whose connection the server drops as its COMMIT is sent, then the answer is a 503
+    that does not claim the change was not applied (the database may have applied it)."""
+    api.project()
+    state = app.state.flagyard
+
+    def drop_connection(conn: sa.Connection) -> None:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with engine.connect() as killer:
+            killer.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+    sa.event.listen(state.engine, "commit", drop_connection)
+    try:
+        r = client.post("/api/v1/projects/shop/flags", json={"key": "f", "name": "F", "type": "boolean",
+                                                            "variants": {"on": True, "off": False}})  # fmt: skip
+    finally:
+        sa.event.remove(state.engine, "commit", drop_connection)
+
+    assert r.status_code == 503
+    assert r.json()["code"] == "database_unavailable"
+    assert "may or may not have been applied" in r.json()["message"]
+    # Here the server died before the COMMIT reached it, so nothing was applied, and the API answers again.
+    assert client.get("/api/v1/projects/shop/flags/f").status_code == 404
