@@ -104,7 +104,8 @@ def canonical_env_config(flag: re_.Flag) -> dict[str, Any]:
     return {name: dumped[name] for name in ENV_CONFIG_FIELDS}
 
 
-def segment_dict(row: Segment) -> dict[str, Any]:
+def segment_dict(row: object) -> dict[str, Any]:
+    """A segment's definition, from the ORM object or any row with those columns."""
     return {name: getattr(row, name) for name in SEGMENT_FIELDS}
 
 

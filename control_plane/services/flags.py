@@ -27,6 +27,7 @@ from flagyard.control_plane.services.common import (
     Actor,
     Result,
     Tx,
+    check_project,
     diff_result,
     environments_of,
     etag,
@@ -103,7 +104,7 @@ def flag_body(flag: Any, configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return body
 
 
-def env_body(flag: Flag, env_key: str, config: dict[str, Any]) -> dict[str, Any]:
+def env_body(flag: Any, env_key: str, config: dict[str, Any]) -> dict[str, Any]:
     return {"flag": flag.key, "environment": env_key, "version": flag.version, **config}
 
 
@@ -150,12 +151,29 @@ async def read_flag(reads: ReadPool, actor: Actor, project_key: str, key: str) -
     return Result(flag_body(flag, configs), etag=etag(flag.version))
 
 
-def read_env_config(session: Session, actor: Actor, project_key: str, key: str, env_key: str) -> Result:
-    project = get_project(session, actor, project_key)
-    flag = get_flag(session, project, key)
-    env = get_environment(session, project, env_key)
-    cfg = session.get_one(FlagEnvironment, (flag.id, env.id))
-    return Result(env_body(flag, env.key, m.env_config_dict(cfg)), etag=etag(flag.version))
+_ENV_CONFIG = ReadQuery(
+    sa.select(Project.id.label("project_id"), Flag.key, Flag.version, Environment.key.label("environment"),
+              *_CONFIG_COLUMNS)
+    .outerjoin(Flag, sa.and_(Flag.project_id == Project.id, Flag.key == sa.bindparam("flag"),
+                             Flag.deleted_at.is_(None)))
+    .outerjoin(Environment, sa.and_(Environment.project_id == Project.id,
+                                    Environment.key == sa.bindparam("env")))
+    .outerjoin(FlagEnvironment, sa.and_(FlagEnvironment.flag_id == Flag.id,
+                                        FlagEnvironment.environment_id == Environment.id))
+    .where(Project.key == sa.bindparam("project"))
+)  # fmt: skip
+"""A project's id beside one flag's configuration in one environment (empty columns for what is missing)."""
+
+
+async def read_env_config(reads: ReadPool, actor: Actor, project_key: str, key: str, env_key: str) -> Result:
+    rows = await reads.fetch(_ENV_CONFIG, {"project": project_key, "flag": key, "env": env_key})
+    check_project(actor, project_key, rows[0].project_id if rows else None)
+    row = rows[0]
+    if row.key is None:
+        raise NotFoundError(f"flag '{key}' does not exist in project '{project_key}'")
+    if row.environment is None:
+        raise NotFoundError(f"environment '{env_key}' does not exist in project '{project_key}'")
+    return Result(env_body(row, row.environment, m.env_config_dict(row)), etag=etag(row.version))
 
 
 @functools.cache

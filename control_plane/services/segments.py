@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,12 +20,14 @@ from flagyard.control_plane.db.models import (
     Segment,
     SegmentVersion,
 )
+from flagyard.control_plane.db.reads import ReadPool, ReadQuery
 from flagyard.control_plane.exceptions import ConflictError, Detail, InvalidRequestError, NotFoundError
 from flagyard.control_plane.security import Role
 from flagyard.control_plane.services.common import (
     Actor,
     Result,
     Tx,
+    check_project,
     diff_result,
     environments_of,
     etag,
@@ -38,7 +41,8 @@ from flagyard.control_plane.services.common import (
 from flagyard.rule_engine import DefinitionError, Issue, validate_segment
 
 
-def segment_body(seg: Segment) -> dict[str, Any]:
+def segment_body(seg: Any) -> dict[str, Any]:
+    """The API's view of a segment (a :class:`Segment` or a row with its columns)."""
     body = m.segment_dict(seg)
     body.update(version=seg.version, created_at=seg.created_at, updated_at=seg.updated_at)
     return body
@@ -144,21 +148,53 @@ def create_segment(tx: Tx, project_key: str, body: schemas.SegmentCreate) -> Res
     )
 
 
-def read_segment(session: Session, actor: Actor, project_key: str, key: str) -> Result:
-    project = get_project(session, actor, project_key)
-    seg = get_segment(session, project, key)
+_SEGMENT_COLUMNS = [
+    getattr(Segment, name) for name in (*m.SEGMENT_FIELDS, "version", "created_at", "updated_at")
+]
+
+
+def _project_segments(on: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    """A project's id beside its live segments that match ``on``: one row with empty segment columns if
+    none does, no row if there is no such project (so one statement tells 403/404 apart too)."""
+    joined = sa.and_(Segment.project_id == Project.id, Segment.deleted_at.is_(None), on)
+    return (
+        sa.select(Project.id.label("project_id"), *_SEGMENT_COLUMNS)
+        .outerjoin(Segment, joined)
+        .where(Project.key == sa.bindparam("project"))
+    )
+
+
+_SEGMENT = ReadQuery(_project_segments(Segment.key == sa.bindparam("segment")))
+
+
+async def read_segment(reads: ReadPool, actor: Actor, project_key: str, key: str) -> Result:
+    rows = await reads.fetch(_SEGMENT, {"project": project_key, "segment": key})
+    check_project(actor, project_key, rows[0].project_id if rows else None)
+    seg = rows[0]
+    if seg.key is None:
+        raise NotFoundError(f"segment '{key}' does not exist in project '{project_key}'")
     return Result(segment_body(seg), etag=etag(seg.version))
 
 
-def list_segments(
-    session: Session, actor: Actor, project_key: str, *, limit: int, cursor: str | None
+@functools.cache
+def _segment_page(cursor: bool) -> ReadQuery:
+    after = Segment.key > sa.bindparam("cursor") if cursor else sa.true()
+    return ReadQuery(
+        _project_segments(after).order_by(Segment.key).limit(sa.bindparam("limit", type_=sa.Integer))
+    )
+
+
+async def list_segments(
+    reads: ReadPool, actor: Actor, project_key: str, *, limit: int, cursor: str | None
 ) -> Result:
-    project = get_project(session, actor, project_key)
-    stmt = sa.select(Segment).where(Segment.project_id == project.id, Segment.deleted_at.is_(None))
-    if cursor:
-        stmt = stmt.where(Segment.key > cursor)
+    """One statement, like :func:`read_segment`."""
     limit = page_limit(limit)
-    segs = list(session.scalars(stmt.order_by(Segment.key).limit(limit + 1)))
+    params: dict[str, Any] = {"project": project_key, "limit": limit + 1}
+    if cursor:
+        params["cursor"] = cursor
+    rows = await reads.fetch(_segment_page(bool(cursor)), params)
+    check_project(actor, project_key, rows[0].project_id if rows else None)
+    segs = [row for row in rows if row.key is not None]
     more = len(segs) > limit
     segs = segs[:limit]
     return Result({"items": [segment_body(x) for x in segs], "next_cursor": segs[-1].key if more else None})

@@ -1,4 +1,4 @@
-"""Reads served on the event loop (a flag, a page of flags) over asyncpg: the same answers as the rest of
+"""Reads served on the event loop (flags, segments, a flag's environment) over asyncpg: the same answers as the rest of
 the API, errors as control-plane errors, a dead connection survived, the database down answered at once."""
 
 from __future__ import annotations
@@ -22,6 +22,11 @@ from flagyard.control_plane.main import create_app
 from flagyard.control_plane.settings import Settings
 
 F = "/api/v1/projects/shop/flags"
+RULE = {
+    "id": "r1",
+    "clauses": [{"attribute": "country", "operator": "in", "values": ["NL"]}],
+    "variant": "on",
+}
 PID = ReadQuery(sa.select(sa.func.pg_backend_pid().label("pid")))
 SLEEP = ReadQuery(sa.select(sa.func.pg_sleep(sa.bindparam("seconds", type_=sa.Float)).label("slept")))
 ECHO_JSON = ReadQuery(
@@ -224,3 +229,79 @@ def test_read_pool__database_unreachable__503_at_once_not_after_the_pool_timeout
     assert error.message == "the database is unavailable; try again later"
     assert elapsed < 1.0
     assert "postgres@" not in repr(pool)
+
+
+S = "/api/v1/projects/shop/segments"
+
+
+def test_segments__read_and_paged_list__same_bodies_as_written(client: TestClient, api: Api) -> None:
+    """Given three segments (one deleted), when they are read one by one and two per page, then the pages
+    hold the live ones in key order with the bodies the writes returned, and the last page has no cursor."""
+    api.project()
+    written = {}
+    for key in ("c", "a", "b", "gone"):
+        r = client.post(S, json={"key": key, "name": key.upper(), "included": [f"user-{key}"]})
+        assert r.status_code == 201, r.text
+        written[key] = r.json()
+    assert client.delete(f"{S}/gone", headers={"If-Match": '"1"'}).status_code == 204
+
+    first = client.get(S, params={"limit": 2}).json()
+    second = client.get(S, params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    one = client.get(f"{S}/b")
+
+    assert first["items"] == [written["a"], written["b"]]
+    assert second == {"items": [written["c"]], "next_cursor": None}
+    assert (one.status_code, one.json(), one.headers["etag"]) == (200, written["b"], '"1"')
+
+
+def test_segments__missing_segment_project_or_scope__404_404_403(client: TestClient, api: Api) -> None:
+    api.project("shop")
+    api.project("other")
+    other_reader = api.key("reader", project="other")
+
+    assert client.get(S).json() == {"items": [], "next_cursor": None}
+    missing = client.get(f"{S}/nope")
+    no_project = client.get("/api/v1/projects/ghost/segments")
+    forbidden = client.get(S, headers=auth(other_reader))
+
+    assert (missing.status_code, missing.json()["message"]) == (
+        404,
+        "segment 'nope' does not exist in project 'shop'",
+    )
+    assert (no_project.status_code, no_project.json()["message"]) == (404, "project 'ghost' does not exist")
+    assert (forbidden.status_code, forbidden.json()["code"]) == (403, "forbidden")
+
+
+def test_env_config_get__after_patch__body_and_etag_of_the_patch(client: TestClient, api: Api) -> None:
+    api.project()
+    api.flag(key="a")
+    path = f"{F}/a/environments/prod"
+    patched = client.patch(
+        path, json={"enabled": True, "rules": [RULE]}, headers={"If-Match": client.get(path).headers["etag"]}
+    )
+    assert patched.status_code == 200, patched.text
+
+    read = client.get(path)
+
+    assert (read.status_code, read.json(), read.headers["etag"]) == (
+        200,
+        patched.json(),
+        patched.headers["etag"],
+    )
+
+
+def test_env_config_get__missing_flag_or_environment__404_naming_which(client: TestClient, api: Api) -> None:
+    api.project()
+    api.flag(key="a")
+
+    no_flag = client.get(f"{F}/nope/environments/prod")
+    no_env = client.get(f"{F}/a/environments/qa")
+
+    assert (no_flag.status_code, no_flag.json()["message"]) == (
+        404,
+        "flag 'nope' does not exist in project 'shop'",
+    )
+    assert (no_env.status_code, no_env.json()["message"]) == (
+        404,
+        "environment 'qa' does not exist in project 'shop'",
+    )

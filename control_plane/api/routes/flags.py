@@ -73,8 +73,8 @@ def delete_flag(project: ProjectKey, flag: FlagKey, ctx: WriteContext) -> Respon
     response_model=schemas.FlagEnvironmentOut,
     summary="Get a flag's configuration in one environment",
 )
-def get_env_config(project: ProjectKey, flag: FlagKey, env: EnvKey, ctx: ReadContext) -> Response:
-    return ctx.read(lambda session, actor: ops.read_env_config(session, actor, project, flag, env))
+async def get_env_config(project: ProjectKey, flag: FlagKey, env: EnvKey, ctx: ReadContext) -> Response:
+    return await ctx.read_async(lambda reads, actor: ops.read_env_config(reads, actor, project, flag, env))
 
 
 @router.patch(

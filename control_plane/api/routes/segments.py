@@ -26,11 +26,11 @@ router = APIRouter(prefix=API_PREFIX + "/projects/{project}/segments", tags=["se
 
 
 @router.get("", response_model=schemas.Page[schemas.SegmentOut], summary="List segments")
-def list_segments(
+async def list_segments(
     project: ProjectKey, ctx: ReadContext, limit: Limit = 50, cursor: KeyCursor = None
 ) -> Response:
-    return ctx.read(
-        lambda session, actor: ops.list_segments(session, actor, project, limit=limit, cursor=cursor)
+    return await ctx.read_async(
+        lambda reads, actor: ops.list_segments(reads, actor, project, limit=limit, cursor=cursor)
     )
 
 
@@ -42,8 +42,8 @@ def create_segment(project: ProjectKey, body: schemas.SegmentCreate, ctx: WriteC
 
 
 @router.get("/{segment}", response_model=schemas.SegmentOut, summary="Get a segment")
-def get_segment(project: ProjectKey, segment: SegmentKey, ctx: ReadContext) -> Response:
-    return ctx.read(lambda session, actor: ops.read_segment(session, actor, project, segment))
+async def get_segment(project: ProjectKey, segment: SegmentKey, ctx: ReadContext) -> Response:
+    return await ctx.read_async(lambda reads, actor: ops.read_segment(reads, actor, project, segment))
 
 
 @router.patch(
