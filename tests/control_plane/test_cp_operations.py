@@ -25,7 +25,9 @@ def test_readyz__database_up__200_with_checks(client: TestClient) -> None:
     assert r.json()["checks"] == {"database": "ok", "redis": "ok"}
 
 
-def test_metrics__after_requests__route_templates_latency_pool_backlog(client: TestClient, api: Api) -> None:
+def test_metrics__after_requests__route_templates_latency_pool_backlog(
+    client: TestClient, api: Api, settings: Settings
+) -> None:
     api.project()
     client.get("/api/v1/projects/shop/flags/nope")
     text = client.get("/metrics").text
@@ -37,6 +39,8 @@ def test_metrics__after_requests__route_templates_latency_pool_backlog(client: T
         in text
     )
     assert 'flagyard_db_pool_connections{state="checked_out"}' in text
+    assert f'flagyard_db_read_pool_connections{{state="size"}} {float(settings.db_read_pool_size)}' in text
+    assert 'flagyard_db_read_pool_connections{state="in_use"} 0.0' in text  # the 404 read gave it back
     assert "flagyard_outbox_backlog 0.0" in text
 
 
