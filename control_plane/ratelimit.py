@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import redis
 import redis.asyncio
@@ -13,6 +14,8 @@ import structlog
 from flagyard.control_plane.exceptions import RateLimitedError
 
 log = structlog.get_logger("flagyard.ratelimit")
+
+_Pipeline = TypeVar("_Pipeline", redis.client.Pipeline, redis.asyncio.client.Pipeline)
 
 
 class RateLimiter:
@@ -45,10 +48,7 @@ class RateLimiter:
         now = time.time()
         name, slot = self._counter(key_id, now)
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.incr(name)
-            pipe.expire(name, self.window + 1)
-            count = int(pipe.execute()[0])
+            count = int(self._count(self._redis.pipeline(transaction=False), name).execute()[0])
         except redis.RedisError as exc:
             log.warning("ratelimit.unavailable", error=str(exc))
             return
@@ -64,10 +64,7 @@ class RateLimiter:
         now = time.time()
         name, slot = self._counter(key_id, now)
         try:
-            pipe = self._async.pipeline(transaction=False)
-            pipe.incr(name)
-            pipe.expire(name, self.window + 1)
-            count = int((await pipe.execute())[0])
+            count = int((await self._count(self._async.pipeline(transaction=False), name).execute())[0])
         except redis.RedisError as exc:
             log.warning("ratelimit.unavailable", error=str(exc))
             return
@@ -77,6 +74,12 @@ class RateLimiter:
         client, self._async = self._async, None
         if client is not None:
             await client.aclose()
+
+    def _count(self, pipe: _Pipeline, name: str) -> _Pipeline:
+        """Queue the window counter's increment (and its expiry) on ``pipe``."""
+        pipe.incr(name)
+        pipe.expire(name, self.window + 1)
+        return pipe
 
     def _counter(self, key_id: int, now: float) -> tuple[str, int]:
         slot = int(now // self.window)
