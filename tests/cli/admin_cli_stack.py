@@ -26,6 +26,7 @@ import redis
 import uvicorn
 from alembic import command
 from alembic.config import Config
+from polling_helpers import free_port as free_port
 from typer.testing import CliRunner, Result
 
 from flagyard.cli.app import app
@@ -159,9 +160,3 @@ def run_script(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
         timeout=60,
         check=False,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

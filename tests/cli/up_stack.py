@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,8 @@ from typing import Any
 
 import psycopg
 import redis
+from polling_helpers import free_port as free_port
+from polling_helpers import wait_until as wait_until
 
 from loadtests.stack import descendants, remove_stack_keys
 
@@ -33,23 +34,6 @@ REDIS_DB = 10
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 READY_TIMEOUT = 150.0
 STOP_TIMEOUT = 90.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
 
 
 def database_url(name: str, base: str = PG_ADMIN_URL) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,6 +13,7 @@ import grpc
 import pytest
 import redis
 from google.protobuf import struct_pb2
+from polling_helpers import wait_until as wait_until
 
 from flagyard.data_plane.server import DataPlane
 from flagyard.data_plane.settings import DataPlaneSettings
@@ -78,18 +78,6 @@ SEGMENTS: dict[str, dict[str, Any]] = {
         "rules": [{"clauses": [{"attribute": "country", "operator": "in", "values": ["DE", "AT"]}]}],
     }
 }
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
 
 
 def struct(context: dict[str, Any] | None) -> struct_pb2.Struct:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,18 +15,13 @@ import pytest
 import redis
 from dp_helpers import ENV, FLAGS, SDK_KEY, Client, Plane, seed, settings_for, wait_until
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from polling_helpers import free_port
 from prometheus_client.mmap_dict import MmapedDict
 
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.syncer.redis_store import apply_change
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RedisServer:

@@ -24,12 +24,7 @@ from typing import Any
 
 import psycopg
 import redis
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from polling_helpers import free_port as free_port
 
 
 def _wait(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> None:

@@ -13,8 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,8 @@ from typing import Any
 import grpc
 from fastapi.testclient import TestClient
 from google.protobuf import struct_pb2
+from polling_helpers import free_port as free_port
+from polling_helpers import wait_until as wait_until
 
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2_grpc as pb_grpc
@@ -29,23 +29,6 @@ from flagyard.proto.gen.flagyard.v1 import flagyard_pb2_grpc as pb_grpc
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = os.environ.get("FLAGYARD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_DB = 12
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

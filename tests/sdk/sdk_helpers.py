@@ -9,18 +9,18 @@ import asyncio
 import copy
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import redis
+from polling_helpers import free_port as free_port
+from polling_helpers import wait_until as wait_until
 
 from flagyard import ProviderEvent
 from flagyard.data_plane.server import DataPlane
@@ -64,24 +64,6 @@ SEGMENTS: dict[str, dict[str, Any]] = {
     }
 }
 BETA_USER = {"targeting_key": "u-1", "country": "DE"}
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Env:
