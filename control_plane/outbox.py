@@ -10,7 +10,9 @@ Contract (the syncer relies on it):
 * After commit, the rows become RQ jobs on queue ``flagyard-sync`` calling
   ``flagyard.syncer.jobs.sync_changes`` (by dotted path) with kwargs ``{"changes": [...]}``, a list of up
   to :data:`JOB_BATCH` changes ``{outbox_id, environment_id, entity_type, entity_key, version}``
-  (batching amortises RQ's own cost per job); then ``enqueued_at`` is set.
+  (batching amortises RQ's own cost per job); then ``enqueued_at`` is set: at once by an inline
+  dispatcher, within :data:`MARK_DELAY` seconds (one UPDATE for every row queued meanwhile) by the
+  background one.
 * The relay (:func:`relay_once`, looped by :class:`Relay` or ``python -m flagyard.control_plane.outbox``)
   re-enqueues rows whose ``enqueued_at`` is still NULL some grace period after their creation (the
   process died between commit and enqueue, or Redis was down). So a job can arrive twice, or after a
@@ -32,6 +34,7 @@ import redis
 import sqlalchemy as sa
 import structlog
 from rq import Queue, Retry
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from flagyard.control_plane.db.models import OutboxEntry
@@ -44,6 +47,11 @@ JOB_BATCH = 200
 """Changes carried by one job at most."""
 JOB_RETRY_INTERVALS = [1, 2, 5, 10, 30]
 """Seconds between the retries of a failing job; after the last it lands in RQ's failed registry."""
+MARK_DELAY = 0.2
+"""Seconds the background dispatcher lets queued rows wait to be marked, so one UPDATE marks many. Far
+below the relay's grace period: a row the relay sees unmarked was not queued."""
+MARK_BATCH = 1000
+"""Queued rows that are marked at once, without waiting for :data:`MARK_DELAY`."""
 
 log = structlog.get_logger("flagyard.outbox")
 
@@ -72,12 +80,19 @@ def enqueue(connection: redis.Redis, queue_name: str, messages: Sequence[OutboxM
     )
 
 
-def mark_enqueued(session: Session, ids: Iterable[int]) -> None:
-    session.execute(
-        sa.update(OutboxEntry)
-        .where(OutboxEntry.id.in_(list(ids)), OutboxEntry.enqueued_at.is_(None))
-        .values(enqueued_at=sa.func.now())
+_MARK = (
+    sa.update(OutboxEntry)
+    .where(
+        OutboxEntry.id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.BigInteger))),
+        OutboxEntry.enqueued_at.is_(None),
     )
+    .values(enqueued_at=sa.func.now())
+)
+
+
+def mark_enqueued(session: Session, ids: Iterable[int]) -> None:
+    """Set ``enqueued_at`` on these rows (Core: no ORM bookkeeping; one array parameter)."""
+    session.connection().execute(_MARK, {"ids": list(ids)})
 
 
 def deliver(
@@ -90,6 +105,14 @@ def deliver(
     """Enqueue committed rows and mark them; on failure leave them to the relay. True if all went well."""
     if not messages:
         return True
+    return _enqueue_direct(connection, queue_name, messages, metrics) and _mark(
+        sessions, [m.outbox_id for m in messages]
+    )
+
+
+def _enqueue_direct(
+    connection: redis.Redis, queue_name: str, messages: Sequence[OutboxMessage], metrics: Metrics | None
+) -> bool:
     try:
         enqueue(connection, queue_name, messages)
     except redis.RedisError as exc:
@@ -99,18 +122,33 @@ def deliver(
         return False
     if metrics:
         metrics.outbox_enqueued.labels(path="direct").inc(len(messages))
+    return True
+
+
+def _mark(sessions: sessionmaker[Session], ids: list[int]) -> bool:
+    if not ids:
+        return True
     try:
         with sessions() as session, session.begin():
-            mark_enqueued(session, [m.outbox_id for m in messages])
+            mark_enqueued(session, ids)
     except sa.exc.SQLAlchemyError as exc:
         # The jobs are queued; the relay will queue them again later (at-least-once).
-        log.warning("outbox.mark_failed", rows=len(messages), error=str(exc))
+        log.warning("outbox.mark_failed", rows=len(ids), error=str(exc))
         return False
     return True
 
 
+_MARK_NOW = object()
+"""Queued by :meth:`Dispatcher.flush`: mark what was queued without waiting for :data:`MARK_DELAY`."""
+
+
 class Dispatcher:
-    """Hands committed outbox rows to RQ: ``inline`` in the caller, or batched on a background thread."""
+    """Hands committed outbox rows to RQ: ``inline`` in the caller, or batched on a background thread.
+
+    The background thread queues each batch's jobs at once (that is what propagation waits for) and
+    marks the rows it queued with one UPDATE every :data:`MARK_DELAY` seconds; rows whose jobs could
+    not be queued stay unmarked for the relay.
+    """
 
     def __init__(
         self,
@@ -126,7 +164,7 @@ class Dispatcher:
         self._queue_name = queue_name
         self._metrics = metrics
         self._background = background
-        self._pending: queue.Queue[OutboxMessage | None] = queue.Queue()
+        self._pending: queue.Queue[object] = queue.Queue()
         self._thread: threading.Thread | None = None
         if background:
             self._thread = threading.Thread(target=self._run, name="flagyard-outbox-dispatcher", daemon=True)
@@ -143,7 +181,9 @@ class Dispatcher:
             self._pending.put(message)
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until everything dispatched so far was handled; False on timeout."""
+        """Wait until everything dispatched so far was queued and marked; False on timeout."""
+        if self._thread is not None:
+            self._pending.put(_MARK_NOW)
         deadline = time.monotonic() + timeout
         while self._pending.unfinished_tasks:
             if time.monotonic() > deadline:
@@ -152,29 +192,55 @@ class Dispatcher:
         return True
 
     def close(self, timeout: float = 5.0) -> None:
+        """Queue and mark what is pending, then stop the thread."""
         if self._thread is not None:
             self._pending.put(None)
             self._thread.join(timeout)
             self._thread = None
 
-    def _run(self) -> None:
-        while True:
-            first = self._pending.get()
-            batch = [first]
-            while len(batch) < 500:
-                try:
-                    batch.append(self._pending.get_nowait())
-                except queue.Empty:
-                    break
-            messages = [m for m in batch if m is not None]
+    def _take(self, timeout: float | None) -> list[object]:
+        try:
+            batch = [self._pending.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while len(batch) < 500:
             try:
-                deliver(self._sessions, self._redis, self._queue_name, messages, self._metrics)
+                batch.append(self._pending.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _run(self) -> None:
+        unmarked: list[int] = []
+        mark_by = 0.0
+        owed = 0  # items taken whose task_done waits for their rows to be marked
+        while True:
+            batch = self._take(max(0.0, mark_by - time.monotonic()) if unmarked else None)
+            messages = [m for m in batch if isinstance(m, OutboxMessage)]
+            stopping = None in batch
+            try:
+                if messages and _enqueue_direct(self._redis, self._queue_name, messages, self._metrics):
+                    if not unmarked:
+                        mark_by = time.monotonic() + MARK_DELAY
+                    unmarked.extend(m.outbox_id for m in messages)
+                if unmarked and (
+                    not batch
+                    or stopping
+                    or _MARK_NOW in batch
+                    or len(unmarked) >= MARK_BATCH
+                    or time.monotonic() >= mark_by
+                ):
+                    _mark(self._sessions, unmarked)
+                    unmarked = []
             except Exception:
                 log.exception("outbox.dispatch_crashed")
-            finally:
-                for _ in batch:
+                unmarked = []  # the relay queues them again
+            owed += len(batch)
+            if not unmarked:
+                for _ in range(owed):
                     self._pending.task_done()
-            if any(m is None for m in batch):
+                owed = 0
+            if stopping:
                 return
 
 

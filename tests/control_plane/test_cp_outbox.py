@@ -9,13 +9,14 @@ import redis
 import sqlalchemy as sa
 from cp_helpers import ADMIN_KEY, Api, rows
 from fastapi.testclient import TestClient
+from polling_helpers import wait_until
 from rq import Queue
 
 from flagyard.control_plane.db.deferred import Template
 from flagyard.control_plane.db.engine import make_sessionmaker
 from flagyard.control_plane.db.models import Flag, Project
 from flagyard.control_plane.main import create_app
-from flagyard.control_plane.outbox import JOB_FUNCTION, Dispatcher, OutboxMessage, relay_once
+from flagyard.control_plane.outbox import JOB_FUNCTION, MARK_DELAY, Dispatcher, OutboxMessage, relay_once
 from flagyard.control_plane.security import Role
 from flagyard.control_plane.services.common import Actor, Tx
 from flagyard.control_plane.settings import Settings
@@ -129,6 +130,48 @@ def test_dispatcher__background__flush_enqueues_and_marks(
         assert dispatcher.flush(5.0)
     finally:
         dispatcher.close()
+    assert sorted(j["outbox_id"] for j in _jobs(redis_conn)) == [i for i, _ in ids]
+    assert rows(engine, "SELECT count(*) FROM outbox WHERE enqueued_at IS NULL")[0][0] == 0
+
+
+def test_dispatcher__background_without_flush__queues_jobs_then_marks_rows_by_itself(
+    engine: sa.Engine, api: Api, redis_conn: redis.Redis
+) -> None:
+    # Given rows that were committed but not yet queued
+    api.project()
+    api.flag()
+    redis_conn.flushdb()
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE outbox SET enqueued_at = NULL"))
+    ids = rows(engine, "SELECT id, environment_id FROM outbox ORDER BY id")
+    dispatcher = Dispatcher(make_sessionmaker(engine), redis_conn, "flagyard-sync", background=True)
+    try:
+        # When they are dispatched one at a time and nobody flushes
+        for i, e in ids:
+            dispatcher.dispatch([OutboxMessage(i, e, "flag", "checkout", 1)])
+        # Then every job is queued, and within the mark delay every row is marked
+        wait_until(lambda: len(_jobs(redis_conn)) == len(ids), timeout=5)
+        wait_until(
+            lambda: rows(engine, "SELECT count(*) FROM outbox WHERE enqueued_at IS NULL")[0][0] == 0,
+            timeout=MARK_DELAY + 5,
+        )
+    finally:
+        dispatcher.close()
+    assert sorted(j["outbox_id"] for j in _jobs(redis_conn)) == [i for i, _ in ids]
+
+
+def test_dispatcher__closed_before_mark_delay__marks_what_it_queued(
+    engine: sa.Engine, api: Api, redis_conn: redis.Redis
+) -> None:
+    api.project()
+    api.flag()
+    redis_conn.flushdb()
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE outbox SET enqueued_at = NULL"))
+    ids = rows(engine, "SELECT id, environment_id FROM outbox ORDER BY id")
+    dispatcher = Dispatcher(make_sessionmaker(engine), redis_conn, "flagyard-sync", background=True)
+    dispatcher.dispatch([OutboxMessage(i, e, "flag", "checkout", 1) for i, e in ids])
+    dispatcher.close()
     assert sorted(j["outbox_id"] for j in _jobs(redis_conn)) == [i for i, _ in ids]
     assert rows(engine, "SELECT count(*) FROM outbox WHERE enqueued_at IS NULL")[0][0] == 0
 
