@@ -252,8 +252,7 @@ async def get_context(request: Request) -> RequestContext:
 
 
 async def get_write_context(
-    ctx: Annotated[RequestContext, Depends(get_context)],
-    fingerprint: Annotated[str | None, Depends(request_fingerprint)],
+    request: Request,
     if_match: Annotated[
         str | None,
         Header(
@@ -270,9 +269,11 @@ async def get_write_context(
         ),
     ] = None,
 ) -> RequestContext:
+    # One dependency, not a tree of them: FastAPI's cost grows with each dependency it solves.
+    ctx = await get_context(request)
     ctx.if_match = if_match
     ctx.idempotency_key = idempotency_key
-    ctx.fingerprint = fingerprint
+    ctx.fingerprint = await request_fingerprint(request)
     return ctx
 
 
