@@ -13,7 +13,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from flagyard import rule_engine as re_
 from flagyard.control_plane.db.deferred import Template
@@ -45,14 +44,10 @@ def env_config_dict(row: object) -> dict[str, Any]:
     return {name: getattr(row, name) for name in ENV_CONFIG_FIELDS}
 
 
-def apply_env_config(row: FlagEnvironment, config: Mapping[str, Any], *, written: bool = False) -> None:
-    """Set the row's configuration; ``written`` when an UPDATE of :func:`env_config_update` stores it,
-    so the ORM does not write it again."""
+def apply_env_config(row: FlagEnvironment, config: Mapping[str, Any]) -> None:
+    """Set the row's configuration (the ORM writes it at flush)."""
     for name in ENV_CONFIG_FIELDS:
-        if written:
-            set_committed_value(row, name, config[name])
-        else:
-            setattr(row, name, config[name])
+        setattr(row, name, config[name])
 
 
 ENV_CONFIG_UPDATE = Template(

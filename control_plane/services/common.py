@@ -79,6 +79,22 @@ class OutboxMessage:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ProjectRef:
+    """A project's identity, read without the ORM."""
+
+    id: int
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentRef:
+    """An environment's identity, read without the ORM."""
+
+    id: int
+    key: str
+
+
 @dataclass(slots=True)
 class Result:
     """A successful operation's response."""
@@ -253,7 +269,7 @@ class Tx:
 
     def audit(
         self,
-        project: Project | None,
+        project: Project | ProjectRef | None,
         resource_type: str,
         resource_key: str,
         action: str,
@@ -354,7 +370,9 @@ async def read_project_id(reads: ReadPool, actor: Actor, key: str) -> int:
     return project_id
 
 
-def get_environment(session: Session, project: Project, key: str, *, lock: bool = False) -> Environment:
+def get_environment(
+    session: Session, project: Project | ProjectRef, key: str, *, lock: bool = False
+) -> Environment:
     stmt = sa.select(Environment).where(Environment.project_id == project.id, Environment.key == key)
     if lock:
         stmt = stmt.with_for_update()

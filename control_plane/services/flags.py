@@ -7,6 +7,7 @@ an audit entry and outbox rows, all in the caller's transaction (:class:`~.commo
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,8 @@ from flagyard.control_plane.exceptions import ConflictError, Detail, InvalidRequ
 from flagyard.control_plane.security import Role, new_salt
 from flagyard.control_plane.services.common import (
     Actor,
+    EnvironmentRef,
+    ProjectRef,
     Result,
     Tx,
     check_project,
@@ -65,8 +68,35 @@ def config_rows(session: Session, flag_id: int) -> ConfigRows:
     return {env.key: (env, cfg) for env, cfg in rows}
 
 
+_CONFIG_COLUMNS = [getattr(FlagEnvironment, name) for name in m.ENV_CONFIG_FIELDS]
+
+
+@dataclass(slots=True)
+class LockedFlag:
+    """A live flag locked ``FOR UPDATE`` for a change of one environment's configuration; read with
+    Core, not the ORM (its writes are deferred statements, so nothing needs an ORM object)."""
+
+    id: int
+    key: str
+    name: str
+    description: str
+    tags: list[str]
+    type: str
+    variants: dict[str, Any]
+    salt: str
+    version: int
+    updated_at: datetime
+
+
 _LOCKED_FLAG = (
-    sa.select(Project, Flag, Environment, FlagEnvironment)
+    sa.select(
+        Project.id.label("project_id"),
+        Project.key.label("project_key"),
+        *(getattr(Flag, name) for name in LockedFlag.__slots__),
+        Environment.id.label("environment_id"),
+        Environment.key.label("environment"),
+        *_CONFIG_COLUMNS,
+    )
     .join(Flag, Flag.project_id == Project.id)
     .join(FlagEnvironment, FlagEnvironment.flag_id == Flag.id)
     .join(Environment, Environment.id == FlagEnvironment.environment_id)
@@ -78,18 +108,32 @@ _LOCKED_FLAG = (
 )
 """Built once, so SQLAlchemy computes its cache key once."""
 
+LockedConfigs = dict[str, tuple[EnvironmentRef, dict[str, Any]]]
+"""A locked flag's configurations by environment key."""
+
 
 def locked_flag(
-    session: Session, actor: Actor, project_key: str, key: str
-) -> tuple[Project, Flag, ConfigRows]:
-    """A project, one of its live flags (locked ``FOR UPDATE``) and the flag's configurations, in one
-    statement: the start of every change to one flag's environment."""
-    rows = session.execute(_LOCKED_FLAG, {"project": project_key, "flag": key}).all()
-    if not rows:  # no such flag, or a project without environments
-        project, flag = get_project_flag(session, actor, project_key, key, lock=True)
-        return project, flag, {}
-    actor.require_project(rows[0][0].id)
-    return rows[0][0], rows[0][1], {env.key: (env, cfg) for _, _, env, cfg in rows}
+    session: Session, actor: Actor, project_key: str, key: str, env_key: str
+) -> tuple[ProjectRef, LockedFlag, LockedConfigs, EnvironmentRef]:
+    """A project, one of its live flags (locked ``FOR UPDATE``), the flag's configurations and the
+    environment ``env_key``, in one statement: the start of every change to one flag's environment."""
+    rows = session.connection().execute(_LOCKED_FLAG, {"project": project_key, "flag": key}).all()
+    if not rows:  # no such project or flag (404), or a key scoped elsewhere (403), or no environments
+        found, _ = get_project_flag(session, actor, project_key, key, lock=True)
+        get_environment(session, found, env_key)
+        raise NotFoundError(f"flag '{key}' has no configuration in environment '{env_key}'")
+    first = rows[0]
+    actor.require_project(first.project_id)
+    flag = LockedFlag(*(getattr(first, name) for name in LockedFlag.__slots__))
+    configs = {
+        row.environment: (EnvironmentRef(row.environment_id, row.environment), m.env_config_dict(row))
+        for row in rows
+    }
+    ref = ProjectRef(first.project_id, first.project_key)
+    if env_key not in configs:
+        get_environment(session, ref, env_key)
+        raise NotFoundError(f"flag '{key}' has no configuration in environment '{env_key}'")
+    return ref, flag, configs, configs[env_key][0]
 
 
 def _configs(rows: ConfigRows) -> dict[str, dict[str, Any]]:
@@ -107,8 +151,6 @@ def flag_body(flag: Any, configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def env_body(flag: Any, env_key: str, config: dict[str, Any]) -> dict[str, Any]:
     return {"flag": flag.key, "environment": env_key, "version": flag.version, **config}
 
-
-_CONFIG_COLUMNS = [getattr(FlagEnvironment, name) for name in m.ENV_CONFIG_FIELDS]
 
 _FLAG_WITH_CONFIGS = ReadQuery(
     sa.select(
@@ -410,8 +452,8 @@ _FLAG_VERSION = Template(
 
 def _record(
     tx: Tx,
-    project: Project,
-    flag: Flag,
+    project: Project | ProjectRef,
+    flag: Flag | LockedFlag,
     before: dict[str, Any],
     after: dict[str, Any],
     action: str,
@@ -423,8 +465,11 @@ def _record(
     """Bump the version and write the version row, the audit entry and the outbox rows."""
     version, now = flag.version + 1, _now()
     tx.defer(_FLAG_BUMP, {"id": flag.id, "version": version, "updated_at": now}, ("flags", (flag.id,)))
-    set_committed_value(flag, "version", version)
-    set_committed_value(flag, "updated_at", now)
+    if isinstance(flag, Flag):  # already written: the ORM must not write it again
+        set_committed_value(flag, "version", version)
+        set_committed_value(flag, "updated_at", now)
+    else:
+        flag.version, flag.updated_at = version, now
     tx.defer(
         _FLAG_VERSION,
         {
@@ -560,15 +605,15 @@ def update_flag(tx: Tx, project_key: str, key: str, body: schemas.FlagUpdate) ->
 
 def _change_env(
     tx: Tx,
-    project: Project,
-    flag: Flag,
-    env: Environment,
-    rows: ConfigRows,
+    project: ProjectRef,
+    flag: LockedFlag,
+    env: EnvironmentRef,
+    configs: LockedConfigs,
     new_config: dict[str, Any],
     action: str,
     comment: str,
 ) -> Result:
-    before_configs = _configs(rows)
+    before_configs = {env_key: config for env_key, (_, config) in configs.items()}
     definition = m.flag_definition_dict(flag)
     before = m.flag_snapshot(definition, before_configs)
     tx.defer(
@@ -576,7 +621,6 @@ def _change_env(
         m.env_config_params(flag.id, env.id, new_config),
         ("flag_environments", (flag.id, env.id)),
     )
-    m.apply_env_config(rows[env.key][1], new_config, written=True)
     after = m.flag_snapshot(definition, {**before_configs, env.key: new_config})
     _record(tx, project, flag, before, after, action, comment, [env.id], environment=env.key)
     return Result(env_body(flag, env.key, new_config), etag=etag(flag.version))
@@ -587,12 +631,11 @@ def update_env_config(
 ) -> Result:
     tx.actor.require(Role.WRITER)
     s = tx.session
-    project, flag, rows = locked_flag(s, tx.actor, project_key, key)
+    project, flag, configs, env = locked_flag(s, tx.actor, project_key, key, env_key)
     tx.check_if_match(etag(flag.version))
-    env = rows[env_key][0] if env_key in rows else get_environment(s, project, env_key)
     changes = body.model_dump(mode="json", exclude_unset=True, exclude={"comment"})
     _explicit_nulls(changes, ("enabled", "rules", "prerequisites"))
-    before = m.env_config_dict(rows[env.key][1])
+    before = configs[env.key][1]
     after = {**before, **changes}
     if after == before:
         return Result(env_body(flag, env.key, before), etag=etag(flag.version))
@@ -601,21 +644,20 @@ def update_env_config(
     )
     if canonical is None:
         raise invalid(issues)
-    return _change_env(tx, project, flag, env, rows, canonical, "updated", body.comment)
+    return _change_env(tx, project, flag, env, configs, canonical, "updated", body.comment)
 
 
 def toggle(tx: Tx, project_key: str, key: str, env_key: str, body: schemas.ToggleIn) -> Result:
     """The kill switch: only ``enabled`` changes, so nothing needs validating; If-Match is optional."""
     tx.actor.require(Role.WRITER)
     s = tx.session
-    project, flag, rows = locked_flag(s, tx.actor, project_key, key)
+    project, flag, configs, env = locked_flag(s, tx.actor, project_key, key, env_key)
     tx.check_if_match(etag(flag.version), required=False)
-    env = rows[env_key][0] if env_key in rows else get_environment(s, project, env_key)
-    before = m.env_config_dict(rows[env.key][1])
+    before = configs[env.key][1]
     if before["enabled"] == body.enabled:
         return Result(env_body(flag, env.key, before), etag=etag(flag.version))
     return _change_env(
-        tx, project, flag, env, rows, {**before, "enabled": body.enabled}, "toggled", body.comment
+        tx, project, flag, env, configs, {**before, "enabled": body.enabled}, "toggled", body.comment
     )
 
 

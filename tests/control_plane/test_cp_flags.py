@@ -266,6 +266,44 @@ def test_env_config_get__unknown_env__404(client: TestClient, api: Api) -> None:
     assert client.get(f"{F}/checkout/environments/qa").status_code == 404
 
 
+def test_env_config_writes__missing_project_flag_or_environment__404_naming_which(
+    client: TestClient, api: Api
+) -> None:
+    # Given a project with a flag, and a second project without environments that has a flag too
+    api.project()
+    api.flag()
+    api.project("empty", envs=())
+    api.flag(project="empty")
+    cases = {
+        f"{F}/nope/environments/prod": "flag 'nope' does not exist in project 'shop'",
+        f"{F}/checkout/environments/qa": "environment 'qa' does not exist in project 'shop'",
+        "/api/v1/projects/ghost/flags/checkout/environments/prod": "project 'ghost' does not exist",
+        "/api/v1/projects/empty/flags/checkout/environments/prod": (
+            "environment 'prod' does not exist in project 'empty'"
+        ),
+    }
+    for path, message in cases.items():
+        # When the configuration is patched or toggled there
+        patched = client.patch(path, json={"enabled": True}, headers={"If-Match": "*"})
+        toggled = client.post(f"{path}/toggle", json={"enabled": True})
+        # Then both say what is missing, and nothing was written
+        assert (patched.status_code, patched.json()["message"]) == (404, message), path
+        assert (toggled.status_code, toggled.json()["message"]) == (404, message), path
+    assert client.get(f"{F}/checkout").json()["version"] == 1
+
+
+def test_env_config_writes__key_of_another_project__403_nothing_written(client: TestClient, api: Api) -> None:
+    api.project()
+    api.flag()
+    api.project("other")
+    writer = api.key("writer", project="other")
+    headers = {"Authorization": f"Bearer {writer}", "If-Match": "*"}
+    patched = client.patch(f"{F}/checkout/environments/prod", json={"enabled": True}, headers=headers)
+    toggled = client.post(f"{F}/checkout/environments/prod/toggle", json={"enabled": True}, headers=headers)
+    assert (patched.status_code, toggled.status_code) == (403, 403)
+    assert client.get(f"{F}/checkout").json()["version"] == 1
+
+
 def test_toggle__without_if_match__200_new_version(client: TestClient, api: Api, engine: sa.Engine) -> None:
     api.project()
     api.flag()
