@@ -90,7 +90,11 @@ class _OutboxCollector(Collector):
             count, age = self._backlog()
         except Exception:
             return
-        yield GaugeMetricFamily("flagyard_outbox_backlog", "Outbox rows not yet enqueued.", value=count)
+        yield GaugeMetricFamily(
+            "flagyard_outbox_backlog",
+            "Outbox rows not yet marked enqueued (a row's job is queued up to 0.2 s before its mark).",
+            value=count,
+        )
         yield GaugeMetricFamily(
             "flagyard_outbox_oldest_pending_seconds",
             "Age of the oldest outbox row not yet enqueued.",
