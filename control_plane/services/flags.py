@@ -7,7 +7,7 @@ an audit entry and outbox rows, all in the caller's transaction (:class:`~.commo
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,11 +88,13 @@ class LockedFlag:
     updated_at: datetime
 
 
+_LOCKED_FLAG_FIELDS = tuple(field.name for field in fields(LockedFlag))
+
 _LOCKED_FLAG = (
     sa.select(
         Project.id.label("project_id"),
         Project.key.label("project_key"),
-        *(getattr(Flag, name) for name in LockedFlag.__slots__),
+        *(getattr(Flag, name) for name in _LOCKED_FLAG_FIELDS),
         Environment.id.label("environment_id"),
         Environment.key.label("environment"),
         *_CONFIG_COLUMNS,
@@ -124,7 +126,7 @@ def locked_flag(
         raise NotFoundError(f"flag '{key}' has no configuration in environment '{env_key}'")
     first = rows[0]
     actor.require_project(first.project_id)
-    flag = LockedFlag(*(getattr(first, name) for name in LockedFlag.__slots__))
+    flag = LockedFlag(*(getattr(first, name) for name in _LOCKED_FLAG_FIELDS))
     configs = {
         row.environment: (EnvironmentRef(row.environment_id, row.environment), m.env_config_dict(row))
         for row in rows
