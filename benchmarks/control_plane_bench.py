@@ -33,8 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import redis
 from alembic import command
 from alembic.config import Config
+from rq import Queue
 
 from benchmarks.results import Op, add_json_argument, parse_levels, row, write_json
 from flagyard.control_plane.settings import DEV_BOOTSTRAP_ADMIN_KEY
@@ -320,6 +322,7 @@ def main() -> None:
     args = parser.parse_args()
 
     db = f"flagyard_bench_{uuid.uuid4().hex[:8]}"
+    sync_queue = db  # the run's own RQ queue, deleted with its jobs at the end
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
     url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + f"/{db}"
@@ -334,6 +337,7 @@ def main() -> None:
             **os.environ,
             "FLAGYARD_DATABASE_URL": url,
             "FLAGYARD_REDIS_URL": REDIS_URL,
+            "FLAGYARD_SYNC_QUEUE": sync_queue,
             "FLAGYARD_RATE_LIMIT_REQUESTS": "0",
             "FLAGYARD_OUTBOX_RELAY_INTERVAL_SECONDS": "5",
             "FLAGYARD_DB_POOL_SIZE": "10",
@@ -369,6 +373,8 @@ def main() -> None:
             server.wait(10)
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        with redis.Redis.from_url(REDIS_URL) as connection:
+            Queue(sync_queue, connection=connection).delete(delete_jobs=True)
 
 
 if __name__ == "__main__":
