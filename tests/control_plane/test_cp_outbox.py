@@ -115,65 +115,63 @@ def test_relay__redis_down__rows_stay_pending(engine: sa.Engine, api: Api) -> No
     assert rows(engine, "SELECT count(*) FROM outbox WHERE enqueued_at IS NULL")[0][0] == 2
 
 
-def test_dispatcher__background__flush_enqueues_and_marks(
-    engine: sa.Engine, api: Api, redis_conn: redis.Redis
-) -> None:
+@pytest.fixture
+def unqueued(engine: sa.Engine, api: Api, redis_conn: redis.Redis) -> list[OutboxMessage]:
+    """A flag's committed outbox rows, as if their enqueue had been lost (no job, no mark)."""
     api.project()
     api.flag()
     redis_conn.flushdb()
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE outbox SET enqueued_at = NULL"))
     ids = rows(engine, "SELECT id, environment_id FROM outbox ORDER BY id")
+    return [OutboxMessage(i, e, "flag", "checkout", 1) for i, e in ids]
+
+
+def _unmarked(engine: sa.Engine) -> int:
+    return int(rows(engine, "SELECT count(*) FROM outbox WHERE enqueued_at IS NULL")[0][0])
+
+
+def _queued_ids(conn: redis.Redis) -> list[int]:
+    return sorted(int(str(j["outbox_id"])) for j in _jobs(conn))
+
+
+def test_dispatcher__background__flush_enqueues_and_marks(
+    engine: sa.Engine, unqueued: list[OutboxMessage], redis_conn: redis.Redis
+) -> None:
     dispatcher = Dispatcher(make_sessionmaker(engine), redis_conn, "flagyard-sync", background=True)
     try:
-        dispatcher.dispatch([OutboxMessage(i, e, "flag", "checkout", 1) for i, e in ids])
+        dispatcher.dispatch(unqueued)
         assert dispatcher.flush(5.0)
     finally:
         dispatcher.close()
-    assert sorted(j["outbox_id"] for j in _jobs(redis_conn)) == [i for i, _ in ids]
-    assert rows(engine, "SELECT count(*) FROM outbox WHERE enqueued_at IS NULL")[0][0] == 0
+    assert _queued_ids(redis_conn) == [m.outbox_id for m in unqueued]
+    assert _unmarked(engine) == 0
 
 
 def test_dispatcher__background_without_flush__queues_jobs_then_marks_rows_by_itself(
-    engine: sa.Engine, api: Api, redis_conn: redis.Redis
+    engine: sa.Engine, unqueued: list[OutboxMessage], redis_conn: redis.Redis
 ) -> None:
-    # Given rows that were committed but not yet queued
-    api.project()
-    api.flag()
-    redis_conn.flushdb()
-    with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE outbox SET enqueued_at = NULL"))
-    ids = rows(engine, "SELECT id, environment_id FROM outbox ORDER BY id")
     dispatcher = Dispatcher(make_sessionmaker(engine), redis_conn, "flagyard-sync", background=True)
     try:
-        # When they are dispatched one at a time and nobody flushes
-        for i, e in ids:
-            dispatcher.dispatch([OutboxMessage(i, e, "flag", "checkout", 1)])
+        # When the rows are dispatched one at a time and nobody flushes
+        for message in unqueued:
+            dispatcher.dispatch([message])
         # Then every job is queued, and within the mark delay every row is marked
-        wait_until(lambda: len(_jobs(redis_conn)) == len(ids), timeout=5)
-        wait_until(
-            lambda: rows(engine, "SELECT count(*) FROM outbox WHERE enqueued_at IS NULL")[0][0] == 0,
-            timeout=MARK_DELAY + 5,
-        )
+        wait_until(lambda: len(_jobs(redis_conn)) == len(unqueued), timeout=5)
+        wait_until(lambda: _unmarked(engine) == 0, timeout=MARK_DELAY + 5)
     finally:
         dispatcher.close()
-    assert sorted(j["outbox_id"] for j in _jobs(redis_conn)) == [i for i, _ in ids]
+    assert _queued_ids(redis_conn) == [m.outbox_id for m in unqueued]
 
 
 def test_dispatcher__closed_before_mark_delay__marks_what_it_queued(
-    engine: sa.Engine, api: Api, redis_conn: redis.Redis
+    engine: sa.Engine, unqueued: list[OutboxMessage], redis_conn: redis.Redis
 ) -> None:
-    api.project()
-    api.flag()
-    redis_conn.flushdb()
-    with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE outbox SET enqueued_at = NULL"))
-    ids = rows(engine, "SELECT id, environment_id FROM outbox ORDER BY id")
     dispatcher = Dispatcher(make_sessionmaker(engine), redis_conn, "flagyard-sync", background=True)
-    dispatcher.dispatch([OutboxMessage(i, e, "flag", "checkout", 1) for i, e in ids])
+    dispatcher.dispatch(unqueued)
     dispatcher.close()
-    assert sorted(j["outbox_id"] for j in _jobs(redis_conn)) == [i for i, _ in ids]
-    assert rows(engine, "SELECT count(*) FROM outbox WHERE enqueued_at IS NULL")[0][0] == 0
+    assert _queued_ids(redis_conn) == [m.outbox_id for m in unqueued]
+    assert _unmarked(engine) == 0
 
 
 def test_outbox__flag_create_in_two_envs__one_row_each(api: Api, engine: sa.Engine) -> None:
