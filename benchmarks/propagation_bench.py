@@ -2,9 +2,10 @@
 
 Starts a whole stack from real processes on loopback — the control plane (uvicorn, one worker), one
 syncer worker and one data plane — over a scratch PostgreSQL database and a fresh Redis prefix, then
-makes ``--changes`` sequential changes to one flag. The control plane runs with its default (background)
-outbox dispatch, so the 2xx comes before the RQ job is queued and the figure includes that hop. After each PATCH returns 2xx it polls the data plane
-over gRPC until the new version is served. Goal: p50 ≤ 20 ms, p99 ≤ 100 ms.
+makes ``--changes`` sequential changes to one flag. After each PATCH returns 2xx it polls the data plane
+over gRPC until the new version is served. Goal: p50 ≤ 20 ms, p99 ≤ 100 ms. The control plane runs with
+its default (background) outbox dispatch, so the 2xx comes before the RQ job is queued and the figure
+includes that hop.
 
 Floor, same run: the Redis hop every change must make at least once — XADD on one connection seen by a
 blocked XREAD on another (the data plane's follower reads exactly like that).
