@@ -61,6 +61,8 @@ class L1:
         self._warming: dict[str, asyncio.Task[None]] = {}
         self._unwarmed: dict[str, tuple[Environment, list[Lazy]]] = {}
         self._ready_event = asyncio.Event()
+        self._followed_changed = asyncio.Event()
+        """Set when an environment is added outside the follower, which then stops waiting to follow it."""
         self._stopping = False
 
     # --- lifecycle ---
@@ -130,7 +132,9 @@ class L1:
     async def _load_new(self, env_id: str) -> Environment:
         env = Environment(env_id, self.settings.sync_history)
         await self._load_into(env, "new")
-        return self.envs.setdefault(env_id, env)
+        held = self.envs.setdefault(env_id, env)
+        self._followed_changed.set()
+        return held
 
     # --- loading ---
 
@@ -250,18 +254,45 @@ class L1:
             if env is not None:
                 await self._load_into(env, cause)
             self._reload.pop(env_id, None)
+        self._followed_changed.clear()
         positions = {env_id: env.event_id for env_id, env in self.envs.items()}
         if not positions:
             await self.store.ping()
-            await asyncio.sleep(self.settings.stream_block_ms / 1000)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._followed_changed.wait(), self.settings.stream_block_ms / 1000)
             return
-        batches = await self.store.read_events(
-            positions, count=self.settings.stream_batch, block_ms=self.settings.stream_block_ms
-        )
+        batches = await self._read_unless_followed_changes(positions)
         for env_id, entries in batches:
             env = self.envs.get(env_id)
             if env is not None and entries:
                 await self._handle(env, entries)
+
+    async def _read_unless_followed_changes(
+        self, positions: dict[str, str]
+    ) -> list[tuple[str, list[tuple[bytes, dict[bytes, bytes]]]]]:
+        """The blocking read of ``positions``; abandoned (nothing read, nothing lost: positions only move
+        when entries are applied) when an environment is added meanwhile, so its changes need not wait
+        for the block to end."""
+        read = asyncio.ensure_future(
+            self.store.read_events(
+                positions, count=self.settings.stream_batch, block_ms=self.settings.stream_block_ms
+            )
+        )
+        added = asyncio.ensure_future(self._followed_changed.wait())
+        try:
+            await asyncio.wait((read, added), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            read.cancel()
+            raise
+        finally:
+            added.cancel()
+        if read.done():
+            return read.result()
+        read.cancel()
+        await asyncio.wait((read,))
+        if not read.cancelled():
+            read.exception()  # a cancelled read may end as a connection error instead: nothing to report
+        return []
 
     async def _handle(self, env: Environment, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         events: list[contract.Event] = []

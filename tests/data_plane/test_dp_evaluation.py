@@ -15,6 +15,7 @@ from dp_helpers import (
     SDK_KEY,
     Client,
     Plane,
+    seed,
     settings_for,
     wait_until,
 )
@@ -307,6 +308,30 @@ def test_new_environment__created_after_start__served_on_first_use(
     try:
         assert other.resolve("ResolveString", "only-here").value == "Welcome"
         assert other.resolve("ResolveString", "banner").error_code == pb.ERROR_CODE_FLAG_NOT_FOUND
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("followed_before", ["another environment", "nothing"])
+def test_new_environment__changed_right_after_first_use__applied_without_waiting_out_the_stream_block(
+    rds: redis.Redis, prefix: str, planes: list[Plane], followed_before: str
+) -> None:
+    # Given a data plane whose follower waits 30 s at a time, following one environment or none
+    if followed_before == "another environment":
+        seed(rds, prefix)
+    plane = Plane(settings_for(prefix, stream_block_ms=30_000, env_refresh_seconds=60)).start()
+    planes.append(plane)
+    # and an environment created after it started, loaded by its first evaluation
+    flag = {**FLAGS["banner"], "key": "only-here"}
+    apply_change(rds, prefix, "env-2", "flag", "only-here", 1, flag, META)
+    put_sdk_key(rds, prefix, hash_sdk_key("key-2"), SdkKeyRecord("env-2", "shop", "staging", None))
+    other = Client(plane.port, "key-2")
+    try:
+        assert other.resolve("ResolveString", "only-here").value == "Welcome"
+        # When that environment changes at once
+        apply_change(rds, prefix, "env-2", "flag", "only-here", 2, {**flag, "default_variant": "b"}, META)
+        # Then the change is served long before the follower's 30 s wait would have ended
+        wait_until(lambda: other.resolve("ResolveString", "only-here").value == "Hi", timeout=10)
     finally:
         other.close()
 
