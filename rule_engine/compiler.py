@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import mmh3
 
 from .model import Clause, Flag, Operator, Segment, Split
-from .operators import PREDICATES, Predicate
+from .operators import PREDICATES, Fast, Predicate, plain
 from .result import ErrorCode, EvaluationResult, FlagType, Reason
 
 Context = Mapping[str, Any]
@@ -89,13 +89,14 @@ def compile_clause(clause: Clause) -> Matcher:
         return lambda ctx, store: (getter(ctx) is not None) is wanted
     if op in _NEGATED:
         op, negate = _NEGATED[op], not negate
-    predicate = PREDICATES[op](list(clause.values))
+    made = PREDICATES[op](list(clause.values))
+    fast, predicate = (made if isinstance(made, Fast) else None), plain(made)
     if "." in clause.attribute:
         return _nested_clause(path_getter(clause.attribute), predicate, negate)
-    return _flat_clause(clause.attribute, predicate, negate)
+    return _flat_clause(clause.attribute, predicate, negate, fast)
 
 
-def _flat_clause(name: str, predicate: Predicate, negate: bool) -> Matcher:
+def _flat_clause(name: str, predicate: Predicate, negate: bool, fast: Fast | None) -> Matcher:
     if negate:
 
         def negated(ctx: Context, store: Store) -> bool:
@@ -107,7 +108,6 @@ def _flat_clause(name: str, predicate: Predicate, negate: bool) -> Matcher:
             return not predicate(v)
 
         return negated
-    fast = getattr(predicate, "scalar_fast_path", None)
     if fast is not None:
         return _fast_flat_clause(name, predicate, fast)
 
@@ -122,9 +122,9 @@ def _flat_clause(name: str, predicate: Predicate, negate: bool) -> Matcher:
     return matcher
 
 
-def _fast_flat_clause(name: str, predicate: Predicate, fast: tuple[str, Any, Any]) -> Matcher:
+def _fast_flat_clause(name: str, predicate: Predicate, fast: Fast) -> Matcher:
     """The hot operators with their test inlined, saving a call per clause."""
-    kind, a, b = fast
+    _, kind, a, b = fast
     if kind == "strings":
         strs: frozenset[str] = a
 

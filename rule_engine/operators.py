@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import semver
 
@@ -21,10 +21,24 @@ from .regex_guard import MAX_SUBJECT_LENGTH
 Predicate = Callable[[Any], bool]
 
 
-def _fast(predicate: Predicate, kind: str, a: Any, b: Any) -> Predicate:
-    """Tag a predicate with what the compiler needs to inline it into a clause (see ``_fast_flat_clause``)."""
-    predicate.scalar_fast_path = (kind, a, b)  # type: ignore[attr-defined]
-    return predicate
+class Fast(NamedTuple):
+    """A predicate with what the compiler needs to inline its test into a clause (``kind``, operands ``a``
+    and ``b``; see ``_fast_flat_clause``). Returned instead of tagging the function, whose attribute dict
+    would cost every compiled clause a few hundred bytes."""
+
+    predicate: Predicate
+    kind: str
+    a: Any
+    b: Any
+
+
+def _fast(predicate: Predicate, kind: str, a: Any, b: Any) -> Fast:
+    return Fast(predicate, kind, a, b)
+
+
+def plain(made: Predicate | Fast) -> Predicate:
+    """The predicate itself, whether or not it came with its fast path."""
+    return made.predicate if isinstance(made, Fast) else made
 
 
 def _is_number(v: Any) -> bool:
@@ -89,7 +103,7 @@ class _Membership:
         return v in self.others
 
 
-def _membership(values: list[Any]) -> Predicate:
+def _membership(values: list[Any]) -> Predicate | Fast:
     members = _Membership(values)
     if not members.bools and not members.nums and not members.others:
         strs = members.strs
@@ -105,7 +119,7 @@ def _string_op(values: list[Any], test: Callable[[str, str], bool]) -> Predicate
     return lambda v: type(v) is str and any(test(v, n) for n in needles)
 
 
-def _matches(values: list[Any]) -> Predicate:
+def _matches(values: list[Any]) -> Predicate | Fast:
     patterns = tuple(re.compile(p) for p in values)
     if len(patterns) == 1:
         search = patterns[0].search
@@ -120,7 +134,7 @@ def _matches(values: list[Any]) -> Predicate:
     )
 
 
-def _numeric(values: list[Any], test: Callable[[Any, Any], bool]) -> Predicate:
+def _numeric(values: list[Any], test: Callable[[Any, Any], bool]) -> Fast:
     bound = values[0]
     return _fast(lambda v: (type(v) is int or type(v) is float) and test(v, bound), "numeric", test, bound)
 
@@ -151,21 +165,21 @@ def _time(values: list[Any], before: bool) -> Predicate:
     return predicate
 
 
-def _eq(values: list[Any]) -> Predicate:
+def _eq(values: list[Any]) -> Predicate | Fast:
     return _membership(values[:1])
 
 
 def _neq(values: list[Any]) -> Predicate:
-    members = _eq(values)
+    members = plain(_eq(values))
     return lambda v: not members(v)
 
 
 def _not_in(values: list[Any]) -> Predicate:
-    members = _membership(values)
+    members = plain(_membership(values))
     return lambda v: not members(v)
 
 
-PREDICATES: dict[Operator, Callable[[list[Any]], Predicate]] = {
+PREDICATES: dict[Operator, Callable[[list[Any]], Predicate | Fast]] = {
     Operator.EQ: _eq,
     Operator.NEQ: _neq,
     Operator.IN: _membership,
@@ -186,4 +200,5 @@ PREDICATES: dict[Operator, Callable[[list[Any]], Predicate]] = {
     Operator.BEFORE: lambda vs: _time(vs, before=True),
     Operator.AFTER: lambda vs: _time(vs, before=False),
 }
-"""Predicate factories for every operator that compares the attribute's value."""
+"""Predicate factories for every operator that compares the attribute's value (a :class:`Fast` for the
+hot ones)."""
