@@ -11,6 +11,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from sys import intern
 from typing import Any, Protocol
 
 import mmh3
@@ -93,7 +94,8 @@ def compile_clause(clause: Clause) -> Matcher:
     fast, predicate = (made if isinstance(made, Fast) else None), plain(made)
     if "." in clause.attribute:
         return _nested_clause(path_getter(clause.attribute), predicate, negate)
-    return _flat_clause(clause.attribute, predicate, negate, fast)
+    # Interned: the same attribute names recur across many flags, and each compiled clause holds its own.
+    return _flat_clause(intern(clause.attribute), predicate, negate, fast)
 
 
 def _flat_clause(name: str, predicate: Predicate, negate: bool, fast: Fast | None) -> Matcher:
@@ -245,6 +247,7 @@ def compile_flag(flag: Flag) -> CompiledFlag:
 
     def result(variant: str | None, reason: Reason, rule_id: str | None = None) -> EvaluationResult:
         value = flag.variants[variant] if variant is not None else None
+        variant = intern(variant) if variant is not None else None  # "on", "off", "control", … recur
         if flag.type is FlagType.FLOAT and value is not None:
             value = float(value)
         return EvaluationResult(value, variant, reason, None, None, rule_id, metadata, version)
