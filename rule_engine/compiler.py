@@ -111,7 +111,7 @@ def _flat_clause(name: str, predicate: Predicate, negate: bool, fast: Fast | Non
 
         return negated
     if fast is not None:
-        return _fast_flat_clause(name, predicate, fast)
+        return _fast_flat_clause(name, fast)
 
     def matcher(ctx: Context, store: Store) -> bool:
         v = ctx.get(name)
@@ -124,9 +124,9 @@ def _flat_clause(name: str, predicate: Predicate, negate: bool, fast: Fast | Non
     return matcher
 
 
-def _fast_flat_clause(name: str, predicate: Predicate, fast: Fast) -> Matcher:
+def _fast_flat_clause(name: str, fast: Fast) -> Matcher:
     """The hot operators with their test inlined, saving a call per clause."""
-    _, kind, a, b = fast
+    predicate, kind, a, b = fast
     if kind == "strings":
         strs: frozenset[str] = a
 
