@@ -38,4 +38,8 @@ class DefinitionError(RuleEngineError):
 
 
 class DocumentFormatError(RuleEngineError):
-    """A document could not be parsed at all."""
+    """A document could not be parsed at all; ``path`` is a JSON pointer to where, when known ("": root)."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        self.path = path
+        super().__init__(message)
