@@ -50,3 +50,32 @@ def test_taskfile__parsed_by_task__lists_the_documented_targets() -> None:
         "loadtest",
     ):
         assert f"* {target}:" in listing
+
+
+def _doc_number(text: str) -> int:
+    units = {"KiB": 1024, "MiB": 1024 * 1024}
+    number, _, unit = text.replace(",", "").partition(" ")
+    return int(number) * units.get(unit, 1)
+
+
+def test_architecture__limits_table__equals_rule_engine_limits() -> None:
+    from flagyard.rule_engine import limits
+
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    documented = {
+        name: _doc_number(value)
+        for name, value in re.findall(r"^\| `([A-Z_]+)` \| ([0-9,]+(?: [KM]iB)?) \|", text, re.M)
+    }
+    declared = {
+        name: value
+        for name, value in vars(limits).items()
+        if name.isupper() and name not in {"KiB", "MiB"} and isinstance(value, int)
+    }
+    assert documented == declared
+
+
+def test_limits__largest_definition_plus_a_chunk__fits_one_grpc_message() -> None:
+    from flagyard.rule_engine import limits
+
+    largest = max(limits.MAX_FLAG_BYTES, limits.MAX_SEGMENT_BYTES)
+    assert limits.SYNC_CHUNK_BYTES + largest <= limits.MAX_GRPC_MESSAGE_BYTES
