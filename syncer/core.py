@@ -9,6 +9,7 @@ changes to one flag therefore coalesces: the first job writes the newest version
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -52,7 +53,9 @@ from .redis_store import apply_changes as redis_apply_changes
 
 log = structlog.get_logger("flagyard.syncer")
 
-Outcome = Literal["applied", "ignored", "invalid", "dropped", "batched"]
+Outcome = Literal["applied", "ignored", "invalid", "dropped", "batched", "missing"]
+"""``missing``: Redis no longer lists the environment, nothing was written; :meth:`Syncer._sync` restores
+the whole environment instead (it lost its data after the syncer looked), so no job reports it."""
 ENTITY_TYPES = ("flag", "segment", "environment", "sdk_key")
 
 
@@ -71,6 +74,8 @@ class EnvironmentInfo:
 @dataclass
 class _Applied:
     count: int = 0
+    missing: bool = False
+    """Redis did not list the environment, so nothing was written (see :meth:`Syncer._atomically`)."""
 
 
 class Syncer:
@@ -88,26 +93,38 @@ class Syncer:
         self._redis = client
         self._prefix = prefix
         self._stream_maxlen = stream_maxlen
-        self._batch: list[Change] | None = None
+        self._local = threading.local()
+        """Holds ``batch``: the changes :meth:`_atomically` collects in this thread. Per thread, because the
+        reconcile runs in a thread of the worker whose jobs use this same syncer: a shared batch let one
+        collect the other's changes and end it early, writing part of a restore outside its transaction."""
+
+    @property
+    def _batch(self) -> list[Change] | None:
+        batch: list[Change] | None = getattr(self._local, "batch", None)
+        return batch
 
     @contextlib.contextmanager
-    def _atomically(self, env: EnvironmentInfo) -> Iterator[_Applied]:
+    def _atomically(self, env: EnvironmentInfo, *, restore: bool = False) -> Iterator[_Applied]:
         """Collect the changes :meth:`_apply` would write and write them in one MULTI/EXEC at the end, so a
         data plane reloading the environment meanwhile never sees part of it (a restore after Redis lost
-        its data, a reconcile)."""
+        its data, a reconcile). Only a ``restore`` (the whole environment) may write an environment Redis
+        does not list; otherwise nothing is written and ``missing`` is set."""
         applied = _Applied()
         batch: list[Change] = []
-        self._batch = batch
+        self._local.batch = batch
         try:
             yield applied
         finally:
-            self._batch = None
+            self._local.batch = None
         if not batch:
             return
         results = redis_apply_changes(
             self._redis, self._prefix, str(env.id), batch, env.meta, stream_maxlen=self._stream_maxlen,
-            atomic=True,
+            atomic=True, if_listed=not restore,
         )  # fmt: skip
+        if any(result.missing for result in results):
+            applied.missing = True
+            return
         for change, result in zip(batch, results, strict=True):
             metrics.CHANGES.labels(change.kind, "applied" if result.applied else "ignored").inc()
             applied.count += result.applied
@@ -205,11 +222,8 @@ class Syncer:
             envs[environment_id] = info = _environment(session, environment_id)
             if info is not None and not self._redis.sismember(envs_key(self._prefix), str(info.id)):
                 # Redis does not list the environment: it is new, or Redis lost its data (restarted empty)
-                # and the reconcile has not run yet. Restore the SDK keys, then the whole environment, before
-                # this change: a data plane must never reload it holding only this change, nor find the
-                # environment listed while its SDK keys are missing (it would reject them).
-                self.sync_sdk_keys()
-                self._push_environment(session, info)
+                # and the reconcile has not run yet.
+                self._restore(session, info)
                 restored = True
         env = envs[environment_id]
         if env is None:
@@ -223,6 +237,9 @@ class Syncer:
             outcome = self._sync_flag(session, env, key, version)
         else:
             outcome = self._sync_segment(session, env, key, version)
+        if outcome == "missing":  # Redis lost its data since the check above
+            self._restore(session, env)
+            return "applied"
         return "applied" if restored and outcome == "ignored" else outcome
 
     def _sync_flag(self, session: Session, env: EnvironmentInfo, key: str, version: int) -> Outcome:
@@ -259,8 +276,10 @@ class Syncer:
             return "batched"
         result = redis_apply_change(
             self._redis, self._prefix, str(env.id), kind, key, version, definition, env.meta,
-            stream_maxlen=self._stream_maxlen,
+            stream_maxlen=self._stream_maxlen, if_listed=True,
         )  # fmt: skip
+        if result.missing:
+            return "missing"
         outcome: Outcome = "applied" if result.applied else "ignored"
         metrics.CHANGES.labels(kind, outcome).inc()
         return outcome
@@ -337,9 +356,16 @@ class Syncer:
             pipe.execute()
         log.info("environment.dropped", environment_id=environment_id)
 
+    def _restore(self, session: Session, env: EnvironmentInfo) -> int:
+        """Restore the SDK keys, then the whole environment: a data plane must never load an environment
+        holding only some of its flags, nor find it listed while its SDK keys are missing (it would reject
+        them)."""
+        self.sync_sdk_keys()
+        return self._push_environment(session, env)
+
     def _push_environment(self, session: Session, env: EnvironmentInfo) -> int:
         document = mapping.load_environment_document(session, env.id)
-        with self._atomically(env) as applied:
+        with self._atomically(env, restore=True) as applied:
             for segment in document.segments:
                 self._sync_segment(session, env, segment.key, segment.version)
             for flag in document.flags:
@@ -389,9 +415,12 @@ class Syncer:
     def _reconcile_environment(self, session: Session, env: EnvironmentInfo) -> int:
         document = mapping.load_environment_document(session, env.id)
         held = load_environment_sync(self._redis, self._prefix, str(env.id))
-        with self._atomically(env) as applied:
-            purged = self._reconcile_definitions(session, env, document, held)
-        repairs = applied.count + purged
+        applied, purged = _Applied(missing=not held.exists), 0
+        if held.exists:
+            with self._atomically(env) as applied:
+                purged = self._reconcile_definitions(session, env, document, held)
+        # Not in Redis, or Redis lost its data since the read above: the environment is restored whole.
+        repairs = self._restore(session, env) if applied.missing else applied.count + purged
         if repairs:
             metrics.RECONCILE_REPAIRS.labels("definition").inc(repairs)
         return repairs

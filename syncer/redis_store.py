@@ -97,14 +97,18 @@ def sdkkeys_key(prefix: str) -> str:
 
 
 # KEYS: versions, values hash (flags or segments), rev, events, envs, meta
-# ARGV: env_id, kind, key, version, op, stored value ("" for a delete), stream maxlen, meta field/value...
-# Returns {applied (0/1), revision, highest version held, event id ("" when not applied)}.
+# ARGV: env_id, kind, key, version, op, stored value ("" for a delete), stream maxlen, if listed (1/0),
+#       meta field/value...
+# Returns {applied (0/1), revision, highest version held, event id ("" when not applied), missing (0/1)}.
 APPLY_CHANGE_LUA = """
 local field = ARGV[2] .. ':' .. ARGV[3]
 local version = tonumber(ARGV[4])
+if ARGV[8] == '1' and redis.call('SISMEMBER', KEYS[5], ARGV[1]) == 0 then
+  return {0, 0, -1, '', 1}
+end
 local held = tonumber(redis.call('HGET', KEYS[1], field) or '-1')
 if held >= version then
-  return {0, tonumber(redis.call('GET', KEYS[3]) or '0'), held, ''}
+  return {0, tonumber(redis.call('GET', KEYS[3]) or '0'), held, '', 0}
 end
 if ARGV[5] == 'put' then
   redis.call('HSET', KEYS[2], ARGV[3], ARGV[6])
@@ -116,10 +120,10 @@ local rev = redis.call('INCR', KEYS[3])
 local id = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*',
   'rev', rev, 'op', ARGV[5], 'kind', ARGV[2], 'key', ARGV[3], 'version', ARGV[4])
 redis.call('SADD', KEYS[5], ARGV[1])
-if #ARGV > 7 then
-  redis.call('HSET', KEYS[6], unpack(ARGV, 8))
+if #ARGV > 8 then
+  redis.call('HSET', KEYS[6], unpack(ARGV, 9))
 end
-return {1, rev, version, id}
+return {1, rev, version, id, 0}
 """
 
 
@@ -133,6 +137,8 @@ class ApplyResult:
     """The highest version of this key Redis now holds."""
     event_id: str
     """The stream id of the event appended ("" when not applied)."""
+    missing: bool = False
+    """True when the write asked ``if_listed`` and Redis does not list the environment (nothing written)."""
 
 
 def _apply_args(
@@ -144,6 +150,7 @@ def _apply_args(
     definition: Mapping[str, Any] | None,
     meta: Mapping[str, str] | None,
     stream_maxlen: int,
+    if_listed: bool = False,
 ) -> tuple[list[str], list[str | bytes]]:
     if kind not in KINDS:
         raise RedisContractError(f"kind must be one of {KINDS}, not {kind!r}")
@@ -166,6 +173,7 @@ def _apply_args(
         "put" if definition is not None else "delete",
         value,
         str(stream_maxlen),
+        "1" if if_listed else "0",
     ]
     for name, text in (meta or {}).items():
         args += [name, text]
@@ -180,8 +188,8 @@ def _apply_args(
 
 
 def _apply_result(raw: Any) -> ApplyResult:
-    applied, revision, version, event_id = raw
-    return ApplyResult(bool(applied), int(revision), int(version), _text(event_id))
+    applied, revision, version, event_id, missing = raw
+    return ApplyResult(bool(applied), int(revision), int(version), _text(event_id), bool(missing))
 
 
 def apply_change(
@@ -195,15 +203,18 @@ def apply_change(
     meta: Mapping[str, str] | None = None,
     *,
     stream_maxlen: int = STREAM_MAXLEN,
+    if_listed: bool = False,
 ) -> ApplyResult:
     """Apply one change under the version guard; ``definition=None`` deletes.
 
     ``definition`` is the native Flag or Segment JSON object, already validated; it is stored with its
     ``version`` field set to ``version``. ``meta`` (``project``, ``environment``) is written to
     ``P:env:{env}:meta`` with an applied change. Idempotent: applying an older or the same version again
-    changes nothing and returns ``applied=False``.
+    changes nothing and returns ``applied=False``. ``if_listed`` writes only into an environment
+    ``P:envs`` lists (else nothing, ``missing=True``): one change must not re-create an environment Redis
+    lost, or readers would load it holding that change alone.
     """
-    keys, args = _apply_args(prefix, env_id, kind, key, version, definition, meta, stream_maxlen)
+    keys, args = _apply_args(prefix, env_id, kind, key, version, definition, meta, stream_maxlen, if_listed)
     script = client.register_script(APPLY_CHANGE_LUA)
     return _apply_result(script(keys=keys, args=args))
 
@@ -253,10 +264,12 @@ def apply_changes(
     *,
     stream_maxlen: int = STREAM_MAXLEN,
     atomic: bool = False,
+    if_listed: bool = False,
 ) -> list[ApplyResult]:
     """:func:`apply_change` for many changes in one round trip (a pipeline; each change is its own guarded
     script call, applied in order). ``atomic`` wraps them in MULTI/EXEC, so no reader sees some of them
-    without the others (restoring a whole environment)."""
+    without the others (restoring a whole environment); with ``if_listed`` too, either all of them are
+    written or, Redis not listing the environment, none."""
     script = client.register_script(APPLY_CHANGE_LUA)
     with client.pipeline(transaction=atomic) as pipe:
         for change in changes:
@@ -269,6 +282,7 @@ def apply_changes(
                 change.definition,
                 meta,
                 stream_maxlen,
+                if_listed,
             )
             script(keys=keys, args=args, client=pipe)
         return [_apply_result(raw) for raw in pipe.execute()]

@@ -2,8 +2,9 @@
 
 The control plane writes through it, and the syncer reads through it: the rule-engine
 :class:`~flagyard.rule_engine.Flag` of environment E is the flag's definition (key, type, variants,
-salt) plus E's configuration plus the flag's version; a :class:`~flagyard.rule_engine.Segment` is
-project-wide and the same in every environment.
+salt) plus E's configuration plus E's version of it (the flag version at which what E serves last
+changed, so a change in one environment is not a change in the others); a
+:class:`~flagyard.rule_engine.Segment` is project-wide and the same in every environment.
 """
 
 from __future__ import annotations
@@ -55,14 +56,22 @@ ENV_CONFIG_UPDATE = Template(
     lambda p: (
         sa.update(FlagEnvironment)
         .where(FlagEnvironment.flag_id == p("flag_id"), FlagEnvironment.environment_id == p("environment_id"))
-        .values({name: p(name) for name in ENV_CONFIG_FIELDS})
+        .values({name: p(name) for name in (*ENV_CONFIG_FIELDS, "version")})
     ),
 )
-"""Store one environment's configuration of a flag (deferred; see :func:`env_config_params`)."""
+"""Store one environment's configuration of a flag and the version it changed at (deferred; see
+:func:`env_config_params`)."""
 
 
-def env_config_params(flag_id: int, environment_id: int, config: Mapping[str, Any]) -> dict[str, Any]:
-    return {"flag_id": flag_id, "environment_id": environment_id, **{n: config[n] for n in ENV_CONFIG_FIELDS}}
+def env_config_params(
+    flag_id: int, environment_id: int, config: Mapping[str, Any], version: int
+) -> dict[str, Any]:
+    return {
+        "flag_id": flag_id,
+        "environment_id": environment_id,
+        "version": version,
+        **{n: config[n] for n in ENV_CONFIG_FIELDS},
+    }
 
 
 def flag_definition_dict(row: object) -> dict[str, Any]:
@@ -87,9 +96,22 @@ def rule_engine_flag_data(
     return data
 
 
+def serves_differently(
+    before_definition: Mapping[str, Any],
+    before_config: Mapping[str, Any],
+    after_definition: Mapping[str, Any],
+    after_config: Mapping[str, Any],
+) -> bool:
+    """Whether an environment serves something else after a change (name, description and tags are not
+    served): only then does its version move, is Redis written and do SDKs hear of a change."""
+    return rule_engine_flag_data(before_definition, before_config, 0) != rule_engine_flag_data(
+        after_definition, after_config, 0
+    )
+
+
 def to_rule_engine_flag(row: Flag, config: FlagEnvironment) -> re_.Flag:
     return re_.Flag.model_validate(
-        rule_engine_flag_data(flag_definition_dict(row), env_config_dict(config), row.version)
+        rule_engine_flag_data(flag_definition_dict(row), env_config_dict(config), config.version)
     )
 
 

@@ -94,7 +94,13 @@ class Flag(Base):
 
 
 class FlagEnvironment(Base):
-    """A flag's configuration in one environment (one row per flag and environment)."""
+    """A flag's configuration in one environment (one row per flag and environment).
+
+    ``version`` is the flag version at which what this environment serves last changed (its
+    configuration, or a definition change that reaches every environment): the version of the
+    rule-engine flag of this environment. The flag's counter is shared by all its environments, so
+    serving the flag's own version would make every change look like a change in every environment.
+    """
 
     __tablename__ = "flag_environments"
 
@@ -108,6 +114,7 @@ class FlagEnvironment(Base):
     default_split: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
     rules: Mapped[list[Any]] = mapped_column(sa.JSON)
     prerequisites: Mapped[list[Any]] = mapped_column(sa.JSON)
+    version: Mapped[int] = mapped_column(sa.Integer)
 
 
 class FlagVersion(Base):

@@ -1,7 +1,9 @@
 """Flags: definitions, per-environment configurations, toggles, versions, diffs and rollbacks.
 
 Every change bumps the flag's single version counter, stores a full snapshot as a new version, writes
-an audit entry and outbox rows, all in the caller's transaction (:class:`~.common.Tx`).
+an audit entry and outbox rows, all in the caller's transaction (:class:`~.common.Tx`). Each environment
+also records the version at which what it serves last changed (``FlagEnvironment.version``): only the
+environments a change reaches get the new version and an outbox row, so the others' SDKs hear of nothing.
 """
 
 from __future__ import annotations
@@ -464,7 +466,10 @@ def _record(
     *,
     environment: str | None = None,
 ) -> None:
-    """Bump the version and write the version row, the audit entry and the outbox rows."""
+    """Bump the version and write the version row, the audit entry and the outbox rows.
+
+    ``env_ids`` are the environments that serve something else after the change: the caller has set
+    their ``FlagEnvironment.version`` to ``flag.version + 1``; only they get an outbox row."""
     version, now = flag.version + 1, _now()
     tx.defer(_FLAG_BUMP, {"id": flag.id, "version": version, "updated_at": now}, ("flags", (flag.id,)))
     if isinstance(flag, Flag):  # already written: the ORM must not write it again
@@ -545,7 +550,7 @@ def create_flag(tx: Tx, project_key: str, body: schemas.FlagCreate) -> Result:
     s.add(flag)
     s.flush()
     for env in envs:
-        s.add(FlagEnvironment(flag_id=flag.id, environment_id=env.id, **configs[env.key]))
+        s.add(FlagEnvironment(flag_id=flag.id, environment_id=env.id, version=version, **configs[env.key]))
     snapshot = m.flag_snapshot(definition, configs)
     s.add(
         FlagVersion(
@@ -595,14 +600,35 @@ def update_flag(tx: Tx, project_key: str, key: str, body: schemas.FlagUpdate) ->
             flag.version + 1,
         )
         check_dependents(s, project.id, key, after_def["variants"])
-    before = m.flag_snapshot(before_def, _configs(rows))
+    before_configs = _configs(rows)
+    before = m.flag_snapshot(before_def, before_configs)
     for name, value in changes.items():
         setattr(flag, name, value)
-    for env_key, (_, cfg) in rows.items():
-        m.apply_env_config(cfg, configs[env_key])
+    changed = _apply_configs(flag, rows, before_def, before_configs, after_def, configs)
     after = m.flag_snapshot(after_def, configs)
-    _record(tx, project, flag, before, after, "updated", body.comment, [env.id for env, _ in rows.values()])
+    _record(tx, project, flag, before, after, "updated", body.comment, changed)
     return Result(flag_body(flag, configs), etag=etag(flag.version))
+
+
+def _apply_configs(
+    flag: Flag,
+    rows: ConfigRows,
+    before_definition: dict[str, Any],
+    before_configs: dict[str, dict[str, Any]],
+    after_definition: dict[str, Any],
+    configs: dict[str, dict[str, Any]],
+) -> list[int]:
+    """Set every environment's configuration; those that serve something else get the coming version
+    (``flag.version + 1``, above whatever each environment had). Returns their ids."""
+    changed = []
+    for env_key, (env, cfg) in rows.items():
+        if m.serves_differently(
+            before_definition, before_configs[env_key], after_definition, configs[env_key]
+        ):
+            cfg.version = flag.version + 1
+            changed.append(env.id)
+        m.apply_env_config(cfg, configs[env_key])
+    return changed
 
 
 def _change_env(
@@ -620,7 +646,7 @@ def _change_env(
     before = m.flag_snapshot(definition, before_configs)
     tx.defer(
         m.ENV_CONFIG_UPDATE,
-        m.env_config_params(flag.id, env.id, new_config),
+        m.env_config_params(flag.id, env.id, new_config, flag.version + 1),
         ("flag_environments", (flag.id, env.id)),
     )
     after = m.flag_snapshot(definition, {**before_configs, env.key: new_config})
@@ -646,6 +672,8 @@ def update_env_config(
     )
     if canonical is None:
         raise invalid(issues)
+    if canonical == before:  # the same configuration, written differently
+        return Result(env_body(flag, env.key, before), etag=etag(flag.version))
     return _change_env(tx, project, flag, env, configs, canonical, "updated", body.comment)
 
 
@@ -747,8 +775,7 @@ def rollback(tx: Tx, project_key: str, key: str, body: schemas.RollbackIn) -> Re
         raise ConflictError(f"version {body.version} is the same as the current state; nothing to roll back")
     for name in ("name", "description", "tags", "type", "variants"):
         setattr(flag, name, after_def[name])
-    for env_key, (_, cfg) in rows.items():
-        m.apply_env_config(cfg, configs[env_key])
+    changed = _apply_configs(flag, rows, before_def, before_configs, after_def, configs)
     comment = body.comment or f"rollback to version {body.version}"
-    _record(tx, project, flag, before, after, "rolled_back", comment, [env.id for env, _ in rows.values()])
+    _record(tx, project, flag, before, after, "rolled_back", comment, changed)
     return Result(flag_body(flag, configs), etag=etag(flag.version))

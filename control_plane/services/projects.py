@@ -142,7 +142,9 @@ def create_environment(tx: Tx, project_key: str, body: schemas.EnvironmentCreate
         )
     ).all()
     default = m.default_env_config()
-    s.add_all([FlagEnvironment(flag_id=fid, environment_id=env.id, **default) for fid, _, _ in flags])
+    s.add_all(
+        [FlagEnvironment(flag_id=fid, environment_id=env.id, version=v, **default) for fid, _, v in flags]
+    )
     for _, fkey, fversion in flags:
         tx.emit([env.id], "flag", fkey, fversion)
     segments = s.execute(

@@ -259,24 +259,30 @@ def _apply_flag(
         s.add(row)
         s.flush()
         for e in envs:
-            s.add(FlagEnvironment(flag_id=row.id, environment_id=e.id, **configs[e.key]))
+            s.add(
+                FlagEnvironment(
+                    flag_id=row.id, environment_id=e.id, version=row.version + 1, **configs[e.key]
+                )
+            )
         before: dict[str, Any] = {}
         summary["created"].append(flag.key)
         env_ids = [e.id for e in envs]
     else:
         rows = flag_ops.config_rows(s, row.id)
-        before = m.flag_snapshot(
-            m.flag_definition_dict(row), {k: m.env_config_dict(c) for k, (_, c) in rows.items()}
-        )
+        before_definition = m.flag_definition_dict(row)
+        before_configs = {k: m.env_config_dict(c) for k, (_, c) in rows.items()}
+        before = m.flag_snapshot(before_definition, before_configs)
         if before == after:
             summary["unchanged"].append(flag.key)
             return
-        changed_definition = before["type"] != after["type"] or before["variants"] != after["variants"]
         row.type, row.variants = definition["type"], definition["variants"]
-        for k, (_, cfg) in rows.items():
+        env_ids = []
+        for k, (e, cfg) in rows.items():
+            if m.serves_differently(before_definition, before_configs[k], definition, configs[k]):
+                cfg.version = row.version + 1
+                env_ids.append(e.id)
             m.apply_env_config(cfg, configs[k])
         summary["updated"].append(flag.key)
-        env_ids = [e.id for e in envs] if changed_definition else [env.id]
     row.version += 1
     row.updated_at = datetime.now(UTC)
     s.add(

@@ -171,7 +171,7 @@ def test_flag_list__filters_and_pages__by_key_order(client: TestClient, api: Api
     assert client.get(F, params={"q": "_"}).json()["items"] == []  # a literal underscore, not a wildcard
 
 
-def test_flag_patch__definition_change__new_version_outbox_for_every_env(
+def test_flag_patch__definition_change__new_version_outbox_for_every_env_it_reaches(
     client: TestClient, api: Api, engine: sa.Engine
 ) -> None:
     api.project()
@@ -182,7 +182,13 @@ def test_flag_patch__definition_change__new_version_outbox_for_every_env(
     assert r.status_code == 200
     assert r.json()["version"] == 2
     assert r.headers["etag"] == '"2"'
-    outbox = rows(engine, "SELECT version FROM outbox WHERE entity_key = 'checkout' AND version = 2")
+    # the name is not served: no environment changes, so none is told
+    assert rows(engine, "SELECT version FROM outbox WHERE entity_key = 'checkout' AND version = 2") == []
+    r = client.patch(
+        f"{F}/checkout", json={"variants": {"on": True, "off": False, "x": True}}, headers={"If-Match": '"2"'}
+    )
+    assert r.status_code == 200
+    outbox = rows(engine, "SELECT version FROM outbox WHERE entity_key = 'checkout' AND version = 3")
     assert len(outbox) == 2
 
 

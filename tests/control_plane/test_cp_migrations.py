@@ -38,3 +38,50 @@ def test_migrations__head__match_the_orm_models(engine: sa.Engine) -> None:
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
     assert diff == []
+
+
+SEED_0001 = (
+    "INSERT INTO projects (key, name) VALUES ('shop', 'Shop')",
+    "INSERT INTO environments (project_id, key, name) "
+    "SELECT id, e, e FROM projects, (VALUES ('dev'), ('prod')) AS v(e)",
+    "INSERT INTO flags (project_id, key, name, tags, type, variants, salt, version) "
+    "SELECT id, k, k, '[]', 'boolean', '{\"on\": true}', 's', n FROM projects, (VALUES ('a', 7), ('b', 2)) AS v(k, n)",
+    "INSERT INTO flag_environments (flag_id, environment_id, enabled, rules, prerequisites) "
+    "SELECT f.id, e.id, false, '[]', '[]' FROM flags f, environments e",
+)
+"""Two flags at versions 7 and 2, each configured in two environments, as schema 0001 stores them."""
+
+ENV_VERSIONS = (
+    "SELECT f.key, e.key, fe.version FROM flag_environments fe JOIN flags f ON f.id = fe.flag_id "
+    "JOIN environments e ON e.id = fe.environment_id ORDER BY 1, 2"
+)
+
+
+def test_migration_environment_change_version__existing_rows__get_their_flags_version() -> None:
+    """Nothing is rewritten at upgrade: each environment's version starts at what Redis already holds,
+    the flag's current version."""
+    name = create_database("flagyard_cp_migrations")
+    url = database_url(name)
+    engine = sa.create_engine(url)
+    try:
+        config = alembic_config(url)
+        command.upgrade(config, "0001")
+        with engine.begin() as conn:
+            for sql in SEED_0001:
+                conn.execute(sa.text(sql))
+        command.upgrade(config, "0002_environment_change_version")
+        with engine.connect() as conn:
+            found = conn.execute(sa.text(ENV_VERSIONS)).all()
+        assert [tuple(r) for r in found] == [
+            ("a", "dev", 7),
+            ("a", "prod", 7),
+            ("b", "dev", 2),
+            ("b", "prod", 2),
+        ]
+        command.downgrade(config, "0001")
+        with engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("flag_environments")}
+        assert "version" not in columns
+    finally:
+        engine.dispose()
+        drop_database(name)

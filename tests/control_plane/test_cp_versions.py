@@ -79,7 +79,9 @@ def test_rollback__to_version_1__new_version_4_with_old_content(
     assert latest["action"] == "rolled_back"
     assert latest["comment"] == "rollback to version 1"
     assert latest["snapshot"] == client.get(f"{F}/versions/1").json()["snapshot"]
-    assert rows(engine, "SELECT count(*) FROM outbox WHERE version = 4")[0][0] == 2
+    # only prod's configuration changes (dev was never changed): only prod moves and is told
+    assert rows(engine, "SELECT count(*) FROM outbox WHERE version = 4")[0][0] == 1
+    assert sorted(rows(engine, "SELECT version FROM flag_environments")) == [(1,), (4,)]
 
 
 def test_rollback__to_current_content__409(client: TestClient, api: Api) -> None:

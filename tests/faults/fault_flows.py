@@ -107,7 +107,9 @@ def try_served_versions(evaluator: Evaluator, context: Mapping[str, Any]) -> dic
 
 
 class VersionWatch:
-    """Per-flag versions one reader observed, in the order it observed them: any decrease is recorded."""
+    """Per-flag versions one reader observed, in the order it observed them: any decrease is recorded, and
+    so is every flag it had seen that a later read did not answer (``vanished``: flag × read). The
+    scenarios never delete a flag, so each one is a flag lost while it existed."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -116,6 +118,8 @@ class VersionWatch:
         self.reads = 0
         self.errors = 0
         self.vanished = 0
+        self.vanished_reads: list[tuple[int, int, list[str]]] = []
+        """The first few reads that lost flags: (read number, flags answered, a few of the missing)."""
         self.last_error = ""
 
     def observe(self, versions: Mapping[str, int]) -> None:
@@ -126,7 +130,10 @@ class VersionWatch:
                 self.regressions.append((key, held, version))
             if held is None or version > held:
                 self.high[key] = version
-        self.vanished += sum(1 for key in self.high if key not in versions)
+        missing = [key for key in self.high if key not in versions]
+        self.vanished += len(missing)
+        if missing and len(self.vanished_reads) < 5:
+            self.vanished_reads.append((self.reads, len(versions), sorted(missing)[:5]))
 
     def figures(self) -> dict[str, Any]:
         return {

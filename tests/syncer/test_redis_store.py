@@ -236,3 +236,31 @@ def test_apply_changes__batch_with_stale_entries__each_guarded_in_order(
     assert [r.applied for r in results] == [True, False, True, True]
     assert [r.revision for r in results] == [1, 1, 2, 3]
     assert sorted(rs.load_environment_sync(rds, prefix, ENV).flags) == ["b"]
+
+
+def test_apply_change__if_listed_and_environment_not_listed__nothing_written(
+    rds: redis.Redis, prefix: str
+) -> None:
+    """One change must not create an environment Redis does not list (it lost its data): readers would
+    load the environment holding that change alone."""
+    keys = rs.EnvKeys(prefix, ENV)
+    refused = rs.apply_change(rds, prefix, ENV, "flag", "f", 3, flag("f"), if_listed=True)
+    assert (refused.applied, refused.missing) == (False, True)
+    assert rds.exists(keys.flags, keys.versions, keys.rev, keys.events, keys.meta) == 0
+    assert not rds.sismember(rs.envs_key(prefix), ENV)
+    # once listed (a restore wrote it), the same write goes through the version guard as usual
+    rs.apply_change(rds, prefix, ENV, "flag", "g", 1, flag("g"))
+    written = rs.apply_change(rds, prefix, ENV, "flag", "f", 3, flag("f"), {"project": "p"}, if_listed=True)
+    assert (written.applied, written.missing, written.revision) == (True, False, 2)
+    assert rds.hget(keys.meta, "project") == b"p"
+    again = rs.apply_change(rds, prefix, ENV, "flag", "f", 3, flag("f"), if_listed=True)
+    assert (again.applied, again.missing) == (False, False)
+
+
+def test_apply_changes__atomic_if_listed_and_not_listed__none_written(rds: redis.Redis, prefix: str) -> None:
+    changes = [rs.Change("flag", "a", 1, flag("a")), rs.Change("flag", "b", 1, flag("b"))]
+    results = rs.apply_changes(rds, prefix, ENV, changes, atomic=True, if_listed=True)
+    assert [(r.applied, r.missing) for r in results] == [(False, True), (False, True)]
+    assert not rs.load_environment_sync(rds, prefix, ENV).exists
+    results = rs.apply_changes(rds, prefix, ENV, changes, atomic=True)
+    assert [r.applied for r in results] == [True, True]
