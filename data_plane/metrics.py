@@ -90,6 +90,13 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.report_entries_dropped = Counter(
+            "flagyard_data_plane_report_entries_dropped",
+            "ReportEvaluations entries not stored, by cause: unknown_flag (names no flag of the "
+            "environment), usage_cap (the environment already holds MAX_USAGE_FIELDS counters).",
+            ["cause"],
+            registry=r,
+        )
         self.sync_streams = Gauge(
             "flagyard_data_plane_sync_streams", "Open SyncFlags streams.", registry=r,
             multiprocess_mode="livesum",

@@ -23,15 +23,15 @@ from google.protobuf.message import DecodeError, Message
 
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.values import struct_to_dict
-from flagyard.rule_engine import ErrorCode
-from flagyard.syncer.redis_store import EvaluationCount
+from flagyard.rule_engine import ErrorCode, limits
 
 from .auth import SdkKeys
 from .convert import RESOLVERS, BulkEncoder, TypedResolver, resolve_all
-from .exceptions import InvalidRequestError, RequestError
+from .exceptions import InvalidRequestError, RequestError, StoreUnavailableError, UnavailableError
 from .follower import L1
 from .l1 import Environment
 from .metrics import Metrics
+from .reports import validate_report
 from .settings import DataPlaneSettings
 from .store import RedisStore
 
@@ -39,8 +39,6 @@ log = structlog.get_logger("flagyard.data_plane")
 
 EVALUATION_SERVICE = "flagyard.v1.EvaluationService"
 SYNC_SERVICE = "flagyard.v1.SyncService"
-MAX_BULK_KEYS = 10_000
-MAX_REPORTED_COUNT = 10**12
 Context = grpc.aio.ServicerContext[Any, Any]
 M = TypeVar("M", bound=Message)
 
@@ -120,8 +118,10 @@ class Handlers:
         started = time.perf_counter()
         try:
             request = _parse(pb.ResolveAllRequest, data)
-            if len(request.flag_keys) > MAX_BULK_KEYS:
-                raise InvalidRequestError(f"at most {MAX_BULK_KEYS} flag_keys")
+            if len(request.flag_keys) > limits.MAX_BULK_KEYS:
+                raise InvalidRequestError(
+                    f"flag_keys: {len(request.flag_keys)} keys, at most {limits.MAX_BULK_KEYS}"
+                )
             env = await self._environment(context)
             response = resolve_all(
                 env.flagset, struct_to_dict(request.context), request.flag_keys, env.revision, self.encoder
@@ -133,28 +133,28 @@ class Handlers:
         return response
 
     async def report_evaluations(self, data: bytes, context: Context) -> bytes:
-        """Add an SDK's evaluation counts to its environment's usage in Redis."""
+        """Add an SDK's evaluation counts to its environment's usage in Redis (see :mod:`.reports`)."""
         started = time.perf_counter()
         try:
             request = _parse(pb.ReportEvaluationsRequest, data)
-            if len(request.counts) > MAX_BULK_KEYS:
-                raise InvalidRequestError(f"at most {MAX_BULK_KEYS} counts per report")
-            counts = []
-            for i, c in enumerate(request.counts):
-                if not c.flag_key or c.count <= 0 or c.count > MAX_REPORTED_COUNT:
-                    raise InvalidRequestError(
-                        f"counts[{i}] needs a flag_key and a count in 1..{MAX_REPORTED_COUNT:.0e}"
-                    )
-                reason = pb.Reason.Name(c.reason).removeprefix("REASON_")
-                counts.append(EvaluationCount(c.flag_key, c.variant, reason, c.count))
             env = await self._environment(context)
-            last = request.last_evaluated_at or int(time.time())
-            recorded = await self.store.record_evaluations(env.env_id, counts, last)
+            report = validate_report(request, env.flagset.flags, time.time())
+            try:
+                stored = await self.store.record_evaluations(
+                    env.env_id, report.counts, report.last_evaluated_at
+                )
+            except StoreUnavailableError as exc:
+                raise UnavailableError("cannot record evaluations: Redis is unavailable") from exc
         except Exception as exc:
             return await self._fail("ReportEvaluations", context, exc)  # type: ignore[no-any-return]
+        dropped = self.metrics.report_entries_dropped
+        if report.unknown:
+            dropped.labels("unknown_flag").inc(report.unknown)
+        if stored.dropped:
+            dropped.labels("usage_cap").inc(stored.dropped)
         self._count("ReportEvaluations", "OK")
         self._latency["ReportEvaluations"].observe(time.perf_counter() - started)
-        return bytes(pb.ReportEvaluationsResponse(recorded=recorded).SerializeToString())
+        return bytes(pb.ReportEvaluationsResponse(recorded=stored.recorded).SerializeToString())
 
     # --- sync ---
 
