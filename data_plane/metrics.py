@@ -97,6 +97,11 @@ class Metrics:
             ["cause"],
             registry=r,
         )
+        self.sync_streams_revoked = Counter(
+            "flagyard_data_plane_sync_streams_revoked",
+            "SyncFlags streams ended with UNAUTHENTICATED because their SDK key was revoked or expired.",
+            registry=r,
+        )
         self.sync_streams = Gauge(
             "flagyard_data_plane_sync_streams", "Open SyncFlags streams.", registry=r,
             multiprocess_mode="livesum",

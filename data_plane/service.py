@@ -5,6 +5,11 @@ is touched only for an SDK key not cached yet or an environment not loaded yet. 
 results (reason ERROR with an error code), never transport errors; :class:`RequestError` becomes its gRPC
 status; anything unexpected is logged and answered INTERNAL without details.
 
+What an SDK-key holder sends is bounded here, by ``rule_engine/limits.py``: contexts (MAX_CONTEXT_BYTES),
+bulk keys (MAX_BULK_KEYS), reports (:mod:`.reports`), and every message by the server's options. A
+SyncFlags stream outlives its authentication, so it checks its key again as the key cache runs out and
+ends with UNAUTHENTICATED once the key is revoked or expired.
+
 ResolveAll and SyncFlags return bytes they serialized themselves (cached entries, shared history
 messages); :func:`method_handlers` registers them with an identity serializer.
 """
@@ -24,10 +29,17 @@ from google.protobuf.message import DecodeError, Message
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.values import struct_to_dict
 from flagyard.rule_engine import ErrorCode, limits
+from flagyard.syncer.redis_store import SdkKeyRecord
 
-from .auth import SdkKeys
+from .auth import MIN_RECHECK_SECONDS, SdkKeys, bearer_token
 from .convert import RESOLVERS, BulkEncoder, TypedResolver, resolve_all
-from .exceptions import InvalidRequestError, RequestError, StoreUnavailableError, UnavailableError
+from .exceptions import (
+    InvalidRequestError,
+    RequestError,
+    StoreUnavailableError,
+    UnauthenticatedError,
+    UnavailableError,
+)
 from .follower import L1
 from .l1 import Environment
 from .metrics import Metrics
@@ -164,23 +176,35 @@ class Handlers:
             request = _parse(pb.SyncFlagsRequest, data)
             if request.HasField("revision") and request.revision < 0:
                 raise InvalidRequestError("revision must not be negative")
-            env = await self._environment(context)
+            token = bearer_token(context.invocation_metadata())
+            record = await self.keys.verify(token)
+            env = await self.l1.environment(record.environment_id)
         except Exception as exc:
             await self._fail("SyncFlags", context, exc)
             return
         self.metrics.sync_streams.inc()
+        code = "OK"
         try:
             first = True
-            async for message in self._stream(env, request):
+            async for message in self._stream(env, request, _KeyCheck(self.keys, token, record)):
                 yield message
                 if first:
                     first = False
                     self._latency["SyncFlags"].observe(time.perf_counter() - started)
+        except UnauthenticatedError as exc:
+            code = ""
+            self.metrics.sync_streams_revoked.inc()
+            log.info("sync.key_rejected", environment=env.env_id, reason=str(exc))
+            await self._fail("SyncFlags", context, exc)
         finally:
             self.metrics.sync_streams.dec()
-            self._count("SyncFlags", "CANCELLED" if context.cancelled() else "OK")
+            if code:
+                self._count("SyncFlags", "CANCELLED" if context.cancelled() else code)
 
-    async def _stream(self, env: Environment, request: pb.SyncFlagsRequest) -> AsyncIterator[bytes]:
+    async def _stream(
+        self, env: Environment, request: pb.SyncFlagsRequest, key: _KeyCheck
+    ) -> AsyncIterator[bytes]:
+        """The messages of one stream; raises UnauthenticatedError once its key is revoked or expired."""
         heartbeat = self.settings.sync_heartbeat_seconds
         if request.HasField("revision"):
             revision, event_id = request.revision, request.event_id
@@ -202,7 +226,10 @@ class Handlers:
         revision, event_id = env.revision, env.event_id
         for message in messages:
             yield message
+        beat = time.monotonic() + heartbeat
         while True:
+            if time.monotonic() >= key.due:
+                await key.check()
             changed = env.changed  # taken before comparing, so no change is missed
             if env.generation != generation or not env.position_known(revision, event_id):
                 generation = env.generation
@@ -210,14 +237,38 @@ class Handlers:
             elif env.revision != revision:
                 messages = list(env.changes_after(revision))
             else:
+                now = time.monotonic()
                 try:
-                    await asyncio.wait_for(changed.wait(), heartbeat)
+                    await asyncio.wait_for(changed.wait(), max(0.0, min(beat, key.due) - now))
                 except TimeoutError:
-                    yield _heartbeat(env)
+                    if time.monotonic() >= beat:
+                        beat = time.monotonic() + heartbeat
+                        yield _heartbeat(env)
                 continue
             revision, event_id = env.revision, env.event_id
             for message in messages:
                 yield message
+            beat = time.monotonic() + heartbeat
+
+
+class _KeyCheck:
+    """The SDK key of an open stream, authenticated again whenever :meth:`SdkKeys.next_check` says."""
+
+    __slots__ = ("due", "keys", "token")
+
+    def __init__(self, keys: SdkKeys, token: str, record: SdkKeyRecord) -> None:
+        self.keys = keys
+        self.token = token
+        self.due = keys.next_check(token, record)
+
+    async def check(self) -> None:
+        """UnauthenticatedError if the key is now unknown (revoked) or expired."""
+        try:
+            record = await self.keys.verify(self.token)
+        except UnavailableError:  # verified when the stream opened, and nothing says it was revoked since
+            self.due = time.monotonic() + max(self.keys.negative_ttl, MIN_RECHECK_SECONDS)
+            return
+        self.due = self.keys.next_check(self.token, record)
 
 
 def _heartbeat(env: Environment) -> bytes:
