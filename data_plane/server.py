@@ -21,6 +21,8 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
+from flagyard.rule_engine import limits
+
 from .auth import SdkKeys
 from .convert import BulkEncoder
 from .follower import L1
@@ -34,8 +36,9 @@ log = structlog.get_logger("flagyard.data_plane")
 REDIS_HEALTH_SERVICE = "flagyard.data_plane.Redis"
 SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.so_reuseport", 1),
-    ("grpc.max_send_message_length", 16 * 1024 * 1024),
-    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    # Snapshot chunks are cut so every message fits (SYNC_CHUNK_BYTES plus one definition, see .l1).
+    ("grpc.max_send_message_length", limits.MAX_GRPC_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", limits.MAX_GRPC_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),

@@ -25,6 +25,7 @@ import grpc
 import grpc.aio
 import structlog
 from google.protobuf.message import DecodeError, Message
+from google.protobuf.struct_pb2 import Struct
 
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.values import struct_to_dict
@@ -36,6 +37,7 @@ from .convert import RESOLVERS, BulkEncoder, TypedResolver, resolve_all
 from .exceptions import (
     InvalidRequestError,
     RequestError,
+    ResponseTooLargeError,
     StoreUnavailableError,
     UnauthenticatedError,
     UnavailableError,
@@ -111,6 +113,8 @@ class Handlers:
                 key = request.flag_key
                 if not key:
                     raise InvalidRequestError("flag_key must not be empty")
+                if len(data) > limits.MAX_CONTEXT_BYTES:
+                    _check_context(request.context)
                 env = await self._environment(context)
                 result = env.flagset.evaluate(key, None, struct_to_dict(request.context), flag_type)
                 response = resolver.encode(result)
@@ -134,10 +138,17 @@ class Handlers:
                 raise InvalidRequestError(
                     f"flag_keys: {len(request.flag_keys)} keys, at most {limits.MAX_BULK_KEYS}"
                 )
+            if len(data) > limits.MAX_CONTEXT_BYTES:
+                _check_context(request.context)
             env = await self._environment(context)
             response = resolve_all(
                 env.flagset, struct_to_dict(request.context), request.flag_keys, env.revision, self.encoder
             )
+            if len(response) > limits.MAX_GRPC_MESSAGE_BYTES:
+                raise ResponseTooLargeError(
+                    f"the answer is {len(response)} bytes, over MAX_GRPC_MESSAGE_BYTES "
+                    f"({limits.MAX_GRPC_MESSAGE_BYTES}): name fewer flag_keys per call"
+                )
         except Exception as exc:
             return await self._fail("ResolveAll", context, exc)  # type: ignore[no-any-return]
         self._count("ResolveAll", "OK")
@@ -269,6 +280,15 @@ class _KeyCheck:
             self.due = time.monotonic() + max(self.keys.negative_ttl, MIN_RECHECK_SECONDS)
             return
         self.due = self.keys.next_check(self.token, record)
+
+
+def _check_context(context: Struct) -> None:
+    """INVALID_ARGUMENT for a context over ``MAX_CONTEXT_BYTES`` (called only for requests that large)."""
+    size = context.ByteSize()
+    if size > limits.MAX_CONTEXT_BYTES:
+        raise InvalidRequestError(
+            f"context: {size} bytes encoded, at most {limits.MAX_CONTEXT_BYTES} (MAX_CONTEXT_BYTES)"
+        )
 
 
 def _heartbeat(env: Environment) -> bytes:
