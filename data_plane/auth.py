@@ -1,10 +1,11 @@
 """SDK keys: ``authorization: Bearer <sdk key>`` → SHA-256 hex → ``P:sdkkeys`` → environment.
 
 Verified keys are cached in process for ``sdk_key_cache_seconds`` (a revoked key stops working within that
-time), unknown ones for ``sdk_key_negative_cache_seconds``. ``expires_at`` is checked on every call. While
-Redis is unavailable, or has lost its data (restarted empty, not yet re-hydrated by the syncer), a key
-verified before keeps working (stale); an unverified one is UNAVAILABLE (or unknown if Redis lost its data).
-Concurrent first uses of one key share a single Redis read.
+time, also on a SyncFlags stream already open: see :meth:`SdkKeys.next_check`), unknown ones for
+``sdk_key_negative_cache_seconds``. ``expires_at`` is checked on every call. While Redis is unavailable, or
+has lost its data (restarted empty, not yet re-hydrated by the syncer), a key verified before keeps working
+(stale); an unverified one is UNAVAILABLE (or unknown if Redis lost its data). Concurrent first uses of one
+key share a single Redis read.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from .exceptions import StoreCorruptError, StoreUnavailableError, Unauthenticate
 from .store import RedisStore
 
 MAX_CACHED_KEYS = 10_000
+MIN_RECHECK_SECONDS = 0.25
+"""A long-lived call checks its key again at most this often (with a cache TTL of 0, or close to expiry)."""
 
 
 class _Cached:
@@ -54,7 +57,25 @@ class SdkKeys:
         self._inflight: dict[str, asyncio.Future[SdkKeyRecord | None]] = {}
 
     async def authenticate(self, metadata: Iterable[Any] | None) -> SdkKeyRecord:
+        """The record of the call's SDK key (see :meth:`verify`).
+
+        A key cached and valid is answered here: every unary call comes this way, and a second coroutine
+        frame would cost it a fifth more.
+        """
         token = bearer_token(metadata)
+        cached = self._cache.get(token)
+        if (
+            cached is not None
+            and (record := cached.record) is not None
+            and time.monotonic() - cached.fetched < self.ttl
+            and not record.expired(time.time())
+        ):
+            return record
+        return await self.verify(token)
+
+    async def verify(self, token: str) -> SdkKeyRecord:
+        """The record of an SDK key; UnauthenticatedError if unknown or expired, UnavailableError if it
+        cannot be verified (Redis unavailable and the key not verified before)."""
         cached = self._cache.get(token)
         now = time.monotonic()
         if cached is not None and now - cached.fetched < (self.ttl if cached.record else self.negative_ttl):
@@ -71,6 +92,22 @@ class SdkKeys:
         if record.expired(time.time()):
             raise UnauthenticatedError("expired SDK key")
         return record
+
+    def next_check(self, token: str, record: SdkKeyRecord) -> float:
+        """When (``time.monotonic()``) a long-lived call authenticated with ``token`` must authenticate again.
+
+        That is when its cache entry runs out, so the next check reads Redis: a key revoked at any time is
+        noticed within the cache TTL, as by unary calls. Sooner if the key expires first; later (after the
+        negative-cache period) while the entry is stale because Redis cannot be read.
+        """
+        now = time.monotonic()
+        cached = self._cache.get(token)
+        due = cached.fetched + self.ttl if cached is not None and cached.record is not None else now
+        if due <= now:
+            due = now + self.negative_ttl
+        if record.expires_at is not None:
+            due = min(due, now + record.expires_at - time.time())
+        return max(due, now + MIN_RECHECK_SECONDS)
 
     async def _fetch(self, token: str) -> SdkKeyRecord | None:
         future = self._inflight.get(token)

@@ -12,7 +12,8 @@ exceptions.
     │   └── StoreCorruptError          a value in Redis breaks the contract (log, count, skip it)
     └── RequestError              a call that cannot be served; carries its gRPC status code
         ├── UnauthenticatedError       missing, unknown or expired SDK key → UNAUTHENTICATED
-        ├── InvalidRequestError        malformed request → INVALID_ARGUMENT
+        ├── InvalidRequestError        malformed request, or over a bound of limits → INVALID_ARGUMENT
+        ├── ResponseTooLargeError      the answer would exceed MAX_GRPC_MESSAGE_BYTES → RESOURCE_EXHAUSTED
         └── UnavailableError           cannot answer right now (key unverifiable, not hydrated) → UNAVAILABLE
 """
 
@@ -53,6 +54,10 @@ class UnauthenticatedError(RequestError):
 
 class InvalidRequestError(RequestError):
     code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class ResponseTooLargeError(RequestError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 class UnavailableError(RequestError):

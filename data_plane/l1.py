@@ -30,13 +30,21 @@ from flagyard.rule_engine import (
     Segment,
     compile_flag,
     compile_segment,
+    limits,
 )
 from flagyard.syncer import redis_store as contract
 
 from .exceptions import StoreCorruptError
 
 KIND_PB = {"flag": pb.DEFINITION_KIND_FLAG, "segment": pb.DEFINITION_KIND_SEGMENT}
-SNAPSHOT_CHUNK_BYTES = 1 << 20
+ENVELOPE_BYTES = limits.KiB
+"""What the Redis envelope (``{"version": n, "definition": …}``) may add to a definition's own size."""
+MAX_STORED_BYTES: dict[str, int] = {
+    "flag": limits.MAX_FLAG_BYTES + ENVELOPE_BYTES,
+    "segment": limits.MAX_SEGMENT_BYTES + ENVELOPE_BYTES,
+}
+"""A stored value larger than validation allows (written before the limits, or around the syncer) is skipped
+as corrupt: served, it would make every snapshot of its environment larger than a gRPC message may be."""
 
 
 class DefinitionEntry:
@@ -68,6 +76,7 @@ def compile_stored(kind: contract.Kind, key: str, raw: bytes) -> tuple[Definitio
 
     The compiled object does not keep its pydantic model (``source``): that halves L1's memory.
     """
+    _check_size(kind, key, raw)
     try:
         stored = contract.parse_stored(raw)
         # The envelope's version is authoritative: results must carry the version the guard compared.
@@ -82,6 +91,13 @@ def compile_stored(kind: contract.Kind, key: str, raw: bytes) -> tuple[Definitio
     if compiled.key != key:
         raise StoreCorruptError(f"{kind} {key!r}: stored under another key ({compiled.key!r})")
     return DefinitionEntry(kind, key, stored.version, raw), compiled
+
+
+def _check_size(kind: str, key: str, raw: bytes) -> None:
+    if len(raw) > MAX_STORED_BYTES[kind]:
+        raise StoreCorruptError(
+            f"{kind} {key!r}: {len(raw)} bytes stored, over the {kind} size limit ({MAX_STORED_BYTES[kind]})"
+        )
 
 
 InvalidCallback = Callable[[str, str, str], None]
@@ -139,6 +155,7 @@ def placeholder(
 ) -> Lazy:
     """A :class:`Lazy` for a stored value, its placeholder installed in ``flagset``; StoreCorruptError when
     even its envelope is bad."""
+    _check_size(kind, key, raw)
     try:
         stored = contract.parse_stored(raw)
         definition = stored.definition
@@ -350,7 +367,9 @@ class Environment:
             yield self.history[i].message
 
     def snapshot_messages(self) -> list[bytes]:
-        """The current state as SyncFlagsResponse snapshot messages of about a megabyte each."""
+        """The current state as SyncFlagsResponse snapshot messages: definitions are added to a message until
+        it holds ``SYNC_CHUNK_BYTES`` of them, so none exceeds that plus one definition plus its header (well
+        under ``MAX_GRPC_MESSAGE_BYTES``, as no stored definition is larger than :data:`MAX_STORED_BYTES`)."""
         cached = self._snapshot
         if cached is not None and cached[0] == self.generation and cached[1] == self.revision:
             return cached[2]
@@ -369,8 +388,8 @@ class Environment:
         for entry in entries:
             definition = entry.message()
             chunk.append(definition)
-            size += len(definition.json) + len(definition.key) + 16
-            if size >= SNAPSHOT_CHUNK_BYTES:
+            size += definition.ByteSize()
+            if size >= limits.SYNC_CHUNK_BYTES:
                 emit(True)
                 chunk, size = [], 0
         emit(False)

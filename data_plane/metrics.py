@@ -90,6 +90,18 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.report_entries_dropped = Counter(
+            "flagyard_data_plane_report_entries_dropped",
+            "ReportEvaluations entries not stored, by cause: unknown_flag (names no flag of the "
+            "environment), usage_cap (the environment already holds MAX_USAGE_FIELDS counters).",
+            ["cause"],
+            registry=r,
+        )
+        self.sync_streams_revoked = Counter(
+            "flagyard_data_plane_sync_streams_revoked",
+            "SyncFlags streams ended with UNAUTHENTICATED because their SDK key was revoked or expired.",
+            registry=r,
+        )
         self.sync_streams = Gauge(
             "flagyard_data_plane_sync_streams", "Open SyncFlags streams.", registry=r,
             multiprocess_mode="livesum",

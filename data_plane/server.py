@@ -4,6 +4,10 @@ Health (``grpc.health.v1.Health``): ``""`` and both Flagyard services are SERVIN
 stay SERVING while Redis is down (evaluations are answered from L1); ``flagyard.data_plane.Redis`` is
 NOT_SERVING while the data plane is degraded (Redis unreachable, L1 possibly stale). Use ``""`` for
 readiness and the Redis one for alerting (with ``flagyard_data_plane_degraded``).
+
+Transport: TLS when ``data_plane_tls_cert_file``/``data_plane_tls_key_file`` are set, else plaintext (for a
+mesh or private network that secures transport); server reflection only where ``settings.reflection``
+(development mode by default). Messages either way are bounded by ``limits.MAX_GRPC_MESSAGE_BYTES``.
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
+from flagyard.rule_engine import limits
+
 from .auth import SdkKeys
 from .convert import BulkEncoder
+from .exceptions import ConfigurationError
 from .follower import L1
 from .metrics import Metrics
 from .service import EVALUATION_SERVICE, SYNC_SERVICE, Handlers, method_handlers
@@ -34,8 +41,9 @@ log = structlog.get_logger("flagyard.data_plane")
 REDIS_HEALTH_SERVICE = "flagyard.data_plane.Redis"
 SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.so_reuseport", 1),
-    ("grpc.max_send_message_length", 16 * 1024 * 1024),
-    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    # Snapshot chunks are cut so every message fits (SYNC_CHUNK_BYTES plus one definition, see .l1).
+    ("grpc.max_send_message_length", limits.MAX_GRPC_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", limits.MAX_GRPC_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
@@ -90,18 +98,24 @@ class DataPlane:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         for name in ("", EVALUATION_SERVICE, SYNC_SERVICE, REDIS_HEALTH_SERVICE):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        reflection.enable_server_reflection(
-            (EVALUATION_SERVICE, SYNC_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME),
-            server,
-        )  # fmt: skip
-        self.port = server.add_insecure_port(f"{self.settings.grpc_host}:{self.settings.grpc_port}")
+        if self.settings.reflection:
+            health = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+            services = (EVALUATION_SERVICE, SYNC_SERVICE, health, reflection.SERVICE_NAME)
+            reflection.enable_server_reflection(services, server)
+        address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
+        credentials = server_credentials(self.settings)
+        if credentials is None:
+            self.port = server.add_insecure_port(address)
+        else:
+            self.port = server.add_secure_port(address, credentials)
         if not self.port:
-            raise OSError(f"cannot bind {self.settings.grpc_host}:{self.settings.grpc_port}")
+            raise OSError(f"cannot bind {address}")
         await server.start()
         self.server = server
         self.l1.start()
-        log.info("grpc.started", port=self.port)
+        log.info(
+            "grpc.started", port=self.port, tls=credentials is not None, reflection=self.settings.reflection
+        )
         return self.port
 
     async def stop(self, grace: float | None = None) -> None:
@@ -125,6 +139,19 @@ class DataPlane:
             await stopping.wait()
         finally:
             await self.stop()
+
+
+def server_credentials(settings: DataPlaneSettings) -> grpc.ServerCredentials | None:
+    """TLS credentials from the settings' certificate and key files (None: plaintext); ConfigurationError
+    if a file cannot be read."""
+    cert_file, key_file = settings.data_plane_tls_cert_file, settings.data_plane_tls_key_file
+    if cert_file is None or key_file is None:
+        return None
+    try:
+        chain, key = cert_file.read_bytes(), key_file.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the TLS certificate or key: {exc}") from exc
+    return grpc.ssl_server_credentials([(key, chain)])
 
 
 def run(settings: DataPlaneSettings, *, serve_metrics: bool = True) -> None:

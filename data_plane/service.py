@@ -5,6 +5,11 @@ is touched only for an SDK key not cached yet or an environment not loaded yet. 
 results (reason ERROR with an error code), never transport errors; :class:`RequestError` becomes its gRPC
 status; anything unexpected is logged and answered INTERNAL without details.
 
+What an SDK-key holder sends is bounded here, by ``rule_engine/limits.py``: contexts (MAX_CONTEXT_BYTES),
+bulk keys (MAX_BULK_KEYS), reports (:mod:`.reports`), and every message by the server's options. A
+SyncFlags stream outlives its authentication, so it checks its key again as the key cache runs out and
+ends with UNAUTHENTICATED once the key is revoked or expired.
+
 ResolveAll and SyncFlags return bytes they serialized themselves (cached entries, shared history
 messages); :func:`method_handlers` registers them with an identity serializer.
 """
@@ -20,18 +25,27 @@ import grpc
 import grpc.aio
 import structlog
 from google.protobuf.message import DecodeError, Message
+from google.protobuf.struct_pb2 import Struct
 
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.values import struct_to_dict
-from flagyard.rule_engine import ErrorCode
-from flagyard.syncer.redis_store import EvaluationCount
+from flagyard.rule_engine import ErrorCode, limits
+from flagyard.syncer.redis_store import SdkKeyRecord
 
-from .auth import SdkKeys
+from .auth import MIN_RECHECK_SECONDS, SdkKeys, bearer_token
 from .convert import RESOLVERS, BulkEncoder, TypedResolver, resolve_all
-from .exceptions import InvalidRequestError, RequestError
+from .exceptions import (
+    InvalidRequestError,
+    RequestError,
+    ResponseTooLargeError,
+    StoreUnavailableError,
+    UnauthenticatedError,
+    UnavailableError,
+)
 from .follower import L1
 from .l1 import Environment
 from .metrics import Metrics
+from .reports import validate_report
 from .settings import DataPlaneSettings
 from .store import RedisStore
 
@@ -39,8 +53,6 @@ log = structlog.get_logger("flagyard.data_plane")
 
 EVALUATION_SERVICE = "flagyard.v1.EvaluationService"
 SYNC_SERVICE = "flagyard.v1.SyncService"
-MAX_BULK_KEYS = 10_000
-MAX_REPORTED_COUNT = 10**12
 Context = grpc.aio.ServicerContext[Any, Any]
 M = TypeVar("M", bound=Message)
 
@@ -101,6 +113,8 @@ class Handlers:
                 key = request.flag_key
                 if not key:
                     raise InvalidRequestError("flag_key must not be empty")
+                if len(data) > limits.MAX_CONTEXT_BYTES:
+                    _check_context(request.context)
                 env = await self._environment(context)
                 result = env.flagset.evaluate(key, None, struct_to_dict(request.context), flag_type)
                 response = resolver.encode(result)
@@ -120,12 +134,21 @@ class Handlers:
         started = time.perf_counter()
         try:
             request = _parse(pb.ResolveAllRequest, data)
-            if len(request.flag_keys) > MAX_BULK_KEYS:
-                raise InvalidRequestError(f"at most {MAX_BULK_KEYS} flag_keys")
+            if len(request.flag_keys) > limits.MAX_BULK_KEYS:
+                raise InvalidRequestError(
+                    f"flag_keys: {len(request.flag_keys)} keys, at most {limits.MAX_BULK_KEYS}"
+                )
+            if len(data) > limits.MAX_CONTEXT_BYTES:
+                _check_context(request.context)
             env = await self._environment(context)
             response = resolve_all(
                 env.flagset, struct_to_dict(request.context), request.flag_keys, env.revision, self.encoder
             )
+            if len(response) > limits.MAX_GRPC_MESSAGE_BYTES:
+                raise ResponseTooLargeError(
+                    f"the answer is {len(response)} bytes, over MAX_GRPC_MESSAGE_BYTES "
+                    f"({limits.MAX_GRPC_MESSAGE_BYTES}): name fewer flag_keys per call"
+                )
         except Exception as exc:
             return await self._fail("ResolveAll", context, exc)  # type: ignore[no-any-return]
         self._count("ResolveAll", "OK")
@@ -133,28 +156,28 @@ class Handlers:
         return response
 
     async def report_evaluations(self, data: bytes, context: Context) -> bytes:
-        """Add an SDK's evaluation counts to its environment's usage in Redis."""
+        """Add an SDK's evaluation counts to its environment's usage in Redis (see :mod:`.reports`)."""
         started = time.perf_counter()
         try:
             request = _parse(pb.ReportEvaluationsRequest, data)
-            if len(request.counts) > MAX_BULK_KEYS:
-                raise InvalidRequestError(f"at most {MAX_BULK_KEYS} counts per report")
-            counts = []
-            for i, c in enumerate(request.counts):
-                if not c.flag_key or c.count <= 0 or c.count > MAX_REPORTED_COUNT:
-                    raise InvalidRequestError(
-                        f"counts[{i}] needs a flag_key and a count in 1..{MAX_REPORTED_COUNT:.0e}"
-                    )
-                reason = pb.Reason.Name(c.reason).removeprefix("REASON_")
-                counts.append(EvaluationCount(c.flag_key, c.variant, reason, c.count))
             env = await self._environment(context)
-            last = request.last_evaluated_at or int(time.time())
-            recorded = await self.store.record_evaluations(env.env_id, counts, last)
+            report = validate_report(request, env.flagset.flags, time.time())
+            try:
+                stored = await self.store.record_evaluations(
+                    env.env_id, report.counts, report.last_evaluated_at
+                )
+            except StoreUnavailableError as exc:
+                raise UnavailableError("cannot record evaluations: Redis is unavailable") from exc
         except Exception as exc:
             return await self._fail("ReportEvaluations", context, exc)  # type: ignore[no-any-return]
+        dropped = self.metrics.report_entries_dropped
+        if report.unknown:
+            dropped.labels("unknown_flag").inc(report.unknown)
+        if stored.dropped:
+            dropped.labels("usage_cap").inc(stored.dropped)
         self._count("ReportEvaluations", "OK")
         self._latency["ReportEvaluations"].observe(time.perf_counter() - started)
-        return bytes(pb.ReportEvaluationsResponse(recorded=recorded).SerializeToString())
+        return bytes(pb.ReportEvaluationsResponse(recorded=stored.recorded).SerializeToString())
 
     # --- sync ---
 
@@ -164,23 +187,35 @@ class Handlers:
             request = _parse(pb.SyncFlagsRequest, data)
             if request.HasField("revision") and request.revision < 0:
                 raise InvalidRequestError("revision must not be negative")
-            env = await self._environment(context)
+            token = bearer_token(context.invocation_metadata())
+            record = await self.keys.verify(token)
+            env = await self.l1.environment(record.environment_id)
         except Exception as exc:
             await self._fail("SyncFlags", context, exc)
             return
         self.metrics.sync_streams.inc()
+        code = "OK"
         try:
             first = True
-            async for message in self._stream(env, request):
+            async for message in self._stream(env, request, _KeyCheck(self.keys, token, record)):
                 yield message
                 if first:
                     first = False
                     self._latency["SyncFlags"].observe(time.perf_counter() - started)
+        except UnauthenticatedError as exc:
+            code = ""
+            self.metrics.sync_streams_revoked.inc()
+            log.info("sync.key_rejected", environment=env.env_id, reason=str(exc))
+            await self._fail("SyncFlags", context, exc)
         finally:
             self.metrics.sync_streams.dec()
-            self._count("SyncFlags", "CANCELLED" if context.cancelled() else "OK")
+            if code:
+                self._count("SyncFlags", "CANCELLED" if context.cancelled() else code)
 
-    async def _stream(self, env: Environment, request: pb.SyncFlagsRequest) -> AsyncIterator[bytes]:
+    async def _stream(
+        self, env: Environment, request: pb.SyncFlagsRequest, key: _KeyCheck
+    ) -> AsyncIterator[bytes]:
+        """The messages of one stream; raises UnauthenticatedError once its key is revoked or expired."""
         heartbeat = self.settings.sync_heartbeat_seconds
         if request.HasField("revision"):
             revision, event_id = request.revision, request.event_id
@@ -202,7 +237,10 @@ class Handlers:
         revision, event_id = env.revision, env.event_id
         for message in messages:
             yield message
+        beat = time.monotonic() + heartbeat
         while True:
+            if time.monotonic() >= key.due:
+                await key.check()
             changed = env.changed  # taken before comparing, so no change is missed
             if env.generation != generation or not env.position_known(revision, event_id):
                 generation = env.generation
@@ -210,14 +248,47 @@ class Handlers:
             elif env.revision != revision:
                 messages = list(env.changes_after(revision))
             else:
+                now = time.monotonic()
                 try:
-                    await asyncio.wait_for(changed.wait(), heartbeat)
+                    await asyncio.wait_for(changed.wait(), max(0.0, min(beat, key.due) - now))
                 except TimeoutError:
-                    yield _heartbeat(env)
+                    if time.monotonic() >= beat:
+                        beat = time.monotonic() + heartbeat
+                        yield _heartbeat(env)
                 continue
             revision, event_id = env.revision, env.event_id
             for message in messages:
                 yield message
+            beat = time.monotonic() + heartbeat
+
+
+class _KeyCheck:
+    """The SDK key of an open stream, authenticated again whenever :meth:`SdkKeys.next_check` says."""
+
+    __slots__ = ("due", "keys", "token")
+
+    def __init__(self, keys: SdkKeys, token: str, record: SdkKeyRecord) -> None:
+        self.keys = keys
+        self.token = token
+        self.due = keys.next_check(token, record)
+
+    async def check(self) -> None:
+        """UnauthenticatedError if the key is now unknown (revoked) or expired."""
+        try:
+            record = await self.keys.verify(self.token)
+        except UnavailableError:  # verified when the stream opened, and nothing says it was revoked since
+            self.due = time.monotonic() + max(self.keys.negative_ttl, MIN_RECHECK_SECONDS)
+            return
+        self.due = self.keys.next_check(self.token, record)
+
+
+def _check_context(context: Struct) -> None:
+    """INVALID_ARGUMENT for a context over ``MAX_CONTEXT_BYTES`` (called only for requests that large)."""
+    size = context.ByteSize()
+    if size > limits.MAX_CONTEXT_BYTES:
+        raise InvalidRequestError(
+            f"context: {size} bytes encoded, at most {limits.MAX_CONTEXT_BYTES} (MAX_CONTEXT_BYTES)"
+        )
 
 
 def _heartbeat(env: Environment) -> bytes:

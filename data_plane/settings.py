@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -11,6 +14,9 @@ class DataPlaneSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FLAGYARD_", extra="ignore", frozen=True)
 
+    mode: Literal["development", "production"] = Field(
+        default="development", description="As the control plane's: production changes secure defaults."
+    )
     redis_url: SecretStr = Field(
         default=SecretStr("redis://127.0.0.1:6379/0"),
         description="The Redis of the contract (a secret: it may carry a password).",
@@ -23,6 +29,19 @@ class DataPlaneSettings(BaseSettings):
     grpc_port: int = Field(default=50051, ge=0, le=65535, description="0 picks a free port (one process).")
     data_plane_processes: int = Field(
         default=1, ge=1, le=256, description="Processes serving the port together (SO_REUSEPORT)."
+    )
+    data_plane_tls_cert_file: Path | None = Field(
+        default=None,
+        description="PEM certificate chain the gRPC port serves TLS with (with data_plane_tls_key_file; "
+        "neither: plaintext, for a mesh or a private network that provides transport security).",
+    )
+    data_plane_tls_key_file: Path | None = Field(
+        default=None, description="PEM private key of data_plane_tls_cert_file."
+    )
+    data_plane_reflection: bool | None = Field(
+        default=None,
+        description="Serve gRPC server reflection (lists the services to grpcurl and the like); "
+        "unset: on in development mode, off in production.",
     )
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="Prometheus /metrics; 0 disables.")
     sdk_key_cache_seconds: float = Field(
@@ -59,3 +78,18 @@ class DataPlaneSettings(BaseSettings):
     log_level: str = Field(default="info")
     log_json: bool = Field(default=True, description="JSON logs (else human-readable console logs).")
     grace_seconds: float = Field(default=5.0, ge=0, description="Shutdown grace for in-flight calls.")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Self:
+        if (self.data_plane_tls_cert_file is None) != (self.data_plane_tls_key_file is None):
+            raise ValueError(
+                "data_plane_tls_cert_file and data_plane_tls_key_file go together: set both (TLS) or neither"
+            )
+        return self
+
+    @property
+    def reflection(self) -> bool:
+        """Whether server reflection is served (the setting, else only in development mode)."""
+        if self.data_plane_reflection is not None:
+            return self.data_plane_reflection
+        return self.mode != "production"

@@ -76,7 +76,7 @@ class RedisStore:
 
     async def record_evaluations(
         self, env_id: str, counts: list[contract.EvaluationCount], last_evaluated_at: int
-    ) -> int:
+    ) -> contract.RecordedEvaluations:
         async with _mapped():
             return await contract.record_evaluations(
                 self.fast, self.prefix, env_id, counts, last_evaluated_at

@@ -16,7 +16,7 @@ from google.protobuf import struct_pb2
 
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.values import struct_to_dict, value_to_python
-from flagyard.rule_engine import ErrorCode, EvaluationResult, FlagType, Reason
+from flagyard.rule_engine import ErrorCode, EvaluationResult, FlagType, Reason, limits
 from flagyard.rule_engine.result import error_result
 
 from .exceptions import ConfigurationError
@@ -65,7 +65,9 @@ app sees and the load on an overloaded data plane. UNAUTHENTICATED and INVALID_A
 a retry."""
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
-    ("grpc.max_receive_message_length", 32 * 1024 * 1024),
+    # The data plane sends no larger message (snapshots come in chunks), and accepts no larger one.
+    ("grpc.max_receive_message_length", limits.MAX_GRPC_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", limits.MAX_GRPC_MESSAGE_BYTES),
     # Pings find a dead connection under an idle stream; the data plane allows one every 10 s.
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -116,7 +118,11 @@ def check_target(target: str | None) -> str:
 
 def to_struct(context: Mapping[str, Any]) -> struct_pb2.Struct:
     """The context as a Struct. Values JSON cannot carry become JSON: tuples and sets lists, datetimes
-    ISO 8601, anything else its ``str``. Numbers travel as doubles (exact up to 2**53)."""
+    ISO 8601, anything else its ``str``. Numbers travel as doubles (exact up to 2**53).
+
+    ValueError if it encodes to more than ``MAX_CONTEXT_BYTES``: the data plane would refuse it
+    (INVALID_ARGUMENT), so it is not sent and the caller's default is served with INVALID_CONTEXT.
+    """
     struct = struct_pb2.Struct()
     if context:
         try:
@@ -124,6 +130,11 @@ def to_struct(context: Mapping[str, Any]) -> struct_pb2.Struct:
         except (ValueError, TypeError, AttributeError):
             struct = struct_pb2.Struct()
             struct.update(_jsonable(dict(context)))
+        size = struct.ByteSize()
+        if size > limits.MAX_CONTEXT_BYTES:
+            raise ValueError(
+                f"context is {size} bytes encoded, over the data plane's limit of {limits.MAX_CONTEXT_BYTES}"
+            )
     return struct
 
 

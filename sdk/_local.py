@@ -6,8 +6,10 @@ lock-free meanwhile) and remembers the position (revision, event id) of the last
 stream breaks it reconnects with exponential backoff and jitter, resuming from that position, so only the
 missed changes come (or a snapshot, if the data plane no longer knows the position). A timer marks the
 resolver STALE once it has been disconnected for ``stale_after`` seconds; the last known flags keep being
-served, and READY follows the reconnection. A rejected SDK key (UNAUTHENTICATED) is reported once (ERROR)
-and retried on a slow schedule, never in a hot loop.
+served, and READY follows the reconnection. A rejected SDK key (UNAUTHENTICATED, at connection or when the
+data plane ends an open stream because the key was revoked or expired) is fatal: reported once (ERROR,
+which the provider forwards as PROVIDER_FATAL; no STALE after it), the streamed flags are no longer served
+(only the bootstrap file's, else defaults), and it is retried on a slow schedule, never in a hot loop.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ class LocalResolver:
 
     @property
     def ready(self) -> bool:
-        return self._ready.is_set()
+        return self._ready.is_set() and not self._fatal
 
     @property
     def fatal(self) -> bool:
@@ -137,7 +139,7 @@ class LocalResolver:
         self, key: str, default: Any, context: Mapping[str, Any], flag_type: FlagType
     ) -> EvaluationResult:
         flagset = self._flagset
-        if flagset is not None:
+        if flagset is not None and not self._fatal:
             return flagset.evaluate(key, default, context, flag_type)
         if self._bootstrap is not None:
             return self._bootstrap.evaluate(key, default, context, flag_type)
@@ -146,12 +148,12 @@ class LocalResolver:
         return error_result(default, ErrorCode.PROVIDER_NOT_READY, "no configuration received yet")
 
     def resolve_all(self, context: Mapping[str, Any]) -> dict[str, EvaluationResult]:
-        flagset = self._flagset or self._bootstrap
+        flagset = self._bootstrap if self._fatal else self._flagset or self._bootstrap
         return flagset.evaluate_all(context) if flagset is not None else {}
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.add(listener)
-        if self._ready.is_set():
+        if self._ready.is_set() and not self._fatal:
             notify(listener, ProviderEvent.STALE if self._stale else ProviderEvent.READY)
         elif self._error_reported:
             notify(listener, ProviderEvent.ERROR, self._last_error)
@@ -316,7 +318,7 @@ class LocalResolver:
             report = not self._ready.is_set() and not self._error_reported
             self._last_error = reason
             self._error_reported = self._error_reported or report
-            if self._ready.is_set() and not self._stale and self._stale_timer is None:
+            if self._ready.is_set() and not self._stale and not self._fatal and self._stale_timer is None:
                 delay = max(0.0, self._disconnected_at + self._stale_after - time.monotonic())
                 timer = threading.Timer(delay, self._mark_stale, (reason,))
                 timer.daemon = True
@@ -328,7 +330,7 @@ class LocalResolver:
 
     def _mark_stale(self, reason: str) -> None:
         with self._lock:
-            if self._connected or self._stale or self._closed:
+            if self._connected or self._stale or self._closed or self._fatal:
                 return
             self._stale = True
             self._stale_timer = None
@@ -339,6 +341,9 @@ class LocalResolver:
             first = not self._fatal
             self._fatal = self._error_reported = True
             self._last_error = reason
+            timer, self._stale_timer = self._stale_timer, None
+        if timer is not None:
+            timer.cancel()
         if first:
             self._listeners.emit(ProviderEvent.ERROR, message=reason)
 

@@ -19,7 +19,9 @@ import grpc
 
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2_grpc as pb_grpc
-from flagyard.rule_engine import EvaluationResult, Reason
+from flagyard.rule_engine import EvaluationResult, Reason, limits
+
+from ._grpc import status_of
 
 _REASONS = {reason: getattr(pb, f"REASON_{reason.value}") for reason in Reason}
 
@@ -64,27 +66,42 @@ class EvaluationReporter:
         return {(flag, variant or "", reason): n for (flag, variant, reason), n in dict(self._counts).items()}
 
     def flush(self) -> bool:
-        """Send what was counted; on failure keep it for the next flush. True if nothing is left."""
+        """Send what was counted; on failure keep it for the next flush. True if nothing is left.
+
+        Reports go in parts of at most ``MAX_REPORT_ENTRIES`` entries, counts capped at
+        ``MAX_REPORTED_COUNT``, so the data plane accepts them; a part it refuses as invalid is dropped
+        (sending it again would fail again), one it could not receive is kept.
+        """
         counts, self._counts = self._counts, {}
         if not counts:
             return True
-        request = pb.ReportEvaluationsRequest(
-            counts=[
-                pb.EvaluationCount(flag_key=flag, variant=variant or "", reason=_REASONS[reason], count=n)
-                for (flag, variant, reason), n in counts.items()
-            ],
-            last_evaluated_at=int(time.time()),
-        )
-        try:
-            pb_grpc.EvaluationServiceStub(self._connect()).ReportEvaluations(
-                request, metadata=self._metadata, timeout=self._timeout
+        items = list(counts.items())
+        kept: list[tuple[Key, int]] = []
+        now = int(time.time())
+        stub = pb_grpc.EvaluationServiceStub(self._connect())
+        for start in range(0, len(items), limits.MAX_REPORT_ENTRIES):
+            part = items[start : start + limits.MAX_REPORT_ENTRIES]
+            request = pb.ReportEvaluationsRequest(
+                counts=[
+                    pb.EvaluationCount(
+                        flag_key=flag,
+                        variant=variant or "",
+                        reason=_REASONS[reason],
+                        count=min(n, limits.MAX_REPORTED_COUNT),
+                    )
+                    for (flag, variant, reason), n in part
+                ],
+                last_evaluated_at=now,
             )
-        except grpc.RpcError:
-            current = self._counts
-            for counted, n in counts.items():
-                current[counted] = current.get(counted, 0) + n
-            return False
-        return True
+            try:
+                stub.ReportEvaluations(request, metadata=self._metadata, timeout=self._timeout)
+            except grpc.RpcError as exc:
+                if status_of(exc) is not grpc.StatusCode.INVALID_ARGUMENT:
+                    kept += part
+        current = self._counts
+        for counted, n in kept:
+            current[counted] = current.get(counted, 0) + n
+        return not kept
 
     def close(self) -> None:
         """Stop the timer and send what is left (once, best effort)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -23,6 +24,8 @@ from typing import Any, Literal
 import orjson
 import redis
 import redis.asyncio
+
+from flagyard.rule_engine import limits
 
 Kind = Literal["flag", "segment"]
 Op = Literal["put", "delete"]
@@ -380,6 +383,8 @@ async def get_sdk_key(client: redis.asyncio.Redis, prefix: str, key_hash: str) -
 # --- Evaluation counts (the data plane writes what SDKs report; the control plane reads) ---------------
 
 _SEP = "\x1f"
+MAX_STORED_COUNT = MAX_VERSION - 1
+"""A usage counter saturates here: Lua adds counts as doubles, exact up to 2**53 (and JSON readers too)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,23 +396,70 @@ class EvaluationCount:
     count: int
 
 
+@dataclass(frozen=True, slots=True)
+class RecordedEvaluations:
+    recorded: int
+    """Evaluations added to the environment's counters."""
+    dropped: int
+    """Entries not stored because the environment already holds ``max_fields`` counters."""
+
+
+# KEYS: evaluations, evaluated_at
+# ARGV: max_fields, max_count, last_evaluated_at, then per entry: field, flag, count
+# Returns {evaluations recorded, entries dropped}.
+RECORD_EVALUATIONS_LUA = """
+local max_fields = tonumber(ARGV[1])
+local max_count = tonumber(ARGV[2])
+local stamp = tonumber(ARGV[3])
+local fields = redis.call('HLEN', KEYS[1])
+local recorded, dropped = 0, 0
+for i = 4, #ARGV, 3 do
+  local held = redis.call('HGET', KEYS[1], ARGV[i])
+  if held or fields < max_fields then
+    if not held then fields = fields + 1 end
+    local count = tonumber(ARGV[i + 2])
+    local total = (tonumber(held) or 0) + count
+    if total > max_count then total = max_count end
+    redis.call('HSET', KEYS[1], ARGV[i], string.format('%.0f', total))
+    recorded = recorded + count
+    local last = tonumber(redis.call('HGET', KEYS[2], ARGV[i + 1]))
+    if not last or last < stamp then
+      redis.call('HSET', KEYS[2], ARGV[i + 1], ARGV[3])
+    end
+  else
+    dropped = dropped + 1
+  end
+end
+return {recorded, dropped}
+"""
+
+
 async def record_evaluations(
     client: redis.asyncio.Redis,
     prefix: str,
     env_id: str,
     counts: Iterable[EvaluationCount],
     last_evaluated_at: int,
-) -> int:
-    """Add reported counts to ``P:env:{env}:evaluations`` and stamp ``P:env:{env}:evaluated_at``."""
+    *,
+    max_fields: int = limits.MAX_USAGE_FIELDS,
+) -> RecordedEvaluations:
+    """Add reported counts to ``P:env:{env}:evaluations`` and stamp ``P:env:{env}:evaluated_at``, atomically.
+
+    The caller validated the entries (keys of existing flags, counts in range). A counter new to the
+    environment is created only while it holds fewer than ``max_fields`` (an entry past that is dropped, and
+    counted in the result), so no stream of reports grows Redis without bound; counters saturate at
+    :data:`MAX_STORED_COUNT`, and a flag's stamp only moves forward (a late report never makes a flag look
+    older). A value that is not a number (written by something else) is replaced.
+    """
     keys = EnvKeys(prefix, env_id)
-    total = 0
-    async with client.pipeline(transaction=True) as pipe:
-        for c in counts:
-            pipe.hincrby(keys.evaluations, f"{c.flag}{_SEP}{c.variant}{_SEP}{c.reason}", c.count)
-            pipe.hset(keys.evaluated_at, c.flag, last_evaluated_at)
-            total += c.count
-        await pipe.execute()
-    return total
+    args: list[str | int] = [max_fields, MAX_STORED_COUNT, last_evaluated_at]
+    for c in counts:
+        args += [f"{c.flag}{_SEP}{c.variant}{_SEP}{c.reason}", c.flag, c.count]
+    if len(args) == 3:
+        return RecordedEvaluations(0, 0)
+    script = client.register_script(RECORD_EVALUATIONS_LUA)
+    recorded, dropped = await script(keys=[keys.evaluations, keys.evaluated_at], args=args)
+    return RecordedEvaluations(int(recorded), int(dropped))
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,27 +470,60 @@ class FlagUsage:
     last_evaluated_at: int | None
 
 
-def read_evaluations(client: redis.Redis, prefix: str, env_id: str) -> dict[str, FlagUsage]:
-    """Reported evaluations per flag of an environment."""
+def read_evaluations(
+    client: redis.Redis, prefix: str, env_id: str, *, now: float | None = None
+) -> dict[str, FlagUsage]:
+    """Reported evaluations per flag of an environment.
+
+    Whatever the hashes hold is read without failing: a field that is not ``flag\\x1fvariant\\x1freason``,
+    a count that is not a non-negative integer and a stamp that is not a non-negative number are skipped;
+    counts saturate at :data:`MAX_STORED_COUNT` and a stamp in the future reads as ``now`` (data written
+    before reports were validated, or by another writer, must not break the page that shows them).
+    """
     keys = EnvKeys(prefix, env_id)
     with client.pipeline(transaction=True) as pipe:
         pipe.hgetall(keys.evaluations)
         pipe.hgetall(keys.evaluated_at)
         counts, stamps = pipe.execute()
-    usage: dict[str, FlagUsage] = {}
+    latest = int(time.time() if now is None else now)
+    totals: dict[str, int] = {}
+    variants: dict[str, dict[str, int]] = {}
+    reasons: dict[str, dict[str, int]] = {}
     for field, raw in counts.items():
-        flag, variant, reason = _text(field).split(_SEP)
-        n = int(raw)
-        entry = usage.setdefault(flag, FlagUsage(0, {}, {}, None))
-        usage[flag] = FlagUsage(entry.evaluations + n, entry.variants, entry.reasons, None)
-        entry = usage[flag]
-        entry.variants[variant] = entry.variants.get(variant, 0) + n
-        entry.reasons[reason] = entry.reasons.get(reason, 0) + n
+        parts = _lenient_text(field).split(_SEP)
+        n = _stored_int(raw)
+        if len(parts) != 3 or n is None:
+            continue
+        flag, variant, reason = parts
+        totals[flag] = min(totals.get(flag, 0) + n, MAX_STORED_COUNT)
+        by_variant = variants.setdefault(flag, {})
+        by_variant[variant] = min(by_variant.get(variant, 0) + n, MAX_STORED_COUNT)
+        by_reason = reasons.setdefault(flag, {})
+        by_reason[reason] = min(by_reason.get(reason, 0) + n, MAX_STORED_COUNT)
+    last: dict[str, int] = {}
     for field, raw in stamps.items():
-        flag = _text(field)
-        entry = usage.get(flag, FlagUsage(0, {}, {}, None))
-        usage[flag] = FlagUsage(entry.evaluations, entry.variants, entry.reasons, int(raw))
-    return usage
+        stamp = _stored_int(raw)
+        if stamp is not None:
+            last[_lenient_text(field)] = min(stamp, latest)
+    return {
+        flag: FlagUsage(totals.get(flag, 0), variants.get(flag, {}), reasons.get(flag, {}), last.get(flag))
+        for flag in totals.keys() | last.keys()
+    }
+
+
+def _stored_int(raw: bytes | str) -> int | None:
+    """A non-negative integer as Redis holds it (``"12"``, or ``"1.2e+15"`` from an older Lua writer)."""
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None
+    if not 0 <= value < float("inf"):
+        return None
+    return min(int(value), MAX_STORED_COUNT)
+
+
+def _lenient_text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 # --- Readers ------------------------------------------------------------------------------------------

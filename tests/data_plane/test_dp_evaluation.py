@@ -482,7 +482,7 @@ def test_report_evaluations__valid_report__counts_land_in_the_environments_usage
             pb.EvaluationCount(flag_key="banner", variant="a", reason=pb.REASON_STATIC, count=3),
             pb.EvaluationCount(flag_key="banner", variant="", reason=pb.REASON_ERROR, count=2),
         ],
-        last_evaluated_at=1_800_000_000,
+        last_evaluated_at=int(time.time()) - 60,
     )
     response = client.evaluation.ReportEvaluations(request, metadata=client.metadata, timeout=5)
     assert response.recorded == 5
@@ -492,15 +492,18 @@ def test_report_evaluations__valid_report__counts_land_in_the_environments_usage
         {"a": 3, "": 2},
         {"STATIC": 3, "ERROR": 2},
     )
-    assert usage.last_evaluated_at == 1_800_000_000
+    assert usage.last_evaluated_at == request.last_evaluated_at
 
 
 @pytest.mark.parametrize(
     ("count", "metadata", "code"),
     [
-        (pb.EvaluationCount(flag_key="", count=1), True, grpc.StatusCode.INVALID_ARGUMENT),
         (pb.EvaluationCount(flag_key="banner", count=0), True, grpc.StatusCode.INVALID_ARGUMENT),
-        (pb.EvaluationCount(flag_key="banner", count=1), False, grpc.StatusCode.UNAUTHENTICATED),
+        (
+            pb.EvaluationCount(flag_key="banner", count=1, reason=pb.REASON_STATIC),
+            False,
+            grpc.StatusCode.UNAUTHENTICATED,
+        ),
     ],
 )
 def test_report_evaluations__bad_report_or_key__rejected_with_status(

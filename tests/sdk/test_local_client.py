@@ -26,6 +26,7 @@ from sdk_helpers import (
 from flagyard import ErrorCode, FlagyardClient, ProviderEvent, Reason
 from flagyard.sdk._grpc import Backoff
 from flagyard.sdk._local import LocalResolver
+from flagyard.syncer.redis_store import delete_sdk_key, hash_sdk_key
 
 
 @pytest.fixture
@@ -138,6 +139,36 @@ def test_local_client__bad_sdk_key__one_error_event_defaults_and_no_hot_loop(pla
         result = client.details("banner", "d")
         assert (result.value, result.error_code) == ("d", ErrorCode.GENERAL)
         assert "rejected" in (result.error_message or "")
+    finally:
+        client.close()
+
+
+def test_local_client__key_revoked_while_streaming__fatal_defaults_one_error_no_stale_no_storm(
+    env: Env, planes: list[ThreadPlane]
+) -> None:
+    plane = ThreadPlane(env.settings(sdk_key_cache_seconds=0.5, sync_heartbeat_seconds=60)).start()
+    planes.append(plane)
+    events = Events()
+    client = FlagyardClient(
+        target=plane.target, sdk_key=SDK_KEY, mode="local", ready_timeout=10, stale_after=0.2
+    )
+    client.add_listener(events)
+    try:
+        assert client.string("banner", "d") == "Welcome"
+
+        delete_sdk_key(env.rds, env.prefix, hash_sdk_key(SDK_KEY))
+
+        wait_until(lambda: client.resolver.fatal, timeout=10)
+        time.sleep(0.6)  # past stale_after, and time for a reconnect storm to show
+        assert plane.requests("SyncFlags", "UNAUTHENTICATED") == 1
+        errors = events.of(ProviderEvent.ERROR)
+        assert len(errors) == 1
+        assert "rejected" in (errors[0][2] or "")
+        assert events.of(ProviderEvent.STALE) == []
+        result = client.details("banner", "d")
+        assert (result.value, result.reason, result.error_code) == ("d", Reason.ERROR, ErrorCode.GENERAL)
+        assert client.all_flags() == {}
+        assert client.ready is False
     finally:
         client.close()
 

@@ -4,6 +4,7 @@ events (READY, CONFIGURATION_CHANGED with flags_changed, ERROR/FATAL, STALE)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from openfeature.provider import ProviderStatus
 from sdk_helpers import SDK_KEY, Env, ThreadPlane, seeded_env, stopping_planes, unused_target, wait_until
 
 from flagyard import FlagyardProvider
+from flagyard.syncer.redis_store import delete_sdk_key, hash_sdk_key
 
 
 @pytest.fixture
@@ -135,6 +137,29 @@ def test_provider__bad_sdk_key__fatal_status_and_defaults(
     wait_until(lambda: client.get_provider_status() is ProviderStatus.FATAL)
     details = client.get_boolean_details("new-checkout", True)
     assert (details.value, details.error_code) == (True, ErrorCode.PROVIDER_FATAL)
+
+
+def test_provider__local_key_revoked_while_streaming__fatal_status_and_defaults(
+    env: Env, planes: list[ThreadPlane], openfeature: None
+) -> None:
+    plane = ThreadPlane(env.settings(sdk_key_cache_seconds=0.5, sync_heartbeat_seconds=60)).start()
+    planes.append(plane)
+    api.set_provider(
+        FlagyardProvider(
+            target=plane.target, sdk_key=SDK_KEY, mode="local", ready_timeout=10, stale_after=0.2
+        )
+    )
+    client = api.get_client()
+    wait_until(lambda: client.get_provider_status() is ProviderStatus.READY, timeout=10)
+    assert client.get_string_value("banner", "x") == "Welcome"
+
+    delete_sdk_key(env.rds, env.prefix, hash_sdk_key(SDK_KEY))
+
+    wait_until(lambda: client.get_provider_status() is ProviderStatus.FATAL, timeout=10)
+    time.sleep(0.4)  # past stale_after: FATAL stays
+    assert client.get_provider_status() is ProviderStatus.FATAL
+    details = client.get_string_details("banner", "x")
+    assert (details.value, details.error_code) == ("x", ErrorCode.PROVIDER_FATAL)
 
 
 @pytest.mark.parametrize("mode", ["remote", "local"])
