@@ -106,8 +106,13 @@ def test_supervisor_killed_under_up__every_process_it_started_exits_and_every_po
         up.proc.kill()
         up.proc.wait(10)
         killed = time.monotonic()
-        # before: every one of them kept running, and kept the ports
-        wait_until(lambda: not any(alive(pid) for pid in below), 20)
-        wait_until(lambda: all(_bindable(port) for port in ports), 20)
-        gone_after = time.monotonic() - killed
+        try:
+            # before: every one of them kept running, and kept the ports
+            wait_until(lambda: not any(alive(pid) for pid in below), 20)
+            wait_until(lambda: all(_bindable(port) for port in ports), 20)
+            gone_after = time.monotonic() - killed
+        finally:
+            for pid in below:  # orphans are no longer below the dead supervisor: end them here
+                if alive(pid):
+                    os.kill(pid, signal.SIGKILL)
     print(f"{len(below)} processes gone, ports free {gone_after:.2f} s after the supervisor's SIGKILL")
