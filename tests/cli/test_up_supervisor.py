@@ -162,13 +162,10 @@ def test_supervisor__killed_with_sigkill__children_and_their_children_die_and_fr
     pids: set[int] = set()
     try:
         assert proc.stdout is not None
-        for line in proc.stdout:
+        for line in proc.stdout:  # the ready line and both helpers' pids, in whatever order
             lines.append(line)
-            if (
-                line.startswith("READY")
-                and any("grandchild" in x for x in lines)
-                and any("bound" in x for x in lines)
-            ):
+            text = "".join(lines)
+            if all(word in text for word in ("READY", "grandchild", "bound")):
                 break
         text = "".join(lines)
         pids.update(json.loads(text.split("READY ", 1)[1].splitlines()[0]).values())
