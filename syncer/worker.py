@@ -30,6 +30,7 @@ import redis
 import structlog
 from prometheus_client import start_http_server
 from rq import Queue, SimpleWorker
+from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.scheduler import RQScheduler
@@ -162,22 +163,22 @@ class Maintenance:
         registry = self._queue.started_job_registry
         recovered = 0
         for entry in self._started_entries():
-            job = Job.fetch_many([entry.split(":", 1)[0]], connection=self._redis)[0]
-            if (
-                job is not None
-                and job.worker_name
-                and self._redis.exists(alive_key(self.settings.redis_prefix, job.worker_name))
-            ):
+            # The execution names its worker from the moment it is registered (the job only a moment
+            # later, and until then still names the worker of a previous, abandoned execution).
+            execution = Execution.from_composite_key(entry, connection=self._redis)
+            worker = _text(self._redis.hget(execution.key, "worker_name") or b"")
+            if worker and self._redis.exists(alive_key(self.settings.redis_prefix, worker)):
                 continue
             if not self._redis.zrem(registry.key, entry):
                 continue  # finished meanwhile, or another worker took it
+            job = Job.fetch_many([execution.job_id], connection=self._redis)[0]
             if job is None or job.get_status(refresh=True) != JobStatus.STARTED:
                 continue
             job.started_at = None
             self._queue.enqueue_job(job, at_front=True)
             recovered += 1
             metrics.JOBS_RECOVERED.labels("abandoned").inc()
-            log.warning("job.recovered", job_id=job.id, reason="abandoned", worker=job.worker_name)
+            log.warning("job.recovered", job_id=job.id, reason="abandoned", worker=worker)
         return recovered
 
     def _started_entries(self) -> list[str]:
