@@ -536,7 +536,8 @@ class Syncer:
 
 
 def _failed(stage: str, exc: BaseException, **where: Any) -> None:
-    """Log (the error's type and first line, no stored values) and count a failure isolated at ``stage``."""
+    """Log (the error's type and its first line, cut at 300 characters) and count a failure isolated at
+    ``stage``."""
     metrics.FAILURES.labels(stage).inc()
     text = str(exc).strip()
     first_line = text.splitlines()[0][:300] if text else ""
