@@ -4,7 +4,15 @@ restarts and an ordered, graceful shutdown. ``flagyard up`` runs the three plane
 Policy:
 
 * Every child runs in its own session (``start_new_session``), so a terminal's Ctrl-C reaches only the
-  supervisor, which then stops the children in the order it was given.
+  supervisor, which then stops the children in the order it was given. The supervisor owns each child's
+  whole process group: whatever the child started (a forked helper, worker processes) is stopped with it,
+  also when the child crashes — its group gets SIGTERM and, after ``GROUP_GRACE`` seconds, SIGKILL before
+  the child is started again, so nothing of the dead child still holds its ports.
+* Children never outlive the supervisor, even when it is killed with SIGKILL: on Linux each child asks the
+  kernel for SIGTERM when the supervisor dies (``PR_SET_PDEATHSIG``), and a small watchdog process, which
+  learns every child's process group through a pipe, sees the pipe close when the supervisor dies and
+  stops those groups (SIGTERM, then SIGKILL after ``WATCHDOG_GRACE`` seconds). Children also find the
+  supervisor's pid in ``FLAGYARD_SUPERVISOR_PID``.
 * Each child's stdout and stderr are read line by line and written as ``name | line`` (the prefix
   coloured on a terminal unless ``NO_COLOR`` is set).
 * Start-up: a child that exits before every child is ready, or a group not ready within
@@ -19,9 +27,11 @@ Policy:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -34,6 +44,37 @@ BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 10.0
 GROUP_GRACE = 2.0
 """Seconds a stopped child's own children get to follow it before its process group is killed."""
+WATCHDOG_GRACE = 3.0
+"""Seconds the children of a supervisor that died get between SIGTERM and SIGKILL."""
+PR_SET_PDEATHSIG = 1
+SUPERVISOR_PID_ENV = "FLAGYARD_SUPERVISOR_PID"
+
+_WATCHDOG = """
+import os, signal, sys, time
+groups = set()
+for line in sys.stdin:
+    if line[:1] == "+":
+        groups.add(int(line[1:]))
+    elif line[:1] == "-":
+        groups.discard(int(line[1:]))
+
+def send(group, sig):
+    try:
+        os.killpg(group, sig)
+        return True
+    except OSError:
+        return False
+
+groups = {group for group in groups if send(group, signal.SIGTERM)}
+deadline = time.monotonic() + float(sys.argv[1])
+while groups and time.monotonic() < deadline:
+    time.sleep(0.05)
+    groups = {group for group in groups if send(group, 0)}
+for group in groups:
+    send(group, signal.SIGKILL)
+"""
+"""The watchdog: reads ``+pgid``/``-pgid`` lines until the supervisor's end of the pipe closes (it exited or
+was killed), then stops every group still listed."""
 
 ReadyCheck = Callable[[int], bool]
 """Called with the child's pid; True once the child serves. Must return within about a second."""
@@ -125,6 +166,7 @@ class Supervisor:
         self._max_restarts = max_restarts
         self._restart_window = restart_window
         self._stop = threading.Event()
+        self._watchdog: subprocess.Popen[bytes] | None = None
 
     def request_stop(self) -> None:
         """Stop everything (what SIGINT/SIGTERM/SIGHUP do); safe from any thread."""
@@ -153,6 +195,7 @@ class Supervisor:
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
         }
+        self._start_watchdog()
         try:
             code = self._supervise(group_ready, on_ready)
         finally:
@@ -160,9 +203,46 @@ class Supervisor:
             for sig in previous:
                 signal.signal(sig, signal.SIG_IGN)
             self._shutdown()
+            self._stop_watchdog()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return code
+
+    def _start_watchdog(self) -> None:
+        """The process that stops every child's group if this one dies without doing it (SIGKILL)."""
+        try:
+            self._watchdog = subprocess.Popen(  # noqa: S603 - our own code, no shell
+                [sys.executable, "-c", _WATCHDOG, str(WATCHDOG_GRACE)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # a terminal's Ctrl-C must not end it before it is needed
+            )
+        except OSError as exc:
+            self._out.say(f"no watchdog ({exc}): children may outlive a killed supervisor")
+
+    def _tell_watchdog(self, line: str) -> None:
+        watchdog = self._watchdog
+        if watchdog is None or watchdog.stdin is None:
+            return
+        try:
+            watchdog.stdin.write(line.encode() + b"\n")
+            watchdog.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            self._watchdog = None
+
+    def _stop_watchdog(self) -> None:
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            if watchdog.stdin is not None:
+                watchdog.stdin.close()  # every group is gone: it finds nothing to stop and exits
+        try:
+            watchdog.wait(WATCHDOG_GRACE + 2)
+        except subprocess.TimeoutExpired:
+            watchdog.kill()
+            watchdog.wait()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if not self._stop.is_set():
@@ -186,6 +266,10 @@ class Supervisor:
                     continue
                 if child.reader is not None:
                     child.reader.join(1.0)  # its last lines first
+                # Whatever it started dies with it, before anything is started again: a survivor would
+                # still hold the ports (RQ's forked scheduler did, and every restart failed).
+                _reap_group(child.proc.pid, terminate=True)
+                self._tell_watchdog(f"-{child.proc.pid}")
                 child.proc = None
                 if not all_ready:
                     self._out.say(
@@ -232,12 +316,14 @@ class Supervisor:
         spec = child.spec
         proc = subprocess.Popen(  # noqa: S603 - the argv is ours (ChildSpec), no shell
             list(spec.argv),
-            env=dict(spec.env),
+            env={**spec.env, SUPERVISOR_PID_ENV: str(os.getpid())},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent_hook(),
         )
+        self._tell_watchdog(f"+{proc.pid}")
         child.proc = proc
         child.restart_at = None
         child.reader = threading.Thread(
@@ -270,6 +356,7 @@ class Supervisor:
                     _kill_group(proc.pid)
                     proc.wait()
             _reap_group(proc.pid)
+            self._tell_watchdog(f"-{proc.pid}")
             if child.reader is not None:
                 child.reader.join(2.0)
             self._out.say(f"{name} stopped ({_describe(proc.returncode)})")
@@ -295,8 +382,12 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _reap_group(pgid: int) -> None:
-    """Give what the child started (its workers) a moment to follow it, then kill what is left."""
+def _reap_group(pgid: int, *, terminate: bool = False) -> None:
+    """Give what the child started (its workers) a moment to follow it (after SIGTERM with ``terminate``),
+    then kill what is left."""
+    if terminate:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + GROUP_GRACE
     while time.monotonic() < deadline:
         try:
@@ -305,3 +396,26 @@ def _reap_group(pgid: int) -> None:
             return
         time.sleep(0.05)
     _kill_group(pgid)
+
+
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the kernel send the child SIGTERM when this process dies (Linux's
+    ``PR_SET_PDEATHSIG``; the signal follows the *thread* that forked, so children are started from the
+    supervising thread, which outlives them). None where prctl is unavailable."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    parent = os.getpid()
+    term = int(signal.SIGTERM)
+
+    def hook() -> None:
+        prctl(PR_SET_PDEATHSIG, term, 0, 0, 0)
+        if os.getppid() != parent:  # the supervisor died before the request: no signal will come
+            os.kill(os.getpid(), term)
+
+    return hook

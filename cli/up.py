@@ -84,6 +84,7 @@ def up_command(
         "FLAGYARD_DATA_PLANE_PROCESSES": data_plane_processes,
     }
     up_setup.load_environment(env_file, {k: str(v) for k, v in overrides.items() if v is not None})
+    up_setup.loopback_in_development()
     try:
         stack = up_setup.load_settings()
     except ValidationError as exc:
@@ -172,9 +173,19 @@ def _connect_host(host: str) -> str:
     return "127.0.0.1" if host in WILDCARDS else host
 
 
+def _url_host(host: str) -> str:
+    host = host.strip("[]")
+    return f"[{host}]" if ":" in host else host
+
+
+def _address(host: str, port: int) -> str:
+    """Where a process binds, as printed: a wildcard says that it means every interface."""
+    where = f"{_url_host(host or '0.0.0.0')}:{port}"  # noqa: S104 - printed, not bound
+    return f"{where} (every interface)" if host in WILDCARDS else where
+
+
 def _rest_url(stack: StackSettings) -> str:
-    host = _connect_host(stack.up.http_host)
-    return f"http://{f'[{host}]' if ':' in host else host}:{stack.up.http_port}"
+    return f"http://{_url_host(_connect_host(stack.up.http_host))}:{stack.up.http_port}"
 
 
 def _grpc_target(stack: StackSettings) -> str:
@@ -279,10 +290,15 @@ def banner(
     rest = _rest_url(stack)
     api = rest + "/api/v1"
     metrics = [rest + "/metrics"]
-    if stack.data_plane.metrics_port:
-        metrics.append(f"http://127.0.0.1:{stack.data_plane.metrics_port}/metrics")
-    if stack.syncer.syncer_metrics_port:
-        metrics.append(f"http://127.0.0.1:{stack.syncer.syncer_metrics_port}/metrics")
+    binds = [f"REST {_address(stack.up.http_host, stack.up.http_port)}"]
+    binds.append(f"gRPC {_address(stack.data_plane.grpc_host, stack.data_plane.grpc_port)}")
+    for name, host, port in (
+        ("data-plane metrics", stack.data_plane.metrics_host, stack.data_plane.metrics_port),
+        ("syncer metrics", stack.syncer.syncer_metrics_host, stack.syncer.syncer_metrics_port),
+    ):
+        if port:
+            metrics.append(f"http://{_url_host(_connect_host(host))}:{port}/metrics")
+            binds.append(f"{name} {_address(host, port)}")
     rule = "─" * 78
     processes = f"data plane, {stack.data_plane.data_plane_processes} process(es)"
     lines = [
@@ -291,6 +307,7 @@ def banner(
         f"  REST API   {api}   (OpenAPI docs: {rest}/docs)",
         f"  gRPC       {_grpc_target(stack)}   ({processes})",
         f"  metrics    {'  '.join(metrics)}",
+        f"  listening  {', '.join(binds)}",
         f"  processes  {', '.join(f'{name} {pid}' for name, pid in pids.items())}",
     ]
     if demo is not None:

@@ -64,6 +64,27 @@ def load_environment(env_file: Path | None, overrides: dict[str, str]) -> None:
     os.environ.update(overrides)
 
 
+LOOPBACK = "127.0.0.1"
+LISTENERS = (
+    "FLAGYARD_HTTP_HOST",
+    "FLAGYARD_GRPC_HOST",
+    "FLAGYARD_METRICS_HOST",
+    "FLAGYARD_SYNCER_METRICS_HOST",
+)
+"""Every address a process of ``flagyard up`` listens on (REST, gRPC, the data plane's and the syncer's
+metrics)."""
+
+
+def loopback_in_development() -> None:
+    """In development mode every listener not set explicitly binds 127.0.0.1: the demo's keys are printed
+    and the development admin key is public, so nothing may answer on another interface unless asked to.
+    Production mode keeps each plane's own default (set them explicitly there)."""
+    if os.environ.get("FLAGYARD_MODE", "development") != "development":
+        return
+    for name in LISTENERS:
+        os.environ.setdefault(name, LOOPBACK)
+
+
 def load_settings() -> StackSettings:
     """Every plane's settings from the environment; pydantic's ValidationError if one is invalid."""
     return StackSettings(UpSettings(), SyncerSettings(), DataPlaneSettings())
@@ -182,13 +203,13 @@ def _port_free(host: str, port: int) -> bool:
 
 def check_ports(stack: StackSettings) -> list[str]:
     """Every port the group will listen on must be free (a second data plane would share its port)."""
-    every = "0.0.0.0"  # noqa: S104 - prometheus-client serves metrics on every interface
     wanted = [
         (stack.up.http_host, stack.up.http_port, "the REST API", "--port or FLAGYARD_HTTP_PORT"),
         (stack.data_plane.grpc_host, stack.data_plane.grpc_port, "the data plane's gRPC",
          "--grpc-port or FLAGYARD_GRPC_PORT"),
-        (every, stack.data_plane.metrics_port, "the data plane's metrics", "FLAGYARD_METRICS_PORT (0: off)"),
-        (every, stack.syncer.syncer_metrics_port, "the syncer's metrics",
+        (stack.data_plane.metrics_host, stack.data_plane.metrics_port, "the data plane's metrics",
+         "FLAGYARD_METRICS_PORT (0: off)"),
+        (stack.syncer.syncer_metrics_host, stack.syncer.syncer_metrics_port, "the syncer's metrics",
          "FLAGYARD_SYNCER_METRICS_PORT (0: off)"),
     ]  # fmt: skip
     problems, seen = [], set()

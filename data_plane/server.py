@@ -160,7 +160,7 @@ def run(settings: DataPlaneSettings, *, serve_metrics: bool = True) -> None:
         from prometheus_client import REGISTRY, start_http_server
 
         plane = DataPlane(settings, REGISTRY)
-        start_http_server(settings.metrics_port, registry=REGISTRY)
+        start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=REGISTRY)
     else:
         plane = DataPlane(settings)
     try:

@@ -44,6 +44,10 @@ class DataPlaneSettings(BaseSettings):
         "unset: on in development mode, off in production.",
     )
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="Prometheus /metrics; 0 disables.")
+    metrics_host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - a scraper elsewhere must reach it; `flagyard up` binds loopback
+        description="Address the metrics server binds.",
+    )
     sdk_key_cache_seconds: float = Field(
         default=30.0, ge=0, description="How long a verified SDK key is trusted before it is read again."
     )

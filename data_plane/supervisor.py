@@ -41,7 +41,7 @@ def supervise(settings: DataPlaneSettings) -> int:
 
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
-        start_http_server(settings.metrics_port, registry=registry)
+        start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
 
     stopping = False
 

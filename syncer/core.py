@@ -23,7 +23,15 @@ import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
 from flagyard.control_plane.db import mapping
-from flagyard.control_plane.db.models import ApiKey, Environment, Flag, OutboxEntry, Project, Segment
+from flagyard.control_plane.db.models import (
+    ApiKey,
+    Environment,
+    Flag,
+    FlagEnvironment,
+    OutboxEntry,
+    Project,
+    Segment,
+)
 from flagyard.rule_engine import (
     DefinitionError,
     Document,
@@ -34,7 +42,7 @@ from flagyard.rule_engine import (
 )
 
 from . import metrics
-from .exceptions import InvalidDefinitionError, StoreUnavailableError
+from .exceptions import ChangeFailedError, InvalidDefinitionError, StoreUnavailableError
 from .redis_store import (
     Change,
     EnvironmentData,
@@ -53,10 +61,16 @@ from .redis_store import apply_changes as redis_apply_changes
 
 log = structlog.get_logger("flagyard.syncer")
 
-Outcome = Literal["applied", "ignored", "invalid", "dropped", "batched", "missing"]
+Outcome = Literal["applied", "ignored", "invalid", "dropped", "batched", "missing", "failed"]
 """``missing``: Redis no longer lists the environment, nothing was written; :meth:`Syncer._sync` restores
 the whole environment instead (it lost its data after the syncer looked), so no job reports it."""
 ENTITY_TYPES = ("flag", "segment", "environment", "sdk_key")
+STORE_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError, redis.RedisError)
+"""PostgreSQL or Redis unreachable: the whole job or pass fails and is retried. Any other exception is about
+one change, definition or environment and is isolated to it."""
+UNREADABLE = (ValueError, TypeError, KeyError)
+"""What the ORM ↔ rule-engine mapping raises for a stored row it cannot read (pydantic's ValidationError is a
+ValueError): a poison definition written past the API, treated like one that fails validation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +184,7 @@ class Syncer:
         started = time.perf_counter()
         outcomes: list[Outcome] = []
         applied: list[int] = []
+        failed: list[str] = []
         try:
             with self._sessions() as session:
                 envs: dict[int, EnvironmentInfo | None] = {}
@@ -185,6 +200,16 @@ class Syncer:
                             "change.skipped", environment_id=env_id, entity_type=entity_type, error=str(exc)
                         )
                         outcome = "invalid"
+                    except STORE_ERRORS:
+                        raise
+                    except Exception as exc:
+                        # One change must not stop the others of its job: count it, carry on, and fail the
+                        # job at the end so RQ retries it (the changes written meanwhile are no-ops then).
+                        _failed("change", exc, environment_id=env_id, entity_type=entity_type, key=key)
+                        session.rollback()
+                        envs.pop(env_id, None)
+                        failed.append(f"{entity_type} {key!r} of environment {env_id}")
+                        outcome = "failed"
                     outcomes.append(outcome)
                     if outcome == "applied" and change.get("outbox_id") is not None:
                         applied.append(int(change["outbox_id"]))
@@ -202,6 +227,11 @@ class Syncer:
         except redis.RedisError as exc:
             raise StoreUnavailableError(f"Redis: {exc}") from exc
         metrics.JOB_SECONDS.observe(time.perf_counter() - started)
+        if failed:
+            raise ChangeFailedError(
+                f"{len(failed)} of {len(changes)} changes failed (the others were applied): "
+                + "; ".join(failed)
+            )
         return outcomes
 
     def _sync(
@@ -243,7 +273,10 @@ class Syncer:
         return "applied" if restored and outcome == "ignored" else outcome
 
     def _sync_flag(self, session: Session, env: EnvironmentInfo, key: str, version: int) -> Outcome:
-        flag = mapping.load_flag(session, env.id, key)
+        try:
+            flag = mapping.load_flag(session, env.id, key)
+        except UNREADABLE as exc:
+            return self._unreadable(env, "flag", key, exc)
         if flag is None:
             return self._apply(
                 env, "flag", key, max(version, _tombstone_version(session, Flag, env, key)), None
@@ -256,7 +289,10 @@ class Syncer:
         return self._apply(env, "flag", key, checked.version, checked.model_dump(mode="json"))
 
     def _sync_segment(self, session: Session, env: EnvironmentInfo, key: str, version: int) -> Outcome:
-        segment = mapping.load_segment(session, env.id, key)
+        try:
+            segment = mapping.load_segment(session, env.id, key)
+        except UNREADABLE as exc:
+            return self._unreadable(env, "segment", key, exc)
         if segment is None:
             tombstone = _tombstone_version(session, Segment, env, key)
             return self._apply(env, "segment", key, max(version, tombstone), None)
@@ -290,6 +326,73 @@ class Syncer:
             "change.invalid", environment_id=env.id, kind=kind, key=key, issues=[str(i) for i in exc.issues]
         )
         return "invalid"
+
+    def _unreadable(self, env: EnvironmentInfo, kind: str, key: str, exc: Exception) -> Outcome:
+        """A stored row the mapping cannot read: kept out of Redis (which keeps what it had), like an invalid
+        definition. Only the error's type and field locations are logged, never the stored values."""
+        metrics.CHANGES.labels(kind, "invalid").inc()
+        log.error(
+            "change.unreadable",
+            environment_id=env.id,
+            kind=kind,
+            key=key,
+            error_type=type(exc).__name__,
+            locations=_locations(exc),
+        )
+        return "invalid"
+
+    @contextlib.contextmanager
+    def _isolated(self, stage: str, session: Session, **where: Any) -> Iterator[None]:
+        """Run one definition's or environment's part of a reconcile: an unexpected exception is logged and
+        counted (``flagyard_syncer_failures_total{stage}``) and the pass goes on with the next one; only
+        PostgreSQL or Redis being unreachable ends the pass."""
+        try:
+            yield
+        except STORE_ERRORS:
+            raise
+        except Exception as exc:
+            _failed(stage, exc, **where)
+            session.rollback()  # the syncer only reads: dropping a broken transaction loses nothing
+
+    def _load_document(self, session: Session, env: EnvironmentInfo) -> Document:
+        """The environment's document; if a stored row cannot be read, every definition that can be (the
+        others are logged and counted, and stay in Redis as they were)."""
+        try:
+            return mapping.load_environment_document(session, env.id)
+        except UNREADABLE:
+            session.rollback()
+        project = sa.select(Environment.project_id).where(Environment.id == env.id).scalar_subquery()
+        flag_keys = session.scalars(
+            sa.select(Flag.key)
+            .join(FlagEnvironment, FlagEnvironment.flag_id == Flag.id)
+            .where(FlagEnvironment.environment_id == env.id, Flag.deleted_at.is_(None))
+            .order_by(Flag.key)
+        ).all()
+        segment_keys = session.scalars(
+            sa.select(Segment.key)
+            .where(Segment.project_id == project, Segment.deleted_at.is_(None))
+            .order_by(Segment.key)
+        ).all()
+        document = Document()
+        for key in segment_keys:
+            try:
+                segment = mapping.load_segment(session, env.id, key)
+            except UNREADABLE as exc:
+                self._unreadable(env, "segment", key, exc)
+                metrics.FAILURES.labels("reconcile_definition").inc()
+                continue
+            if segment is not None:
+                document.segments.append(segment)
+        for key in flag_keys:
+            try:
+                flag = mapping.load_flag(session, env.id, key)
+            except UNREADABLE as exc:
+                self._unreadable(env, "flag", key, exc)
+                metrics.FAILURES.labels("reconcile_definition").inc()
+                continue
+            if flag is not None:
+                document.flags.append(flag)
+        return document
 
     def _observe_propagation(self, session: Session, outbox_ids: list[int]) -> None:
         if not outbox_ids:
@@ -364,7 +467,7 @@ class Syncer:
         return self._push_environment(session, env)
 
     def _push_environment(self, session: Session, env: EnvironmentInfo) -> int:
-        document = mapping.load_environment_document(session, env.id)
+        document = self._load_document(session, env)
         with self._atomically(env, restore=True) as applied:
             for segment in document.segments:
                 self._sync_segment(session, env, segment.key, segment.version)
@@ -383,7 +486,12 @@ class Syncer:
         try:
             # SDK keys first: once Redis lists an environment again (after losing its data), data planes
             # take a key missing from P:sdkkeys as revoked.
-            repairs += self.sync_sdk_keys()
+            try:
+                repairs += self.sync_sdk_keys()
+            except STORE_ERRORS:
+                raise
+            except Exception as exc:
+                _failed("reconcile_sdk_keys", exc)
             with self._sessions() as session:
                 envs = [
                     EnvironmentInfo(e.id, e.project_id, pkey, e.key)
@@ -394,7 +502,8 @@ class Syncer:
                     ).all()
                 ]
                 for env in envs:
-                    repairs += self._reconcile_environment(session, env)
+                    with self._isolated("reconcile_environment", session, environment_id=env.id):
+                        repairs += self._reconcile_environment(session, env)
             live = {str(e.id) for e in envs}
             for raw in self._redis.smembers(envs_key(self._prefix)):
                 env_id = _text(raw)
@@ -413,7 +522,7 @@ class Syncer:
         return repairs
 
     def _reconcile_environment(self, session: Session, env: EnvironmentInfo) -> int:
-        document = mapping.load_environment_document(session, env.id)
+        document = self._load_document(session, env)
         held = load_environment_sync(self._redis, self._prefix, str(env.id))
         applied, purged = _Applied(missing=not held.exists), 0
         if held.exists:
@@ -438,15 +547,43 @@ class Syncer:
             sync = self._sync_flag if kind == "flag" else self._sync_segment
             for key, version in wanted.items():
                 if held_versions.get(key, -1) < version:
-                    sync(session, env, key, version)
+                    with self._isolated(
+                        "reconcile_definition", session, environment_id=env.id, kind=kind, key=key
+                    ):
+                        sync(session, env, key, version)
             model = Flag if kind == "flag" else Segment
             for key in held_versions.keys() - wanted.keys():
                 if _tombstone_version(session, model, env, key) == 0:
                     # PostgreSQL never had it: remove it without a tombstone, so a later key starts at 1.
                     purged += purge_change(self._redis, self._prefix, str(env.id), kind, key)  # type: ignore[arg-type]
                     continue
-                sync(session, env, key, 0)
+                with self._isolated(
+                    "reconcile_definition", session, environment_id=env.id, kind=kind, key=key
+                ):
+                    sync(session, env, key, 0)
         return purged
+
+
+def _failed(stage: str, exc: BaseException, **where: Any) -> None:
+    """Log (the error's type and its first line, cut at 300 characters) and count a failure isolated at
+    ``stage``."""
+    metrics.FAILURES.labels(stage).inc()
+    text = str(exc).strip()
+    first_line = text.splitlines()[0][:300] if text else ""
+    log.error(
+        "syncer.failure_isolated", stage=stage, error_type=type(exc).__name__, error=first_line, **where
+    )
+
+
+def _locations(exc: Exception) -> list[str]:
+    """JSON pointers of what a pydantic error refused (its locations only: the inputs may be anything)."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return []
+    try:
+        return ["/" + "/".join(str(part) for part in e["loc"]) for e in errors(include_input=False)][:10]
+    except Exception:
+        return []
 
 
 def _environment(session: Session, environment_id: int) -> EnvironmentInfo | None:

@@ -2,7 +2,8 @@
 
 SyncerError
 ├── InvalidDefinitionError     the committed definition fails validation; retrying cannot help
-└── StoreUnavailableError      PostgreSQL or Redis could not be reached; the job is retried
+├── StoreUnavailableError      PostgreSQL or Redis could not be reached; the job is retried
+└── ChangeFailedError          some changes of a job failed unexpectedly (the others were applied); retried
 """
 
 from __future__ import annotations
@@ -18,3 +19,8 @@ class InvalidDefinitionError(SyncerError):
 
 class StoreUnavailableError(SyncerError):
     """PostgreSQL or Redis failed; the job fails and RQ retries it with backoff."""
+
+
+class ChangeFailedError(SyncerError):
+    """Some changes of a job raised an unexpected error; the job's other changes were applied. The job fails,
+    so RQ retries it and finally keeps it in the failed registry."""

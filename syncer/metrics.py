@@ -48,6 +48,39 @@ RECONCILE_RUNS = Counter(
     "flagyard_syncer_reconcile_runs_total", "Reconcile passes, by outcome.", ["outcome"], registry=REGISTRY
 )
 
+RECONCILE_LAST_SUCCESS = Gauge(
+    "flagyard_syncer_reconcile_last_success_timestamp_seconds",
+    "Unix time the last reconcile pass completed (0: none yet in this process); alert when it gets old.",
+    registry=REGISTRY,
+)
+FAILURES = Counter(
+    "flagyard_syncer_failures_total",
+    "Unexpected failures the syncer isolated and carried on after, by stage: change (one change of a job), "
+    "reconcile_definition (one flag or segment), reconcile_environment, reconcile_sdk_keys, reconcile "
+    "(a whole pass), maintenance. The rest of the job or pass was still written.",
+    ["stage"],
+    registry=REGISTRY,
+)
+JOBS_RECOVERED = Counter(
+    "flagyard_syncer_jobs_recovered_total",
+    "Jobs put back on the queue because their worker died: abandoned (died mid-job), stuck (died between "
+    "taking the job and starting it).",
+    ["reason"],
+    registry=REGISTRY,
+)
+FAILURE_STAGES = (
+    "change",
+    "reconcile_definition",
+    "reconcile_environment",
+    "reconcile_sdk_keys",
+    "reconcile",
+    "maintenance",
+)
+for _stage in FAILURE_STAGES:
+    FAILURES.labels(_stage)
+for _reason in ("abandoned", "stuck"):
+    JOBS_RECOVERED.labels(_reason)
+
 
 class QueueCollector(Collector):
     """The sync queue as Prometheus sees it at scrape time (read from Redis, so every replica agrees):

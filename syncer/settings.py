@@ -18,3 +18,5 @@ class SyncerSettings(Settings):
     """Worker processes started by ``python -m flagyard.syncer worker``."""
     syncer_metrics_port: int = Field(default=9102, ge=0, le=65535)
     """Prometheus metrics port of the first worker process (0: no metrics server)."""
+    syncer_metrics_host: str = "0.0.0.0"  # noqa: S104 - a scraper elsewhere must reach it; `flagyard up` binds loopback
+    """Address the metrics server binds."""

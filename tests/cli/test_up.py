@@ -16,6 +16,7 @@ from up_stack import (
     database_exists,
     database_url,
     free_port,
+    listening,
     query,
     run_to_exit,
     running_up,
@@ -130,11 +131,30 @@ def test_up__sigterm__stops_every_process_it_started_and_exits_0(
         started = descendants(up.proc.pid)
         assert set(banner.pids) == {"control-plane", "syncer-1", "syncer-2", "data-plane"}
         assert set(banner.pids.values()) <= started
-        assert len(started) > len(banner.pids)  # the data plane's own workers (and RQ's schedulers)
+        assert len(started) > len(banner.pids)  # the data plane's own workers and the watchdog
         up.stop()
         wait_until(lambda: not any(alive(pid) for pid in started), 10)
     order = [line.split("|", 1)[1].split()[0] for line in up.lines if "|" in line and " stopped (" in line]
     assert order == ["control-plane", "data-plane", "syncer-1", "syncer-2"]
+
+
+def test_up__development_mode__binds_rest_grpc_and_every_metrics_port_on_loopback_only(
+    isolation: Isolation, tmp_path: Path
+) -> None:
+    ports = {
+        "REST": isolation.http_port,
+        "gRPC": isolation.grpc_port,
+        "data-plane metrics": isolation.metrics_port,
+        "syncer metrics": isolation.syncer_metrics_port,
+    }
+    with running_up(isolation, tmp_path) as up:
+        banner = up.wait_ready()
+        bound = {name: listening(port) for name, port in ports.items()}
+        up.stop()
+    # before: gRPC on [::] and both metrics servers on 0.0.0.0, every interface of the machine
+    assert bound == {name: {"127.0.0.1"} for name in ports}
+    listed = ", ".join(f"{name} 127.0.0.1:{port}" for name, port in ports.items())
+    assert f"listening  {listed}" in banner.text
 
 
 def test_up__child_killed_after_ready__is_restarted_and_serves_again(

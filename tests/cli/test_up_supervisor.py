@@ -4,11 +4,17 @@ ordered shutdown and the SIGKILL of stragglers."""
 from __future__ import annotations
 
 import io
+import json
+import os
 import re
+import signal
+import socket
+import subprocess
 import sys
 import threading
+import time
 
-from up_stack import wait_until
+from up_stack import free_port, wait_until
 
 from flagyard.cli.supervisor import ChildSpec, Output, Supervisor
 from loadtests.stack import alive
@@ -91,3 +97,108 @@ def test_supervisor__stop_requested__stops_in_order_and_kills_stragglers_with_th
     assert "stubborn did not stop within 1 s; killing it" in text
     assert re.findall(r"(\w+) stopped \(", text) == ["stubborn", "first", "last"]
     wait_until(lambda: not any(alive(pid) for pid in [*pids.values(), grandchild]), 10)
+
+
+HOLDER = (
+    "import os, socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen(); "
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60); os._exit(0)\n"
+    "print('bound', os.getpid(), 'helper', pid, flush=True); time.sleep(60)"
+)
+"""A child that listens on a port and forks a helper holding the same socket (as RQ's scheduler fork
+held the syncer's metrics port), which even ignores SIGTERM."""
+
+
+def test_supervisor__child_killed_with_a_helper_holding_its_port__helper_killed_and_restart_binds_again() -> (
+    None
+):
+    port = free_port()
+    sup, out = supervise(
+        [spec("holder", HOLDER.format(port=port)), spec("steady", SLEEP)], max_restarts=3, ready_timeout=30
+    )
+    first: dict[str, int] = {}
+
+    def kill_then_wait_for_the_restart() -> None:
+        try:
+            match = wait_until(lambda: re.search(r"bound (\d+) helper (\d+)", out.getvalue()), 30)
+            first.update(child=int(match.group(1)), helper=int(match.group(2)))
+            os.kill(first["child"], signal.SIGKILL)
+            wait_until(lambda: len(re.findall(r"bound \d+ helper", out.getvalue())) >= 2, 30)
+        finally:
+            sup.request_stop()
+
+    code = sup.run(
+        on_ready=lambda: threading.Thread(target=kill_then_wait_for_the_restart, daemon=True).start()
+    )
+    text = out.getvalue()
+    _kill_leftovers({int(pid) for pid in re.findall(r"helper (\d+)", text)})
+    assert code == 0, text
+    assert "holder exited unexpectedly (by SIGKILL); restarting" in text
+    assert "Address already in use" not in text  # before: the helper kept the port, every restart failed
+    assert len(re.findall(r"bound \d+ helper", text)) == 2
+    assert not alive(first["helper"])
+
+
+SUPERVISED = """
+import json, sys
+from flagyard.cli.supervisor import ChildSpec, Output, Supervisor
+specs = [ChildSpec(name, [sys.executable, "-c", code], {{}}) for name, code in json.loads(sys.argv[1]).items()]
+sup = Supervisor(specs, Output(sys.stdout, [s.name for s in specs]), ready_timeout=30)
+sup.run(on_ready=lambda: print("READY", json.dumps(sup.pids()), flush=True))
+"""
+
+
+def test_supervisor__killed_with_sigkill__children_and_their_children_die_and_free_the_port() -> None:
+    port = free_port()
+    children = {"holder": HOLDER.format(port=port), "steady": SLEEP, "stubborn": STUBBORN}
+    proc = subprocess.Popen(
+        [PY, "-c", SUPERVISED.format(), json.dumps(children)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    pids: set[int] = set()
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the ready line and both helpers' pids, in whatever order
+            lines.append(line)
+            text = "".join(lines)
+            if all(word in text for word in ("READY", "grandchild", "bound")):
+                break
+        text = "".join(lines)
+        pids.update(json.loads(text.split("READY ", 1)[1].splitlines()[0]).values())
+        pids |= {int(m) for m in re.findall(r"(?:helper|grandchild) (\d+)", text)}
+        assert len(pids) == 5
+        assert all(alive(pid) for pid in pids)
+
+        proc.kill()
+        proc.wait(10)
+        killed = time.monotonic()
+
+        # before: all five lived on (each in its own session), and the port stayed taken
+        wait_until(lambda: not any(alive(pid) for pid in pids), 15)
+        wait_until(lambda: _bindable(port), 15)
+        print(f"children gone {time.monotonic() - killed:.2f} s after the supervisor's SIGKILL")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        _kill_leftovers(pids)
+
+
+def _kill_leftovers(pids: set[int]) -> None:
+    """After a failure: nothing this test started may outlive it."""
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True

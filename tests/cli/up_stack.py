@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -220,3 +221,29 @@ def run_to_exit(isolation: Isolation, cwd: Path, *args: str, **env: str) -> subp
         timeout=60,
         check=False,
     )
+
+
+def listening(port: int) -> set[str]:
+    """The local addresses of the TCP sockets listening on ``port`` (Linux /proc; IPv6 in brackets, an
+    IPv4-mapped one as its IPv4 address)."""
+    found: set[str] = set()
+    for path, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        with suppress(FileNotFoundError), open(path) as table:
+            for line in list(table)[1:]:
+                fields = line.split()
+                address, _, hex_port = fields[1].partition(":")
+                if fields[3] != "0A" or int(hex_port, 16) != port:
+                    continue
+                raw = bytes.fromhex(address)
+                if width == 8:
+                    found.add(".".join(str(b) for b in reversed(raw)))
+                else:
+                    words = [raw[i : i + 4][::-1] for i in range(0, 16, 4)]
+                    text = socket.inet_ntop(socket.AF_INET6, b"".join(words))
+                    # An IPv4-mapped address (gRPC binds IPv4 through an IPv6 socket) is that IPv4 address.
+                    found.add(
+                        text.removeprefix("::ffff:")
+                        if text.startswith("::ffff:") and "." in text
+                        else f"[{text}]"
+                    )
+    return found

@@ -77,7 +77,8 @@ def fault_stack(pg: PostgresInstance, own_redis: RedisInstance, tmp_path: Path) 
         "FLAGYARD_REDIS_URL": redis_url,
         "FLAGYARD_REDIS_PREFIX": prefix,
         "FLAGYARD_SYNC_QUEUE": queue,
-        "FLAGYARD_SYNCER_METRICS_PORT": "0",
+        # Metrics on, as in production: a syncer restarted after SIGKILL must get its port back at once.
+        "FLAGYARD_SYNCER_METRICS_PORT": str(free_port()),
         "FLAGYARD_METRICS_PORT": "0",
         "FLAGYARD_RECONCILE_INTERVAL_SECONDS": "1",
         "FLAGYARD_LOG_LEVEL": "WARNING",

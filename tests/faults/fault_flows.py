@@ -14,6 +14,7 @@ import grpc
 import httpx
 from e2e_stack import Evaluator, Stack, wait_until
 from google.protobuf import struct_pb2
+from prometheus_client.parser import text_string_to_metric_families
 
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.syncer.redis_store import load_environment_sync, parse_stored
@@ -68,6 +69,21 @@ def redis_versions(client: Any, prefix: str) -> dict[str, int]:
         for key, raw in load_environment_sync(client, prefix, env_id).flags.items():
             out[key] = parse_stored(raw).version
     return out
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A process's Prometheus metrics: (sample name, sorted labels) → value."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def syncer_metrics_port(stack: Stack) -> int:
+    """The port the stack's syncer serves metrics on (conftest picks a free one)."""
+    return int(stack.env["FLAGYARD_SYNCER_METRICS_PORT"])
 
 
 def _port_open(port: int) -> bool:

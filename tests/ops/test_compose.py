@@ -152,7 +152,7 @@ def test_grafana__provisioning__loads_the_dashboard_from_the_mounted_folder(serv
     assert mounts[provider["options"]["path"]] == DASHBOARD.parent
     (datasource,) = load_yaml(provisioning / "datasources" / "prometheus.yml")["datasources"]
     assert datasource["url"] == "http://prometheus:9090"
-    assert services["prometheus"]["ports"] == ["9090:9090"]
+    assert services["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
     dashboard = json.loads(DASHBOARD.read_text())
     uids = {
         target["datasource"]["uid"] for panel in dashboard["panels"] for target in panel.get("targets", [])
@@ -173,3 +173,26 @@ def test_dashboard__panels__cover_the_issue_list() -> None:
         assert panel["targets"], panel["title"]
         for target in panel["targets"]:
             assert target["expr"].strip(), panel["title"]
+
+
+def test_compose__published_ports__are_on_loopback_only(services: dict[str, Any]) -> None:
+    published = {name: service["ports"] for name, service in services.items() if "ports" in service}
+    assert set(published) == {"postgres", "redis", "control-plane", "data-plane", "prometheus", "grafana"}
+    for name, ports in published.items():
+        for port in ports:
+            host, _, container = str(port).partition(":")
+            assert host == "127.0.0.1", f"{name} publishes {port} on every interface of the host"
+            assert container.count(":") == 1, port
+
+
+def test_compose__services_inside_the_network__listen_on_every_interface(services: dict[str, Any]) -> None:
+    """Only the host side is loopback: the planes and Prometheus reach each other by service name."""
+    every = {"0.0.0.0", "[::]"}
+    assert option(services["control-plane"]["command"], "--host") in every
+    data_plane = compose_env(services["data-plane"])
+    assert data_plane.get("FLAGYARD_GRPC_HOST", default_of(DataPlaneSettings, "grpc_host")) in every
+    assert data_plane.get("FLAGYARD_METRICS_HOST", default_of(DataPlaneSettings, "metrics_host")) in every
+    syncer = compose_env(services["syncer"])
+    assert (
+        syncer.get("FLAGYARD_SYNCER_METRICS_HOST", default_of(SyncerSettings, "syncer_metrics_host")) in every
+    )
