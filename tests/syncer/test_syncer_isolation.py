@@ -67,8 +67,8 @@ class World:
         assert response.status_code == 200, response.text
 
     def poison(self, flag: str, env: str) -> None:
-        """A stored configuration the mapping cannot read (``rules`` is not a list), with a new version so
-        the reconcile wants to write it."""
+        """A stored configuration the mapping cannot read (``rules`` is not a list), with a new version in
+        every environment so the reconcile wants to write it everywhere."""
         with psycopg.connect(_libpq(self.db_url)) as conn:
             conn.execute(
                 "UPDATE flag_environments SET rules = '\"not a list\"'::json WHERE environment_id = "
@@ -76,6 +76,12 @@ class World:
                 (env, flag),
             )
             conn.execute("UPDATE flags SET version = version + 1 WHERE key = %s", (flag,))
+            # As a definition change would: every environment serves the new version.
+            conn.execute(
+                "UPDATE flag_environments SET version = (SELECT version FROM flags WHERE key = %s) "
+                "WHERE flag_id = (SELECT id FROM flags WHERE key = %s)",
+                (flag, flag),
+            )
 
 
 def _libpq(url: str) -> str:
