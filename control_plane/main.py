@@ -118,7 +118,7 @@ def bootstrap(state: AppState) -> None:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+    settings = settings or Settings.from_env()
     configure_logging(settings)
     state = build_state(settings)
 
@@ -163,5 +163,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def app_from_env() -> FastAPI:
-    """The uvicorn factory: settings from ``FLAGYARD_*`` environment variables."""
-    return create_app(Settings())
+    """The uvicorn factory: settings from ``FLAGYARD_*`` environment variables (a bad one is reported by
+    name, never with its value)."""
+    return create_app(Settings.from_env())
