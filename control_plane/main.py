@@ -71,11 +71,14 @@ def build_state(settings: Settings) -> AppState:
         connection,
         settings.rate_limit_requests,
         settings.rate_limit_window_seconds,
+        settings.redis_prefix,
         async_connection=lambda: redis.asyncio.Redis.from_url(
             settings.redis_url.get_secret_value(),
             socket_timeout=settings.redis_timeout_seconds,
             socket_connect_timeout=settings.redis_timeout_seconds,
         ),
+        auth_failure_limit=settings.auth_failure_limit,
+        auth_failure_window=settings.auth_failure_window_seconds,
     )
     relay = None
     if settings.outbox_relay_interval_seconds > 0:

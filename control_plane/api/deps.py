@@ -104,6 +104,8 @@ class RequestContext:
     state: AppState
     request_state: Any
     credentials: str | None
+    client: str | None
+    """The client's address (behind a proxy: run uvicorn with --proxy-headers so it is the real one)."""
     method: str
     request_id: str | None
     if_match: str | None
@@ -119,13 +121,16 @@ class RequestContext:
     async def read_async(self, operation: Callable[[ReadPool, Actor], Awaitable[Result]]) -> Response:
         """Run a read of single statements (:class:`ReadPool`) on the event loop, for ``async def``
         routes: no worker thread, unless the key is not in the authentication cache."""
-        if self.credentials is None:
-            raise AuthenticationError("send an API key as 'Authorization: Bearer <key>'")
-        actor = cached_actor(self.credentials, self.state.key_cache)
-        if actor is None:
-            actor = await run_in_threadpool(self._look_up_actor)
-        self.request_state.key_id = actor.key_id
         try:
+            try:
+                actor = cached_actor(self._credentials(), self.state.key_cache)
+                if actor is None:
+                    self.state.limiter.check_address(self.client)
+                    actor = await run_in_threadpool(self._look_up_actor)
+            except AuthenticationError:
+                await self.state.limiter.fail_auth_async(self.client)
+                raise
+            self.request_state.key_id = actor.key_id
             await self.state.limiter.check_async(actor.key_id)
         except RateLimitedError:
             self.state.metrics.rate_limited.inc()
@@ -151,17 +156,32 @@ class RequestContext:
             with contextlib.suppress(sa.exc.SQLAlchemyError):
                 session.close()
 
-    def _authenticate(self, session: Session) -> Actor:
-        """The key's actor (401/403)."""
+    def _credentials(self) -> str:
         if self.credentials is None:
             raise AuthenticationError("send an API key as 'Authorization: Bearer <key>'")
-        actor = authenticate(session, self.credentials, cache=self.state.key_cache)
+        return self.credentials
+
+    def _authenticate(self, session: Session) -> Actor:
+        """The key's actor (401/403). A failure counts against the client's address, and an address over
+        its failure limit is answered 429 (a key this process authenticated recently still passes)."""
+        try:
+            try:
+                actor = cached_actor(self._credentials(), self.state.key_cache)
+                if actor is None:
+                    self.state.limiter.check_address(self.client)
+                    actor = authenticate(session, self._credentials(), cache=self.state.key_cache)
+            except AuthenticationError:
+                self.state.limiter.fail_auth(self.client)
+                raise
+        except RateLimitedError:
+            self.state.metrics.rate_limited.inc()
+            raise
         self.request_state.key_id = actor.key_id
         return actor
 
     def _look_up_actor(self) -> Actor:
         with self._session(autocommit=True, writing=False) as session:
-            return self._authenticate(session)
+            return authenticate(session, self._credentials(), cache=self.state.key_cache)
 
     def _limit(self, actor: Actor) -> None:
         """The key's rate limit (429)."""
@@ -243,6 +263,7 @@ async def get_context(request: Request) -> RequestContext:
         state=request.app.state.flagyard,
         request_state=request.state,
         credentials=bearer_token(request),
+        client=request.client.host if request.client else None,
         method=request.method,
         request_id=getattr(request.state, "request_id", None),
         if_match=None,
