@@ -16,7 +16,7 @@ import structlog
 from fastapi import FastAPI
 
 from flagyard.control_plane.api import errors
-from flagyard.control_plane.api.deps import declare_bearer_scheme
+from flagyard.control_plane.api.deps import IdempotencyPruner, declare_bearer_scheme
 from flagyard.control_plane.api.middleware import RequestContextMiddleware
 from flagyard.control_plane.api.routes import (
     api_keys,
@@ -154,6 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.flagyard = state
+    app.state.idempotency_pruner = IdempotencyPruner(settings.idempotency_ttl_seconds)
     errors.install(app)
     # Routers are matched in turn: probes first (the cheapest answer), then the hottest resources.
     # Each router carries the full /api/v1 prefix itself, so route templates (metrics labels) are complete.

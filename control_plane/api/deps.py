@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -91,6 +93,48 @@ async def request_fingerprint(request: Request) -> str | None:
     return digest.hexdigest()
 
 
+class IdempotencyPruner:
+    """Deletes expired idempotency records from the write path, a bounded batch at a time.
+
+    A write that stores a record prunes at most :attr:`batch` expired ones in its transaction (``SKIP
+    LOCKED``: never waiting), at most once per :attr:`interval` seconds per process, or at once again while
+    a full batch shows more are waiting; so the table holds about one TTL of records whatever the rate.
+    """
+
+    def __init__(self, ttl_seconds: int, batch: int = 500, interval: float = 60.0) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.batch = batch
+        self.interval = interval
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def maybe_prune(self, session: Session) -> int:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next:
+                return 0
+            self._next = now + self.interval
+        pruned = prune_idempotency_records(session, self.ttl_seconds, self.batch)
+        if pruned >= self.batch:
+            with self._lock:
+                self._next = 0.0
+        return pruned
+
+
+_PRUNE = sa.text(
+    "DELETE FROM idempotency_records WHERE (api_key_id, idempotency_key) IN ("
+    " SELECT api_key_id, idempotency_key FROM idempotency_records"
+    " WHERE created_at < now() - make_interval(secs => :ttl)"
+    " ORDER BY created_at LIMIT :batch FOR UPDATE SKIP LOCKED)"
+)
+
+
+def prune_idempotency_records(session: Session, ttl_seconds: int, batch: int) -> int:
+    """Delete up to ``batch`` records older than the TTL (oldest first); how many were deleted."""
+    result = session.execute(_PRUNE, {"ttl": ttl_seconds, "batch": batch})
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 @dataclass
 class RequestContext:
     """Everything a route needs, gathered without I/O on the event loop.
@@ -111,6 +155,7 @@ class RequestContext:
     if_match: str | None
     idempotency_key: str | None
     fingerprint: str | None
+    pruner: IdempotencyPruner | None = None
 
     def read(self, operation: Callable[[Session, Actor], Result]) -> Response:
         with self._session(writing=False) as session:
@@ -210,16 +255,19 @@ class Writer:
         tx = Tx(s, self.actor, ctx.request_id, ctx.if_match)
         result = operation(tx)
         if key is not None:
+            stored = result.replay or result  # a secret (a new key's) is never stored
             s.add(
                 IdempotencyRecord(
                     api_key_id=self.actor.key_id,
                     idempotency_key=key,
                     fingerprint=ctx.fingerprint or "",
-                    status_code=result.status,
-                    body=to_jsonable(result.body),
-                    headers=result.headers(),
+                    status_code=stored.status,
+                    body=to_jsonable(stored.body),
+                    headers=stored.headers(),
                 )
             )
+            if ctx.pruner is not None:
+                ctx.pruner.maybe_prune(s)
         tx.run_deferred()
         s.flush()
         try:
@@ -295,6 +343,7 @@ async def get_write_context(
     ctx.if_match = if_match
     ctx.idempotency_key = idempotency_key
     ctx.fingerprint = await request_fingerprint(request)
+    ctx.pruner = getattr(request.app.state, "idempotency_pruner", None)
     return ctx
 
 

@@ -104,6 +104,9 @@ class Result:
     status: int = 200
     etag: str | None = None
     location: str | None = None
+    replay: Result | None = None
+    """What a retry with the same ``Idempotency-Key`` gets instead of this result, when this one carries
+    a secret (a new key): only that is stored, since secrets are kept nowhere but as their hash."""
 
     def headers(self) -> dict[str, str]:
         headers = {}
