@@ -67,6 +67,8 @@ def declares_json(content_type: str | None) -> bool:
     """Whether FastAPI would read this body as JSON (``application/json`` or ``application/*+json``)."""
     if not content_type:
         return False
+    if content_type == "application/json":
+        return True
     message = email.message.Message()
     message["content-type"] = content_type
     subtype = message.get_content_subtype()

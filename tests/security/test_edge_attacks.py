@@ -251,6 +251,7 @@ ENTRY_POINTS = {
         "-m", "uvicorn", "--factory", "flagyard.control_plane.main:app_from_env", "--port", "1",
     ],
     "syncer": ["-m", "flagyard.syncer", "reconcile"],
+    "outbox relay": ["-m", "flagyard.control_plane.outbox", "--once"],
     "data plane": ["-m", "flagyard.data_plane"],
 }  # fmt: skip
 
