@@ -60,7 +60,7 @@ def _database_url(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def plane() -> Iterator[Plane]:
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     name = f"flagyard_edge_{uuid.uuid4().hex[:10]}"
     prefix = f"edge-{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
@@ -74,6 +74,7 @@ def plane() -> Iterator[Plane]:
         config.attributes["configure_logging"] = False
         command.upgrade(config, "head")
         port = free_port()
+        log = tmp_path_factory.mktemp("edge") / "uvicorn.log"
         env = {
             **os.environ,
             "FLAGYARD_DATABASE_URL": url,
@@ -86,10 +87,11 @@ def plane() -> Iterator[Plane]:
             "FLAGYARD_OUTBOX_RELAY_INTERVAL_SECONDS": "0",
             "FLAGYARD_LOG_LEVEL": "WARNING",
         }
+        log_file = log.open("wb")
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "flagyard.control_plane.main:app_from_env",
              "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_file,
         )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
 
@@ -98,10 +100,13 @@ def plane() -> Iterator[Plane]:
                 return httpx.get(base + "/healthz", timeout=1).status_code == 200
             except httpx.HTTPError:
                 assert server is not None
-                assert server.poll() is None, "uvicorn exited"
+                assert server.poll() is None, log.read_text()[-2000:]
                 return False
 
-        wait_until(ready, timeout=30, interval=0.1)
+        try:
+            wait_until(ready, timeout=60, interval=0.1)
+        except AssertionError as exc:
+            raise AssertionError(f"uvicorn did not answer: {log.read_text()[-2000:]}") from exc
         p = Plane(base, engine, prefix)
         with p.client() as c:
             assert c.post("/api/v1/projects", json={"key": "shop", "name": "Shop"}).status_code == 201
@@ -114,6 +119,7 @@ def plane() -> Iterator[Plane]:
         if server is not None:
             server.terminate()
             server.wait(10)
+            log_file.close()
         engine.dispose()
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
