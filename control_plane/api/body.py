@@ -91,9 +91,11 @@ class StrictRoute(APIRoute):
             declared = request.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit:
                 raise too_large(limit)
+            if not reads_body:
+                return await handler(request)  # FastAPI never reads it: nothing to bound or parse
             strict = StrictRequest(request.scope, request.receive, request._send)
             strict.body_limit = limit
-            if reads_body and await strict.body() and declares_json(request.headers.get("content-type")):
+            if await strict.body() and declares_json(request.headers.get("content-type")):
                 await strict.json()
             return await handler(strict)
 
