@@ -12,9 +12,12 @@ Everything the API answers with an error body comes from one of these::
     ├── AuthenticationError              401 unauthenticated
     ├── PermissionDeniedError                  403 forbidden
     ├── RateLimitedError                       429 rate_limited        (retry_after seconds)
+    ├── PayloadTooLargeError                   413 payload_too_large
     ├── NotSupportedError                 501 not_implemented
     └── ServiceUnavailableError                503 service_unavailable
         └── DatabaseUnavailableError           503 database_unavailable
+
+    ConfigurationError                    the settings are invalid (at start; never an HTTP answer)
 
 Errors of SQLAlchemy, asyncpg, psycopg and redis never leave the layer that talks to them raw: they are
 mapped here with ``raise ... from exc`` (see :func:`map_db_error` and :func:`map_driver_error`).
@@ -109,6 +112,15 @@ class RateLimitedError(ControlPlaneError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class PayloadTooLargeError(ControlPlaneError):
+    status = 413
+    code = "payload_too_large"
+
+
+class ConfigurationError(Exception):
+    """The settings are invalid. The message names each setting and why, never a value (secrets)."""
 
 
 class NotSupportedError(ControlPlaneError):

@@ -16,7 +16,7 @@ import structlog
 from fastapi import FastAPI
 
 from flagyard.control_plane.api import errors
-from flagyard.control_plane.api.deps import declare_bearer_scheme
+from flagyard.control_plane.api.deps import IdempotencyPruner, declare_bearer_scheme
 from flagyard.control_plane.api.middleware import RequestContextMiddleware
 from flagyard.control_plane.api.routes import (
     api_keys,
@@ -71,11 +71,14 @@ def build_state(settings: Settings) -> AppState:
         connection,
         settings.rate_limit_requests,
         settings.rate_limit_window_seconds,
+        settings.redis_prefix,
         async_connection=lambda: redis.asyncio.Redis.from_url(
             settings.redis_url.get_secret_value(),
             socket_timeout=settings.redis_timeout_seconds,
             socket_connect_timeout=settings.redis_timeout_seconds,
         ),
+        auth_failure_limit=settings.auth_failure_limit,
+        auth_failure_window=settings.auth_failure_window_seconds,
     )
     relay = None
     if settings.outbox_relay_interval_seconds > 0:
@@ -118,7 +121,7 @@ def bootstrap(state: AppState) -> None:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+    settings = settings or Settings.from_env()
     configure_logging(settings)
     state = build_state(settings)
 
@@ -151,6 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.flagyard = state
+    app.state.idempotency_pruner = IdempotencyPruner(settings.idempotency_ttl_seconds)
     errors.install(app)
     # Routers are matched in turn: probes first (the cheapest answer), then the hottest resources.
     # Each router carries the full /api/v1 prefix itself, so route templates (metrics labels) are complete.
@@ -163,5 +167,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def app_from_env() -> FastAPI:
-    """The uvicorn factory: settings from ``FLAGYARD_*`` environment variables."""
-    return create_app(Settings())
+    """The uvicorn factory: settings from ``FLAGYARD_*`` environment variables (a bad one is reported by
+    name, never with its value)."""
+    return create_app(Settings.from_env())

@@ -356,13 +356,17 @@ class Relay:
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m flagyard.control_plane.outbox [--once]``: run the relay from the command line."""
     from .db.engine import make_engine, make_sessionmaker
+    from .exceptions import ConfigurationError
     from .logs import configure_logging
     from .settings import Settings
 
     parser = argparse.ArgumentParser(description="Re-enqueue outbox rows whose enqueue was lost.")
     parser.add_argument("--once", action="store_true", help="one pass, then exit")
     args = parser.parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings.from_env()
+    except ConfigurationError as exc:
+        raise SystemExit(f"flagyard.control_plane.outbox: {exc}") from None
     configure_logging(settings)
     engine = make_engine(settings)
     sessions = make_sessionmaker(engine)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pydantic import ValidationError
-
 from .logs import configure_logging
 from .server import run
 from .settings import DataPlaneSettings
@@ -29,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.port is not None:
         overrides["grpc_port"] = args.port
     try:
-        settings = DataPlaneSettings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
+        settings = DataPlaneSettings.from_env(**overrides)
+    except ValueError as exc:
         print(f"flagyard.data_plane: bad settings:\n{exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_json)

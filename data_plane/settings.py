@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def describe_errors(exc: ValidationError, env_prefix: str = "FLAGYARD_") -> str:
+    """A settings error as lines ``FLAGYARD_NAME: why``, without the input values pydantic would quote
+    (a Redis URL carries its password)."""
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        loc = "_".join(str(part) for part in error.get("loc", ())).upper()
+        lines.append(f"{env_prefix}{loc}: {error.get('msg', 'invalid')}" if loc else error.get("msg", ""))
+    return "\n".join(lines)
 
 
 class DataPlaneSettings(BaseSettings):
     """Every field is read from ``FLAGYARD_<FIELD NAME>``, e.g. ``FLAGYARD_REDIS_URL``."""
 
     model_config = SettingsConfigDict(env_prefix="FLAGYARD_", extra="ignore", frozen=True)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Self:
+        """The settings of the environment; :class:`ValueError` with :func:`describe_errors`' message."""
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            raise ValueError(describe_errors(exc)) from None
 
     mode: Literal["development", "production"] = Field(
         default="development", description="As the control plane's: production changes secure defaults."

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from flagyard.control_plane.exceptions import ConfigurationError
+
 from .exceptions import StoreUnavailableError
 from .settings import SyncerSettings
 
@@ -23,7 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     requeue.add_argument("job_ids", nargs="*", help="default: every failed job")
     args = parser.parse_args(argv)
 
-    settings = SyncerSettings()
+    try:
+        settings = SyncerSettings.from_env()
+    except ConfigurationError as exc:
+        print(f"flagyard.syncer: {exc}", file=sys.stderr)
+        return 2
     if args.command == "worker":
         from .worker import run_workers
 

@@ -42,7 +42,7 @@ def current() -> Syncer:
     global _syncer
     with _lock:
         if _syncer is None:
-            _syncer = build_syncer(SyncerSettings())
+            _syncer = build_syncer(SyncerSettings.from_env())
         return _syncer
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -91,6 +93,48 @@ async def request_fingerprint(request: Request) -> str | None:
     return digest.hexdigest()
 
 
+class IdempotencyPruner:
+    """Deletes expired idempotency records from the write path, a bounded batch at a time.
+
+    A write that stores a record prunes at most :attr:`batch` expired ones in its transaction (``SKIP
+    LOCKED``: never waiting), at most once per :attr:`interval` seconds per process, or at once again while
+    a full batch shows more are waiting; so the table holds about one TTL of records whatever the rate.
+    """
+
+    def __init__(self, ttl_seconds: int, batch: int = 500, interval: float = 60.0) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.batch = batch
+        self.interval = interval
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def maybe_prune(self, session: Session) -> int:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next:
+                return 0
+            self._next = now + self.interval
+        pruned = prune_idempotency_records(session, self.ttl_seconds, self.batch)
+        if pruned >= self.batch:
+            with self._lock:
+                self._next = 0.0
+        return pruned
+
+
+_PRUNE = sa.text(
+    "DELETE FROM idempotency_records WHERE (api_key_id, idempotency_key) IN ("
+    " SELECT api_key_id, idempotency_key FROM idempotency_records"
+    " WHERE created_at < now() - make_interval(secs => :ttl)"
+    " ORDER BY created_at LIMIT :batch FOR UPDATE SKIP LOCKED)"
+)
+
+
+def prune_idempotency_records(session: Session, ttl_seconds: int, batch: int) -> int:
+    """Delete up to ``batch`` records older than the TTL (oldest first); how many were deleted."""
+    result = session.execute(_PRUNE, {"ttl": ttl_seconds, "batch": batch})
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 @dataclass
 class RequestContext:
     """Everything a route needs, gathered without I/O on the event loop.
@@ -104,11 +148,14 @@ class RequestContext:
     state: AppState
     request_state: Any
     credentials: str | None
+    client: str | None
+    """The client's address (behind a proxy: run uvicorn with --proxy-headers so it is the real one)."""
     method: str
     request_id: str | None
     if_match: str | None
     idempotency_key: str | None
     fingerprint: str | None
+    pruner: IdempotencyPruner | None = None
 
     def read(self, operation: Callable[[Session, Actor], Result]) -> Response:
         with self._session(writing=False) as session:
@@ -119,13 +166,16 @@ class RequestContext:
     async def read_async(self, operation: Callable[[ReadPool, Actor], Awaitable[Result]]) -> Response:
         """Run a read of single statements (:class:`ReadPool`) on the event loop, for ``async def``
         routes: no worker thread, unless the key is not in the authentication cache."""
-        if self.credentials is None:
-            raise AuthenticationError("send an API key as 'Authorization: Bearer <key>'")
-        actor = cached_actor(self.credentials, self.state.key_cache)
-        if actor is None:
-            actor = await run_in_threadpool(self._look_up_actor)
-        self.request_state.key_id = actor.key_id
         try:
+            try:
+                actor = cached_actor(self._credentials(), self.state.key_cache)
+                if actor is None:
+                    self.state.limiter.check_address(self.client)
+                    actor = await run_in_threadpool(self._look_up_actor)
+            except AuthenticationError:
+                await self.state.limiter.fail_auth_async(self.client)
+                raise
+            self.request_state.key_id = actor.key_id
             await self.state.limiter.check_async(actor.key_id)
         except RateLimitedError:
             self.state.metrics.rate_limited.inc()
@@ -151,17 +201,32 @@ class RequestContext:
             with contextlib.suppress(sa.exc.SQLAlchemyError):
                 session.close()
 
-    def _authenticate(self, session: Session) -> Actor:
-        """The key's actor (401/403)."""
+    def _credentials(self) -> str:
         if self.credentials is None:
             raise AuthenticationError("send an API key as 'Authorization: Bearer <key>'")
-        actor = authenticate(session, self.credentials, cache=self.state.key_cache)
+        return self.credentials
+
+    def _authenticate(self, session: Session) -> Actor:
+        """The key's actor (401/403). A failure counts against the client's address, and an address over
+        its failure limit is answered 429 (a key this process authenticated recently still passes)."""
+        try:
+            try:
+                actor = cached_actor(self._credentials(), self.state.key_cache)
+                if actor is None:
+                    self.state.limiter.check_address(self.client)
+                    actor = authenticate(session, self._credentials(), cache=self.state.key_cache)
+            except AuthenticationError:
+                self.state.limiter.fail_auth(self.client)
+                raise
+        except RateLimitedError:
+            self.state.metrics.rate_limited.inc()
+            raise
         self.request_state.key_id = actor.key_id
         return actor
 
     def _look_up_actor(self) -> Actor:
         with self._session(autocommit=True, writing=False) as session:
-            return self._authenticate(session)
+            return authenticate(session, self._credentials(), cache=self.state.key_cache)
 
     def _limit(self, actor: Actor) -> None:
         """The key's rate limit (429)."""
@@ -190,16 +255,19 @@ class Writer:
         tx = Tx(s, self.actor, ctx.request_id, ctx.if_match)
         result = operation(tx)
         if key is not None:
+            stored = result.replay or result  # a secret (a new key's) is never stored
             s.add(
                 IdempotencyRecord(
                     api_key_id=self.actor.key_id,
                     idempotency_key=key,
                     fingerprint=ctx.fingerprint or "",
-                    status_code=result.status,
-                    body=to_jsonable(result.body),
-                    headers=result.headers(),
+                    status_code=stored.status,
+                    body=to_jsonable(stored.body),
+                    headers=stored.headers(),
                 )
             )
+            if ctx.pruner is not None:
+                ctx.pruner.maybe_prune(s)
         tx.run_deferred()
         s.flush()
         try:
@@ -243,6 +311,7 @@ async def get_context(request: Request) -> RequestContext:
         state=request.app.state.flagyard,
         request_state=request.state,
         credentials=bearer_token(request),
+        client=request.client.host if request.client else None,
         method=request.method,
         request_id=getattr(request.state, "request_id", None),
         if_match=None,
@@ -274,6 +343,7 @@ async def get_write_context(
     ctx.if_match = if_match
     ctx.idempotency_key = idempotency_key
     ctx.fingerprint = await request_fingerprint(request)
+    ctx.pruner = getattr(request.app.state, "idempotency_pruner", None)
     return ctx
 
 

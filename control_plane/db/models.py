@@ -257,6 +257,7 @@ class IdempotencyRecord(Base):
     """The first response to a POST carrying an ``Idempotency-Key``, replayed on retries."""
 
     __tablename__ = "idempotency_records"
+    __table_args__ = (sa.Index("ix_idempotency_records_created_at", "created_at"),)
 
     api_key_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(sa.String(255), primary_key=True)

@@ -24,6 +24,7 @@ from flagyard.control_plane.db.models import (
 )
 from flagyard.control_plane.db.reads import ReadPool, ReadQuery
 from flagyard.control_plane.exceptions import (
+    Detail,
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
@@ -32,7 +33,7 @@ from flagyard.control_plane.exceptions import (
 )
 from flagyard.control_plane.security import Role
 from flagyard.control_plane.services.diff import json_diff
-from flagyard.rule_engine import Issue
+from flagyard.rule_engine import Issue, limits
 
 log = structlog.get_logger("flagyard.control_plane")
 
@@ -103,6 +104,9 @@ class Result:
     status: int = 200
     etag: str | None = None
     location: str | None = None
+    replay: Result | None = None
+    """What a retry with the same ``Idempotency-Key`` gets instead of this result, when this one carries
+    a secret (a new key): only that is stored, since secrets are kept nowhere but as their hash."""
 
     def headers(self) -> dict[str, str]:
         headers = {}
@@ -337,6 +341,32 @@ def invalid(
 ) -> InvalidRequestError:
     unique = list(dict.fromkeys(issues))
     return InvalidRequestError.from_issues(unique, message=message, prefix=prefix)
+
+
+def ensure_room(
+    session: Session, project: Project | ProjectRef, model: type[Flag] | type[Segment], adding: int = 1
+) -> None:
+    """422 unless the project can hold ``adding`` more live flags (``limits.MAX_FLAGS_PER_ENVIRONMENT``:
+    each flag is configured in every environment) or segments (``MAX_SEGMENTS_PER_ENVIRONMENT``).
+
+    Creations of one project are serialised on its row (``FOR NO KEY UPDATE``, which inserts referencing
+    it do not wait for), so concurrent ones cannot pass the bound together.
+    """
+    limit, what = (
+        (limits.MAX_FLAGS_PER_ENVIRONMENT, "flags")
+        if model is Flag
+        else (limits.MAX_SEGMENTS_PER_ENVIRONMENT, "segments")
+    )
+    session.execute(sa.select(Project.id).where(Project.id == project.id).with_for_update(key_share=True))
+    live = session.scalar(
+        sa.select(sa.func.count()).where(model.project_id == project.id, model.deleted_at.is_(None))
+    )
+    if (live or 0) + adding > limit:
+        message = (
+            f"project '{project.key}' has {live} {what}; an environment holds at most {limit} "
+            f"(limits.MAX_{what.upper()}_PER_ENVIRONMENT): delete some first"
+        )
+        raise InvalidRequestError(message, [Detail("", message)])
 
 
 def get_project(session: Session, actor: Actor, key: str, *, lock: bool = False) -> Project:

@@ -34,6 +34,7 @@ from flagyard.control_plane.services.common import (
     Tx,
     check_project,
     diff_result,
+    ensure_room,
     environments_of,
     etag,
     get_environment,
@@ -520,6 +521,7 @@ def create_flag(tx: Tx, project_key: str, body: schemas.FlagCreate) -> Result:
     )
     if s.scalar(live) is not None:
         raise ConflictError(f"flag '{body.key}' already exists in project '{project.key}'")
+    ensure_room(s, project, Flag)
     # A re-created key continues above its deleted predecessor: the data plane's version guard only
     # accepts rising versions per key.
     previous = s.scalar(

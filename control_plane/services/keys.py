@@ -210,6 +210,24 @@ def _issue(
     return row, key
 
 
+REPLAY_REFUSED_CODE = "secret_not_replayable"
+
+
+def secret_replay(key_id: int, location: str) -> Result:
+    """The answer to a retry of a request that issued key ``key_id``: 409 naming the key, never its
+    secret (shown once, stored only as a hash). ``Location`` points at the key."""
+    message = (
+        f"key {key_id} was issued by the first request with this Idempotency-Key; its secret is shown "
+        f"only once and is not stored: rotate key {key_id} for a new secret, or revoke it"
+    )
+    body = {
+        "code": REPLAY_REFUSED_CODE,
+        "message": message,
+        "details": [{"path": "/key", "message": "a key's secret is never replayed"}],
+    }
+    return Result(body, 409, location=location)
+
+
 def _check_expiry(expires_at: datetime | None) -> None:
     if expires_at is None:
         return
@@ -238,8 +256,12 @@ def create_api_key(tx: Tx, body: schemas.ApiKeyCreate) -> Result:
         {},
         {"name": row.name, "role": row.role, "prefix": row.prefix},
     )
+    location = f"/api/v1/api-keys/{row.id}"
     return Result(
-        {**key_body(row, body.project, None), "key": key}, 201, location=f"/api/v1/api-keys/{row.id}"
+        {**key_body(row, body.project, None), "key": key},
+        201,
+        location=location,
+        replay=secret_replay(row.id, location),
     )
 
 
@@ -311,7 +333,12 @@ def _rotate(tx: Tx, row: ApiKey, overlap_seconds: int) -> Result:
         environment=env.key if env else None,
     )
     body = {**key_body(new, project.key if project else None, env.key if env else None), "key": key}
-    return Result(body, 201)
+    location = (
+        f"/api/v1/projects/{project.key}/environments/{env.key}/sdk-keys/{new.id}"
+        if project is not None and env is not None
+        else f"/api/v1/api-keys/{new.id}"
+    )
+    return Result(body, 201, replay=secret_replay(new.id, location))
 
 
 def _revoke(tx: Tx, row: ApiKey) -> Result:
@@ -372,7 +399,12 @@ def create_sdk_key(tx: Tx, project_key: str, env_key: str, body: schemas.SdkKeyC
         environment=env.key,
     )
     location = f"/api/v1/projects/{project.key}/environments/{env.key}/sdk-keys/{row.id}"
-    return Result({**key_body(row, project.key, env.key), "key": key}, 201, location=location)
+    return Result(
+        {**key_body(row, project.key, env.key), "key": key},
+        201,
+        location=location,
+        replay=secret_replay(row.id, location),
+    )
 
 
 def list_sdk_keys(session: Session, actor: Actor, project_key: str, env_key: str) -> Result:

@@ -29,6 +29,7 @@ from flagyard.control_plane.services.common import (
     Tx,
     check_project,
     diff_result,
+    ensure_room,
     environments_of,
     etag,
     get_project,
@@ -131,6 +132,7 @@ def create_segment(tx: Tx, project_key: str, body: schemas.SegmentCreate) -> Res
     )
     if s.scalar(live) is not None:
         raise ConflictError(f"segment '{body.key}' already exists in project '{project.key}'")
+    ensure_room(s, project, Segment)
     previous = s.scalar(
         sa.select(sa.func.max(Segment.version)).where(
             Segment.project_id == project.id, Segment.key == body.key

@@ -30,7 +30,7 @@ from flagyard.control_plane.services.common import (
     get_project,
     invalid,
 )
-from flagyard.rule_engine import DefinitionError, Issue, validate_document
+from flagyard.rule_engine import DefinitionError, Issue, limits, validate_document
 from flagyard.rule_engine.validation import pointer
 
 
@@ -199,6 +199,7 @@ def _validate_merged(
     doc_segment_keys = {x.get("key") for x in raw_segments if isinstance(x, dict)}
     kept_flags = [f.model_dump(mode="json") for f in current.flags if f.key not in doc_flag_keys]
     kept_segments = [x.model_dump(mode="json") for x in current.segments if x.key not in doc_segment_keys]
+    _check_counts(raw_flags, kept_flags, raw_segments, kept_segments)
     merged = {**doc, "flags": [*raw_flags, *kept_flags], "segments": [*raw_segments, *kept_segments]}
     try:
         return validate_document(merged)
@@ -207,6 +208,28 @@ def _validate_merged(
             _rewrite(i, len(raw_flags), len(raw_segments), kept_flags, kept_segments) for i in exc.issues
         ]
         raise invalid(issues, message="the import is invalid; nothing was applied") from exc
+
+
+def _check_counts(
+    raw_flags: list[Any], kept_flags: list[Any], raw_segments: list[Any], kept_segments: list[Any]
+) -> None:
+    """The environment after the import within the per-environment counts (the import's one place for
+    them; single creations check with :func:`~.common.ensure_room`)."""
+    issues = []
+    for what, raw, kept, limit in (
+        ("flags", raw_flags, kept_flags, limits.MAX_FLAGS_PER_ENVIRONMENT),
+        ("segments", raw_segments, kept_segments, limits.MAX_SEGMENTS_PER_ENVIRONMENT),
+    ):
+        if len(raw) + len(kept) > limit:
+            issues.append(
+                Issue(
+                    f"/{what}",
+                    f"the environment would hold {len(raw) + len(kept)} {what} ({len(raw)} imported, "
+                    f"{len(kept)} kept); at most {limit} (limits.MAX_{what.upper()}_PER_ENVIRONMENT)",
+                )
+            )
+    if issues:
+        raise invalid(issues, message="the import is invalid; nothing was applied")
 
 
 def _rewrite(

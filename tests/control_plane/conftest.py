@@ -42,6 +42,7 @@ def settings(db_url: str) -> Settings:
         outbox_dispatch="inline",
         outbox_relay_interval_seconds=0,
         rate_limit_requests=0,
+        auth_failure_limit=0,
         access_log=False,
         log_level="WARNING",
         db_pool_size=4,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -233,7 +234,7 @@ def test_settings__production_with_default_secrets__refused() -> None:
 
 
 def test_settings__production_with_real_secrets__accepted_and_not_in_repr() -> None:
-    key = "fy_admin_" + "k" * 43
+    key = "fy_admin_" + secrets.token_urlsafe(32)
     s = Settings(
         mode="production", database_url="postgresql://u:hunter2@db/flagyard", bootstrap_admin_key=key
     )  # type: ignore[arg-type]

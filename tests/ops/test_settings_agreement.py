@@ -35,7 +35,7 @@ K8S_WORKLOADS = {
 REAL_SECRETS = {
     "FLAGYARD_DATABASE_URL": "postgresql+psycopg://flagyard:s3cret@db.example:5432/flagyard",
     "FLAGYARD_REDIS_URL": "redis://:s3cret@redis.example:6379/0",
-    "FLAGYARD_BOOTSTRAP_ADMIN_KEY": "fy_admin_" + "x" * 43,
+    "FLAGYARD_BOOTSTRAP_ADMIN_KEY": "fy_admin_q7Hn2Kx9Wp4Tz6Lm8Rv3Bc5Yd1Fg0Js-Ua_Ne2Qk7Xo",
 }
 """What an operator puts into the Secret instead of the template's placeholders."""
 

@@ -8,12 +8,15 @@ from fastapi import APIRouter, Body, Query
 from starlette.responses import Response
 
 from flagyard.control_plane import schemas
+from flagyard.control_plane.api.body import StrictRoute
 from flagyard.control_plane.api.deps import ReadContext, StateDep, WriteContext
 from flagyard.control_plane.api.params import API_PREFIX, ERRORS, WRITE_ERRORS, IntCursor, KeyId, Limit
 from flagyard.control_plane.services import keys as ops
 from flagyard.rule_engine.model import KEY_PATTERN
 
-router = APIRouter(prefix=API_PREFIX + "/api-keys", tags=["api-keys"], responses=ERRORS)
+router = APIRouter(
+    route_class=StrictRoute, prefix=API_PREFIX + "/api-keys", tags=["api-keys"], responses=ERRORS
+)
 
 
 @router.get("", response_model=schemas.Page[schemas.ApiKeyOut], summary="List API keys (admin)")

@@ -9,11 +9,12 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from flagyard.control_plane import schemas
+from flagyard.control_plane.api.body import StrictRoute
 from flagyard.control_plane.api.deps import ReadContext
 from flagyard.control_plane.api.params import API_PREFIX, ERRORS, IntCursor, Limit, ProjectKey
 from flagyard.control_plane.services import audit as ops
 
-router = APIRouter(prefix=API_PREFIX, tags=["audit"], responses=ERRORS)
+router = APIRouter(route_class=StrictRoute, prefix=API_PREFIX, tags=["audit"], responses=ERRORS)
 
 ResourceType = Annotated[
     str | None,

@@ -6,13 +6,17 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from flagyard.control_plane import schemas
+from flagyard.control_plane.api.body import StrictRoute
 from flagyard.control_plane.api.deps import ReadContext, WriteContext
 from flagyard.control_plane.api.params import API_PREFIX, ERRORS, WRITE_ERRORS, EnvKey, ProjectKey
 from flagyard.control_plane.services import projects as ops
 from flagyard.control_plane.services.usage import read_usage
 
 router = APIRouter(
-    prefix=API_PREFIX + "/projects/{project}/environments", tags=["environments"], responses=ERRORS
+    route_class=StrictRoute,
+    prefix=API_PREFIX + "/projects/{project}/environments",
+    tags=["environments"],
+    responses=ERRORS,
 )
 
 

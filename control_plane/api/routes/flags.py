@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from flagyard.control_plane import schemas
+from flagyard.control_plane.api.body import StrictRoute
 from flagyard.control_plane.api.deps import ReadContext, WriteContext
 from flagyard.control_plane.api.params import (
     API_PREFIX,
@@ -23,7 +24,9 @@ from flagyard.control_plane.api.params import (
 )
 from flagyard.control_plane.services import flags as ops
 
-router = APIRouter(prefix=API_PREFIX + "/projects/{project}/flags", tags=["flags"], responses=ERRORS)
+router = APIRouter(
+    route_class=StrictRoute, prefix=API_PREFIX + "/projects/{project}/flags", tags=["flags"], responses=ERRORS
+)
 
 
 @router.get("", response_model=schemas.Page[schemas.FlagSummary], summary="List flags")

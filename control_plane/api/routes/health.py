@@ -7,10 +7,11 @@ from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
+from flagyard.control_plane.api.body import StrictRoute
 from flagyard.control_plane.api.deps import StateDep
 from flagyard.control_plane.api.responses import dumps
 
-router = APIRouter(tags=["health"])
+router = APIRouter(route_class=StrictRoute, tags=["health"])
 
 
 @router.get("/healthz", summary="Liveness: the process serves requests")

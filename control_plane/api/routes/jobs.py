@@ -20,6 +20,7 @@ from rq.registry import FailedJobRegistry
 from starlette.responses import Response
 
 from flagyard.control_plane import schemas
+from flagyard.control_plane.api.body import StrictRoute
 from flagyard.control_plane.api.deps import ReadContext, WriteContext
 from flagyard.control_plane.api.params import API_PREFIX, ERRORS, WRITE_ERRORS, IntCursor, Limit
 from flagyard.control_plane.exceptions import (
@@ -31,7 +32,7 @@ from flagyard.control_plane.exceptions import (
 from flagyard.control_plane.services.common import Actor, Result, Tx
 from flagyard.control_plane.state import AppState
 
-router = APIRouter(prefix=API_PREFIX + "/jobs", tags=["jobs"], responses=ERRORS)
+router = APIRouter(route_class=StrictRoute, prefix=API_PREFIX + "/jobs", tags=["jobs"], responses=ERRORS)
 
 JobId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
 

@@ -6,11 +6,14 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from flagyard.control_plane import schemas
+from flagyard.control_plane.api.body import StrictRoute
 from flagyard.control_plane.api.deps import ReadContext, WriteContext
 from flagyard.control_plane.api.params import API_PREFIX, ERRORS, WRITE_ERRORS, KeyCursor, Limit, ProjectKey
 from flagyard.control_plane.services import projects as ops
 
-router = APIRouter(prefix=API_PREFIX + "/projects", tags=["projects"], responses=ERRORS)
+router = APIRouter(
+    route_class=StrictRoute, prefix=API_PREFIX + "/projects", tags=["projects"], responses=ERRORS
+)
 
 
 @router.get("", response_model=schemas.Page[schemas.ProjectOut], summary="List projects")

@@ -8,12 +8,16 @@ from fastapi import APIRouter, Body
 from starlette.responses import Response
 
 from flagyard.control_plane import schemas
+from flagyard.control_plane.api.body import StrictRoute
 from flagyard.control_plane.api.deps import ReadContext, StateDep, WriteContext
 from flagyard.control_plane.api.params import API_PREFIX, ERRORS, WRITE_ERRORS, EnvKey, KeyId, ProjectKey
 from flagyard.control_plane.services import keys as ops
 
 router = APIRouter(
-    prefix=API_PREFIX + "/projects/{project}/environments/{env}/sdk-keys", tags=["sdk-keys"], responses=ERRORS
+    route_class=StrictRoute,
+    prefix=API_PREFIX + "/projects/{project}/environments/{env}/sdk-keys",
+    tags=["sdk-keys"],
+    responses=ERRORS,
 )
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from flagyard.control_plane import schemas
+from flagyard.control_plane.api.body import StrictRoute
 from flagyard.control_plane.api.deps import ReadContext, WriteContext
 from flagyard.control_plane.api.params import (
     API_PREFIX,
@@ -22,7 +23,12 @@ from flagyard.control_plane.api.params import (
 )
 from flagyard.control_plane.services import segments as ops
 
-router = APIRouter(prefix=API_PREFIX + "/projects/{project}/segments", tags=["segments"], responses=ERRORS)
+router = APIRouter(
+    route_class=StrictRoute,
+    prefix=API_PREFIX + "/projects/{project}/segments",
+    tags=["segments"],
+    responses=ERRORS,
+)
 
 
 @router.get("", response_model=schemas.Page[schemas.SegmentOut], summary="List segments")

@@ -8,13 +8,17 @@ from fastapi import APIRouter, Body, Query
 from starlette.responses import Response
 
 from flagyard.control_plane import schemas
+from flagyard.control_plane.api.body import ImportRoute
 from flagyard.control_plane.api.deps import ReadContext, WriteContext
 from flagyard.control_plane.api.params import API_PREFIX, ERRORS, WRITE_ERRORS, EnvKey, ProjectKey
 from flagyard.control_plane.exceptions import Detail, InvalidRequestError
 from flagyard.control_plane.services import transfer as ops
 
 router = APIRouter(
-    prefix=API_PREFIX + "/projects/{project}/environments/{env}", tags=["import-export"], responses=ERRORS
+    route_class=ImportRoute,
+    prefix=API_PREFIX + "/projects/{project}/environments/{env}",
+    tags=["import-export"],
+    responses=ERRORS,
 )
 
 Format = Annotated[
