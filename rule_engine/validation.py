@@ -1,7 +1,7 @@
 """Validation of native definitions, with a JSON-pointer path and a message for every problem.
 
 Shape comes from the pydantic models; meaning is checked here. Everything that :mod:`.compiler`
-assumes (declared variants, parseable operands, safe regexes, weights, acyclic references) is checked,
+assumes (declared variants, parseable operands, RE2 patterns, weights, acyclic references) is checked,
 so a definition that passes compiles and evaluates without surprises.
 """
 
@@ -16,7 +16,7 @@ import pydantic
 from .exceptions import DefinitionError, Issue
 from .model import Clause, Document, Flag, Operator, Segment, Split
 from .operators import parse_semver, parse_timestamp
-from .regex_guard import check_pattern
+from .regex import check_pattern
 from .result import FlagType
 
 M = TypeVar("M", bound=pydantic.BaseModel)
