@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from itertools import accumulate
 from typing import Any
 
 from . import limits
 from .exceptions import DocumentFormatError
 from .flagset import FlagSet
+from .jsontext import nesting
 from .validation import pointer, validate_document
 
 
@@ -30,20 +30,8 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},:]', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
-_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
-
-
-def _too_deep(text: str) -> bool:
-    """Whether arrays and objects nest deeper than ``MAX_JSON_DEPTH`` (C-speed passes over the text)."""
-    limit = limits.MAX_JSON_DEPTH
-    if text.count("[") + text.count("{") <= limit:
-        return False
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
-    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0) > limit
 
 
 def _locate(text: str, duplicate: str | None) -> str:
@@ -115,7 +103,7 @@ def parse_json(text: str | bytes) -> Any:
             text = text.decode(json.detect_encoding(text), "surrogatepass")
         except UnicodeDecodeError as exc:
             raise DocumentFormatError(f"not valid JSON: {exc}") from exc
-    if _too_deep(text):
+    if text.count("[") + text.count("{") > limits.MAX_JSON_DEPTH and nesting(text) > limits.MAX_JSON_DEPTH:
         limit = limits.MAX_JSON_DEPTH
         raise DocumentFormatError(
             f"JSON nested deeper than {limit} arrays and objects", path=_locate(text, None)

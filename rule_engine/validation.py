@@ -7,13 +7,16 @@ so a definition that passes compiles and evaluates without surprises.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 
 import pydantic
 
+from . import limits
 from .exceptions import DefinitionError, Issue
+from .jsontext import nesting
 from .model import Clause, Document, Flag, Operator, Segment, Split
 from .operators import parse_semver, parse_timestamp
 from .regex import check_pattern
@@ -22,10 +25,20 @@ from .result import FlagType
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 _ONE_VALUE = {
-    Operator.EQ, Operator.NEQ, Operator.LT, Operator.LTE, Operator.GT, Operator.GTE,
-    Operator.SEMVER_EQ, Operator.SEMVER_LT, Operator.SEMVER_LTE, Operator.SEMVER_GT, Operator.SEMVER_GTE,
-    Operator.BEFORE, Operator.AFTER,
-}  # fmt: skip
+    Operator.EQ,
+    Operator.NEQ,
+    Operator.LT,
+    Operator.LTE,
+    Operator.GT,
+    Operator.GTE,
+    Operator.SEMVER_EQ,
+    Operator.SEMVER_LT,
+    Operator.SEMVER_LTE,
+    Operator.SEMVER_GT,
+    Operator.SEMVER_GTE,
+    Operator.BEFORE,
+    Operator.AFTER,
+}
 _STRING_VALUES = {Operator.CONTAINS, Operator.STARTS_WITH, Operator.ENDS_WITH, Operator.MATCHES}
 _NUMERIC = {Operator.LT, Operator.LTE, Operator.GT, Operator.GTE}
 _SEMVER = {
@@ -52,6 +65,9 @@ def parse_model(model: type[M], data: Any, path: str = "") -> M:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
         raise DefinitionError(_pydantic_issues(exc, path)) from exc
+    except RecursionError:
+        message = f"nested deeper than {limits.MAX_JSON_DEPTH} arrays and objects (MAX_JSON_DEPTH)"
+        raise DefinitionError([Issue(path, message)]) from None
 
 
 def _pydantic_issues(exc: pydantic.ValidationError, base: str) -> list[Issue]:
@@ -69,8 +85,196 @@ def _pydantic_issues(exc: pydantic.ValidationError, base: str) -> list[Issue]:
     return issues
 
 
+# --- limits ----------------------------------------------------------------------------------------------
+# Checked on the raw input before pydantic sees it: counts are lengths, the whole definition's size is one
+# C-speed encoding, and each value is measured on its own only when it is a large string or a container
+# (scalars, the common case, cost a type check). Nothing here recurses in Python.
+
+
+def encode(value: Any) -> str | None:
+    """Compact JSON of ``value``, or ``None`` when it nests too deeply for any JSON writer."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_unencodable)
+    except (RecursionError, ValueError):
+        return None
+
+
+def _unencodable(value: Any) -> Any:
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json")
+    raise ValueError(f"{type(value).__name__} is not a JSON value")
+
+
+def encoded_size(text: str) -> int:
+    """Bytes of ``text`` in UTF-8."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _deep_place(value: Any, limit: int) -> str:
+    """The pointer (relative) of the first array or object nested deeper than ``limit``."""
+    stack: list[tuple[Any, tuple[Any, ...], int]] = [(value, (), 1)]
+    while stack:
+        node, where, depth = stack.pop()
+        if type(node) is dict or type(node) is list:
+            if depth > limit:
+                return pointer(*where)
+            items = node.items() if type(node) is dict else enumerate(node)
+            stack += [(item, (*where, key), depth + 1) for key, item in reversed(list(items))]
+    return ""
+
+
+def value_issues(value: Any, path: str, what: str) -> list[Issue]:
+    """Size and depth of one value (a variant value, a clause operand, a metadata value)."""
+    t = type(value)
+    if t is bool or t is int or t is float or value is None:
+        return []
+    if t is str and len(value) * 4 + 2 <= limits.MAX_VALUE_BYTES:
+        return []
+    text = encode(value)
+    depth = limits.MAX_VALUE_DEPTH + 1 if text is None else nesting(text)
+    if depth > limits.MAX_VALUE_DEPTH:
+        where = path + _deep_place(value, limits.MAX_VALUE_DEPTH)
+        return [
+            Issue(
+                where,
+                f"{what} nests deeper than {limits.MAX_VALUE_DEPTH} arrays and objects (MAX_VALUE_DEPTH)",
+            )
+        ]
+    assert text is not None
+    size = encoded_size(text)
+    if size > limits.MAX_VALUE_BYTES:
+        return [
+            Issue(
+                path,
+                f"{what} is {size} bytes encoded; the limit is {limits.MAX_VALUE_BYTES} (MAX_VALUE_BYTES)",
+            )
+        ]
+    return []
+
+
+def _count(items: Any, limit: int, name: str, path: str, issues: list[Issue]) -> None:
+    if isinstance(items, list | dict) and len(items) > limit:
+        issues.append(Issue(path, f"{len(items)} {name}; the limit is {limit}"))
+
+
+def _as_list(raw: Any) -> list[Any]:
+    return raw if isinstance(raw, list) else []
+
+
+def _as_dict(raw: Any) -> dict[Any, Any]:
+    return raw if isinstance(raw, dict) else {}
+
+
+def _clause_bounds(clauses: Any, path: str, issues: list[Issue]) -> None:
+    _count(clauses, limits.MAX_CLAUSES, "clauses (MAX_CLAUSES)", path, issues)
+    for c, clause in enumerate(_as_list(clauses)):
+        values = _as_dict(clause).get("values")
+        at = f"{path}/{c}/values"
+        _count(values, limits.MAX_CLAUSE_VALUES, "values (MAX_CLAUSE_VALUES)", at, issues)
+        for i, v in enumerate(_as_list(values)):
+            issues += value_issues(v, f"{at}/{i}", "a clause value")
+
+
+def _metadata_bounds(metadata: Any, path: str, issues: list[Issue]) -> None:
+    _count(metadata, limits.MAX_METADATA_ENTRIES, "metadata entries (MAX_METADATA_ENTRIES)", path, issues)
+    for name, v in _as_dict(metadata).items():
+        issues += value_issues(v, path + pointer(name), "a metadata value")
+
+
+def _whole(data: Any, path: str, limit: int, name: str, what: str) -> list[Issue]:
+    """The size of a whole definition. One too deep to encode has a value too deep, which the value
+    checks point at (pydantic sees nesting only where the shape allows any value)."""
+    text = encode(data)
+    size = 0 if text is None else encoded_size(text)
+    if size > limit:
+        return [Issue(path, f"{what} is {size} bytes encoded; the limit is {limit} ({name})")]
+    return []
+
+
+def flag_bound_issues(data: Any, path: str = "") -> list[Issue]:
+    """The limits of one raw flag (sizes, depths, counts), checked before its shape."""
+    if not isinstance(data, dict):
+        return []
+    issues = _whole(data, path, limits.MAX_FLAG_BYTES, "MAX_FLAG_BYTES", "the flag")
+    if issues:
+        return issues
+    variants = data.get("variants")
+    _count(variants, limits.MAX_VARIANTS, "variants (MAX_VARIANTS)", f"{path}/variants", issues)
+    for name, v in _as_dict(variants).items():
+        issues += value_issues(v, f"{path}/variants{pointer(name)}", "a variant value")
+    rules = data.get("rules")
+    _count(rules, limits.MAX_RULES, "rules (MAX_RULES)", f"{path}/rules", issues)
+    for r, rule in enumerate(_as_list(rules)):
+        _clause_bounds(_as_dict(rule).get("clauses"), f"{path}/rules/{r}/clauses", issues)
+    prerequisites = data.get("prerequisites")
+    _count(
+        prerequisites,
+        limits.MAX_PREREQUISITES,
+        "prerequisites (MAX_PREREQUISITES)",
+        f"{path}/prerequisites",
+        issues,
+    )
+    _metadata_bounds(data.get("metadata"), f"{path}/metadata", issues)
+    return issues
+
+
+def segment_bound_issues(data: Any, path: str = "") -> list[Issue]:
+    """The limits of one raw segment, checked before its shape."""
+    if not isinstance(data, dict):
+        return []
+    issues = _whole(data, path, limits.MAX_SEGMENT_BYTES, "MAX_SEGMENT_BYTES", "the segment")
+    if issues:
+        return issues
+    for side in ("included", "excluded"):
+        _count(
+            data.get(side),
+            limits.MAX_SEGMENT_TARGETS,
+            f"{side} keys (MAX_SEGMENT_TARGETS)",
+            f"{path}/{side}",
+            issues,
+        )
+    rules = data.get("rules")
+    _count(rules, limits.MAX_SEGMENT_RULES, "rules (MAX_SEGMENT_RULES)", f"{path}/rules", issues)
+    for r, rule in enumerate(_as_list(rules)):
+        _clause_bounds(_as_dict(rule).get("clauses"), f"{path}/rules/{r}/clauses", issues)
+    return issues
+
+
+def document_bound_issues(data: Any, path: str = "") -> list[Issue]:
+    """The limits of a raw native document: counts per environment, then each flag and segment."""
+    if not isinstance(data, dict):
+        return []
+    issues: list[Issue] = []
+    flags, segments = data.get("flags"), data.get("segments")
+    _count(
+        flags, limits.MAX_FLAGS_PER_ENVIRONMENT, "flags (MAX_FLAGS_PER_ENVIRONMENT)", f"{path}/flags", issues
+    )
+    _count(
+        segments,
+        limits.MAX_SEGMENTS_PER_ENVIRONMENT,
+        "segments (MAX_SEGMENTS_PER_ENVIRONMENT)",
+        f"{path}/segments",
+        issues,
+    )
+    metadata = data.get("metadata")
+    _metadata_bounds(metadata, f"{path}/metadata", issues)
+    if issues:
+        return issues
+    for i, flag in enumerate(_as_list(flags)):
+        issues += flag_bound_issues(flag, f"{path}/flags/{i}")
+    for i, segment in enumerate(_as_list(segments)):
+        issues += segment_bound_issues(segment, f"{path}/segments/{i}")
+    return issues
+
+
+def _refuse(issues: list[Issue]) -> None:
+    if issues:
+        raise DefinitionError(issues)
+
+
 def validate_document(data: Any, path: str = "") -> Document:
     """Parse and check a whole native document; raise :class:`DefinitionError` listing every problem."""
+    _refuse(document_bound_issues(data, path))
     document = parse_model(Document, data, path)
     issues: list[Issue] = []
     segment_keys = _unique_keys([s.key for s in document.segments], path + "/segments", issues)
@@ -99,6 +303,7 @@ def validate_flag(
     ``segments`` are the segment keys that exist and ``flags`` the other flags of the environment; when
     given, references to them are checked, including prerequisite cycles through ``flags``.
     """
+    _refuse(flag_bound_issues(data, path))
     flag = parse_model(Flag, data, path)
     others = dict(flags or {})
     others[flag.key] = flag
@@ -117,6 +322,7 @@ def validate_flag(
 
 def validate_segment(data: Any, *, segments: Collection[str] | None = None, path: str = "") -> Segment:
     """Parse and check one segment; ``segments`` are the keys of the other segments, if known."""
+    _refuse(segment_bound_issues(data, path))
     segment = parse_model(Segment, data, path)
     known = None if segments is None else {*segments, segment.key}
     issues = segment_issues(segment, path, known)
@@ -223,6 +429,13 @@ def _split_issues(split: Split, path: str, flag: Flag) -> list[Issue]:
         issues.append(Issue(f"{path}/variations", f"weights sum to {total}; basis points must sum to 10000"))
     elif total <= 0:
         issues.append(Issue(f"{path}/variations", "weights sum to 0; at least one must be positive"))
+    elif total > limits.MAX_WEIGHT_SUM:
+        issues.append(
+            Issue(
+                f"{path}/variations",
+                f"weights sum to {total}; the limit is {limits.MAX_WEIGHT_SUM} (MAX_WEIGHT_SUM)",
+            )
+        )
     if not all(split.bucket_by.split(".")):
         issues.append(Issue(f"{path}/bucket_by", f"'{split.bucket_by}' is not a dotted attribute path"))
     return issues

@@ -258,9 +258,13 @@ def overlapping_patterns(draw: st.DrawFn, depth: int = 0) -> str:
                 if draw(st.booleans())
                 else f"({inner})"
             )
+            # Only bounded repeats of a group: an unbounded one around a quantified group makes Python's
+            # re, the reference here, backtrack exponentially.
+            body += draw(st.sampled_from(["", "", "?", "{2}", "{0,2}"]))
         else:
-            body = draw(_SAFE_ATOMS)
-        body += draw(st.sampled_from(["", "", "?", "*", "+", "{2}", "{1,3}", "*?", "+?"]))
+            body = draw(_SAFE_ATOMS) + draw(
+                st.sampled_from(["", "", "?", "*", "+", "{2}", "{1,3}", "*?", "+?"])
+            )
         parts.append(body)
     pattern = "".join(parts)
     if depth == 0:
