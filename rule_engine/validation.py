@@ -94,7 +94,7 @@ def _pydantic_issues(exc: pydantic.ValidationError, base: str) -> list[Issue]:
 def encode(value: Any) -> str | None:
     """Compact JSON of ``value``, or ``None`` when it nests too deeply for any JSON writer."""
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_unencodable)
+        return _ENCODER.encode(value)
     except (RecursionError, ValueError):
         return None
 
@@ -105,9 +105,28 @@ def _unencodable(value: Any) -> Any:
     raise ValueError(f"{type(value).__name__} is not a JSON value")
 
 
+_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, check_circular=False, default=_unencodable
+)
+_SCALARS_OR_NULL = frozenset({bool, int, float, type(None)})
+_SHORT_STRING = (limits.MAX_VALUE_BYTES - 2) // 6
+"""A string this long cannot exceed ``MAX_VALUE_BYTES`` encoded (a character takes at most 6 bytes)."""
+
+
 def encoded_size(text: str) -> int:
     """Bytes of ``text`` in UTF-8."""
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _measure(items: Any, path: str, what: str, issues: list[Issue]) -> None:
+    """Size and depth of each value of ``items`` (``(key, value)`` pairs) at ``path``/key; scalars and
+    short strings, nearly every value, are passed over with a type check."""
+    scalars, short = _SCALARS_OR_NULL, _SHORT_STRING
+    for key, value in items:
+        t = type(value)
+        if t in scalars or (t is str and len(value) <= short):
+            continue
+        issues += value_issues(value, path + pointer(key), what)
 
 
 def _deep_place(value: Any, limit: int) -> str:
@@ -126,9 +145,7 @@ def _deep_place(value: Any, limit: int) -> str:
 def value_issues(value: Any, path: str, what: str) -> list[Issue]:
     """Size and depth of one value (a variant value, a clause operand, a metadata value)."""
     t = type(value)
-    if t is bool or t is int or t is float or value is None:
-        return []
-    if t is str and len(value) * 4 + 2 <= limits.MAX_VALUE_BYTES:
+    if t in _SCALARS_OR_NULL or (t is str and len(value) <= _SHORT_STRING):
         return []
     text = encode(value)
     depth = limits.MAX_VALUE_DEPTH + 1 if text is None else nesting(text)
@@ -171,14 +188,12 @@ def _clause_bounds(clauses: Any, path: str, issues: list[Issue]) -> None:
         values = _as_dict(clause).get("values")
         at = f"{path}/{c}/values"
         _count(values, limits.MAX_CLAUSE_VALUES, "values (MAX_CLAUSE_VALUES)", at, issues)
-        for i, v in enumerate(_as_list(values)):
-            issues += value_issues(v, f"{at}/{i}", "a clause value")
+        _measure(enumerate(_as_list(values)), at, "a clause value", issues)
 
 
 def _metadata_bounds(metadata: Any, path: str, issues: list[Issue]) -> None:
     _count(metadata, limits.MAX_METADATA_ENTRIES, "metadata entries (MAX_METADATA_ENTRIES)", path, issues)
-    for name, v in _as_dict(metadata).items():
-        issues += value_issues(v, path + pointer(name), "a metadata value")
+    _measure(_as_dict(metadata).items(), path, "a metadata value", issues)
 
 
 def _whole(data: Any, path: str, limit: int, name: str, what: str) -> list[Issue]:
@@ -200,8 +215,7 @@ def flag_bound_issues(data: Any, path: str = "") -> list[Issue]:
         return issues
     variants = data.get("variants")
     _count(variants, limits.MAX_VARIANTS, "variants (MAX_VARIANTS)", f"{path}/variants", issues)
-    for name, v in _as_dict(variants).items():
-        issues += value_issues(v, f"{path}/variants{pointer(name)}", "a variant value")
+    _measure(_as_dict(variants).items(), f"{path}/variants", "a variant value", issues)
     rules = data.get("rules")
     _count(rules, limits.MAX_RULES, "rules (MAX_RULES)", f"{path}/rules", issues)
     for r, rule in enumerate(_as_list(rules)):
