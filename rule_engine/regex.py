@@ -74,6 +74,15 @@ def compile_pattern(pattern: str) -> Callable[[str], bool]:
     Raises :class:`PatternError` for a pattern over :data:`~.limits.MAX_PATTERN_LENGTH` characters,
     one RE2 refuses, or one whose program exceeds :data:`~.limits.MAX_PATTERN_PROGRAM_SIZE`.
     """
+    return _searcher(_compile(pattern)[0].Match)
+
+
+def pattern_size(pattern: str) -> int:
+    """The RE2 program size of ``pattern`` (its cost per byte matched); raises :class:`PatternError`."""
+    return _compile(pattern)[1]
+
+
+def _compile(pattern: str) -> tuple[Any, int]:
     if len(pattern) > limits.MAX_PATTERN_LENGTH:
         raise PatternError(
             f"pattern is {len(pattern)} characters long; the limit is {limits.MAX_PATTERN_LENGTH}"
@@ -91,7 +100,7 @@ def compile_pattern(pattern: str) -> Callable[[str], bool]:
             f"pattern is too complex: it compiles to {size} RE2 instructions; the limit is "
             f"{limits.MAX_PATTERN_PROGRAM_SIZE} (large counted repeats such as a{{0,1000}} multiply it)"
         )
-    return _searcher(compiled.Match)
+    return compiled, size
 
 
 _MEMO_ENTRIES = 256

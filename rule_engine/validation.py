@@ -15,11 +15,11 @@ from typing import Any, TypeVar
 import pydantic
 
 from . import limits
-from .exceptions import DefinitionError, Issue
+from .exceptions import DefinitionError, Issue, PatternError
 from .jsontext import nesting
 from .model import Clause, Document, Flag, Operator, Segment, Split
 from .operators import parse_semver, parse_timestamp
-from .regex import check_pattern
+from .regex import pattern_size
 from .result import FlagType
 
 M = TypeVar("M", bound=pydantic.BaseModel)
@@ -356,9 +356,11 @@ def _unique_keys(keys: list[str], path: str, issues: list[Issue]) -> set[str]:
 
 def segment_issues(segment: Segment, path: str, segments: Collection[str] | None) -> list[Issue]:
     issues: list[Issue] = []
+    patterns: list[tuple[int, str]] = []
     for r, rule in enumerate(segment.rules):
         for c, clause in enumerate(rule.clauses):
-            issues += clause_issues(clause, f"{path}/rules/{r}/clauses/{c}", segments)
+            issues += clause_issues(clause, f"{path}/rules/{r}/clauses/{c}", segments, patterns)
+    issues += _pattern_budget(patterns, "segment")
     overlap = set(segment.included) & set(segment.excluded)
     if overlap:
         issues.append(Issue(f"{path}/excluded", f"keys both included and excluded: {sorted(overlap)}"))
@@ -386,6 +388,7 @@ def flag_issues(
     if flag.default_split is not None:
         issues += _split_issues(flag.default_split, f"{path}/default_split", flag)
     rule_ids: set[str] = set()
+    patterns: list[tuple[int, str]] = []
     for r, rule in enumerate(flag.rules):
         at = f"{path}/rules/{r}"
         if rule.id in rule_ids:
@@ -397,7 +400,8 @@ def flag_issues(
         if rule.split is not None:
             issues += _split_issues(rule.split, f"{at}/split", flag)
         for c, clause in enumerate(rule.clauses):
-            issues += clause_issues(clause, f"{at}/clauses/{c}", segments)
+            issues += clause_issues(clause, f"{at}/clauses/{c}", segments, patterns)
+    issues += _pattern_budget(patterns, "flag")
     seen_prerequisites: set[str] = set()
     for p, prerequisite in enumerate(flag.prerequisites):
         at = f"{path}/prerequisites/{p}"
@@ -415,6 +419,23 @@ def flag_issues(
                 )
         seen_prerequisites.add(prerequisite.flag)
     return issues
+
+
+def _pattern_budget(patterns: list[tuple[int, str]], what: str) -> list[Issue]:
+    """All ``matches`` patterns of one definition together stay within ``MAX_PATTERN_PROGRAM_TOTAL``;
+    the pointer is the pattern that crosses it."""
+    total = 0
+    limit = limits.MAX_PATTERN_PROGRAM_TOTAL
+    for size, where in patterns:
+        total += size
+        if total > limit:
+            every = sum(s for s, _ in patterns)
+            message = (
+                f"the {what}'s matches patterns compile to {every} RE2 instructions in all; the limit is "
+                f"{limit} (MAX_PATTERN_PROGRAM_TOTAL), crossed here"
+            )
+            return [Issue(where, message)]
+    return []
 
 
 def _variant_type_problem(flag_type: FlagType, value: Any) -> str | None:
@@ -455,8 +476,14 @@ def _split_issues(split: Split, path: str, flag: Flag) -> list[Issue]:
     return issues
 
 
-def clause_issues(clause: Clause, path: str, segments: Collection[str] | None) -> list[Issue]:
-    """Problems of one clause: its attribute path and the number and type of its values."""
+def clause_issues(
+    clause: Clause,
+    path: str,
+    segments: Collection[str] | None,
+    patterns: list[tuple[int, str]] | None = None,
+) -> list[Issue]:
+    """Problems of one clause: its attribute path and the number and type of its values. The program
+    size and pointer of each valid ``matches`` pattern are added to ``patterns``."""
     op = clause.operator
     values = clause.values
     issues: list[Issue] = []
@@ -491,9 +518,13 @@ def clause_issues(clause: Clause, path: str, segments: Collection[str] | None) -
         if op in _STRING_VALUES and type(v) is not str:
             bad(f"operator {op} compares strings; {v!r} is not one", i)
         elif op is Operator.MATCHES:
-            problem = check_pattern(v)
-            if problem:
-                bad(problem, i)
+            try:
+                size = pattern_size(v)
+            except PatternError as exc:
+                bad(str(exc), i)
+            else:
+                if patterns is not None:
+                    patterns.append((size, f"{path}/values/{i}"))
         elif op in _NUMERIC and (type(v) not in (int, float) or not math.isfinite(v)):
             bad(f"operator {op} compares numbers; {v!r} is not one", i)
         elif op in _SEMVER and (type(v) is not str or parse_semver(v) is None):

@@ -11,8 +11,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flagyard.rule_engine import DefinitionError, Reason, compile_flag, limits, validate_flag
-from flagyard.rule_engine.regex import check_pattern, compile_pattern
+from flagyard.rule_engine import (
+    DefinitionError,
+    Reason,
+    compile_flag,
+    limits,
+    validate_flag,
+    validate_segment,
+)
+from flagyard.rule_engine.regex import check_pattern, compile_pattern, pattern_size
 
 ISSUE_PATTERNS = [".*.*.*=", "(a?){28}a{28}", "a{0,1000}a{0,1000}a{0,1000}a{0,1000}b"]
 """The three patterns of the hardening issue that passed the old guard and took seconds to match."""
@@ -279,3 +286,55 @@ def overlapping_patterns(draw: st.DrawFn, depth: int = 0) -> str:
 def test_overlapping_syntax__re2_and_python_re_agree_on_match(pattern: str, subject: str) -> None:
     assert check_pattern(pattern) is None
     assert compile_pattern(pattern)(subject) is (re.search(pattern, subject) is not None)
+
+
+# --- all patterns of one definition ---------------------------------------------------------------------------
+
+
+def sized_pattern(size: int) -> str:
+    """A pattern whose RE2 program has exactly ``size`` instructions."""
+    pattern = f"a{{{size - 4}}}"
+    assert pattern_size(pattern) == size
+    return pattern
+
+
+def budget_sizes(total: int) -> list[int]:
+    count = -(-limits.MAX_PATTERN_PROGRAM_TOTAL // 1000)
+    sizes = [total // count] * count
+    sizes[-1] += total - sum(sizes)
+    return sizes
+
+
+def test_pattern_total__flag_at_the_limit__accepted_and_past_it__refused_at_the_crossing_pattern() -> None:
+    def flag(total: int) -> dict[str, Any]:
+        data = flag_with(["x"])
+        data["rules"] = [
+            {
+                **data["rules"][0],
+                "id": f"r{i}",
+                "clauses": [{"attribute": "a", "operator": "matches", "values": [p]}],
+            }
+            for i, p in enumerate(sized_pattern(s) for s in budget_sizes(total))
+        ]
+        return data
+
+    validate_flag(flag(limits.MAX_PATTERN_PROGRAM_TOTAL))
+    past = flag(limits.MAX_PATTERN_PROGRAM_TOTAL + 1)
+    with pytest.raises(DefinitionError) as caught:
+        validate_flag(past)
+    (issue,) = caught.value.issues
+    assert issue.path == f"/rules/{len(past['rules']) - 1}/clauses/0/values/0"
+    assert f"compile to {limits.MAX_PATTERN_PROGRAM_TOTAL + 1} RE2 instructions in all" in issue.message
+    assert "MAX_PATTERN_PROGRAM_TOTAL" in issue.message
+
+
+def test_pattern_total__segment_past_the_limit__refused_with_pointer() -> None:
+    patterns = [sized_pattern(s) for s in budget_sizes(limits.MAX_PATTERN_PROGRAM_TOTAL + 1)]
+    rules = [{"clauses": [{"attribute": "a", "operator": "matches", "values": patterns}]}]
+    with pytest.raises(DefinitionError) as caught:
+        validate_segment({"key": "s", "rules": rules})
+    (issue,) = caught.value.issues
+    assert issue.path == f"/rules/0/clauses/0/values/{len(patterns) - 1}"
+    assert validate_segment(
+        {"key": "s", "rules": [{"clauses": [{**rules[0]["clauses"][0], "values": patterns[:-1]}]}]}
+    )
