@@ -1,6 +1,9 @@
 """Rule-engine benchmark: one compiled evaluation of the reference flag, beside its floor.
 
 Reference flag: three rules (a segment, a regex, a numeric comparison) and a 25/75 split fallthrough.
+``matches`` runs on RE2 (linear time; about 0.6 µs a call, against 0.1 µs for Python's backtracking
+``re``) and remembers its answers for recent short attributes, so the rows that repeat one context
+measure the memo; "a new email each call" measures RE2 itself.
 The floor is a plain dict lookup plus one mmh3 hash, run by the same loop in the same process.
 Each figure is the median over repeats of (time of a loop of N calls) / N.
 
@@ -100,6 +103,22 @@ def evaluation_loop(flagset: FlagSet, context: dict[str, Any]) -> Callable[[int]
     return loop
 
 
+def distinct_emails_loop(flagset: FlagSet) -> Callable[[int], None]:
+    """The regex rule hit with an email never seen before (RE2's memo misses every time)."""
+    evaluate = flagset.evaluate
+    boolean = FlagType.BOOLEAN
+    contexts = [
+        {"targeting_key": "u-8", "country": "FR", "email": f"user{i}@example.com", "age": 30}
+        for i in range(200_000)
+    ]
+
+    def loop(n: int) -> None:
+        for context in contexts[:n]:
+            evaluate("reference", False, context, boolean)
+
+    return loop
+
+
 def floor_loop(n: int) -> None:
     table = {"reference": 1}
     hash32 = mmh3.hash
@@ -130,6 +149,13 @@ def main() -> None:
             row(f"rule engine: reference flag, {name}", ns, "ns", floor, floor_name,
                 goal_op="<=", goal_value=GOAL_NS, note="median per evaluation, 10 flags loaded")
         )  # fmt: skip
+    ns = per_call_ns(distinct_emails_loop(flagset), min(args.n, 200_000), args.repeats)
+    name = "rule 2 (regex), a new email each call"
+    print(f"{name:<44} {ns:>10.0f} {floor:>9.0f} {ns / floor:>6.1f} {GOAL_NS:>8.0f}")
+    rows.append(
+        row(f"rule engine: reference flag, {name}", ns, "ns", floor, floor_name,
+            goal_op="<=", goal_value=GOAL_NS * 2, note="median per evaluation, RE2 without its memo")
+    )  # fmt: skip
     worst = CONTEXTS["fallthrough to split (all 3 rules miss)"]
     print("\nflatness: fallthrough case with N flags loaded")
     for count in (10, 1_000, 10_000):

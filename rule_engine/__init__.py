@@ -6,7 +6,7 @@ with it, the data plane and the SDK evaluate with it.
 
 from .compiler import CompiledFlag, CompiledSegment, compile_flag, compile_segment
 from .documents import detect_format, load_flagset, parse_json
-from .exceptions import DefinitionError, DocumentFormatError, Issue, RuleEngineError
+from .exceptions import DefinitionError, DocumentFormatError, Issue, PatternError, RuleEngineError
 from .flagd import export_flagd, load_flagd, validate_flagd
 from .flagset import FlagSet
 from .model import Clause, Document, Flag, Operator, Prerequisite, Rule, Segment, SegmentRule, Split
@@ -15,7 +15,8 @@ from .validation import validate_document, validate_flag, validate_segment
 
 __all__ = [
     "Clause", "CompiledFlag", "CompiledSegment", "DefinitionError", "Document", "DocumentFormatError",
-    "ErrorCode", "EvaluationResult", "Flag", "FlagSet", "FlagType", "Issue", "Operator", "Prerequisite",
+    "ErrorCode", "EvaluationResult", "Flag", "FlagSet", "FlagType", "Issue", "Operator", "PatternError",
+    "Prerequisite",
     "Reason", "Rule", "RuleEngineError", "Segment", "SegmentRule", "Split", "compile_flag",
     "compile_segment", "detect_format", "export_flagd", "load_flagd", "load_flagset", "parse_json",
     "validate_document", "validate_flag", "validate_flagd", "validate_segment",

@@ -149,13 +149,13 @@ def _fast_flat_clause(name: str, fast: Fast) -> Matcher:
             return t is list and any(map(predicate, v))
 
         return numeric
-    search: Callable[[str], Any] = a
+    search: Callable[[str], bool] = a
     limit: int = b
 
     def regex(ctx: Context, store: Store) -> bool:
         v = ctx.get(name)
         if type(v) is str:
-            return len(v) <= limit and search(v) is not None
+            return len(v) <= limit and search(v)
         return type(v) is list and any(map(predicate, v))
 
     return regex

@@ -4,7 +4,8 @@ Evaluation never raises; these come only from loading, validating and compiling 
 
     RuleEngineError
     ├── DefinitionError        a definition is invalid; ``issues`` says where and why
-    └── DocumentFormatError    a document is not JSON, or is neither native nor flagd format
+    ├── DocumentFormatError    a document is not JSON, or is neither native nor flagd format
+    └── PatternError           a ``matches`` pattern RE2 refuses (validation reports it as an Issue)
 """
 
 from __future__ import annotations
@@ -43,3 +44,8 @@ class DocumentFormatError(RuleEngineError):
     def __init__(self, message: str, path: str = "") -> None:
         self.path = path
         super().__init__(message)
+
+
+class PatternError(RuleEngineError, ValueError):
+    """A ``matches`` pattern that RE2 does not accept or that exceeds the pattern limits; ``str()`` says
+    why. Validation turns it into an :class:`Issue`; only compiling an unvalidated flag raises it."""

@@ -33,14 +33,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from . import limits
 from .compiler import CompiledFlag, Context, FlagEvaluator, Store, copy_json
 from .documents import parse_json
 from .exceptions import DefinitionError, Issue
 from .flagset import FlagSet
-from .jsonlogic import MAX_WEIGHT_SUM, JsonLogicCompiler, Rule, js_str
+from .jsonlogic import JsonLogicCompiler, Rule, js_str
 from .model import Clause, Document, Flag, Operator, Split
 from .result import ErrorCode, EvaluationResult, FlagType, Reason
-from .validation import pointer, validate_document
+from .validation import encode, encoded_size, pointer, validate_document, value_issues
 
 STATES = ("ENABLED", "DISABLED")
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -109,6 +110,25 @@ def _parse(data: Any) -> tuple[list[_ParsedFlag], dict[str, Any]]:
     if not isinstance(evaluators, Mapping):
         issues.append(Issue("/$evaluators", "'$evaluators' is an object of named targeting rules"))
         evaluators = {}
+    bounds: list[Issue] = []
+    _bound(flags, limits.MAX_FLAGS_PER_ENVIRONMENT, "flags (MAX_FLAGS_PER_ENVIRONMENT)", "/flags", bounds)
+    _bound(
+        evaluators,
+        limits.MAX_SEGMENTS_PER_ENVIRONMENT,
+        "evaluators (MAX_SEGMENTS_PER_ENVIRONMENT)",
+        "/$evaluators",
+        bounds,
+    )
+    for name, body in evaluators.items():
+        bounds += _size_issues(
+            body,
+            "/$evaluators" + pointer(name),
+            limits.MAX_SEGMENT_BYTES,
+            "MAX_SEGMENT_BYTES",
+            "the evaluator",
+        )
+    if bounds:  # refused before any expression is compiled
+        raise DefinitionError(issues + bounds)
     compiler = JsonLogicCompiler(evaluators, "/$evaluators")
     for name, body in evaluators.items():
         if not isinstance(body, Mapping):
@@ -126,12 +146,26 @@ def _parse(data: Any) -> tuple[list[_ParsedFlag], dict[str, Any]]:
     return parsed, set_metadata
 
 
+def _bound(items: Mapping[Any, Any], limit: int, name: str, path: str, issues: list[Issue]) -> None:
+    if len(items) > limit:
+        issues.append(Issue(path, f"{len(items)} {name}; the limit is {limit}"))
+
+
+def _size_issues(value: Any, path: str, limit: int, name: str, what: str) -> list[Issue]:
+    text = encode(value)
+    size = 0 if text is None else encoded_size(text)  # too deep to encode: the depth checks say where
+    if size > limit:
+        return [Issue(path, f"{what} is {size} bytes encoded; the limit is {limit} ({name})")]
+    return []
+
+
 def _metadata(raw: Any, path: str, issues: list[Issue]) -> dict[str, Any]:
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
         issues.append(Issue(path, "metadata is an object of strings, numbers and booleans"))
         return {}
+    _bound(raw, limits.MAX_METADATA_ENTRIES, "metadata entries (MAX_METADATA_ENTRIES)", path, issues)
     for name, value in raw.items():
         if not isinstance(value, _SCALARS) or (type(value) is float and not math.isfinite(value)):
             message = f"metadata values are strings, numbers or booleans, not {value!r}"
@@ -153,12 +187,20 @@ def _parse_flag(
     if not isinstance(flag, Mapping):
         issues.append(Issue(path, "a flag is an object"))
         return None
+    bounds = _size_issues(flag, path, limits.MAX_FLAG_BYTES, "MAX_FLAG_BYTES", "the flag")
+    variants = flag.get("variants")
+    if isinstance(variants, Mapping) and not bounds:
+        _bound(variants, limits.MAX_VARIANTS, "variants (MAX_VARIANTS)", path + "/variants", bounds)
+        for name, value in variants.items():
+            bounds += value_issues(value, path + "/variants" + pointer(name), "a variant value")
+    if bounds:  # refused before its targeting is compiled
+        issues += bounds
+        return None
     state = flag.get("state")
     if "state" not in flag:
         issues.append(Issue(path + "/state", "'state' is required: ENABLED or DISABLED"))
     elif state not in STATES:
         issues.append(Issue(path + "/state", f"state is ENABLED or DISABLED, not {state!r}"))
-    variants = flag.get("variants")
     flag_type: FlagType | None = None
     if "variants" not in flag:
         issues.append(Issue(path + "/variants", "'variants' is required: an object of variant values"))
@@ -447,8 +489,7 @@ class _Exporter:
         return rule
 
     def split(self, flag: Flag, split: Split, path: str) -> Any:
-        if sum(v.weight for v in split.variations) > MAX_WEIGHT_SUM:
-            raise DefinitionError([Issue(path + "/variations", "flagd caps the sum of weights at 2^31-1")])
+        """Validation already holds the weights' sum to ``MAX_WEIGHT_SUM``, flagd's own cap."""
         bucket_by = {"cat": [f"{flag.salt}:{flag.key}:", _var(split.bucket_by)]}
         return {"fractional": [bucket_by, *([v.variant, v.weight] for v in split.variations)]}
 

@@ -27,16 +27,11 @@ import mmh3
 import semver
 
 from .exceptions import DefinitionError, Issue
+from .limits import MAX_JSONLOGIC_DEPTH, MAX_WEIGHT_SUM
 from .validation import pointer
 
 Fn = Callable[[Any], Any]
 Rule = Callable[[Any], Any]
-
-MAX_DEPTH = 128
-"""Deepest nesting of operators accepted; deeper expressions are rejected when compiled."""
-
-MAX_WEIGHT_SUM = 2**31 - 1
-"""flagd caps the sum of ``fractional`` weights at the largest signed 32-bit integer."""
 
 SEMVER_OPERATORS = frozenset({"=", "!=", "<", "<=", ">", ">=", "^", "~"})
 
@@ -493,8 +488,8 @@ class JsonLogicCompiler:
         return _const(None)
 
     def _node(self, expr: Any, path: str, depth: int) -> Compiled:
-        if depth > MAX_DEPTH:
-            return self._issue(path, f"expression nested deeper than {MAX_DEPTH} levels")
+        if depth > MAX_JSONLOGIC_DEPTH:
+            return self._issue(path, f"expression nested deeper than {MAX_JSONLOGIC_DEPTH} levels")
         t = type(expr)
         if expr is None or t is str or t is bool or t is int:
             return _const(expr)
@@ -872,6 +867,7 @@ class JsonLogicCompiler:
             self._issue(paths[0], "the bucketing value is a string or an expression")
         if not buckets:
             self._issue(at, "fractional needs at least one bucket")
+        total = 0
         for i, bucket in enumerate(buckets):
             where = paths[i + offset]
             if isinstance(bucket, Mapping):
@@ -883,6 +879,12 @@ class JsonLogicCompiler:
                 valid = type(weight) is int or (type(weight) is float and weight.is_integer())
                 if not valid or weight < 0:
                     self._issue(f"{where}/1", f"a weight is a non-negative integer, got {weight!r}")
+                else:
+                    total += int(weight)
+            else:
+                total += 1
+        if total > MAX_WEIGHT_SUM:
+            self._issue(at, f"weights sum to {total}; the limit is {MAX_WEIGHT_SUM} (MAX_WEIGHT_SUM)")
         seeded = type(first) is not list
         nodes = self._args(args, paths, depth)
         bucket_nodes = nodes[1:] if seeded else nodes

@@ -38,6 +38,18 @@ MAX_WEIGHT_SUM: Final = 2**31 - 1
 """Split weights (relative, and flagd's ``fractional``) sum to at most this, so 32-bit SDKs never overflow."""
 MAX_PATTERN_LENGTH: Final = 512
 """A ``matches`` pattern (RE2 syntax, matched in linear time)."""
+MAX_PATTERN_PROGRAM_SIZE: Final = 2000
+"""Instructions of a compiled ``matches`` pattern (RE2's program size). One match costs up to about this
+many steps per byte of the attribute, so this keeps the worst match of a :data:`MAX_SUBJECT_LENGTH`
+attribute to a few milliseconds; large counted repeats (``a{0,1000}``) and Unicode classes repeated
+(``\\pL{1,200}``) exceed it."""
+MAX_PATTERN_PROGRAM_TOTAL: Final = 10_000
+"""Instructions of all ``matches`` patterns of one flag or segment together: one evaluation may try
+them all, so this bounds its regex work (the worst case is about 5 ms per 1,000 instructions on a
+:data:`MAX_SUBJECT_LENGTH` attribute) however many rules carry a pattern."""
+MAX_PATTERN_MEMORY: Final = 1 * MiB
+"""Memory RE2 may use for one compiled pattern (its program and lazily built DFA); also bounds what
+compiles at all, so every plane accepts the same patterns."""
 MAX_SUBJECT_LENGTH: Final = 1024
 """An attribute longer than this never ``matches`` a pattern."""
 MAX_JSONLOGIC_DEPTH: Final = 128

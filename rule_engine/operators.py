@@ -7,7 +7,6 @@ parsing of their own arguments. A predicate is only called with a value that is 
 from __future__ import annotations
 
 import operator as op
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -15,8 +14,9 @@ from typing import Any, NamedTuple
 
 import semver
 
+from .limits import MAX_SUBJECT_LENGTH
 from .model import Operator
-from .regex_guard import MAX_SUBJECT_LENGTH
+from .regex import compile_pattern
 
 Predicate = Callable[[Any], bool]
 
@@ -120,18 +120,17 @@ def _string_op(values: list[Any], test: Callable[[str, str], bool]) -> Predicate
 
 
 def _matches(values: list[Any]) -> Predicate | Fast:
-    patterns = tuple(re.compile(p) for p in values)
-    if len(patterns) == 1:
-        search = patterns[0].search
+    """RE2 searches (linear time); an attribute over ``MAX_SUBJECT_LENGTH`` characters never matches."""
+    searches = tuple(compile_pattern(p) for p in values)
+    if len(searches) == 1:
+        search = searches[0]
         return _fast(
-            lambda v: type(v) is str and len(v) <= MAX_SUBJECT_LENGTH and search(v) is not None,
+            lambda v: type(v) is str and len(v) <= MAX_SUBJECT_LENGTH and search(v),
             "regex",
             search,
             MAX_SUBJECT_LENGTH,
         )
-    return lambda v: (
-        type(v) is str and len(v) <= MAX_SUBJECT_LENGTH and any(p.search(v) is not None for p in patterns)
-    )
+    return lambda v: type(v) is str and len(v) <= MAX_SUBJECT_LENGTH and any(s(v) for s in searches)
 
 
 def _numeric(values: list[Any], test: Callable[[Any, Any], bool]) -> Fast:

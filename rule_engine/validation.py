@@ -1,31 +1,44 @@
 """Validation of native definitions, with a JSON-pointer path and a message for every problem.
 
 Shape comes from the pydantic models; meaning is checked here. Everything that :mod:`.compiler`
-assumes (declared variants, parseable operands, safe regexes, weights, acyclic references) is checked,
+assumes (declared variants, parseable operands, RE2 patterns, weights, acyclic references) is checked,
 so a definition that passes compiles and evaluates without surprises.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 
 import pydantic
 
-from .exceptions import DefinitionError, Issue
+from . import limits
+from .exceptions import DefinitionError, Issue, PatternError
+from .jsontext import nesting
 from .model import Clause, Document, Flag, Operator, Segment, Split
 from .operators import parse_semver, parse_timestamp
-from .regex_guard import check_pattern
+from .regex import pattern_size
 from .result import FlagType
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 _ONE_VALUE = {
-    Operator.EQ, Operator.NEQ, Operator.LT, Operator.LTE, Operator.GT, Operator.GTE,
-    Operator.SEMVER_EQ, Operator.SEMVER_LT, Operator.SEMVER_LTE, Operator.SEMVER_GT, Operator.SEMVER_GTE,
-    Operator.BEFORE, Operator.AFTER,
-}  # fmt: skip
+    Operator.EQ,
+    Operator.NEQ,
+    Operator.LT,
+    Operator.LTE,
+    Operator.GT,
+    Operator.GTE,
+    Operator.SEMVER_EQ,
+    Operator.SEMVER_LT,
+    Operator.SEMVER_LTE,
+    Operator.SEMVER_GT,
+    Operator.SEMVER_GTE,
+    Operator.BEFORE,
+    Operator.AFTER,
+}
 _STRING_VALUES = {Operator.CONTAINS, Operator.STARTS_WITH, Operator.ENDS_WITH, Operator.MATCHES}
 _NUMERIC = {Operator.LT, Operator.LTE, Operator.GT, Operator.GTE}
 _SEMVER = {
@@ -52,6 +65,9 @@ def parse_model(model: type[M], data: Any, path: str = "") -> M:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
         raise DefinitionError(_pydantic_issues(exc, path)) from exc
+    except RecursionError:
+        message = f"nested deeper than {limits.MAX_JSON_DEPTH} arrays and objects (MAX_JSON_DEPTH)"
+        raise DefinitionError([Issue(path, message)]) from None
 
 
 def _pydantic_issues(exc: pydantic.ValidationError, base: str) -> list[Issue]:
@@ -69,8 +85,210 @@ def _pydantic_issues(exc: pydantic.ValidationError, base: str) -> list[Issue]:
     return issues
 
 
+# --- limits ----------------------------------------------------------------------------------------------
+# Checked on the raw input before pydantic sees it: counts are lengths, the whole definition's size is one
+# C-speed encoding, and each value is measured on its own only when it is a large string or a container
+# (scalars, the common case, cost a type check). Nothing here recurses in Python.
+
+
+def encode(value: Any) -> str | None:
+    """Compact JSON of ``value``, or ``None`` when it nests too deeply for any JSON writer."""
+    try:
+        return _ENCODER.encode(value)
+    except (RecursionError, ValueError):
+        return None
+
+
+def _unencodable(value: Any) -> Any:
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json")
+    raise ValueError(f"{type(value).__name__} is not a JSON value")
+
+
+_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, check_circular=False, default=_unencodable
+)
+_SCALARS_OR_NULL = frozenset({bool, int, float, type(None)})
+_SHORT_STRING = (limits.MAX_VALUE_BYTES - 2) // 6
+"""A string this long cannot exceed ``MAX_VALUE_BYTES`` encoded (a character takes at most 6 bytes)."""
+
+
+def encoded_size(text: str) -> int:
+    """Bytes of ``text`` in UTF-8."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _measure(items: Any, path: str, what: str, issues: list[Issue]) -> None:
+    """Size and depth of each value of ``items`` (``(key, value)`` pairs) at ``path``/key; scalars and
+    short strings, nearly every value, are passed over with a type check."""
+    scalars, short = _SCALARS_OR_NULL, _SHORT_STRING
+    for key, value in items:
+        t = type(value)
+        if t in scalars or (t is str and len(value) <= short):
+            continue
+        issues += value_issues(value, path + pointer(key), what)
+
+
+def _deep_place(value: Any, limit: int) -> str:
+    """The pointer (relative) of the first array or object nested deeper than ``limit``."""
+    stack: list[tuple[Any, tuple[Any, ...], int]] = [(value, (), 1)]
+    while stack:
+        node, where, depth = stack.pop()
+        if type(node) is dict or type(node) is list:
+            if depth > limit:
+                return pointer(*where)
+            items = node.items() if type(node) is dict else enumerate(node)
+            stack += [(item, (*where, key), depth + 1) for key, item in reversed(list(items))]
+    return ""
+
+
+def value_issues(value: Any, path: str, what: str) -> list[Issue]:
+    """Size and depth of one value (a variant value, a clause operand, a metadata value)."""
+    t = type(value)
+    if t in _SCALARS_OR_NULL or (t is str and len(value) <= _SHORT_STRING):
+        return []
+    text = encode(value)
+    depth = limits.MAX_VALUE_DEPTH + 1 if text is None else nesting(text)
+    if depth > limits.MAX_VALUE_DEPTH:
+        where = path + _deep_place(value, limits.MAX_VALUE_DEPTH)
+        return [
+            Issue(
+                where,
+                f"{what} nests deeper than {limits.MAX_VALUE_DEPTH} arrays and objects (MAX_VALUE_DEPTH)",
+            )
+        ]
+    assert text is not None
+    size = encoded_size(text)
+    if size > limits.MAX_VALUE_BYTES:
+        return [
+            Issue(
+                path,
+                f"{what} is {size} bytes encoded; the limit is {limits.MAX_VALUE_BYTES} (MAX_VALUE_BYTES)",
+            )
+        ]
+    return []
+
+
+def _count(items: Any, limit: int, name: str, path: str, issues: list[Issue]) -> None:
+    if isinstance(items, list | dict) and len(items) > limit:
+        issues.append(Issue(path, f"{len(items)} {name}; the limit is {limit}"))
+
+
+def _as_list(raw: Any) -> list[Any]:
+    return raw if isinstance(raw, list) else []
+
+
+def _as_dict(raw: Any) -> dict[Any, Any]:
+    return raw if isinstance(raw, dict) else {}
+
+
+def _clause_bounds(clauses: Any, path: str, issues: list[Issue]) -> None:
+    _count(clauses, limits.MAX_CLAUSES, "clauses (MAX_CLAUSES)", path, issues)
+    for c, clause in enumerate(_as_list(clauses)):
+        values = _as_dict(clause).get("values")
+        at = f"{path}/{c}/values"
+        _count(values, limits.MAX_CLAUSE_VALUES, "values (MAX_CLAUSE_VALUES)", at, issues)
+        _measure(enumerate(_as_list(values)), at, "a clause value", issues)
+
+
+def _metadata_bounds(metadata: Any, path: str, issues: list[Issue]) -> None:
+    _count(metadata, limits.MAX_METADATA_ENTRIES, "metadata entries (MAX_METADATA_ENTRIES)", path, issues)
+    _measure(_as_dict(metadata).items(), path, "a metadata value", issues)
+
+
+def _whole(data: Any, path: str, limit: int, name: str, what: str) -> list[Issue]:
+    """The size of a whole definition. One too deep to encode has a value too deep, which the value
+    checks point at (pydantic sees nesting only where the shape allows any value)."""
+    text = encode(data)
+    size = 0 if text is None else encoded_size(text)
+    if size > limit:
+        return [Issue(path, f"{what} is {size} bytes encoded; the limit is {limit} ({name})")]
+    return []
+
+
+def flag_bound_issues(data: Any, path: str = "") -> list[Issue]:
+    """The limits of one raw flag (sizes, depths, counts), checked before its shape."""
+    if not isinstance(data, dict):
+        return []
+    issues = _whole(data, path, limits.MAX_FLAG_BYTES, "MAX_FLAG_BYTES", "the flag")
+    if issues:
+        return issues
+    variants = data.get("variants")
+    _count(variants, limits.MAX_VARIANTS, "variants (MAX_VARIANTS)", f"{path}/variants", issues)
+    _measure(_as_dict(variants).items(), f"{path}/variants", "a variant value", issues)
+    rules = data.get("rules")
+    _count(rules, limits.MAX_RULES, "rules (MAX_RULES)", f"{path}/rules", issues)
+    for r, rule in enumerate(_as_list(rules)):
+        _clause_bounds(_as_dict(rule).get("clauses"), f"{path}/rules/{r}/clauses", issues)
+    prerequisites = data.get("prerequisites")
+    _count(
+        prerequisites,
+        limits.MAX_PREREQUISITES,
+        "prerequisites (MAX_PREREQUISITES)",
+        f"{path}/prerequisites",
+        issues,
+    )
+    _metadata_bounds(data.get("metadata"), f"{path}/metadata", issues)
+    return issues
+
+
+def segment_bound_issues(data: Any, path: str = "") -> list[Issue]:
+    """The limits of one raw segment, checked before its shape."""
+    if not isinstance(data, dict):
+        return []
+    issues = _whole(data, path, limits.MAX_SEGMENT_BYTES, "MAX_SEGMENT_BYTES", "the segment")
+    if issues:
+        return issues
+    for side in ("included", "excluded"):
+        _count(
+            data.get(side),
+            limits.MAX_SEGMENT_TARGETS,
+            f"{side} keys (MAX_SEGMENT_TARGETS)",
+            f"{path}/{side}",
+            issues,
+        )
+    rules = data.get("rules")
+    _count(rules, limits.MAX_SEGMENT_RULES, "rules (MAX_SEGMENT_RULES)", f"{path}/rules", issues)
+    for r, rule in enumerate(_as_list(rules)):
+        _clause_bounds(_as_dict(rule).get("clauses"), f"{path}/rules/{r}/clauses", issues)
+    return issues
+
+
+def document_bound_issues(data: Any, path: str = "") -> list[Issue]:
+    """The limits of a raw native document: counts per environment, then each flag and segment."""
+    if not isinstance(data, dict):
+        return []
+    issues: list[Issue] = []
+    flags, segments = data.get("flags"), data.get("segments")
+    _count(
+        flags, limits.MAX_FLAGS_PER_ENVIRONMENT, "flags (MAX_FLAGS_PER_ENVIRONMENT)", f"{path}/flags", issues
+    )
+    _count(
+        segments,
+        limits.MAX_SEGMENTS_PER_ENVIRONMENT,
+        "segments (MAX_SEGMENTS_PER_ENVIRONMENT)",
+        f"{path}/segments",
+        issues,
+    )
+    metadata = data.get("metadata")
+    _metadata_bounds(metadata, f"{path}/metadata", issues)
+    if issues:
+        return issues
+    for i, flag in enumerate(_as_list(flags)):
+        issues += flag_bound_issues(flag, f"{path}/flags/{i}")
+    for i, segment in enumerate(_as_list(segments)):
+        issues += segment_bound_issues(segment, f"{path}/segments/{i}")
+    return issues
+
+
+def _refuse(issues: list[Issue]) -> None:
+    if issues:
+        raise DefinitionError(issues)
+
+
 def validate_document(data: Any, path: str = "") -> Document:
     """Parse and check a whole native document; raise :class:`DefinitionError` listing every problem."""
+    _refuse(document_bound_issues(data, path))
     document = parse_model(Document, data, path)
     issues: list[Issue] = []
     segment_keys = _unique_keys([s.key for s in document.segments], path + "/segments", issues)
@@ -99,6 +317,7 @@ def validate_flag(
     ``segments`` are the segment keys that exist and ``flags`` the other flags of the environment; when
     given, references to them are checked, including prerequisite cycles through ``flags``.
     """
+    _refuse(flag_bound_issues(data, path))
     flag = parse_model(Flag, data, path)
     others = dict(flags or {})
     others[flag.key] = flag
@@ -117,6 +336,7 @@ def validate_flag(
 
 def validate_segment(data: Any, *, segments: Collection[str] | None = None, path: str = "") -> Segment:
     """Parse and check one segment; ``segments`` are the keys of the other segments, if known."""
+    _refuse(segment_bound_issues(data, path))
     segment = parse_model(Segment, data, path)
     known = None if segments is None else {*segments, segment.key}
     issues = segment_issues(segment, path, known)
@@ -136,9 +356,11 @@ def _unique_keys(keys: list[str], path: str, issues: list[Issue]) -> set[str]:
 
 def segment_issues(segment: Segment, path: str, segments: Collection[str] | None) -> list[Issue]:
     issues: list[Issue] = []
+    patterns: list[tuple[int, str]] = []
     for r, rule in enumerate(segment.rules):
         for c, clause in enumerate(rule.clauses):
-            issues += clause_issues(clause, f"{path}/rules/{r}/clauses/{c}", segments)
+            issues += clause_issues(clause, f"{path}/rules/{r}/clauses/{c}", segments, patterns)
+    issues += _pattern_budget(patterns, "segment")
     overlap = set(segment.included) & set(segment.excluded)
     if overlap:
         issues.append(Issue(f"{path}/excluded", f"keys both included and excluded: {sorted(overlap)}"))
@@ -166,6 +388,7 @@ def flag_issues(
     if flag.default_split is not None:
         issues += _split_issues(flag.default_split, f"{path}/default_split", flag)
     rule_ids: set[str] = set()
+    patterns: list[tuple[int, str]] = []
     for r, rule in enumerate(flag.rules):
         at = f"{path}/rules/{r}"
         if rule.id in rule_ids:
@@ -177,7 +400,8 @@ def flag_issues(
         if rule.split is not None:
             issues += _split_issues(rule.split, f"{at}/split", flag)
         for c, clause in enumerate(rule.clauses):
-            issues += clause_issues(clause, f"{at}/clauses/{c}", segments)
+            issues += clause_issues(clause, f"{at}/clauses/{c}", segments, patterns)
+    issues += _pattern_budget(patterns, "flag")
     seen_prerequisites: set[str] = set()
     for p, prerequisite in enumerate(flag.prerequisites):
         at = f"{path}/prerequisites/{p}"
@@ -195,6 +419,23 @@ def flag_issues(
                 )
         seen_prerequisites.add(prerequisite.flag)
     return issues
+
+
+def _pattern_budget(patterns: list[tuple[int, str]], what: str) -> list[Issue]:
+    """All ``matches`` patterns of one definition together stay within ``MAX_PATTERN_PROGRAM_TOTAL``;
+    the pointer is the pattern that crosses it."""
+    total = 0
+    limit = limits.MAX_PATTERN_PROGRAM_TOTAL
+    for size, where in patterns:
+        total += size
+        if total > limit:
+            every = sum(s for s, _ in patterns)
+            message = (
+                f"the {what}'s matches patterns compile to {every} RE2 instructions in all; the limit is "
+                f"{limit} (MAX_PATTERN_PROGRAM_TOTAL), crossed here"
+            )
+            return [Issue(where, message)]
+    return []
 
 
 def _variant_type_problem(flag_type: FlagType, value: Any) -> str | None:
@@ -223,13 +464,26 @@ def _split_issues(split: Split, path: str, flag: Flag) -> list[Issue]:
         issues.append(Issue(f"{path}/variations", f"weights sum to {total}; basis points must sum to 10000"))
     elif total <= 0:
         issues.append(Issue(f"{path}/variations", "weights sum to 0; at least one must be positive"))
+    elif total > limits.MAX_WEIGHT_SUM:
+        issues.append(
+            Issue(
+                f"{path}/variations",
+                f"weights sum to {total}; the limit is {limits.MAX_WEIGHT_SUM} (MAX_WEIGHT_SUM)",
+            )
+        )
     if not all(split.bucket_by.split(".")):
         issues.append(Issue(f"{path}/bucket_by", f"'{split.bucket_by}' is not a dotted attribute path"))
     return issues
 
 
-def clause_issues(clause: Clause, path: str, segments: Collection[str] | None) -> list[Issue]:
-    """Problems of one clause: its attribute path and the number and type of its values."""
+def clause_issues(
+    clause: Clause,
+    path: str,
+    segments: Collection[str] | None,
+    patterns: list[tuple[int, str]] | None = None,
+) -> list[Issue]:
+    """Problems of one clause: its attribute path and the number and type of its values. The program
+    size and pointer of each valid ``matches`` pattern are added to ``patterns``."""
     op = clause.operator
     values = clause.values
     issues: list[Issue] = []
@@ -264,9 +518,13 @@ def clause_issues(clause: Clause, path: str, segments: Collection[str] | None) -
         if op in _STRING_VALUES and type(v) is not str:
             bad(f"operator {op} compares strings; {v!r} is not one", i)
         elif op is Operator.MATCHES:
-            problem = check_pattern(v)
-            if problem:
-                bad(problem, i)
+            try:
+                size = pattern_size(v)
+            except PatternError as exc:
+                bad(str(exc), i)
+            else:
+                if patterns is not None:
+                    patterns.append((size, f"{path}/values/{i}"))
         elif op in _NUMERIC and (type(v) not in (int, float) or not math.isfinite(v)):
             bad(f"operator {op} compares numbers; {v!r} is not one", i)
         elif op in _SEMVER and (type(v) is not str or parse_semver(v) is None):

@@ -20,7 +20,7 @@ SERVER_LIBRARIES = {
     "uvicorn",
     "redis",
 }
-ENGINE_ALLOWED = {"pydantic", "mmh3", "semver"}
+ENGINE_ALLOWED = {"pydantic", "mmh3", "semver", "re2"}
 IO_MODULES = {
     "os",
     "io",

@@ -32,7 +32,7 @@ def test_segment_create__included_and_excluded_overlap__422(client: TestClient, 
 
 def test_segment_create__bad_regex__422_pointer(client: TestClient, api: Api) -> None:
     api.project()
-    rule = {"clauses": [{"attribute": "email", "operator": "matches", "values": ["(a+)+$"]}]}
+    rule = {"clauses": [{"attribute": "email", "operator": "matches", "values": ["u-(?=42)"]}]}
     r = client.post(S, json={"key": "x", "name": "X", "rules": [rule]})
     assert r.status_code == 422
     assert r.json()["details"][0]["path"] == "/rules/0/clauses/0/values/0"

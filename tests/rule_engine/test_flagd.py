@@ -690,7 +690,7 @@ def _with_flag(**changes: Any) -> dict[str, Any]:
             {"flags": [{"key": "s", "type": "boolean", "variants": {"a": True}, "default_split": {
                 "variations": [{"variant": "a", "weight": 2**31}], "weight_unit": "relative"}}]},
             "/flags/0/default_split/variations",
-            "2^31-1",
+            "MAX_WEIGHT_SUM",
         ),
     ],
 )  # fmt: skip

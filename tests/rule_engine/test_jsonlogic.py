@@ -701,7 +701,6 @@ def test_fractional__boolean_and_number_variants__are_returned_as_values() -> No
         ({"fractional": [{"var": "k"}, ["a", {"var": "w"}]]}, {"k": "x", "w": "1"}),
         ({"fractional": [{"var": "k"}, ["a", {"var": "w"}]]}, {"k": "x", "w": True}),
         ({"fractional": [{"var": "k"}, ["a", {"var": "w"}]]}, {"k": "x", "w": 2**31}),
-        ({"fractional": [{"var": "k"}, ["a", 2**31 - 1], ["b", 1]]}, {"k": "x"}),
         ({"fractional": [{"var": "k"}, [{"var": "v"}, 1]]}, {"k": "x", "v": ["list"]}),
         ({"fractional": [{"var": "k"}, {"var": "bucket"}]}, {"k": "x", "bucket": []}),
         ({"fractional": [{"var": "k"}, {"var": "bucket"}]}, {"k": "x", "bucket": "a"}),
@@ -709,6 +708,16 @@ def test_fractional__boolean_and_number_variants__are_returned_as_values() -> No
 )
 def test_fractional__invalid_input__makes_the_whole_rule_null(rule: Any, data: Any) -> None:
     assert compile_jsonlogic({"if": [rule, "yes", "no"]})(data) is None
+
+
+def test_fractional__constant_weights_past_max_weight_sum__refused_when_compiled() -> None:
+    with pytest.raises(DefinitionError) as caught:
+        compile_jsonlogic({"if": [{"fractional": [{"var": "k"}, ["a", 2**31 - 1], ["b", 1]]}, 1, 2]})
+    (issue,) = caught.value.issues
+    assert issue.path == "/if/0/fractional"
+    assert "weights sum to 2147483648; the limit is 2147483647 (MAX_WEIGHT_SUM)" in issue.message
+    at_limit = compile_jsonlogic({"fractional": [{"var": "k"}, ["a", 2**31 - 2], ["b", 1]]})
+    assert at_limit({"k": "x"}) in ("a", "b")
 
 
 def test_fractional__float_weights__are_truncated() -> None:
