@@ -43,7 +43,7 @@ MAX_PATTERN_PROGRAM_SIZE: Final = 2000
 many steps per byte of the attribute, so this keeps the worst match of a :data:`MAX_SUBJECT_LENGTH`
 attribute to a few milliseconds; large counted repeats (``a{0,1000}``) and Unicode classes repeated
 (``\\pL{1,200}``) exceed it."""
-MAX_PATTERN_PROGRAM_TOTAL: Final = 10_000
+MAX_PATTERN_PROGRAM_TOTAL: Final = 4_000
 """Instructions of all ``matches`` patterns of one flag or segment together: one evaluation may try
 them all, so this bounds its regex work (the worst case is about 5 ms per 1,000 instructions on a
 :data:`MAX_SUBJECT_LENGTH` attribute) however many rules carry a pattern."""

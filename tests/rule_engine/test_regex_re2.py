@@ -338,3 +338,18 @@ def test_pattern_total__segment_past_the_limit__refused_with_pointer() -> None:
     assert validate_segment(
         {"key": "s", "rules": [{"clauses": [{**rules[0]["clauses"][0], "values": patterns[:-1]}]}]}
     )
+
+
+def test_memo__many_patterns_and_subjects__stays_within_its_bound_and_answers_right() -> None:
+    from flagyard.rule_engine import regex
+
+    searches = [regex.compile_pattern(f"^u-{i}-[0-9]+$") for i in range(50)]
+    for n in range(200):
+        for i, search in enumerate(searches):
+            assert search(f"u-{i}-{n}") is True
+            assert search(f"u-{i + 1}-{n}x") is False
+    assert 0 < len(regex._memo) <= regex._MEMO_ENTRIES
+    long_subject = "u-0-" + "1" * regex._MEMO_SUBJECT_LENGTH
+    regex._memo.clear()
+    assert searches[0](long_subject) is True
+    assert regex._memo == {}
