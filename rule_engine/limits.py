@@ -74,7 +74,7 @@ SYNC_CHUNK_BYTES: Final = 1 * MiB
 MAX_GRPC_MESSAGE_BYTES: Final = 4 * MiB
 """Every gRPC message either way: above ``SYNC_CHUNK_BYTES`` plus the largest flag or segment."""
 MAX_CONTEXT_BYTES: Final = 256 * KiB
-"""An evaluation context an SDK sends (INVALID_ARGUMENT beyond)."""
+"""An evaluation context an SDK sends, measured as its encoded protobuf Struct (INVALID_ARGUMENT beyond)."""
 MAX_BULK_KEYS: Final = 10_000
 """Flag keys named in one ``ResolveAll``."""
 
