@@ -10,6 +10,7 @@ import orjson
 import typer
 
 from flagyard.rule_engine import (
+    DocumentFormatError,
     ErrorCode,
     EvaluationResult,
     FlagSet,
@@ -137,7 +138,8 @@ def eval_command(
         flagset = load_flagset(file.read_bytes())
     except RuleEngineError as exc:
         issues = getattr(exc, "issues", None)
-        typer.echo(f"flagyard eval: {file}: {exc if not issues else 'invalid flags file'}", err=True)
+        where = f" (at {exc.path})" if isinstance(exc, DocumentFormatError) and exc.path else ""
+        typer.echo(f"flagyard eval: {file}: {exc if not issues else 'invalid flags file'}{where}", err=True)
         for issue in issues or ():
             typer.echo(f"  {issue}", err=True)
         raise typer.Exit(2) from exc

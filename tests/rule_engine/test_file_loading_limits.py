@@ -121,3 +121,13 @@ def test_flagyard_eval__over_limit_file__exits_2_naming_the_pointer(
     proc = subprocess.run([*FLAGYARD, *args], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["value"] is True
+
+
+def test_flagyard_eval__file_nested_past_the_json_depth__exits_2_naming_where(tmp_path: Path) -> None:
+    path = tmp_path / "flags.json"
+    deep = "[" * (limits.MAX_JSON_DEPTH + 5) + "]" * (limits.MAX_JSON_DEPTH + 5)
+    path.write_text('{"flags": [{"key": "x", "type": "object", "variants": {"v": ' + deep + "}}]}")
+    args = ["eval", "-f", str(path), "--flag", "x", "--type", "object", "--default", "{}"]
+    proc = subprocess.run([*FLAGYARD, *args], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2
+    assert "(at /flags/0/variants/v/0/0" in proc.stderr
