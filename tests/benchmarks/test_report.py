@@ -135,7 +135,7 @@ def test_run_benchmark__rule_engine_quickest__json_rows_with_positive_figure_and
 
     assert run.status == "ok", run.detail
     assert run.rows == json.loads((tmp_path / "json" / "rule_engine.json").read_text())
-    assert len(run.rows) == 6
+    assert len(run.rows) == 7  # four cases (one a regex hit with a new subject each), three flatness
     for result in run.rows:
         assert result["unit"] == "ns"
         assert result["figure"] > 0
