@@ -47,7 +47,7 @@ MAX_PATTERN_PROGRAM_TOTAL: Final = 4_000
 """Instructions of all ``matches`` patterns of one flag or segment together: one evaluation may try
 them all, so this bounds its regex work (the worst case is about 5 ms per 1,000 instructions on a
 :data:`MAX_SUBJECT_LENGTH` attribute) however many rules carry a pattern."""
-MAX_PATTERN_MEMORY: Final = 1 * MiB
+MAX_PATTERN_MEMORY: Final = 256 * KiB
 """Memory RE2 may use for one compiled pattern (its program and lazily built DFA); also bounds what
 compiles at all, so every plane accepts the same patterns."""
 MAX_SUBJECT_LENGTH: Final = 1024

@@ -353,3 +353,21 @@ def test_memo__many_patterns_and_subjects__stays_within_its_bound_and_answers_ri
     regex._memo.clear()
     assert searches[0](long_subject) is True
     assert regex._memo == {}
+
+
+def test_compiled_program__same_pattern_in_many_clauses__shared_and_dropped_with_its_last_user() -> None:
+    import gc
+
+    from flagyard.rule_engine import regex
+
+    pattern = "^shared-[0-9]{3}$"
+    first, second = regex.compile_pattern(pattern), regex.compile_pattern(pattern)
+    assert first("shared-123")
+    assert second("shared-456")
+    assert not first("shared-12")
+    assert first.__defaults__ is not None
+    assert second.__defaults__ is not None
+    assert first.__defaults__[0] is second.__defaults__[0] is regex._compiled[pattern]
+    del first, second
+    gc.collect()
+    assert pattern not in regex._compiled
