@@ -16,10 +16,15 @@ Policy:
 * Each child's stdout and stderr are read line by line and written as ``name | line`` (the prefix
   coloured on a terminal unless ``NO_COLOR`` is set).
 * Start-up: a child that exits before every child is ready, or a group not ready within
-  ``ready_timeout`` seconds, is fatal: everything is stopped and :meth:`Supervisor.run` returns 1.
-* After start-up a child that exits is restarted after a backoff (0.5 s, doubling, at most 10 s). A child
-  that exits more than ``max_restarts`` times within ``restart_window`` seconds keeps crashing: everything
-  is stopped and :meth:`Supervisor.run` returns 1.
+  ``ready_timeout`` seconds, is fatal: everything is stopped and :meth:`Supervisor.run` returns 1 (a
+  platform that never came up is a configuration error to fix, not an outage to ride out).
+* After start-up a child that exits is restarted after a backoff (0.5 s, doubling with each exit in a row,
+  at most ``BACKOFF_MAX`` = 30 s; the streak ends once the child has run ``restart_window`` seconds). A
+  child that exits more than ``max_restarts`` times within ``restart_window`` seconds is crash-looping:
+  every exit says so loudly, but only that child is affected — it keeps being restarted and the others keep
+  running, as supervisord marks one program FATAL and leaves the rest alone. One plane's crash loop (a
+  syncer while Redis is away) must not stop the others: the data plane keeps serving from memory
+  while Redis is down, and the control plane keeps committing changes to PostgreSQL.
 * SIGINT, SIGTERM or SIGHUP: each child in ``stop_order`` gets SIGTERM and up to its ``stop_timeout``
   seconds to exit, then its whole process group gets SIGKILL; :meth:`Supervisor.run` returns 0.
 """
@@ -41,7 +46,8 @@ from types import FrameType
 from typing import TextIO
 
 BACKOFF_INITIAL = 0.5
-BACKOFF_MAX = 10.0
+BACKOFF_MAX = 30.0
+"""Seconds at most between two restarts of a child that keeps exiting."""
 GROUP_GRACE = 2.0
 """Seconds a stopped child's own children get to follow it before its process group is killed."""
 WATCHDOG_GRACE = 3.0
@@ -137,11 +143,14 @@ class _Child:
     reader: threading.Thread | None = None
     ready: bool = False
     restart_at: float | None = None
+    started_at: float = 0.0
+    streak: int = 0
+    """Exits in a row, each after less than ``restart_window`` seconds of running: the backoff's exponent."""
     deaths: deque[float] = field(default_factory=deque)
 
 
 class Supervisor:
-    """Runs ``specs`` as one group until a signal, a fatal start-up failure or a crash loop."""
+    """Runs ``specs`` as one group until a signal or a fatal start-up failure."""
 
     def __init__(
         self,
@@ -276,8 +285,7 @@ class Supervisor:
                         f"{child.spec.name} exited ({_describe(code)}) before it was ready; stopping"
                     )
                     return 1
-                if not self._schedule_restart(child, code, now):
-                    return 1
+                self._schedule_restart(child, code, now)
             if all_ready:
                 continue
             for child in self._children.values():
@@ -295,22 +303,24 @@ class Supervisor:
                 return 1
         return 0
 
-    def _schedule_restart(self, child: _Child, code: int, now: float) -> bool:
-        """Plan a restart with backoff; False when the child keeps crashing."""
+    def _schedule_restart(self, child: _Child, code: int, now: float) -> None:
+        """Plan a restart with backoff. A crash-looping child is restarted too (less and less often): a
+        child's crash loop never stops the others."""
         child.deaths.append(now)
         while child.deaths and child.deaths[0] < now - self._restart_window:
             child.deaths.popleft()
+        child.streak = child.streak + 1 if now - child.started_at < self._restart_window else 1
+        delay = min(BACKOFF_INITIAL * 2 ** (child.streak - 1), BACKOFF_MAX)
+        child.restart_at = now + delay
         name = child.spec.name
         if len(child.deaths) > self._max_restarts:
             self._out.say(
                 f"{name} exited {len(child.deaths)} times within {self._restart_window:g} s "
-                f"(last: {_describe(code)}); it keeps crashing, stopping everything"
+                f"(last: {_describe(code)}); it keeps crashing: restarting in {delay:g} s, "
+                "the others keep running"
             )
-            return False
-        delay = min(BACKOFF_INITIAL * 2 ** (len(child.deaths) - 1), BACKOFF_MAX)
+            return
         self._out.say(f"{name} exited unexpectedly ({_describe(code)}); restarting in {delay:g} s")
-        child.restart_at = now + delay
-        return True
 
     def _spawn(self, child: _Child) -> None:
         spec = child.spec
@@ -326,6 +336,7 @@ class Supervisor:
         self._tell_watchdog(f"+{proc.pid}")
         child.proc = proc
         child.restart_at = None
+        child.started_at = time.monotonic()
         child.reader = threading.Thread(
             target=self._pump, args=(spec.name, proc), name=f"flagyard-log-{spec.name}", daemon=True
         )

@@ -68,6 +68,12 @@ JOBS_RECOVERED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+REDIS_OUTAGES = Counter(
+    "flagyard_syncer_redis_outages_total",
+    "Times this process found Redis unreachable (counted once per outage, however long); the worker waits "
+    "for Redis's return and goes on, its reconcile and maintenance threads keep running.",
+    registry=REGISTRY,
+)
 FAILURE_STAGES = (
     "change",
     "reconcile_definition",

@@ -13,10 +13,22 @@ maintenance thread (:class:`Maintenance`) that, every :data:`MAINTENANCE_INTERVA
   starting it). Jobs are idempotent (the version guard), so running one again is always safe;
 * stops the worker (SIGTERM, a warm shutdown) when the process that started it is gone, so no worker
   outlives the process that supervises it.
+
+A Redis outage of any length never ends the process (before, a Redis error in RQ's bookkeeping around a
+job — the failure record of a job that failed because Redis was away, a heartbeat — left RQ's work loop
+as "an unhandled exception, quitting", and the process, its reconcile thread included, ended with it). The
+worker (:class:`_Worker`) ends its RQ work loop quietly on the first Redis connection error, wherever it
+occurs; :func:`run_worker` then waits for Redis (backoff up to :data:`OUTAGE_BACKOFF_MAX` seconds) and
+starts a new RQ worker under a new name. The old name's liveness key is deleted, so a job the old worker
+left started is put back on the queue by the maintenance thread at its next pass (jobs are idempotent).
+The maintenance and reconcile threads keep running throughout. Each outage is logged once when it starts
+(``syncer.redis_outage``) and once when it ends (``syncer.redis_back``), and counted in
+``flagyard_syncer_redis_outages_total`` (:class:`RedisOutage`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import multiprocessing
@@ -24,12 +36,17 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any, TypeVar
 
 import redis
 import structlog
 from prometheus_client import start_http_server
+from redis.client import Pipeline
 from rq import Queue, SimpleWorker
+from rq.exceptions import StopRequested
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
@@ -50,6 +67,12 @@ STUCK_SECONDS = 3.0
 """Seconds a job may sit in RQ's intermediate list, between a worker taking it and starting it."""
 RECONCILE_RETRY_SECONDS = 5.0
 """Seconds before a failed reconcile pass is tried again (when the interval is longer)."""
+OUTAGE_BACKOFF_MAX = 2.0
+"""Seconds at most between two attempts to reach Redis again: how late a worker resumes after an outage."""
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+"""Redis unreachable (refused, reset, timed out, still loading its data): an outage, not a bug."""
+
+_T = TypeVar("_T")
 
 
 def queue(settings: SyncerSettings, connection: redis.Redis) -> Queue:
@@ -64,13 +87,53 @@ def lock_key(prefix: str, queue_name: str) -> str:
     return f"{prefix}:syncer:maintenance:{queue_name}"
 
 
-def reconcile_loop(settings: SyncerSettings, connection: redis.Redis, stop: threading.Event) -> None:
+class RedisOutage:
+    """Whether this process finds Redis unreachable. Every thread that meets the outage reports it here; it
+    is logged once when it starts (``syncer.redis_outage``, where it was met first) and once when it ends
+    (``syncer.redis_back``, with its length), and counted once in ``flagyard_syncer_redis_outages_total``,
+    however long it lasts and however many threads meet it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._since: float | None = None
+
+    def down(self, where: str, exc: BaseException) -> None:
+        with self._lock:
+            if self._since is not None:
+                return
+            self._since = time.monotonic()
+        metrics.REDIS_OUTAGES.inc()
+        log.error("syncer.redis_outage", where=where, error_type=type(exc).__name__, error=_first_line(exc))
+
+    def up(self) -> None:
+        with self._lock:
+            since, self._since = self._since, None
+        if since is not None:
+            log.warning("syncer.redis_back", down_seconds=round(time.monotonic() - since, 2))
+
+
+def _redis_down(exc: BaseException) -> BaseException | None:
+    """The Redis connection error behind ``exc`` (itself or its cause), if any."""
+    for error in (exc, exc.__cause__):
+        if isinstance(error, REDIS_DOWN):
+            return error
+    return None
+
+
+def reconcile_loop(
+    settings: SyncerSettings,
+    connection: redis.Redis,
+    stop: threading.Event,
+    outage: RedisOutage | None = None,
+) -> None:
     """Reconcile at once (this hydrates an empty Redis), then every ``reconcile_interval_seconds``.
 
-    Nothing a pass raises ends the loop: a pass that fails is logged, counted
-    (``flagyard_syncer_failures_total{stage="reconcile"}``) and tried again after at most
-    :data:`RECONCILE_RETRY_SECONDS`; ``flagyard_syncer_reconcile_last_success_timestamp_seconds`` tells an
-    alert when passes stop succeeding."""
+    Nothing a pass raises ends the loop: a pass that fails is counted
+    (``flagyard_syncer_failures_total{stage="reconcile"}``), logged (a Redis outage only once, through
+    ``outage``) and tried again after at most :data:`RECONCILE_RETRY_SECONDS`;
+    ``flagyard_syncer_reconcile_last_success_timestamp_seconds`` tells an alert when passes stop
+    succeeding."""
+    outage = outage or RedisOutage()
     failed = FailedJobRegistry(queue=queue(settings, connection))
     interval = settings.reconcile_interval_seconds
     while not stop.is_set():
@@ -79,10 +142,15 @@ def reconcile_loop(settings: SyncerSettings, connection: redis.Redis, stop: thre
             jobs.current().reconcile()
             ok = True
             metrics.RECONCILE_LAST_SUCCESS.set(time.time())
+            outage.up()
             metrics.FAILED_JOBS.set(failed.count)
         except Exception as exc:  # the thread must survive anything: it is the repair of last resort
             metrics.FAILURES.labels("reconcile").inc()
-            log.error("reconcile.failed", error_type=type(exc).__name__, error=_first_line(exc))
+            down = _redis_down(exc)
+            if down is not None:
+                outage.down("reconcile", down)
+            else:
+                log.error("reconcile.failed", error_type=type(exc).__name__, error=_first_line(exc))
         if interval <= 0 or stop.wait(interval if ok else min(interval, RECONCILE_RETRY_SECONDS)):
             return
 
@@ -96,6 +164,7 @@ class Maintenance:
     stop: threading.Event
     parent: int | None = None
     """The process whose end stops this worker (its supervisor), or None."""
+    outage: RedisOutage = field(default_factory=RedisOutage)
     _stuck: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -111,6 +180,8 @@ class Maintenance:
         self._scheduler.prepare_registries([self._queue.name])
         self._alive = alive_key(self.settings.redis_prefix, self.worker_name)
         self._lock = lock_key(self.settings.redis_prefix, self._queue.name)
+        self._owner = self.worker_name
+        """Who holds the maintenance lock: this process's first worker name, kept by :meth:`follow`."""
 
     def start(self) -> threading.Thread:
         self.beat()
@@ -124,9 +195,13 @@ class Maintenance:
                 return
             try:
                 self.tick()
-            except Exception as exc:  # Redis away, a job we cannot read: the next pass tries again
+            except REDIS_DOWN as exc:  # the next pass tries again
+                self.outage.down("maintenance", exc)
+            except Exception as exc:  # a job we cannot read: the next pass tries again
                 metrics.FAILURES.labels("maintenance").inc()
                 log.warning("maintenance.failed", error_type=type(exc).__name__, error=_first_line(exc))
+            else:
+                self.outage.up()
 
     def orphaned(self) -> bool:
         """True (and the worker told to stop) once the process that started this one is gone."""
@@ -139,6 +214,19 @@ class Maintenance:
     def beat(self) -> None:
         self._redis.set(self._alive, "1", px=int(ALIVE_TTL * 1000))
 
+    def follow(self, worker_name: str) -> None:
+        """Keep ``worker_name`` (this process's new RQ worker, after an outage) alive from now on. The old
+        name's liveness key is deleted (or expires within :data:`ALIVE_TTL`), so the job its worker left
+        started is put back on the queue at the next pass."""
+        old = self._alive
+        self.worker_name = worker_name
+        self._alive = alive_key(self.settings.redis_prefix, worker_name)
+        try:
+            self.beat()
+            self._redis.delete(old)
+        except redis.RedisError:
+            pass  # the new worker's first heartbeat fails too; the maintenance thread beats again in 1 s
+
     def tick(self) -> None:
         self.beat()
         if not self._hold_lock():
@@ -150,10 +238,10 @@ class Maintenance:
 
     def _hold_lock(self) -> bool:
         ttl = int(LOCK_TTL * 1000)
-        if self._redis.set(self._lock, self.worker_name, nx=True, px=ttl):
+        if self._redis.set(self._lock, self._owner, nx=True, px=ttl):
             return True
         holder = self._redis.get(self._lock)
-        if holder is not None and _text(holder) == self.worker_name:
+        if holder is not None and _text(holder) == self._owner:
             self._redis.pexpire(self._lock, ttl)
             return True
         return False
@@ -211,23 +299,114 @@ class Maintenance:
     def close(self) -> None:
         try:
             self._redis.delete(self._alive)
-            if self._redis.get(self._lock) == self.worker_name.encode():
+            if self._redis.get(self._lock) == self._owner.encode():
                 self._redis.delete(self._lock)
         except redis.RedisError:
             pass
         self._redis.close()
 
 
+class _Worker(SimpleWorker):
+    """RQ's ``SimpleWorker`` whose work loop ends quietly at the first Redis connection error, wherever RQ
+    meets it (its bookkeeping before and after a job, a heartbeat, a suspension check), and records it in
+    :attr:`redis_error`. RQ would log it as an unhandled exception and quit; :func:`run_worker` waits for
+    Redis instead and goes on with a new worker. Only the wait for the next job keeps RQ's own reconnect
+    loop (its first retry comes before the next heartbeat, which then ends the loop)."""
+
+    redis_error: BaseException | None = None
+    signalled: threading.Event
+    """Set by SIGTERM or SIGINT, for the whole process: it ends rather than starting a new worker."""
+
+    def _guarded(self, call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        try:
+            return call(*args, **kwargs)
+        except REDIS_DOWN as exc:
+            self.redis_error = exc
+            raise StopRequested from exc
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.signalled.set()
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+
+    def check_for_suspension(self, burst: bool) -> None:
+        if self.signalled.is_set():  # a signal came between two workers, before RQ's handlers were back
+            raise StopRequested
+        self._guarded(super().check_for_suspension, burst)
+
+    def run_maintenance_tasks(self) -> None:
+        self._guarded(super().run_maintenance_tasks)
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        return self._guarded(super().dequeue_job_and_maintain_ttl, timeout, max_idle_time)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        self._guarded(super().heartbeat, timeout, pipeline)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        self._guarded(super().execute_job, job, queue)
+
+    def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
+        done = super().perform_job(job, queue, execution)
+        if not done and self.connection.zscore(queue.started_job_registry.key, execution.composite_key):
+            # RQ logs and drops a failure it could not record ("failed to persist failure"): the job would
+            # stay started under a living worker, which nothing recovers. A new worker name makes it
+            # abandoned, so the maintenance thread puts it back on the queue.
+            raise redis.ConnectionError("the job's failure could not be recorded in Redis")
+        return done
+
+
+def _stop_pubsub(worker: _Worker) -> None:
+    """Stop the worker's pubsub thread, which RQ's teardown stops only when Redis answers (else it would
+    retry, and log, every 2 s forever)."""
+    thread: Any = getattr(worker, "pubsub_thread", None)
+    if thread is not None:
+        thread.stop()
+
+
+def _register_death(worker: _Worker) -> None:
+    """What RQ's teardown could not do while Redis was away (best effort: RQ forgets a worker whose key
+    expired anyway)."""
+    with contextlib.suppress(redis.RedisError):
+        worker.register_death()  # type: ignore[no-untyped-call]
+
+
+def _wait_for_redis(probe: redis.Redis, outage: RedisOutage, stopping: threading.Event) -> bool:
+    """Ping Redis (backoff up to :data:`OUTAGE_BACKOFF_MAX` s) until it answers (True) or the worker is told
+    to stop (False); an outage is reported at the first ping that fails (a blip already over is not)."""
+    delay = 0.1
+    while not stopping.is_set():
+        try:
+            probe.ping()
+        except REDIS_DOWN as exc:
+            outage.down("worker", exc)
+            stopping.wait(delay)
+            delay = min(delay * 2, OUTAGE_BACKOFF_MAX)
+            continue
+        outage.up()
+        return True
+    return False
+
+
 def run_worker(
     settings: SyncerSettings, *, index: int = 0, burst: bool = False, parent: int | None = None
 ) -> None:
     """One worker process: a ``SimpleWorker`` (jobs run in this process, no fork per job) that stops when
-    ``parent`` (default: the supervisor named by ``FLAGYARD_SUPERVISOR_PID``, if any) is gone."""
+    ``parent`` (default: the supervisor named by ``FLAGYARD_SUPERVISOR_PID``, if any) is gone, and outlives
+    any Redis outage (see the module's docstring)."""
     if parent is None:
         parent = _supervisor_pid()
     connection = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    # Timeouts: a Redis that hangs must not hang the wait for its return.
+    probe = redis.Redis.from_url(
+        settings.redis_url.get_secret_value(),
+        socket_timeout=settings.redis_timeout_seconds,
+        socket_connect_timeout=settings.redis_timeout_seconds,
+    )
     jobs.configure(jobs.build_syncer(settings))
     stop = threading.Event()
+    outage = RedisOutage()
     if index == 0:
         if settings.syncer_metrics_port:
             # Its own connection with timeouts: a hanging Redis must not hang /metrics (the k8s probes).
@@ -241,12 +420,14 @@ def run_worker(
                 settings.syncer_metrics_port, addr=settings.syncer_metrics_host, registry=metrics.REGISTRY
             )
         threading.Thread(
-            target=reconcile_loop, args=(settings, connection, stop), name="flagyard-reconcile", daemon=True
+            target=reconcile_loop,
+            args=(settings, connection, stop, outage),
+            name="flagyard-reconcile",
+            daemon=True,
         ).start()
-    worker = SimpleWorker([queue(settings, connection)], connection=connection, name=None)
-    # RQ backs off up to 60 s between reconnects; after a Redis outage jobs would wait that long.
-    worker.max_connection_wait_time = 2.0
-    maintenance = Maintenance(settings, worker.name, stop, parent)
+    signalled = threading.Event()
+    worker = _new_worker(settings, connection, signalled)
+    maintenance = Maintenance(settings, worker.name, stop, parent, outage)
     maintenance.start()
     log.info("worker.started", queue=settings.sync_queue, index=index, burst=burst, pid=os.getpid())
     # What start-up built lives as long as the process: keep it out of the cyclic collector, whose full
@@ -255,10 +436,57 @@ def run_worker(
     try:
         if burst:
             maintenance.tick()  # retries already due and jobs of dead workers are part of this burst
-        worker.work(burst=burst, with_scheduler=False, logging_level="WARNING")
+        while True:
+            try:
+                worker.work(burst=burst, with_scheduler=False, logging_level="WARNING")
+            except REDIS_DOWN as exc:  # RQ's teardown could not register the worker's death
+                worker.redis_error = worker.redis_error or exc
+            if signalled.is_set():
+                return
+            cause = worker.redis_error
+            if cause is None:
+                try:
+                    probe.ping()
+                except REDIS_DOWN as exc:  # met where the worker does not look: an outage all the same
+                    cause = exc
+            if cause is None:
+                return  # a burst done, or an error RQ logged that is not an outage: as before, we end
+            if not _outlast(worker, probe, outage, signalled):
+                return
+            worker = _new_worker(settings, connection, signalled)
+            maintenance.follow(worker.name)
+            log.info("worker.resumed", worker=worker.name, after=type(cause).__name__)
     finally:
         stop.set()
         maintenance.close()
+
+
+def _new_worker(settings: SyncerSettings, connection: redis.Redis, signalled: threading.Event) -> _Worker:
+    worker = _Worker([queue(settings, connection)], connection=connection, name=None)
+    worker.signalled = signalled
+    # RQ backs off up to 60 s between reconnects; after a Redis outage jobs would wait that long.
+    worker.max_connection_wait_time = OUTAGE_BACKOFF_MAX
+    return worker
+
+
+def _outlast(
+    worker: _Worker,
+    probe: redis.Redis,
+    outage: RedisOutage,
+    signalled: threading.Event,
+) -> bool:
+    """Wait for Redis after ``worker``'s loop ended on an outage; False if a signal asked to stop meanwhile.
+    SIGTERM and SIGINT only set ``signalled`` until the next worker's loop installs RQ's handlers again."""
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        signalled.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    _stop_pubsub(worker)
+    back = _wait_for_redis(probe, outage, signalled)
+    _register_death(worker)
+    return back and not signalled.is_set()
 
 
 def run_workers(settings: SyncerSettings, processes: int, *, burst: bool = False) -> None:

@@ -29,6 +29,12 @@ STUBBORN = (
 )
 
 
+CRASH_LOOPING = (
+    r"crasher exited \d+ times within 60 s \(last: code 3\); it keeps crashing: restarting in ([\d.]+) s, "
+    r"the others keep running"
+)
+
+
 def spec(name: str, code: str, **kw: object) -> ChildSpec:
     return ChildSpec(name, [PY, "-c", code], {}, **kw)  # type: ignore[arg-type]
 
@@ -38,25 +44,43 @@ def supervise(specs: list[ChildSpec], **kw: object) -> tuple[Supervisor, io.Stri
     return Supervisor(specs, Output(out, [s.name for s in specs]), **kw), out  # type: ignore[arg-type]
 
 
-def test_supervisor__child_keeps_crashing_after_ready__stops_everything_and_returns_1() -> None:
+def test_supervisor__child_keeps_crashing_after_ready__only_it_is_restarted_the_others_keep_running() -> None:
     sup, out = supervise(
-        [spec("crasher", "import time; time.sleep(0.2); raise SystemExit(3)"), spec("steady", SLEEP)],
+        [spec("crasher", "import time; time.sleep(0.3); raise SystemExit(3)"), spec("steady", SLEEP)],
         max_restarts=2,
         restart_window=60,
         ready_timeout=30,
     )
-    ready = threading.Event()
-    timer = threading.Timer(60, sup.request_stop)  # a bound: the test never hangs
+    seen: dict[str, object] = {}
+
+    def watch_the_crash_loop() -> None:
+        try:
+            steady = sup.pids()["steady"]
+            # before: the third exit within the window stopped everything and run() returned 1
+            wait_until(lambda: out.getvalue().count("crasher exited") >= 5, 60)
+            seen.update(steady_before=steady, steady_after=sup.pids().get("steady"), stopping=sup.stopping)
+            seen.update(steady_alive=alive(steady))
+        finally:
+            sup.request_stop()
+
+    timer = threading.Timer(90, sup.request_stop)  # a bound: the test never hangs
     timer.start()
     try:
-        code = sup.run(on_ready=ready.set)
+        code = sup.run(on_ready=lambda: threading.Thread(target=watch_the_crash_loop, daemon=True).start())
     finally:
         timer.cancel()
     text = out.getvalue()
-    assert ready.is_set()
-    assert code == 1
-    assert text.count("crasher exited unexpectedly (code 3); restarting") == 2
-    assert "crasher exited 3 times within 60 s (last: code 3); it keeps crashing" in text
+    assert code == 0, text
+    assert seen["steady_alive"] is True, text
+    assert seen["steady_after"] == seen["steady_before"], text  # never restarted
+    assert seen["stopping"] is False, text
+    assert "stopping everything" not in text
+    assert text.count("crasher exited unexpectedly (code 3); restarting in") == 2
+    delays = [float(d) for d in re.findall(CRASH_LOOPING, text)]
+    assert len(delays) >= 3, text
+    assert delays == sorted(delays)  # backing off
+    assert delays[-1] > delays[0]
+    assert len(re.findall(r"crasher started \(pid \d+\)", text)) >= 5
     assert "steady stopped" in text
 
 
