@@ -76,7 +76,7 @@ def compile_pattern(pattern: str) -> Callable[[str], bool]:
     Raises :class:`PatternError` for a pattern over :data:`~.limits.MAX_PATTERN_LENGTH` characters,
     one RE2 refuses, or one whose program exceeds :data:`~.limits.MAX_PATTERN_PROGRAM_SIZE`.
     """
-    return _searcher(_compile(pattern))
+    return _compile(pattern).search
 
 
 def pattern_size(pattern: str) -> int:
@@ -85,15 +85,17 @@ def pattern_size(pattern: str) -> int:
 
 
 class _Compiled:
-    """One compiled pattern, shared by every clause that uses the same text: a data plane holding the
-    same rule in 10,000 flags x 5 environments holds one RE2 program, not 50,000 (about 2.4 KB each)."""
+    """One compiled pattern and its search function, shared by every clause that uses the same text: a
+    data plane holding the same rule in 10,000 flags x 5 environments holds one RE2 program and one
+    closure, not 50,000 of each (about 2.4 KB and 0.6 KB)."""
 
-    __slots__ = ("__weakref__", "match", "size", "token")
+    __slots__ = ("__weakref__", "match", "search", "size", "token")
 
     def __init__(self, match: Callable[[Any, bytes, int, int], list[tuple[int, int]]], size: int) -> None:
         self.match = match
         self.size = size
         self.token = next(_patterns)
+        self.search = _searcher(self)
 
 
 _patterns = itertools.count()

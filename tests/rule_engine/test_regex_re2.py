@@ -368,6 +368,7 @@ def test_compiled_program__same_pattern_in_many_clauses__shared_and_dropped_with
     assert first.__defaults__ is not None
     assert second.__defaults__ is not None
     assert first.__defaults__[0] is second.__defaults__[0] is regex._compiled[pattern]
+    assert first is second
     del first, second
     gc.collect()
     assert pattern not in regex._compiled
