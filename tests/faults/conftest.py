@@ -10,17 +10,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "propagation"))  # e2e_stack
 
-from e2e_stack import ROOT, Stack
+from e2e_stack import Stack
 from fastapi.testclient import TestClient
 from fault_infra import PostgresInstance, RedisInstance, free_port
+from stack_helpers import migrate, stack_settings
 
 from flagyard.control_plane.main import create_app
-from flagyard.control_plane.settings import DEV_BOOTSTRAP_ADMIN_KEY, Settings
+from flagyard.control_plane.settings import DEV_BOOTSTRAP_ADMIN_KEY
 
 
 @pytest.fixture
@@ -50,24 +49,17 @@ def fault_stack(pg: PostgresInstance, own_redis: RedisInstance, tmp_path: Path) 
     name = f"flagyard_faults_{uuid.uuid4().hex[:8]}"
     pg.create_database(name)
     db_url = pg.url(name)
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("sqlalchemy.url", db_url)
-    config.attributes["configure_logging"] = False
-    command.upgrade(config, "head")
+    migrate(db_url)
     redis_url = own_redis.url()
     prefix = f"fyfault-{uuid.uuid4().hex[:6]}"
     queue = f"flagyard-sync-{uuid.uuid4().hex[:6]}"
-    settings = Settings(
-        database_url=db_url,  # type: ignore[arg-type]
-        redis_url=redis_url,  # type: ignore[arg-type]
-        sync_queue=queue,
-        redis_prefix=prefix,
-        outbox_dispatch="inline",
+    settings = stack_settings(
+        db_url,
+        redis_url,
+        prefix=prefix,
+        queue=queue,
         outbox_relay_interval_seconds=1,
         outbox_grace_seconds=1,
-        rate_limit_requests=0,
-        access_log=False,
-        log_level="WARNING",
         db_connect_timeout_seconds=1,
         db_pool_timeout_seconds=2,
     )

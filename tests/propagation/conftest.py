@@ -10,13 +10,12 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
-from alembic import command
-from alembic.config import Config
-from e2e_stack import PG_ADMIN_URL, REDIS_DB, ROOT, Stack, free_port
+from e2e_stack import PG_ADMIN_URL, REDIS_DB, Stack, free_port
 from fastapi.testclient import TestClient
+from stack_helpers import migrate, stack_settings
 
 from flagyard.control_plane.main import create_app
-from flagyard.control_plane.settings import DEV_BOOTSTRAP_ADMIN_KEY, Settings
+from flagyard.control_plane.settings import DEV_BOOTSTRAP_ADMIN_KEY
 
 
 @pytest.fixture
@@ -28,21 +27,8 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     redis_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
     prefix = f"fye2e-{uuid.uuid4().hex[:8]}"
     queue = f"flagyard-sync-{uuid.uuid4().hex[:8]}"
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("sqlalchemy.url", db_url)
-    config.attributes["configure_logging"] = False
-    command.upgrade(config, "head")
-    settings = Settings(
-        database_url=db_url,  # type: ignore[arg-type]
-        redis_url=redis_url,  # type: ignore[arg-type]
-        sync_queue=queue,
-        redis_prefix=prefix,
-        outbox_dispatch="inline",
-        outbox_relay_interval_seconds=0,
-        rate_limit_requests=0,
-        access_log=False,
-        log_level="WARNING",
-    )
+    migrate(db_url)
+    settings = stack_settings(db_url, redis_url, prefix=prefix, queue=queue)
     env = {
         **os.environ,
         "FLAGYARD_DATABASE_URL": db_url,

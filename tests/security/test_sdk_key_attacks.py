@@ -26,16 +26,15 @@ import grpc
 import psycopg
 import pytest
 import redis
-from alembic import command
-from alembic.config import Config
 from fastapi.testclient import TestClient
 from google.protobuf import struct_pb2
 from polling_helpers import free_port, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from rq import Queue, SimpleWorker
+from stack_helpers import migrate, stack_settings
 
 from flagyard.control_plane.main import create_app
-from flagyard.control_plane.settings import DEV_BOOTSTRAP_ADMIN_KEY, Settings
+from flagyard.control_plane.settings import DEV_BOOTSTRAP_ADMIN_KEY
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2_grpc as pb_grpc
 from flagyard.rule_engine import limits
@@ -106,10 +105,7 @@ def _database() -> tuple[str, str]:
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + f"/{name}"
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("sqlalchemy.url", url)
-    config.attributes["configure_logging"] = False
-    command.upgrade(config, "head")
+    migrate(url)
     return name, url
 
 
@@ -134,17 +130,7 @@ def _seed(api: TestClient) -> tuple[str, int]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     name, db_url = _database()
     prefix, queue = f"fysec-{uuid.uuid4().hex[:8]}", f"flagyard-sync-{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        database_url=db_url,  # type: ignore[arg-type]
-        redis_url=REDIS_URL,  # type: ignore[arg-type]
-        sync_queue=queue,
-        redis_prefix=prefix,
-        outbox_dispatch="inline",
-        outbox_relay_interval_seconds=0,
-        rate_limit_requests=0,
-        access_log=False,
-        log_level="WARNING",
-    )
+    settings = stack_settings(db_url, REDIS_URL, prefix=prefix, queue=queue)
     rds = redis.Redis.from_url(REDIS_URL)
     syncer = jobs.build_syncer(
         SyncerSettings(database_url=db_url, redis_url=REDIS_URL, redis_prefix=prefix)  # type: ignore[arg-type]

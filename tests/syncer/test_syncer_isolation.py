@@ -18,14 +18,13 @@ import psycopg
 import pytest
 import redis
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from fastapi.testclient import TestClient
 from polling_helpers import wait_until
 from sqlalchemy.orm import sessionmaker
+from stack_helpers import migrate, stack_settings
 
 from flagyard.control_plane.main import create_app
-from flagyard.control_plane.settings import DEV_BOOTSTRAP_ADMIN_KEY, Settings
+from flagyard.control_plane.settings import DEV_BOOTSTRAP_ADMIN_KEY
 from flagyard.syncer import jobs, metrics
 from flagyard.syncer.core import Syncer
 from flagyard.syncer.exceptions import ChangeFailedError
@@ -33,7 +32,6 @@ from flagyard.syncer.redis_store import load_environment_sync, parse_stored
 from flagyard.syncer.settings import SyncerSettings
 from flagyard.syncer.worker import reconcile_loop
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = os.environ.get("FLAGYARD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("FLAGYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/4")
 FLAGS = ("alpha", "beta", "poison")
@@ -102,22 +100,9 @@ def world() -> Iterator[World]:
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     db_url = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + f"/{name}"
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("sqlalchemy.url", db_url)
-    config.attributes["configure_logging"] = False
-    command.upgrade(config, "head")
+    migrate(db_url)
     prefix, queue = f"fyiso-{uuid.uuid4().hex[:8]}", f"flagyard-sync-iso-{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        database_url=db_url,  # type: ignore[arg-type]
-        redis_url=REDIS_URL,  # type: ignore[arg-type]
-        sync_queue=queue,
-        redis_prefix=prefix,
-        outbox_dispatch="inline",
-        outbox_relay_interval_seconds=0,
-        rate_limit_requests=0,
-        access_log=False,
-        log_level="WARNING",
-    )
+    settings = stack_settings(db_url, REDIS_URL, prefix=prefix, queue=queue)
     rds = redis.Redis.from_url(REDIS_URL)
     engine = sa.create_engine(db_url, pool_size=2)
     syncer = Syncer(sessionmaker(engine), rds, prefix)
