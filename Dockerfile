@@ -27,6 +27,7 @@ COPY flagyard ./flagyard
 COPY rule_engine ./rule_engine
 COPY control_plane ./control_plane
 COPY syncer ./syncer
+COPY contracts ./contracts
 COPY data_plane ./data_plane
 COPY sdk ./sdk
 COPY cli ./cli

@@ -45,9 +45,7 @@ from google.protobuf import struct_pb2
 
 from benchmarks.results import add_json_argument, parse_levels, write_json
 from benchmarks.results import row as result
-from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
-from flagyard.rule_engine import Flag, FlagSet, Segment, compile_flag, compile_segment
-from flagyard.syncer.redis_store import (
+from flagyard.contracts.redis import (
     Change,
     SdkKeyRecord,
     apply_changes,
@@ -55,6 +53,8 @@ from flagyard.syncer.redis_store import (
     load_environment_sync,
     put_sdk_key,
 )
+from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
+from flagyard.rule_engine import Flag, FlagSet, Segment, compile_flag, compile_segment
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("FLAGYARD_BENCH_REDIS", "redis://127.0.0.1:6379/15")
@@ -416,7 +416,7 @@ asyncio.run(main())
 
 FLOOR_CHILD = """
 import sys, time, orjson, redis
-from flagyard.syncer.redis_store import load_environment_sync, parse_stored
+from flagyard.contracts.redis import load_environment_sync, parse_stored
 client = redis.Redis.from_url(sys.argv[1])
 started = time.perf_counter()
 n = 0

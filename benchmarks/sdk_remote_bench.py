@@ -40,9 +40,9 @@ from benchmarks.data_plane_bench import (
 )
 from benchmarks.results import add_json_argument, row, write_json
 from flagyard import FlagyardClient
+from flagyard.contracts.redis import Change, SdkKeyRecord, apply_changes, hash_sdk_key, put_sdk_key
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2_grpc as pb_grpc
-from flagyard.syncer.redis_store import Change, SdkKeyRecord, apply_changes, hash_sdk_key, put_sdk_key
 
 REDIS_URL = os.environ.get("FLAGYARD_BENCH_REDIS", "redis://127.0.0.1:6379/11")
 METADATA = (("authorization", f"Bearer {SDK_KEY}"),)

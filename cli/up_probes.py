@@ -11,9 +11,9 @@ from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rq import Queue, Worker
 
+from flagyard.contracts.redis import hash_sdk_key, sdkkeys_key
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2_grpc as pb_grpc
-from flagyard.syncer.redis_store import hash_sdk_key, sdkkeys_key
 from flagyard.syncer.settings import SyncerSettings
 
 from .up_seed import KILL_SWITCH

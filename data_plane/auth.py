@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from flagyard.syncer.redis_store import SdkKeyRecord, hash_sdk_key
+from flagyard.contracts.redis import SdkKeyRecord, hash_sdk_key
 
 from .exceptions import StoreCorruptError, StoreUnavailableError, UnauthenticatedError, UnavailableError
 from .store import RedisStore

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import structlog
 
-from flagyard.syncer import redis_store as contract
+from flagyard.contracts import redis as contract
 
 from .convert import BulkEncoder
 from .exceptions import StoreCorruptError, StoreError, StoreUnavailableError, UnavailableError

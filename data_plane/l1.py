@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from flagyard.contracts import redis as contract
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.rule_engine import (
     CompiledFlag,
@@ -32,7 +33,6 @@ from flagyard.rule_engine import (
     compile_segment,
     limits,
 )
-from flagyard.syncer import redis_store as contract
 
 from .exceptions import StoreCorruptError
 
@@ -192,7 +192,7 @@ class HistoryEntry:
 
 @dataclass(slots=True)
 class Built:
-    """An environment compiled (or held lazily) from :class:`~flagyard.syncer.redis_store.EnvironmentData`."""
+    """An environment compiled (or held lazily) from :class:`~flagyard.contracts.redis.EnvironmentData`."""
 
     flagset: FlagSet
     definitions: dict[tuple[str, str], DefinitionEntry]

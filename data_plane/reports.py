@@ -15,10 +15,10 @@ import re
 from collections.abc import Container
 from dataclasses import dataclass
 
+from flagyard.contracts.redis import EvaluationCount
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.rule_engine import Reason, limits
 from flagyard.rule_engine.model import KEY_PATTERN
-from flagyard.syncer.redis_store import EvaluationCount
 
 from .exceptions import InvalidRequestError
 

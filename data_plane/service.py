@@ -27,10 +27,10 @@ import structlog
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.struct_pb2 import Struct
 
+from flagyard.contracts.redis import SdkKeyRecord
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.values import struct_to_dict
 from flagyard.rule_engine import ErrorCode, limits
-from flagyard.syncer.redis_store import SdkKeyRecord
 
 from .auth import MIN_RECHECK_SECONDS, SdkKeys, bearer_token
 from .convert import RESOLVERS, BulkEncoder, TypedResolver, resolve_all

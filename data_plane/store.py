@@ -18,7 +18,7 @@ import redis.exceptions
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from flagyard.syncer import redis_store as contract
+from flagyard.contracts import redis as contract
 
 from .exceptions import StoreCorruptError, StoreError, StoreUnavailableError
 

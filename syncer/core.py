@@ -22,6 +22,21 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
+from flagyard.contracts.redis import (
+    Change,
+    EnvironmentData,
+    EnvKeys,
+    SdkKeyRecord,
+    delete_sdk_key,
+    envs_key,
+    load_environment_sync,
+    parse_stored,
+    purge_change,
+    put_sdk_key,
+    sdkkeys_key,
+)
+from flagyard.contracts.redis import apply_change as redis_apply_change
+from flagyard.contracts.redis import apply_changes as redis_apply_changes
 from flagyard.control_plane.db import mapping
 from flagyard.control_plane.db.models import (
     ApiKey,
@@ -43,21 +58,6 @@ from flagyard.rule_engine import (
 
 from . import metrics
 from .exceptions import ChangeFailedError, InvalidDefinitionError, StoreUnavailableError
-from .redis_store import (
-    Change,
-    EnvironmentData,
-    EnvKeys,
-    SdkKeyRecord,
-    delete_sdk_key,
-    envs_key,
-    load_environment_sync,
-    parse_stored,
-    purge_change,
-    put_sdk_key,
-    sdkkeys_key,
-)
-from .redis_store import apply_change as redis_apply_change
-from .redis_store import apply_changes as redis_apply_changes
 
 log = structlog.get_logger("flagyard.syncer")
 

@@ -15,11 +15,11 @@ import redis
 from google.protobuf import struct_pb2
 from polling_helpers import wait_until as wait_until
 
+from flagyard.contracts.redis import SdkKeyRecord, apply_change, hash_sdk_key, put_sdk_key
 from flagyard.data_plane.server import DataPlane
 from flagyard.data_plane.settings import DataPlaneSettings
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2_grpc as pb_grpc
-from flagyard.syncer.redis_store import SdkKeyRecord, apply_change, hash_sdk_key, put_sdk_key
 
 REDIS_DB = 14
 ENV = "env-1"

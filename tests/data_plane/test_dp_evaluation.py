@@ -23,8 +23,7 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
-from flagyard.syncer.redis_store import (
+from flagyard.contracts.redis import (
     EnvKeys,
     SdkKeyRecord,
     apply_change,
@@ -33,6 +32,7 @@ from flagyard.syncer.redis_store import (
     put_sdk_key,
     read_evaluations,
 )
+from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 
 
 def test_resolve_boolean__segment_rule_matches__targeting_match_with_metadata(client: Client) -> None:

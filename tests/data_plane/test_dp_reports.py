@@ -13,9 +13,7 @@ import redis
 import redis.asyncio
 from dp_helpers import ENV, REDIS_DB, Client, Plane, wait_until
 
-from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
-from flagyard.rule_engine import limits
-from flagyard.syncer.redis_store import (
+from flagyard.contracts.redis import (
     MAX_STORED_COUNT,
     EnvKeys,
     EvaluationCount,
@@ -24,6 +22,8 @@ from flagyard.syncer.redis_store import (
     read_evaluations,
     record_evaluations,
 )
+from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
+from flagyard.rule_engine import limits
 
 SEP = "\x1f"
 

@@ -18,8 +18,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from polling_helpers import free_port
 from prometheus_client.mmap_dict import MmapedDict
 
+from flagyard.contracts.redis import apply_change
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
-from flagyard.syncer.redis_store import apply_change
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,8 +11,8 @@ import pytest
 import redis
 from dp_helpers import ENV, FLAGS, SDK_KEY, Client, Plane, settings_for, wait_until
 
+from flagyard.contracts.redis import SdkKeyRecord, apply_change, delete_sdk_key, hash_sdk_key, put_sdk_key
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
-from flagyard.syncer.redis_store import SdkKeyRecord, apply_change, delete_sdk_key, hash_sdk_key, put_sdk_key
 
 OTHER_KEY = "sdk-test-key-2"
 

@@ -11,8 +11,8 @@ import pytest
 import redis
 from dp_helpers import ENV, FLAGS, SDK_KEY, SEGMENTS, Client, Plane, settings_for, wait_until
 
+from flagyard.contracts.redis import Change, EnvKeys, apply_change, apply_changes
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
-from flagyard.syncer.redis_store import Change, EnvKeys, apply_change, apply_changes
 
 
 class Stream:

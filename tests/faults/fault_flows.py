@@ -16,8 +16,8 @@ from e2e_stack import Evaluator, Stack, wait_until
 from google.protobuf import struct_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
+from flagyard.contracts.redis import load_environment_sync, parse_stored
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
-from flagyard.syncer.redis_store import load_environment_sync, parse_stored
 
 PROJECT = "shop"
 ENV = "prod"

@@ -25,8 +25,8 @@ from fault_flows import (
 from fault_infra import RedisInstance, free_port
 from sqlalchemy.orm import sessionmaker
 
+from flagyard.contracts.redis import apply_change, hash_sdk_key, sdkkeys_key
 from flagyard.syncer.core import Syncer
-from flagyard.syncer.redis_store import apply_change, hash_sdk_key, sdkkeys_key
 
 pytestmark = pytest.mark.faults
 

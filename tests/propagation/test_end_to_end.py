@@ -8,7 +8,7 @@ import redis
 from e2e_stack import Evaluator, Stack, wait_until
 
 from flagyard import FlagyardClient
-from flagyard.syncer.redis_store import EnvKeys, load_environment_sync, parse_stored
+from flagyard.contracts.redis import EnvKeys, load_environment_sync, parse_stored
 
 DE_RULE = {
     "id": "de",

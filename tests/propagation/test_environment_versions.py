@@ -20,9 +20,9 @@ from e2e_stack import Stack
 from rq import Queue, SimpleWorker
 from sqlalchemy.orm import sessionmaker
 
+from flagyard.contracts.redis import EnvKeys, parse_stored
 from flagyard.syncer import jobs
 from flagyard.syncer.core import Syncer
-from flagyard.syncer.redis_store import EnvKeys, parse_stored
 
 API = "/api/v1/projects/shop"
 FLAG = f"{API}/flags/checkout"

@@ -15,15 +15,15 @@ from rq import Queue, SimpleWorker
 from rq.registry import FailedJobRegistry
 from sqlalchemy.orm import sessionmaker
 
-from flagyard.syncer import jobs
-from flagyard.syncer.core import Syncer
-from flagyard.syncer.redis_store import (
+from flagyard.contracts.redis import (
     EnvKeys,
     hash_sdk_key,
     load_environment_sync,
     parse_stored,
     sdkkeys_key,
 )
+from flagyard.syncer import jobs
+from flagyard.syncer.core import Syncer
 
 RULE = {
     "id": "de",

@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from e2e_stack import Stack
 from sqlalchemy.orm import Session, sessionmaker
 
+from flagyard.contracts.redis import load_environment_sync
 from flagyard.syncer.core import EnvironmentInfo, Outcome, Syncer
-from flagyard.syncer.redis_store import load_environment_sync
 
 API = "/api/v1/projects/shop"
 FLAGS = ("a", "b", "c", "d")

@@ -23,11 +23,11 @@ from polling_helpers import free_port as free_port
 from polling_helpers import wait_until as wait_until
 
 from flagyard import ProviderEvent
+from flagyard.contracts.redis import SdkKeyRecord, apply_change, hash_sdk_key, put_sdk_key
 from flagyard.data_plane.server import DataPlane
 from flagyard.data_plane.settings import DataPlaneSettings
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2_grpc as pb_grpc
-from flagyard.syncer.redis_store import SdkKeyRecord, apply_change, hash_sdk_key, put_sdk_key
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_DB = 11

@@ -22,7 +22,7 @@ from sdk_helpers import (
 )
 
 from flagyard import AsyncFlagyardClient, ErrorCode, ProviderEvent, Reason
-from flagyard.syncer.redis_store import read_evaluations
+from flagyard.contracts.redis import read_evaluations
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flags.json"
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 from sdk_helpers import ENV_ID, SDK_KEY, Env, ThreadPlane, seeded_env, stopping_planes
 
+from flagyard.contracts.redis import read_evaluations
 from flagyard.rule_engine import EvaluationResult, Reason, limits
 from flagyard.sdk._report import EvaluationReporter
-from flagyard.syncer.redis_store import read_evaluations
 
 
 @pytest.fixture

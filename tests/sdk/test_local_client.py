@@ -24,9 +24,9 @@ from sdk_helpers import (
 )
 
 from flagyard import ErrorCode, FlagyardClient, ProviderEvent, Reason
+from flagyard.contracts.redis import delete_sdk_key, hash_sdk_key
 from flagyard.sdk._grpc import Backoff
 from flagyard.sdk._local import LocalResolver
-from flagyard.syncer.redis_store import delete_sdk_key, hash_sdk_key
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from openfeature.provider import ProviderStatus
 from sdk_helpers import SDK_KEY, Env, ThreadPlane, seeded_env, stopping_planes, unused_target, wait_until
 
 from flagyard import FlagyardProvider
-from flagyard.syncer.redis_store import delete_sdk_key, hash_sdk_key
+from flagyard.contracts.redis import delete_sdk_key, hash_sdk_key
 
 
 @pytest.fixture

@@ -31,10 +31,10 @@ import redis
 from google.protobuf import struct_pb2
 from polling_helpers import free_port, wait_until
 
+from flagyard.contracts.redis import SdkKeyRecord, apply_change, hash_sdk_key, put_sdk_key
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2_grpc as pb_grpc
 from flagyard.rule_engine import DefinitionError, limits, validate_flag
-from flagyard.syncer.redis_store import SdkKeyRecord, apply_change, hash_sdk_key, put_sdk_key
 
 REDIS_URL = os.environ.get("FLAGYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 ENV = "env-regex-attack"

@@ -33,13 +33,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from rq import Queue, SimpleWorker
 from stack_helpers import migrate, stack_settings
 
+from flagyard.contracts.redis import EnvKeys
 from flagyard.control_plane.main import create_app
 from flagyard.control_plane.settings import DEV_BOOTSTRAP_ADMIN_KEY
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2_grpc as pb_grpc
 from flagyard.rule_engine import limits
 from flagyard.syncer import jobs
-from flagyard.syncer.redis_store import EnvKeys
 from flagyard.syncer.settings import SyncerSettings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flagyard.syncer import redis_store as rs
+from flagyard.contracts import redis as rs
 
 REDIS_DB = 14
 ENV = "env-a"

@@ -23,12 +23,12 @@ from polling_helpers import wait_until
 from sqlalchemy.orm import sessionmaker
 from stack_helpers import migrate, stack_settings
 
+from flagyard.contracts.redis import load_environment_sync, parse_stored
 from flagyard.control_plane.main import create_app
 from flagyard.control_plane.settings import DEV_BOOTSTRAP_ADMIN_KEY
 from flagyard.syncer import jobs, metrics
 from flagyard.syncer.core import Syncer
 from flagyard.syncer.exceptions import ChangeFailedError
-from flagyard.syncer.redis_store import load_environment_sync, parse_stored
 from flagyard.syncer.settings import SyncerSettings
 from flagyard.syncer.worker import reconcile_loop
 
