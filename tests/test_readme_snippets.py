@@ -98,10 +98,16 @@ def test_flags_file_snippet__is_the_start_of_examples_flags_json() -> None:
         assert snippet[part] == example[part][: len(snippet[part])], part
 
 
-def test_flagyard_eval_lines__output_equals_the_readme() -> None:
+@pytest.mark.parametrize("install", ["full", "base"])
+def test_flagyard_eval_lines__output_equals_the_readme(install: str) -> None:
+    """As written, and with the base install (no Typer, Rich, httpx: ``pip install flagyard``)."""
+    from base_install import BASE_FLAGYARD
+
     steps = console_steps(only("console", "flagyard eval"))
     assert len(steps) == 2
     for command, shown in steps:
+        if install == "base":
+            command = command.replace(".venv/bin/flagyard", shlex.join(BASE_FLAGYARD))
         run = subprocess.run(
             ["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
         )
