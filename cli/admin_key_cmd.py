@@ -9,19 +9,14 @@ SHA-256 and display prefix stored, plus an audit entry) and prints it once.
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import sqlalchemy as sa
 import typer
-from sqlalchemy.orm import Session
 
-from flagyard.control_plane.db.engine import make_sessionmaker
-from flagyard.control_plane.db.models import ApiKey
-from flagyard.control_plane.security import Role, display_prefix, generate_key, hash_key
-from flagyard.control_plane.services.common import Actor, Tx
-from flagyard.control_plane.settings import DEV_DATABASE_URL
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
-from .up_setup import masked
+    from flagyard.control_plane.services.common import Actor, Tx
 
 app = typer.Typer(
     help="Recover admin access with database access (no admin key needed).", no_args_is_help=True
@@ -30,6 +25,10 @@ app = typer.Typer(
 
 def insert_admin_key(session: Session, name: str) -> tuple[Actor, str]:
     """A new global admin key in ``session``'s transaction: the actor it is, and the key (never stored)."""
+    from flagyard.control_plane.db.models import ApiKey
+    from flagyard.control_plane.security import Role, display_prefix, generate_key, hash_key
+    from flagyard.control_plane.services.common import Actor
+
     key = generate_key(Role.ADMIN)
     row = ApiKey(name=name, role=Role.ADMIN.value, key_hash=hash_key(key), prefix=display_prefix(key))
     session.add(row)
@@ -58,9 +57,26 @@ def reset(
 ) -> None:
     """Mint a new global admin key in the database FLAGYARD_DATABASE_URL names; printed once.
 
+    Needs the ``[server]`` extra (imported here, so the rest of the CLI works with ``[cli]`` alone).
     The lost keys keep working until revoked: with the new key, `flagyard keys list` and
     `flagyard keys revoke ID`.
     """
+    try:
+        import sqlalchemy as sa
+
+        from flagyard.control_plane.db.engine import make_sessionmaker
+        from flagyard.control_plane.services.common import Tx
+        from flagyard.control_plane.settings import DEV_DATABASE_URL
+
+        from .up_setup import masked
+    except ImportError as exc:
+        typer.secho(
+            f"flagyard admin-key reset: needs the server extra: pip install 'flagyard[server]' "
+            f"(missing: {exc.name or exc})",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(2) from None
     url = os.environ.get("FLAGYARD_DATABASE_URL") or DEV_DATABASE_URL
     if not name.strip() or len(name) > 256:
         raise typer.BadParameter("must be 1 to 256 characters", param_hint="--name")

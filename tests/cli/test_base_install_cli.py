@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from base_install import BASE_FLAGYARD
+from base_install import BASE_FLAGYARD, CLI_ONLY_FLAGYARD
 
 ROOT = Path(__file__).resolve().parents[2]
 FLAGS = ROOT / "examples" / "flags.json"
@@ -61,3 +61,18 @@ def test_eval__bad_default__usage_error_exit_2() -> None:
     proc = run("eval", "-f", str(FLAGS), "--flag", "rate-limit", "--type", "integer", "--default", "many")
     assert proc.returncode == 2
     assert "--default: 'many' is not valid JSON for type integer" in proc.stderr
+
+
+def test_cli_extra_without_server__admin_commands_load__admin_key_reset_names_server() -> None:
+    def cli_only(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CLI_ONLY_FLAGYARD, *args], capture_output=True, text=True, timeout=60, check=False
+        )
+
+    listed = cli_only("projects", "--help")
+    assert listed.returncode == 0, listed.stderr
+    assert "list" in listed.stdout
+    reset = cli_only("admin-key", "reset")
+    assert reset.returncode == 2
+    assert "pip install 'flagyard[server]'" in reset.stderr
+    assert "Traceback" not in reset.stderr
