@@ -15,6 +15,7 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,8 +138,13 @@ def _read_yaml(text: str) -> dict[str, Any]:
 def admin_url() -> Iterator[str]:
     import admin_cli_stack
 
-    admin_cli_stack.REDIS_DB = 8
-    with admin_cli_stack.fresh_database() as db_url, admin_cli_stack.control_plane(db_url) as cp:
+    with ExitStack() as stack:
+        db_url = stack.enter_context(admin_cli_stack.fresh_database())
+        saved, admin_cli_stack.REDIS_DB = admin_cli_stack.REDIS_DB, 8  # read once, when the plane starts
+        try:
+            cp = stack.enter_context(admin_cli_stack.control_plane(db_url))
+        finally:
+            admin_cli_stack.REDIS_DB = saved
         yield cp.url
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import admin_cli_stack
 import httpx
@@ -20,8 +21,12 @@ def db_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def cp(db_url: str) -> Iterator[ControlPlane]:
-    admin_cli_stack.REDIS_DB = 8
-    with control_plane(db_url) as plane:
+    with ExitStack() as stack:
+        saved, admin_cli_stack.REDIS_DB = admin_cli_stack.REDIS_DB, 8  # read once, when the plane starts
+        try:
+            plane = stack.enter_context(control_plane(db_url))
+        finally:
+            admin_cli_stack.REDIS_DB = saved
         yield plane
 
 
