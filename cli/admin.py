@@ -82,7 +82,9 @@ def read_document(file: Path) -> Any:
         try:
             import yaml  # type: ignore[import-untyped]
         except ImportError as exc:
-            raise InputError(f"{file}: YAML needs PyYAML (`pip install pyyaml`); or use JSON") from exc
+            raise InputError(
+                f"{file}: YAML needs PyYAML (`pip install 'flagyard[cli]'`); or use JSON"
+            ) from exc
         try:
             return orjson.loads(orjson.dumps(yaml.safe_load(text), option=orjson.OPT_NON_STR_KEYS))
         except yaml.YAMLError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import envs_cmd, flags_cmd, jobs_cmd, keys_cmd, projects_cmd, segments_cmd
+from . import admin_key_cmd, envs_cmd, flags_cmd, jobs_cmd, keys_cmd, projects_cmd, segments_cmd
 from .admin import ApiKeyOption, JsonOption, Target, UrlOption
 from .eval_cmd import eval_command
 from .rest import DEFAULT_URL
@@ -27,6 +27,7 @@ app.add_typer(jobs_cmd.app, name="jobs")
 app.command("import")(import_command)
 app.command("export")(export_command)
 app.command("up")(up_command)
+app.add_typer(admin_key_cmd.app, name="admin-key")
 
 
 @app.callback()

@@ -29,7 +29,7 @@ class UnreachableError(CliError):
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(
             f"the control plane is not reachable at {url} ({reason}); start it with `flagyard up` "
-            "(or `./scripts/run up`), or point --url / FLAGYARD_URL at a running one"
+            "(`./scripts/run` in a clone), or point --url / FLAGYARD_URL at a running one"
         )
         self.url = url
 

@@ -18,15 +18,17 @@ from sqlalchemy.orm import Session
 
 from flagyard.control_plane import schemas
 from flagyard.control_plane.db.engine import make_sessionmaker
-from flagyard.control_plane.db.models import ApiKey, Project
+from flagyard.control_plane.db.models import Project
 from flagyard.control_plane.outbox import deliver
-from flagyard.control_plane.security import Role, display_prefix, generate_key, hash_key
 from flagyard.control_plane.services import flags, keys, projects
-from flagyard.control_plane.services.common import Actor, Tx
+from flagyard.control_plane.services.common import Tx
 from flagyard.control_plane.services.keys import ensure_bootstrap_key
 from flagyard.control_plane.settings import Settings
 
+from .admin_key_cmd import audit_created, insert_admin_key
+
 DEMO_PROJECT = "demo"
+DEMO_ADMIN_NAME = "demo admin (flagyard up)"
 DEMO_ENVIRONMENTS = ("development", "production")
 KILL_SWITCH = "payments-enabled"
 """A boolean flag that is on; turning it off is the demo's kill switch."""
@@ -97,24 +99,8 @@ def demo_exists(session: Session) -> bool:
     return session.scalar(sa.select(Project.id).where(Project.key == DEMO_PROJECT)) is not None
 
 
-def _admin_actor(tx_session: Session) -> tuple[Actor, str]:
-    """The demo's admin key, inserted like the bootstrap key (the first actor needs no actor)."""
-    key = generate_key(Role.ADMIN)
-    row = ApiKey(
-        name="demo admin (flagyard up)",
-        role=Role.ADMIN.value,
-        key_hash=hash_key(key),
-        prefix=display_prefix(key),
-    )
-    tx_session.add(row)
-    tx_session.flush()
-    return Actor(key_id=row.id, prefix=row.prefix, role=Role.ADMIN, project_id=None), key
-
-
 def _seed(tx: Tx, admin_key: str) -> DemoKeys:
-    actor = tx.actor
-    after = {"name": "demo admin (flagyard up)", "role": actor.role.value, "prefix": actor.prefix}
-    tx.audit(None, "api_key", str(actor.key_id), "created", {}, after)
+    audit_created(tx, DEMO_ADMIN_NAME)
     projects.create_project(tx, schemas.ProjectCreate(key=DEMO_PROJECT, name="Demo"))
     for env in DEMO_ENVIRONMENTS:
         projects.create_environment(tx, DEMO_PROJECT, schemas.EnvironmentCreate(key=env, name=env.title()))
@@ -138,7 +124,7 @@ def seed_demo(settings: Settings, engine: sa.Engine) -> DemoKeys | None:
             ensure_bootstrap_key(session, settings.bootstrap_admin_key.get_secret_value())
         if demo_exists(session):
             return None
-        actor, admin_key = _admin_actor(session)
+        actor, admin_key = insert_admin_key(session, DEMO_ADMIN_NAME)
         tx = Tx(session, actor, request_id="flagyard-up-seed")
         demo = _seed(tx, admin_key)
     connection = redis.Redis.from_url(

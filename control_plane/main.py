@@ -13,7 +13,11 @@ import redis
 import redis.asyncio
 import sqlalchemy as sa
 import structlog
-from fastapi import FastAPI
+import swagger_ui_bundle  # type: ignore[import-untyped]
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 from flagyard.control_plane.api import errors
 from flagyard.control_plane.api.deps import IdempotencyPruner, declare_bearer_scheme
@@ -152,6 +156,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         # Metrics are Prometheus's (/metrics); FastAPI's own OpenTelemetry hooks would cost every request.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        docs_url=None,  # served by install_docs, from local files
+        redoc_url=None,  # ReDoc comes only from a CDN
     )
     app.state.flagyard = state
     app.state.idempotency_pruner = IdempotencyPruner(settings.idempotency_ttl_seconds)
@@ -162,8 +168,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (flags, projects, environments, segments, audit, api_keys, sdk_keys, transfer, jobs):
         app.include_router(module.router)
     declare_bearer_scheme(app)
+    install_docs(app)
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics, access_log=settings.access_log)
     return app
+
+
+DOCS_ASSETS = "/docs/assets"
+
+
+def install_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/docs`` with its script, style and icon served by this process (from the
+    ``swagger-ui-bundle-v2`` package) instead of FastAPI's default CDN, so the docs work offline and on
+    networks that block CDNs. Swagger UI 5 is needed for FastAPI's OpenAPI 3.1 documents."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon-32x32.png",
+            oauth2_redirect_url=None,
+        )
 
 
 def app_from_env() -> FastAPI:
