@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import mmh3
 
+from . import limits
 from .model import Clause, Flag, Operator, Segment, Split
 from .operators import PREDICATES, Fast, Predicate, plain
 from .result import ErrorCode, EvaluationResult, FlagType, Reason
@@ -23,6 +24,9 @@ from .result import ErrorCode, EvaluationResult, FlagType, Reason
 Context = Mapping[str, Any]
 Matcher = Callable[[Context, "Store"], bool]
 FlagEvaluator = Callable[[Context, "Store"], EvaluationResult]
+Chain = tuple[str, ...]
+"""The keys of the flags whose prerequisites are being evaluated, outermost first."""
+ChainEvaluator = Callable[[Context, "Store", Chain], EvaluationResult]
 
 _NEGATED = {Operator.NEQ: Operator.EQ, Operator.NOT_IN: Operator.IN}
 
@@ -50,6 +54,9 @@ class CompiledFlag:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     source: Any = None
     """The definition this was compiled from (a native :class:`Flag` or a flagd flag object)."""
+    evaluate_in_chain: ChainEvaluator | None = None
+    """For a flag with prerequisites: ``evaluate`` as a prerequisite of the flags in the chain, so a
+    cycle or an over-deep chain is seen before it recurses. ``None`` for a flag without any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,12 +280,30 @@ def compile_flag(flag: Flag) -> CompiledFlag:
         flag.default_variant, flag.default_split, Reason.STATIC if static else Reason.DEFAULT, None
     )
     evaluate = _rules_evaluator(rules, fallthrough)
-    if flag.prerequisites:
-        failed = result(flag.off_variant, Reason.PREREQUISITE_FAILED)
-        evaluate = _with_prerequisites(
-            tuple((p.flag, p.variant) for p in flag.prerequisites), failed, evaluate
-        )
-    return _finish(flag, metadata, evaluate)
+    if not flag.prerequisites:
+        return _finish(flag, metadata, evaluate)
+    failed = result(flag.off_variant, Reason.PREREQUISITE_FAILED)
+    in_chain = _with_prerequisites(
+        flag.key, tuple((p.flag, p.variant) for p in flag.prerequisites), failed, evaluate
+    )
+    if flag.type is FlagType.OBJECT:
+        in_chain = _copying_in_chain(in_chain)
+    chain: Chain = (flag.key,)
+
+    def evaluate_top(ctx: Context, store: Store) -> EvaluationResult:
+        r = in_chain(ctx, store, chain)
+        if r.error_code is ErrorCode.GENERAL:
+            return replace(
+                r,
+                error_message=f"flag '{flag.key}': {r.error_message}",
+                flag_metadata=metadata,
+                version=version,
+            )
+        return r
+
+    return CompiledFlag(
+        flag.key, flag.type, flag.version, flag.enabled, evaluate_top, metadata, flag, in_chain
+    )
 
 
 Outcome = EvaluationResult | Callable[[Context], EvaluationResult]
@@ -307,16 +332,44 @@ def _rules_evaluator(rules: tuple[tuple[Matcher, Outcome], ...], fallthrough: Ou
     return evaluate_split
 
 
+def _chain_error(message: str) -> EvaluationResult:
+    return EvaluationResult(None, None, Reason.ERROR, ErrorCode.GENERAL, message, None, {}, None)
+
+
 def _with_prerequisites(
-    prerequisites: tuple[tuple[str, str], ...], failed: EvaluationResult, inner: FlagEvaluator
-) -> FlagEvaluator:
-    def evaluate(ctx: Context, store: Store) -> EvaluationResult:
+    key: str, prerequisites: tuple[tuple[str, str], ...], failed: EvaluationResult, inner: FlagEvaluator
+) -> ChainEvaluator:
+    """The flag's evaluation behind its prerequisites, given the chain of flags that led here.
+
+    The chain makes a cycle (which validation refuses, but a data plane can hold one while the flags of
+    a change arrive one by one, or when definitions were written past the API) and an over-deep chain
+    answers ERROR naming the flags, deterministically and before any recursion: evaluation never counts
+    on Python's recursion limit. Within a chain only GENERAL errors come from here (compiled rules
+    report other codes), so they are passed up unchanged to the flag the caller asked for.
+    """
+
+    def evaluate(ctx: Context, store: Store, chain: Chain) -> EvaluationResult:
         flags = store.flags
-        for key, variant in prerequisites:
-            prerequisite = flags.get(key)
+        for prerequisite_key, variant in prerequisites:
+            prerequisite = flags.get(prerequisite_key)
             if prerequisite is None or not prerequisite.enabled:
                 return failed
-            if prerequisite.evaluate(ctx, store).variant != variant:
+            if prerequisite_key in chain:
+                cycle = chain[chain.index(prerequisite_key) :]
+                return _chain_error("prerequisite cycle: " + " -> ".join((*cycle, prerequisite_key)))
+            if len(chain) >= limits.MAX_PREREQUISITE_DEPTH:
+                return _chain_error(
+                    f"prerequisite chain deeper than {limits.MAX_PREREQUISITE_DEPTH} flags "
+                    f"(MAX_PREREQUISITE_DEPTH): {' -> '.join(chain[:3])} -> … -> {key} -> {prerequisite_key}"
+                )
+            nested = prerequisite.evaluate_in_chain
+            if nested is None:
+                r = prerequisite.evaluate(ctx, store)
+            else:
+                r = nested(ctx, store, (*chain, prerequisite_key))
+                if r.error_code is ErrorCode.GENERAL:
+                    return r
+            if r.variant != variant:
                 return failed
         return inner(ctx, store)
 
@@ -387,6 +440,14 @@ def _copying(inner: FlagEvaluator) -> FlagEvaluator:
 
     def evaluate(ctx: Context, store: Store) -> EvaluationResult:
         r = inner(ctx, store)
+        return r if r.variant is None else replace(r, value=copy_json(r.value))
+
+    return evaluate
+
+
+def _copying_in_chain(inner: ChainEvaluator) -> ChainEvaluator:
+    def evaluate(ctx: Context, store: Store, chain: Chain) -> EvaluationResult:
+        r = inner(ctx, store, chain)
         return r if r.variant is None else replace(r, value=copy_json(r.value))
 
     return evaluate

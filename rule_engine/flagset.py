@@ -90,11 +90,10 @@ class FlagSet:
         try:
             result = flag.evaluate(context, self)
         except RecursionError:
+            # Prerequisite chains are tracked explicitly (compiler._with_prerequisites) and never get here;
+            # segments nesting segments still recurse, and validation refuses their cycles.
             return error_result(
-                default,
-                ErrorCode.GENERAL,
-                f"flag '{key}': prerequisite or segment cycle",
-                version=flag.version,
+                default, ErrorCode.GENERAL, f"flag '{key}': segment cycle", version=flag.version
             )
         except Exception as exc:  # evaluation must never raise into the caller
             return error_result(
