@@ -214,3 +214,37 @@ def test_variant_removal_racing_a_new_dependent__one_is_refused(
     (variants,) = rows(engine, "SELECT variants FROM flags WHERE key = 'b'")[0]
     needed = [p["variant"] for p in _prerequisites(engine)["a"]]
     assert all(v in variants for v in needed), (variants, needed)
+
+
+def test_import_racing_a_patch_closing_a_cycle__one_is_refused(
+    client: TestClient, api: Api, engine: sa.Engine, held_table: TableHold
+) -> None:
+    api.project(envs=("dev",))
+    api.flag(key="a")
+    api.flag(key="b")
+    etag_a = api.etag(f"{F}/a")
+    b_needs_a = {
+        "flags": [
+            {
+                "key": "b",
+                "type": "boolean",
+                "variants": {"on": True, "off": False},
+                "prerequisites": [{"flag": "a", "variant": ON}],
+            }
+        ]
+    }
+
+    def import_b() -> httpx.Response:
+        return client.post("/api/v1/projects/shop/environments/dev/import", json=b_needs_a)
+
+    held_table.hold()
+    threads, results = _in_threads(_set_prerequisite(client, etag_a, "a", "b"), import_b)
+    _waiting_on_locks(engine, 2)
+    held_table.release()
+    for t in threads:
+        t.join(60)
+        assert not t.is_alive()
+
+    assert sorted(r.status_code for r in results) == [200, 422], [r.text for r in results]
+    stored = _prerequisites(engine)
+    assert [] in (stored["a"], stored["b"]), stored
