@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import mmh3
 
 from . import limits
+from .exceptions import EvaluationChainError
 from .model import Clause, Flag, Operator, Segment, Split
 from .operators import PREDICATES, Fast, Predicate, plain
 from .result import ErrorCode, EvaluationResult, FlagType, Reason
@@ -27,6 +28,7 @@ FlagEvaluator = Callable[[Context, "Store"], EvaluationResult]
 Chain = tuple[str, ...]
 """The keys of the flags whose prerequisites are being evaluated, outermost first."""
 ChainEvaluator = Callable[[Context, "Store", Chain], EvaluationResult]
+ChainMatcher = Callable[[Context, "Store", Chain], bool]
 
 _NEGATED = {Operator.NEQ: Operator.EQ, Operator.NOT_IN: Operator.IN}
 
@@ -65,6 +67,9 @@ class CompiledSegment:
     version: int
     matches: Matcher
     source: Any = None
+    matches_in_chain: ChainMatcher | None = None
+    """For a segment whose rules refer to other segments: ``matches`` inside the chain of segments that
+    led here, so a cycle or an over-deep chain is seen before it recurses. ``None`` otherwise."""
 
 
 def path_getter(path: str) -> Callable[[Context], Any]:
@@ -217,6 +222,8 @@ def _all_of(matchers: list[Matcher]) -> Matcher:
 def compile_segment(segment: Segment) -> CompiledSegment:
     included = frozenset(segment.included)
     excluded = frozenset(segment.excluded)
+    if any(c.operator is Operator.SEGMENT_MATCH for rule in segment.rules for c in rule.clauses):
+        return _nesting_segment(segment, included, excluded)
     rules = tuple(_all_of([compile_clause(c) for c in rule.clauses]) for rule in segment.rules)
     if len(rules) == 1:
         only = rules[0]
@@ -245,6 +252,75 @@ def compile_segment(segment: Segment) -> CompiledSegment:
         return False
 
     return CompiledSegment(segment.key, segment.version, matches, segment)
+
+
+def _nesting_segment(segment: Segment, included: frozenset[str], excluded: frozenset[str]) -> CompiledSegment:
+    """A segment referring to other segments carries the chain of segments being matched, like flags
+    with prerequisites do, so a cycle (refused by validation, but possible in a data plane mid-change)
+    or a chain deeper than MAX_SEGMENT_DEPTH ends the evaluation with ERROR naming the segments."""
+    rules = tuple(_all_of_in_chain([_clause_in_chain(c) for c in rule.clauses]) for rule in segment.rules)
+
+    def matches_in_chain(ctx: Context, store: Store, chain: Chain) -> bool:
+        key = ctx.get("targeting_key")
+        if key is not None:
+            if key in excluded:
+                return False
+            if key in included:
+                return True
+        for rule in rules:
+            if rule(ctx, store, chain):
+                return True
+        return False
+
+    top: Chain = (segment.key,)
+
+    def matches(ctx: Context, store: Store) -> bool:
+        return matches_in_chain(ctx, store, top)
+
+    return CompiledSegment(segment.key, segment.version, matches, segment, matches_in_chain)
+
+
+def _clause_in_chain(clause: Clause) -> ChainMatcher:
+    if clause.operator is not Operator.SEGMENT_MATCH:
+        plain = compile_clause(clause)
+        return lambda ctx, store, chain: plain(ctx, store)
+    keys = tuple(clause.values)
+    negate = clause.negate
+
+    def matcher(ctx: Context, store: Store, chain: Chain) -> bool:
+        segments = store.segments
+        for key in keys:
+            segment = segments.get(key)
+            if segment is None:
+                continue
+            if key in chain:
+                cycle = chain[chain.index(key) :]
+                raise EvaluationChainError("segment cycle: " + " -> ".join((*cycle, key)))
+            if len(chain) >= limits.MAX_SEGMENT_DEPTH:
+                raise EvaluationChainError(
+                    f"segment chain deeper than {limits.MAX_SEGMENT_DEPTH} segments (MAX_SEGMENT_DEPTH): "
+                    f"{' -> '.join(chain[:3])} -> … -> {chain[-1]} -> {key}"
+                )
+            nested = segment.matches_in_chain
+            if segment.matches(ctx, store) if nested is None else nested(ctx, store, (*chain, key)):
+                return not negate
+        return negate
+
+    return matcher
+
+
+def _all_of_in_chain(matchers: list[ChainMatcher]) -> ChainMatcher:
+    if len(matchers) == 1:
+        return matchers[0]
+    every = tuple(matchers)
+
+    def matcher(ctx: Context, store: Store, chain: Chain) -> bool:
+        for m in every:
+            if not m(ctx, store, chain):
+                return False
+        return True
+
+    return matcher
 
 
 def compile_flag(flag: Flag) -> CompiledFlag:
