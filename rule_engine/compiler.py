@@ -26,9 +26,22 @@ Context = Mapping[str, Any]
 Matcher = Callable[[Context, "Store"], bool]
 FlagEvaluator = Callable[[Context, "Store"], EvaluationResult]
 Chain = tuple[str, ...]
-"""The keys of the flags whose prerequisites are being evaluated, outermost first."""
-ChainEvaluator = Callable[[Context, "Store", Chain], EvaluationResult]
-ChainMatcher = Callable[[Context, "Store", Chain], bool]
+"""The keys of the flags whose prerequisites (or the segments whose references) are being evaluated,
+outermost first."""
+
+
+class ChainEvaluator(Protocol):
+    """A flag evaluator that also takes the chain it is evaluated in; called without one (as a
+    :data:`FlagEvaluator`), the chain is the flag alone."""
+
+    def __call__(self, ctx: Context, store: Store, chain: Chain = ..., /) -> EvaluationResult: ...
+
+
+class ChainMatcher(Protocol):
+    """A segment (or rule, or clause) matcher that also takes the chain of segments it is matched in."""
+
+    def __call__(self, ctx: Context, store: Store, chain: Chain = ..., /) -> bool: ...
+
 
 _NEGATED = {Operator.NEQ: Operator.EQ, Operator.NOT_IN: Operator.IN}
 
@@ -258,9 +271,10 @@ def _nesting_segment(segment: Segment, included: frozenset[str], excluded: froze
     """A segment referring to other segments carries the chain of segments being matched, like flags
     with prerequisites do, so a cycle (refused by validation, but possible in a data plane mid-change)
     or a chain deeper than MAX_SEGMENT_DEPTH ends the evaluation with ERROR naming the segments."""
-    rules = tuple(_all_of_in_chain([_clause_in_chain(c) for c in rule.clauses]) for rule in segment.rules)
+    rules = tuple(_rule_in_chain(rule.clauses) for rule in segment.rules)
+    top: Chain = (segment.key,)
 
-    def matches_in_chain(ctx: Context, store: Store, chain: Chain) -> bool:
+    def matches(ctx: Context, store: Store, chain: Chain = top, /) -> bool:
         key = ctx.get("targeting_key")
         if key is not None:
             if key in excluded:
@@ -272,53 +286,52 @@ def _nesting_segment(segment: Segment, included: frozenset[str], excluded: froze
                 return True
         return False
 
-    top: Chain = (segment.key,)
-
-    def matches(ctx: Context, store: Store) -> bool:
-        return matches_in_chain(ctx, store, top)
-
-    return CompiledSegment(segment.key, segment.version, matches, segment, matches_in_chain)
+    return CompiledSegment(segment.key, segment.version, matches, segment, matches)
 
 
-def _clause_in_chain(clause: Clause) -> ChainMatcher:
-    if clause.operator is not Operator.SEGMENT_MATCH:
-        plain = compile_clause(clause)
-        return lambda ctx, store, chain: plain(ctx, store)
+def _rule_in_chain(clauses: list[Clause]) -> ChainMatcher:
+    """The plain clauses of a rule together (tested first: they are cheap), then its segment clauses."""
+    plain = [compile_clause(c) for c in clauses if c.operator is not Operator.SEGMENT_MATCH]
+    refs = tuple(_segment_clause_in_chain(c) for c in clauses if c.operator is Operator.SEGMENT_MATCH)
+    if not plain and len(refs) == 1:
+        return refs[0]
+    first = _all_of(plain) if plain else None
+
+    def matcher(ctx: Context, store: Store, chain: Chain = (), /) -> bool:
+        if first is not None and not first(ctx, store):
+            return False
+        for ref in refs:
+            if not ref(ctx, store, chain):
+                return False
+        return True
+
+    return matcher
+
+
+def _segment_clause_in_chain(clause: Clause) -> ChainMatcher:
     keys = tuple(clause.values)
     negate = clause.negate
+    max_depth = limits.MAX_SEGMENT_DEPTH
 
-    def matcher(ctx: Context, store: Store, chain: Chain) -> bool:
+    def matcher(ctx: Context, store: Store, chain: Chain = (), /) -> bool:
         segments = store.segments
         for key in keys:
             segment = segments.get(key)
             if segment is None:
                 continue
-            if key in chain:
-                cycle = chain[chain.index(key) :]
-                raise EvaluationChainError("segment cycle: " + " -> ".join((*cycle, key)))
-            if len(chain) >= limits.MAX_SEGMENT_DEPTH:
+            if len(chain) >= max_depth:
+                cycle = _cycle((*chain, key))
+                if cycle is not None:
+                    raise EvaluationChainError("segment cycle: " + " -> ".join(cycle))
                 raise EvaluationChainError(
-                    f"segment chain deeper than {limits.MAX_SEGMENT_DEPTH} segments (MAX_SEGMENT_DEPTH): "
+                    f"segment chain deeper than {max_depth} segments (MAX_SEGMENT_DEPTH): "
                     f"{' -> '.join(chain[:3])} -> … -> {chain[-1]} -> {key}"
                 )
             nested = segment.matches_in_chain
-            if segment.matches(ctx, store) if nested is None else nested(ctx, store, (*chain, key)):
+            hit = segment.matches(ctx, store) if nested is None else nested(ctx, store, (*chain, key))
+            if hit:
                 return not negate
         return negate
-
-    return matcher
-
-
-def _all_of_in_chain(matchers: list[ChainMatcher]) -> ChainMatcher:
-    if len(matchers) == 1:
-        return matchers[0]
-    every = tuple(matchers)
-
-    def matcher(ctx: Context, store: Store, chain: Chain) -> bool:
-        for m in every:
-            if not m(ctx, store, chain):
-                return False
-        return True
 
     return matcher
 
@@ -363,23 +376,8 @@ def compile_flag(flag: Flag) -> CompiledFlag:
         flag.key, tuple((p.flag, p.variant) for p in flag.prerequisites), failed, evaluate
     )
     if flag.type is FlagType.OBJECT:
-        in_chain = _copying_in_chain(in_chain)
-    chain: Chain = (flag.key,)
-
-    def evaluate_top(ctx: Context, store: Store) -> EvaluationResult:
-        r = in_chain(ctx, store, chain)
-        if r.error_code is ErrorCode.GENERAL:
-            return replace(
-                r,
-                error_message=f"flag '{flag.key}': {r.error_message}",
-                flag_metadata=metadata,
-                version=version,
-            )
-        return r
-
-    return CompiledFlag(
-        flag.key, flag.type, flag.version, flag.enabled, evaluate_top, metadata, flag, in_chain
-    )
+        in_chain = _copying_in_chain(in_chain, (flag.key,))
+    return CompiledFlag(flag.key, flag.type, flag.version, flag.enabled, in_chain, metadata, flag, in_chain)
 
 
 Outcome = EvaluationResult | Callable[[Context], EvaluationResult]
@@ -408,8 +406,43 @@ def _rules_evaluator(rules: tuple[tuple[Matcher, Outcome], ...], fallthrough: Ou
     return evaluate_split
 
 
-def _chain_error(message: str) -> EvaluationResult:
-    return EvaluationResult(None, None, Reason.ERROR, ErrorCode.GENERAL, message, None, {}, None)
+def _chain_error(store: Store, chain: Chain, message: str) -> EvaluationResult:
+    """ERROR for the flag the caller asked for (the chain's first), passed up the chain unchanged."""
+    asked = store.flags.get(chain[0])
+    return EvaluationResult(
+        None,
+        None,
+        Reason.ERROR,
+        ErrorCode.GENERAL,
+        f"flag '{chain[0]}': {message}",
+        None,
+        dict(asked.metadata) if asked is not None else {},
+        asked.version if asked is not None else None,
+    )
+
+
+def _cycle(chain: Chain) -> Chain | None:
+    """The first cycle in ``chain`` (its keys from the first repeated one to the repeat), if any."""
+    seen: dict[str, int] = {}
+    for i, key in enumerate(chain):
+        if key in seen:
+            return chain[seen[key] : i + 1]
+        seen[key] = i
+    return None
+
+
+def _chain_too_long(store: Store, chain: Chain, key: str) -> EvaluationResult:
+    """The chain reached MAX_PREREQUISITE_DEPTH: a cycle if it repeats a flag (every cycle gets here,
+    after going round it), else a chain too deep."""
+    cycle = _cycle((*chain, key))
+    if cycle is not None:
+        return _chain_error(store, chain, "prerequisite cycle: " + " -> ".join(cycle))
+    return _chain_error(
+        store,
+        chain,
+        f"prerequisite chain deeper than {limits.MAX_PREREQUISITE_DEPTH} flags (MAX_PREREQUISITE_DEPTH): "
+        f"{' -> '.join(chain[:3])} -> … -> {chain[-1]} -> {key}",
+    )
 
 
 def _with_prerequisites(
@@ -419,31 +452,30 @@ def _with_prerequisites(
 
     The chain makes a cycle (which validation refuses, but a data plane can hold one while the flags of
     a change arrive one by one, or when definitions were written past the API) and an over-deep chain
-    answers ERROR naming the flags, deterministically and before any recursion: evaluation never counts
+    answer ERROR naming the flags, deterministically and before any recursion: evaluation never counts
     on Python's recursion limit. Within a chain only GENERAL errors come from here (compiled rules
-    report other codes), so they are passed up unchanged to the flag the caller asked for.
+    report other codes), so they are passed up unchanged to the flag the caller asked for. A cycle is
+    recognised only once the chain reaches the bound (going round it until then), which keeps a check
+    per prerequisite out of every healthy evaluation.
     """
+    top: Chain = (key,)
+    general = ErrorCode.GENERAL
+    max_depth = limits.MAX_PREREQUISITE_DEPTH
 
-    def evaluate(ctx: Context, store: Store, chain: Chain) -> EvaluationResult:
+    def evaluate(ctx: Context, store: Store, chain: Chain = top, /) -> EvaluationResult:
         flags = store.flags
         for prerequisite_key, variant in prerequisites:
             prerequisite = flags.get(prerequisite_key)
             if prerequisite is None or not prerequisite.enabled:
                 return failed
-            if prerequisite_key in chain:
-                cycle = chain[chain.index(prerequisite_key) :]
-                return _chain_error("prerequisite cycle: " + " -> ".join((*cycle, prerequisite_key)))
-            if len(chain) >= limits.MAX_PREREQUISITE_DEPTH:
-                return _chain_error(
-                    f"prerequisite chain deeper than {limits.MAX_PREREQUISITE_DEPTH} flags "
-                    f"(MAX_PREREQUISITE_DEPTH): {' -> '.join(chain[:3])} -> … -> {key} -> {prerequisite_key}"
-                )
+            if len(chain) >= max_depth:
+                return _chain_too_long(store, chain, prerequisite_key)
             nested = prerequisite.evaluate_in_chain
             if nested is None:
                 r = prerequisite.evaluate(ctx, store)
             else:
                 r = nested(ctx, store, (*chain, prerequisite_key))
-                if r.error_code is ErrorCode.GENERAL:
+                if r.error_code is general:
                     return r
             if r.variant != variant:
                 return failed
@@ -521,8 +553,8 @@ def _copying(inner: FlagEvaluator) -> FlagEvaluator:
     return evaluate
 
 
-def _copying_in_chain(inner: ChainEvaluator) -> ChainEvaluator:
-    def evaluate(ctx: Context, store: Store, chain: Chain) -> EvaluationResult:
+def _copying_in_chain(inner: ChainEvaluator, top: Chain) -> ChainEvaluator:
+    def evaluate(ctx: Context, store: Store, chain: Chain = top, /) -> EvaluationResult:
         r = inner(ctx, store, chain)
         return r if r.variant is None else replace(r, value=copy_json(r.value))
 
