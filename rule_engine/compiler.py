@@ -472,11 +472,13 @@ def _with_prerequisites(
                 return _chain_too_long(store, chain, prerequisite_key)
             nested = prerequisite.evaluate_in_chain
             if nested is None:
+                # Also a stand-in that compiles the flag on first use (the data plane's lazy
+                # placeholders), which starts a chain of its own: its chain errors pass up as well.
                 r = prerequisite.evaluate(ctx, store)
             else:
                 r = nested(ctx, store, (*chain, prerequisite_key))
-                if r.error_code is general:
-                    return r
+            if r.error_code is general:
+                return r
             if r.variant != variant:
                 return failed
         return inner(ctx, store)
