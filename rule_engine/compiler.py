@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 import mmh3
 
+from . import limits
+from .exceptions import EvaluationChainError
 from .model import Clause, Flag, Operator, Segment, Split
 from .operators import PREDICATES, Fast, Predicate, plain
 from .result import ErrorCode, EvaluationResult, FlagType, Reason
@@ -23,6 +25,23 @@ from .result import ErrorCode, EvaluationResult, FlagType, Reason
 Context = Mapping[str, Any]
 Matcher = Callable[[Context, "Store"], bool]
 FlagEvaluator = Callable[[Context, "Store"], EvaluationResult]
+Chain = tuple[str, ...]
+"""The keys of the flags whose prerequisites (or the segments whose references) are being evaluated,
+outermost first."""
+
+
+class ChainEvaluator(Protocol):
+    """A flag evaluator that also takes the chain it is evaluated in; called without one (as a
+    :data:`FlagEvaluator`), the chain is the flag alone."""
+
+    def __call__(self, ctx: Context, store: Store, chain: Chain = ..., /) -> EvaluationResult: ...
+
+
+class ChainMatcher(Protocol):
+    """A segment (or rule, or clause) matcher that also takes the chain of segments it is matched in."""
+
+    def __call__(self, ctx: Context, store: Store, chain: Chain = ..., /) -> bool: ...
+
 
 _NEGATED = {Operator.NEQ: Operator.EQ, Operator.NOT_IN: Operator.IN}
 
@@ -50,6 +69,9 @@ class CompiledFlag:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     source: Any = None
     """The definition this was compiled from (a native :class:`Flag` or a flagd flag object)."""
+    evaluate_in_chain: ChainEvaluator | None = None
+    """For a flag with prerequisites: ``evaluate`` as a prerequisite of the flags in the chain, so a
+    cycle or an over-deep chain is seen before it recurses. ``None`` for a flag without any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +80,9 @@ class CompiledSegment:
     version: int
     matches: Matcher
     source: Any = None
+    matches_in_chain: ChainMatcher | None = None
+    """For a segment whose rules refer to other segments: ``matches`` inside the chain of segments that
+    led here, so a cycle or an over-deep chain is seen before it recurses. ``None`` otherwise."""
 
 
 def path_getter(path: str) -> Callable[[Context], Any]:
@@ -210,6 +235,8 @@ def _all_of(matchers: list[Matcher]) -> Matcher:
 def compile_segment(segment: Segment) -> CompiledSegment:
     included = frozenset(segment.included)
     excluded = frozenset(segment.excluded)
+    if any(c.operator is Operator.SEGMENT_MATCH for rule in segment.rules for c in rule.clauses):
+        return _nesting_segment(segment, included, excluded)
     rules = tuple(_all_of([compile_clause(c) for c in rule.clauses]) for rule in segment.rules)
     if len(rules) == 1:
         only = rules[0]
@@ -238,6 +265,75 @@ def compile_segment(segment: Segment) -> CompiledSegment:
         return False
 
     return CompiledSegment(segment.key, segment.version, matches, segment)
+
+
+def _nesting_segment(segment: Segment, included: frozenset[str], excluded: frozenset[str]) -> CompiledSegment:
+    """A segment referring to other segments carries the chain of segments being matched, like flags
+    with prerequisites do, so a cycle (refused by validation, but possible in a data plane mid-change)
+    or a chain deeper than MAX_SEGMENT_DEPTH ends the evaluation with ERROR naming the segments."""
+    rules = tuple(_rule_in_chain(rule.clauses) for rule in segment.rules)
+    top: Chain = (segment.key,)
+
+    def matches(ctx: Context, store: Store, chain: Chain = top, /) -> bool:
+        key = ctx.get("targeting_key")
+        if key is not None:
+            if key in excluded:
+                return False
+            if key in included:
+                return True
+        for rule in rules:
+            if rule(ctx, store, chain):
+                return True
+        return False
+
+    return CompiledSegment(segment.key, segment.version, matches, segment, matches)
+
+
+def _rule_in_chain(clauses: list[Clause]) -> ChainMatcher:
+    """The plain clauses of a rule together (tested first: they are cheap), then its segment clauses."""
+    plain = [compile_clause(c) for c in clauses if c.operator is not Operator.SEGMENT_MATCH]
+    refs = tuple(_segment_clause_in_chain(c) for c in clauses if c.operator is Operator.SEGMENT_MATCH)
+    if not plain and len(refs) == 1:
+        return refs[0]
+    first = _all_of(plain) if plain else None
+
+    def matcher(ctx: Context, store: Store, chain: Chain = (), /) -> bool:
+        if first is not None and not first(ctx, store):
+            return False
+        for ref in refs:
+            if not ref(ctx, store, chain):
+                return False
+        return True
+
+    return matcher
+
+
+def _segment_clause_in_chain(clause: Clause) -> ChainMatcher:
+    keys = tuple(clause.values)
+    negate = clause.negate
+    max_depth = limits.MAX_SEGMENT_DEPTH
+
+    def matcher(ctx: Context, store: Store, chain: Chain = (), /) -> bool:
+        segments = store.segments
+        for key in keys:
+            segment = segments.get(key)
+            if segment is None:
+                continue
+            if len(chain) >= max_depth:
+                cycle = _cycle((*chain, key))
+                if cycle is not None:
+                    raise EvaluationChainError("segment cycle: " + " -> ".join(cycle))
+                raise EvaluationChainError(
+                    f"segment chain deeper than {max_depth} segments (MAX_SEGMENT_DEPTH): "
+                    f"{' -> '.join(chain[:3])} -> … -> {chain[-1]} -> {key}"
+                )
+            nested = segment.matches_in_chain
+            hit = segment.matches(ctx, store) if nested is None else nested(ctx, store, (*chain, key))
+            if hit:
+                return not negate
+        return negate
+
+    return matcher
 
 
 def compile_flag(flag: Flag) -> CompiledFlag:
@@ -273,12 +369,15 @@ def compile_flag(flag: Flag) -> CompiledFlag:
         flag.default_variant, flag.default_split, Reason.STATIC if static else Reason.DEFAULT, None
     )
     evaluate = _rules_evaluator(rules, fallthrough)
-    if flag.prerequisites:
-        failed = result(flag.off_variant, Reason.PREREQUISITE_FAILED)
-        evaluate = _with_prerequisites(
-            tuple((p.flag, p.variant) for p in flag.prerequisites), failed, evaluate
-        )
-    return _finish(flag, metadata, evaluate)
+    if not flag.prerequisites:
+        return _finish(flag, metadata, evaluate)
+    failed = result(flag.off_variant, Reason.PREREQUISITE_FAILED)
+    in_chain = _with_prerequisites(
+        flag.key, tuple((p.flag, p.variant) for p in flag.prerequisites), failed, evaluate
+    )
+    if flag.type is FlagType.OBJECT:
+        in_chain = _copying_in_chain(in_chain, (flag.key,))
+    return CompiledFlag(flag.key, flag.type, flag.version, flag.enabled, in_chain, metadata, flag, in_chain)
 
 
 Outcome = EvaluationResult | Callable[[Context], EvaluationResult]
@@ -307,16 +406,80 @@ def _rules_evaluator(rules: tuple[tuple[Matcher, Outcome], ...], fallthrough: Ou
     return evaluate_split
 
 
+def _chain_error(store: Store, chain: Chain, message: str) -> EvaluationResult:
+    """ERROR for the flag the caller asked for (the chain's first), passed up the chain unchanged."""
+    asked = store.flags.get(chain[0])
+    return EvaluationResult(
+        None,
+        None,
+        Reason.ERROR,
+        ErrorCode.GENERAL,
+        f"flag '{chain[0]}': {message}",
+        None,
+        dict(asked.metadata) if asked is not None else {},
+        asked.version if asked is not None else None,
+    )
+
+
+def _cycle(chain: Chain) -> Chain | None:
+    """The first cycle in ``chain`` (its keys from the first repeated one to the repeat), if any."""
+    seen: dict[str, int] = {}
+    for i, key in enumerate(chain):
+        if key in seen:
+            return chain[seen[key] : i + 1]
+        seen[key] = i
+    return None
+
+
+def _chain_too_long(store: Store, chain: Chain, key: str) -> EvaluationResult:
+    """The chain reached MAX_PREREQUISITE_DEPTH: a cycle if it repeats a flag (every cycle gets here,
+    after going round it), else a chain too deep."""
+    cycle = _cycle((*chain, key))
+    if cycle is not None:
+        return _chain_error(store, chain, "prerequisite cycle: " + " -> ".join(cycle))
+    return _chain_error(
+        store,
+        chain,
+        f"prerequisite chain deeper than {limits.MAX_PREREQUISITE_DEPTH} flags (MAX_PREREQUISITE_DEPTH): "
+        f"{' -> '.join(chain[:3])} -> … -> {chain[-1]} -> {key}",
+    )
+
+
 def _with_prerequisites(
-    prerequisites: tuple[tuple[str, str], ...], failed: EvaluationResult, inner: FlagEvaluator
-) -> FlagEvaluator:
-    def evaluate(ctx: Context, store: Store) -> EvaluationResult:
+    key: str, prerequisites: tuple[tuple[str, str], ...], failed: EvaluationResult, inner: FlagEvaluator
+) -> ChainEvaluator:
+    """The flag's evaluation behind its prerequisites, given the chain of flags that led here.
+
+    The chain makes a cycle (which validation refuses, but a data plane can hold one while the flags of
+    a change arrive one by one, or when definitions were written past the API) and an over-deep chain
+    answer ERROR naming the flags, deterministically and before any recursion: evaluation never counts
+    on Python's recursion limit. Within a chain only GENERAL errors come from here (compiled rules
+    report other codes), so they are passed up unchanged to the flag the caller asked for. A cycle is
+    recognised only once the chain reaches the bound (going round it until then), which keeps a check
+    per prerequisite out of every healthy evaluation.
+    """
+    top: Chain = (key,)
+    general = ErrorCode.GENERAL
+    max_depth = limits.MAX_PREREQUISITE_DEPTH
+
+    def evaluate(ctx: Context, store: Store, chain: Chain = top, /) -> EvaluationResult:
         flags = store.flags
-        for key, variant in prerequisites:
-            prerequisite = flags.get(key)
+        for prerequisite_key, variant in prerequisites:
+            prerequisite = flags.get(prerequisite_key)
             if prerequisite is None or not prerequisite.enabled:
                 return failed
-            if prerequisite.evaluate(ctx, store).variant != variant:
+            if len(chain) >= max_depth:
+                return _chain_too_long(store, chain, prerequisite_key)
+            nested = prerequisite.evaluate_in_chain
+            if nested is None:
+                # Also a stand-in that compiles the flag on first use (the data plane's lazy
+                # placeholders), which starts a chain of its own: its chain errors pass up as well.
+                r = prerequisite.evaluate(ctx, store)
+            else:
+                r = nested(ctx, store, (*chain, prerequisite_key))
+            if r.error_code is general:
+                return r
+            if r.variant != variant:
                 return failed
         return inner(ctx, store)
 
@@ -387,6 +550,14 @@ def _copying(inner: FlagEvaluator) -> FlagEvaluator:
 
     def evaluate(ctx: Context, store: Store) -> EvaluationResult:
         r = inner(ctx, store)
+        return r if r.variant is None else replace(r, value=copy_json(r.value))
+
+    return evaluate
+
+
+def _copying_in_chain(inner: ChainEvaluator, top: Chain) -> ChainEvaluator:
+    def evaluate(ctx: Context, store: Store, chain: Chain = top, /) -> EvaluationResult:
+        r = inner(ctx, store, chain)
         return r if r.variant is None else replace(r, value=copy_json(r.value))
 
     return evaluate

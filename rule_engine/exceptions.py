@@ -1,11 +1,13 @@
 """Errors of the rule engine.
 
-Evaluation never raises; these come only from loading, validating and compiling definitions::
+Evaluation never raises; these come from loading, validating and compiling definitions (and one,
+internal to evaluation, that :class:`~.flagset.FlagSet` turns into an ERROR result)::
 
     RuleEngineError
     ├── DefinitionError        a definition is invalid; ``issues`` says where and why
     ├── DocumentFormatError    a document is not JSON, or is neither native nor flagd format
-    └── PatternError           a ``matches`` pattern RE2 refuses (validation reports it as an Issue)
+    ├── PatternError           a ``matches`` pattern RE2 refuses (validation reports it as an Issue)
+    └── EvaluationChainError   a segment chain loops or is too deep (never leaves FlagSet.evaluate)
 """
 
 from __future__ import annotations
@@ -49,3 +51,10 @@ class DocumentFormatError(RuleEngineError):
 class PatternError(RuleEngineError, ValueError):
     """A ``matches`` pattern that RE2 does not accept or that exceeds the pattern limits; ``str()`` says
     why. Validation turns it into an :class:`Issue`; only compiling an unvalidated flag raises it."""
+
+
+class EvaluationChainError(RuleEngineError):
+    """Segments referring to segments in a cycle, or deeper than ``MAX_SEGMENT_DEPTH``, met while
+    evaluating: validation refuses both, but a data plane may hold them while a change arrives piece by
+    piece. Raised from deep inside a compiled flag, so the flag answers ERROR at once with ``str()``
+    naming the segments; :meth:`~.flagset.FlagSet.evaluate` catches it."""

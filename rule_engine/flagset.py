@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from .compiler import CompiledFlag, CompiledSegment, compile_flag, compile_segment
+from .exceptions import EvaluationChainError
 from .model import Document
 from .result import ErrorCode, EvaluationResult, FlagType, error_result
 
@@ -89,13 +90,8 @@ class FlagSet:
             )
         try:
             result = flag.evaluate(context, self)
-        except RecursionError:
-            return error_result(
-                default,
-                ErrorCode.GENERAL,
-                f"flag '{key}': prerequisite or segment cycle",
-                version=flag.version,
-            )
+        except EvaluationChainError as exc:
+            return error_result(default, ErrorCode.GENERAL, f"flag '{key}': {exc}", version=flag.version)
         except Exception as exc:  # evaluation must never raise into the caller
             return error_result(
                 default, ErrorCode.GENERAL, f"flag '{key}': {type(exc).__name__}: {exc}", version=flag.version

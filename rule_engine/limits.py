@@ -30,7 +30,12 @@ MAX_CLAUSES: Final = 100
 """Clauses per rule (per segment rule likewise)."""
 MAX_CLAUSE_VALUES: Final = 10_000
 MAX_PREREQUISITES: Final = 50
+MAX_PREREQUISITE_DEPTH: Final = 64
+"""Flags in one chain of prerequisites (a flag, its prerequisite, that one's, …). Evaluation answers
+ERROR past it, so a chain never recurses deeper than this whatever a data plane holds."""
 MAX_SEGMENT_RULES: Final = 1_000
+MAX_SEGMENT_DEPTH: Final = 64
+"""Segments in one chain of segments whose rules match other segments; evaluation answers ERROR past it."""
 MAX_SEGMENT_TARGETS: Final = 50_000
 """Included (and, separately, excluded) targeting keys of one segment."""
 MAX_METADATA_ENTRIES: Final = 64

@@ -9,6 +9,8 @@ environments a change reaches get the new version and an outbox row, so the othe
 from __future__ import annotations
 
 import functools
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -323,6 +325,28 @@ def _uses_segments(rules: list[Any]) -> bool:
     )
 
 
+def graph_lock_key(environment_id: int) -> int:
+    """The advisory-lock key of an environment's prerequisite graph: 64 bits of a hash, so it shares
+    PostgreSQL's single-key space with the other advisory locks (idempotency keys) without colliding."""
+    digest = hashlib.sha256(f"flagyard:prerequisite-graph:{environment_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def lock_prerequisite_graphs(session: Session, environment_ids: Iterable[int]) -> None:
+    """Serialise changes of these environments' prerequisite graphs until the transaction ends.
+
+    The cycle check reads the other flags' prerequisites without locking them (each write locks only
+    its own flag), so two writes adding A -> B and B -> A could each pass it before the other commits.
+    A write that adds or changes prerequisites (or deletes a flag others may come to depend on) takes
+    this lock before reading the graph; the second writer then waits, and its check (READ COMMITTED: a
+    fresh snapshot per statement) sees the first one's edges. Writes that leave prerequisites alone
+    never take it. Lock order: the flag row(s) first (``FOR UPDATE``), then these, by ascending id, so
+    two graph writers never wait on each other in a circle.
+    """
+    for environment_id in sorted(set(environment_ids)):
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(graph_lock_key(environment_id))))
+
+
 def env_graph(session: Session, environment_id: int, exclude_key: str) -> dict[str, re_.Flag]:
     """The other live flags of an environment, enough for prerequisite checks (key, variants, edges)."""
     rows = session.execute(
@@ -594,6 +618,8 @@ def update_flag(tx: Tx, project_key: str, key: str, body: schemas.FlagUpdate) ->
         return Result(flag_body(flag, configs), etag=etag(flag.version))
     validate_definition(after_def)
     if after_def["type"] != before_def["type"] or after_def["variants"] != before_def["variants"]:
+        # A write adding this flag as a prerequisite with a variant removed here must not slip between.
+        lock_prerequisite_graphs(s, (env.id for env, _ in rows.values()))
         configs = _validate_all_envs(
             s,
             project.id,
@@ -669,6 +695,8 @@ def update_env_config(
     after = {**before, **changes}
     if after == before:
         return Result(env_body(flag, env.key, before), etag=etag(flag.version))
+    if after["prerequisites"] and after["prerequisites"] != before["prerequisites"]:
+        lock_prerequisite_graphs(s, [env.id])
     canonical, issues = validate_env_config(
         s, project.id, env.id, m.flag_definition_dict(flag), after, flag.version + 1
     )
@@ -699,13 +727,15 @@ def delete_flag(tx: Tx, project_key: str, key: str) -> Result:
     project = get_project(s, tx.actor, project_key)
     flag = get_flag(s, project, key, lock=True)
     tx.check_if_match(etag(flag.version))
+    # Otherwise a write adding this flag as a prerequisite could pass its check before this commits.
+    rows = config_rows(s, flag.id)
+    lock_prerequisite_graphs(s, (env.id for env, _ in rows.values()))
     users = dependents(s, project.id, key)
     if users:
         raise ConflictError(
             f"flag '{key}' is a prerequisite of other flags; remove those prerequisites first",
             [Detail(f"/environments/{e}", f"flag '{f}' has it as prerequisite") for f, e, _ in users],
         )
-    rows = config_rows(s, flag.id)
     before = m.flag_snapshot(m.flag_definition_dict(flag), _configs(rows))
     flag.version += 1
     flag.deleted_at = flag.updated_at = _now()
@@ -764,6 +794,16 @@ def rollback(tx: Tx, project_key: str, key: str, body: schemas.RollbackIn) -> Re
     after_def = {**{f: snap[f] for f in m.DEFINITION_FIELDS}, "key": flag.key, "salt": flag.salt}
     saved = snap.get("environments", {})
     requested = {k: (env.id, saved.get(k, before_configs[k])) for k, (env, _) in rows.items()}
+    variants_change = after_def["variants"] != before_def["variants"]
+    lock_prerequisite_graphs(
+        s,
+        (
+            env_id
+            for k, (env_id, config) in requested.items()
+            if variants_change
+            or (config.get("prerequisites") and config["prerequisites"] != before_configs[k]["prerequisites"])
+        ),
+    )
     try:
         validate_definition(after_def)
         configs = _validate_all_envs(s, project.id, after_def, requested, flag.version + 1)

@@ -120,17 +120,19 @@ def import_environment(tx: Tx, project_key: str, env_key: str, data: Any, fmt: s
     if not isinstance(raw_flags, list) or not isinstance(raw_segments, list):
         # Let the rule engine describe the shape problem.
         _validate(doc)
-    document = _validate_merged(s, project, env, doc, raw_flags, raw_segments)
-    n_flags, n_segments = len(raw_flags), len(raw_segments)
-    imported_flags = document.flags[:n_flags]
-    imported_segments = document.segments[:n_segments]
-
+    # Every live flag locked before the environment is read for validation: a flag write committing in
+    # between (A -> B while this imports B -> A) would otherwise escape the prerequisite-cycle check.
     existing = {
         f.key: f
         for f in s.scalars(
             sa.select(Flag).where(Flag.project_id == project.id, Flag.deleted_at.is_(None)).with_for_update()
         )
     }
+    document = _validate_merged(s, project, env, doc, raw_flags, raw_segments)
+    n_flags, n_segments = len(raw_flags), len(raw_segments)
+    imported_flags = document.flags[:n_flags]
+    imported_segments = document.segments[:n_segments]
+
     envs = environments_of(s, project.id)
     plans: list[tuple[re_.Flag, Flag | None, dict[str, dict[str, Any]]]] = []
     issues: list[Issue] = []
