@@ -14,6 +14,7 @@ from google.protobuf import struct_pb2
 
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.rule_engine import ErrorCode, EvaluationResult, FlagSet, FlagType, Reason
+from flagyard.rule_engine.exceptions import EvaluationChainError
 from flagyard.rule_engine.result import error_result
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -280,8 +281,8 @@ def resolve_all(
         else:
             try:
                 result = flag.evaluate(context, flagset)
-            except RecursionError:
-                result = error_result(None, ErrorCode.GENERAL, f"flag '{key}': prerequisite or segment cycle")
+            except EvaluationChainError as exc:  # segments in a cycle, held mid-change
+                result = error_result(None, ErrorCode.GENERAL, f"flag '{key}': {exc}")
             except Exception as exc:  # evaluation never raises into the caller
                 result = error_result(None, ErrorCode.GENERAL, f"flag '{key}': {type(exc).__name__}: {exc}")
         e = cache.get(id(result))
