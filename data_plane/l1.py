@@ -33,6 +33,7 @@ from flagyard.rule_engine import (
     compile_segment,
     limits,
 )
+from flagyard.rule_engine.compiler import Chain
 
 from .exceptions import StoreCorruptError
 
@@ -149,6 +150,26 @@ class Lazy:
         assert isinstance(compiled, CompiledSegment)
         return compiled.matches(context, store)
 
+    def evaluate_in_chain(self, context: Any, store: Any, chain: Chain | None = None, /) -> EvaluationResult:
+        """The flag as a prerequisite inside ``chain``: compiled now, it carries the chain on, so a cycle
+        or an over-deep chain through flags not yet compiled is bounded and named as a compiled one is
+        (restarting the chain here would bound it only per restart)."""
+        compiled = self.materialize()
+        assert isinstance(compiled, CompiledFlag)
+        nested = compiled.evaluate_in_chain
+        if nested is None or chain is None:
+            return compiled.evaluate(context, store)
+        return nested(context, store, chain)
+
+    def matches_in_chain(self, context: Any, store: Any, chain: Chain | None = None, /) -> bool:
+        """The segment matched inside the chain of segments that led here (see :meth:`evaluate_in_chain`)."""
+        compiled = self.materialize()
+        assert isinstance(compiled, CompiledSegment)
+        nested = compiled.matches_in_chain
+        if nested is None or chain is None:
+            return compiled.matches(context, store)
+        return nested(context, store, chain)
+
 
 def placeholder(
     kind: contract.Kind, key: str, raw: bytes, flagset: FlagSet, on_invalid: InvalidCallback
@@ -172,10 +193,13 @@ def placeholder(
                 enabled=bool(definition.get("enabled", True)),
                 evaluate=lazy.evaluate,
                 metadata=metadata if isinstance(metadata, dict) else {},
+                evaluate_in_chain=lazy.evaluate_in_chain,
             )
             flagset.flags[key] = lazy.placeholder
         else:
-            lazy.placeholder = CompiledSegment(key=key, version=stored.version, matches=lazy.matches)
+            lazy.placeholder = CompiledSegment(
+                key=key, version=stored.version, matches=lazy.matches, matches_in_chain=lazy.matches_in_chain
+            )
             flagset.segments[key] = lazy.placeholder
     except Exception as exc:
         raise StoreCorruptError(f"{kind} {key!r}: {type(exc).__name__}: {exc}") from exc
