@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, TypeVar
 
 import pydantic
@@ -323,12 +323,14 @@ def validate_flag(
     others[flag.key] = flag
     issues = flag_issues(flag, path, segments, others if flags is not None else None)
     if flags is not None:
-        edges = {f.key: [p.flag for p in f.prerequisites] for f in others.values()}
+        cycles = _cycles(_prerequisite_edges(others.values()))
         issues += [
             Issue(f"{path}/prerequisites", "prerequisite cycle: " + " -> ".join(cycle))
-            for cycle in _cycles(edges)
+            for cycle in cycles
             if flag.key in cycle
         ]
+        if not cycles:
+            issues += _chain_through(others, flag.key, f"{path}/prerequisites")
     if issues:
         raise DefinitionError(issues)
     return flag
@@ -537,38 +539,144 @@ def clause_issues(
 
 
 def _cycles(edges: Mapping[str, list[str]]) -> list[list[str]]:
-    """Every cycle reachable in a directed graph, each once, as the list of its nodes."""
+    """Every cycle reachable in a directed graph, each once, as the list of its nodes. Iterative: a
+    chain of thousands of flags must not meet Python's recursion limit."""
     state: dict[str, int] = {}
-    stack: list[str] = []
     found: list[list[str]] = []
-
-    def visit(node: str) -> None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in edges.get(node, ()):
-            if state.get(nxt) == 1:
-                found.append([*stack[stack.index(nxt) :], nxt])
-            elif nxt not in state and nxt in edges:
-                visit(nxt)
-        stack.pop()
-        state[node] = 2
-
-    for node in edges:
-        if node not in state:
-            visit(node)
+    for root in edges:
+        if root in state:
+            continue
+        state[root] = 1
+        path = [root]
+        pending = [iter(edges[root])]
+        while pending:
+            for nxt in pending[-1]:
+                if state.get(nxt) == 1:
+                    found.append([*path[path.index(nxt) :], nxt])
+                elif nxt not in state and nxt in edges:
+                    state[nxt] = 1
+                    path.append(nxt)
+                    pending.append(iter(edges[nxt]))
+                    break
+            else:
+                pending.pop()
+                state[path.pop()] = 2
     return found
 
 
-def _prerequisite_cycles(flags: list[Flag], base: str) -> list[Issue]:
-    index = {f.key: i for i, f in enumerate(flags)}
-    edges = {f.key: [p.flag for p in f.prerequisites] for f in flags}
+def _longest(edges: Mapping[str, list[str]], starts: Iterable[str]) -> dict[str, tuple[int, str | None]]:
+    """For every node reachable from ``starts`` in an acyclic graph: the number of nodes of the longest
+    path starting there, and the next node of that path. Memoised and iterative, so linear in the graph
+    however deep it is; targets missing from ``edges`` are not nodes."""
+    longest: dict[str, tuple[int, str | None]] = {}
+    for start in starts:
+        if start in longest or start not in edges:
+            continue
+        path = [start]
+        on_path = {start}
+        pending = [iter(edges[start])]
+        while pending:
+            for nxt in pending[-1]:
+                if nxt in edges and nxt not in longest and nxt not in on_path:
+                    path.append(nxt)
+                    on_path.add(nxt)
+                    pending.append(iter(edges[nxt]))
+                    break
+            else:
+                pending.pop()
+                node = path.pop()
+                on_path.discard(node)
+                best, via = 0, None
+                for nxt in edges[node]:
+                    n = longest.get(nxt, (0, None))[0]
+                    if n > best:
+                        best, via = n, nxt
+                longest[node] = (best + 1, via)
+    return longest
+
+
+def _path(longest: Mapping[str, tuple[int, str | None]], start: str) -> list[str]:
+    path: list[str] = []
+    node: str | None = start
+    while node is not None:
+        path.append(node)
+        node = longest[node][1]
+    return path
+
+
+def _named(chain: list[str]) -> str:
+    """A chain as its first three and last two keys (a chain can hold thousands)."""
+    shown = chain if len(chain) <= 6 else [*chain[:3], "…", *chain[-2:]]
+    return " -> ".join(shown)
+
+
+def _too_deep(
+    edges: Mapping[str, list[str]], limit: int, name: str, what: str, unit: str
+) -> list[tuple[str, str]]:
+    """(head, message) for each chain of an acyclic graph over ``limit`` nodes, reported once at its head
+    (a node nothing refers to) rather than again at every node after it, which fails with it."""
+    longest = _longest(edges, edges)
+    referred = {nxt for targets in edges.values() for nxt in targets}
     return [
-        Issue(f"{base}/flags/{index[cycle[0]]}/prerequisites", "prerequisite cycle: " + " -> ".join(cycle))
-        for cycle in _cycles(edges)
+        (
+            node,
+            f"{what} chain of {length} {unit} is longer than the limit of {limit} ({name}): "
+            + _named(_path(longest, node)),
+        )
+        for node, (length, _) in longest.items()
+        if length > limit and node not in referred
+    ]
+
+
+def _prerequisite_edges(flags: Iterable[Flag]) -> dict[str, list[str]]:
+    return {f.key: [p.flag for p in f.prerequisites] for f in flags}
+
+
+def _chain_through(flags: Mapping[str, Flag], key: str, at: str) -> list[Issue]:
+    """The longest prerequisite chain through flag ``key``: the flags that depend on it (transitively),
+    it, and its prerequisites; an issue if it is longer than MAX_PREREQUISITE_DEPTH. The rest of the
+    environment was checked when it was written, so only chains through this flag can have grown."""
+    edges = _prerequisite_edges(flags.values())
+    dependents: dict[str, list[str]] = {k: [] for k in edges}
+    for k, targets in edges.items():
+        for target in targets:
+            if target in dependents:
+                dependents[target].append(k)
+    below = _longest(edges, [key])
+    above = _longest(dependents, [key])
+    chain = [*reversed(_path(above, key)[1:]), *_path(below, key)]
+    limit = limits.MAX_PREREQUISITE_DEPTH
+    if len(chain) <= limit:
+        return []
+    message = (
+        f"prerequisite chain of {len(chain)} flags through '{key}' is longer than the limit of {limit} "
+        f"(MAX_PREREQUISITE_DEPTH): {_named(chain)}"
+    )
+    return [Issue(at, message)]
+
+
+def _prerequisite_cycles(flags: list[Flag], base: str) -> list[Issue]:
+    """Prerequisite cycles, or (the graph being acyclic) chains longer than MAX_PREREQUISITE_DEPTH."""
+    index = {f.key: i for i, f in enumerate(flags)}
+    edges = _prerequisite_edges(flags)
+    cycles = _cycles(edges)
+    if cycles:
+        return [
+            Issue(
+                f"{base}/flags/{index[cycle[0]]}/prerequisites", "prerequisite cycle: " + " -> ".join(cycle)
+            )
+            for cycle in cycles
+        ]
+    return [
+        Issue(f"{base}/flags/{index[head]}/prerequisites", message)
+        for head, message in _too_deep(
+            edges, limits.MAX_PREREQUISITE_DEPTH, "MAX_PREREQUISITE_DEPTH", "prerequisite", "flags"
+        )
     ]
 
 
 def _segment_cycles(segments: list[Segment], base: str) -> list[Issue]:
+    """Segment reference cycles, or (the graph being acyclic) chains longer than MAX_SEGMENT_DEPTH."""
     index = {s.key: i for i, s in enumerate(segments)}
     edges = {
         s.key: [
@@ -581,7 +689,15 @@ def _segment_cycles(segments: list[Segment], base: str) -> list[Issue]:
         ]
         for s in segments
     }
+    cycles = _cycles(edges)
+    if cycles:
+        return [
+            Issue(f"{base}/segments/{index[cycle[0]]}/rules", "segment cycle: " + " -> ".join(cycle))
+            for cycle in cycles
+        ]
     return [
-        Issue(f"{base}/segments/{index[cycle[0]]}/rules", "segment cycle: " + " -> ".join(cycle))
-        for cycle in _cycles(edges)
+        Issue(f"{base}/segments/{index[head]}/rules", message)
+        for head, message in _too_deep(
+            edges, limits.MAX_SEGMENT_DEPTH, "MAX_SEGMENT_DEPTH", "segment", "segments"
+        )
     ]
