@@ -323,25 +323,57 @@ def validate_flag(
     others[flag.key] = flag
     issues = flag_issues(flag, path, segments, others if flags is not None else None)
     if flags is not None:
-        cycles = _cycles(_prerequisite_edges(others.values()))
+        edges = _prerequisite_edges(others.values())
+        cycles = _cycles(edges)
         issues += [
             Issue(f"{path}/prerequisites", "prerequisite cycle: " + " -> ".join(cycle))
             for cycle in cycles
             if flag.key in cycle
         ]
         if not cycles:
-            issues += _chain_through(others, flag.key, f"{path}/prerequisites")
+            issues += _chain_through(
+                edges,
+                flag.key,
+                f"{path}/prerequisites",
+                limits.MAX_PREREQUISITE_DEPTH,
+                "MAX_PREREQUISITE_DEPTH",
+                "prerequisite",
+                "flags",
+            )
     if issues:
         raise DefinitionError(issues)
     return flag
 
 
-def validate_segment(data: Any, *, segments: Collection[str] | None = None, path: str = "") -> Segment:
-    """Parse and check one segment; ``segments`` are the keys of the other segments, if known."""
+def validate_segment(
+    data: Any,
+    *,
+    segments: Collection[str] | None = None,
+    references: Mapping[str, list[str]] | None = None,
+    path: str = "",
+) -> Segment:
+    """Parse and check one segment; ``segments`` are the keys of the other segments, if known.
+
+    ``references`` maps the other segments to the segment keys their rules match, if known: then a
+    chain of segments through this one longer than MAX_SEGMENT_DEPTH is refused (a cycle is left to
+    the caller's cycle check, which names it).
+    """
     _refuse(segment_bound_issues(data, path))
     segment = parse_model(Segment, data, path)
     known = None if segments is None else {*segments, segment.key}
     issues = segment_issues(segment, path, known)
+    if references is not None:
+        edges = {**references, segment.key: _segment_references(segment)}
+        if not _cycles(edges):
+            issues += _chain_through(
+                edges,
+                segment.key,
+                f"{path}/rules",
+                limits.MAX_SEGMENT_DEPTH,
+                "MAX_SEGMENT_DEPTH",
+                "segment",
+                "segments",
+            )
     if issues:
         raise DefinitionError(issues)
     return segment
@@ -632,25 +664,25 @@ def _prerequisite_edges(flags: Iterable[Flag]) -> dict[str, list[str]]:
     return {f.key: [p.flag for p in f.prerequisites] for f in flags}
 
 
-def _chain_through(flags: Mapping[str, Flag], key: str, at: str) -> list[Issue]:
-    """The longest prerequisite chain through flag ``key``: the flags that depend on it (transitively),
-    it, and its prerequisites; an issue if it is longer than MAX_PREREQUISITE_DEPTH. The rest of the
-    environment was checked when it was written, so only chains through this flag can have grown."""
-    edges = _prerequisite_edges(flags.values())
-    dependents: dict[str, list[str]] = {k: [] for k in edges}
+def _chain_through(
+    edges: Mapping[str, list[str]], key: str, at: str, limit: int, name: str, what: str, unit: str
+) -> list[Issue]:
+    """The longest chain through ``key``: what refers to it (transitively), it, and what it refers to;
+    an issue if it has more than ``limit`` nodes. The rest of the graph was checked when it was written,
+    so only chains through this definition can have grown."""
+    referrers: dict[str, list[str]] = {k: [] for k in edges}
     for k, targets in edges.items():
         for target in targets:
-            if target in dependents:
-                dependents[target].append(k)
+            if target in referrers:
+                referrers[target].append(k)
     below = _longest(edges, [key])
-    above = _longest(dependents, [key])
+    above = _longest(referrers, [key])
     chain = [*reversed(_path(above, key)[1:]), *_path(below, key)]
-    limit = limits.MAX_PREREQUISITE_DEPTH
     if len(chain) <= limit:
         return []
     message = (
-        f"prerequisite chain of {len(chain)} flags through '{key}' is longer than the limit of {limit} "
-        f"(MAX_PREREQUISITE_DEPTH): {_named(chain)}"
+        f"{what} chain of {len(chain)} {unit} through '{key}' is longer than the limit of {limit} "
+        f"({name}): {_named(chain)}"
     )
     return [Issue(at, message)]
 
@@ -678,17 +710,7 @@ def _prerequisite_cycles(flags: list[Flag], base: str) -> list[Issue]:
 def _segment_cycles(segments: list[Segment], base: str) -> list[Issue]:
     """Segment reference cycles, or (the graph being acyclic) chains longer than MAX_SEGMENT_DEPTH."""
     index = {s.key: i for i, s in enumerate(segments)}
-    edges = {
-        s.key: [
-            v
-            for rule in s.rules
-            for clause in rule.clauses
-            if clause.operator is Operator.SEGMENT_MATCH
-            for v in clause.values
-            if type(v) is str
-        ]
-        for s in segments
-    }
+    edges = {s.key: _segment_references(s) for s in segments}
     cycles = _cycles(edges)
     if cycles:
         return [
@@ -700,4 +722,16 @@ def _segment_cycles(segments: list[Segment], base: str) -> list[Issue]:
         for head, message in _too_deep(
             edges, limits.MAX_SEGMENT_DEPTH, "MAX_SEGMENT_DEPTH", "segment", "segments"
         )
+    ]
+
+
+def _segment_references(segment: Segment) -> list[str]:
+    """The segment keys a segment's rules match."""
+    return [
+        v
+        for rule in segment.rules
+        for clause in rule.clauses
+        if clause.operator is Operator.SEGMENT_MATCH
+        for v in clause.values
+        if type(v) is str
     ]

@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from flagyard.rule_engine import DefinitionError, Flag, Issue, limits, validate_document, validate_flag
+from flagyard.rule_engine import (
+    DefinitionError,
+    Flag,
+    Issue,
+    limits,
+    validate_document,
+    validate_flag,
+    validate_segment,
+)
 
 DEPTH = limits.MAX_PREREQUISITE_DEPTH
 SEGMENT_DEPTH = limits.MAX_SEGMENT_DEPTH
@@ -162,6 +170,31 @@ def test_validate_document__segment_chain_one_past_the_bound__is_refused_at_its_
         Issue(
             f"/segments/{SEGMENT_DEPTH}/rules",
             f"segment chain of {SEGMENT_DEPTH + 1} segments is longer than the limit of {SEGMENT_DEPTH} "
+            f"(MAX_SEGMENT_DEPTH): s0 -> s1 -> s2 -> … -> s{SEGMENT_DEPTH - 1} -> s{SEGMENT_DEPTH}",
+        )
+    ]
+
+
+def references(n: int) -> dict[str, list[str]]:
+    """What segments s1 … s(n-1) of :func:`segments` refer to."""
+    return {f"s{i}": [f"s{i + 1}"] if i + 1 < n else [] for i in range(1, n)}
+
+
+def test_validate_segment__chain_of_exactly_the_bound_through_it__is_accepted() -> None:
+    head = segments(SEGMENT_DEPTH)[-1]
+    validate_segment(head, segments=references(SEGMENT_DEPTH), references=references(SEGMENT_DEPTH))
+
+
+def test_validate_segment__chain_one_past_the_bound_through_it__is_refused() -> None:
+    n = SEGMENT_DEPTH + 1
+    head = segments(n)[-1]
+
+    issues = refused(lambda: validate_segment(head, segments=references(n), references=references(n)))
+
+    assert issues == [
+        Issue(
+            "/rules",
+            f"segment chain of {n} segments through 's0' is longer than the limit of {SEGMENT_DEPTH} "
             f"(MAX_SEGMENT_DEPTH): s0 -> s1 -> s2 -> … -> s{SEGMENT_DEPTH - 1} -> s{SEGMENT_DEPTH}",
         )
     ]
