@@ -88,7 +88,9 @@ def _validate(session: Session, project_id: int, data: dict[str, Any], version: 
     """Canonical rules of a valid segment, or 422 with every problem."""
     graph = _graph(session, project_id, data["key"])
     try:
-        segment = validate_segment(m.rule_engine_segment_data(data, version), segments=set(graph))
+        segment = validate_segment(
+            m.rule_engine_segment_data(data, version), segments=set(graph), references=graph
+        )
     except DefinitionError as exc:
         raise invalid(exc.issues) from exc
     rules = m.canonical_segment_rules(segment)
