@@ -1,4 +1,5 @@
-"""The ``stack`` fixture: a fresh database, Redis prefix and queue per test (see e2e_stack.py)."""
+"""The ``stack`` fixture: a fresh database, Redis prefix and queue per test (see e2e_stack.py); ``rds``, a
+client of its Redis; ``syncer``, a Syncer over both that RQ jobs run in process."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+import sqlalchemy as sa
 from e2e_stack import PG_ADMIN_URL, REDIS_DB, Stack, free_port
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import sessionmaker
 from stack_helpers import migrate, stack_settings
 
 from flagyard.control_plane.main import create_app
 from flagyard.control_plane.settings import DEV_BOOTSTRAP_ADMIN_KEY
+from flagyard.syncer import jobs
+from flagyard.syncer.core import Syncer
 
 
 @pytest.fixture
@@ -58,3 +63,20 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     client.close()
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def rds(stack: Stack) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(stack.redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def syncer(stack: Stack, rds: redis.Redis) -> Iterator[Syncer]:
+    engine = sa.create_engine(stack.db_url, pool_size=2)
+    instance = Syncer(sessionmaker(engine), rds, stack.prefix)
+    jobs.configure(instance)
+    yield instance
+    jobs.configure(None)
+    engine.dispose()

@@ -9,40 +9,19 @@ SDKs).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 import redis
 import sqlalchemy as sa
 from e2e_stack import Stack
 from rq import Queue, SimpleWorker
-from sqlalchemy.orm import sessionmaker
 
 from flagyard.contracts.redis import EnvKeys, parse_stored
-from flagyard.syncer import jobs
 from flagyard.syncer.core import Syncer
 
 API = "/api/v1/projects/shop"
 FLAG = f"{API}/flags/checkout"
-
-
-@pytest.fixture
-def rds(stack: Stack) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(stack.redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def syncer(stack: Stack, rds: redis.Redis) -> Iterator[Syncer]:
-    engine = sa.create_engine(stack.db_url, pool_size=2)
-    instance = Syncer(sessionmaker(engine), rds, stack.prefix)
-    jobs.configure(instance)
-    yield instance
-    jobs.configure(None)
-    engine.dispose()
 
 
 @dataclass(frozen=True)

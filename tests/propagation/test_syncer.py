@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import redis
 import sqlalchemy as sa
 from e2e_stack import Stack
 from rq import Queue, SimpleWorker
 from rq.registry import FailedJobRegistry
-from sqlalchemy.orm import sessionmaker
 
 from flagyard.contracts.redis import (
     EnvKeys,
@@ -22,7 +19,6 @@ from flagyard.contracts.redis import (
     parse_stored,
     sdkkeys_key,
 )
-from flagyard.syncer import jobs
 from flagyard.syncer.core import Syncer
 
 RULE = {
@@ -31,23 +27,6 @@ RULE = {
     "variant": "on",
 }
 FLAG_PATH = "/api/v1/projects/shop/flags/checkout"
-
-
-@pytest.fixture
-def rds(stack: Stack) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(stack.redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def syncer(stack: Stack, rds: redis.Redis) -> Iterator[Syncer]:
-    engine = sa.create_engine(stack.db_url, pool_size=2)
-    instance = Syncer(sessionmaker(engine), rds, stack.prefix)
-    jobs.configure(instance)
-    yield instance
-    jobs.configure(None)
-    engine.dispose()
 
 
 def seed(stack: Stack) -> None:

@@ -44,13 +44,6 @@ class PausingSyncer(Syncer):
 
 
 @pytest.fixture
-def rds(stack: Stack) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(stack.redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def syncer(stack: Stack, rds: redis.Redis) -> Iterator[PausingSyncer]:
     engine = sa.create_engine(stack.db_url, pool_size=4)
     yield PausingSyncer(sessionmaker(engine), rds, stack.prefix)
