@@ -5,35 +5,15 @@ environment is written to a real Redis and built from it as the data plane does 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import redis
 
 from flagyard.contracts.redis import Change, apply_changes, load_environment_sync
 from flagyard.data_plane.l1 import Built, build
 from flagyard.rule_engine import ErrorCode, FlagSet, Reason, limits
 
-REDIS_DB = 9
 ENV = "env-lazy-chains"
-
-
-@pytest.fixture
-def rds() -> Iterator[redis.Redis]:
-    client = redis.Redis(db=REDIS_DB)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def prefix(rds: redis.Redis) -> Iterator[str]:
-    p = f"fytest-lazy-{uuid.uuid4().hex[:12]}"
-    yield p
-    keys = list(rds.scan_iter(f"{p}:*", count=1000))
-    if keys:
-        rds.delete(*keys)
 
 
 def flag(key: str, *prerequisites: str) -> dict[str, Any]:
