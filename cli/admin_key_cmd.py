@@ -87,24 +87,18 @@ def reset(
         with make_sessionmaker(engine)() as session, session.begin():
             actor, key = insert_admin_key(session, name)
             audit_created(Tx(session, actor, request_id="flagyard-admin-key-reset"), name)
-    except sa.exc.OperationalError as exc:
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
         reason = " ".join(str(exc.orig or exc).split())
-        typer.secho(
-            f"flagyard admin-key reset: PostgreSQL at {masked(url)} did not answer ({reason}); "
-            "set FLAGYARD_DATABASE_URL to the control plane's database",
-            fg=typer.colors.RED,
-            err=True,
+        unreachable = isinstance(exc, sa.exc.OperationalError)
+        problem = (
+            f"PostgreSQL at {masked(url)} did not answer ({reason}); "
+            "set FLAGYARD_DATABASE_URL to the control plane's database"
+            if unreachable
+            else f"{masked(url)} is not a migrated Flagyard database ({reason}); "
+            "run `flagyard up` or `alembic upgrade head` first"
         )
-        raise typer.Exit(3) from None
-    except sa.exc.ProgrammingError as exc:
-        reason = " ".join(str(exc.orig or exc).split())
-        typer.secho(
-            f"flagyard admin-key reset: {masked(url)} is not a migrated Flagyard database ({reason}); "
-            "run `flagyard up` or `alembic upgrade head` first",
-            fg=typer.colors.RED,
-            err=True,
-        )
-        raise typer.Exit(1) from None
+        typer.secho(f"flagyard admin-key reset: {problem}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(3 if unreachable else 1) from None
     finally:
         engine.dispose()
     typer.echo(
