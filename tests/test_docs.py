@@ -79,3 +79,74 @@ def test_limits__largest_definition_plus_a_chunk__fits_one_grpc_message() -> Non
 
     largest = max(limits.MAX_FLAG_BYTES, limits.MAX_SEGMENT_BYTES)
     assert limits.SYNC_CHUNK_BYTES + largest <= limits.MAX_GRPC_MESSAGE_BYTES
+
+
+def _default(function: object, name: str) -> object:
+    import inspect
+
+    return inspect.signature(function).parameters[name].default
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s"
+
+
+def _every(seconds: object) -> str:
+    return "a minute" if seconds == 60 else f"every {seconds:g} s"
+
+
+def _architecture_figures() -> list[tuple[str, str]]:
+    """Each figure ARCHITECTURE.md states about a tuning constant, rendered from the code that holds it.
+
+    ARCHITECTURE.md states contracts; where a contract names a tuned value (a batch size, an interval, a
+    TTL), the value lives in the code and this table renders the sentence from it, so a retuned constant
+    fails here until the document says the new value.
+    """
+    from flagyard.cli.supervisor import BACKOFF_INITIAL, BACKOFF_MAX, GROUP_GRACE, WATCHDOG_GRACE, Supervisor
+    from flagyard.control_plane import outbox
+    from flagyard.control_plane.api.deps import IdempotencyPruner
+    from flagyard.data_plane.settings import DataPlaneSettings
+    from flagyard.syncer import worker
+
+    dp = DataPlaneSettings.model_fields
+    retries = ", ".join(str(seconds) for seconds in outbox.JOB_RETRY_INTERVALS)
+    return [
+        ("outbox job size", f"up to {outbox.JOB_BATCH} changes a job"),
+        ("outbox mark delay", f"UPDATE every {_seconds(outbox.MARK_DELAY)} (`outbox.MARK_DELAY`"),
+        (
+            "relay batch",
+            f"`FOR UPDATE SKIP LOCKED`), {_default(outbox.relay_once, 'batch_size')} at a\ntime.",
+        ),
+        ("job retries", f"Failing jobs are retried ({retries} s; set at enqueue)"),
+        (
+            "idempotency prune batch",
+            f"at most {_default(IdempotencyPruner, 'batch')} at a time (`SKIP LOCKED`)",
+        ),
+        (
+            "idempotency prune interval",
+            f"at most once {_every(_default(IdempotencyPruner, 'interval'))} per process",
+        ),
+        ("maintenance interval", f"one maintenance thread\n(every {_seconds(worker.MAINTENANCE_INTERVAL)})"),
+        ("liveness TTL", f"`P:syncer:alive:{{worker}}` (TTL {_seconds(worker.ALIVE_TTL)})"),
+        ("maintenance lock TTL", f"`P:syncer:maintenance:{{queue}}` (TTL {_seconds(worker.LOCK_TTL)})"),
+        ("stuck jobs", f"every job left over {_seconds(worker.STUCK_SECONDS)} in RQ's intermediate list"),
+        ("reconcile retry", f"(a\nfailed pass is retried after {_seconds(worker.RECONCILE_RETRY_SECONDS)})"),
+        ("outage backoff", f"pings Redis with a backoff of at most {_seconds(worker.OUTAGE_BACKOFF_MAX)}"),
+        ("group grace", f"(SIGKILL after {_seconds(GROUP_GRACE)})"),
+        ("watchdog grace", f"(SIGTERM, SIGKILL after {_seconds(WATCHDOG_GRACE)})"),
+        ("restart backoff", f"restarted after {_seconds(BACKOFF_INITIAL)}, doubling"),
+        ("restart cap", f"at most {_seconds(BACKOFF_MAX)} (the streak ends once it has run"),
+        (
+            "crash loop",
+            f"exits more than {_default(Supervisor, 'max_restarts')} times within "
+            f"{_seconds(_default(Supervisor, 'restart_window'))}",
+        ),
+        ("key cache", f"(data plane: {_seconds(dp['sdk_key_cache_seconds'].default)})"),
+        ("resume history", f"older than its last ~{dp['sync_history'].default} changes"),
+    ]
+
+
+@pytest.mark.parametrize("figure", _architecture_figures(), ids=lambda figure: figure[0])
+def test_architecture__tuning_figures__equal_the_code(figure: tuple[str, str]) -> None:
+    text = " ".join((ROOT / "ARCHITECTURE.md").read_text().split())
+    assert " ".join(figure[1].split()) in text
