@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,3 +69,47 @@ def test_bare_import__root_on_the_path__refused_with_the_flagyard_name_and_no_co
         name: f"import this package as 'flagyard.{name}', not '{name}'" for name in names
     }
     assert result["bare_modules"] == []
+
+
+def test_wheel__built_from_the_links__holds_every_source_file_under_flagyard_only(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "flagyard", source / "flagyard", symlinks=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in mapped_packages():
+        shutil.copytree(ROOT / name, source / name, ignore=ignore)
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            ".",
+        ],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = tmp_path.glob("flagyard-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {n.split("/")[0] for n in names} == {"flagyard", wheel.name.split("-py3")[0] + ".dist-info"}
+    for name in mapped_packages():
+        expected = {
+            f"flagyard/{name}/{p.relative_to(ROOT / name).as_posix()}"
+            for p in (ROOT / name).rglob("*.py")
+            if "__pycache__" not in p.parts
+        }
+        assert expected, name
+        assert expected <= names, sorted(expected - names)[:5]
