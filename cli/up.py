@@ -210,14 +210,25 @@ def child_specs(stack: StackSettings) -> list[ChildSpec]:
     specs = [
         ChildSpec(
             CONTROL_PLANE,
-            [python, "-m", "uvicorn", "--factory", "flagyard.control_plane.main:app_from_env",
-             "--host", stack.up.http_host, "--port", str(stack.up.http_port), "--no-access-log",
-             "--timeout-graceful-shutdown", str(GRACEFUL_HTTP_SECONDS)],
+            [
+                python,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "flagyard.control_plane.main:app_from_env",
+                "--host",
+                stack.up.http_host,
+                "--port",
+                str(stack.up.http_port),
+                "--no-access-log",
+                "--timeout-graceful-shutdown",
+                str(GRACEFUL_HTTP_SECONDS),
+            ],
             _child_env(),
             up_probes.http_ready(_rest_url(stack) + "/readyz"),
             stop,
         )
-    ]  # fmt: skip
+    ]
     for i in range(stack.syncer.syncer_workers):
         # The first worker serves the syncer's metrics and runs the periodic reconcile; the others do
         # neither (they reconcile once as they start, which the version guard makes harmless).
@@ -238,13 +249,20 @@ def child_specs(stack: StackSettings) -> list[ChildSpec]:
     specs.append(
         ChildSpec(
             DATA_PLANE,
-            [python, "-m", "flagyard.data_plane", "--port", str(stack.data_plane.grpc_port),
-             "--processes", str(stack.data_plane.data_plane_processes)],
+            [
+                python,
+                "-m",
+                "flagyard.data_plane",
+                "--port",
+                str(stack.data_plane.grpc_port),
+                "--processes",
+                str(stack.data_plane.data_plane_processes),
+            ],
             _child_env(),
             up_probes.grpc_ready(_grpc_target(stack)),
             stop,
         )
-    )  # fmt: skip
+    )
     return specs
 
 

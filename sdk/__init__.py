@@ -13,6 +13,14 @@ from .exceptions import ConfigurationError, FlagyardError
 from .provider import FlagyardProvider
 
 __all__ = [
-    "AsyncFlagyardClient", "ConfigurationError", "ErrorCode", "EvaluationResult", "FlagType",
-    "FlagyardClient", "FlagyardError", "FlagyardProvider", "ProviderEvent", "Reason",
-]  # fmt: skip
+    "AsyncFlagyardClient",
+    "ConfigurationError",
+    "ErrorCode",
+    "EvaluationResult",
+    "FlagType",
+    "FlagyardClient",
+    "FlagyardError",
+    "FlagyardProvider",
+    "ProviderEvent",
+    "Reason",
+]
