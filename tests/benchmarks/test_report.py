@@ -26,10 +26,16 @@ def hand_row(name: str, figure: float, unit: str, floor: float | None, **extra: 
 
 def sweep_rows() -> list[dict[str, Any]]:
     return [
-        hand_row(f"unary, {c} clients", 1000.0 * c**0.5, "calls/s", 1200.0 * c**0.5,
-                 series="data plane: unary (gRPC)", concurrency=c)
+        hand_row(
+            f"unary, {c} clients",
+            1000.0 * c**0.5,
+            "calls/s",
+            1200.0 * c**0.5,
+            series="data plane: unary (gRPC)",
+            concurrency=c,
+        )
         for c in (1, 2, 4, 8, 16)
-    ]  # fmt: skip
+    ]
 
 
 def in_repo(workdir: Path, script: str, **args: Any) -> Any:
