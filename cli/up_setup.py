@@ -26,6 +26,7 @@ from flagyard.control_plane import migrations
 from flagyard.data_plane.settings import DataPlaneSettings
 from flagyard.syncer.settings import SyncerSettings
 
+from .addresses import bind_host
 from .exceptions import PreflightError
 
 MAINTENANCE_DATABASE = "postgres"
@@ -190,7 +191,7 @@ def check_redis(settings: SyncerSettings) -> str | None:
 
 
 def _port_free(host: str, port: int) -> bool:
-    host = host.strip("[]")
+    host = bind_host(host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
