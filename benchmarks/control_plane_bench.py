@@ -172,9 +172,14 @@ async def seed(port: int, flags: int) -> None:
             status, _, body = await conn.request(
                 "POST",
                 "/api/v1/projects/bench/flags",
-                {"key": f"flag-{i:04d}", "name": f"Flag {i}", "type": "string",
-                 "variants": {"a": "A", "b": "B", "c": "C"}, "tags": ["bench"]},
-            )  # fmt: skip
+                {
+                    "key": f"flag-{i:04d}",
+                    "name": f"Flag {i}",
+                    "type": "string",
+                    "variants": {"a": "A", "b": "B", "c": "C"},
+                    "tags": ["bench"],
+                },
+            )
             assert status == 201, body
     finally:
         conn.close()
@@ -268,8 +273,12 @@ GOALS: dict[str, tuple[Op, float]] = {"update": (">=", 300.0), "read": (">=", 10
 def result_rows(results: list[dict[str, Any]], concurrency: int) -> list[dict[str, Any]]:
     """The rows of ``benchmarks/results.py``: each scenario beside the ``/healthz`` baseline run by the same
     client at the same concurrency; the update scenario also gives its p99 (goal <= 50 ms)."""
-    keys = {"baseline: GET /healthz": "healthz", "update flag env config": "update", "read one flag": "read",
-            "list flags (20 per page)": "list"}  # fmt: skip
+    keys = {
+        "baseline: GET /healthz": "healthz",
+        "update flag env config": "update",
+        "read one flag": "read",
+        "list flags (20 per page)": "list",
+    }
     main = {keys[r["scenario"]]: r for r in results if "sweep" not in r}
     rows = []
     for key, figures in main.items():
@@ -277,32 +286,57 @@ def result_rows(results: list[dict[str, Any]], concurrency: int) -> list[dict[st
             continue
         floor = main.get("healthz")
         op, goal = GOALS[key]
-        note = (f"{concurrency} connections; p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, "
-                f"{figures['errors']} errors")  # fmt: skip
+        note = (
+            f"{concurrency} connections; p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, "
+            f"{figures['errors']} errors"
+        )
         if figures.get("server_cpu_us") is not None and floor and floor.get("server_cpu_us") is not None:
-            note += (f"; server CPU {figures['server_cpu_us']} us per request "
-                     f"(/healthz {floor['server_cpu_us']} us)")  # fmt: skip
+            note += (
+                f"; server CPU {figures['server_cpu_us']} us per request "
+                f"(/healthz {floor['server_cpu_us']} us)"
+            )
         rows.append(
-            row(f"control plane: {figures['scenario']}", figures["per_second"], "requests/s",
-                floor["per_second"] if floor else None, FLOOR_NAME, goal_op=op, goal_value=goal, note=note)
-        )  # fmt: skip
+            row(
+                f"control plane: {figures['scenario']}",
+                figures["per_second"],
+                "requests/s",
+                floor["per_second"] if floor else None,
+                FLOOR_NAME,
+                goal_op=op,
+                goal_value=goal,
+                note=note,
+            )
+        )
         if key == "update":
             rows.append(
-                row(f"control plane: {figures['scenario']}, p99", figures["p99_ms"], "ms",
-                    floor["p99_ms"] if floor else None, FLOOR_NAME, goal_op="<=", goal_value=50.0, note=note)
-            )  # fmt: skip
+                row(
+                    f"control plane: {figures['scenario']}, p99",
+                    figures["p99_ms"],
+                    "ms",
+                    floor["p99_ms"] if floor else None,
+                    FLOOR_NAME,
+                    goal_op="<=",
+                    goal_value=50.0,
+                    note=note,
+                )
+            )
     swept = [r for r in results if "sweep" in r]
     floors = {r["concurrency"]: r for r in swept if r["sweep"] == "healthz"}
     for r in swept:
         if r["sweep"] != "healthz":
             floor = floors.get(r["concurrency"])
             rows.append(
-                row(f"control plane: {r['scenario']}", r["per_second"], "requests/s",
-                    floor["per_second"] if floor else None, FLOOR_NAME,
+                row(
+                    f"control plane: {r['scenario']}",
+                    r["per_second"],
+                    "requests/s",
+                    floor["per_second"] if floor else None,
+                    FLOOR_NAME,
                     note=f"p99 {r['p99_ms']} ms, {r['errors']} errors",
                     series=f"control plane: {r['sweep_scenario']} (HTTP)",
-                    concurrency=r["concurrency"])
-            )  # fmt: skip
+                    concurrency=r["concurrency"],
+                )
+            )
     return rows
 
 
@@ -343,11 +377,29 @@ def main() -> None:
             "FLAGYARD_DB_POOL_SIZE": "10",
         }
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "flagyard.control_plane.main:app_from_env",
-             "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning",
-             "--loop", "uvloop", "--http", "httptools"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "flagyard.control_plane.main:app_from_env",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 30
         while True:
             try:

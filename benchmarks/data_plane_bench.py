@@ -136,10 +136,14 @@ def echo_server(port: int) -> None:
     for i in range(BULK_FLAGS):
         bulk.flags[f"flag-{i:03d}"].CopyFrom(
             pb.FlagResolution(
-                bool_value=False, variant="off", reason=pb.REASON_SPLIT, version=1, type=pb.FLAG_TYPE_BOOLEAN,
+                bool_value=False,
+                variant="off",
+                reason=pb.REASON_SPLIT,
+                version=1,
+                type=pb.FLAG_TYPE_BOOLEAN,
                 flag_metadata=struct({"owner": "bench"}),
             )
-        )  # fmt: skip
+        )
     bulk_bytes = bulk.SerializeToString()
 
     async def resolve(data: bytes, _context: Any) -> bytes:
@@ -305,10 +309,26 @@ def h2load(
     body = Path(f"/tmp/fybench-{os.getpid()}-{method}.bin")
     body.write_bytes(grpc_frame(request))
     cmd = [
-        "h2load", "-c", "4", "-m", "16", "-t", "1", "-D", str(int(seconds)), "--warm-up-time", "1",
-        "-d", str(body), "-H", "content-type: application/grpc", "-H", "te: trailers",
-        "-H", f"authorization: Bearer {SDK_KEY}",
-    ]  # fmt: skip
+        "h2load",
+        "-c",
+        "4",
+        "-m",
+        "16",
+        "-t",
+        "1",
+        "-D",
+        str(int(seconds)),
+        "--warm-up-time",
+        "1",
+        "-d",
+        str(body),
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        "te: trailers",
+        "-H",
+        f"authorization: Bearer {SDK_KEY}",
+    ]
     if rps:
         cmd += ["--rps", str(max(1, int(rps / 4)))]
     if log:
@@ -541,26 +561,65 @@ def main() -> None:
             _run(_collect(network(), net))
         dp, echo = net["dp_peak"], net["echo_peak"]
         rows += [
-            ("unary ResolveBoolean, peak", f"{dp:,.0f} calls/s", f"{echo:,.0f} calls/s",
-             f"{dp / echo:.0%} of echo"),
-            ("unary p50 / p99 at half peak", f"{net['dp_p50']:.2f} / {net['dp_p99']:.2f} ms",
-             f"{net['echo_p50']:.2f} / {net['echo_p99']:.2f} ms", "open loop at half of each one's peak"),
-            ("ResolveAll (100 flags) over gRPC", f"{net['dp_bulk'] * BULK_FLAGS:,.0f} evals/s",
-             f"{net['echo_bulk'] * BULK_FLAGS:,.0f} flags/s",
-             f"{net['dp_bulk']:,.0f} vs {net['echo_bulk']:,.0f} calls/s"),
-        ]  # fmt: skip
+            (
+                "unary ResolveBoolean, peak",
+                f"{dp:,.0f} calls/s",
+                f"{echo:,.0f} calls/s",
+                f"{dp / echo:.0%} of echo",
+            ),
+            (
+                "unary p50 / p99 at half peak",
+                f"{net['dp_p50']:.2f} / {net['dp_p99']:.2f} ms",
+                f"{net['echo_p50']:.2f} / {net['echo_p99']:.2f} ms",
+                "open loop at half of each one's peak",
+            ),
+            (
+                "ResolveAll (100 flags) over gRPC",
+                f"{net['dp_bulk'] * BULK_FLAGS:,.0f} evals/s",
+                f"{net['echo_bulk'] * BULK_FLAGS:,.0f} flags/s",
+                f"{net['dp_bulk']:,.0f} vs {net['echo_bulk']:,.0f} calls/s",
+            ),
+        ]
         echo_name = "bare grpc.aio echo server, same proto shape"
         results += [
-            result("data plane: unary ResolveBoolean, peak", dp, "calls/s", echo, echo_name,
-                goal_op=">=", goal_value=GOAL_UNARY_RATIO, goal_on="ratio", note=f"load: {generator}"),
-            result("data plane: unary p50 at half peak", net["dp_p50"], "ms", net["echo_p50"], echo_name,
-                note="open loop at half of each one's peak"),
-            result("data plane: unary p99 at half peak", net["dp_p99"], "ms", net["echo_p99"], echo_name,
-                goal_op="<=", goal_value=GOAL_P99_MS, note="open loop at half of each one's peak"),
-            result("data plane: ResolveAll (100 flags) over gRPC", net["dp_bulk"] * BULK_FLAGS, "evals/s",
-                net["echo_bulk"] * BULK_FLAGS, "echo server answering a prebuilt 100-flag response",
-                note=f"{net['dp_bulk']:,.0f} vs {net['echo_bulk']:,.0f} calls/s"),
-        ]  # fmt: skip
+            result(
+                "data plane: unary ResolveBoolean, peak",
+                dp,
+                "calls/s",
+                echo,
+                echo_name,
+                goal_op=">=",
+                goal_value=GOAL_UNARY_RATIO,
+                goal_on="ratio",
+                note=f"load: {generator}",
+            ),
+            result(
+                "data plane: unary p50 at half peak",
+                net["dp_p50"],
+                "ms",
+                net["echo_p50"],
+                echo_name,
+                note="open loop at half of each one's peak",
+            ),
+            result(
+                "data plane: unary p99 at half peak",
+                net["dp_p99"],
+                "ms",
+                net["echo_p99"],
+                echo_name,
+                goal_op="<=",
+                goal_value=GOAL_P99_MS,
+                note="open loop at half of each one's peak",
+            ),
+            result(
+                "data plane: ResolveAll (100 flags) over gRPC",
+                net["dp_bulk"] * BULK_FLAGS,
+                "evals/s",
+                net["echo_bulk"] * BULK_FLAGS,
+                "echo server answering a prebuilt 100-flag response",
+                note=f"{net['dp_bulk']:,.0f} vs {net['echo_bulk']:,.0f} calls/s",
+            ),
+        ]
         if args.sweep:
             sweep: dict[tuple[str, int], float] = {}
             _run(_sweep(args.sweep, {"dp": dp_port, "echo": echo_port}, single, seconds, sweep))
@@ -570,10 +629,17 @@ def main() -> None:
                 ratio = f"{figure / floor:.0%}"
                 print(f"  {level:>3} clients: data plane {figure:>9,.0f}  echo {floor:>9,.0f}  ({ratio})")
                 results.append(
-                    result(f"data plane: unary ResolveBoolean, {level} clients", figure, "calls/s", floor,
-                        echo_name, note="grpc.aio closed loop, one connection, one call in flight per client",
-                        series="data plane: unary ResolveBoolean (gRPC)", concurrency=level)
-                )  # fmt: skip
+                    result(
+                        f"data plane: unary ResolveBoolean, {level} clients",
+                        figure,
+                        "calls/s",
+                        floor,
+                        echo_name,
+                        note="grpc.aio closed loop, one connection, one call in flight per client",
+                        series="data plane: unary ResolveBoolean (gRPC)",
+                        concurrency=level,
+                    )
+                )
         for proc in procs:
             proc.terminate()
             proc.wait(20)
@@ -583,14 +649,25 @@ def main() -> None:
 
         handler, bare = bulk_in_process(seconds)
         rows.append(
-            ("ResolveAll handler work, in process", f"{handler:,.0f} evals/s", f"{bare:,.0f} evals/s",
-             f"goal ≥ {GOAL_BULK:,}; floor: bare FlagSet.evaluate")
-        )  # fmt: skip
+            (
+                "ResolveAll handler work, in process",
+                f"{handler:,.0f} evals/s",
+                f"{bare:,.0f} evals/s",
+                f"goal ≥ {GOAL_BULK:,}; floor: bare FlagSet.evaluate",
+            )
+        )
         results.append(
-            result("data plane: ResolveAll handler work, in process", handler, "evals/s", bare,
-                "bare FlagSet.evaluate loop", goal_op=">=", goal_value=GOAL_BULK,
-                note="100 reference flags per call, one process")
-        )  # fmt: skip
+            result(
+                "data plane: ResolveAll handler work, in process",
+                handler,
+                "evals/s",
+                bare,
+                "bare FlagSet.evaluate loop",
+                goal_op=">=",
+                goal_value=GOAL_BULK,
+                note="100 reference flags per call, one process",
+            )
+        )
 
         if not args.skip_hydration:
             hprefix = f"{prefix}-h"
@@ -603,26 +680,60 @@ def main() -> None:
                     HYDRATE_CHILD, REDIS_URL, hprefix
                 )
                 rows += [
-                    (f"hydrate {int(flags):,} flags ({HYDRATE_ENVS} envs): serving", f"{ready_s:.2f} s",
-                     f"{floor_s:.2f} s", f"goal ≤ {GOAL_HYDRATE_S} s; floor: read + parse, no compiling"),
-                    ("  … and every flag compiled", f"{compiled_s:.2f} s", "",
-                     "background warm-up, while serving"),
-                    ("resident memory, serving", f"{rss_ready:,.0f} MB", f"{rss_before:,.0f} MB",
-                     f"goal ≤ {GOAL_RSS_MB:.0f} MB; floor: the process before hydrating"),
+                    (
+                        f"hydrate {int(flags):,} flags ({HYDRATE_ENVS} envs): serving",
+                        f"{ready_s:.2f} s",
+                        f"{floor_s:.2f} s",
+                        f"goal ≤ {GOAL_HYDRATE_S} s; floor: read + parse, no compiling",
+                    ),
+                    (
+                        "  … and every flag compiled",
+                        f"{compiled_s:.2f} s",
+                        "",
+                        "background warm-up, while serving",
+                    ),
+                    (
+                        "resident memory, serving",
+                        f"{rss_ready:,.0f} MB",
+                        f"{rss_before:,.0f} MB",
+                        f"goal ≤ {GOAL_RSS_MB:.0f} MB; floor: the process before hydrating",
+                    ),
                     ("resident memory, all compiled", f"{rss_compiled:,.0f} MB", f"{rss_before:,.0f} MB", ""),
-                ]  # fmt: skip
+                ]
                 rows.append(("(writing them through apply_changes)", f"{written:.2f} s", "", ""))
                 what = f"{int(flags) // HYDRATE_ENVS:,} flags × {HYDRATE_ENVS} envs"
                 results += [
-                    result(f"data plane: hydrate {what}, serving", ready_s, "s", floor_s,
-                        "read + JSON-parse the same data, no compiling", goal_op="<=",
-                        goal_value=GOAL_HYDRATE_S, note=f"all compiled after {compiled_s:.2f} s"),
-                    result("data plane: resident memory, serving", rss_ready, "MB", rss_before,
-                        "the process before hydrating", goal_op="<=", goal_value=GOAL_RSS_MB, note=what),
-                    result("data plane: resident memory, all compiled", rss_compiled, "MB", rss_before,
-                        "the process before hydrating", goal_op="<=", goal_value=GOAL_RSS_MB,
-                        note=f"{what}, after the background warm-up compiled every flag"),
-                ]  # fmt: skip
+                    result(
+                        f"data plane: hydrate {what}, serving",
+                        ready_s,
+                        "s",
+                        floor_s,
+                        "read + JSON-parse the same data, no compiling",
+                        goal_op="<=",
+                        goal_value=GOAL_HYDRATE_S,
+                        note=f"all compiled after {compiled_s:.2f} s",
+                    ),
+                    result(
+                        "data plane: resident memory, serving",
+                        rss_ready,
+                        "MB",
+                        rss_before,
+                        "the process before hydrating",
+                        goal_op="<=",
+                        goal_value=GOAL_RSS_MB,
+                        note=what,
+                    ),
+                    result(
+                        "data plane: resident memory, all compiled",
+                        rss_compiled,
+                        "MB",
+                        rss_before,
+                        "the process before hydrating",
+                        goal_op="<=",
+                        goal_value=GOAL_RSS_MB,
+                        note=f"{what}, after the background warm-up compiled every flag",
+                    ),
+                ]
             finally:
                 clean(client, hprefix)
     finally:

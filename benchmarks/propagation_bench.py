@@ -142,8 +142,19 @@ def main() -> None:
             processes.append(subprocess.Popen([sys.executable, "-m", *cmd], env=env, stdout=log, stderr=log))
 
         app = "flagyard.control_plane.main:app_from_env"
-        start("control_plane", "uvicorn", "--factory", app, "--port", str(http_port), "--workers", "1",
-              "--no-access-log", "--log-level", "warning")  # fmt: skip
+        start(
+            "control_plane",
+            "uvicorn",
+            "--factory",
+            app,
+            "--port",
+            str(http_port),
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        )
         start("syncer", "flagyard.syncer", "worker")
         start("data_plane", "flagyard.data_plane", "--port", str(grpc_port))
         api = httpx.Client(
@@ -210,12 +221,28 @@ def main() -> None:
         write_json(
             args.json_out,
             [
-                row("propagation p50", p50, "ms", statistics.median(floor), floor_name,
-                    goal_op="<=", goal_value=20.0, note=note),
-                row("propagation p99", p99, "ms", percentile(floor, 0.99), floor_name,
-                    goal_op="<=", goal_value=100.0, note=note),
+                row(
+                    "propagation p50",
+                    p50,
+                    "ms",
+                    statistics.median(floor),
+                    floor_name,
+                    goal_op="<=",
+                    goal_value=20.0,
+                    note=note,
+                ),
+                row(
+                    "propagation p99",
+                    p99,
+                    "ms",
+                    percentile(floor, 0.99),
+                    floor_name,
+                    goal_op="<=",
+                    goal_value=100.0,
+                    note=note,
+                ),
             ],
-        )  # fmt: skip
+        )
         if args.samples_out:
             args.samples_out.parent.mkdir(parents=True, exist_ok=True)
             args.samples_out.write_text(json.dumps({"propagation_ms": latencies, "floor_ms": floor}))

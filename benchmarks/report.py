@@ -52,12 +52,12 @@ class Benchmark:
 BENCHMARKS = (
     Benchmark("rule_engine", quick_args=("-n", "20000", "--repeats", "3")),
     Benchmark("sdk", quick_args=("-n", "10000", "--repeats", "3")),
-    Benchmark("sdk_remote", quick_args=("-n", "1000",)),
+    Benchmark("sdk_remote", quick_args=("-n", "1000")),
     Benchmark("data_plane", ("--sweep", SWEEP), ("--quick", "--sweep", SWEEP)),
     Benchmark("control_plane", ("--sweep", SWEEP), ("--seconds", "2", "--warmup", "0.5", "--sweep", SWEEP)),
     Benchmark("propagation", quick_args=("--changes", "60"), samples=True),
     Benchmark("syncer", quick_args=("--flags", "100", "--changes", "300")),
-)  # fmt: skip
+)
 TIMEOUT_S = {False: 1800.0, True: 400.0}  # per benchmark, by quick
 
 
@@ -241,8 +241,11 @@ def render_markdown(
         "",
     ]
     if missed:
-        out += ["Missed: " + "; ".join(f"{r['name']} ({fmt(r['figure'], r['unit'])}, goal {r['goal']})"
-                                       for r in missed), ""]  # fmt: skip
+        out += [
+            "Missed: "
+            + "; ".join(f"{r['name']} ({fmt(r['figure'], r['unit'])}, goal {r['goal']})" for r in missed),
+            "",
+        ]
     for run in failed:
         out += [f"**{run.benchmark} {run.status}** ({run.detail}); output in [{run.log}]({run.log}).", ""]
     out += [

@@ -147,25 +147,49 @@ def main() -> None:
         ns = per_call_ns(evaluation_loop(flagset, context), args.n, args.repeats)
         print(f"{name:<44} {ns:>10.0f} {floor:>9.0f} {ns / floor:>6.1f} {GOAL_NS:>8.0f}")
         rows.append(
-            row(f"rule engine: reference flag, {name}", ns, "ns", floor, floor_name,
-                goal_op="<=", goal_value=GOAL_NS, note="median per evaluation, 10 flags loaded")
-        )  # fmt: skip
+            row(
+                f"rule engine: reference flag, {name}",
+                ns,
+                "ns",
+                floor,
+                floor_name,
+                goal_op="<=",
+                goal_value=GOAL_NS,
+                note="median per evaluation, 10 flags loaded",
+            )
+        )
     ns = per_call_ns(distinct_emails_loop(flagset), min(args.n, 200_000), args.repeats)
     name = "rule 2 (regex), a new email each call"
     print(f"{name:<44} {ns:>10.0f} {floor:>9.0f} {ns / floor:>6.1f} {GOAL_NS:>8.0f}")
     rows.append(
-        row(f"rule engine: reference flag, {name}", ns, "ns", floor, floor_name,
-            goal_op="<=", goal_value=GOAL_NS, note="median per evaluation, a new subject each time")
-    )  # fmt: skip
+        row(
+            f"rule engine: reference flag, {name}",
+            ns,
+            "ns",
+            floor,
+            floor_name,
+            goal_op="<=",
+            goal_value=GOAL_NS,
+            note="median per evaluation, a new subject each time",
+        )
+    )
     worst = CONTEXTS["fallthrough to split (all 3 rules miss)"]
     print("\nflatness: fallthrough case with N flags loaded")
     for count in (10, 1_000, 10_000):
         ns = per_call_ns(evaluation_loop(reference_flagset(count), worst), args.n, args.repeats)
         print(f"{count:>6} flags {ns:>10.0f} ns")
         rows.append(
-            row(f"rule engine: fallthrough with {count:,} flags loaded", ns, "ns", floor, floor_name,
-                goal_op="<=", goal_value=GOAL_NS, note="flatness: cost per evaluation vs flags loaded")
-        )  # fmt: skip
+            row(
+                f"rule engine: fallthrough with {count:,} flags loaded",
+                ns,
+                "ns",
+                floor,
+                floor_name,
+                goal_op="<=",
+                goal_value=GOAL_NS,
+                note="flatness: cost per evaluation vs flags loaded",
+            )
+        )
     write_json(args.json_out, rows)
 
 

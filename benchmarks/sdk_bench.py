@@ -93,9 +93,17 @@ def main() -> None:
                 base = floors[label]
                 print(f"{case:<60} {ns:>10.0f} {base:>9.0f} {ns / base:>6.1f} {GOALS_NS[label]:>8.0f}")
                 rows.append(
-                    row(f"SDK local: {case}", ns, "ns", base, floor_names[label], goal_op="<=",
-                        goal_value=GOALS_NS[label], note="median per call, reference flag, offline mode")
-                )  # fmt: skip
+                    row(
+                        f"SDK local: {case}",
+                        ns,
+                        "ns",
+                        base,
+                        floor_names[label],
+                        goal_op="<=",
+                        goal_value=GOALS_NS[label],
+                        note="median per call, reference flag, offline mode",
+                    )
+                )
         api.shutdown()
     write_json(args.json_out, rows)
 

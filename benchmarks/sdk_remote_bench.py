@@ -155,11 +155,23 @@ def remote_rows(figures: dict[str, tuple[float, float, float, float]], n: int) -
         row("SDK remote: client.boolean, 1 thread", rate, "calls/s", f_rate, floor_name, note=note),
         row("SDK remote: client.boolean, p50", p50, "µs", f_p50, floor_name, note=note),
         row("SDK remote: client.boolean, p99", p99, "µs", f_p99, floor_name, note=note),
-        row(f"SDK remote: client.boolean, {THREADS} threads", parallel, "calls/s", f_parallel, floor_name,
-            note=f"{THREADS} threads sharing the client (and the stub)"),
-        row(f"SDK remote: {floor_name}, 1 thread", f_rate, "calls/s",
-            figures["floor: stub, request built once"][0], "stub, request built once", note=note),
-    ]  # fmt: skip
+        row(
+            f"SDK remote: client.boolean, {THREADS} threads",
+            parallel,
+            "calls/s",
+            f_parallel,
+            floor_name,
+            note=f"{THREADS} threads sharing the client (and the stub)",
+        ),
+        row(
+            f"SDK remote: {floor_name}, 1 thread",
+            f_rate,
+            "calls/s",
+            figures["floor: stub, request built once"][0],
+            "stub, request built once",
+            note=note,
+        ),
+    ]
 
 
 def start_data_plane_with(prefix: str, port: int) -> Any:

@@ -146,14 +146,22 @@ def main() -> None:
         write_json(
             args.json_out,
             [
-                row(f"syncer: {name}", jobs_queued / total, "changes/s", jobs_queued / floor,
-                    "RQ no-op jobs, one per change", goal_op=">=", goal_value=300, note=note)
+                row(
+                    f"syncer: {name}",
+                    jobs_queued / total,
+                    "changes/s",
+                    jobs_queued / floor,
+                    "RQ no-op jobs, one per change",
+                    goal_op=">=",
+                    goal_value=300,
+                    note=note,
+                )
                 for name, total in (
                     ("one change per job (request by request)", one_per_job),
                     (f"relayed backlog ({batch_jobs} jobs)", batched),
                 )
             ],
-        )  # fmt: skip
+        )
     finally:
         jobs.configure(None)
         engine.dispose()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# The folder is the source layout; under a second name every module would be loaded a second time.
+if not __name__.startswith("flagyard."):
+    raise ImportError(f"import this package as 'flagyard.{__name__}', not '{__name__}'")
+
 import sys
 
 

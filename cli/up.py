@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from .addresses import bound, local_host, url_host
+
 if TYPE_CHECKING:
     from .supervisor import ChildSpec, Output
     from .up_seed import DemoKeys
@@ -31,7 +33,6 @@ if TYPE_CHECKING:
 
 CONTROL_PLANE = "control-plane"
 DATA_PLANE = "data-plane"
-WILDCARDS = {"", "0.0.0.0", "::", "[::]"}  # noqa: S104 - addresses to connect to 127.0.0.1 instead
 GRACEFUL_HTTP_SECONDS = 10
 
 
@@ -169,27 +170,12 @@ def _write_keys(path: Path, stack: StackSettings, demo: DemoKeys) -> None:
     _say(f"wrote the demo's keys to {path} (mode 0600)")
 
 
-def _connect_host(host: str) -> str:
-    return "127.0.0.1" if host in WILDCARDS else host
-
-
-def _url_host(host: str) -> str:
-    host = host.strip("[]")
-    return f"[{host}]" if ":" in host else host
-
-
-def _address(host: str, port: int) -> str:
-    """Where a process binds, as printed: a wildcard says that it means every interface."""
-    where = f"{_url_host(host or '0.0.0.0')}:{port}"  # noqa: S104 - printed, not bound
-    return f"{where} (every interface)" if host in WILDCARDS else where
-
-
 def _rest_url(stack: StackSettings) -> str:
-    return f"http://{_url_host(_connect_host(stack.up.http_host))}:{stack.up.http_port}"
+    return f"http://{url_host(local_host(stack.up.http_host))}:{stack.up.http_port}"
 
 
 def _grpc_target(stack: StackSettings) -> str:
-    return f"{_connect_host(stack.data_plane.grpc_host)}:{stack.data_plane.grpc_port}"
+    return f"{url_host(local_host(stack.data_plane.grpc_host))}:{stack.data_plane.grpc_port}"
 
 
 def _child_env(**extra: str) -> dict[str, str]:
@@ -210,14 +196,25 @@ def child_specs(stack: StackSettings) -> list[ChildSpec]:
     specs = [
         ChildSpec(
             CONTROL_PLANE,
-            [python, "-m", "uvicorn", "--factory", "flagyard.control_plane.main:app_from_env",
-             "--host", stack.up.http_host, "--port", str(stack.up.http_port), "--no-access-log",
-             "--timeout-graceful-shutdown", str(GRACEFUL_HTTP_SECONDS)],
+            [
+                python,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "flagyard.control_plane.main:app_from_env",
+                "--host",
+                stack.up.http_host,
+                "--port",
+                str(stack.up.http_port),
+                "--no-access-log",
+                "--timeout-graceful-shutdown",
+                str(GRACEFUL_HTTP_SECONDS),
+            ],
             _child_env(),
             up_probes.http_ready(_rest_url(stack) + "/readyz"),
             stop,
         )
-    ]  # fmt: skip
+    ]
     for i in range(stack.syncer.syncer_workers):
         # The first worker serves the syncer's metrics and runs the periodic reconcile; the others do
         # neither (they reconcile once as they start, which the version guard makes harmless).
@@ -238,13 +235,20 @@ def child_specs(stack: StackSettings) -> list[ChildSpec]:
     specs.append(
         ChildSpec(
             DATA_PLANE,
-            [python, "-m", "flagyard.data_plane", "--port", str(stack.data_plane.grpc_port),
-             "--processes", str(stack.data_plane.data_plane_processes)],
+            [
+                python,
+                "-m",
+                "flagyard.data_plane",
+                "--port",
+                str(stack.data_plane.grpc_port),
+                "--processes",
+                str(stack.data_plane.data_plane_processes),
+            ],
             _child_env(),
             up_probes.grpc_ready(_grpc_target(stack)),
             stop,
         )
-    )  # fmt: skip
+    )
     return specs
 
 
@@ -290,15 +294,15 @@ def banner(
     rest = _rest_url(stack)
     api = rest + "/api/v1"
     metrics = [rest + "/metrics"]
-    binds = [f"REST {_address(stack.up.http_host, stack.up.http_port)}"]
-    binds.append(f"gRPC {_address(stack.data_plane.grpc_host, stack.data_plane.grpc_port)}")
+    binds = [f"REST {bound(stack.up.http_host, stack.up.http_port)}"]
+    binds.append(f"gRPC {bound(stack.data_plane.grpc_host, stack.data_plane.grpc_port)}")
     for name, host, port in (
         ("data-plane metrics", stack.data_plane.metrics_host, stack.data_plane.metrics_port),
         ("syncer metrics", stack.syncer.syncer_metrics_host, stack.syncer.syncer_metrics_port),
     ):
         if port:
-            metrics.append(f"http://{_url_host(_connect_host(host))}:{port}/metrics")
-            binds.append(f"{name} {_address(host, port)}")
+            metrics.append(f"http://{url_host(local_host(host))}:{port}/metrics")
+            binds.append(f"{name} {bound(host, port)}")
     rule = "─" * 78
     processes = f"data plane, {stack.data_plane.data_plane_processes} process(es)"
     lines = [

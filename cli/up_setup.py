@@ -26,6 +26,7 @@ from flagyard.control_plane import migrations
 from flagyard.data_plane.settings import DataPlaneSettings
 from flagyard.syncer.settings import SyncerSettings
 
+from .addresses import bind_host
 from .exceptions import PreflightError
 
 MAINTENANCE_DATABASE = "postgres"
@@ -190,7 +191,7 @@ def check_redis(settings: SyncerSettings) -> str | None:
 
 
 def _port_free(host: str, port: int) -> bool:
-    host = host.strip("[]")
+    host = bind_host(host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -205,13 +206,25 @@ def check_ports(stack: StackSettings) -> list[str]:
     """Every port the group will listen on must be free (a second data plane would share its port)."""
     wanted = [
         (stack.up.http_host, stack.up.http_port, "the REST API", "--port or FLAGYARD_HTTP_PORT"),
-        (stack.data_plane.grpc_host, stack.data_plane.grpc_port, "the data plane's gRPC",
-         "--grpc-port or FLAGYARD_GRPC_PORT"),
-        (stack.data_plane.metrics_host, stack.data_plane.metrics_port, "the data plane's metrics",
-         "FLAGYARD_METRICS_PORT (0: off)"),
-        (stack.syncer.syncer_metrics_host, stack.syncer.syncer_metrics_port, "the syncer's metrics",
-         "FLAGYARD_SYNCER_METRICS_PORT (0: off)"),
-    ]  # fmt: skip
+        (
+            stack.data_plane.grpc_host,
+            stack.data_plane.grpc_port,
+            "the data plane's gRPC",
+            "--grpc-port or FLAGYARD_GRPC_PORT",
+        ),
+        (
+            stack.data_plane.metrics_host,
+            stack.data_plane.metrics_port,
+            "the data plane's metrics",
+            "FLAGYARD_METRICS_PORT (0: off)",
+        ),
+        (
+            stack.syncer.syncer_metrics_host,
+            stack.syncer.syncer_metrics_port,
+            "the syncer's metrics",
+            "FLAGYARD_SYNCER_METRICS_PORT (0: off)",
+        ),
+    ]
     problems, seen = [], set()
     for host, port, what, how in wanted:
         if port == 0:

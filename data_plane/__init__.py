@@ -5,3 +5,7 @@ Run it with ``python -m flagyard.data_plane`` (settings from ``FLAGYARD_*`` envi
 and the Redis stream follower), :mod:`.auth` (SDK keys), :mod:`.service` (the gRPC handlers),
 :mod:`.server` (one process), :mod:`.supervisor` (several processes on one port).
 """
+
+# The folder is the source layout; under a second name every module would be loaded a second time.
+if not __name__.startswith("flagyard."):
+    raise ImportError(f"import this package as 'flagyard.{__name__}', not '{__name__}'")

@@ -26,8 +26,21 @@ METHODS = (
     "SyncFlags",
 )
 _LATENCY_BUCKETS = (
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
-)  # fmt: skip
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+    5.0,
+)
 
 
 class Metrics:
@@ -54,13 +67,17 @@ class Metrics:
             registry=r,
         )
         self.l1_flags = Gauge(
-            "flagyard_data_plane_l1_flags", "Flags held in L1, all environments.", registry=r,
+            "flagyard_data_plane_l1_flags",
+            "Flags held in L1, all environments.",
+            registry=r,
             multiprocess_mode="max",
-        )  # fmt: skip
+        )
         self.l1_environments = Gauge(
-            "flagyard_data_plane_l1_environments", "Environments held in L1.", registry=r,
+            "flagyard_data_plane_l1_environments",
+            "Environments held in L1.",
+            registry=r,
             multiprocess_mode="max",
-        )  # fmt: skip
+        )
         self.revision_lag = Gauge(
             "flagyard_data_plane_revision_lag",
             "Largest revision gap between Redis and L1 over all environments (measured periodically).",
@@ -103,9 +120,11 @@ class Metrics:
             registry=r,
         )
         self.sync_streams = Gauge(
-            "flagyard_data_plane_sync_streams", "Open SyncFlags streams.", registry=r,
+            "flagyard_data_plane_sync_streams",
+            "Open SyncFlags streams.",
+            registry=r,
             multiprocess_mode="livesum",
-        )  # fmt: skip
+        )
         self._cap = flag_label_cap
         self._labelled: set[str] = set()
         self.pending: defaultdict[tuple[str, str | None, str], int] = defaultdict(int)

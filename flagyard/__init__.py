@@ -27,6 +27,15 @@ from flagyard.sdk import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "AsyncFlagyardClient", "ConfigurationError", "ErrorCode", "EvaluationResult", "FlagType",
-    "FlagyardClient", "FlagyardError", "FlagyardProvider", "ProviderEvent", "Reason", "__version__",
-]  # fmt: skip
+    "AsyncFlagyardClient",
+    "ConfigurationError",
+    "ErrorCode",
+    "EvaluationResult",
+    "FlagType",
+    "FlagyardClient",
+    "FlagyardError",
+    "FlagyardProvider",
+    "ProviderEvent",
+    "Reason",
+    "__version__",
+]

@@ -45,8 +45,10 @@ VERSION_REGRESSION = "version regression"
 
 def seed_flags(count: int) -> dict[str, FlagTypeName]:
     """``count`` flag keys → type, the types taking turns."""
-    return {f"{FLAG_PREFIX}{FLAG_TYPES[i % len(FLAG_TYPES)]}-{i:03d}": FLAG_TYPES[i % len(FLAG_TYPES)]
-            for i in range(count)}  # fmt: skip
+    return {
+        f"{FLAG_PREFIX}{FLAG_TYPES[i % len(FLAG_TYPES)]}-{i:03d}": FLAG_TYPES[i % len(FLAG_TYPES)]
+        for i in range(count)
+    }
 
 
 def flag_body(key: str, flag_type: FlagTypeName, environment: str) -> dict[str, Any]:

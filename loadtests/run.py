@@ -279,11 +279,30 @@ def run_scenario(name: str, target: Target, env: dict[str, str], args: argparse.
     if name == "mixed":
         (results / "mixed_versions.json").unlink(missing_ok=True)
     command = [
-        sys.executable, "-m", "locust", "-f", str(SCENARIOS[name]), "--headless",
-        "-u", str(args.users), "-r", str(args.spawn_rate), "-t", f"{args.duration}s",
-        "--host", target.rest, "--csv", str(results / name), "--html", str(results / f"{name}.html"),
-        "--only-summary", "--stop-timeout", "5", "--exit-code-on-error", "1",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(SCENARIOS[name]),
+        "--headless",
+        "-u",
+        str(args.users),
+        "-r",
+        str(args.spawn_rate),
+        "-t",
+        f"{args.duration}s",
+        "--host",
+        target.rest,
+        "--csv",
+        str(results / name),
+        "--html",
+        str(results / f"{name}.html"),
+        "--only-summary",
+        "--stop-timeout",
+        "5",
+        "--exit-code-on-error",
+        "1",
+    ]
     log(f"scenario {name}: {args.users} user(s) for {args.duration}s")
     exit_code = _run_locust(command, env, results / f"{name}.log", args.duration + LOCUST_GRACE)
     outcome = Outcome(name, exit_code)

@@ -115,17 +115,29 @@ class Stack:
         keys_file = self._tmp / "keys.json"
         self._log = self.log_path.open("w", encoding="utf-8")
         self.proc = subprocess.Popen(  # noqa: S603 - our own command line
-            [FLAGYARD, "up", "--port", str(self.http_port), "--grpc-port", str(self.grpc_port),
-             "--syncer-workers", str(self.options.syncer_workers),
-             "--data-plane-processes", str(self.options.data_plane_processes),
-             "--write-keys", str(keys_file), "--env-file", str(self._tmp / "no.env")],
+            [
+                FLAGYARD,
+                "up",
+                "--port",
+                str(self.http_port),
+                "--grpc-port",
+                str(self.grpc_port),
+                "--syncer-workers",
+                str(self.options.syncer_workers),
+                "--data-plane-processes",
+                str(self.options.data_plane_processes),
+                "--write-keys",
+                str(keys_file),
+                "--env-file",
+                str(self._tmp / "no.env"),
+            ],
             env=self.env(),
             cwd=self._tmp,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches us; we stop the group in order (SIGTERM)
-        )  # fmt: skip
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         deadline = time.monotonic() + self.options.ready_timeout

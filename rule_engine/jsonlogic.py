@@ -20,7 +20,6 @@ import math
 import re
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
-from functools import lru_cache
 from typing import Any
 
 import mmh3
@@ -28,6 +27,7 @@ import semver
 
 from .exceptions import DefinitionError, Issue
 from .limits import MAX_JSONLOGIC_DEPTH, MAX_WEIGHT_SUM
+from .operators import parse_semver
 from .validation import pointer
 
 Fn = Callable[[Any], Any]
@@ -285,23 +285,13 @@ def _ends_with(args: list[Any]) -> bool:
     return args[0].endswith(args[1])
 
 
-@lru_cache(maxsize=4096)
-def _parse_version(text: str) -> semver.Version | None:
-    if text[:1] in ("v", "V"):
-        text = text[1:]
-    try:
-        return semver.Version.parse(text, optional_minor_and_patch=True)
-    except (ValueError, TypeError):
-        return None
-
-
 def parse_flagd_version(value: Any) -> semver.Version | None:
     """A ``sem_ver`` operand as flagd reads it: a string or number, ``v`` prefix and short forms allowed."""
     t = type(value)
     if t is str:
-        return _parse_version(value)
+        return parse_semver(value)
     if t is int or t is float:
-        return _parse_version(js_str(value))
+        return parse_semver(js_str(value))
     return None
 
 

@@ -1,5 +1,9 @@
 """The Flagyard SDK: what applications import (re-exported as ``flagyard``)."""
 
+# The folder is the source layout; under a second name every module would be loaded a second time.
+if not __name__.startswith("flagyard."):
+    raise ImportError(f"import this package as 'flagyard.{__name__}', not '{__name__}'")
+
 from flagyard.rule_engine import ErrorCode, EvaluationResult, FlagType, Reason
 
 from ._resolver import ProviderEvent
@@ -9,6 +13,14 @@ from .exceptions import ConfigurationError, FlagyardError
 from .provider import FlagyardProvider
 
 __all__ = [
-    "AsyncFlagyardClient", "ConfigurationError", "ErrorCode", "EvaluationResult", "FlagType",
-    "FlagyardClient", "FlagyardError", "FlagyardProvider", "ProviderEvent", "Reason",
-]  # fmt: skip
+    "AsyncFlagyardClient",
+    "ConfigurationError",
+    "ErrorCode",
+    "EvaluationResult",
+    "FlagType",
+    "FlagyardClient",
+    "FlagyardError",
+    "FlagyardProvider",
+    "ProviderEvent",
+    "Reason",
+]

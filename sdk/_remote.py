@@ -233,10 +233,18 @@ class RemoteResolver(_RemoteState):
         options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(
-            target, sdk_key, timeout=timeout, retries=retries, backoff=backoff, cache_ttl=cache_ttl,
-            cache_size=cache_size, bootstrap=bootstrap, auth_retry=auth_retry, credentials=credentials,
+            target,
+            sdk_key,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            cache_ttl=cache_ttl,
+            cache_size=cache_size,
+            bootstrap=bootstrap,
+            auth_retry=auth_retry,
+            credentials=credentials,
             options=options,
-        )  # fmt: skip
+        )
         self._connect()
         on_fork_in_child(self, RemoteResolver._after_fork)
         if ready_timeout > 0:
@@ -353,10 +361,18 @@ class AsyncRemoteResolver(_RemoteState):
         options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(
-            target, sdk_key, timeout=timeout, retries=retries, backoff=backoff, cache_ttl=cache_ttl,
-            cache_size=cache_size, bootstrap=bootstrap, auth_retry=auth_retry, credentials=credentials,
+            target,
+            sdk_key,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            cache_ttl=cache_ttl,
+            cache_size=cache_size,
+            bootstrap=bootstrap,
+            auth_retry=auth_retry,
+            credentials=credentials,
             options=options,
-        )  # fmt: skip
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None

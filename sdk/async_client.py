@@ -62,14 +62,25 @@ class AsyncFlagyardClient:
         bootstrap = load_bootstrap(bootstrap_file)
         if mode == "remote":
             self._remote = AsyncRemoteResolver(
-                target, sdk_key, timeout=timeout, retries=retries, cache_ttl=cache_ttl,
-                cache_size=cache_size, bootstrap=bootstrap, credentials=credentials, options=channel_options,
-            )  # fmt: skip
+                target,
+                sdk_key,
+                timeout=timeout,
+                retries=retries,
+                cache_ttl=cache_ttl,
+                cache_size=cache_size,
+                bootstrap=bootstrap,
+                credentials=credentials,
+                options=channel_options,
+            )
         elif mode == "local":
             self._sync = LocalResolver(
-                target, sdk_key, bootstrap=bootstrap, stale_after=stale_after, credentials=credentials,
+                target,
+                sdk_key,
+                bootstrap=bootstrap,
+                stale_after=stale_after,
+                credentials=credentials,
                 options=channel_options,
-            )  # fmt: skip
+            )
         else:
             raise ConfigurationError(f"mode must be 'remote' or 'local', not {mode!r}")
         if report_interval > 0:

@@ -23,8 +23,12 @@ Mode = Literal["remote", "local"]
 
 _EMPTY: Mapping[str, Any] = {}
 _BOOLEAN, _STRING, _INTEGER, _FLOAT, _OBJECT = (
-    FlagType.BOOLEAN, FlagType.STRING, FlagType.INTEGER, FlagType.FLOAT, FlagType.OBJECT,
-)  # fmt: skip
+    FlagType.BOOLEAN,
+    FlagType.STRING,
+    FlagType.INTEGER,
+    FlagType.FLOAT,
+    FlagType.OBJECT,
+)
 
 
 def _failure(default: Any, exc: BaseException) -> EvaluationResult:
@@ -83,15 +87,27 @@ class FlagyardClient:
         bootstrap = load_bootstrap(bootstrap_file)
         if mode == "remote":
             self._resolver = RemoteResolver(
-                target, sdk_key, timeout=timeout, retries=retries, cache_ttl=cache_ttl,
-                cache_size=cache_size, bootstrap=bootstrap, ready_timeout=ready_timeout,
-                credentials=credentials, options=channel_options,
-            )  # fmt: skip
+                target,
+                sdk_key,
+                timeout=timeout,
+                retries=retries,
+                cache_ttl=cache_ttl,
+                cache_size=cache_size,
+                bootstrap=bootstrap,
+                ready_timeout=ready_timeout,
+                credentials=credentials,
+                options=channel_options,
+            )
         elif mode == "local":
             self._resolver = LocalResolver(
-                target, sdk_key, bootstrap=bootstrap, ready_timeout=ready_timeout, stale_after=stale_after,
-                credentials=credentials, options=channel_options,
-            )  # fmt: skip
+                target,
+                sdk_key,
+                bootstrap=bootstrap,
+                ready_timeout=ready_timeout,
+                stale_after=stale_after,
+                credentials=credentials,
+                options=channel_options,
+            )
         else:
             raise ConfigurationError(f"mode must be 'remote' or 'local', not {mode!r}")
         if report_interval > 0:

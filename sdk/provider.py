@@ -74,10 +74,18 @@ class FlagyardProvider(AbstractProvider):
             self._client = FlagyardClient.offline(offline_file, watch=watch)
         else:
             self._client = FlagyardClient(
-                target=target, sdk_key=sdk_key, mode=mode, bootstrap_file=bootstrap_file, ready_timeout=0,
-                timeout=timeout, retries=retries, cache_ttl=cache_ttl, stale_after=stale_after,
-                credentials=credentials, channel_options=channel_options,
-            )  # fmt: skip
+                target=target,
+                sdk_key=sdk_key,
+                mode=mode,
+                bootstrap_file=bootstrap_file,
+                ready_timeout=0,
+                timeout=timeout,
+                retries=retries,
+                cache_ttl=cache_ttl,
+                stale_after=stale_after,
+                credentials=credentials,
+                channel_options=channel_options,
+            )
 
     @property
     def client(self) -> FlagyardClient:

@@ -133,9 +133,15 @@ class Syncer:
         if not batch:
             return
         results = redis_apply_changes(
-            self._redis, self._prefix, str(env.id), batch, env.meta, stream_maxlen=self._stream_maxlen,
-            atomic=True, if_listed=not restore,
-        )  # fmt: skip
+            self._redis,
+            self._prefix,
+            str(env.id),
+            batch,
+            env.meta,
+            stream_maxlen=self._stream_maxlen,
+            atomic=True,
+            if_listed=not restore,
+        )
         if any(result.missing for result in results):
             applied.missing = True
             return
@@ -304,16 +310,28 @@ class Syncer:
         return self._apply(env, "segment", key, checked.version, checked.model_dump(mode="json"))
 
     def _apply(
-        self, env: EnvironmentInfo, kind: Literal["flag", "segment"], key: str, version: int,
+        self,
+        env: EnvironmentInfo,
+        kind: Literal["flag", "segment"],
+        key: str,
+        version: int,
         definition: Mapping[str, Any] | None,
-    ) -> Outcome:  # fmt: skip
+    ) -> Outcome:
         if self._batch is not None:
             self._batch.append(Change(kind, key, version, definition))
             return "batched"
         result = redis_apply_change(
-            self._redis, self._prefix, str(env.id), kind, key, version, definition, env.meta,
-            stream_maxlen=self._stream_maxlen, if_listed=True,
-        )  # fmt: skip
+            self._redis,
+            self._prefix,
+            str(env.id),
+            kind,
+            key,
+            version,
+            definition,
+            env.meta,
+            stream_maxlen=self._stream_maxlen,
+            if_listed=True,
+        )
         if result.missing:
             return "missing"
         outcome: Outcome = "applied" if result.applied else "ignored"
@@ -452,9 +470,15 @@ class Syncer:
         keys = EnvKeys(self._prefix, str(environment_id))
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(
-                keys.flags, keys.segments, keys.versions, keys.rev, keys.events, keys.meta,
-                keys.evaluations, keys.evaluated_at,
-            )  # fmt: skip
+                keys.flags,
+                keys.segments,
+                keys.versions,
+                keys.rev,
+                keys.events,
+                keys.meta,
+                keys.evaluations,
+                keys.evaluated_at,
+            )
             pipe.srem(envs_key(self._prefix), str(environment_id))
             pipe.execute()
         log.info("environment.dropped", environment_id=environment_id)

@@ -1,12 +1,7 @@
-"""The repository's top-level ``benchmarks`` and ``loadtests`` packages are not installed: put the repository
-root on the import path for the tests that use them (``python -m benchmarks.x`` has it as the working
-directory)."""
+"""The suites' shared root. Being here puts ``tests/`` on the import path (pytest's default ``prepend``
+import mode), so every suite imports ``polling_helpers`` and the other helpers of this folder by name.
 
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.append(str(ROOT))  # after site-packages: only `benchmarks` and `loadtests` resolve here
+The repository root is deliberately not on the import path: there ``import sdk`` would find the bare
+source folder. ``benchmarks`` and ``loadtests`` are not installed, so their tests run them as children in
+the repository root (``python -m benchmarks.x``), as their users do; ``stack_processes`` loads the one
+file of ``loadtests`` the ``flagyard up`` suites share."""

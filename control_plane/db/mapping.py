@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from flagyard import rule_engine as re_
+from flagyard import rule_engine
 from flagyard.control_plane.db.deferred import Template
 from flagyard.control_plane.db.models import Environment, Flag, FlagEnvironment, Segment
 
@@ -109,13 +109,13 @@ def serves_differently(
     )
 
 
-def to_rule_engine_flag(row: Flag, config: FlagEnvironment) -> re_.Flag:
-    return re_.Flag.model_validate(
+def to_rule_engine_flag(row: Flag, config: FlagEnvironment) -> rule_engine.Flag:
+    return rule_engine.Flag.model_validate(
         rule_engine_flag_data(flag_definition_dict(row), env_config_dict(config), config.version)
     )
 
 
-def canonical_env_config(flag: re_.Flag) -> dict[str, Any]:
+def canonical_env_config(flag: rule_engine.Flag) -> dict[str, Any]:
     """What is stored for a validated flag's environment configuration (defaults filled in)."""
     dumped = flag.model_dump(mode="json", include=set(ENV_CONFIG_FIELDS))
     return {name: dumped[name] for name in ENV_CONFIG_FIELDS}
@@ -132,15 +132,15 @@ def rule_engine_segment_data(snapshot: Mapping[str, Any], version: int) -> dict[
     return data
 
 
-def to_rule_engine_segment(row: Segment) -> re_.Segment:
-    return re_.Segment.model_validate(rule_engine_segment_data(segment_dict(row), row.version))
+def to_rule_engine_segment(row: Segment) -> rule_engine.Segment:
+    return rule_engine.Segment.model_validate(rule_engine_segment_data(segment_dict(row), row.version))
 
 
-def canonical_segment_rules(segment: re_.Segment) -> list[Any]:
+def canonical_segment_rules(segment: rule_engine.Segment) -> list[Any]:
     return [rule.model_dump(mode="json") for rule in segment.rules]
 
 
-def load_flag(session: Session, environment_id: int, key: str) -> re_.Flag | None:
+def load_flag(session: Session, environment_id: int, key: str) -> rule_engine.Flag | None:
     """The live flag ``key`` as served in an environment, or ``None`` (deleted or never existed)."""
     row = session.execute(
         sa.select(Flag, FlagEnvironment)
@@ -150,7 +150,7 @@ def load_flag(session: Session, environment_id: int, key: str) -> re_.Flag | Non
     return None if row is None else to_rule_engine_flag(row[0], row[1])
 
 
-def load_segment(session: Session, environment_id: int, key: str) -> re_.Segment | None:
+def load_segment(session: Session, environment_id: int, key: str) -> rule_engine.Segment | None:
     """The live segment ``key`` of the environment's project, or ``None``."""
     project_id = sa.select(Environment.project_id).where(Environment.id == environment_id).scalar_subquery()
     row = session.scalars(
@@ -161,7 +161,7 @@ def load_segment(session: Session, environment_id: int, key: str) -> re_.Segment
     return None if row is None else to_rule_engine_segment(row)
 
 
-def load_environment_document(session: Session, environment_id: int) -> re_.Document:
+def load_environment_document(session: Session, environment_id: int) -> rule_engine.Document:
     """Every live flag and segment of an environment as a native document (export, full sync)."""
     flags = session.execute(
         sa.select(Flag, FlagEnvironment)
@@ -175,7 +175,7 @@ def load_environment_document(session: Session, environment_id: int) -> re_.Docu
         .where(Segment.project_id == project_id, Segment.deleted_at.is_(None))
         .order_by(Segment.key)
     ).all()
-    return re_.Document(
+    return rule_engine.Document(
         flags=[to_rule_engine_flag(f, c) for f, c in flags],
         segments=[to_rule_engine_segment(s) for s in segments],
     )

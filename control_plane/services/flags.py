@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from flagyard import rule_engine as re_
+from flagyard import rule_engine
 from flagyard.control_plane import schemas
 from flagyard.control_plane.db import mapping as m
 from flagyard.control_plane.db.deferred import Template, columns
@@ -347,7 +347,7 @@ def lock_prerequisite_graphs(session: Session, environment_ids: Iterable[int]) -
         session.execute(sa.select(sa.func.pg_advisory_xact_lock(graph_lock_key(environment_id))))
 
 
-def env_graph(session: Session, environment_id: int, exclude_key: str) -> dict[str, re_.Flag]:
+def env_graph(session: Session, environment_id: int, exclude_key: str) -> dict[str, rule_engine.Flag]:
     """The other live flags of an environment, enough for prerequisite checks (key, variants, edges)."""
     rows = session.execute(
         sa.select(Flag.key, Flag.type, Flag.variants, FlagEnvironment.prerequisites)
@@ -359,12 +359,13 @@ def env_graph(session: Session, environment_id: int, exclude_key: str) -> dict[s
         )
     )
     return {
-        key: re_.Flag.model_construct(
+        key: rule_engine.Flag.model_construct(
             key=key,
-            type=re_.FlagType(type_),
+            type=rule_engine.FlagType(type_),
             variants=variants,
             prerequisites=[
-                re_.Prerequisite.model_construct(flag=p["flag"], variant=p["variant"]) for p in prereqs
+                rule_engine.Prerequisite.model_construct(flag=p["flag"], variant=p["variant"])
+                for p in prereqs
             ],
         )
         for key, type_, variants, prereqs in rows
@@ -380,7 +381,7 @@ def validate_env_config(
     version: int,
     *,
     known_segments: set[str] | None = None,
-    graph: dict[str, re_.Flag] | None = None,
+    graph: dict[str, rule_engine.Flag] | None = None,
 ) -> tuple[dict[str, Any] | None, list[Issue]]:
     """The canonical configuration if the flag is valid in the environment, else its issues."""
     segments = None

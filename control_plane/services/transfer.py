@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from flagyard import rule_engine as re_
+from flagyard import rule_engine
 from flagyard.control_plane.db import mapping as m
 from flagyard.control_plane.db.models import Environment, Flag, FlagEnvironment, FlagVersion, Project, Segment
 from flagyard.control_plane.exceptions import InvalidRequestError, NotSupportedError
@@ -134,7 +134,7 @@ def import_environment(tx: Tx, project_key: str, env_key: str, data: Any, fmt: s
     imported_segments = document.segments[:n_segments]
 
     envs = environments_of(s, project.id)
-    plans: list[tuple[re_.Flag, Flag | None, dict[str, dict[str, Any]]]] = []
+    plans: list[tuple[rule_engine.Flag, Flag | None, dict[str, dict[str, Any]]]] = []
     issues: list[Issue] = []
     for i, flag in enumerate(imported_flags):
         row = existing.get(flag.key)
@@ -179,7 +179,7 @@ def import_environment(tx: Tx, project_key: str, env_key: str, data: Any, fmt: s
     return Result(summary)
 
 
-def _validate(doc: Any) -> re_.Document:
+def _validate(doc: Any) -> rule_engine.Document:
     try:
         return validate_document(doc)
     except DefinitionError as exc:
@@ -193,7 +193,7 @@ def _validate_merged(
     doc: dict[str, Any],
     raw_flags: list[Any],
     raw_segments: list[Any],
-) -> re_.Document:
+) -> rule_engine.Document:
     """Validate the document together with the environment's other flags and segments (appended after
     the document's own, so issue paths into the document stay right)."""
     current = m.load_environment_document(s, env.id)
@@ -251,7 +251,7 @@ def _rewrite(
     return issue
 
 
-def _definition(flag: re_.Flag, row: Flag | None) -> dict[str, Any]:
+def _definition(flag: rule_engine.Flag, row: Flag | None) -> dict[str, Any]:
     return {
         "key": flag.key,
         "name": row.name if row else flag.key,
@@ -268,7 +268,7 @@ def _apply_flag(
     project: Project,
     envs: list[Environment],
     env: Environment,
-    flag: re_.Flag,
+    flag: rule_engine.Flag,
     row: Flag | None,
     configs: dict[str, dict[str, Any]],
     summary: dict[str, list[str]],
@@ -325,7 +325,7 @@ def _apply_flag(
 
 
 def _apply_segments(
-    tx: Tx, project: Project, segments: list[re_.Segment], summary: dict[str, list[str]]
+    tx: Tx, project: Project, segments: list[rule_engine.Segment], summary: dict[str, list[str]]
 ) -> None:
     s = tx.session
     existing = {

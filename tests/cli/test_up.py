@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from stack_processes import alive, descendants
 from up_stack import (
     Isolation,
     database_exists,
@@ -24,7 +25,6 @@ from up_stack import (
 )
 
 from flagyard import FlagyardClient
-from loadtests.stack import alive, descendants
 
 pytestmark = pytest.mark.timeout(400)
 

@@ -14,10 +14,10 @@ import sys
 import threading
 import time
 
+from stack_processes import alive
 from up_stack import free_port, wait_until
 
 from flagyard.cli.supervisor import ChildSpec, Output, Supervisor
-from loadtests.stack import alive
 
 PY = sys.executable
 SLEEP = "import time; print('up', flush=True); time.sleep(60)"

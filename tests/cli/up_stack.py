@@ -26,8 +26,7 @@ import psycopg
 import redis
 from polling_helpers import free_port as free_port
 from polling_helpers import wait_until as wait_until
-
-from loadtests.stack import descendants, remove_stack_keys
+from stack_processes import descendants, remove_stack_keys
 
 FLAGYARD = str(Path(sys.executable).parent / "flagyard")
 PG_ADMIN_URL = os.environ.get("FLAGYARD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -52,8 +52,11 @@ def test_reader_key__get__200_but_write__403(client: TestClient, api: Api) -> No
     api.project()
     reader = api.key("reader")
     assert client.get(f"{P}/shop", headers=auth(reader)).status_code == 200
-    r = client.post(f"{P}/shop/flags", json={"key": "f", "name": "F", "type": "boolean", "variants": {"on": True}},
-                    headers=auth(reader))  # fmt: skip
+    r = client.post(
+        f"{P}/shop/flags",
+        json={"key": "f", "name": "F", "type": "boolean", "variants": {"on": True}},
+        headers=auth(reader),
+    )
     assert r.status_code == 403
     assert r.json()["code"] == "forbidden"
 
@@ -61,8 +64,11 @@ def test_reader_key__get__200_but_write__403(client: TestClient, api: Api) -> No
 def test_writer_key__flag_write__201_but_keys_and_environments__403(client: TestClient, api: Api) -> None:
     api.project()
     writer = api.key("writer")
-    r = client.post(f"{P}/shop/flags", json={"key": "f", "name": "F", "type": "boolean", "variants": {"on": True}},
-                    headers=auth(writer))  # fmt: skip
+    r = client.post(
+        f"{P}/shop/flags",
+        json={"key": "f", "name": "F", "type": "boolean", "variants": {"on": True}},
+        headers=auth(writer),
+    )
     assert r.status_code == 201
     assert (
         client.post(

@@ -19,9 +19,15 @@ def test_flag_create__valid__version_1_salt_and_off_configs(client: TestClient, 
     api.project()
     r = client.post(
         F,
-        json={"key": "checkout", "name": "Checkout", "type": "boolean", "variants": {"on": True, "off": False},
-              "tags": ["web"], "environments": {"prod": {"enabled": True, "rules": [RULE], "off_variant": "off"}}},
-    )  # fmt: skip
+        json={
+            "key": "checkout",
+            "name": "Checkout",
+            "type": "boolean",
+            "variants": {"on": True, "off": False},
+            "tags": ["web"],
+            "environments": {"prod": {"enabled": True, "rules": [RULE], "off_variant": "off"}},
+        },
+    )
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["version"] == 1
@@ -43,9 +49,15 @@ def test_flag_create__rule_with_undeclared_variant__422_pointer_into_environment
     api.project()
     bad = {**RULE, "variant": "maybe"}
     r = client.post(
-        F, json={"key": "f", "name": "F", "type": "boolean", "variants": {"on": True, "off": False},
-                 "environments": {"prod": {"rules": [bad]}}},
-    )  # fmt: skip
+        F,
+        json={
+            "key": "f",
+            "name": "F",
+            "type": "boolean",
+            "variants": {"on": True, "off": False},
+            "environments": {"prod": {"rules": [bad]}},
+        },
+    )
     assert r.status_code == 422
     assert r.json()["code"] == "validation_error"
     assert {
@@ -58,10 +70,20 @@ def test_flag_create__several_problems__one_detail_each(client: TestClient, api:
     api.project()
     clause = {"attribute": "age", "operator": "lt", "values": ["old"]}
     r = client.post(
-        F, json={"key": "f", "name": "F", "type": "boolean", "variants": {"on": True, "off": False},
-                 "environments": {"dev": {"default_variant": "nope", "rules": [{"id": "r", "clauses": [clause],
-                                                                                "variant": "on"}]}}},
-    )  # fmt: skip
+        F,
+        json={
+            "key": "f",
+            "name": "F",
+            "type": "boolean",
+            "variants": {"on": True, "off": False},
+            "environments": {
+                "dev": {
+                    "default_variant": "nope",
+                    "rules": [{"id": "r", "clauses": [clause], "variant": "on"}],
+                }
+            },
+        },
+    )
     assert r.status_code == 422
     paths = {d["path"] for d in r.json()["details"]}
     assert paths == {"/environments/dev/default_variant", "/environments/dev/rules/0/clauses/0/values/0"}
@@ -78,9 +100,15 @@ def test_flag_create__missing_segment__422(client: TestClient, api: Api) -> None
     api.project()
     rule = {"id": "r", "clauses": [{"operator": "segment_match", "values": ["ghosts"]}], "variant": "on"}
     r = client.post(
-        F, json={"key": "f", "name": "F", "type": "boolean", "variants": {"on": True},
-                 "environments": {"dev": {"rules": [rule]}}},
-    )  # fmt: skip
+        F,
+        json={
+            "key": "f",
+            "name": "F",
+            "type": "boolean",
+            "variants": {"on": True},
+            "environments": {"dev": {"rules": [rule]}},
+        },
+    )
     assert r.status_code == 422
     assert r.json()["details"] == [
         {"path": "/environments/dev/rules/0/clauses/0/values/0", "message": "segment 'ghosts' does not exist"}
@@ -89,16 +117,32 @@ def test_flag_create__missing_segment__422(client: TestClient, api: Api) -> None
 
 def test_flag_create__unknown_environment__422(client: TestClient, api: Api) -> None:
     api.project()
-    r = client.post(F, json={"key": "f", "name": "F", "type": "boolean", "variants": {"on": True},
-                             "environments": {"qa": {}}})  # fmt: skip
+    r = client.post(
+        F,
+        json={
+            "key": "f",
+            "name": "F",
+            "type": "boolean",
+            "variants": {"on": True},
+            "environments": {"qa": {}},
+        },
+    )
     assert r.status_code == 422
     assert r.json()["details"][0]["path"] == "/environments/qa"
 
 
 def test_flag_create__unknown_nested_field__422_pointer(client: TestClient, api: Api) -> None:
     api.project()
-    r = client.post(F, json={"key": "f", "name": "F", "type": "boolean", "variants": {"on": True},
-                             "environments": {"dev": {"rules": [{**RULE, "colour": 1}]}}})  # fmt: skip
+    r = client.post(
+        F,
+        json={
+            "key": "f",
+            "name": "F",
+            "type": "boolean",
+            "variants": {"on": True},
+            "environments": {"dev": {"rules": [{**RULE, "colour": 1}]}},
+        },
+    )
     assert r.status_code == 422
     assert {"path": "/environments/dev/rules/0/colour", "message": "unknown field"} in r.json()["details"]
 
@@ -233,8 +277,11 @@ def test_env_config_patch__rules__version_bumped_outbox_only_that_env(
 ) -> None:
     api.project()
     api.flag()
-    r = client.patch(f"{F}/checkout/environments/prod", json={"rules": [RULE], "enabled": True},
-                     headers={"If-Match": '"1"'})  # fmt: skip
+    r = client.patch(
+        f"{F}/checkout/environments/prod",
+        json={"rules": [RULE], "enabled": True},
+        headers={"If-Match": '"1"'},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["version"] == 2
     assert r.json()["rules"][0]["variant"] == "on"

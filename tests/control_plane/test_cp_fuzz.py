@@ -36,8 +36,13 @@ def test_fuzz__generated_requests__no_server_error_and_error_body(
     api.flag()
 
     @given(case=operation.as_strategy())
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def run(case: Any) -> None:
         path_parameters = dict(case.path_parameters or {})
         if "project" in path_parameters and case.method != "DELETE":

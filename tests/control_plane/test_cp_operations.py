@@ -47,9 +47,11 @@ def test_metrics__after_requests__route_templates_latency_pool_backlog(
 @pytest.fixture(scope="module")
 def down_client(settings: Settings) -> TestClient:
     down = settings.model_copy(
-        update={"database_url": SecretStr("postgresql+psycopg://postgres@127.0.0.1:1/flagyard"),
-                "db_connect_timeout_seconds": 1}
-    )  # fmt: skip
+        update={
+            "database_url": SecretStr("postgresql+psycopg://postgres@127.0.0.1:1/flagyard"),
+            "db_connect_timeout_seconds": 1,
+        }
+    )
     return TestClient(create_app(down), headers=auth(ADMIN_KEY))
 
 
@@ -153,8 +155,10 @@ def test_connection_lost_during_commit__503_says_the_outcome_is_unknown(
 
     sa.event.listen(state.engine, "commit", drop_connection)
     try:
-        r = client.post("/api/v1/projects/shop/flags", json={"key": "f", "name": "F", "type": "boolean",
-                                                            "variants": {"on": True, "off": False}})  # fmt: skip
+        r = client.post(
+            "/api/v1/projects/shop/flags",
+            json={"key": "f", "name": "F", "type": "boolean", "variants": {"on": True, "off": False}},
+        )
     finally:
         sa.event.remove(state.engine, "commit", drop_connection)
 

@@ -30,21 +30,31 @@ def _jobs(conn: redis.Redis) -> list[dict[str, object]]:
     return [{"func": j.func_name, **change} for j in jobs if j is not None for change in j.kwargs["changes"]]
 
 
-def test_change__committed__outbox_row_enqueued_as_rq_job(client: TestClient, api: Api, engine: sa.Engine,
-                                                          redis_conn: redis.Redis) -> None:  # fmt: skip
+def test_change__committed__outbox_row_enqueued_as_rq_job(
+    client: TestClient, api: Api, engine: sa.Engine, redis_conn: redis.Redis
+) -> None:
     api.project()
     api.flag()
     redis_conn.flushdb()
     assert client.post(f"{F}/environments/prod/toggle", json={"enabled": True}).status_code == 200
-    outbox = rows(engine, "SELECT id, environment_id, entity_type, entity_key, version, enqueued_at FROM outbox "
-                          "WHERE version = 2")  # fmt: skip
+    outbox = rows(
+        engine,
+        "SELECT id, environment_id, entity_type, entity_key, version, enqueued_at FROM outbox "
+        "WHERE version = 2",
+    )
     assert len(outbox) == 1
     row = outbox[0]
     assert row.enqueued_at is not None
     assert _jobs(redis_conn) == [
-        {"func": JOB_FUNCTION, "outbox_id": row.id, "environment_id": row.environment_id, "entity_type": "flag",
-         "entity_key": "checkout", "version": 2}
-    ]  # fmt: skip
+        {
+            "func": JOB_FUNCTION,
+            "outbox_id": row.id,
+            "environment_id": row.environment_id,
+            "entity_type": "flag",
+            "entity_key": "checkout",
+            "version": 2,
+        }
+    ]
 
 
 def test_change__transaction_fails_after_outbox_insert__no_outbox_row(
@@ -53,17 +63,26 @@ def test_change__transaction_fails_after_outbox_insert__no_outbox_row(
     api.project()
     api.flag()
     with engine.begin() as conn:  # a real database failure late in the transaction
-        conn.execute(sa.text(
-            "CREATE FUNCTION fail_audit() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN IF NEW.action = 'toggled' THEN RAISE EXCEPTION 'audit write failed'; END IF; RETURN NULL; END $$"
-        ))  # fmt: skip
+        conn.execute(
+            sa.text(
+                "CREATE FUNCTION fail_audit() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN IF NEW.action = 'toggled' THEN RAISE EXCEPTION 'audit write failed'; END IF; RETURN NULL; END $$"
+            )
+        )
         # Deferred: it fires at COMMIT, after every row of the change (the outbox row included) was written.
-        conn.execute(sa.text("CREATE CONSTRAINT TRIGGER fail_audit AFTER INSERT ON audit_log DEFERRABLE INITIALLY "
-                             "DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_audit()"))  # fmt: skip
+        conn.execute(
+            sa.text(
+                "CREATE CONSTRAINT TRIGGER fail_audit AFTER INSERT ON audit_log DEFERRABLE INITIALLY "
+                "DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_audit()"
+            )
+        )
     try:
         before = rows(engine, "SELECT last_value FROM outbox_id_seq")[0][0]
-        with TestClient(create_app(settings), raise_server_exceptions=False,
-                        headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:  # fmt: skip
+        with TestClient(
+            create_app(settings),
+            raise_server_exceptions=False,
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        ) as c:
             r = c.post(f"{F}/environments/prod/toggle", json={"enabled": True})
         assert r.status_code == 500
         assert r.json()["code"] == "internal_error"
@@ -79,14 +98,19 @@ def test_change__transaction_fails_after_outbox_insert__no_outbox_row(
 
 @pytest.fixture
 def redis_down_client(settings: Settings) -> Iterator[TestClient]:
-    down = settings.model_copy(update={"redis_url": settings.redis_url.__class__("redis://127.0.0.1:1/0"),
-                                        "redis_timeout_seconds": 0.2})  # fmt: skip
+    down = settings.model_copy(
+        update={
+            "redis_url": settings.redis_url.__class__("redis://127.0.0.1:1/0"),
+            "redis_timeout_seconds": 0.2,
+        }
+    )
     with TestClient(create_app(down), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:
         yield c
 
 
-def test_relay__enqueue_lost__re_enqueued_once(redis_down_client: TestClient, api: Api, engine: sa.Engine,
-                                               redis_conn: redis.Redis) -> None:  # fmt: skip
+def test_relay__enqueue_lost__re_enqueued_once(
+    redis_down_client: TestClient, api: Api, engine: sa.Engine, redis_conn: redis.Redis
+) -> None:
     api.project()
     api.flag()
     redis_conn.flushdb()
@@ -177,8 +201,11 @@ def test_dispatcher__closed_before_mark_delay__marks_what_it_queued(
 def test_outbox__flag_create_in_two_envs__one_row_each(api: Api, engine: sa.Engine) -> None:
     api.project()
     api.flag()
-    got = rows(engine, "SELECT e.key, o.entity_type, o.entity_key, o.version, o.deleted FROM outbox o "
-                       "JOIN environments e ON e.id = o.environment_id ORDER BY e.key")  # fmt: skip
+    got = rows(
+        engine,
+        "SELECT e.key, o.entity_type, o.entity_key, o.version, o.deleted FROM outbox o "
+        "JOIN environments e ON e.id = o.environment_id ORDER BY e.key",
+    )
     assert [tuple(r) for r in got] == [
         ("dev", "flag", "checkout", 1, False),
         ("prod", "flag", "checkout", 1, False),
@@ -203,8 +230,12 @@ def test_outbox__sdk_key_created_rotated_revoked__sdk_key_rows(
     new_id = client.post(f"{base}/{key_id}/rotate", json={"overlap_seconds": 60}).json()["id"]
     assert client.delete(f"{base}/{new_id}").status_code == 204
     got = rows(engine, "SELECT entity_key, deleted FROM outbox WHERE entity_type = 'sdk_key' ORDER BY id")
-    assert [tuple(r) for r in got] == [(str(key_id), False), (str(new_id), False), (str(key_id), False),
-                                       (str(new_id), True)]  # fmt: skip
+    assert [tuple(r) for r in got] == [
+        (str(key_id), False),
+        (str(new_id), False),
+        (str(key_id), False),
+        (str(new_id), True),
+    ]
 
 
 _RENAME = Template("test_rename", lambda p: sa.update(Flag).where(Flag.id == p("id")).values(name=p("name")))

@@ -52,10 +52,15 @@ def test_get_flag__after_create__same_body_as_the_create_response(client: TestCl
     api.project(envs=("prod", "dev", "staging"))
     created = client.post(
         F,
-        json={"key": "checkout", "name": "Checkout", "type": "object", "tags": ["web", "b"],
-              "variants": {"big": {"n": 9223372036854775807, "xs": [1.5, "x", None, True]}, "small": {}},
-              "environments": {"prod": {"enabled": True, "default_variant": "big"}}},
-    )  # fmt: skip
+        json={
+            "key": "checkout",
+            "name": "Checkout",
+            "type": "object",
+            "tags": ["web", "b"],
+            "variants": {"big": {"n": 9223372036854775807, "xs": [1.5, "x", None, True]}, "small": {}},
+            "environments": {"prod": {"enabled": True, "default_variant": "big"}},
+        },
+    )
     assert created.status_code == 201, created.text
 
     read = client.get(f"{F}/checkout")

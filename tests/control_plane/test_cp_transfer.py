@@ -48,8 +48,14 @@ def test_import_native__new_and_existing__created_updated_unchanged(
     }
     r = client.post(f"{E}/import", json=doc)
     assert r.status_code == 200, r.text
-    assert r.json() == {"created": ["brand-new"], "updated": ["changed"], "unchanged": ["same"],
-                        "segments_created": ["vip"], "segments_updated": [], "segments_unchanged": []}  # fmt: skip
+    assert r.json() == {
+        "created": ["brand-new"],
+        "updated": ["changed"],
+        "unchanged": ["same"],
+        "segments_created": ["vip"],
+        "segments_updated": [],
+        "segments_unchanged": [],
+    }
     changed = client.get("/api/v1/projects/shop/flags/changed").json()
     assert changed["version"] == 2
     assert changed["environments"]["prod"]["enabled"] is True
@@ -57,16 +63,21 @@ def test_import_native__new_and_existing__created_updated_unchanged(
     new = client.get("/api/v1/projects/shop/flags/brand-new").json()
     assert new["environments"]["prod"]["default_variant"] == "on"
     assert new["environments"]["dev"]["default_variant"] is None
-    assert rows(engine, "SELECT action FROM flag_versions fv JOIN flags f ON f.id = fv.flag_id "
-                        "WHERE f.key = 'changed' AND fv.version = 2") == [("imported",)]  # fmt: skip
+    assert rows(
+        engine,
+        "SELECT action FROM flag_versions fv JOIN flags f ON f.id = fv.flag_id "
+        "WHERE f.key = 'changed' AND fv.version = 2",
+    ) == [("imported",)]
 
 
 def test_import_native__one_invalid_flag__422_and_nothing_applied(
     client: TestClient, api: Api, engine: sa.Engine
 ) -> None:
     api.project()
-    before = rows(engine, "SELECT (SELECT count(*) FROM flags), (SELECT count(*) FROM outbox), "
-                          "(SELECT count(*) FROM segments)")[0]  # fmt: skip
+    before = rows(
+        engine,
+        "SELECT (SELECT count(*) FROM flags), (SELECT count(*) FROM outbox), (SELECT count(*) FROM segments)",
+    )[0]
     doc = {
         "flags": [_flag("good"), _flag("bad", default_variant="missing"), _flag("also-good")],
         "segments": [{"key": "vip", "included": ["u1"]}],
@@ -76,8 +87,10 @@ def test_import_native__one_invalid_flag__422_and_nothing_applied(
     assert r.json()["details"] == [
         {"path": "/flags/1/default_variant", "message": "variant 'missing' is not declared in variants"}
     ]
-    after = rows(engine, "SELECT (SELECT count(*) FROM flags), (SELECT count(*) FROM outbox), "
-                         "(SELECT count(*) FROM segments)")[0]  # fmt: skip
+    after = rows(
+        engine,
+        "SELECT (SELECT count(*) FROM flags), (SELECT count(*) FROM outbox), (SELECT count(*) FROM segments)",
+    )[0]
     assert tuple(after) == tuple(before)
 
 
@@ -153,11 +166,17 @@ def test_import_flagd__targeting__422_nothing_applied(
     client: TestClient, api: Api, engine: sa.Engine
 ) -> None:
     api.project()
-    doc = {"flags": {
-        "ok": {"state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "off"},
-        "smart": {"state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "off",
-                  "targeting": {"if": [{"==": [{"var": "email"}, "a@b.c"]}, "on", "off"]}},
-    }}  # fmt: skip
+    doc = {
+        "flags": {
+            "ok": {"state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "off"},
+            "smart": {
+                "state": "ENABLED",
+                "variants": {"on": True, "off": False},
+                "defaultVariant": "off",
+                "targeting": {"if": [{"==": [{"var": "email"}, "a@b.c"]}, "on", "off"]},
+            },
+        }
+    }
     r = client.post(f"{E}/import", params={"format": "flagd"}, json=doc)
     assert r.status_code == 422
     assert r.json()["details"][0]["path"] == "/flags/smart/targeting"

@@ -12,9 +12,14 @@ from flagyard.rule_engine.model import Flag, Segment
 def _flag(key: str, segment: str) -> Flag:
     rule = {"id": "r", "clauses": [{"operator": "segment_match", "values": [segment]}], "variant": "on"}
     return Flag.model_validate(
-        {"key": key, "type": "boolean", "variants": {"on": True, "off": False}, "rules": [rule],
-         "default_variant": "off"}
-    )  # fmt: skip
+        {
+            "key": key,
+            "type": "boolean",
+            "variants": {"on": True, "off": False},
+            "rules": [rule],
+            "default_variant": "off",
+        }
+    )
 
 
 def _segment(key: str, refers_to: str | None = None) -> Segment:
@@ -27,9 +32,12 @@ def _segment(key: str, refers_to: str | None = None) -> Segment:
 def test_resolve_all__segment_cycle__that_flag_is_an_error_and_the_others_answer() -> None:
     flagset = FlagSet(
         [compile_flag(_flag("cyclic", "s0")), compile_flag(_flag("fine", "members"))],
-        [compile_segment(_segment("s0", "s1")), compile_segment(_segment("s1", "s0")),
-         compile_segment(_segment("members"))],
-    )  # fmt: skip
+        [
+            compile_segment(_segment("s0", "s1")),
+            compile_segment(_segment("s1", "s0")),
+            compile_segment(_segment("members")),
+        ],
+    )
 
     response = pb.ResolveAllResponse.FromString(
         resolve_all(flagset, {"targeting_key": "u"}, [], 3, BulkEncoder())

@@ -275,8 +275,12 @@ def test_stream_gap__revision_jump__environment_reloaded(
 ) -> None:
     keys = EnvKeys(seeded, ENV)
     # Simulate events lost to trimming: a value written and a revision skipped without their event.
-    rds.hset(keys.flags, "banner", b'{"version": 9, "definition": ' + (
-        b'{"key": "banner", "type": "string", "variants": {"a": "gap"}, "default_variant": "a"}}'))  # fmt: skip
+    rds.hset(
+        keys.flags,
+        "banner",
+        b'{"version": 9, "definition": '
+        + (b'{"key": "banner", "type": "string", "variants": {"a": "gap"}, "default_variant": "a"}}'),
+    )
     rds.hset(keys.versions, "flag:banner", 9)
     rds.incr(keys.rev)
     apply_change(rds, seeded, ENV, "flag", "ratio", 2, FLAGS["ratio"])

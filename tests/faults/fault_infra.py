@@ -89,10 +89,24 @@ class RedisInstance:
         _wait(lambda: _port_free(self.port), timeout, f"port {self.port} was not released")
         log = (self.directory / f"redis-{self.port}.log").open("ab")
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--dir", str(self.directory)],
-            stdout=log, stderr=log,
-        )  # fmt: skip
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=log,
+            stderr=log,
+        )
         log.close()
         self.starts += 1
         _wait(self.ping, timeout, f"redis-server on port {self.port} did not answer PING")
@@ -150,9 +164,22 @@ class PostgresInstance:
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
         self._run_as(["mkdir", "-p", str(self.socket_dir)])
         self._run_as(
-            [str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
-             "-E", "UTF8", "--locale", "C", "--no-sync", "--no-instructions"],
-        )  # fmt: skip
+            [
+                str(self.bin / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale",
+                "C",
+                "--no-sync",
+                "--no-instructions",
+            ],
+        )
 
     def _run_as(self, argv: list[str]) -> None:
         result = subprocess.run(
@@ -186,12 +213,32 @@ class PostgresInstance:
         _wait(lambda: _port_free(self.port), timeout, f"port {self.port} was not released")
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port),
-             "-k", str(self.socket_dir), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-             "-c", "full_page_writes=off", "-c", "max_connections=200",
-             "-c", "shared_buffers=64MB", "-c", "log_min_messages=warning"],
-            user=self._user, group=self._user, stdout=log, stderr=log,
-        )  # fmt: skip
+            [
+                str(self.bin / "postgres"),
+                "-D",
+                str(self.data),
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.socket_dir),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "shared_buffers=64MB",
+                "-c",
+                "log_min_messages=warning",
+            ],
+            user=self._user,
+            group=self._user,
+            stdout=log,
+            stderr=log,
+        )
         log.close()
         self.starts += 1
         deadline = time.monotonic() + timeout

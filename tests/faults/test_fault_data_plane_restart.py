@@ -21,24 +21,36 @@ DOWN_SECONDS = 3.0
 CONTEXT = {"targeting_key": "user-1", "plan": "ent"}
 FLAGS: dict[str, dict[str, Any]] = {
     "checkout": {
-        "type": "boolean", "variants": {"on": True, "off": False},
+        "type": "boolean",
+        "variants": {"on": True, "off": False},
         "config": {"enabled": True, "off_variant": "off", "default_variant": "on"},
     },
     "banner": {
-        "type": "string", "variants": {"a": "Welcome", "b": "Hi"},
+        "type": "string",
+        "variants": {"a": "Welcome", "b": "Hi"},
         "config": {"enabled": True, "default_variant": "a"},
     },
     "rate-limit": {
-        "type": "integer", "variants": {"normal": 100, "raised": 500},
-        "config": {"enabled": True, "default_variant": "normal", "rules": [
-            {"id": "ent", "variant": "raised", "clauses": [{"attribute": "plan", "operator": "eq", "values": ["ent"]}]}
-        ]},
+        "type": "integer",
+        "variants": {"normal": 100, "raised": 500},
+        "config": {
+            "enabled": True,
+            "default_variant": "normal",
+            "rules": [
+                {
+                    "id": "ent",
+                    "variant": "raised",
+                    "clauses": [{"attribute": "plan", "operator": "eq", "values": ["ent"]}],
+                }
+            ],
+        },
     },
     "ratio": {
-        "type": "float", "variants": {"low": 0.25, "high": 0.75},
+        "type": "float",
+        "variants": {"low": 0.25, "high": 0.75},
         "config": {"enabled": True, "default_variant": "high"},
     },
-}  # fmt: skip
+}
 EXPECTED = {"checkout": True, "banner": "Welcome", "rate-limit": 500, "ratio": 0.75}
 DEFAULTS = {"checkout": False, "banner": "default", "rate-limit": -1, "ratio": -1.0}
 
@@ -107,9 +119,13 @@ def test_data_plane_restart__local_sdks_under_load__serve_last_snapshot_then_res
         wait_for(lambda: len(resolve_all(probe, CONTEXT).flags) == len(FLAGS), 30)
         for stale_after in (1.0, 10.0):
             client = FlagyardClient(
-                target=f"127.0.0.1:{port}", sdk_key=sdk_key, mode="local", ready_timeout=30,
-                stale_after=stale_after, report_interval=0,
-            )  # fmt: skip
+                target=f"127.0.0.1:{port}",
+                sdk_key=sdk_key,
+                mode="local",
+                ready_timeout=30,
+                stale_after=stale_after,
+                report_interval=0,
+            )
             assert client.wait_ready(30)
             clients.append(client)
         clients[0].add_listener(lambda event, _flags, _msg: events.append((event, time.monotonic())))

@@ -179,31 +179,41 @@ def test_postgres_down__writes_and_evaluations__503s_nothing_half_written_and_se
 
         # What PostgreSQL holds per flag: its version, and the versions of its version, audit and outbox rows.
         versions = _rows(
-            pg, database,
+            pg,
+            database,
             "SELECT f.key, f.version, array_agg(v.version ORDER BY v.version) FROM flags f "
             "JOIN flag_versions v ON v.flag_id = f.id GROUP BY f.key, f.version",
-        )  # fmt: skip
-        audits = dict(_rows(
-            pg, database,
-            "SELECT resource_key, array_agg(version ORDER BY version) FROM audit_log "
-            "WHERE resource_type = 'flag' GROUP BY resource_key",
-        ))  # fmt: skip
-        outbox = dict(_rows(
-            pg, database,
-            "SELECT entity_key, array_agg(version ORDER BY version) FROM outbox "
-            "WHERE entity_type = 'flag' GROUP BY entity_key",
-        ))  # fmt: skip
+        )
+        audits = dict(
+            _rows(
+                pg,
+                database,
+                "SELECT resource_key, array_agg(version ORDER BY version) FROM audit_log "
+                "WHERE resource_type = 'flag' GROUP BY resource_key",
+            )
+        )
+        outbox = dict(
+            _rows(
+                pg,
+                database,
+                "SELECT entity_key, array_agg(version ORDER BY version) FROM outbox "
+                "WHERE entity_type = 'flag' GROUP BY entity_key",
+            )
+        )
         snapshots = {
             (key, version): snapshot
             for key, version, snapshot in _rows(
-                pg, database,
+                pg,
+                database,
                 "SELECT f.key, v.version, v.snapshot FROM flag_versions v JOIN flags f ON f.id = v.flag_id",
             )
-        }  # fmt: skip
+        }
         # A write in flight at the crash may have committed although it was answered 503.
         committed_despite_error = sum(current - 1 - len(writer.ok[key]) for key, current, _ in versions)
-        failures = [*writer.failed, *(("POST", r.status_code, r.json(), r.headers.get("retry-after"))
-                                      for r in (ghost, toggle))]  # fmt: skip
+        failures = [
+            *writer.failed,
+            *(("POST", r.status_code, r.json(), r.headers.get("retry-after")) for r in (ghost, toggle)),
+        ]
         statuses = sorted({status for _, status, _, _ in failures})
         print(
             "faults.summary",

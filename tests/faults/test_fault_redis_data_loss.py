@@ -67,8 +67,15 @@ def test_sdk_key__redis_restarted_empty__verified_key_served_until_rehydrated_th
 
         # Redis lists an environment again but not the key: the key was revoked meanwhile.
         rds = own_redis.client()
-        apply_change(rds, stack.prefix, "999", "flag", "other", 1, {"key": "other", "type": "boolean",
-                     "variants": {"on": True}, "enabled": False})  # fmt: skip
+        apply_change(
+            rds,
+            stack.prefix,
+            "999",
+            "flag",
+            "other",
+            1,
+            {"key": "other", "type": "boolean", "variants": {"on": True}, "enabled": False},
+        )
         assert wait_for(lambda: _code(evaluator) == grpc.StatusCode.UNAUTHENTICATED, 10)
 
         stack.start_syncer()  # its reconcile restores the key

@@ -33,34 +33,57 @@ DOWN_SECONDS = 30.0
 CONTEXT = {"targeting_key": "user-7", "country": "DE", "plan": "ent"}
 FLAGS: dict[str, dict[str, Any]] = {
     "checkout": {
-        "type": "boolean", "variants": {"on": True, "off": False},
-        "config": {"enabled": True, "off_variant": "off", "default_variant": "off", "rules": [
-            {"id": "de", "variant": "on", "clauses": [{"attribute": "country", "operator": "eq", "values": ["DE"]}]}
-        ]},
+        "type": "boolean",
+        "variants": {"on": True, "off": False},
+        "config": {
+            "enabled": True,
+            "off_variant": "off",
+            "default_variant": "off",
+            "rules": [
+                {
+                    "id": "de",
+                    "variant": "on",
+                    "clauses": [{"attribute": "country", "operator": "eq", "values": ["DE"]}],
+                }
+            ],
+        },
     },
     "killed": {
-        "type": "boolean", "variants": {"on": True, "off": False},
+        "type": "boolean",
+        "variants": {"on": True, "off": False},
         "config": {"enabled": False, "off_variant": "off", "default_variant": "on"},
     },
     "banner": {
-        "type": "string", "variants": {"a": "Welcome", "b": "Hi"},
+        "type": "string",
+        "variants": {"a": "Welcome", "b": "Hi"},
         "config": {"enabled": True, "default_variant": "b"},
     },
     "rate-limit": {
-        "type": "integer", "variants": {"normal": 100, "raised": 500},
-        "config": {"enabled": True, "default_variant": "normal", "rules": [
-            {"id": "ent", "variant": "raised", "clauses": [{"attribute": "plan", "operator": "eq", "values": ["ent"]}]}
-        ]},
+        "type": "integer",
+        "variants": {"normal": 100, "raised": 500},
+        "config": {
+            "enabled": True,
+            "default_variant": "normal",
+            "rules": [
+                {
+                    "id": "ent",
+                    "variant": "raised",
+                    "clauses": [{"attribute": "plan", "operator": "eq", "values": ["ent"]}],
+                }
+            ],
+        },
     },
     "ratio": {
-        "type": "float", "variants": {"low": 0.25, "high": 0.75},
+        "type": "float",
+        "variants": {"low": 0.25, "high": 0.75},
         "config": {"enabled": True, "default_variant": "low"},
     },
     "theme": {
-        "type": "object", "variants": {"dark": {"bg": "#000", "sizes": [1, 2]}, "light": {"bg": "#fff"}},
+        "type": "object",
+        "variants": {"dark": {"bg": "#000", "sizes": [1, 2]}, "light": {"bg": "#fff"}},
         "config": {"enabled": True, "default_variant": "dark"},
     },
-}  # fmt: skip
+}
 EXPECTED: dict[str, Any] = {
     "checkout": True,
     "killed": False,

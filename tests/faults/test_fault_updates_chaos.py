@@ -128,9 +128,18 @@ def test_updates__syncer_killed_and_redis_restarted__all_readers_converge_never_
     started = time.monotonic()
     cp_port = free_port()
     stack.start(
-        "control_plane", "uvicorn", "--factory", "flagyard.control_plane.main:app_from_env",
-        "--host", "127.0.0.1", "--port", str(cp_port), "--no-access-log", "--log-level", "warning",
-    )  # fmt: skip
+        "control_plane",
+        "uvicorn",
+        "--factory",
+        "flagyard.control_plane.main:app_from_env",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(cp_port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    )
     base_url = f"http://127.0.0.1:{cp_port}"
     headers = {"Authorization": f"Bearer {DEV_BOOTSTRAP_ADMIN_KEY}"}
     http = httpx.Client(base_url=base_url, headers=headers, timeout=30)
@@ -150,9 +159,12 @@ def test_updates__syncer_killed_and_redis_restarted__all_readers_converge_never_
         for evaluator in evaluators:
             wait_for(lambda ev=evaluator: len(served_versions(ev, CONTEXT)) == FLAG_COUNT, 60)  # type: ignore[misc]
         sdk = FlagyardClient(
-            target=f"127.0.0.1:{ports['dp-a']}", sdk_key=sdk_key, mode="local", ready_timeout=30,
+            target=f"127.0.0.1:{ports['dp-a']}",
+            sdk_key=sdk_key,
+            mode="local",
+            ready_timeout=30,
             report_interval=0,
-        )  # fmt: skip
+        )
         assert sdk.wait_ready(30)
         local = sdk
 

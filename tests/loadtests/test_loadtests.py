@@ -51,9 +51,22 @@ def database_exists(name: str) -> bool:
 def run_runner(results: Path) -> subprocess.CompletedProcess[str]:
     """The runner, briefly; SIGTERM (its stack is then torn down) if it overruns."""
     command = [
-        sys.executable, "-m", "loadtests.run", "--duration", "5s", "--users", "2", "--spawn-rate", "2",
-        "--flags", "10", "--admin-wait", "0.02", "--results", str(results),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "loadtests.run",
+        "--duration",
+        "5s",
+        "--users",
+        "2",
+        "--spawn-rate",
+        "2",
+        "--flags",
+        "10",
+        "--admin-wait",
+        "0.02",
+        "--results",
+        str(results),
+    ]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         output, _ = proc.communicate(timeout=RUN_TIMEOUT)

@@ -164,8 +164,17 @@ def test_dashboard__panels__cover_the_issue_list() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     panels = [p for p in dashboard["panels"] if p["type"] != "row"]
     titles = " | ".join(p["title"].lower() for p in panels)
-    for topic in ("evaluation rate", "evaluation latency", "propagation lag", "l1 size", "syncer throughput",
-                  "syncer failures", "request rate", "5xx", "db pool"):  # fmt: skip
+    for topic in (
+        "evaluation rate",
+        "evaluation latency",
+        "propagation lag",
+        "l1 size",
+        "syncer throughput",
+        "syncer failures",
+        "request rate",
+        "5xx",
+        "db pool",
+    ):
         assert topic in titles
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))

@@ -77,9 +77,17 @@ def test_dashboard__every_expression__parses_as_promql(tmp_path: Path) -> None:
     """Grafana's $__rate_interval replaced by a duration, each panel query must be valid PromQL: promtool
     checks them as recording rules."""
     expressions = [expr.replace("$__rate_interval", "5m") for expr in dashboard_expressions()]
-    rules = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"flagyard:dashboard_query_{i}", "expr": expr} for i, expr in enumerate(expressions)
-    ]}]}  # fmt: skip
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"flagyard:dashboard_query_{i}", "expr": expr}
+                    for i, expr in enumerate(expressions)
+                ],
+            }
+        ]
+    }
     path = tmp_path / "dashboard_rules.yml"
     path.write_text(yaml.safe_dump(rules))
     proc = _promtool("check", "rules", str(path))

@@ -218,14 +218,26 @@ def test_failed_jobs__listed_and_requeued_from_the_command_line(
     stack: Stack, rds: redis.Redis, syncer: Syncer
 ) -> None:
     queue = Queue(stack.queue, connection=rds)
-    job = queue.enqueue("flagyard.syncer.jobs.sync_change", outbox_id=0, environment_id=1, entity_type="bogus",
-                        entity_key="x", version=1)  # fmt: skip
+    job = queue.enqueue(
+        "flagyard.syncer.jobs.sync_change",
+        outbox_id=0,
+        environment_id=1,
+        entity_type="bogus",
+        entity_key="x",
+        version=1,
+    )
     run_jobs(stack, rds)
     assert job.id in FailedJobRegistry(queue=queue).get_job_ids()
 
     def cli(*args: str) -> str:
-        proc = subprocess.run([sys.executable, "-m", "flagyard.syncer", "failed", *args], env=stack.env,
-                              capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "flagyard.syncer", "failed", *args],
+            env=stack.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         return proc.stdout
 
     assert job.id in cli("list")

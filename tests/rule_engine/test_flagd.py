@@ -163,6 +163,7 @@ def test_disabled_flag__any_context__serves_caller_default_with_reason_disabled(
     assert testbed.flags["disabled-string-flag"].enabled is False
 
 
+# A table, one case a line read across under the header; formatted, each cell would take a line.
 @pytest.mark.parametrize(
     ("key", "context", "default", "value", "variant", "reason"),
     [
@@ -485,7 +486,17 @@ _NATIVE = validate_document(_json("native_document.json"))
 
 _ATTRIBUTES: dict[str, list[Any]] = {
     "targeting_key": [None, "u-included", "u-excluded", "u1", "u2"],
-    "email": [None, "x@beta.io", "a@corp.com", "b@corp.org", "admin@flagyard.dev", "joe@flagyard.dev", 42, ["a@corp.com"], ""],
+    "email": [
+        None,
+        "x@beta.io",
+        "a@corp.com",
+        "b@corp.org",
+        "admin@flagyard.dev",
+        "joe@flagyard.dev",
+        42,
+        ["a@corp.com"],
+        "",
+    ],
     "plan": [None, "free", "pro", ["pro", "free"], 3],
     "country": [None, "NL", "DE", "US", ["US", "NL"], [], 1],
     "age": [None, 17, 18, 30, 65.5, 100, "40", True, [20, 70], 29.9],
@@ -494,7 +505,7 @@ _ATTRIBUTES: dict[str, list[Any]] = {
     "role": [None, "admin", "user"],
     "user": [None, {"tier": "gold"}, {"tier": "silver"}, "gold"],
     "score": [None, 5, 50, "5", False],
-}  # fmt: skip
+}
 
 
 def _contexts(count: int, seed: int) -> list[dict[str, Any]]:
@@ -660,21 +671,49 @@ def _with_flag(**changes: Any) -> dict[str, Any]:
     ("document", "path", "fragment"),
     [
         (
-            _with_flag(rules=[{"id": "r", "clauses": [{"attribute": "a", "operator": "matches", "values": ["^x"]}], "variant": "on"}]),
+            _with_flag(
+                rules=[
+                    {
+                        "id": "r",
+                        "clauses": [{"attribute": "a", "operator": "matches", "values": ["^x"]}],
+                        "variant": "on",
+                    }
+                ]
+            ),
             "/flags/1/rules/0/clauses/0/operator",
             "no flagd equivalent",
         ),
         (
-            _with_flag(rules=[{"id": "r", "clauses": [{"attribute": "a", "operator": "before", "values": [1700000000]}], "variant": "on"}]),
+            _with_flag(
+                rules=[
+                    {
+                        "id": "r",
+                        "clauses": [{"attribute": "a", "operator": "before", "values": [1700000000]}],
+                        "variant": "on",
+                    }
+                ]
+            ),
             "/flags/1/rules/0/clauses/0/operator",
             "no flagd equivalent",
         ),
         (
-            _with_flag(rules=[{"id": "r", "clauses": [{"attribute": "a", "operator": "after", "values": ["2024-01-01"]}], "variant": "on"}]),
+            _with_flag(
+                rules=[
+                    {
+                        "id": "r",
+                        "clauses": [{"attribute": "a", "operator": "after", "values": ["2024-01-01"]}],
+                        "variant": "on",
+                    }
+                ]
+            ),
             "/flags/1/rules/0/clauses/0/operator",
             "no flagd equivalent",
         ),
-        (_with_flag(prerequisites=[{"flag": "other", "variant": "on"}]), "/flags/1/prerequisites", "no prerequisites"),
+        (
+            _with_flag(prerequisites=[{"flag": "other", "variant": "on"}]),
+            "/flags/1/prerequisites",
+            "no prerequisites",
+        ),
         (_with_flag(enabled=False, off_variant="off"), "/flags/1/off_variant", "caller's default"),
         (
             {"flags": [{"key": "o", "type": "object", "variants": {"list": [1, 2]}}]},
@@ -687,13 +726,24 @@ def _with_flag(**changes: Any) -> dict[str, Any]:
             "±2^53-1",
         ),
         (
-            {"flags": [{"key": "s", "type": "boolean", "variants": {"a": True}, "default_split": {
-                "variations": [{"variant": "a", "weight": 2**31}], "weight_unit": "relative"}}]},
+            {
+                "flags": [
+                    {
+                        "key": "s",
+                        "type": "boolean",
+                        "variants": {"a": True},
+                        "default_split": {
+                            "variations": [{"variant": "a", "weight": 2**31}],
+                            "weight_unit": "relative",
+                        },
+                    }
+                ]
+            },
             "/flags/0/default_split/variations",
             "MAX_WEIGHT_SUM",
         ),
     ],
-)  # fmt: skip
+)
 def test_export__inexpressible_definition__raises_with_its_pointer(
     document: Any, path: str, fragment: str
 ) -> None:

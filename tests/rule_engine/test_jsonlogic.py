@@ -20,10 +20,12 @@ from flagyard.rule_engine.jsonlogic import (
     compile_jsonlogic,
     js_str,
     loose_equals,
+    parse_flagd_version,
     strict_equals,
     to_number,
     truthy,
 )
+from flagyard.rule_engine.operators import parse_semver
 
 # --- an independent MurmurHash3_x86_32 ------------------------------------------------------------------
 
@@ -606,6 +608,11 @@ def test_sem_ver__versions__compare_like_flagd(version: Any, op: str, target: st
 def test_sem_ver__invalid_operand__makes_the_whole_rule_null(version: Any, op: Any) -> None:
     rule = compile_jsonlogic({"if": [{"sem_ver": [{"var": "v"}, {"var": "op"}, "1.0.0"]}, "yes", "no"]})
     assert rule({"v": version, "op": op}) is None
+
+
+@pytest.mark.parametrize("text", ["1.2.3", "v1.2.3-rc.1", "V2", "1.2", "not-a-version", "1.0.0.0", ""])
+def test_parse_flagd_version__string__is_the_native_semver_parse_itself(text: str) -> None:
+    assert parse_flagd_version(text) is parse_semver(text)  # one parser, one cache for both formats
 
 
 def test_operator_error__inside_or__still_nulls_the_whole_rule() -> None:

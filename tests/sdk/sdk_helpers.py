@@ -38,24 +38,56 @@ META = {"project": "shop", "environment": "production"}
 
 FLAGS: dict[str, dict[str, Any]] = {
     "new-checkout": {
-        "key": "new-checkout", "type": "boolean", "variants": {"on": True, "off": False},
-        "off_variant": "off", "default_variant": "off", "metadata": {"owner": "checkout"},
-        "rules": [{"id": "beta", "variant": "on",
-                   "clauses": [{"operator": "segment_match", "values": ["beta"]}]}],
+        "key": "new-checkout",
+        "type": "boolean",
+        "variants": {"on": True, "off": False},
+        "off_variant": "off",
+        "default_variant": "off",
+        "metadata": {"owner": "checkout"},
+        "rules": [
+            {"id": "beta", "variant": "on", "clauses": [{"operator": "segment_match", "values": ["beta"]}]}
+        ],
     },
-    "banner": {"key": "banner", "type": "string", "variants": {"a": "Welcome", "b": "Hi"}, "default_variant": "a"},
+    "banner": {
+        "key": "banner",
+        "type": "string",
+        "variants": {"a": "Welcome", "b": "Hi"},
+        "default_variant": "a",
+    },
     "rate-limit": {
-        "key": "rate-limit", "type": "integer", "variants": {"normal": 100, "raised": 500},
+        "key": "rate-limit",
+        "type": "integer",
+        "variants": {"normal": 100, "raised": 500},
         "default_variant": "normal",
-        "rules": [{"id": "big", "variant": "raised",
-                   "clauses": [{"attribute": "plan", "operator": "eq", "values": ["ent"]}]}],
+        "rules": [
+            {
+                "id": "big",
+                "variant": "raised",
+                "clauses": [{"attribute": "plan", "operator": "eq", "values": ["ent"]}],
+            }
+        ],
     },
-    "ratio": {"key": "ratio", "type": "float", "variants": {"low": 0.25, "high": 0.75}, "default_variant": "high"},
-    "theme": {"key": "theme", "type": "object", "variants": {"dark": {"bg": "#000", "sizes": [1, 2]}},
-              "default_variant": "dark"},
-    "gated": {"key": "gated", "type": "boolean", "variants": {"on": True, "off": False}, "off_variant": "off",
-              "default_variant": "on", "prerequisites": [{"flag": "new-checkout", "variant": "on"}]},
-}  # fmt: skip
+    "ratio": {
+        "key": "ratio",
+        "type": "float",
+        "variants": {"low": 0.25, "high": 0.75},
+        "default_variant": "high",
+    },
+    "theme": {
+        "key": "theme",
+        "type": "object",
+        "variants": {"dark": {"bg": "#000", "sizes": [1, 2]}},
+        "default_variant": "dark",
+    },
+    "gated": {
+        "key": "gated",
+        "type": "boolean",
+        "variants": {"on": True, "off": False},
+        "off_variant": "off",
+        "default_variant": "on",
+        "prerequisites": [{"flag": "new-checkout", "variant": "on"}],
+    },
+}
 SEGMENTS: dict[str, dict[str, Any]] = {
     "beta": {
         "key": "beta",
@@ -94,20 +126,33 @@ class Env:
 
     def settings(self, port: int = 0, **overrides: Any) -> DataPlaneSettings:
         values: dict[str, Any] = {
-            "redis_url": REDIS_URL, "redis_prefix": self.prefix, "grpc_host": "127.0.0.1", "grpc_port": port,
-            "metrics_port": 0, "stream_block_ms": 100, "env_refresh_seconds": 0.3, "sync_heartbeat_seconds": 5,
-            "sync_resume_wait_seconds": 0.2, "sdk_key_negative_cache_seconds": 0.5, "log_json": False,
+            "redis_url": REDIS_URL,
+            "redis_prefix": self.prefix,
+            "grpc_host": "127.0.0.1",
+            "grpc_port": port,
+            "metrics_port": 0,
+            "stream_block_ms": 100,
+            "env_refresh_seconds": 0.3,
+            "sync_heartbeat_seconds": 5,
+            "sync_resume_wait_seconds": 0.2,
+            "sdk_key_negative_cache_seconds": 0.5,
+            "log_json": False,
             "log_level": "error",
-        } | overrides  # fmt: skip
+        } | overrides
         return DataPlaneSettings(**values)
 
     def process_env(self) -> dict[str, str]:
         return dict(
             os.environ,
-            FLAGYARD_REDIS_URL=REDIS_URL, FLAGYARD_REDIS_PREFIX=self.prefix, FLAGYARD_GRPC_HOST="127.0.0.1",
-            FLAGYARD_METRICS_PORT="0", FLAGYARD_LOG_LEVEL="error", FLAGYARD_LOG_JSON="false",
-            FLAGYARD_STREAM_BLOCK_MS="100", FLAGYARD_LAZY_COMPILE="false",
-        )  # fmt: skip
+            FLAGYARD_REDIS_URL=REDIS_URL,
+            FLAGYARD_REDIS_PREFIX=self.prefix,
+            FLAGYARD_GRPC_HOST="127.0.0.1",
+            FLAGYARD_METRICS_PORT="0",
+            FLAGYARD_LOG_LEVEL="error",
+            FLAGYARD_LOG_JSON="false",
+            FLAGYARD_STREAM_BLOCK_MS="100",
+            FLAGYARD_LAZY_COMPILE="false",
+        )
 
 
 class ThreadPlane:
@@ -179,8 +224,10 @@ class ProcessPlane:
     def start(self) -> ProcessPlane:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "flagyard.data_plane", "--port", str(self.port)],
-            env=self.env.process_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+            env=self.env.process_env(),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+        )
         channel = grpc.insecure_channel(self.target)
         stub = pb_grpc.EvaluationServiceStub(channel)
         metadata = (("authorization", f"Bearer {SDK_KEY}"),)

@@ -58,8 +58,11 @@ def test_forked_client__change_after_the_fork__seen_by_parent_and_child(
     planes.append(plane)
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD_SCRIPT, plane.target, SDK_KEY],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         forked = {proc.stdout.readline().split()[0] for _ in range(2)}

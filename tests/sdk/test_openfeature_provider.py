@@ -20,18 +20,33 @@ from flagyard import ConfigurationError, FlagyardProvider
 
 FLAGS: dict[str, Any] = {
     "flags": [
-        {"key": "bool", "type": "boolean", "variants": {"on": True, "off": False}, "default_variant": "off",
-         "rules": [{"id": "de", "variant": "on",
-                    "clauses": [{"attribute": "country", "operator": "eq", "values": ["DE"]}]}]},
+        {
+            "key": "bool",
+            "type": "boolean",
+            "variants": {"on": True, "off": False},
+            "default_variant": "off",
+            "rules": [
+                {
+                    "id": "de",
+                    "variant": "on",
+                    "clauses": [{"attribute": "country", "operator": "eq", "values": ["DE"]}],
+                }
+            ],
+        },
         {"key": "str", "type": "string", "variants": {"a": "alpha"}, "default_variant": "a"},
         {"key": "int", "type": "integer", "variants": {"lo": 10, "hi": 99}, "default_variant": "lo"},
         {"key": "float", "type": "float", "variants": {"x": 0.25}, "default_variant": "x"},
         {"key": "obj", "type": "object", "variants": {"cfg": {"limits": [1, 2]}}, "default_variant": "cfg"},
-        {"key": "split", "type": "boolean", "variants": {"on": True, "off": False},
-         "default_split": {"variations": [{"variant": "on", "weight": 5000},
-                                          {"variant": "off", "weight": 5000}]}},
+        {
+            "key": "split",
+            "type": "boolean",
+            "variants": {"on": True, "off": False},
+            "default_split": {
+                "variations": [{"variant": "on", "weight": 5000}, {"variant": "off", "weight": 5000}]
+            },
+        },
     ]
-}  # fmt: skip
+}
 
 
 @pytest.fixture

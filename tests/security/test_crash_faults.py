@@ -21,10 +21,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))  # up_stack
 
+from stack_processes import alive, descendants
 from up_stack import Isolation, running_up, wait_until
 
 from flagyard import FlagyardClient
-from loadtests.stack import alive, descendants
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(400)]
 

@@ -87,10 +87,25 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
         }
         log_file = log.open("wb")
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "flagyard.control_plane.main:app_from_env",
-             "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_file,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "flagyard.control_plane.main:app_from_env",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
         base = f"http://127.0.0.1:{port}"
 
         def ready() -> bool:
@@ -240,12 +255,17 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 ENTRY_POINTS = {
     "control plane (uvicorn factory)": [
-        "-m", "uvicorn", "--factory", "flagyard.control_plane.main:app_from_env", "--port", "1",
+        "-m",
+        "uvicorn",
+        "--factory",
+        "flagyard.control_plane.main:app_from_env",
+        "--port",
+        "1",
     ],
     "syncer": ["-m", "flagyard.syncer", "reconcile"],
     "outbox relay": ["-m", "flagyard.control_plane.outbox", "--once"],
     "data plane": ["-m", "flagyard.data_plane"],
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
