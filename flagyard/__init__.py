@@ -21,6 +21,7 @@ from flagyard.sdk import (
     FlagyardError,
     FlagyardProvider,
     ProviderEvent,
+    ProviderStatus,
     Reason,
 )
 
@@ -28,5 +29,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncFlagyardClient", "ConfigurationError", "ErrorCode", "EvaluationResult", "FlagType",
-    "FlagyardClient", "FlagyardError", "FlagyardProvider", "ProviderEvent", "Reason", "__version__",
+    "FlagyardClient", "FlagyardError", "FlagyardProvider", "ProviderEvent", "ProviderStatus", "Reason",
+    "__version__",
 ]  # fmt: skip

@@ -6,9 +6,12 @@ import contextlib
 import threading
 from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flagyard.rule_engine import EvaluationResult, FlagSet, FlagType
+
+if TYPE_CHECKING:
+    from ._status import ProviderStatus
 
 
 class ProviderEvent(StrEnum):
@@ -25,8 +28,8 @@ Listener = Callable[[ProviderEvent, list[str], str | None], None]
 class Resolver(Protocol):
     """Where flag values come from: a file (offline), the data plane (remote) or a streamed copy (local).
 
-    ``resolve`` and ``resolve_all`` never raise. ``ready``: values come from the live source (or the file);
-    ``fatal``: the source refused the SDK key, only defaults (or the bootstrap file) are served.
+    ``resolve`` and ``resolve_all`` never raise. ``status`` is where the source stands
+    (:class:`~flagyard.sdk._status.ProviderStatus`); listeners hear of each change of it once.
     """
 
     def resolve(
@@ -36,10 +39,7 @@ class Resolver(Protocol):
     def resolve_all(self, context: Mapping[str, Any]) -> dict[str, EvaluationResult]: ...
 
     @property
-    def ready(self) -> bool: ...
-
-    @property
-    def fatal(self) -> bool: ...
+    def status(self) -> ProviderStatus: ...
 
     def wait_ready(self, timeout: float) -> bool: ...
 
