@@ -105,7 +105,7 @@ def test_remote_client__cache_ttl__cached_until_it_expires(env: Env, plane: Thre
         assert client.string("banner", "x", {"targeting_key": "u-1"}) == "Welcome"
         env.put_flag("banner", default_variant="b")
         wait_until(
-            lambda: plane.plane and plane.plane.l1.envs["env-sdk"].flagset.flags["banner"].version == 2
+            lambda: plane.plane and plane.plane.follower.envs["env-sdk"].flagset.flags["banner"].version == 2
         )
 
         assert client.string("banner", "x", {"targeting_key": "u-1"}) == "Welcome"  # cached
