@@ -28,8 +28,8 @@ import structlog
 from flagyard.contracts import redis as contract
 
 from .convert import BulkEncoder
-from .exceptions import StoreCorruptError, StoreError, StoreUnavailableError, UnavailableError
-from .l1 import CachedEnvironment, DefinitionEntry, Lazy, build, compile_stored, warm
+from .exceptions import StoreError, StoreUnavailableError, UnavailableError
+from .l1 import CachedEnvironment, Lazy, build, warm
 from .metrics import Metrics
 from .settings import DataPlaneSettings
 from .store import RedisStore
@@ -346,23 +346,11 @@ class Follower:
         if not usable:
             return
         currents = await self.store.current(env.env_id, [(e.kind, e.key) for e in usable])
+        invalid = self._invalid(env.env_id)
         for event, current in zip(usable, currents, strict=True):
             if env.revision + 1 != event.revision:  # reloaded meanwhile
                 return
-            entry: DefinitionEntry | None = None
-            compiled = None
-            if current.raw is not None:
-                try:
-                    entry, compiled = compile_stored(event.kind, event.key, current.raw)
-                except StoreCorruptError as exc:
-                    self.metrics.invalid_definitions.labels(event.kind).inc()
-                    log.error(
-                        "definition.invalid", env=env.env_id, kind=event.kind, key=event.key, problem=str(exc)
-                    )
-                    entry = DefinitionEntry(
-                        event.kind, event.key, current.version or event.version, current.raw
-                    )
-            env.apply(event, entry, compiled, current.version)
+            env.apply(event, current.raw, current.version, invalid)
             log.debug(
                 "change.applied", env=env.env_id, revision=event.revision, kind=event.kind, key=event.key
             )

@@ -329,19 +329,23 @@ class CachedEnvironment:
         self._notify()
 
     def apply(
-        self,
-        event: contract.Event,
-        entry: DefinitionEntry | None,
-        compiled: Compiled | None,
-        tombstone: int | None,
+        self, event: contract.Event, raw: bytes | None, version: int | None, on_invalid: InvalidCallback
     ) -> None:
-        """Apply the event at ``self.revision + 1``, given what Redis holds for its key now.
+        """Apply the event at ``self.revision + 1``, given what Redis holds for its key now: ``raw`` its
+        stored value (None: deleted) and ``version`` its highest version (a deletion's tombstone).
 
-        ``entry`` and ``compiled`` are the current value compiled; both None means the key is deleted
-        (``tombstone`` is its highest version), ``entry`` alone means the value is bad and skipped (the
-        old definition stays). The value may be newer than the event: versions of a key only grow in
+        A value that does not compile is reported to ``on_invalid`` and skipped (the old definition stays;
+        the revision advances). The value may be newer than the event: versions of a key only grow in
         Redis, so applying the newest is always safe, and an older one than held is ignored.
         """
+        entry: DefinitionEntry | None = None
+        compiled: Compiled | None = None
+        if raw is not None:
+            try:
+                entry, compiled = compile_stored(event.kind, event.key, raw)
+            except StoreCorruptError as exc:
+                on_invalid(event.kind, event.key, str(exc))
+                entry = DefinitionEntry(event.kind, event.key, version or event.version, raw)
         key = (event.kind, event.key)
         held = self.definitions.get(key)
         message = pb.SyncFlagsResponse(revision=event.revision, event_id=event.event_id)
@@ -363,7 +367,7 @@ class CachedEnvironment:
                     self.flagset.remove_segment(event.key)
             message.change.operation = pb.OPERATION_DELETE
             message.change.definition.CopyFrom(
-                pb.Definition(kind=KIND_PB[event.kind], key=event.key, version=tombstone or event.version)
+                pb.Definition(kind=KIND_PB[event.kind], key=event.key, version=version or event.version)
             )
         else:  # a bad value is skipped, but the revision still advances
             message.heartbeat.SetInParent()

@@ -94,10 +94,6 @@ class SyncConnector:
         self._thread = threading.Thread(target=self._run, name="flagyard-sync", daemon=True)
         self._thread.start()
 
-    @property
-    def stopped(self) -> bool:
-        return self._stop.is_set()
-
     def close(self) -> None:
         self._stop.set()
         with self._lock:

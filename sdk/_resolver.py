@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -46,37 +44,6 @@ class Resolver(Protocol):
     def add_listener(self, listener: Listener) -> None: ...
 
     def close(self) -> None: ...
-
-
-class Listeners:
-    """Fan-out of provider events; a failing listener never affects the others or the SDK."""
-
-    def __init__(self) -> None:
-        self._listeners: list[Listener] = []
-        self._lock = threading.Lock()
-
-    def add(self, listener: Listener) -> None:
-        with self._lock:
-            self._listeners.append(listener)
-
-    def reset_after_fork(self) -> None:
-        """A new lock: another thread may have held the old one when the process forked."""
-        self._lock = threading.Lock()
-
-    def emit(self, event: ProviderEvent, flags: list[str] | None = None, message: str | None = None) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        for listener in listeners:
-            try:
-                listener(event, flags or [], message)
-            except Exception:  # noqa: S112 - an app's listener must not break the SDK
-                continue
-
-
-def notify(listener: Listener, event: ProviderEvent, message: str | None = None) -> None:
-    """Tell one listener (a late subscriber) the current state; its failure is ignored."""
-    with contextlib.suppress(Exception):  # an app's listener must not break the SDK
-        listener(event, [], message)
 
 
 def changed_flags(old: FlagSet, new: FlagSet) -> list[str]:

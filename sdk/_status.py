@@ -9,11 +9,12 @@ a repeated failure needs no guard of its own at the call site.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from enum import StrEnum
 
-from ._resolver import Listener, Listeners, ProviderEvent, notify
+from ._resolver import Listener, ProviderEvent
 
 
 class ProviderStatus(StrEnum):
@@ -38,6 +39,38 @@ TRANSITIONS: dict[ProviderStatus, frozenset[ProviderStatus]] = {
 """Every change of status allowed. STALE only follows READY (there must be something to be stale); ERROR and
 FATAL never become STALE (what is served is already not live); FATAL ends only when the key is accepted
 again; nothing returns to NOT_READY. Staying in a status is not a transition."""
+
+
+class Listeners:
+    """Fan-out of provider events; a failing listener never affects the others or the SDK."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+        self._lock = threading.Lock()
+
+    def add(self, listener: Listener) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+    def reset_after_fork(self) -> None:
+        """A new lock: another thread may have held the old one when the process forked."""
+        self._lock = threading.Lock()
+
+    def emit(self, event: ProviderEvent, flags: list[str] | None = None, message: str | None = None) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(event, flags or [], message)
+            except Exception:  # noqa: S112 - an app's listener must not break the SDK
+                continue
+
+
+def notify(listener: Listener, event: ProviderEvent, message: str | None = None) -> None:
+    """Tell one listener (a late subscriber) the current state; its failure is ignored."""
+    with contextlib.suppress(Exception):  # an app's listener must not break the SDK
+        listener(event, [], message)
+
 
 SERVING = frozenset({ProviderStatus.READY, ProviderStatus.STALE})
 """Statuses in which values come from the live source (when STALE, its last known flags)."""

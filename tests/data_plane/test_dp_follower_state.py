@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from flagyard.contracts import redis as contract
 from flagyard.data_plane.convert import BulkEncoder
 from flagyard.data_plane.follower import TRANSITIONS, Follower, FollowerStatus
-from flagyard.data_plane.l1 import CachedEnvironment, build, compile_stored
+from flagyard.data_plane.l1 import CachedEnvironment, build
 from flagyard.data_plane.metrics import Metrics
 from flagyard.data_plane.store import RedisStore
 from flagyard.rule_engine import FlagType
@@ -101,9 +101,11 @@ def loaded(revision: int = 2, **flags: bytes) -> CachedEnvironment:
     return env
 
 
-def put(env: CachedEnvironment, e: contract.Event, raw: bytes) -> None:
-    entry, compiled = compile_stored("flag", e.key, raw)
-    env.apply(e, entry, compiled, None)
+def put(env: CachedEnvironment, e: contract.Event, raw: bytes) -> list[tuple[str, str, str]]:
+    """Apply ``e`` with ``raw`` as the value Redis holds now; the (kind, key, problem) reported invalid."""
+    invalid: list[tuple[str, str, str]] = []
+    env.apply(e, raw, e.version, lambda *problem: invalid.append(problem))
+    return invalid
 
 
 def value(env: CachedEnvironment, key: str) -> Any:
@@ -144,10 +146,20 @@ def test_apply__put_newer_ignores_older_deletes_and_keeps_a_replayable_history()
     assert value(env, "a") is True
     put(env, event(4, "a", 4), stored("a", 4, "off"))  # older than held: the revision moves, the value not
     assert (value(env, "a"), env.revision) == (True, 4)
-    env.apply(event(5, "a", 7, "delete"), None, None, 7)
+    env.apply(event(5, "a", 7, "delete"), None, 7, lambda *_: None)
     assert "a" not in env.flagset.flags
 
     assert env.position_known(5, "5-0")
     assert env.position_known(3, "3-0")  # history of 2: revisions 4 and 5 replay from 3
     assert not env.position_known(2, "2-0")
     assert len(list(env.changes_after(3))) == 2
+
+
+def test_apply__value_that_does_not_compile__reported_skipped_and_the_revision_still_moves() -> None:
+    env = loaded(2, a=stored("a", 1, "on"))
+
+    invalid = put(env, event(3, "a", 2), orjson.dumps({"version": 2, "definition": {"key": "a"}}))
+
+    assert [(kind, key) for kind, key, _ in invalid] == [("flag", "a")]
+    assert (value(env, "a"), env.revision) == (True, 3)
+    assert env.position_known(3, "3-0")
