@@ -21,6 +21,7 @@ from flagyard.sdk import (
     FlagyardError,
     FlagyardProvider,
     ProviderEvent,
+    ProviderStatus,
     Reason,
 )
 
@@ -36,6 +37,7 @@ __all__ = [
     "FlagyardError",
     "FlagyardProvider",
     "ProviderEvent",
+    "ProviderStatus",
     "Reason",
     "__version__",
 ]
