@@ -28,6 +28,7 @@ COPY rule_engine ./rule_engine
 COPY control_plane ./control_plane
 COPY syncer ./syncer
 COPY contracts ./contracts
+COPY db ./db
 COPY data_plane ./data_plane
 COPY sdk ./sdk
 COPY cli ./cli

@@ -25,9 +25,9 @@ app = typer.Typer(
 
 def insert_admin_key(session: Session, name: str) -> tuple[Actor, str]:
     """A new global admin key in ``session``'s transaction: the actor it is, and the key (never stored)."""
-    from flagyard.control_plane.db.models import ApiKey
     from flagyard.control_plane.security import Role, display_prefix, generate_key, hash_key
     from flagyard.control_plane.services.common import Actor
+    from flagyard.db.models import ApiKey
 
     key = generate_key(Role.ADMIN)
     row = ApiKey(name=name, role=Role.ADMIN.value, key_hash=hash_key(key), prefix=display_prefix(key))
@@ -64,9 +64,9 @@ def reset(
     try:
         import sqlalchemy as sa
 
-        from flagyard.control_plane.db.engine import make_sessionmaker
         from flagyard.control_plane.services.common import Tx
         from flagyard.control_plane.settings import DEV_DATABASE_URL
+        from flagyard.db.engine import make_sessionmaker
 
         from .up_setup import masked
     except ImportError as exc:

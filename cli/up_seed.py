@@ -17,13 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from flagyard.control_plane import schemas
-from flagyard.control_plane.db.engine import make_sessionmaker
-from flagyard.control_plane.db.models import Project
 from flagyard.control_plane.outbox import deliver
 from flagyard.control_plane.services import flags, keys, projects
 from flagyard.control_plane.services.common import Tx
 from flagyard.control_plane.services.keys import ensure_bootstrap_key
 from flagyard.control_plane.settings import Settings
+from flagyard.db.engine import make_sessionmaker
+from flagyard.db.models import Project
 
 from .admin_key_cmd import audit_created, insert_admin_key
 

@@ -2,7 +2,7 @@
 
 Versions, audit, rollback, API and SDK keys, and a transactional outbox that hands every change to the
 syncer. ``flagyard.control_plane.main.create_app(settings)`` builds the FastAPI app;
-``flagyard.control_plane.db.mapping`` is the one mapping between rows and rule-engine models;
+``flagyard.db.mapping`` is the one mapping between rows and rule-engine models;
 ``flagyard.control_plane.outbox`` documents the propagation contract.
 """
 

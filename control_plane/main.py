@@ -34,7 +34,7 @@ from flagyard.control_plane.api.routes import (
     segments,
     transfer,
 )
-from flagyard.control_plane.db.engine import make_engine, make_read_pool, make_sessionmaker
+from flagyard.control_plane.db.reads import make_read_pool
 from flagyard.control_plane.logs import configure_logging
 from flagyard.control_plane.metrics import Metrics
 from flagyard.control_plane.outbox import Dispatcher, Relay, backlog
@@ -42,6 +42,7 @@ from flagyard.control_plane.ratelimit import RateLimiter
 from flagyard.control_plane.services.keys import KeyCache, ensure_bootstrap_key
 from flagyard.control_plane.settings import Settings
 from flagyard.control_plane.state import AppState
+from flagyard.db.engine import make_engine, make_sessionmaker
 
 log = structlog.get_logger("flagyard.control_plane")
 

@@ -37,9 +37,9 @@ from rq import Queue, Retry
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
-from flagyard.control_plane.db.models import OutboxEntry
 from flagyard.control_plane.metrics import Metrics
 from flagyard.control_plane.services.common import OutboxMessage
+from flagyard.db.models import OutboxEntry
 
 JOB_FUNCTION = "flagyard.syncer.jobs.sync_changes"
 """The RQ job's function, by dotted path (the control plane does not import the syncer)."""
@@ -357,7 +357,8 @@ class Relay:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m flagyard.control_plane.outbox [--once]``: run the relay from the command line."""
-    from .db.engine import make_engine, make_sessionmaker
+    from flagyard.db.engine import make_engine, make_sessionmaker
+
     from .exceptions import ConfigurationError
     from .logs import configure_logging
     from .settings import Settings

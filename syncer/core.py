@@ -37,8 +37,8 @@ from flagyard.contracts.redis import (
 )
 from flagyard.contracts.redis import apply_change as redis_apply_change
 from flagyard.contracts.redis import apply_changes as redis_apply_changes
-from flagyard.control_plane.db import mapping
-from flagyard.control_plane.db.models import (
+from flagyard.db import mapping
+from flagyard.db.models import (
     ApiKey,
     Environment,
     Flag,

@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from flagyard.control_plane.db.engine import make_engine, make_sessionmaker
+from flagyard.db.engine import make_engine, make_sessionmaker
 
 from .core import Outcome, Syncer
 from .settings import SyncerSettings

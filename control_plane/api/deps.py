@@ -21,7 +21,6 @@ from starlette.responses import Response
 
 from flagyard.control_plane.api.params import API_PREFIX
 from flagyard.control_plane.api.responses import result_response, to_jsonable
-from flagyard.control_plane.db.models import IdempotencyRecord
 from flagyard.control_plane.db.reads import ReadPool
 from flagyard.control_plane.exceptions import (
     AuthenticationError,
@@ -34,6 +33,7 @@ from flagyard.control_plane.exceptions import (
 from flagyard.control_plane.services.common import Actor, Result, Tx
 from flagyard.control_plane.services.keys import authenticate, cached_actor
 from flagyard.control_plane.state import AppState
+from flagyard.db.models import IdempotencyRecord
 
 log = structlog.get_logger("flagyard.api")
 

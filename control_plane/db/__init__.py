@@ -1,1 +1,1 @@
-"""Persistence: the engine, the ORM models and the one mapping between rows and rule-engine models."""
+"""The control plane's own persistence on top of :mod:`flagyard.db`: the event loop's read pool."""

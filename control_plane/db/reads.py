@@ -28,6 +28,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 
 from flagyard.control_plane.exceptions import map_driver_error
+from flagyard.control_plane.settings import Settings
+from flagyard.db.engine import session_settings
 
 _DIALECT = pg_asyncpg.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it untyped
 
@@ -148,3 +150,16 @@ class ReadPool:
     async def _fetch(self, pool: asyncpg.Pool, sql: str, args: list[Any]) -> list[asyncpg.Record]:
         async with pool.acquire(timeout=self._timeout) as conn:
             return await conn.fetch(sql, *args)
+
+
+def make_read_pool(settings: Settings) -> ReadPool:
+    """The event loop's connections for single-statement reads (the session settings of every
+    connection: :func:`flagyard.db.engine.session_settings`)."""
+    url = sa.engine.make_url(settings.sqlalchemy_url).set(drivername="postgresql")
+    return ReadPool(
+        url.render_as_string(hide_password=False),
+        size=settings.db_read_pool_size,
+        timeout=settings.db_pool_timeout_seconds,
+        connect_timeout=settings.db_connect_timeout_seconds,
+        server_settings=session_settings(settings),
+    )

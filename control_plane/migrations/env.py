@@ -7,8 +7,8 @@ from logging.config import fileConfig
 import sqlalchemy as sa
 from alembic import context
 
-from flagyard.control_plane.db.models import Base
 from flagyard.control_plane.settings import Settings
+from flagyard.db.models import Base
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):

@@ -8,10 +8,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from flagyard.control_plane.db.models import AuditEntry
 from flagyard.control_plane.exceptions import PermissionDeniedError
 from flagyard.control_plane.security import Role
 from flagyard.control_plane.services.common import Actor, Result, get_project, page_limit
+from flagyard.db.models import AuditEntry
 
 
 def entry_body(e: AuditEntry) -> dict[str, Any]:

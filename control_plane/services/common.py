@@ -11,17 +11,6 @@ import structlog
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from flagyard.control_plane.db.deferred import Template, columns
-from flagyard.control_plane.db.models import (
-    AuditEntry,
-    Environment,
-    Flag,
-    FlagVersion,
-    OutboxEntry,
-    Project,
-    Segment,
-    SegmentVersion,
-)
 from flagyard.control_plane.db.reads import ReadPool, ReadQuery
 from flagyard.control_plane.exceptions import (
     Detail,
@@ -33,6 +22,17 @@ from flagyard.control_plane.exceptions import (
 )
 from flagyard.control_plane.security import Role
 from flagyard.control_plane.services.diff import json_diff
+from flagyard.db.deferred import Template, columns
+from flagyard.db.models import (
+    AuditEntry,
+    Environment,
+    Flag,
+    FlagVersion,
+    OutboxEntry,
+    Project,
+    Segment,
+    SegmentVersion,
+)
 from flagyard.rule_engine import Issue, limits
 
 log = structlog.get_logger("flagyard.control_plane")

@@ -22,9 +22,6 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from flagyard import rule_engine
 from flagyard.control_plane import schemas
-from flagyard.control_plane.db import mapping as m
-from flagyard.control_plane.db.deferred import Template, columns
-from flagyard.control_plane.db.models import Environment, Flag, FlagEnvironment, FlagVersion, Project
 from flagyard.control_plane.db.reads import ReadPool, ReadQuery
 from flagyard.control_plane.exceptions import ConflictError, Detail, InvalidRequestError, NotFoundError
 from flagyard.control_plane.security import Role, new_salt
@@ -50,6 +47,9 @@ from flagyard.control_plane.services.common import (
     version_page,
     version_result,
 )
+from flagyard.db import mapping as m
+from flagyard.db.deferred import Template, columns
+from flagyard.db.models import Environment, Flag, FlagEnvironment, FlagVersion, Project
 from flagyard.rule_engine import DefinitionError, Issue, validate_flag
 from flagyard.rule_engine.validation import pointer
 

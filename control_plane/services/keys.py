@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from flagyard.control_plane import schemas
-from flagyard.control_plane.db.models import ApiKey, Environment, Project
 from flagyard.control_plane.exceptions import (
     AuthenticationError,
     Detail,
@@ -34,6 +33,7 @@ from flagyard.control_plane.security import (
     parse_role,
 )
 from flagyard.control_plane.services.common import Actor, Result, Tx, get_environment, get_project, page_limit
+from flagyard.db.models import ApiKey, Environment, Project
 
 
 def _now() -> datetime:

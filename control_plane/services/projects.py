@@ -9,8 +9,6 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from flagyard.control_plane import schemas
-from flagyard.control_plane.db import mapping as m
-from flagyard.control_plane.db.models import Environment, Flag, FlagEnvironment, Project, Segment
 from flagyard.control_plane.exceptions import ConflictError, PermissionDeniedError
 from flagyard.control_plane.security import Role
 from flagyard.control_plane.services.common import (
@@ -23,6 +21,8 @@ from flagyard.control_plane.services.common import (
     get_project,
     page_limit,
 )
+from flagyard.db import mapping as m
+from flagyard.db.models import Environment, Flag, FlagEnvironment, Project, Segment
 
 
 def project_body(p: Project) -> dict[str, Any]:

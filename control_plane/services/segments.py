@@ -11,15 +11,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from flagyard.control_plane import schemas
-from flagyard.control_plane.db import mapping as m
-from flagyard.control_plane.db.models import (
-    Environment,
-    Flag,
-    FlagEnvironment,
-    Project,
-    Segment,
-    SegmentVersion,
-)
 from flagyard.control_plane.db.reads import ReadPool, ReadQuery
 from flagyard.control_plane.exceptions import ConflictError, Detail, InvalidRequestError, NotFoundError
 from flagyard.control_plane.security import Role
@@ -38,6 +29,15 @@ from flagyard.control_plane.services.common import (
     page_limit,
     version_page,
     version_result,
+)
+from flagyard.db import mapping as m
+from flagyard.db.models import (
+    Environment,
+    Flag,
+    FlagEnvironment,
+    Project,
+    Segment,
+    SegmentVersion,
 )
 from flagyard.rule_engine import DefinitionError, Issue, validate_segment
 

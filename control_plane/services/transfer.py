@@ -15,8 +15,6 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from flagyard import rule_engine
-from flagyard.control_plane.db import mapping as m
-from flagyard.control_plane.db.models import Environment, Flag, FlagEnvironment, FlagVersion, Project, Segment
 from flagyard.control_plane.exceptions import InvalidRequestError, NotSupportedError
 from flagyard.control_plane.security import Role, new_salt
 from flagyard.control_plane.services import flags as flag_ops
@@ -30,6 +28,8 @@ from flagyard.control_plane.services.common import (
     get_project,
     invalid,
 )
+from flagyard.db import mapping as m
+from flagyard.db.models import Environment, Flag, FlagEnvironment, FlagVersion, Project, Segment
 from flagyard.rule_engine import DefinitionError, Issue, limits, validate_document
 from flagyard.rule_engine.validation import pointer
 

@@ -10,10 +10,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from flagyard.contracts.redis import read_evaluations
-from flagyard.control_plane.db.models import Flag
 from flagyard.control_plane.exceptions import ServiceUnavailableError
 from flagyard.control_plane.security import Role
 from flagyard.control_plane.services.common import Actor, Result, get_environment, get_project
+from flagyard.db.models import Flag
 
 
 def read_usage(

@@ -22,8 +22,8 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from flagyard.cli import rest
 from flagyard.cli.admin import Target
 from flagyard.cli.app import app
-from flagyard.control_plane.db.engine import make_engine, make_sessionmaker
 from flagyard.control_plane.outbox import JOB_FUNCTION
+from flagyard.db.engine import make_engine, make_sessionmaker
 from flagyard.syncer import jobs
 from flagyard.syncer.core import Syncer
 

@@ -8,7 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from cp_helpers import alembic_config, create_database, database_url, drop_database
 
-from flagyard.control_plane.db.models import Base
+from flagyard.db.models import Base
 
 
 def _tables(url: str) -> set[str]:

@@ -12,14 +12,14 @@ from fastapi.testclient import TestClient
 from polling_helpers import wait_until
 from rq import Queue
 
-from flagyard.control_plane.db.deferred import Template
-from flagyard.control_plane.db.engine import make_sessionmaker
-from flagyard.control_plane.db.models import Flag, Project
 from flagyard.control_plane.main import create_app
 from flagyard.control_plane.outbox import JOB_FUNCTION, MARK_DELAY, Dispatcher, OutboxMessage, relay_once
 from flagyard.control_plane.security import Role
 from flagyard.control_plane.services.common import Actor, Tx
 from flagyard.control_plane.settings import Settings
+from flagyard.db.deferred import Template
+from flagyard.db.engine import make_sessionmaker
+from flagyard.db.models import Flag, Project
 
 F = "/api/v1/projects/shop/flags/checkout"
 

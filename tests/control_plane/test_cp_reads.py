@@ -15,8 +15,7 @@ from cp_helpers import ADMIN_KEY, Api, auth
 from fastapi.testclient import TestClient
 from sqlalchemy.dialects.postgresql import JSONB
 
-from flagyard.control_plane.db.engine import make_read_pool
-from flagyard.control_plane.db.reads import ReadPool, ReadQuery
+from flagyard.control_plane.db.reads import ReadPool, ReadQuery, make_read_pool
 from flagyard.control_plane.exceptions import DatabaseUnavailableError
 from flagyard.control_plane.main import create_app
 from flagyard.control_plane.settings import Settings

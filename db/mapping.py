@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from flagyard import rule_engine
-from flagyard.control_plane.db.deferred import Template
-from flagyard.control_plane.db.models import Environment, Flag, FlagEnvironment, Segment
+from flagyard.db.deferred import Template
+from flagyard.db.models import Environment, Flag, FlagEnvironment, Segment
 
 ENV_CONFIG_FIELDS = ("enabled", "off_variant", "default_variant", "default_split", "rules", "prerequisites")
 """The per-environment part of a flag."""

@@ -10,7 +10,6 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from flagyard.control_plane.db.reads import ReadPool
 from flagyard.control_plane.settings import Settings
 
 
@@ -50,18 +49,6 @@ def session_settings(settings: Settings) -> dict[str, str]:
 def session_options(settings: Settings) -> str:
     """:func:`session_settings` as libpq's ``options``."""
     return " ".join(f"-c {name}={value}" for name, value in session_settings(settings).items())
-
-
-def make_read_pool(settings: Settings) -> ReadPool:
-    """The event loop's connections for single-statement reads (see :mod:`.reads`)."""
-    url = sa.engine.make_url(settings.sqlalchemy_url).set(drivername="postgresql")
-    return ReadPool(
-        url.render_as_string(hide_password=False),
-        size=settings.db_read_pool_size,
-        timeout=settings.db_pool_timeout_seconds,
-        connect_timeout=settings.db_connect_timeout_seconds,
-        server_settings=session_settings(settings),
-    )
 
 
 def _json_dumps(value: object) -> str:

@@ -1,4 +1,5 @@
-"""ORM models: the control plane's PostgreSQL schema (managed by Alembic, see ``migrations/``).
+"""ORM models: the PostgreSQL schema (evolved by the control plane's Alembic migrations,
+``control_plane/migrations/``).
 
 JSON content (variants, rules, snapshots) is stored as PostgreSQL ``json``, which keeps key order as
 written, so variants come back in the order the admin declared them.
