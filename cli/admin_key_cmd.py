@@ -42,13 +42,6 @@ def audit_created(tx: Tx, name: str) -> None:
     tx.audit(None, "api_key", str(tx.actor.key_id), "created", {}, after)
 
 
-def _sqlalchemy_url(url: str) -> str:
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
 @app.command("reset")
 def reset(
     name: Annotated[
@@ -65,8 +58,8 @@ def reset(
         import sqlalchemy as sa
 
         from flagyard.control_plane.services.common import Tx
-        from flagyard.control_plane.settings import DEV_DATABASE_URL
         from flagyard.db.engine import make_sessionmaker
+        from flagyard.db.settings import DEV_DATABASE_URL, psycopg_url
 
         from .up_setup import masked
     except ImportError as exc:
@@ -80,9 +73,7 @@ def reset(
     url = os.environ.get("FLAGYARD_DATABASE_URL") or DEV_DATABASE_URL
     if not name.strip() or len(name) > 256:
         raise typer.BadParameter("must be 1 to 256 characters", param_hint="--name")
-    engine = sa.create_engine(
-        _sqlalchemy_url(url), connect_args={"connect_timeout": 5}, poolclass=sa.NullPool
-    )
+    engine = sa.create_engine(psycopg_url(url), connect_args={"connect_timeout": 5}, poolclass=sa.NullPool)
     try:
         with make_sessionmaker(engine)() as session, session.begin():
             actor, key = insert_admin_key(session, name)

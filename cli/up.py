@@ -129,7 +129,7 @@ def _prepare(stack: StackSettings, *, seed: bool) -> tuple[DemoKeys | None, bool
     from .exceptions import PreflightError
     from .up_seed import DEMO_PROJECT, seed_demo
 
-    settings = stack.syncer
+    settings = stack.control_plane
     up_setup.preflight(stack)
     where = up_setup.masked(settings.sqlalchemy_url)
     if up_setup.ensure_database(settings):
@@ -307,7 +307,7 @@ def banner(
     processes = f"data plane, {stack.data_plane.data_plane_processes} process(es)"
     lines = [
         rule,
-        f"Flagyard is up ({stack.syncer.mode} mode). Ctrl-C stops everything.",
+        f"Flagyard is up ({stack.control_plane.mode} mode). Ctrl-C stops everything.",
         f"  REST API   {api}   (OpenAPI docs: {rest}/docs)",
         f"  gRPC       {_grpc_target(stack)}   ({processes})",
         f"  metrics    {'  '.join(metrics)}",

@@ -22,8 +22,11 @@ from psycopg import sql
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flagyard.contracts.settings import RedisSettings
 from flagyard.control_plane import migrations
+from flagyard.control_plane.settings import Settings
 from flagyard.data_plane.settings import DataPlaneSettings
+from flagyard.db.settings import DatabaseSettings
 from flagyard.syncer.settings import SyncerSettings
 
 from .addresses import bind_host
@@ -49,9 +52,11 @@ class UpSettings(BaseSettings):
 
 @dataclass(frozen=True)
 class StackSettings:
+    """Each process's settings, read from the one environment every child inherits."""
+
     up: UpSettings
+    control_plane: Settings
     syncer: SyncerSettings
-    """The control plane's settings and the syncer's (one class: the syncer extends the control plane's)."""
     data_plane: DataPlaneSettings
 
 
@@ -88,7 +93,7 @@ def loopback_in_development() -> None:
 
 def load_settings() -> StackSettings:
     """Every plane's settings from the environment; pydantic's ValidationError if one is invalid."""
-    return StackSettings(UpSettings(), SyncerSettings(), DataPlaneSettings())
+    return StackSettings(UpSettings(), Settings(), SyncerSettings(), DataPlaneSettings())
 
 
 # --- preflight -----------------------------------------------------------------------------------------
@@ -150,7 +155,7 @@ def _pg_where(url: str) -> str:
     return f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
 
 
-def check_postgres(settings: SyncerSettings) -> str | None:
+def check_postgres(settings: DatabaseSettings) -> str | None:
     """Connect to the maintenance database; a problem report naming PostgreSQL and where, or None."""
     url = settings.sqlalchemy_url
     try:
@@ -166,7 +171,7 @@ def check_postgres(settings: SyncerSettings) -> str | None:
         return f"FLAGYARD_DATABASE_URL is not a PostgreSQL URL ({masked(url)}): {_first_line(exc)}"
 
 
-def check_redis(settings: SyncerSettings) -> str | None:
+def check_redis(settings: RedisSettings) -> str | None:
     """PING Redis; a problem report naming Redis and where, or None."""
     url = settings.redis_url.get_secret_value()
     try:
@@ -242,7 +247,7 @@ def check_ports(stack: StackSettings) -> list[str]:
 
 def preflight(stack: StackSettings) -> None:
     """PostgreSQL, Redis and the ports; :class:`PreflightError` listing every problem found."""
-    problems = [p for p in (check_postgres(stack.syncer), check_redis(stack.syncer)) if p]
+    problems = [p for p in (check_postgres(stack.control_plane), check_redis(stack.control_plane)) if p]
     problems += check_ports(stack)
     if problems:
         raise PreflightError(problems)
@@ -251,7 +256,7 @@ def preflight(stack: StackSettings) -> None:
 # --- database ------------------------------------------------------------------------------------------
 
 
-def ensure_database(settings: SyncerSettings) -> bool:
+def ensure_database(settings: DatabaseSettings) -> bool:
     """Create the configured database if it does not exist; True if it was created."""
     url = settings.sqlalchemy_url
     name = sa.make_url(url).database
@@ -283,7 +288,7 @@ def alembic_config() -> Config:
     return config
 
 
-def migrate(settings: SyncerSettings) -> tuple[str | None, str | None]:
+def migrate(settings: DatabaseSettings) -> tuple[str | None, str | None]:
     """Upgrade the schema to head; (revision before, revision after)."""
     config = alembic_config()
     head = ScriptDirectory.from_config(config).get_current_head()

@@ -1,9 +1,12 @@
 """Control-plane configuration from the environment (prefix ``FLAGYARD_``).
 
-Secrets are :class:`~pydantic.SecretStr`, so they never reach a log line or a ``repr``; a settings error
-is reported by :meth:`Settings.from_env` without the values pydantic would quote (it prints the raw input,
-which holds every secret). In ``production`` mode the settings refuse the development defaults: the
-bootstrap admin key, a weak one, and the development database credentials however the URL is spelled.
+The control plane composes the shared groups (mode and logging, Redis and the sync queue:
+:mod:`flagyard.contracts.settings`; the database: :mod:`flagyard.db.settings`) and adds its own knobs: the
+bootstrap admin key, rate limits, authentication, idempotency and the outbox. Secrets are
+:class:`~pydantic.SecretStr`, so they never reach a log line or a ``repr``; a settings error is reported by
+:meth:`Settings.from_env` without the values pydantic would quote (it prints the raw input, which holds every
+secret). In ``production`` mode the settings refuse the development defaults: the bootstrap admin key, a weak
+one, and the development database credentials however the URL is spelled.
 """
 
 from __future__ import annotations
@@ -11,18 +14,16 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from typing import Any, Literal, Self
+from typing import Literal
 
-import sqlalchemy as sa
-from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr
 
+from flagyard.contracts.settings import SyncQueueSettings
 from flagyard.control_plane.exceptions import ConfigurationError
+from flagyard.db.settings import DatabaseSettings
 
 DEV_BOOTSTRAP_ADMIN_KEY = "fy_admin_development-bootstrap-key-do-not-use-in-production"
 """The bootstrap admin key of development mode; production mode refuses it."""
-
-DEV_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/flagyard"
 
 MIN_BOOTSTRAP_SECRET_CHARS = 43
 """Characters after ``fy_admin_``: 32 random bytes in URL-safe base64, what ``generate_key`` writes."""
@@ -30,8 +31,6 @@ MIN_BOOTSTRAP_SECRET_BITS = 128
 """Entropy the secret part must show (Shannon estimate of its characters × length); a generated key
 shows about 200, a repeated or keyboard pattern far less."""
 _BOOTSTRAP_KEY = re.compile(r"^fy_admin_([A-Za-z0-9_-]+)$")
-_PLACEHOLDER = "REPLACE_ME"
-"""The password of the Kubernetes secret template (k8s/secret.template.yaml)."""
 
 
 def estimated_bits(secret: str) -> float:
@@ -64,62 +63,13 @@ def bootstrap_key_problem(value: str) -> str | None:
     return None
 
 
-def database_url_problem(url: str) -> str | None:
-    """Why production mode refuses a database URL, or ``None``.
-
-    The URL is parsed, so any spelling of the development default is caught (``postgres://``,
-    ``postgresql://``, ``postgresql+psycopg://``, ``localhost``, no port): the development credentials are
-    PostgreSQL's superuser ``postgres`` without a password, trusted by the local server. The Kubernetes
-    template's placeholders (password ``REPLACE_ME``, a host under ``.invalid``) are refused too.
-    """
-    try:
-        parsed = sa.make_url(url)
-    except (sa.exc.ArgumentError, ValueError):
-        return "FLAGYARD_DATABASE_URL is not a database URL"
-    if parsed.get_backend_name() not in ("postgresql", "postgres"):
-        return "FLAGYARD_DATABASE_URL must be a PostgreSQL URL"
-    if parsed.username in (None, "", "postgres") and not parsed.password:
-        return "FLAGYARD_DATABASE_URL uses the development credentials (user postgres without a password)"
-    if parsed.password == _PLACEHOLDER or (parsed.host or "").lower().endswith(".invalid"):
-        return "FLAGYARD_DATABASE_URL is the deployment template's placeholder"
-    return None
-
-
-def describe_errors(exc: ValidationError, env_prefix: str = "FLAGYARD_") -> str:
-    """A settings error as lines ``FLAGYARD_NAME: why``, without the input values pydantic would quote
-    (its default message shows the value, or for a model-level error every value: all the secrets)."""
-    lines = []
-    for error in exc.errors(include_url=False, include_input=False, include_context=False):
-        loc = "_".join(str(part) for part in error.get("loc", ())).upper()
-        where = f"{env_prefix}{loc}" if loc else "settings"
-        lines.append(f"{where}: {error.get('msg', 'invalid')}")
-    return "\n".join(lines)
-
-
-class Settings(BaseSettings):
+class Settings(DatabaseSettings, SyncQueueSettings):
     """Every knob of the control plane. Read once at start-up; pass explicitly to :func:`create_app`."""
 
-    model_config = SettingsConfigDict(env_prefix="FLAGYARD_", env_file=None, extra="ignore", frozen=True)
+    configuration_error = ConfigurationError
 
-    mode: Literal["development", "production"] = "development"
-
-    database_url: SecretStr = SecretStr(DEV_DATABASE_URL)
-    db_pool_size: int = Field(default=10, ge=1, le=200)
-    db_max_overflow: int = Field(default=10, ge=0, le=200)
-    db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
     db_read_pool_size: int = Field(default=10, ge=1, le=200)
     """Connections of the event loop's pool for single-statement reads (beside ``db_pool_size``)."""
-    db_connect_timeout_seconds: int = Field(default=3, ge=1)
-    db_statement_timeout_ms: int = Field(default=15_000, ge=0)
-
-    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
-    redis_timeout_seconds: float = Field(default=2.0, gt=0)
-    sync_queue: str = Field(default="", pattern=r"^[A-Za-z0-9_.:-]*$")
-    """The RQ queue of outbox jobs; by default ``<redis_prefix>-sync``, so deployments that share a Redis
-    with different prefixes never consume each other's jobs (RQ's own keys, ``rq:…``, are not under the
-    prefix; only the queue name tells them apart)."""
-    redis_prefix: str = Field(default="flagyard", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    """Prefix of every key of the Redis contract (ARCHITECTURE.md), shared with the syncer and data plane."""
     stale_flag_days: float = Field(default=7.0, gt=0)
     """A flag not evaluated for this long (or never) is reported as stale."""
 
@@ -148,48 +98,10 @@ class Settings(BaseSettings):
     """Rows not enqueued this long after their commit are re-enqueued by the relay."""
     outbox_retention_hours: float = Field(default=72.0, gt=0)
 
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_json: bool = True
     access_log: bool = True
+    """One log line per request, with its request id."""
 
-    @classmethod
-    def from_env(cls, **overrides: Any) -> Self:
-        """The settings of the ``FLAGYARD_*`` environment; :class:`ConfigurationError` (naming each bad
-        setting and why, never its value) instead of pydantic's message."""
-        try:
-            return cls(**overrides)
-        except ValidationError as exc:
-            raise ConfigurationError(f"bad settings:\n{describe_errors(exc)}") from None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _queue_follows_prefix(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not data.get("sync_queue"):
-            return {**data, "sync_queue": f"{data.get('redis_prefix') or 'flagyard'}-sync"}
-        return data
-
-    @model_validator(mode="after")
-    def _refuse_default_secrets(self) -> Settings:
-        if self.mode != "production":
-            return self
-        problems = []
+    def production_problems(self) -> list[str]:
         key = self.bootstrap_admin_key
-        if key is not None:
-            problem = bootstrap_key_problem(key.get_secret_value())
-            if problem:
-                problems.append(problem)
-        problem = database_url_problem(self.database_url.get_secret_value())
-        if problem:
-            problems.append(problem)
-        if problems:
-            raise ValueError("production mode refuses default secrets: " + "; ".join(problems))
-        return self
-
-    @property
-    def sqlalchemy_url(self) -> str:
-        """The database URL with the psycopg 3 driver, whatever scheme was configured."""
-        url = self.database_url.get_secret_value()
-        for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-            if url.startswith(prefix):
-                return "postgresql+psycopg://" + url[len(prefix) :]
-        return url
+        problem = bootstrap_key_problem(key.get_secret_value()) if key is not None else None
+        return [*([problem] if problem else []), *super().production_problems()]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .exceptions import ConfigurationError
 from .logs import configure_logging
 from .server import run
 from .settings import DataPlaneSettings
@@ -28,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["grpc_port"] = args.port
     try:
         settings = DataPlaneSettings.from_env(**overrides)
-    except ValueError as exc:
-        print(f"flagyard.data_plane: bad settings:\n{exc}", file=sys.stderr)
+    except ConfigurationError as exc:
+        print(f"flagyard.data_plane: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_json)
     if args.worker:

@@ -3,43 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Self
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, model_validator
 
+from flagyard.contracts.settings import RedisSettings
 
-def describe_errors(exc: ValidationError, env_prefix: str = "FLAGYARD_") -> str:
-    """A settings error as lines ``FLAGYARD_NAME: why``, without the input values pydantic would quote
-    (a Redis URL carries its password)."""
-    lines = []
-    for error in exc.errors(include_url=False, include_input=False, include_context=False):
-        loc = "_".join(str(part) for part in error.get("loc", ())).upper()
-        lines.append(f"{env_prefix}{loc}: {error.get('msg', 'invalid')}" if loc else error.get("msg", ""))
-    return "\n".join(lines)
+from .exceptions import ConfigurationError
 
 
-class DataPlaneSettings(BaseSettings):
-    """Every field is read from ``FLAGYARD_<FIELD NAME>``, e.g. ``FLAGYARD_REDIS_URL``."""
+class DataPlaneSettings(RedisSettings):
+    """Every field is read from ``FLAGYARD_<FIELD NAME>``, e.g. ``FLAGYARD_REDIS_URL``.
 
-    model_config = SettingsConfigDict(env_prefix="FLAGYARD_", extra="ignore", frozen=True)
+    The data plane reads only Redis (the shared group, with mode and logging) and its own knobs: no
+    database, no secret of the control plane. ``mode=production`` turns server reflection off by default.
+    """
 
-    @classmethod
-    def from_env(cls, **overrides: Any) -> Self:
-        """The settings of the environment; :class:`ValueError` with :func:`describe_errors`' message."""
-        try:
-            return cls(**overrides)
-        except ValidationError as exc:
-            raise ValueError(describe_errors(exc)) from None
+    configuration_error = ConfigurationError
 
-    mode: Literal["development", "production"] = Field(
-        default="development", description="As the control plane's: production changes secure defaults."
-    )
-    redis_url: SecretStr = Field(
-        default=SecretStr("redis://127.0.0.1:6379/0"),
-        description="The Redis of the contract (a secret: it may carry a password).",
-    )
-    redis_prefix: str = Field(default="flagyard", min_length=1, description="Key prefix P.")
     redis_timeout_seconds: float = Field(
         default=0.5, gt=0, description="Socket timeout of request-path Redis reads (SDK key lookups)."
     )
@@ -97,8 +78,6 @@ class DataPlaneSettings(BaseSettings):
     metrics_flag_label_cap: int = Field(
         default=200, ge=0, description="Distinct flag keys labelled in metrics; the rest count as 'other'."
     )
-    log_level: str = Field(default="info")
-    log_json: bool = Field(default=True, description="JSON logs (else human-readable console logs).")
     grace_seconds: float = Field(default=5.0, ge=0, description="Shutdown grace for in-flight calls.")
 
     @model_validator(mode="after")

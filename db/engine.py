@@ -10,10 +10,10 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from flagyard.control_plane.settings import Settings
+from flagyard.db.settings import DatabaseSettings
 
 
-def make_engine(settings: Settings) -> sa.Engine:
+def make_engine(settings: DatabaseSettings) -> sa.Engine:
     """An engine with a bounded pool and connect and statement timeouts.
 
     JSON is written with orjson but read with the standard library: orjson reads integers beyond
@@ -36,7 +36,7 @@ def make_engine(settings: Settings) -> sa.Engine:
     )
 
 
-def session_settings(settings: Settings) -> dict[str, str]:
+def session_settings(settings: DatabaseSettings) -> dict[str, str]:
     """Every connection's session settings: the statement timeout, times in UTC, and
     synchronous_commit=on whatever the server's default (an acknowledged change survives a crash)."""
     return {
@@ -46,7 +46,7 @@ def session_settings(settings: Settings) -> dict[str, str]:
     }
 
 
-def session_options(settings: Settings) -> str:
+def session_options(settings: DatabaseSettings) -> str:
     """:func:`session_settings` as libpq's ``options``."""
     return " ".join(f"-c {name}={value}" for name, value in session_settings(settings).items())
 

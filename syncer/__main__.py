@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flagyard.control_plane.exceptions import ConfigurationError
-
-from .exceptions import StoreUnavailableError
+from .exceptions import ConfigurationError, StoreUnavailableError
 from .settings import SyncerSettings
 
 

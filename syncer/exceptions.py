@@ -1,6 +1,7 @@
 """Errors of the syncer::
 
 SyncerError
+├── ConfigurationError         the settings are invalid; the process does not start
 ├── InvalidDefinitionError     the committed definition fails validation; retrying cannot help
 ├── StoreUnavailableError      PostgreSQL or Redis could not be reached; the job is retried
 └── ChangeFailedError          some changes of a job failed unexpectedly (the others were applied); retried
@@ -11,6 +12,10 @@ from __future__ import annotations
 
 class SyncerError(Exception):
     """Base of every error the syncer raises."""
+
+
+class ConfigurationError(SyncerError):
+    """The settings are invalid. The message names each setting and why, never a value (secrets)."""
 
 
 class InvalidDefinitionError(SyncerError):

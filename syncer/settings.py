@@ -1,14 +1,24 @@
-"""Syncer configuration (prefix ``FLAGYARD_``): the control plane's database and Redis settings, and more."""
+"""Syncer configuration (prefix ``FLAGYARD_``): the shared groups it reads and its own knobs.
+
+The syncer reads PostgreSQL (:class:`~flagyard.db.settings.DatabaseSettings`: production mode refuses the
+development database credentials) and consumes the sync queue and writes the Redis contract
+(:class:`~flagyard.contracts.settings.SyncQueueSettings`); nothing of the control plane's API, keys or outbox.
+"""
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from flagyard.control_plane.settings import Settings
+from flagyard.contracts.settings import SyncQueueSettings
+from flagyard.db.settings import DatabaseSettings
+
+from .exceptions import ConfigurationError
 
 
-class SyncerSettings(Settings):
-    """The control plane's settings (database, Redis, queue) and the syncer's own knobs."""
+class SyncerSettings(DatabaseSettings, SyncQueueSettings):
+    """The database, Redis and queue the syncer works between, and the syncer's own knobs."""
+
+    configuration_error = ConfigurationError
 
     stream_max_length: int = Field(default=10_000, ge=100)
     """Approximate length each environment's event stream is trimmed to."""

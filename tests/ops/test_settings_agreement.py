@@ -108,6 +108,12 @@ def test_k8s__data_plane__gets_no_database_secret() -> None:
     assert "FLAGYARD_BOOTSTRAP_ADMIN_KEY" not in env
 
 
+def test_k8s__syncer__gets_the_database_and_redis_but_no_admin_key() -> None:
+    env = container_env(_k8s_container("syncer"))
+    assert {"FLAGYARD_DATABASE_URL", "FLAGYARD_REDIS_URL"} <= set(env)
+    assert "FLAGYARD_BOOTSTRAP_ADMIN_KEY" not in env
+
+
 def test_dockerfile__flagyard_env__is_a_setting_of_every_plane() -> None:
     names = set(re.findall(r"\b(FLAGYARD_[A-Z0-9_]+)=", (ROOT / "Dockerfile").read_text()))
     assert names

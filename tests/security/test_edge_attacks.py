@@ -278,7 +278,12 @@ def test_settings_error__no_fragment_of_any_secret_in_the_output(entry: str, pro
     }
     if problem == "production refuses":
         env["FLAGYARD_MODE"] = "production"
-        env["FLAGYARD_GRPC_PORT"] = "not-a-port"  # the data plane has no bootstrap key to refuse
+        # The syncer reads no bootstrap key: it refuses the template's database host (its password kept, so
+        # a leak would show); the data plane reads neither.
+        env["FLAGYARD_DATABASE_URL"] = (
+            f"postgresql://flagyard:{DATABASE_PASSWORD}@postgres.invalid:1/flagyard"
+        )
+        env["FLAGYARD_GRPC_PORT"] = "not-a-port"
     else:
         env["FLAGYARD_DB_POOL_SIZE"] = "lots"
         env["FLAGYARD_GRPC_PORT"] = "not-a-port"

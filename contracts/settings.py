@@ -1,0 +1,104 @@
+"""The setting groups every plane shares, read from ``FLAGYARD_*`` environment variables.
+
+Each plane's settings class composes the groups it reads (they are pydantic-settings classes, so one flat
+environment fills them all) and adds its own knobs; no plane's class inherits another plane's, so a plane
+neither reads nor validates what only another plane needs. The groups: :class:`CommonSettings` (mode and
+logging, how a settings error is reported, how production mode refuses weak secrets),
+:class:`RedisSettings` (the Redis the planes meet on and the contract's key prefix) and
+:class:`SyncQueueSettings` (the RQ queue between the control plane and the syncer). The database group is
+:class:`flagyard.db.settings.DatabaseSettings`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal, Self
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "FLAGYARD_"
+
+
+def describe_errors(exc: ValidationError, env_prefix: str = ENV_PREFIX) -> str:
+    """A settings error as lines ``FLAGYARD_NAME: why``, without the input values pydantic would quote
+    (its default message shows the value, or for a model-level error every value: all the secrets)."""
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        loc = "_".join(str(part) for part in error.get("loc", ())).upper()
+        where = f"{env_prefix}{loc}" if loc else "settings"
+        lines.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "\n".join(lines)
+
+
+class CommonSettings(BaseSettings):
+    """What every Flagyard process reads: the mode and the logging.
+
+    A plane's class names its own ``configuration_error``, so :meth:`from_env` raises the plane's
+    exception (each package keeps its errors in its own ``exceptions.py``). Production mode asks every
+    group for :meth:`production_problems` and refuses them all in one error, so an operator sees every weak
+    secret at once, not one per restart.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=None, extra="ignore", frozen=True)
+
+    configuration_error: ClassVar[type[Exception]]
+    """What :meth:`from_env` raises: the plane's own ``ConfigurationError``."""
+
+    mode: Literal["development", "production"] = "development"
+    """``production`` refuses default and weak secrets and changes secure defaults."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_json: bool = True
+    """JSON lines (else human-readable console lines)."""
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Self:
+        """The settings of the ``FLAGYARD_*`` environment; the plane's ``configuration_error`` (naming each
+        bad setting and why, never its value) instead of pydantic's message."""
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            raise cls.configuration_error(f"bad settings:\n{describe_errors(exc)}") from None
+
+    def production_problems(self) -> list[str]:
+        """Why production mode refuses these settings (each group adds its own; never quotes a value)."""
+        return []
+
+    @model_validator(mode="after")
+    def _refuse_weak_secrets(self) -> Self:
+        if self.mode == "production":
+            problems = self.production_problems()
+            if problems:
+                raise ValueError("production mode refuses default secrets: " + "; ".join(problems))
+        return self
+
+
+class RedisSettings(CommonSettings):
+    """The Redis of the contract (``flagyard.contracts.redis``) and the prefix of its every key."""
+
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    """A secret: it may carry a password."""
+    redis_timeout_seconds: float = Field(default=2.0, gt=0)
+    """Socket timeout of Redis calls."""
+    redis_prefix: str = Field(default="flagyard", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    """Prefix of every key of the Redis contract (ARCHITECTURE.md); the same in every plane."""
+
+
+class SyncQueueSettings(RedisSettings):
+    """The RQ queue through which the control plane's outbox hands changes to the syncer."""
+
+    sync_queue: str = Field(default="", pattern=r"^[A-Za-z0-9_.:-]*$")
+    """The RQ queue of outbox jobs; by default ``<redis_prefix>-sync``, so deployments that share a Redis
+    with different prefixes never consume each other's jobs (RQ's own keys, ``rq:…``, are not under the
+    prefix; only the queue name tells them apart)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _queue_follows_prefix(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("sync_queue"):
+            return {**data, "sync_queue": f"{data.get('redis_prefix') or 'flagyard'}-sync"}
+        return data
