@@ -7,12 +7,12 @@ Contract (the syncer relies on it):
   ``entity_type`` one of ``flag``, ``segment``, ``environment``, ``sdk_key`` (``entity_key`` is then the
   key's id; created, rotated or revoked). ``deleted`` marks a deletion (of the flag, the segment, the
   whole environment, or a revoked SDK key). A transaction that fails leaves no row.
-* After commit, the rows become RQ jobs on queue ``flagyard-sync`` calling
-  ``flagyard.syncer.jobs.sync_changes`` (by dotted path) with kwargs ``{"changes": [...]}``, a list of up
-  to :data:`JOB_BATCH` changes ``{outbox_id, environment_id, entity_type, entity_key, version}``
-  (batching amortises RQ's own cost per job); then ``enqueued_at`` is set: at once by an inline
-  dispatcher, within :data:`MARK_DELAY` seconds (one UPDATE for every row queued meanwhile) by the
-  background one.
+* After commit, the rows become RQ jobs on queue ``flagyard-sync`` calling the syncer's
+  :data:`~flagyard.contracts.queue.SYNC_JOB_FUNCTION` (by dotted path) with kwargs
+  ``{"changes": [...]}``, a list of up to :data:`JOB_BATCH` changes
+  ``{outbox_id, environment_id, entity_type, entity_key, version}`` (batching amortises RQ's own cost
+  per job); then ``enqueued_at`` is set: at once by an inline dispatcher, within :data:`MARK_DELAY`
+  seconds (one UPDATE for every row queued meanwhile) by the background one.
 * The relay (:func:`relay_once`, looped by :class:`Relay` or ``python -m flagyard.control_plane.outbox``)
   re-enqueues rows whose ``enqueued_at`` is still NULL some grace period after their creation (the
   process died between commit and enqueue, or Redis was down). So a job can arrive twice, or after a
@@ -37,12 +37,11 @@ from rq import Queue, Retry
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
+from flagyard.contracts.queue import SYNC_JOB_FUNCTION
 from flagyard.control_plane.metrics import Metrics
 from flagyard.control_plane.services.common import OutboxMessage
 from flagyard.db.models import OutboxEntry
 
-JOB_FUNCTION = "flagyard.syncer.jobs.sync_changes"
-"""The RQ job's function, by dotted path (the control plane does not import the syncer)."""
 JOB_BATCH = 200
 """Changes carried by one job at most: RQ's own cost per job (about 3 ms on the 2-core reference machine)
 is paid once per batch, while a batch stays small enough for one syncer pass to finish well inside a
@@ -67,7 +66,7 @@ def enqueue(connection: redis.Redis, queue_name: str, messages: Sequence[OutboxM
     q.enqueue_many(
         [
             Queue.prepare_data(
-                JOB_FUNCTION,
+                SYNC_JOB_FUNCTION,
                 kwargs={"changes": [m.job_kwargs() for m in batch]},
                 description="sync "
                 + ", ".join(

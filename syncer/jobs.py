@@ -1,4 +1,5 @@
-"""The RQ job functions the control plane enqueues by dotted path (``flagyard.syncer.jobs.sync_changes``).
+"""The RQ job functions the control plane enqueues by dotted path
+(:data:`flagyard.contracts.queue.SYNC_JOB_FUNCTION` names :func:`sync_changes`).
 
 A worker process configures one :class:`~.core.Syncer` with :func:`configure`; if none was configured,
 the first job builds one from the environment's settings.

@@ -22,7 +22,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from flagyard.cli import rest
 from flagyard.cli.admin import Target
 from flagyard.cli.app import app
-from flagyard.control_plane.outbox import JOB_FUNCTION
+from flagyard.contracts.queue import SYNC_JOB_FUNCTION
 from flagyard.db.engine import make_engine, make_sessionmaker
 from flagyard.syncer import jobs
 from flagyard.syncer.core import Syncer
@@ -398,7 +398,7 @@ def test_jobs_failed__real_failed_sync_job__listed_requeued_then_succeeds(
             {"p": project},
         ).scalar_one()
     change = {"outbox_id": None, "environment_id": env_id, "entity_type": "flag", "entity_key": "checkout"}
-    job = queue.enqueue(JOB_FUNCTION, changes=[{**change, "version": 1}], retry=Retry(max=1))
+    job = queue.enqueue(SYNC_JOB_FUNCTION, changes=[{**change, "version": 1}], retry=Retry(max=1))
     gone = SecretStr(cp.settings.database_url.get_secret_value() + "_gone")
     down = cp.settings.model_copy(update={"database_url": gone})
     worker_name = f"{cp.queue}-worker"

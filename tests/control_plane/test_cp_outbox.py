@@ -12,8 +12,9 @@ from fastapi.testclient import TestClient
 from polling_helpers import wait_until
 from rq import Queue
 
+from flagyard.contracts.queue import SYNC_JOB_FUNCTION
 from flagyard.control_plane.main import create_app
-from flagyard.control_plane.outbox import JOB_FUNCTION, MARK_DELAY, Dispatcher, OutboxMessage, relay_once
+from flagyard.control_plane.outbox import MARK_DELAY, Dispatcher, OutboxMessage, relay_once
 from flagyard.control_plane.security import Role
 from flagyard.control_plane.services.common import Actor, Tx
 from flagyard.control_plane.settings import Settings
@@ -47,7 +48,7 @@ def test_change__committed__outbox_row_enqueued_as_rq_job(
     assert row.enqueued_at is not None
     assert _jobs(redis_conn) == [
         {
-            "func": JOB_FUNCTION,
+            "func": SYNC_JOB_FUNCTION,
             "outbox_id": row.id,
             "environment_id": row.environment_id,
             "entity_type": "flag",

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rq import Queue
 from rq.utils import utcformat
 
+from flagyard.contracts.queue import SYNC_JOB_FUNCTION
 from flagyard.syncer.metrics import QueueCollector
 
 REDIS_URL = "redis://127.0.0.1:6379/10"
@@ -52,8 +53,8 @@ def test_queue_collector__empty_queue__zero_jobs_and_zero_age(queue: Queue) -> N
 
 
 def test_queue_collector__jobs_waiting__counts_them_and_ages_the_oldest(queue: Queue) -> None:
-    oldest = queue.enqueue("flagyard.syncer.jobs.sync_changes", changes=[])
-    queue.enqueue("flagyard.syncer.jobs.sync_changes", changes=[])
+    oldest = queue.enqueue(SYNC_JOB_FUNCTION, changes=[])
+    queue.enqueue(SYNC_JOB_FUNCTION, changes=[])
     two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
     queue.connection.hset(oldest.key, "enqueued_at", utcformat(two_hours_ago))
 
@@ -64,7 +65,7 @@ def test_queue_collector__jobs_waiting__counts_them_and_ages_the_oldest(queue: Q
 
 
 def test_queue_collector__retry_waiting__counted_as_scheduled(queue: Queue) -> None:
-    queue.enqueue_at(datetime.now(UTC) + timedelta(hours=1), "flagyard.syncer.jobs.sync_changes", changes=[])
+    queue.enqueue_at(datetime.now(UTC) + timedelta(hours=1), SYNC_JOB_FUNCTION, changes=[])
 
     samples = _samples(QueueCollector(queue))
 

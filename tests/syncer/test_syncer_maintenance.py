@@ -14,11 +14,11 @@ import pytest
 import redis
 from rq import Queue, Retry
 
+from flagyard.contracts.queue import SYNC_JOB_FUNCTION
 from flagyard.syncer.settings import SyncerSettings
 from flagyard.syncer.worker import STUCK_SECONDS, Maintenance, alive_key, lock_key
 
 REDIS_URL = os.environ.get("FLAGYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/4")
-JOB = "flagyard.syncer.jobs.sync_changes"
 
 
 @pytest.fixture
@@ -50,8 +50,10 @@ def maintenance(settings: SyncerSettings) -> Maintenance:
 
 
 def test_tick__retry_due__moved_back_to_the_queue(settings: SyncerSettings, queue: Queue) -> None:
-    due = queue.enqueue_at(datetime.now(UTC) - timedelta(seconds=1), JOB, changes=[], retry=Retry(max=1))
-    later = queue.enqueue_at(datetime.now(UTC) + timedelta(hours=1), JOB, changes=[])
+    due = queue.enqueue_at(
+        datetime.now(UTC) - timedelta(seconds=1), SYNC_JOB_FUNCTION, changes=[], retry=Retry(max=1)
+    )
+    later = queue.enqueue_at(datetime.now(UTC) + timedelta(hours=1), SYNC_JOB_FUNCTION, changes=[])
     m = maintenance(settings)
     try:
         m.tick()  # before: only RQ's forked scheduler process did this
@@ -64,7 +66,7 @@ def test_tick__retry_due__moved_back_to_the_queue(settings: SyncerSettings, queu
 def test_tick__job_left_in_the_intermediate_list__requeued_after_the_grace(
     settings: SyncerSettings, queue: Queue
 ) -> None:
-    job = queue.enqueue(JOB, changes=[])
+    job = queue.enqueue(SYNC_JOB_FUNCTION, changes=[])
     # A worker took it (RQ moves it to the intermediate list) and died before starting it.
     queue.connection.lmove(queue.key, queue.intermediate_queue_key, "RIGHT", "LEFT")
     m = maintenance(settings)
@@ -83,7 +85,7 @@ def test_tick__lock_held_by_a_live_worker__only_the_holder_maintains(
     settings: SyncerSettings, queue: Queue
 ) -> None:
     holder, other = maintenance(settings), maintenance(settings)
-    due = queue.enqueue_at(datetime.now(UTC) - timedelta(seconds=1), JOB, changes=[])
+    due = queue.enqueue_at(datetime.now(UTC) - timedelta(seconds=1), SYNC_JOB_FUNCTION, changes=[])
     try:
         holder.beat()
         queue.connection.set(

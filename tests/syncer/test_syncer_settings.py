@@ -4,10 +4,13 @@ own ConfigurationError, and production mode still refusing the development datab
 from __future__ import annotations
 
 import os
+import pkgutil
 
 import pytest
 
+from flagyard.contracts.queue import SYNC_JOB_FUNCTION
 from flagyard.control_plane.settings import Settings
+from flagyard.syncer import jobs
 from flagyard.syncer.exceptions import ConfigurationError, SyncerError
 from flagyard.syncer.settings import SyncerSettings
 
@@ -77,3 +80,7 @@ def test_sync_queue__the_control_planes_for_the_same_environment(monkeypatch: py
     assert SyncerSettings().sync_queue == Settings().sync_queue == "tenant-b-sync"
     monkeypatch.setenv("FLAGYARD_SYNC_QUEUE", "mine")
     assert SyncerSettings().sync_queue == Settings().sync_queue == "mine"
+
+
+def test_sync_job_function__names_the_syncers_job() -> None:
+    assert pkgutil.resolve_name(SYNC_JOB_FUNCTION) is jobs.sync_changes

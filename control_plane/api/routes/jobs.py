@@ -1,7 +1,7 @@
 """The sync queue's failed jobs (retries exhausted): list them and put them back on the queue.
 
 Global admin only. The registry is RQ's ``FailedJobRegistry`` of the queue the outbox enqueues to, the
-same one ``python -m flagyard.syncer failed list|requeue`` works on; the control plane reaches it
+same one the syncer's ``failed list|requeue`` command works on; the control plane reaches it
 through its own Redis connection, without importing the syncer.
 """
 
