@@ -94,6 +94,7 @@ CLI_MODULES = {
     "__init__": "base",
     "eval_core": "base",
     "exceptions": "base",
+    "addresses": "cli",
     "admin": "cli",
     "admin_key_cmd": "cli",
     "app": "cli",
