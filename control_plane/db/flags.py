@@ -342,12 +342,15 @@ def record_change(
     same_definition = definition == flag.definition
     changed: list[int] = []
     for env_key, env in flag.environments.items():
-        config = {name: configs[env_key][name] for name in ENV_CONFIG_FIELDS}
-        if same_definition and config == env.config:
+        given = configs[env_key]
+        if same_definition and (given is env.config or given == env.config):
             continue
+        config = {name: given[name] for name in ENV_CONFIG_FIELDS}
         if m.serves_differently(flag.definition, env.config, definition, config):
             env.version = version
             changed.append(env.environment_id)
+        elif config == env.config:
+            continue
         env.config = config
         tx.defer(
             _CONFIG_UPDATE, _config_params(flag.id, env), ("flag_environments", (flag.id, env.environment_id))
