@@ -65,9 +65,7 @@ def test_added_field__rollback_to_a_version_from_before_it__reads_the_declared_d
         assert (body[FIELD], body["description"], body["version"]) == (DEFAULT, "first", 3)
         with engine.connect() as conn:
             stored = conn.scalar(sa.select(sa.column(FIELD)).select_from(Flag.__table__))
-            snapshots = dict(
-                conn.execute(sa.select(FlagVersion.version, FlagVersion.snapshot)).tuples().all()
-            )
+            snapshots = dict(conn.execute(sa.select(FlagVersion.version, FlagVersion.snapshot)).all())
         assert stored == DEFAULT
         assert FIELD not in snapshots[1]
         assert (snapshots[3][FIELD], snapshots[3]["description"]) == (DEFAULT, "first")
