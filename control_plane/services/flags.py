@@ -137,15 +137,7 @@ async def list_flags(
         await read_project_id(reads, actor, project_key)
     more = len(flags) > limit
     flags = flags[:limit]
-    items = [
-        {
-            **{name: getattr(f, name) for name in repo.LISTED_FIELDS},
-            "version": f.version,
-            "updated_at": f.updated_at,
-            "enabled": f.enabled,
-        }
-        for f in flags
-    ]
+    items = repo.page_items(flags)
     return Result({"items": items, "next_cursor": flags[-1].key if more else None})
 
 
