@@ -127,13 +127,13 @@ def _flags(rows: Iterable[Any]) -> dict[str, LockedFlag]:
 def lock(session: Session, project_key: str, key: str) -> LockedFlag | None:
     """The live flag ``key`` of project ``project_key`` with its configurations, locked; ``None`` if there
     is none (the caller tells 403 from 404). One statement: the start of every change to one flag."""
-    rows = session.connection().execute(_LOCK_ONE, {"project": project_key, "flag": key})
+    rows = session.connection().execute(_LOCK_ONE, {"project": project_key, "flag": key}).all()
     return next(iter(_flags(rows).values()), None)
 
 
 def lock_all(session: Session, project_id: int) -> dict[str, LockedFlag]:
     """Every live flag of a project with its configurations, locked, by key (an import)."""
-    return _flags(session.connection().execute(_LOCK_ALL, {"project_id": project_id}))
+    return _flags(session.connection().execute(_LOCK_ALL, {"project_id": project_id}).all())
 
 
 def exists(session: Session, project_id: int, key: str) -> bool:
@@ -341,16 +341,20 @@ def record_change(
     Only the environments that serve something else after the change move to the new version and get an
     outbox row, so the others' SDKs hear of nothing; every statement waits for the pre-commit one."""
     version, now = flag.version + 1, datetime.now(UTC)
-    definition = {name: definition[name] for name in DEFINITION_FIELDS}
+    same_definition = definition is flag.definition or definition == flag.definition
+    definition = (
+        flag.definition if same_definition else {name: definition[name] for name in DEFINITION_FIELDS}
+    )
     before = m.flag_snapshot(flag.definition, flag.configs())
-    same_definition = definition == flag.definition
     changed: list[int] = []
     for env_key, env in flag.environments.items():
         given = configs[env_key]
         if same_definition and (given is env.config or given == env.config):
             continue
         config = {name: given[name] for name in ENV_CONFIG_FIELDS}
-        if m.serves_differently(flag.definition, env.config, definition, config):
+        # Every configuration field is served, so under the same definition a new configuration is
+        # served differently; only a definition change needs the comparison.
+        if same_definition or m.serves_differently(flag.definition, env.config, definition, config):
             env.version = version
             changed.append(env.environment_id)
         elif config == env.config:
