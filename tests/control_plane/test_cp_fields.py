@@ -33,6 +33,8 @@ def test_declaration__equals_the_orm_columns() -> None:
         fields.ENV_CONFIG_FIELDS
     )
     assert _columns(Segment, ROW_BOOKKEEPING) == set(fields.SEGMENT_FIELDS)
+    # The flag repository relies on it: a new configuration under the same definition is served.
+    assert all(f.served for f in fields.FLAG_ENV_CONFIG)
     table = FlagEnvironment.__table__
     assert {f.name: f.nullable for f in fields.FLAG_ENV_CONFIG} == {
         name: table.c[name].nullable for name in fields.ENV_CONFIG_FIELDS
