@@ -35,16 +35,6 @@ def _default(config: dict[str, Any]) -> Any:
 
 
 LIST_COLUMNS: list[Column] = ["key", "name", "type", "version", ("enabled", _enabled), "tags", "updated_at"]
-FLAG_FIELDS: list[Column] = [
-    "key",
-    "name",
-    "description",
-    "type",
-    "tags",
-    "variants",
-    "version",
-    "updated_at",
-]
 ENV_COLUMNS: list[Column] = [
     "environment",
     ("enabled", lambda c: on_off(c["enabled"])),
@@ -53,17 +43,15 @@ ENV_COLUMNS: list[Column] = [
     ("rules", lambda c: len(c["rules"])),
     ("prerequisites", lambda c: len(c["prerequisites"])),
 ]
-CONFIG_FIELDS: list[Column] = [
-    "flag",
-    "environment",
-    "version",
-    ("enabled", lambda c: on_off(c["enabled"])),
-    "off_variant",
-    "default_variant",
-    "default_split",
-    "rules",
-    "prerequisites",
-]
+
+
+def _fields(record: dict[str, Any]) -> list[Column]:
+    """Every field the control plane returns, in its order (so a new field shows without an edit
+    here), but the per-environment configurations, which ``show`` prints as a table of their own."""
+    return [("enabled", lambda c: on_off(c["enabled"])) if name == "enabled" else name for name in record
+            if name != "environments"]  # fmt: skip
+
+
 VERSION_COLUMNS: list[Column] = ["version", "action", "comment", "author_key_id", "created_at"]
 CHANGE_COLUMNS: list[Column] = ["op", "path", "old", "value"]
 
@@ -94,13 +82,14 @@ def show(
     """Show a flag's definition and its configuration in every environment (or in one, in full)."""
     with connect(ctx) as (rest, out):
         if env is not None:
-            out.record(rest.get(_flag_path(project, key, "environments", env)), CONFIG_FIELDS)
+            config = rest.get(_flag_path(project, key, "environments", env))
+            out.record(config, _fields(config))
             return
         flag = rest.get(_flag_path(project, key))
         if out.json_mode:
             out.data(flag)
             return
-        out.record(flag, FLAG_FIELDS)
+        out.record(flag, _fields(flag))
         configs = [{"environment": name, **config} for name, config in sorted(flag["environments"].items())]
         out.table(configs, ENV_COLUMNS, title="environments")
 
@@ -142,7 +131,8 @@ def create(
         "comment": comment,
     }
     with connect(ctx) as (rest, out):
-        out.record(rest.post(path("projects", project, "flags"), body), FLAG_FIELDS)
+        flag = rest.post(path("projects", project, "flags"), body)
+        out.record(flag, _fields(flag))
 
 
 @app.command("delete")
@@ -194,7 +184,8 @@ def set_rules(
         config = read_object(file)
         if comment:
             config["comment"] = comment
-        out.record(rest.update(_flag_path(project, key, "environments", env), config), CONFIG_FIELDS)
+        config = rest.update(_flag_path(project, key, "environments", env), config)
+        out.record(config, _fields(config))
 
 
 @app.command("versions")

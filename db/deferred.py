@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 Param = Callable[[str], sa.BindParameter[Any]]
 
@@ -32,3 +33,48 @@ class Template:
 def columns(model: Any, names: tuple[str, ...]) -> Callable[[Param], sa.Insert]:
     """An INSERT of ``names`` into ``model``'s table, one parameter per column."""
     return lambda p: sa.insert(model).values({name: p(name) for name in names})
+
+
+class Owner(NamedTuple):
+    """The project a change is audited under."""
+
+    id: int
+    key: str
+
+
+class Author(Protocol):
+    @property
+    def key_id(self) -> int: ...
+
+
+class Recorder(Protocol):
+    """What a repository records a change through: the transaction's session, its deferred statements,
+    audit entries and outbox rows (:class:`flagyard.control_plane.services.common.Tx`)."""
+
+    @property
+    def session(self) -> Session: ...
+
+    @property
+    def actor(self) -> Author: ...
+
+    def defer(
+        self, template: Template, params: Mapping[str, Any], target: tuple[str, tuple[Any, ...]] | None = None
+    ) -> None: ...
+
+    def audit(
+        self,
+        project: Any,
+        resource_type: str,
+        resource_key: str,
+        action: str,
+        before: Any,
+        after: Any,
+        *,
+        environment: str | None = None,
+        version: int | None = None,
+        comment: str = "",
+    ) -> None: ...
+
+    def emit(
+        self, environment_ids: list[int], entity_type: str, key: str, version: int, *, deleted: bool = False
+    ) -> None: ...

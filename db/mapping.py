@@ -4,7 +4,8 @@ The control plane writes through it, and the syncer reads through it: the rule-e
 :class:`~flagyard.rule_engine.Flag` of environment E is the flag's definition (key, type, variants,
 salt) plus E's configuration plus E's version of it (the flag version at which what E serves last
 changed, so a change in one environment is not a change in the others); a
-:class:`~flagyard.rule_engine.Segment` is project-wide and the same in every environment.
+:class:`~flagyard.rule_engine.Segment` is project-wide and the same in every environment. The fields
+themselves are declared once, in :mod:`.fields`.
 """
 
 from __future__ import annotations
@@ -16,62 +17,22 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from flagyard import rule_engine
-from flagyard.db.deferred import Template
+from flagyard.db.fields import (
+    DEFINITION_FIELDS,
+    ENV_CONFIG_FIELDS,
+    SEGMENT_FIELDS,
+    SERVED_DEFINITION_FIELDS,
+    SERVED_SEGMENT_FIELDS,
+    default_env_config,
+)
 from flagyard.db.models import Environment, Flag, FlagEnvironment, Segment
 
-ENV_CONFIG_FIELDS = ("enabled", "off_variant", "default_variant", "default_split", "rules", "prerequisites")
-"""The per-environment part of a flag."""
-
-DEFINITION_FIELDS = ("key", "name", "description", "tags", "type", "variants", "salt")
-"""The project-wide part of a flag (what a snapshot holds next to ``environments``)."""
-
-SEGMENT_FIELDS = ("key", "name", "description", "included", "excluded", "rules")
-
-
-def default_env_config() -> dict[str, Any]:
-    """A new environment's configuration of a flag: off, serving the caller's default."""
-    return {
-        "enabled": False,
-        "off_variant": None,
-        "default_variant": None,
-        "default_split": None,
-        "rules": [],
-        "prerequisites": [],
-    }
+__all__ = ["DEFINITION_FIELDS", "ENV_CONFIG_FIELDS", "SEGMENT_FIELDS", "default_env_config"]
 
 
 def env_config_dict(row: object) -> dict[str, Any]:
     """An environment's configuration of a flag, from the ORM row or any row with those columns."""
     return {name: getattr(row, name) for name in ENV_CONFIG_FIELDS}
-
-
-def apply_env_config(row: FlagEnvironment, config: Mapping[str, Any]) -> None:
-    """Set the row's configuration (the ORM writes it at flush)."""
-    for name in ENV_CONFIG_FIELDS:
-        setattr(row, name, config[name])
-
-
-ENV_CONFIG_UPDATE = Template(
-    "env_config",
-    lambda p: (
-        sa.update(FlagEnvironment)
-        .where(FlagEnvironment.flag_id == p("flag_id"), FlagEnvironment.environment_id == p("environment_id"))
-        .values({name: p(name) for name in (*ENV_CONFIG_FIELDS, "version")})
-    ),
-)
-"""Store one environment's configuration of a flag and the version it changed at (deferred; see
-:func:`env_config_params`)."""
-
-
-def env_config_params(
-    flag_id: int, environment_id: int, config: Mapping[str, Any], version: int
-) -> dict[str, Any]:
-    return {
-        "flag_id": flag_id,
-        "environment_id": environment_id,
-        "version": version,
-        **{n: config[n] for n in ENV_CONFIG_FIELDS},
-    }
 
 
 def flag_definition_dict(row: object) -> dict[str, Any]:
@@ -90,7 +51,7 @@ def rule_engine_flag_data(
     definition: Mapping[str, Any], config: Mapping[str, Any], version: int
 ) -> dict[str, Any]:
     """The rule-engine input for one environment (validate it with ``validate_flag``)."""
-    data = {name: definition[name] for name in ("key", "type", "variants", "salt")}
+    data = {name: definition[name] for name in SERVED_DEFINITION_FIELDS}
     data.update({name: config[name] for name in ENV_CONFIG_FIELDS})
     data["version"] = version
     return data
@@ -127,7 +88,7 @@ def segment_dict(row: object) -> dict[str, Any]:
 
 
 def rule_engine_segment_data(snapshot: Mapping[str, Any], version: int) -> dict[str, Any]:
-    data = {name: snapshot[name] for name in ("key", "included", "excluded", "rules")}
+    data = {name: snapshot[name] for name in SERVED_SEGMENT_FIELDS}
     data["version"] = version
     return data
 

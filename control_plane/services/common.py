@@ -430,25 +430,6 @@ def get_flag(session: Session, project: Project, key: str, *, lock: bool = False
     return flag
 
 
-def get_project_flag(
-    session: Session, actor: Actor, project_key: str, key: str, *, lock: bool = False
-) -> tuple[Project, Flag]:
-    """A project and one of its live flags in one query (the hot path of reads and updates)."""
-    stmt = (
-        sa.select(Project, Flag)
-        .join(Flag, Flag.project_id == Project.id)
-        .where(Project.key == project_key, Flag.key == key, Flag.deleted_at.is_(None))
-    )
-    if lock:
-        stmt = stmt.with_for_update(of=Flag)
-    row = session.execute(stmt).first()
-    if row is None:
-        project = get_project(session, actor, project_key)
-        raise NotFoundError(f"flag '{key}' does not exist in project '{project.key}'")
-    actor.require_project(row[0].id)
-    return row[0], row[1]
-
-
 def get_segment(session: Session, project: Project, key: str, *, lock: bool = False) -> Segment:
     stmt = sa.select(Segment).where(
         Segment.project_id == project.id, Segment.key == key, Segment.deleted_at.is_(None)

@@ -7,18 +7,17 @@ every other environment of every changed flag); only then is it applied, in one 
 from __future__ import annotations
 
 import importlib
-from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from flagyard import rule_engine
+from flagyard.control_plane.db import flags as flag_repo
+from flagyard.control_plane.db import segments as segment_repo
 from flagyard.control_plane.exceptions import InvalidRequestError, NotSupportedError
 from flagyard.control_plane.security import Role, new_salt
 from flagyard.control_plane.services import flags as flag_ops
-from flagyard.control_plane.services import segments as segment_ops
 from flagyard.control_plane.services.common import (
     Actor,
     Result,
@@ -28,8 +27,10 @@ from flagyard.control_plane.services.common import (
     get_project,
     invalid,
 )
+from flagyard.db import fields
 from flagyard.db import mapping as m
-from flagyard.db.models import Environment, Flag, FlagEnvironment, FlagVersion, Project, Segment
+from flagyard.db.deferred import Owner
+from flagyard.db.models import Environment, Project
 from flagyard.rule_engine import DefinitionError, Issue, limits, validate_document
 from flagyard.rule_engine.validation import pointer
 
@@ -122,19 +123,14 @@ def import_environment(tx: Tx, project_key: str, env_key: str, data: Any, fmt: s
         _validate(doc)
     # Every live flag locked before the environment is read for validation: a flag write committing in
     # between (A -> B while this imports B -> A) would otherwise escape the prerequisite-cycle check.
-    existing = {
-        f.key: f
-        for f in s.scalars(
-            sa.select(Flag).where(Flag.project_id == project.id, Flag.deleted_at.is_(None)).with_for_update()
-        )
-    }
+    existing = flag_repo.lock_all(s, project.id)
     document = _validate_merged(s, project, env, doc, raw_flags, raw_segments)
     n_flags, n_segments = len(raw_flags), len(raw_segments)
     imported_flags = document.flags[:n_flags]
     imported_segments = document.segments[:n_segments]
 
     envs = environments_of(s, project.id)
-    plans: list[tuple[rule_engine.Flag, Flag | None, dict[str, dict[str, Any]]]] = []
+    plans: list[tuple[rule_engine.Flag, flag_repo.LockedFlag | None, dict[str, dict[str, Any]]]] = []
     issues: list[Issue] = []
     for i, flag in enumerate(imported_flags):
         row = existing.get(flag.key)
@@ -144,13 +140,19 @@ def import_environment(tx: Tx, project_key: str, env_key: str, data: Any, fmt: s
             configs = {e.key: (target_config if e.id == env.id else m.default_env_config()) for e in envs}
             plans.append((flag, None, configs))
             continue
-        rows = flag_ops.config_rows(s, row.id)
-        current = {k: m.env_config_dict(c) for k, (_, c) in rows.items()}
+        current = row.configs()
         configs = {**current, env.key: target_config}
-        if definition["type"] != row.type or definition["variants"] != row.variants:
-            others = {k: (e.id, current[k]) for k, (e, _) in rows.items() if e.id != env.id}
+        if (
+            definition["type"] != row.definition["type"]
+            or definition["variants"] != row.definition["variants"]
+        ):
+            others = {
+                k: (e.environment_id, e.config)
+                for k, e in row.environments.items()
+                if e.environment_id != env.id
+            }
             try:
-                validated = flag_ops._validate_all_envs(s, project.id, definition, others, row.version + 1)
+                validated = flag_ops.validate_all_envs(s, project.id, definition, others, row.version + 1)
                 configs.update(validated)
                 flag_ops.check_dependents(s, project.id, flag.key, definition["variants"])
             except InvalidRequestError as exc:
@@ -175,7 +177,6 @@ def import_environment(tx: Tx, project_key: str, env_key: str, data: Any, fmt: s
     _apply_segments(tx, project, imported_segments, summary)
     for flag, row, configs in plans:
         _apply_flag(tx, project, envs, env, flag, row, configs, summary)
-    s.flush()
     return Result(summary)
 
 
@@ -251,16 +252,16 @@ def _rewrite(
     return issue
 
 
-def _definition(flag: rule_engine.Flag, row: Flag | None) -> dict[str, Any]:
-    return {
-        "key": flag.key,
-        "name": row.name if row else flag.key,
-        "description": row.description if row else "",
-        "tags": row.tags if row else [],
-        "type": flag.type.value,
-        "variants": flag.variants,
-        "salt": row.salt if row else (flag.salt or new_salt()),
-    }
+def _definition(flag: rule_engine.Flag, row: flag_repo.LockedFlag | None) -> dict[str, Any]:
+    """What an import makes of a flag's definition: the document sets type and variants; the rest is
+    kept from the stored flag, or for a new one the key as name, the document's salt (or a new one) and
+    every other field's declared default."""
+    imported = {"key": flag.key, "type": flag.type.value, "variants": flag.variants}
+    if row is not None:
+        return {**row.definition, **imported}
+    return fields.complete(
+        fields.FLAG_DEFINITION, {**imported, "name": flag.key, "salt": flag.salt or new_salt()}
+    )
 
 
 def _apply_flag(
@@ -269,73 +270,32 @@ def _apply_flag(
     envs: list[Environment],
     env: Environment,
     flag: rule_engine.Flag,
-    row: Flag | None,
+    row: flag_repo.LockedFlag | None,
     configs: dict[str, dict[str, Any]],
     summary: dict[str, list[str]],
 ) -> None:
     s = tx.session
     definition = _definition(flag, row)
-    after = m.flag_snapshot(definition, configs)
+    comment = f"import into {env.key}"
     if row is None:
-        previous = s.scalar(
-            sa.select(sa.func.max(Flag.version)).where(Flag.project_id == project.id, Flag.key == flag.key)
-        )
-        row = Flag(project_id=project.id, version=previous or 0, **definition)
-        s.add(row)
-        s.flush()
-        for e in envs:
-            s.add(
-                FlagEnvironment(
-                    flag_id=row.id, environment_id=e.id, version=row.version + 1, **configs[e.key]
-                )
-            )
-        before: dict[str, Any] = {}
+        version = flag_repo.next_version(s, project.id, flag.key)
+        owner = Owner(project.id, project.key)
+        configured = {e.key: (e.id, configs[e.key]) for e in envs}
+        flag_repo.create(tx, owner, definition, configured, version, "imported", comment, environment=env.key)
         summary["created"].append(flag.key)
-        env_ids = [e.id for e in envs]
+    elif definition == row.definition and configs == row.configs():
+        summary["unchanged"].append(flag.key)
     else:
-        rows = flag_ops.config_rows(s, row.id)
-        before_definition = m.flag_definition_dict(row)
-        before_configs = {k: m.env_config_dict(c) for k, (_, c) in rows.items()}
-        before = m.flag_snapshot(before_definition, before_configs)
-        if before == after:
-            summary["unchanged"].append(flag.key)
-            return
-        row.type, row.variants = definition["type"], definition["variants"]
-        env_ids = []
-        for k, (e, cfg) in rows.items():
-            if m.serves_differently(before_definition, before_configs[k], definition, configs[k]):
-                cfg.version = row.version + 1
-                env_ids.append(e.id)
-            m.apply_env_config(cfg, configs[k])
+        flag_repo.record_change(tx, row, definition, configs, "imported", comment, environment=env.key)
         summary["updated"].append(flag.key)
-    row.version += 1
-    row.updated_at = datetime.now(UTC)
-    s.add(
-        FlagVersion(
-            flag_id=row.id,
-            version=row.version,
-            snapshot=after,
-            action="imported",
-            comment=f"import into {env.key}",
-            author_key_id=tx.actor.key_id,
-        )
-    )
-    tx.audit(project, "flag", flag.key, "imported", before, after, environment=env.key, version=row.version)
-    tx.emit(env_ids, "flag", flag.key, row.version)
 
 
 def _apply_segments(
     tx: Tx, project: Project, segments: list[rule_engine.Segment], summary: dict[str, list[str]]
 ) -> None:
     s = tx.session
-    existing = {
-        x.key: x
-        for x in s.scalars(
-            sa.select(Segment)
-            .where(Segment.project_id == project.id, Segment.deleted_at.is_(None))
-            .with_for_update()
-        )
-    }
+    existing = segment_repo.lock_all(s, project.id)
+    owner = Owner(project.id, project.key)
     for segment in segments:
         row = existing.get(segment.key)
         content = {
@@ -344,29 +304,12 @@ def _apply_segments(
             "rules": m.canonical_segment_rules(segment),
         }
         if row is None:
-            previous = s.scalar(
-                sa.select(sa.func.max(Segment.version)).where(
-                    Segment.project_id == project.id, Segment.key == segment.key
-                )
-            )
-            row = Segment(
-                project_id=project.id,
-                key=segment.key,
-                name=segment.key,
-                description="",
-                version=previous or 0,
-                **content,
-            )
-            s.add(row)
-            s.flush()
-            before: dict[str, Any] = {}
+            definition = fields.complete(fields.SEGMENT, {"key": segment.key, "name": segment.key, **content})
+            version = segment_repo.next_version(s, project.id, segment.key)
+            segment_repo.create(tx, owner, definition, version, "imported", "import")
             summary["segments_created"].append(segment.key)
+        elif {**row.definition, **content} == row.definition:
+            summary["segments_unchanged"].append(segment.key)
         else:
-            before = m.segment_dict(row)
-            if {**before, **content} == before:
-                summary["segments_unchanged"].append(segment.key)
-                continue
-            for name, value in content.items():
-                setattr(row, name, value)
+            segment_repo.record_change(tx, row, {**row.definition, **content}, "imported", "import")
             summary["segments_updated"].append(segment.key)
-        segment_ops._record(tx, project, row, before, m.segment_dict(row), "imported", "import")

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from cp_helpers import Api, rows
 from fastapi.testclient import TestClient
 
-from flagyard.control_plane.services.flags import graph_lock_key
+from flagyard.control_plane.db.flags import graph_lock_key
 
 F = "/api/v1/projects/shop/flags"
 ON = "on"
