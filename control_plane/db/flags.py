@@ -21,9 +21,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 from sqlalchemy.orm import Session
 
+from flagyard.control_plane.db.deferred import Owner, Recorder, Template, columns
 from flagyard.control_plane.db.reads import ReadPool, ReadQuery
 from flagyard.db import mapping as m
-from flagyard.db.deferred import Owner, Recorder, Template, columns
 from flagyard.db.fields import (
     DEFINITION_FIELDS,
     EDITABLE_DEFINITION_FIELDS,

@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
+from flagyard.control_plane.db.deferred import Owner, Recorder, Template, columns
 from flagyard.control_plane.db.reads import ReadPool, ReadQuery
 from flagyard.db import mapping as m
-from flagyard.db.deferred import Owner, Recorder, Template, columns
 from flagyard.db.fields import EDITABLE_SEGMENT_FIELDS, SEGMENT_FIELDS
 from flagyard.db.models import (
     Environment,

@@ -11,6 +11,7 @@ import structlog
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from flagyard.control_plane.db.deferred import Template, columns
 from flagyard.control_plane.db.reads import ReadPool, ReadQuery
 from flagyard.control_plane.exceptions import (
     Detail,
@@ -22,7 +23,6 @@ from flagyard.control_plane.exceptions import (
 )
 from flagyard.control_plane.security import Role
 from flagyard.control_plane.services.diff import json_diff
-from flagyard.db.deferred import Template, columns
 from flagyard.db.models import (
     AuditEntry,
     Environment,

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from flagyard import rule_engine
 from flagyard.control_plane import schemas
 from flagyard.control_plane.db import flags as repo
+from flagyard.control_plane.db.deferred import Owner
 from flagyard.control_plane.db.reads import ReadPool
 from flagyard.control_plane.exceptions import ConflictError, Detail, InvalidRequestError, NotFoundError
 from flagyard.control_plane.security import Role, new_salt
@@ -43,7 +44,6 @@ from flagyard.control_plane.services.common import (
 )
 from flagyard.db import fields
 from flagyard.db import mapping as m
-from flagyard.db.deferred import Owner
 from flagyard.db.models import Flag, FlagVersion
 from flagyard.rule_engine import DefinitionError, Issue, validate_flag
 from flagyard.rule_engine.validation import pointer

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from flagyard.control_plane import schemas
 from flagyard.control_plane.db import segments as repo
+from flagyard.control_plane.db.deferred import Owner
 from flagyard.control_plane.db.reads import ReadPool
 from flagyard.control_plane.exceptions import ConflictError, Detail, InvalidRequestError, NotFoundError
 from flagyard.control_plane.security import Role
@@ -32,7 +33,6 @@ from flagyard.control_plane.services.common import (
 )
 from flagyard.db import fields
 from flagyard.db import mapping as m
-from flagyard.db.deferred import Owner
 from flagyard.db.models import Segment, SegmentVersion
 from flagyard.rule_engine import DefinitionError, Issue, validate_segment
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from flagyard import rule_engine
 from flagyard.control_plane.db import flags as flag_repo
 from flagyard.control_plane.db import segments as segment_repo
+from flagyard.control_plane.db.deferred import Owner
 from flagyard.control_plane.exceptions import InvalidRequestError, NotSupportedError
 from flagyard.control_plane.security import Role, new_salt
 from flagyard.control_plane.services import flags as flag_ops
@@ -29,7 +30,6 @@ from flagyard.control_plane.services.common import (
 )
 from flagyard.db import fields
 from flagyard.db import mapping as m
-from flagyard.db.deferred import Owner
 from flagyard.db.models import Environment, Project
 from flagyard.rule_engine import DefinitionError, Issue, limits, validate_document
 from flagyard.rule_engine.validation import pointer

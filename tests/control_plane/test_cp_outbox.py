@@ -13,12 +13,12 @@ from polling_helpers import wait_until
 from rq import Queue
 
 from flagyard.contracts.queue import SYNC_JOB_FUNCTION
+from flagyard.control_plane.db.deferred import Template
 from flagyard.control_plane.main import create_app
 from flagyard.control_plane.outbox import MARK_DELAY, Dispatcher, OutboxMessage, relay_once
 from flagyard.control_plane.security import Role
 from flagyard.control_plane.services.common import Actor, Tx
 from flagyard.control_plane.settings import Settings
-from flagyard.db.deferred import Template
 from flagyard.db.engine import make_sessionmaker
 from flagyard.db.models import Flag, Project
 
