@@ -386,3 +386,26 @@ class ErrorBody(Output):
     code: str
     message: str
     details: list[ErrorDetail] = Field(default_factory=list)
+
+
+# --- sync jobs -----------------------------------------------------------------------------------
+
+JobId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
+
+
+class FailedJobOut(Output):
+    id: str
+    description: str | None
+    enqueued_at: datetime | None
+    ended_at: datetime | None
+    error: str = Field(description="The last attempt's exception: its type and message.")
+
+
+class RequeueIn(Input):
+    job_ids: list[JobId] | None = Field(
+        default=None, min_length=1, max_length=1000, description="Jobs to requeue; none: every failed job."
+    )
+
+
+class RequeueOut(Output):
+    requeued: list[str]
