@@ -7,7 +7,16 @@ import json
 
 import sqlalchemy as sa
 from alembic import command
-from cp_helpers import ADMIN_KEY, Api, alembic_config, create_database, database_url, drop_database, rows
+from cp_helpers import (
+    ADMIN_KEY,
+    Api,
+    CheckedClient,
+    alembic_config,
+    create_database,
+    database_url,
+    drop_database,
+    rows,
+)
 from fastapi.testclient import TestClient
 
 from flagyard.control_plane.main import create_app
@@ -97,7 +106,7 @@ def test_expired_records__pruned_by_a_later_idempotent_write(settings: Settings,
                 " headers, created_at) VALUES (1, 'recent', '', 201, '{}', '{}', now() - interval '1 hour')"
             )
         )
-    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:
+    with CheckedClient(create_app(settings), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:
         r = c.post("/api/v1/projects", json={"key": "q", "name": "Q"}, headers={"Idempotency-Key": "new"})
         assert r.status_code == 201
     keys = sorted(k for (k,) in rows(engine, "SELECT idempotency_key FROM idempotency_records"))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from cp_helpers import ADMIN_KEY, Api, auth
+from cp_helpers import ADMIN_KEY, Api, CheckedClient, auth
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -50,7 +50,7 @@ def down_client(settings: Settings) -> TestClient:
         update={"database_url": SecretStr("postgresql+psycopg://postgres@127.0.0.1:1/flagyard"),
                 "db_connect_timeout_seconds": 1}
     )  # fmt: skip
-    return TestClient(create_app(down), headers=auth(ADMIN_KEY))
+    return CheckedClient(create_app(down), headers=auth(ADMIN_KEY))
 
 
 def test_database_down__read__503_clear_body(down_client: TestClient) -> None:
@@ -79,7 +79,7 @@ def test_database_down__write__503_and_readyz_503_healthz_200(down_client: TestC
 
 def test_rate_limit__over_limit__429_with_retry_after(settings: Settings, api: Api) -> None:
     limited = settings.model_copy(update={"rate_limit_requests": 3, "rate_limit_window_seconds": 60})
-    with TestClient(create_app(limited), headers=auth(ADMIN_KEY)) as c:
+    with CheckedClient(create_app(limited), headers=auth(ADMIN_KEY)) as c:
         statuses = [c.get("/api/v1/projects").status_code for _ in range(4)]
         r = c.get("/api/v1/projects")
     assert statuses == [200, 200, 200, 429]
@@ -91,7 +91,7 @@ def test_rate_limit__over_limit__429_with_retry_after(settings: Settings, api: A
 def test_rate_limit__per_key__other_key_unaffected(settings: Settings, api: Api) -> None:
     reader = api.key("reader")
     limited = settings.model_copy(update={"rate_limit_requests": 1})
-    with TestClient(create_app(limited), headers=auth(ADMIN_KEY)) as c:
+    with CheckedClient(create_app(limited), headers=auth(ADMIN_KEY)) as c:
         c.get("/api/v1/projects")
         assert c.get("/api/v1/projects").status_code == 429
         assert c.get("/api/v1/projects", headers=auth(reader)).status_code == 200

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 import sqlalchemy as sa
-from cp_helpers import ADMIN_KEY, Api, rows
+from cp_helpers import ADMIN_KEY, Api, CheckedClient, rows
 from fastapi.testclient import TestClient
 from polling_helpers import wait_until
 from rq import Queue
@@ -62,7 +62,7 @@ def test_change__transaction_fails_after_outbox_insert__no_outbox_row(
                              "DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_audit()"))  # fmt: skip
     try:
         before = rows(engine, "SELECT last_value FROM outbox_id_seq")[0][0]
-        with TestClient(create_app(settings), raise_server_exceptions=False,
+        with CheckedClient(create_app(settings), raise_server_exceptions=False,
                         headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:  # fmt: skip
             r = c.post(f"{F}/environments/prod/toggle", json={"enabled": True})
         assert r.status_code == 500
@@ -81,7 +81,7 @@ def test_change__transaction_fails_after_outbox_insert__no_outbox_row(
 def redis_down_client(settings: Settings) -> Iterator[TestClient]:
     down = settings.model_copy(update={"redis_url": settings.redis_url.__class__("redis://127.0.0.1:1/0"),
                                         "redis_timeout_seconds": 0.2})  # fmt: skip
-    with TestClient(create_app(down), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:
+    with CheckedClient(create_app(down), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:
         yield c
 
 
