@@ -103,12 +103,6 @@ def test_unknown_route__404_error_body(client: TestClient) -> None:
     assert r.json() == {"code": "not_found", "message": "no such route", "details": []}
 
 
-def test_wrong_method__405_error_body(client: TestClient) -> None:
-    r = client.put("/api/v1/projects")
-    assert r.status_code == 405
-    assert r.json()["code"] == "method_not_allowed"
-
-
 def test_invalid_json__422_error_body(client: TestClient) -> None:
     r = client.post("/api/v1/projects", content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 422

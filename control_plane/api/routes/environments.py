@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from flagyard.control_plane import schemas
 from flagyard.control_plane.api.body import StrictRoute
-from flagyard.control_plane.api.deps import ReadContext, WriteContext
+from flagyard.control_plane.api.deps import PostContext, ReadContext, WriteContext
 from flagyard.control_plane.api.params import API_PREFIX, ERRORS, WRITE_ERRORS, EnvKey, ProjectKey
 from flagyard.control_plane.services import projects as ops
 from flagyard.control_plane.services.usage import read_usage
@@ -32,7 +32,7 @@ def list_environments(project: ProjectKey, ctx: ReadContext) -> Response:
     responses=WRITE_ERRORS,
     summary="Create an environment",
 )
-def create_environment(project: ProjectKey, body: schemas.EnvironmentCreate, ctx: WriteContext) -> Response:
+def create_environment(project: ProjectKey, body: schemas.EnvironmentCreate, ctx: PostContext) -> Response:
     return ctx.write(lambda tx: ops.create_environment(tx, project, body))
 
 

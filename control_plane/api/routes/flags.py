@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from flagyard.control_plane import schemas
 from flagyard.control_plane.api.body import StrictRoute
-from flagyard.control_plane.api.deps import ReadContext, WriteContext
+from flagyard.control_plane.api.deps import PostContext, ReadContext, WriteContext
 from flagyard.control_plane.api.params import (
     API_PREFIX,
     ERRORS,
@@ -48,7 +48,7 @@ async def list_flags(
 @router.post(
     "", status_code=201, response_model=schemas.FlagOut, responses=WRITE_ERRORS, summary="Create a flag"
 )
-def create_flag(project: ProjectKey, body: schemas.FlagCreate, ctx: WriteContext) -> Response:
+def create_flag(project: ProjectKey, body: schemas.FlagCreate, ctx: PostContext) -> Response:
     return ctx.write(lambda tx: ops.create_flag(tx, project, body))
 
 
@@ -99,7 +99,7 @@ def update_env_config(
     summary="Turn a flag on or off in one environment (kill switch; If-Match optional)",
 )
 def toggle(
-    project: ProjectKey, flag: FlagKey, env: EnvKey, body: schemas.ToggleIn, ctx: WriteContext
+    project: ProjectKey, flag: FlagKey, env: EnvKey, body: schemas.ToggleIn, ctx: PostContext
 ) -> Response:
     return ctx.write(lambda tx: ops.toggle(tx, project, flag, env, body))
 
@@ -145,5 +145,5 @@ def diff(
     responses=WRITE_ERRORS,
     summary="Restore an earlier version as a new version",
 )
-def rollback(project: ProjectKey, flag: FlagKey, body: schemas.RollbackIn, ctx: WriteContext) -> Response:
+def rollback(project: ProjectKey, flag: FlagKey, body: schemas.RollbackIn, ctx: PostContext) -> Response:
     return ctx.write(lambda tx: ops.rollback(tx, project, flag, body))

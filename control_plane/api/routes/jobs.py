@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from flagyard.control_plane import schemas
 from flagyard.control_plane.api.body import StrictRoute
-from flagyard.control_plane.api.deps import ReadContext, WriteContext
+from flagyard.control_plane.api.deps import PostContext, ReadContext
 from flagyard.control_plane.api.params import API_PREFIX, ERRORS, WRITE_ERRORS, IntCursor, Limit
 from flagyard.control_plane.services import jobs as ops
 
@@ -33,7 +33,7 @@ def list_failed_jobs(ctx: ReadContext, limit: Limit = 50, cursor: IntCursor = No
     summary="Put failed sync jobs back on the queue (all of them without job_ids; global admin)",
 )
 def requeue_failed_jobs(
-    ctx: WriteContext, body: Annotated[schemas.RequeueIn | None, Body()] = None
+    ctx: PostContext, body: Annotated[schemas.RequeueIn | None, Body()] = None
 ) -> Response:
     connection, queue = ctx.state.redis, ctx.state.settings.sync_queue
     return ctx.write(lambda tx: ops.requeue(connection, queue, tx, (body or schemas.RequeueIn()).job_ids))

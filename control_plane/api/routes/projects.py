@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from flagyard.control_plane import schemas
 from flagyard.control_plane.api.body import StrictRoute
-from flagyard.control_plane.api.deps import ReadContext, WriteContext
+from flagyard.control_plane.api.deps import PostContext, ReadContext, WriteContext
 from flagyard.control_plane.api.params import API_PREFIX, ERRORS, WRITE_ERRORS, KeyCursor, Limit, ProjectKey
 from flagyard.control_plane.services import projects as ops
 
@@ -28,7 +28,7 @@ def list_projects(ctx: ReadContext, limit: Limit = 50, cursor: KeyCursor = None)
     responses=WRITE_ERRORS,
     summary="Create a project (global admin)",
 )
-def create_project(body: schemas.ProjectCreate, ctx: WriteContext) -> Response:
+def create_project(body: schemas.ProjectCreate, ctx: PostContext) -> Response:
     return ctx.write(lambda tx: ops.create_project(tx, body))
 
 

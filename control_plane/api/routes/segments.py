@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from flagyard.control_plane import schemas
 from flagyard.control_plane.api.body import StrictRoute
-from flagyard.control_plane.api.deps import ReadContext, WriteContext
+from flagyard.control_plane.api.deps import PostContext, ReadContext, WriteContext
 from flagyard.control_plane.api.params import (
     API_PREFIX,
     ERRORS,
@@ -43,7 +43,7 @@ async def list_segments(
 @router.post(
     "", status_code=201, response_model=schemas.SegmentOut, responses=WRITE_ERRORS, summary="Create a segment"
 )
-def create_segment(project: ProjectKey, body: schemas.SegmentCreate, ctx: WriteContext) -> Response:
+def create_segment(project: ProjectKey, body: schemas.SegmentCreate, ctx: PostContext) -> Response:
     return ctx.write(lambda tx: ops.create_segment(tx, project, body))
 
 
@@ -106,6 +106,6 @@ def diff(
     summary="Restore an earlier version as a new version",
 )
 def rollback(
-    project: ProjectKey, segment: SegmentKey, body: schemas.RollbackIn, ctx: WriteContext
+    project: ProjectKey, segment: SegmentKey, body: schemas.RollbackIn, ctx: PostContext
 ) -> Response:
     return ctx.write(lambda tx: ops.rollback(tx, project, segment, body))
