@@ -9,16 +9,8 @@ import pytest
 import redis
 import sqlalchemy as sa
 from alembic import command
-from cp_helpers import (
-    ADMIN_KEY,
-    REDIS_URL,
-    Api,
-    CheckedClient,
-    alembic_config,
-    create_database,
-    database_url,
-    drop_database,
-)
+from contract_helpers import CheckedClient
+from cp_helpers import ADMIN_KEY, REDIS_URL, Api, alembic_config, create_database, database_url, drop_database
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from cp_helpers import ADMIN_KEY, Api, CheckedClient, auth, rows
+from contract_helpers import CheckedClient
+from cp_helpers import ADMIN_KEY, Api, auth, rows
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 

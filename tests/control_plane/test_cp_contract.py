@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from cp_helpers import Api, CheckedClient, ResponseContract, ResponseContractError
+from contract_helpers import CheckedClient, ResponseContract, ResponseContractError
+from cp_helpers import Api
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr

@@ -7,16 +7,8 @@ import json
 
 import sqlalchemy as sa
 from alembic import command
-from cp_helpers import (
-    ADMIN_KEY,
-    Api,
-    CheckedClient,
-    alembic_config,
-    create_database,
-    database_url,
-    drop_database,
-    rows,
-)
+from contract_helpers import CheckedClient
+from cp_helpers import ADMIN_KEY, Api, alembic_config, create_database, database_url, drop_database, rows
 from fastapi.testclient import TestClient
 
 from flagyard.control_plane.main import create_app

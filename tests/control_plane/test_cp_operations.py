@@ -6,7 +6,8 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from cp_helpers import ADMIN_KEY, Api, CheckedClient, auth
+from contract_helpers import CheckedClient
+from cp_helpers import ADMIN_KEY, Api, auth
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 import sqlalchemy as sa
-from cp_helpers import ADMIN_KEY, Api, CheckedClient, rows
+from contract_helpers import CheckedClient
+from cp_helpers import ADMIN_KEY, Api, rows
 from fastapi.testclient import TestClient
 from polling_helpers import wait_until
 from rq import Queue

@@ -10,7 +10,8 @@ import pytest
 import redis
 import redis.asyncio
 import sqlalchemy as sa
-from cp_helpers import ADMIN_KEY, REDIS_URL, CheckedClient, auth
+from contract_helpers import CheckedClient
+from cp_helpers import ADMIN_KEY, REDIS_URL, auth
 
 from flagyard.control_plane.exceptions import RateLimitedError
 from flagyard.control_plane.main import create_app

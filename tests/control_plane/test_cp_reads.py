@@ -11,7 +11,8 @@ import asyncpg
 import orjson
 import pytest
 import sqlalchemy as sa
-from cp_helpers import ADMIN_KEY, Api, CheckedClient, auth
+from contract_helpers import CheckedClient
+from cp_helpers import ADMIN_KEY, Api, auth
 from fastapi.testclient import TestClient
 from sqlalchemy.dialects.postgresql import JSONB
 
