@@ -318,7 +318,11 @@ async def get_context(request: Request) -> RequestContext:
 
 IfMatch = Annotated[
     str | None,
-    Header(max_length=1024, description="The ETag the change is based on (required on PATCH and DELETE)."),
+    Header(
+        max_length=1024,
+        description="The ETag the change is based on: PATCH and DELETE need it, toggle and rollback check "
+        "it when sent.",
+    ),
 ]
 IdempotencyKey = Annotated[
     str | None,
@@ -332,20 +336,17 @@ IdempotencyKey = Annotated[
 ]
 
 
-async def get_write_context(request: Request, if_match: IfMatch = None) -> RequestContext:
-    """A PATCH or DELETE: a repeat meets a stale If-Match or a resource already gone, so neither takes
-    an Idempotency-Key."""
+async def get_change_context(request: Request, if_match: IfMatch = None) -> RequestContext:
+    """A PATCH or DELETE of a versioned resource: it takes If-Match, no Idempotency-Key, since a repeat
+    meets a stale If-Match or a resource already gone."""
     ctx = await get_context(request)
     ctx.if_match = if_match
     return ctx
 
 
-async def get_post_context(
-    request: Request, if_match: IfMatch = None, idempotency_key: IdempotencyKey = None
-) -> RequestContext:
+async def get_post_context(request: Request, idempotency_key: IdempotencyKey = None) -> RequestContext:
     """A POST: its retry could repeat it, so it honours Idempotency-Key through the idempotency store."""
-    # One dependency, not a tree of them: FastAPI's cost grows with each dependency it solves.
-    ctx = await get_write_context(request, if_match)
+    ctx = await get_context(request)
     if idempotency_key is not None:
         ctx.idempotency_key = idempotency_key
         ctx.fingerprint = await request_fingerprint(request)
@@ -353,6 +354,21 @@ async def get_post_context(
     return ctx
 
 
+async def get_post_change_context(
+    request: Request, if_match: IfMatch = None, idempotency_key: IdempotencyKey = None
+) -> RequestContext:
+    """A POST that changes a versioned resource (toggle, rollback): Idempotency-Key, and If-Match
+    checked when sent."""
+    # One dependency, not a tree of them: FastAPI's cost grows with each dependency it solves.
+    ctx = await get_post_context(request, idempotency_key)
+    ctx.if_match = if_match
+    return ctx
+
+
 ReadContext = Annotated[RequestContext, Depends(get_context)]
-WriteContext = Annotated[RequestContext, Depends(get_write_context)]
+WriteContext = Annotated[RequestContext, Depends(get_context)]
+"""A write that takes neither If-Match nor Idempotency-Key (revoking a key): each header is declared,
+and so published, only where the write honours it."""
+ChangeContext = Annotated[RequestContext, Depends(get_change_context)]
 PostContext = Annotated[RequestContext, Depends(get_post_context)]
+PostChangeContext = Annotated[RequestContext, Depends(get_post_change_context)]

@@ -145,9 +145,9 @@ def test_wrong_method__any_path__405_allow_lists_every_method(client: TestClient
 # --- Idempotency-Key ------------------------------------------------------------------------------
 
 
-def _advertises_idempotency_key(method: str, path: str) -> bool:
+def _advertises(method: str, path: str, header: str) -> bool:
     parameters = SPEC["paths"][path][method.lower()].get("parameters", [])
-    return any(p["in"] == "header" and p["name"].lower() == "idempotency-key" for p in parameters)
+    return any(p["in"] == "header" and p["name"].lower() == header.lower() for p in parameters)
 
 
 BODIES: dict[tuple[str, str], Any] = {
@@ -195,19 +195,26 @@ def _world(client: TestClient, api: Api) -> dict[str, str]:
     return {"api_key": str(api_key), "sdk_key": str(sdk_key)}
 
 
-@pytest.mark.parametrize(("method", "path"), WRITES, ids=[f"{m} {p}" for m, p in WRITES])
-def test_idempotency_key__advertised_exactly_where_a_retry_is_replayed(
-    client: TestClient, api: Api, method: str, path: str
-) -> None:
+def _request(client: TestClient, api: Api, method: str, path: str) -> tuple[str, dict[str, Any]]:
+    """A valid request for a write in a fresh world, with the current ETag where If-Match is required."""
     world = _world(client, api)
     key_id = world["sdk_key"] if "sdk-keys" in path else world["api_key"]
     url = path.format(project="shop", env="dev", flag="checkout", segment="beta", key_id=key_id)
-    headers = {"Idempotency-Key": f"retry-{method}-{path}"[:255]}
-    if method in ("PATCH", "DELETE") and "{key_id}" not in path:
+    headers = {}
+    if method in ("PATCH", "DELETE") and _advertises(method, path, "If-Match"):
         headers["If-Match"] = api.etag(url)
     kwargs: dict[str, Any] = {"headers": headers}
     if method != "DELETE" and BODIES[method, path] is not None:
         kwargs["json"] = BODIES[method, path]
+    return url, kwargs
+
+
+@pytest.mark.parametrize(("method", "path"), WRITES, ids=[f"{m} {p}" for m, p in WRITES])
+def test_idempotency_key__advertised_exactly_where_a_retry_is_replayed(
+    client: TestClient, api: Api, method: str, path: str
+) -> None:
+    url, kwargs = _request(client, api, method, path)
+    kwargs["headers"]["Idempotency-Key"] = f"retry-{method}-{path}"
 
     first = client.request(method, url, **kwargs)
     assert first.status_code < 300, (method, path, first.text)
@@ -218,10 +225,33 @@ def test_idempotency_key__advertised_exactly_where_a_retry_is_replayed(
     if replayed and not secret_withheld:
         assert (retry.status_code, retry.content) == (first.status_code, first.content)
     assert replayed or secret_withheld or "idempotent-replayed" not in retry.headers
-    assert (replayed or secret_withheld) == _advertises_idempotency_key(method, path), (method, path)
+    assert (replayed or secret_withheld) == _advertises(method, path, "Idempotency-Key"), (method, path)
 
 
 def test_idempotency_key__advertised__on_every_post_and_nothing_else() -> None:
-    advertised = {(m, p) for m, p in WRITES if _advertises_idempotency_key(m, p)}
+    advertised = {(m, p) for m, p in WRITES if _advertises(m, p, "Idempotency-Key")}
     assert advertised == {(m, p) for m, p in WRITES if m == "POST"}
-    assert not any(_advertises_idempotency_key(m, p) for m, p, _ in OPERATIONS if m == "GET")
+    assert not any(_advertises(m, p, "Idempotency-Key") for m, p, _ in OPERATIONS if m == "GET")
+
+
+# --- If-Match -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "path"), WRITES, ids=[f"{m} {p}" for m, p in WRITES])
+def test_if_match__advertised_exactly_where_a_stale_one_is_refused(
+    client: TestClient, api: Api, method: str, path: str
+) -> None:
+    url, kwargs = _request(client, api, method, path)
+    kwargs["headers"]["If-Match"] = '"999999"'
+    r = client.request(method, url, **kwargs)
+    refused = r.status_code == 412
+    assert refused or r.status_code < 300, (method, path, r.text)
+    advertised = _advertises(method, path, "If-Match")
+    assert refused == advertised, (method, path)
+    responses = SPEC["paths"][path][method.lower()]["responses"]
+    assert ("412" in responses) == advertised
+    assert ("428" in responses) == (advertised and method in ("PATCH", "DELETE"))
+
+
+def test_if_match__never_advertised_on_reads() -> None:
+    assert not any(_advertises(m, p, "If-Match") for m, p, _ in OPERATIONS if m == "GET")
