@@ -48,8 +48,11 @@ ENV_COLUMNS: list[Column] = [
 def _fields(record: dict[str, Any]) -> list[Column]:
     """Every field the control plane returns, in its order (so a new field shows without an edit
     here), but the per-environment configurations, which ``show`` prints as a table of their own."""
-    return [("enabled", lambda c: on_off(c["enabled"])) if name == "enabled" else name for name in record
-            if name != "environments"]  # fmt: skip
+    return [
+        ("enabled", lambda c: on_off(c["enabled"])) if name == "enabled" else name
+        for name in record
+        if name != "environments"
+    ]
 
 
 VERSION_COLUMNS: list[Column] = ["version", "action", "comment", "author_key_id", "created_at"]

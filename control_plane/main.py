@@ -165,11 +165,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     # Routers are matched in turn: probes first (the cheapest answer), then the hottest resources.
     # Each router carries the full /api/v1 prefix itself, so route templates (metrics labels) are complete.
-    app.include_router(health.router)
-    for module in (flags, projects, environments, segments, audit, api_keys, sdk_keys, transfer, jobs):
-        app.include_router(module.router)
+    modules = (health, flags, projects, environments, segments, audit, api_keys, sdk_keys, transfer, jobs)
+    routers = [module.router for module in modules]
+    for router in routers:
+        app.include_router(router)
     declare_bearer_scheme(app)
     install_docs(app)
+    errors.index_methods(app, routers)
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics, access_log=settings.access_log)
     return app
 

@@ -75,7 +75,10 @@ class Input(BaseModel):
 
 
 class Output(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A response body. Every field is always sent, so the published schema requires each one, and
+    nothing else (``additionalProperties: false``): the test client holds every 2xx body to it."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
 
 
 class Page(Output, Generic[T]):
@@ -173,9 +176,9 @@ class EnvConfigOut(Output):
     enabled: bool
     off_variant: str | None
     default_variant: str | None
-    default_split: dict[str, Any] | None
-    rules: list[dict[str, Any]]
-    prerequisites: list[dict[str, Any]]
+    default_split: Split | None
+    rules: list[Rule]
+    prerequisites: list[Prerequisite]
 
 
 class FlagEnvironmentOut(EnvConfigOut):
@@ -300,7 +303,7 @@ class SegmentOut(Output):
     description: str
     included: list[str]
     excluded: list[str]
-    rules: list[dict[str, Any]]
+    rules: list[SegmentRule]
     version: int
     created_at: datetime
     updated_at: datetime
@@ -319,7 +322,7 @@ class AuditOut(Output):
     environment: str | None
     action: str
     version: int | None
-    diff: list[dict[str, Any]]
+    diff: list[Change]
     comment: str
     request_id: str | None
     created_at: datetime
@@ -349,7 +352,7 @@ class RotateIn(Input):
 class ApiKeyOut(Output):
     id: int
     name: str
-    role: str
+    role: Literal["admin", "writer", "reader", "sdk"]
     project: str | None
     environment: str | None
     prefix: str
@@ -386,3 +389,53 @@ class ErrorBody(Output):
     code: str
     message: str
     details: list[ErrorDetail] = Field(default_factory=list)
+
+
+# --- sync jobs -----------------------------------------------------------------------------------
+
+JobId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
+
+
+class FailedJobOut(Output):
+    id: str
+    description: str | None
+    enqueued_at: datetime | None
+    ended_at: datetime | None
+    error: str = Field(description="The last attempt's exception: its type and message.")
+
+
+class RequeueIn(Input):
+    job_ids: list[JobId] | None = Field(
+        default=None, min_length=1, max_length=1000, description="Jobs to requeue; none: every failed job."
+    )
+
+
+class RequeueOut(Output):
+    requeued: list[str]
+
+
+# --- probes --------------------------------------------------------------------------------------
+
+
+class HealthOut(Output):
+    status: Literal["ok"]
+
+
+Check = Literal["ok", "unavailable"]
+
+
+class ReadinessChecks(Output):
+    database: Check
+    redis: Check = Field(description="Reported only: the control plane serves without Redis.")
+
+
+class ReadyOut(Output):
+    status: Literal["ready"]
+    checks: ReadinessChecks
+
+
+class NotReadyBody(ErrorBody):
+    """``/readyz`` when the database is unreachable: the error body plus every check's state."""
+
+    code: Literal["not_ready"]
+    checks: ReadinessChecks

@@ -82,10 +82,8 @@ def declare_bearer_scheme(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-async def request_fingerprint(request: Request) -> str | None:
+async def request_fingerprint(request: Request) -> str:
     """What identifies a POST for idempotency: method, path, query and body."""
-    if request.method != "POST" or "idempotency-key" not in request.headers:
-        return None
     body = await request.body()
     digest = hashlib.sha256()
     for part in (request.method.encode(), request.url.path.encode(), request.url.query.encode(), body):
@@ -150,7 +148,6 @@ class RequestContext:
     credentials: str | None
     client: str | None
     """The client's address (behind a proxy: run uvicorn with --proxy-headers so it is the real one)."""
-    method: str
     request_id: str | None
     if_match: str | None
     idempotency_key: str | None
@@ -247,7 +244,7 @@ class Writer:
 
     def run(self, operation: Callable[[Tx], Result]) -> Response:
         s, ctx = self.session, self.ctx
-        key = ctx.idempotency_key if ctx.method == "POST" else None
+        key = ctx.idempotency_key
         if key is not None:
             replay = self._replay(key)
             if replay is not None:
@@ -312,7 +309,6 @@ async def get_context(request: Request) -> RequestContext:
         request_state=request.state,
         credentials=bearer_token(request),
         client=request.client.host if request.client else None,
-        method=request.method,
         request_id=getattr(request.state, "request_id", None),
         if_match=None,
         idempotency_key=None,
@@ -320,32 +316,59 @@ async def get_context(request: Request) -> RequestContext:
     )
 
 
-async def get_write_context(
-    request: Request,
-    if_match: Annotated[
-        str | None,
-        Header(
-            max_length=1024, description="The ETag the change is based on (required on PATCH and DELETE)."
-        ),
-    ] = None,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            min_length=1,
-            max_length=255,
-            pattern=r"^[\x21-\x7e]+$",
-            description="On POST: a retry with the same key returns the first result, never a duplicate.",
-        ),
-    ] = None,
-) -> RequestContext:
-    # One dependency, not a tree of them: FastAPI's cost grows with each dependency it solves.
+IfMatch = Annotated[
+    str | None,
+    Header(
+        max_length=1024,
+        description="The ETag the change is based on: PATCH and DELETE need it, toggle and rollback check "
+        "it when sent.",
+    ),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="A retry with the same key returns the first result (`Idempotent-Replayed: true`), "
+        "never a duplicate.",
+    ),
+]
+
+
+async def get_change_context(request: Request, if_match: IfMatch = None) -> RequestContext:
+    """A PATCH or DELETE of a versioned resource: it takes If-Match, no Idempotency-Key, since a repeat
+    meets a stale If-Match or a resource already gone."""
     ctx = await get_context(request)
     ctx.if_match = if_match
-    ctx.idempotency_key = idempotency_key
-    ctx.fingerprint = await request_fingerprint(request)
-    ctx.pruner = getattr(request.app.state, "idempotency_pruner", None)
+    return ctx
+
+
+async def get_post_context(request: Request, idempotency_key: IdempotencyKey = None) -> RequestContext:
+    """A POST: its retry could repeat it, so it honours Idempotency-Key through the idempotency store."""
+    ctx = await get_context(request)
+    if idempotency_key is not None:
+        ctx.idempotency_key = idempotency_key
+        ctx.fingerprint = await request_fingerprint(request)
+        ctx.pruner = getattr(request.app.state, "idempotency_pruner", None)
+    return ctx
+
+
+async def get_post_change_context(
+    request: Request, if_match: IfMatch = None, idempotency_key: IdempotencyKey = None
+) -> RequestContext:
+    """A POST that changes a versioned resource (toggle, rollback): Idempotency-Key, and If-Match
+    checked when sent."""
+    # One dependency, not a tree of them: FastAPI's cost grows with each dependency it solves.
+    ctx = await get_post_context(request, idempotency_key)
+    ctx.if_match = if_match
     return ctx
 
 
 ReadContext = Annotated[RequestContext, Depends(get_context)]
-WriteContext = Annotated[RequestContext, Depends(get_write_context)]
+WriteContext = Annotated[RequestContext, Depends(get_context)]
+"""A write that takes neither If-Match nor Idempotency-Key (revoking a key): each header is declared,
+and so published, only where the write honours it."""
+ChangeContext = Annotated[RequestContext, Depends(get_change_context)]
+PostContext = Annotated[RequestContext, Depends(get_post_context)]
+PostChangeContext = Annotated[RequestContext, Depends(get_post_change_context)]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy.exc
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Match, Route
 
 from flagyard.control_plane.api.responses import control_plane_error_response, error_response
 from flagyard.control_plane.exceptions import ControlPlaneError, map_db_error
@@ -71,10 +73,38 @@ async def _request_validation(request: Request, exc: Exception) -> Response:
     return error_response(422, "validation_error", "the request is invalid", validation_details(exc.errors()))
 
 
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+class AllowedMethods:
+    """Every method each path accepts, for the ``Allow`` of a 405.
+
+    FastAPI makes one route per method and Starlette's 405 names only the methods of the first route
+    whose path matched, so ``PUT /projects/{p}`` would answer ``Allow: GET`` though PATCH and DELETE
+    work too. Only a 405 pays for this walk.
+    """
+
+    def __init__(self, routes: Iterable[BaseRoute]) -> None:
+        self.routes = [route for route in routes if isinstance(route, Route) and route.methods]
+
+    def of(self, request: Request) -> str:
+        methods: set[str] = set()
+        for route in self.routes:
+            if route.matches(request.scope)[0] != Match.NONE:
+                methods |= route.methods or set()
+        ordered = [m for m in _METHOD_ORDER if m in methods] + sorted(methods.difference(_METHOD_ORDER))
+        return ", ".join(ordered)
+
+
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     headers = dict(exc.headers or {})
+    allowed: AllowedMethods | None = getattr(request.app.state, "allowed_methods", None)
+    if exc.status_code == 405 and allowed is not None:
+        headers["Allow"] = allowed.of(request)
+        message = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
+        return error_response(405, code, message, headers=headers)
     if exc.status_code == 404:
         message = "no such route" if exc.detail == "Not Found" else str(exc.detail)
     else:
@@ -92,6 +122,14 @@ async def _database_error(request: Request, exc: Exception) -> Response:
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("request.crashed", error=repr(exc), exc_info=exc)
     return error_response(500, "internal_error", "an unexpected error occurred; the change was not applied")
+
+
+def index_methods(app: FastAPI, routers: Iterable[APIRouter]) -> None:
+    """Record every route's methods for 405s: the app's own routes and those of the included routers
+    (an included router is one entry of ``app.routes``, not its routes)."""
+    app.state.allowed_methods = AllowedMethods(
+        [*app.routes, *(r for router in routers for r in router.routes)]
+    )
 
 
 def install(app: FastAPI) -> None:

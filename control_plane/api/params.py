@@ -36,6 +36,14 @@ ERRORS: dict[int | str, dict[str, object]] = {
 WRITE_ERRORS: dict[int | str, dict[str, object]] = {
     **ERRORS,
     409: {"model": ErrorBody, "description": "ConflictError: a duplicate key, or the resource is in use."},
+}
+MATCHED_WRITE_ERRORS: dict[int | str, dict[str, object]] = {
+    **WRITE_ERRORS,
     412: {"model": ErrorBody, "description": "If-Match does not match the current ETag."},
+}
+"""A write that checks If-Match when it is sent (toggle, rollback)."""
+CHANGE_ERRORS: dict[int | str, dict[str, object]] = {
+    **MATCHED_WRITE_ERRORS,
     428: {"model": ErrorBody, "description": "If-Match is required."},
 }
+"""A PATCH or DELETE of a versioned resource: If-Match required."""

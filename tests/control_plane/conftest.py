@@ -9,6 +9,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 from alembic import command
+from contract_helpers import CheckedClient
 from cp_helpers import ADMIN_KEY, REDIS_URL, Api, alembic_config, create_database, database_url, drop_database
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -70,7 +71,7 @@ def app(settings: Settings) -> FastAPI:
 
 @pytest.fixture(scope="session")
 def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:
+    with CheckedClient(app, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:
         yield c
 
 

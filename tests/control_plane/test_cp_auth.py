@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from contract_helpers import CheckedClient
 from cp_helpers import ADMIN_KEY, Api, auth, rows
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
@@ -145,7 +146,7 @@ def test_api_key_revoke__by_another_process__seen_within_the_auth_cache_window(
     reader = api.key("reader")
     key_id = client.get("/api/v1/api-keys").json()["items"][-1]["id"]
     other = create_app(settings.model_copy(update={"auth_cache_seconds": cache_seconds}))
-    with TestClient(other) as other_client:
+    with CheckedClient(other) as other_client:
         assert other_client.get(P, headers=auth(reader)).status_code == 200
         # When the first process revokes it
         assert client.delete(f"/api/v1/api-keys/{key_id}").status_code == 204

@@ -7,6 +7,7 @@ import json
 
 import sqlalchemy as sa
 from alembic import command
+from contract_helpers import CheckedClient
 from cp_helpers import ADMIN_KEY, Api, alembic_config, create_database, database_url, drop_database, rows
 from fastapi.testclient import TestClient
 
@@ -97,7 +98,7 @@ def test_expired_records__pruned_by_a_later_idempotent_write(settings: Settings,
                 " headers, created_at) VALUES (1, 'recent', '', 201, '{}', '{}', now() - interval '1 hour')"
             )
         )
-    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:
+    with CheckedClient(create_app(settings), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:
         r = c.post("/api/v1/projects", json={"key": "q", "name": "Q"}, headers={"Idempotency-Key": "new"})
         assert r.status_code == 201
     keys = sorted(k for (k,) in rows(engine, "SELECT idempotency_key FROM idempotency_records"))

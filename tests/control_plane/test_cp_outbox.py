@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 import sqlalchemy as sa
+from contract_helpers import CheckedClient
 from cp_helpers import ADMIN_KEY, Api, rows
 from fastapi.testclient import TestClient
 from polling_helpers import wait_until
@@ -79,7 +80,7 @@ def test_change__transaction_fails_after_outbox_insert__no_outbox_row(
         )
     try:
         before = rows(engine, "SELECT last_value FROM outbox_id_seq")[0][0]
-        with TestClient(
+        with CheckedClient(
             create_app(settings),
             raise_server_exceptions=False,
             headers={"Authorization": f"Bearer {ADMIN_KEY}"},
@@ -105,7 +106,7 @@ def redis_down_client(settings: Settings) -> Iterator[TestClient]:
             "redis_timeout_seconds": 0.2,
         }
     )
-    with TestClient(create_app(down), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:
+    with CheckedClient(create_app(down), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:
         yield c
 
 

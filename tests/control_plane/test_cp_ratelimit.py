@@ -10,8 +10,8 @@ import pytest
 import redis
 import redis.asyncio
 import sqlalchemy as sa
+from contract_helpers import CheckedClient
 from cp_helpers import ADMIN_KEY, REDIS_URL, auth
-from fastapi.testclient import TestClient
 
 from flagyard.control_plane.exceptions import RateLimitedError
 from flagyard.control_plane.main import create_app
@@ -111,7 +111,7 @@ def test_auth_failures__flood_from_one_address__429_with_retry_after(
     settings: Settings, engine: sa.Engine
 ) -> None:
     guarded = settings.model_copy(update={"auth_failure_limit": 3, "auth_failure_window_seconds": 60})
-    with TestClient(create_app(guarded)) as c:
+    with CheckedClient(create_app(guarded)) as c:
         statuses = [
             c.get("/api/v1/projects", headers=auth("fy_admin_" + "x" * 43)).status_code for _ in range(3)
         ]
@@ -128,7 +128,7 @@ def test_auth_failures__valid_requests_not_charged_and_cached_key_passes_while_b
     settings: Settings, redis_conn: redis.Redis, engine: sa.Engine
 ) -> None:
     guarded = settings.model_copy(update={"auth_failure_limit": 2, "auth_failure_window_seconds": 60})
-    with TestClient(create_app(guarded)) as c:
+    with CheckedClient(create_app(guarded)) as c:
         ok = [c.get("/api/v1/projects", headers=auth(ADMIN_KEY)).status_code for _ in range(10)]
         bad = [c.get("/api/v1/projects", headers=auth("fy_reader_nope")).status_code for _ in range(3)]
         still = c.get("/api/v1/projects", headers=auth(ADMIN_KEY))

@@ -11,6 +11,7 @@ import asyncpg
 import orjson
 import pytest
 import sqlalchemy as sa
+from contract_helpers import CheckedClient
 from cp_helpers import ADMIN_KEY, Api, auth
 from fastapi.testclient import TestClient
 from sqlalchemy.dialects.postgresql import JSONB
@@ -115,7 +116,7 @@ def test_get_flag__rate_limited_key__429_on_the_event_loop_path(settings: Settin
     api.project()
     api.flag(key="a")
     limited = settings.model_copy(update={"rate_limit_requests": 2, "rate_limit_window_seconds": 60})
-    with TestClient(create_app(limited), headers=auth(ADMIN_KEY)) as c:
+    with CheckedClient(create_app(limited), headers=auth(ADMIN_KEY)) as c:
         statuses = [c.get(f"{F}/a").status_code for _ in range(3)]
         listed = c.get(F)
     assert statuses == [200, 200, 429]

@@ -13,8 +13,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "propagation"))  # e2e_stack
 
+from contract_helpers import CheckedClient
 from e2e_stack import Stack
-from fastapi.testclient import TestClient
 from fault_infra import PostgresInstance, RedisInstance, free_port
 from stack_helpers import migrate, stack_settings
 
@@ -83,7 +83,7 @@ def fault_stack(pg: PostgresInstance, own_redis: RedisInstance, tmp_path: Path) 
         "FLAGYARD_ACCESS_LOG": "false",
         "FLAGYARD_DB_CONNECT_TIMEOUT_SECONDS": "1",
     }
-    with TestClient(
+    with CheckedClient(
         create_app(settings), headers={"Authorization": f"Bearer {DEV_BOOTSTRAP_ADMIN_KEY}"}
     ) as api:
         stack = Stack(db_url, redis_url, prefix, queue, api, env, tmp_path, grpc_port=free_port())

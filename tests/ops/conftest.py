@@ -18,6 +18,7 @@ import pytest
 import redis
 from alembic import command
 from alembic.config import Config
+from contract_helpers import CheckedClient
 from fastapi.testclient import TestClient
 from grpc_health.v1 import health_pb2
 from ops_helpers import ROOT, Backing, Running, free_port, grpc_health, wait_until
@@ -94,7 +95,7 @@ def control_plane(backing: Backing) -> Iterator[TestClient]:
         access_log=False,
         log_level="WARNING",
     )
-    with TestClient(
+    with CheckedClient(
         create_app(settings), headers={"Authorization": f"Bearer {DEV_BOOTSTRAP_ADMIN_KEY}"}
     ) as client:
         yield client

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 import redis
 import sqlalchemy as sa
+from contract_helpers import CheckedClient
 from e2e_stack import PG_ADMIN_URL, REDIS_DB, Stack, free_port
-from fastapi.testclient import TestClient
 from sqlalchemy.orm import sessionmaker
 from stack_helpers import migrate, stack_settings
 
@@ -47,7 +47,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         "FLAGYARD_ENV_REFRESH_SECONDS": "0.2",
         "FLAGYARD_STREAM_BLOCK_MS": "200",
     }
-    with TestClient(
+    with CheckedClient(
         create_app(settings), headers={"Authorization": f"Bearer {DEV_BOOTSTRAP_ADMIN_KEY}"}
     ) as api:
         stack = Stack(db_url, redis_url, prefix, queue, api, env, tmp_path, grpc_port=free_port())

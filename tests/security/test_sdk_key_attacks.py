@@ -26,6 +26,7 @@ import grpc
 import psycopg
 import pytest
 import redis
+from contract_helpers import CheckedClient
 from fastapi.testclient import TestClient
 from google.protobuf import struct_pb2
 from polling_helpers import free_port, wait_until
@@ -141,7 +142,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     process: subprocess.Popen[bytes] | None = None
     channel: grpc.Channel | None = None
     try:
-        with TestClient(
+        with CheckedClient(
             create_app(settings), headers={"Authorization": f"Bearer {DEV_BOOTSTRAP_ADMIN_KEY}"}
         ) as api:
             sdk_key, sdk_key_id = _seed(api)

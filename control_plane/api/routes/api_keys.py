@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from flagyard.control_plane import schemas
 from flagyard.control_plane.api.body import StrictRoute
-from flagyard.control_plane.api.deps import ReadContext, StateDep, WriteContext
+from flagyard.control_plane.api.deps import PostContext, ReadContext, StateDep, WriteContext
 from flagyard.control_plane.api.params import API_PREFIX, ERRORS, WRITE_ERRORS, IntCursor, KeyId, Limit
 from flagyard.control_plane.services import keys as ops
 from flagyard.rule_engine.model import KEY_PATTERN
@@ -38,7 +38,7 @@ def list_keys(
     responses=WRITE_ERRORS,
     summary="Create an API key (the key is in the response, once)",
 )
-def create_key(body: schemas.ApiKeyCreate, ctx: WriteContext) -> Response:
+def create_key(body: schemas.ApiKeyCreate, ctx: PostContext) -> Response:
     return ctx.write(lambda tx: ops.create_api_key(tx, body))
 
 
@@ -55,7 +55,7 @@ def get_key(key_id: KeyId, ctx: ReadContext) -> Response:
     summary="Issue a replacement; the old key works until the overlap window ends",
 )
 def rotate_key(
-    key_id: KeyId, ctx: WriteContext, state: StateDep, body: Annotated[schemas.RotateIn | None, Body()] = None
+    key_id: KeyId, ctx: PostContext, state: StateDep, body: Annotated[schemas.RotateIn | None, Body()] = None
 ) -> Response:
     overlap = state.settings.key_rotation_overlap_seconds
     return ctx.write(lambda tx: ops.rotate_api_key(tx, key_id, body or schemas.RotateIn(), overlap))

@@ -7,8 +7,15 @@ from starlette.responses import Response
 
 from flagyard.control_plane import schemas
 from flagyard.control_plane.api.body import StrictRoute
-from flagyard.control_plane.api.deps import ReadContext, WriteContext
-from flagyard.control_plane.api.params import API_PREFIX, ERRORS, WRITE_ERRORS, EnvKey, ProjectKey
+from flagyard.control_plane.api.deps import ChangeContext, PostContext, ReadContext
+from flagyard.control_plane.api.params import (
+    API_PREFIX,
+    CHANGE_ERRORS,
+    ERRORS,
+    WRITE_ERRORS,
+    EnvKey,
+    ProjectKey,
+)
 from flagyard.control_plane.services import projects as ops
 from flagyard.control_plane.services.usage import read_usage
 
@@ -32,7 +39,7 @@ def list_environments(project: ProjectKey, ctx: ReadContext) -> Response:
     responses=WRITE_ERRORS,
     summary="Create an environment",
 )
-def create_environment(project: ProjectKey, body: schemas.EnvironmentCreate, ctx: WriteContext) -> Response:
+def create_environment(project: ProjectKey, body: schemas.EnvironmentCreate, ctx: PostContext) -> Response:
     return ctx.write(lambda tx: ops.create_environment(tx, project, body))
 
 
@@ -42,16 +49,16 @@ def get_environment(project: ProjectKey, env: EnvKey, ctx: ReadContext) -> Respo
 
 
 @router.patch(
-    "/{env}", response_model=schemas.EnvironmentOut, responses=WRITE_ERRORS, summary="Update an environment"
+    "/{env}", response_model=schemas.EnvironmentOut, responses=CHANGE_ERRORS, summary="Update an environment"
 )
 def update_environment(
-    project: ProjectKey, env: EnvKey, body: schemas.EnvironmentUpdate, ctx: WriteContext
+    project: ProjectKey, env: EnvKey, body: schemas.EnvironmentUpdate, ctx: ChangeContext
 ) -> Response:
     return ctx.write(lambda tx: ops.update_environment(tx, project, env, body))
 
 
-@router.delete("/{env}", status_code=204, responses=WRITE_ERRORS, summary="Delete an environment")
-def delete_environment(project: ProjectKey, env: EnvKey, ctx: WriteContext) -> Response:
+@router.delete("/{env}", status_code=204, responses=CHANGE_ERRORS, summary="Delete an environment")
+def delete_environment(project: ProjectKey, env: EnvKey, ctx: ChangeContext) -> Response:
     return ctx.write(lambda tx: ops.delete_environment(tx, project, env))
 
 

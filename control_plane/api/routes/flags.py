@@ -9,10 +9,12 @@ from starlette.responses import Response
 
 from flagyard.control_plane import schemas
 from flagyard.control_plane.api.body import StrictRoute
-from flagyard.control_plane.api.deps import ReadContext, WriteContext
+from flagyard.control_plane.api.deps import ChangeContext, PostChangeContext, PostContext, ReadContext
 from flagyard.control_plane.api.params import (
     API_PREFIX,
+    CHANGE_ERRORS,
     ERRORS,
+    MATCHED_WRITE_ERRORS,
     WRITE_ERRORS,
     EnvKey,
     FlagKey,
@@ -48,7 +50,7 @@ async def list_flags(
 @router.post(
     "", status_code=201, response_model=schemas.FlagOut, responses=WRITE_ERRORS, summary="Create a flag"
 )
-def create_flag(project: ProjectKey, body: schemas.FlagCreate, ctx: WriteContext) -> Response:
+def create_flag(project: ProjectKey, body: schemas.FlagCreate, ctx: PostContext) -> Response:
     return ctx.write(lambda tx: ops.create_flag(tx, project, body))
 
 
@@ -60,14 +62,14 @@ async def get_flag(project: ProjectKey, flag: FlagKey, ctx: ReadContext) -> Resp
 
 
 @router.patch(
-    "/{flag}", response_model=schemas.FlagOut, responses=WRITE_ERRORS, summary="Update a flag's definition"
+    "/{flag}", response_model=schemas.FlagOut, responses=CHANGE_ERRORS, summary="Update a flag's definition"
 )
-def update_flag(project: ProjectKey, flag: FlagKey, body: schemas.FlagUpdate, ctx: WriteContext) -> Response:
+def update_flag(project: ProjectKey, flag: FlagKey, body: schemas.FlagUpdate, ctx: ChangeContext) -> Response:
     return ctx.write(lambda tx: ops.update_flag(tx, project, flag, body))
 
 
-@router.delete("/{flag}", status_code=204, responses=WRITE_ERRORS, summary="Delete a flag")
-def delete_flag(project: ProjectKey, flag: FlagKey, ctx: WriteContext) -> Response:
+@router.delete("/{flag}", status_code=204, responses=CHANGE_ERRORS, summary="Delete a flag")
+def delete_flag(project: ProjectKey, flag: FlagKey, ctx: ChangeContext) -> Response:
     return ctx.write(lambda tx: ops.delete_flag(tx, project, flag))
 
 
@@ -83,11 +85,11 @@ async def get_env_config(project: ProjectKey, flag: FlagKey, env: EnvKey, ctx: R
 @router.patch(
     "/{flag}/environments/{env}",
     response_model=schemas.FlagEnvironmentOut,
-    responses=WRITE_ERRORS,
+    responses=CHANGE_ERRORS,
     summary="Update a flag's configuration in one environment",
 )
 def update_env_config(
-    project: ProjectKey, flag: FlagKey, env: EnvKey, body: schemas.EnvConfigPatch, ctx: WriteContext
+    project: ProjectKey, flag: FlagKey, env: EnvKey, body: schemas.EnvConfigPatch, ctx: ChangeContext
 ) -> Response:
     return ctx.write(lambda tx: ops.update_env_config(tx, project, flag, env, body))
 
@@ -95,11 +97,11 @@ def update_env_config(
 @router.post(
     "/{flag}/environments/{env}/toggle",
     response_model=schemas.FlagEnvironmentOut,
-    responses=WRITE_ERRORS,
+    responses=MATCHED_WRITE_ERRORS,
     summary="Turn a flag on or off in one environment (kill switch; If-Match optional)",
 )
 def toggle(
-    project: ProjectKey, flag: FlagKey, env: EnvKey, body: schemas.ToggleIn, ctx: WriteContext
+    project: ProjectKey, flag: FlagKey, env: EnvKey, body: schemas.ToggleIn, ctx: PostChangeContext
 ) -> Response:
     return ctx.write(lambda tx: ops.toggle(tx, project, flag, env, body))
 
@@ -142,8 +144,10 @@ def diff(
 @router.post(
     "/{flag}/rollback",
     response_model=schemas.FlagOut,
-    responses=WRITE_ERRORS,
+    responses=MATCHED_WRITE_ERRORS,
     summary="Restore an earlier version as a new version",
 )
-def rollback(project: ProjectKey, flag: FlagKey, body: schemas.RollbackIn, ctx: WriteContext) -> Response:
+def rollback(
+    project: ProjectKey, flag: FlagKey, body: schemas.RollbackIn, ctx: PostChangeContext
+) -> Response:
     return ctx.write(lambda tx: ops.rollback(tx, project, flag, body))

@@ -7,20 +7,31 @@ from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
+from flagyard.control_plane import schemas
 from flagyard.control_plane.api.body import StrictRoute
 from flagyard.control_plane.api.deps import StateDep
 from flagyard.control_plane.api.responses import dumps
 
 router = APIRouter(route_class=StrictRoute, tags=["health"])
 
+_ALIVE = dumps({"status": "ok"})
 
-@router.get("/healthz", summary="Liveness: the process serves requests")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+
+@router.get("/healthz", response_model=schemas.HealthOut, summary="Liveness: the process serves requests")
+async def healthz() -> Response:
+    return Response(_ALIVE, media_type="application/json")
 
 
 @router.get(
-    "/readyz", summary="Readiness: the database is reachable", responses={503: {"description": "Not ready"}}
+    "/readyz",
+    response_model=schemas.ReadyOut,
+    summary="Readiness: the database is reachable",
+    responses={
+        503: {
+            "model": schemas.NotReadyBody,
+            "description": "Not ready: the database is unreachable (`checks` says which dependency is down).",
+        }
+    },
 )
 def readyz(state: StateDep) -> Response:
     checks = {}

@@ -7,8 +7,16 @@ from starlette.responses import Response
 
 from flagyard.control_plane import schemas
 from flagyard.control_plane.api.body import StrictRoute
-from flagyard.control_plane.api.deps import ReadContext, WriteContext
-from flagyard.control_plane.api.params import API_PREFIX, ERRORS, WRITE_ERRORS, KeyCursor, Limit, ProjectKey
+from flagyard.control_plane.api.deps import ChangeContext, PostContext, ReadContext
+from flagyard.control_plane.api.params import (
+    API_PREFIX,
+    CHANGE_ERRORS,
+    ERRORS,
+    WRITE_ERRORS,
+    KeyCursor,
+    Limit,
+    ProjectKey,
+)
 from flagyard.control_plane.services import projects as ops
 
 router = APIRouter(
@@ -28,7 +36,7 @@ def list_projects(ctx: ReadContext, limit: Limit = 50, cursor: KeyCursor = None)
     responses=WRITE_ERRORS,
     summary="Create a project (global admin)",
 )
-def create_project(body: schemas.ProjectCreate, ctx: WriteContext) -> Response:
+def create_project(body: schemas.ProjectCreate, ctx: PostContext) -> Response:
     return ctx.write(lambda tx: ops.create_project(tx, body))
 
 
@@ -38,14 +46,14 @@ def get_project(project: ProjectKey, ctx: ReadContext) -> Response:
 
 
 @router.patch(
-    "/{project}", response_model=schemas.ProjectOut, responses=WRITE_ERRORS, summary="Update a project"
+    "/{project}", response_model=schemas.ProjectOut, responses=CHANGE_ERRORS, summary="Update a project"
 )
-def update_project(project: ProjectKey, body: schemas.ProjectUpdate, ctx: WriteContext) -> Response:
+def update_project(project: ProjectKey, body: schemas.ProjectUpdate, ctx: ChangeContext) -> Response:
     return ctx.write(lambda tx: ops.update_project(tx, project, body))
 
 
 @router.delete(
-    "/{project}", status_code=204, responses=WRITE_ERRORS, summary="Delete a project and all in it"
+    "/{project}", status_code=204, responses=CHANGE_ERRORS, summary="Delete a project and all in it"
 )
-def delete_project(project: ProjectKey, ctx: WriteContext) -> Response:
+def delete_project(project: ProjectKey, ctx: ChangeContext) -> Response:
     return ctx.write(lambda tx: ops.delete_project(tx, project))

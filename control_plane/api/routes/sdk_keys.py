@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from flagyard.control_plane import schemas
 from flagyard.control_plane.api.body import StrictRoute
-from flagyard.control_plane.api.deps import ReadContext, StateDep, WriteContext
+from flagyard.control_plane.api.deps import PostContext, ReadContext, StateDep, WriteContext
 from flagyard.control_plane.api.params import API_PREFIX, ERRORS, WRITE_ERRORS, EnvKey, KeyId, ProjectKey
 from flagyard.control_plane.services import keys as ops
 
@@ -36,7 +36,7 @@ def list_sdk_keys(project: ProjectKey, env: EnvKey, ctx: ReadContext) -> Respons
     summary="Create an SDK key (the key is in the response, once)",
 )
 def create_sdk_key(
-    project: ProjectKey, env: EnvKey, body: schemas.SdkKeyCreate, ctx: WriteContext
+    project: ProjectKey, env: EnvKey, body: schemas.SdkKeyCreate, ctx: PostContext
 ) -> Response:
     return ctx.write(lambda tx: ops.create_sdk_key(tx, project, env, body))
 
@@ -52,7 +52,7 @@ def rotate_sdk_key(
     project: ProjectKey,
     env: EnvKey,
     key_id: KeyId,
-    ctx: WriteContext,
+    ctx: PostContext,
     state: StateDep,
     body: Annotated[schemas.RotateIn | None, Body()] = None,
 ) -> Response:

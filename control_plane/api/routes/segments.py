@@ -9,10 +9,12 @@ from starlette.responses import Response
 
 from flagyard.control_plane import schemas
 from flagyard.control_plane.api.body import StrictRoute
-from flagyard.control_plane.api.deps import ReadContext, WriteContext
+from flagyard.control_plane.api.deps import ChangeContext, PostChangeContext, PostContext, ReadContext
 from flagyard.control_plane.api.params import (
     API_PREFIX,
+    CHANGE_ERRORS,
     ERRORS,
+    MATCHED_WRITE_ERRORS,
     WRITE_ERRORS,
     IntCursor,
     KeyCursor,
@@ -43,7 +45,7 @@ async def list_segments(
 @router.post(
     "", status_code=201, response_model=schemas.SegmentOut, responses=WRITE_ERRORS, summary="Create a segment"
 )
-def create_segment(project: ProjectKey, body: schemas.SegmentCreate, ctx: WriteContext) -> Response:
+def create_segment(project: ProjectKey, body: schemas.SegmentCreate, ctx: PostContext) -> Response:
     return ctx.write(lambda tx: ops.create_segment(tx, project, body))
 
 
@@ -53,18 +55,18 @@ async def get_segment(project: ProjectKey, segment: SegmentKey, ctx: ReadContext
 
 
 @router.patch(
-    "/{segment}", response_model=schemas.SegmentOut, responses=WRITE_ERRORS, summary="Update a segment"
+    "/{segment}", response_model=schemas.SegmentOut, responses=CHANGE_ERRORS, summary="Update a segment"
 )
 def update_segment(
-    project: ProjectKey, segment: SegmentKey, body: schemas.SegmentUpdate, ctx: WriteContext
+    project: ProjectKey, segment: SegmentKey, body: schemas.SegmentUpdate, ctx: ChangeContext
 ) -> Response:
     return ctx.write(lambda tx: ops.update_segment(tx, project, segment, body))
 
 
 @router.delete(
-    "/{segment}", status_code=204, responses=WRITE_ERRORS, summary="Delete a segment (409 while in use)"
+    "/{segment}", status_code=204, responses=CHANGE_ERRORS, summary="Delete a segment (409 while in use)"
 )
-def delete_segment(project: ProjectKey, segment: SegmentKey, ctx: WriteContext) -> Response:
+def delete_segment(project: ProjectKey, segment: SegmentKey, ctx: ChangeContext) -> Response:
     return ctx.write(lambda tx: ops.delete_segment(tx, project, segment))
 
 
@@ -102,10 +104,10 @@ def diff(
 @router.post(
     "/{segment}/rollback",
     response_model=schemas.SegmentOut,
-    responses=WRITE_ERRORS,
+    responses=MATCHED_WRITE_ERRORS,
     summary="Restore an earlier version as a new version",
 )
 def rollback(
-    project: ProjectKey, segment: SegmentKey, body: schemas.RollbackIn, ctx: WriteContext
+    project: ProjectKey, segment: SegmentKey, body: schemas.RollbackIn, ctx: PostChangeContext
 ) -> Response:
     return ctx.write(lambda tx: ops.rollback(tx, project, segment, body))

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from flagyard.control_plane import schemas
 from flagyard.control_plane.api.body import ImportRoute
-from flagyard.control_plane.api.deps import ReadContext, WriteContext
+from flagyard.control_plane.api.deps import PostContext, ReadContext
 from flagyard.control_plane.api.params import API_PREFIX, ERRORS, WRITE_ERRORS, EnvKey, ProjectKey
 from flagyard.control_plane.exceptions import Detail, InvalidRequestError
 from flagyard.control_plane.services import transfer as ops
@@ -44,7 +44,7 @@ def export(project: ProjectKey, env: EnvKey, ctx: ReadContext, format: Format = 
 def import_(
     project: ProjectKey,
     env: EnvKey,
-    ctx: WriteContext,
+    ctx: PostContext,
     document: Annotated[dict[str, Any], Body(description="A native or flagd document.")],
     format: Format = "native",
 ) -> Response:
