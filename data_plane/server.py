@@ -51,6 +51,16 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
 ]
 
 
+def grpc_address(host: str, port: int) -> str:
+    """``host:port`` as gRPC binds it. ``*`` and the empty host mean every interface, as they do for
+    uvicorn and the metrics server, but gRPC knows them as ``[::]`` (both families); an IPv6 address
+    needs its brackets."""
+    bare = host.strip("[]")
+    if bare in ("", "*"):
+        bare = "::"
+    return f"[{bare}]:{port}" if ":" in bare else f"{bare}:{port}"
+
+
 class DataPlane:
     """A data plane serving on ``settings.grpc_host:grpc_port`` (start/stop within one event loop)."""
 
@@ -103,7 +113,7 @@ class DataPlane:
             health = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
             services = (EVALUATION_SERVICE, SYNC_SERVICE, health, reflection.SERVICE_NAME)
             reflection.enable_server_reflection(services, server)
-        address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
+        address = grpc_address(self.settings.grpc_host, self.settings.grpc_port)
         credentials = server_credentials(self.settings)
         if credentials is None:
             self.port = server.add_insecure_port(address)

@@ -140,3 +140,17 @@ def test_reflection__production_default_or_turned_off__unimplemented(
     planes.append(plane)
 
     assert list_services(plane.port) == grpc.StatusCode.UNIMPLEMENTED
+
+
+@pytest.mark.parametrize("host", ["*", "", "::", "[::]", "0.0.0.0"])
+def test_grpc_host__wildcard_spellings__serves_on_loopback(
+    seeded: str, planes: list[Plane], host: str
+) -> None:
+    """Every wildcard `flagyard up` accepts for its other listeners binds the data plane too."""
+    plane = Plane(settings_for(seeded, grpc_host=host)).start()
+    planes.append(plane)
+
+    with FlagyardClient(
+        target=f"127.0.0.1:{plane.port}", sdk_key=SDK_KEY, mode="remote", ready_timeout=10
+    ) as client:
+        assert client.string("banner", "d") == "Welcome"
