@@ -98,13 +98,29 @@ class ResponseContract:
             raise ResponseContractError(f"{where}: the body does not match its schema: {problems}")
 
 
+_CONTRACTS: dict[tuple[tuple[str, str], ...], ResponseContract] = {}
+
+
+def contract_for(app: FastAPI) -> ResponseContract:
+    """The contract of an app, shared by every app with the same routes: rendering the OpenAPI document
+    costs about a second, and the suites build an app per test."""
+    routes = tuple(
+        (getattr(route, "path", ""), ",".join(sorted(getattr(route, "methods", None) or ())))
+        for route in app.routes
+    )
+    contract = _CONTRACTS.get(routes)
+    if contract is None:
+        contract = _CONTRACTS[routes] = ResponseContract(app)
+    return contract
+
+
 class CheckedClient(TestClient):
     """The test client of the control-plane suites: every 2xx JSON body it receives must match the
     schema its operation publishes, so the whole suite checks the OpenAPI document."""
 
     def __init__(self, app: FastAPI, *args: Any, **kwargs: Any) -> None:
         super().__init__(app, *args, **kwargs)
-        self.contract = ResponseContract(app)
+        self.contract = contract_for(app)
 
     def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:  # type: ignore[override]
         response = super().send(request, **kwargs)
