@@ -1,11 +1,13 @@
 """The flag repository: every statement that reads or writes flags, their configurations and versions.
 
-Services decide what a change is; this module decides how it is stored. Reads of the admin API are
-:class:`~.reads.ReadQuery` statements on the event loop (asyncpg); a change starts with one locking
-read (:func:`lock`) and is recorded with :func:`create`, :func:`record_change` or :func:`delete`, whose
-statements are deferred to the transaction's single pre-commit statement (:mod:`.deferred`). Column
-lists come from :mod:`.fields`, never written out here. Driver errors are mapped in one place for each
-driver (``map_db_error`` at the session's commit, ``map_driver_error`` in :class:`~.reads.ReadPool`).
+Services decide what a change is; this module decides how it is stored. The admin API's reads of a
+flag, its configurations and pages of flags are :class:`~.reads.ReadQuery` statements on the event
+loop (asyncpg); its versions are read on the session (:func:`find`, then :func:`versions` or
+:func:`version`, over :mod:`.versions`). A change starts with one locking read (:func:`lock`) and is
+recorded with :func:`create`, :func:`record_change` or :func:`delete`, whose statements are deferred to
+the transaction's single pre-commit statement (:mod:`.deferred`). Column lists come from
+:mod:`flagyard.db.fields`, never written out here. Driver errors are mapped in one place for each driver
+(``map_db_error`` at the session's commit, ``map_driver_error`` in :class:`~.reads.ReadPool`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from flagyard.control_plane.db.deferred import Owner, Recorder, Template, columns
 from flagyard.control_plane.db.reads import ReadPool, ReadQuery
+from flagyard.control_plane.db.versions import Live, Version, VersionSummary, VersionTable
 from flagyard.db import mapping as m
 from flagyard.db.fields import (
     DEFINITION_FIELDS,
@@ -136,9 +139,27 @@ def lock_all(session: Session, project_id: int) -> dict[str, LockedFlag]:
     return _flags(session.connection().execute(_LOCK_ALL, {"project_id": project_id}).all())
 
 
-def exists(session: Session, project_id: int, key: str) -> bool:
-    live = sa.select(Flag.id).where(Flag.project_id == project_id, Flag.key == key, Flag.deleted_at.is_(None))
-    return session.scalar(live) is not None
+_FIND = sa.select(Flag.id, Flag.version).where(
+    Flag.project_id == sa.bindparam("project_id"), Flag.key == sa.bindparam("key"), Flag.deleted_at.is_(None)
+)
+
+
+def find(session: Session, project_id: int, key: str) -> Live | None:
+    """The live flag ``key`` of a project, unlocked; ``None`` if there is none."""
+    row = session.connection().execute(_FIND, {"project_id": project_id, "key": key}).first()
+    return None if row is None else Live(*row)
+
+
+def count(session: Session, project_id: int) -> int:
+    """How many live flags the project has."""
+    live = sa.select(sa.func.count()).where(Flag.project_id == project_id, Flag.deleted_at.is_(None))
+    return session.connection().execute(live).scalar_one()
+
+
+def keys(session: Session, project_id: int) -> list[str]:
+    """The keys of the project's live flags, in order."""
+    live = sa.select(Flag.key).where(Flag.project_id == project_id, Flag.deleted_at.is_(None))
+    return list(session.connection().execute(live.order_by(Flag.key)).scalars())
 
 
 def next_version(session: Session, project_id: int, key: str) -> int:
@@ -150,15 +171,18 @@ def next_version(session: Session, project_id: int, key: str) -> int:
     return (previous or 0) + 1
 
 
-def version(session: Session, flag_id: int, n: int) -> FlagVersion | None:
-    return session.scalars(
-        sa.select(FlagVersion).where(FlagVersion.flag_id == flag_id, FlagVersion.version == n)
-    ).first()
+_VERSIONS = VersionTable(FlagVersion, FlagVersion.flag_id)
 
 
-def versions_of(flag_id: int) -> sa.ColumnElement[bool]:
-    """The condition selecting one flag's versions (for :func:`~..services.common.version_page`)."""
-    return FlagVersion.flag_id == flag_id
+def versions(session: Session, flag_id: int, *, limit: int, cursor: int | None) -> list[VersionSummary]:
+    """Up to ``limit`` of a flag's versions below version ``cursor`` (from the newest if ``None``),
+    newest first."""
+    return _VERSIONS.page(session, flag_id, limit=limit, cursor=cursor)
+
+
+def version(session: Session, flag_id: int, n: int) -> Version | None:
+    """Version ``n`` of a flag with its snapshot."""
+    return _VERSIONS.one(session, flag_id, n)
 
 
 # --- the prerequisite graph ----------------------------------------------------------------------
