@@ -5,9 +5,10 @@ flag, its configurations and pages of flags are :class:`~.reads.ReadQuery` state
 loop (asyncpg); its versions are read on the session (:func:`find`, then :func:`versions` or
 :func:`version`, over :mod:`.versions`). A change starts with one locking read (:func:`lock`) and is
 recorded with :func:`create`, :func:`record_change` or :func:`delete`, whose statements are deferred to
-the transaction's single pre-commit statement (:mod:`.deferred`). Column lists come from
-:mod:`flagyard.db.fields`, never written out here. Driver errors are mapped in one place for each driver
-(``map_db_error`` at the session's commit, ``map_driver_error`` in :class:`~.reads.ReadPool`).
+the transaction's single pre-commit statement (:mod:`.deferred`); a new environment's configurations
+are written by :func:`add_environment`. Column lists and defaults come from :mod:`flagyard.db.fields`,
+never written out here. Driver errors are mapped in one place for each driver (``map_db_error`` at the
+session's commit, ``map_driver_error`` in :class:`~.reads.ReadPool`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from flagyard.db.fields import (
     EDITABLE_DEFINITION_FIELDS,
     ENV_CONFIG_FIELDS,
     LISTED_FIELDS,
+    default_env_config,
 )
 from flagyard.db.models import Environment, Flag, FlagEnvironment, FlagVersion, Project
 
@@ -416,6 +418,40 @@ def delete(tx: Recorder, flag: LockedFlag) -> int:
     tx.emit(ids, "flag", flag.key, version, deleted=True)
     flag.version = version
     return version
+
+
+def _add_environment() -> sa.Select[Any]:
+    """One statement: a configuration row for every live flag of a project in a new environment, at the
+    flag's version, with the declared defaults bound as typed parameters (so JSON fields go as JSON);
+    it returns each flag's key and version for the outbox."""
+    defaults = [
+        sa.bindparam(name, type_=FlagEnvironment.__table__.c[name].type) for name in ENV_CONFIG_FIELDS
+    ]
+    added = (
+        sa.insert(FlagEnvironment)
+        .from_select(
+            ["flag_id", "environment_id", "version", *ENV_CONFIG_FIELDS],
+            sa.select(
+                Flag.id, sa.bindparam("environment_id", type_=sa.BigInteger), Flag.version, *defaults
+            ).where(Flag.project_id == sa.bindparam("project_id"), Flag.deleted_at.is_(None)),
+        )
+        .returning(FlagEnvironment.flag_id, FlagEnvironment.version)
+        .cte("added")
+    )
+    return sa.select(Flag.key, added.c.version).join(added, added.c.flag_id == Flag.id).order_by(Flag.key)
+
+
+_ADD_ENVIRONMENT = _add_environment()
+
+
+def add_environment(tx: Recorder, project_id: int, environment_id: int) -> None:
+    """Configure every live flag of the project in its new environment with the declared defaults
+    (:func:`~flagyard.db.fields.default_env_config`: off, serving the caller's default), at the flag's
+    current version, and queue an outbox row for each so the data plane loads them. No flag version
+    changes: the other environments serve what they served."""
+    params = {"project_id": project_id, "environment_id": environment_id, **default_env_config()}
+    for key, version in tx.session.connection().execute(_ADD_ENVIRONMENT, params).all():
+        tx.emit([environment_id], "flag", key, version)
 
 
 # --- reads on the event loop ---------------------------------------------------------------------

@@ -276,6 +276,21 @@ def delete(tx: Recorder, seg: LockedSegment) -> int:
     return version
 
 
+_LIVE_VERSIONS = (
+    sa.select(Segment.key, Segment.version)
+    .where(Segment.project_id == sa.bindparam("project_id"), Segment.deleted_at.is_(None))
+    .order_by(Segment.key)
+)
+
+
+def add_environment(tx: Recorder, project_id: int, environment_id: int) -> None:
+    """Queue an outbox row for every live segment of the project to its new environment: a segment is
+    the same in every environment, so nothing is stored and no version changes."""
+    rows = tx.session.connection().execute(_LIVE_VERSIONS, {"project_id": project_id}).all()
+    for key, version in rows:
+        tx.emit([environment_id], "segment", key, version)
+
+
 # --- reads on the event loop ---------------------------------------------------------------------
 
 _READ_COLUMNS = [*_COLUMNS, Segment.version, Segment.created_at, Segment.updated_at]
