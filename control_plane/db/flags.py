@@ -1,11 +1,14 @@
 """The flag repository: every statement that reads or writes flags, their configurations and versions.
 
-Services decide what a change is; this module decides how it is stored. Reads of the admin API are
-:class:`~.reads.ReadQuery` statements on the event loop (asyncpg); a change starts with one locking
-read (:func:`lock`) and is recorded with :func:`create`, :func:`record_change` or :func:`delete`, whose
-statements are deferred to the transaction's single pre-commit statement (:mod:`.deferred`). Column
-lists come from :mod:`.fields`, never written out here. Driver errors are mapped in one place for each
-driver (``map_db_error`` at the session's commit, ``map_driver_error`` in :class:`~.reads.ReadPool`).
+Services decide what a change is; this module decides how it is stored. The admin API's reads of a
+flag, its configurations and pages of flags are :class:`~.reads.ReadQuery` statements on the event
+loop (asyncpg); its versions are read on the session (:func:`find`, then :func:`versions` or
+:func:`version`, over :mod:`.versions`). A change starts with one locking read (:func:`lock`) and is
+recorded with :func:`create`, :func:`record_change` or :func:`delete`, whose statements are deferred to
+the transaction's single pre-commit statement (:mod:`.deferred`); a new environment's configurations
+are written by :func:`add_environment`. Column lists and defaults come from :mod:`flagyard.db.fields`,
+never written out here. Driver errors are mapped in one place for each driver (``map_db_error`` at the
+session's commit, ``map_driver_error`` in :class:`~.reads.ReadPool`).
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ from sqlalchemy.orm import Session
 
 from flagyard.control_plane.db.deferred import Owner, Recorder, Template, columns
 from flagyard.control_plane.db.reads import ReadPool, ReadQuery
+from flagyard.control_plane.db.versions import Live, Version, VersionSummary, VersionTable
 from flagyard.db import mapping as m
 from flagyard.db.fields import (
     DEFINITION_FIELDS,
     EDITABLE_DEFINITION_FIELDS,
     ENV_CONFIG_FIELDS,
     LISTED_FIELDS,
+    default_env_config,
 )
 from flagyard.db.models import Environment, Flag, FlagEnvironment, FlagVersion, Project
 
@@ -136,9 +141,27 @@ def lock_all(session: Session, project_id: int) -> dict[str, LockedFlag]:
     return _flags(session.connection().execute(_LOCK_ALL, {"project_id": project_id}).all())
 
 
-def exists(session: Session, project_id: int, key: str) -> bool:
-    live = sa.select(Flag.id).where(Flag.project_id == project_id, Flag.key == key, Flag.deleted_at.is_(None))
-    return session.scalar(live) is not None
+_FIND = sa.select(Flag.id, Flag.version).where(
+    Flag.project_id == sa.bindparam("project_id"), Flag.key == sa.bindparam("key"), Flag.deleted_at.is_(None)
+)
+
+
+def find(session: Session, project_id: int, key: str) -> Live | None:
+    """The live flag ``key`` of a project, unlocked; ``None`` if there is none."""
+    row = session.connection().execute(_FIND, {"project_id": project_id, "key": key}).first()
+    return None if row is None else Live(*row)
+
+
+def count(session: Session, project_id: int) -> int:
+    """How many live flags the project has."""
+    live = sa.select(sa.func.count()).where(Flag.project_id == project_id, Flag.deleted_at.is_(None))
+    return session.connection().execute(live).scalar_one()
+
+
+def keys(session: Session, project_id: int) -> list[str]:
+    """The keys of the project's live flags, in order."""
+    live = sa.select(Flag.key).where(Flag.project_id == project_id, Flag.deleted_at.is_(None))
+    return list(session.connection().execute(live.order_by(Flag.key)).scalars())
 
 
 def next_version(session: Session, project_id: int, key: str) -> int:
@@ -150,15 +173,18 @@ def next_version(session: Session, project_id: int, key: str) -> int:
     return (previous or 0) + 1
 
 
-def version(session: Session, flag_id: int, n: int) -> FlagVersion | None:
-    return session.scalars(
-        sa.select(FlagVersion).where(FlagVersion.flag_id == flag_id, FlagVersion.version == n)
-    ).first()
+_VERSIONS = VersionTable(FlagVersion, FlagVersion.flag_id)
 
 
-def versions_of(flag_id: int) -> sa.ColumnElement[bool]:
-    """The condition selecting one flag's versions (for :func:`~..services.common.version_page`)."""
-    return FlagVersion.flag_id == flag_id
+def versions(session: Session, flag_id: int, *, limit: int, cursor: int | None) -> list[VersionSummary]:
+    """Up to ``limit`` of a flag's versions below version ``cursor`` (from the newest if ``None``),
+    newest first."""
+    return _VERSIONS.page(session, flag_id, limit=limit, cursor=cursor)
+
+
+def version(session: Session, flag_id: int, n: int) -> Version | None:
+    """Version ``n`` of a flag with its snapshot."""
+    return _VERSIONS.one(session, flag_id, n)
 
 
 # --- the prerequisite graph ----------------------------------------------------------------------
@@ -392,6 +418,40 @@ def delete(tx: Recorder, flag: LockedFlag) -> int:
     tx.emit(ids, "flag", flag.key, version, deleted=True)
     flag.version = version
     return version
+
+
+def _add_environment() -> sa.Select[Any]:
+    """One statement: a configuration row for every live flag of a project in a new environment, at the
+    flag's version, with the declared defaults bound as typed parameters (so JSON fields go as JSON);
+    it returns each flag's key and version for the outbox."""
+    defaults = [
+        sa.bindparam(name, type_=FlagEnvironment.__table__.c[name].type) for name in ENV_CONFIG_FIELDS
+    ]
+    added = (
+        sa.insert(FlagEnvironment)
+        .from_select(
+            ["flag_id", "environment_id", "version", *ENV_CONFIG_FIELDS],
+            sa.select(
+                Flag.id, sa.bindparam("environment_id", type_=sa.BigInteger), Flag.version, *defaults
+            ).where(Flag.project_id == sa.bindparam("project_id"), Flag.deleted_at.is_(None)),
+        )
+        .returning(FlagEnvironment.flag_id, FlagEnvironment.version)
+        .cte("added")
+    )
+    return sa.select(Flag.key, added.c.version).join(added, added.c.flag_id == Flag.id).order_by(Flag.key)
+
+
+_ADD_ENVIRONMENT = _add_environment()
+
+
+def add_environment(tx: Recorder, project_id: int, environment_id: int) -> None:
+    """Configure every live flag of the project in its new environment with the declared defaults
+    (:func:`~flagyard.db.fields.default_env_config`: off, serving the caller's default), at the flag's
+    current version, and queue an outbox row for each so the data plane loads them. No flag version
+    changes: the other environments serve what they served."""
+    params = {"project_id": project_id, "environment_id": environment_id, **default_env_config()}
+    for key, version in tx.session.connection().execute(_ADD_ENVIRONMENT, params).all():
+        tx.emit([environment_id], "flag", key, version)
 
 
 # --- reads on the event loop ---------------------------------------------------------------------

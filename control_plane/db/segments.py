@@ -1,8 +1,8 @@
 """The segment repository: every statement that reads or writes segments and their versions.
 
 The same seam as :mod:`.flags`: one locking read starts a change, :func:`create`, :func:`record_change`
-and :func:`delete` store it with deferred statements, reads run on the event loop; columns come from
-:mod:`.fields`.
+and :func:`delete` store it with deferred statements, reads of segments run on the event loop and
+reads of versions on the session (:mod:`.versions`); columns come from :mod:`flagyard.db.fields`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from flagyard.control_plane.db.deferred import Owner, Recorder, Template, columns
 from flagyard.control_plane.db.reads import ReadPool, ReadQuery
+from flagyard.control_plane.db.versions import Live, Version, VersionSummary, VersionTable
 from flagyard.db import mapping as m
 from flagyard.db.fields import EDITABLE_SEGMENT_FIELDS, SEGMENT_FIELDS
 from flagyard.db.models import (
@@ -95,11 +96,29 @@ def lock_all(session: Session, project_id: int) -> dict[str, LockedSegment]:
     return {row.key: _segment(row) for row in rows}
 
 
-def exists(session: Session, project_id: int, key: str) -> bool:
-    live = sa.select(Segment.id).where(
-        Segment.project_id == project_id, Segment.key == key, Segment.deleted_at.is_(None)
-    )
-    return session.scalar(live) is not None
+_FIND = sa.select(Segment.id, Segment.version).where(
+    Segment.project_id == sa.bindparam("project_id"),
+    Segment.key == sa.bindparam("key"),
+    Segment.deleted_at.is_(None),
+)
+
+
+def find(session: Session, project_id: int, key: str) -> Live | None:
+    """The live segment ``key`` of a project, unlocked; ``None`` if there is none."""
+    row = session.connection().execute(_FIND, {"project_id": project_id, "key": key}).first()
+    return None if row is None else Live(*row)
+
+
+def count(session: Session, project_id: int) -> int:
+    """How many live segments the project has."""
+    live = sa.select(sa.func.count()).where(Segment.project_id == project_id, Segment.deleted_at.is_(None))
+    return session.connection().execute(live).scalar_one()
+
+
+def keys(session: Session, project_id: int) -> list[str]:
+    """The keys of the project's live segments, in order."""
+    live = sa.select(Segment.key).where(Segment.project_id == project_id, Segment.deleted_at.is_(None))
+    return list(session.connection().execute(live.order_by(Segment.key)).scalars())
 
 
 def next_version(session: Session, project_id: int, key: str) -> int:
@@ -110,14 +129,18 @@ def next_version(session: Session, project_id: int, key: str) -> int:
     return (previous or 0) + 1
 
 
-def version(session: Session, segment_id: int, n: int) -> SegmentVersion | None:
-    return session.scalars(
-        sa.select(SegmentVersion).where(SegmentVersion.segment_id == segment_id, SegmentVersion.version == n)
-    ).first()
+_VERSIONS = VersionTable(SegmentVersion, SegmentVersion.segment_id)
 
 
-def versions_of(segment_id: int) -> sa.ColumnElement[bool]:
-    return SegmentVersion.segment_id == segment_id
+def versions(session: Session, segment_id: int, *, limit: int, cursor: int | None) -> list[VersionSummary]:
+    """Up to ``limit`` of a segment's versions below version ``cursor`` (from the newest if ``None``),
+    newest first."""
+    return _VERSIONS.page(session, segment_id, limit=limit, cursor=cursor)
+
+
+def version(session: Session, segment_id: int, n: int) -> Version | None:
+    """Version ``n`` of a segment with its snapshot."""
+    return _VERSIONS.one(session, segment_id, n)
 
 
 def references(session: Session, project_id: int, exclude: str) -> list[tuple[str, list[Any]]]:
@@ -251,6 +274,21 @@ def delete(tx: Recorder, seg: LockedSegment) -> int:
     tx.emit(_environment_ids(tx.session, seg.project.id), "segment", seg.key, version, deleted=True)
     seg.version = version
     return version
+
+
+_LIVE_VERSIONS = (
+    sa.select(Segment.key, Segment.version)
+    .where(Segment.project_id == sa.bindparam("project_id"), Segment.deleted_at.is_(None))
+    .order_by(Segment.key)
+)
+
+
+def add_environment(tx: Recorder, project_id: int, environment_id: int) -> None:
+    """Queue an outbox row for every live segment of the project to its new environment: a segment is
+    the same in every environment, so nothing is stored and no version changes."""
+    rows = tx.session.connection().execute(_LIVE_VERSIONS, {"project_id": project_id}).all()
+    for key, version in rows:
+        tx.emit([environment_id], "segment", key, version)
 
 
 # --- reads on the event loop ---------------------------------------------------------------------

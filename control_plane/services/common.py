@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal
 
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from flagyard.control_plane.db import flags as flags_repo
+from flagyard.control_plane.db import segments as segments_repo
 from flagyard.control_plane.db.deferred import Template, columns
 from flagyard.control_plane.db.reads import ReadPool, ReadQuery
+from flagyard.control_plane.db.versions import Version, VersionSummary
 from flagyard.control_plane.exceptions import (
     Detail,
     InvalidRequestError,
@@ -23,16 +26,7 @@ from flagyard.control_plane.exceptions import (
 )
 from flagyard.control_plane.security import Role
 from flagyard.control_plane.services.diff import json_diff
-from flagyard.db.models import (
-    AuditEntry,
-    Environment,
-    Flag,
-    FlagVersion,
-    OutboxEntry,
-    Project,
-    Segment,
-    SegmentVersion,
-)
+from flagyard.db.models import AuditEntry, Environment, OutboxEntry, Project
 from flagyard.rule_engine import Issue, limits
 
 log = structlog.get_logger("flagyard.control_plane")
@@ -344,7 +338,7 @@ def invalid(
 
 
 def ensure_room(
-    session: Session, project: Project | ProjectRef, model: type[Flag] | type[Segment], adding: int = 1
+    session: Session, project: Project | ProjectRef, kind: Literal["flags", "segments"], adding: int = 1
 ) -> None:
     """422 unless the project can hold ``adding`` more live flags (``limits.MAX_FLAGS_PER_ENVIRONMENT``:
     each flag is configured in every environment) or segments (``MAX_SEGMENTS_PER_ENVIRONMENT``).
@@ -352,19 +346,17 @@ def ensure_room(
     Creations of one project are serialised on its row (``FOR NO KEY UPDATE``, which inserts referencing
     it do not wait for), so concurrent ones cannot pass the bound together.
     """
-    limit, what = (
-        (limits.MAX_FLAGS_PER_ENVIRONMENT, "flags")
-        if model is Flag
-        else (limits.MAX_SEGMENTS_PER_ENVIRONMENT, "segments")
+    limit, count = (
+        (limits.MAX_FLAGS_PER_ENVIRONMENT, flags_repo.count)
+        if kind == "flags"
+        else (limits.MAX_SEGMENTS_PER_ENVIRONMENT, segments_repo.count)
     )
     session.execute(sa.select(Project.id).where(Project.id == project.id).with_for_update(key_share=True))
-    live = session.scalar(
-        sa.select(sa.func.count()).where(model.project_id == project.id, model.deleted_at.is_(None))
-    )
-    if (live or 0) + adding > limit:
+    live = count(session, project.id)
+    if live + adding > limit:
         message = (
-            f"project '{project.key}' has {live} {what}; an environment holds at most {limit} "
-            f"(limits.MAX_{what.upper()}_PER_ENVIRONMENT): delete some first"
+            f"project '{project.key}' has {live} {kind}; an environment holds at most {limit} "
+            f"(limits.MAX_{kind.upper()}_PER_ENVIRONMENT): delete some first"
         )
         raise InvalidRequestError(message, [Detail("", message)])
 
@@ -420,44 +412,11 @@ def environments_of(session: Session, project_id: int) -> list[Environment]:
     )
 
 
-def get_flag(session: Session, project: Project, key: str, *, lock: bool = False) -> Flag:
-    stmt = sa.select(Flag).where(Flag.project_id == project.id, Flag.key == key, Flag.deleted_at.is_(None))
-    if lock:
-        stmt = stmt.with_for_update()
-    flag = session.scalars(stmt).first()
-    if flag is None:
-        raise NotFoundError(f"flag '{key}' does not exist in project '{project.key}'")
-    return flag
-
-
-def get_segment(session: Session, project: Project, key: str, *, lock: bool = False) -> Segment:
-    stmt = sa.select(Segment).where(
-        Segment.project_id == project.id, Segment.key == key, Segment.deleted_at.is_(None)
-    )
-    if lock:
-        stmt = stmt.with_for_update()
-    segment = session.scalars(stmt).first()
-    if segment is None:
-        raise NotFoundError(f"segment '{key}' does not exist in project '{project.key}'")
-    return segment
-
-
-def segment_keys(session: Session, project_id: int) -> set[str]:
-    return set(
-        session.scalars(
-            sa.select(Segment.key).where(Segment.project_id == project_id, Segment.deleted_at.is_(None))
-        )
-    )
-
-
 def page_limit(limit: int) -> int:
     return max(1, min(limit, 500))
 
 
-VersionRow = TypeVar("VersionRow", FlagVersion, SegmentVersion)
-
-
-def version_summary(v: FlagVersion | SegmentVersion) -> dict[str, Any]:
+def version_summary(v: VersionSummary) -> dict[str, Any]:
     """What a version list shows of one flag or segment version (the snapshot is fetched by number)."""
     return {
         "version": v.version,
@@ -468,32 +427,21 @@ def version_summary(v: FlagVersion | SegmentVersion) -> dict[str, Any]:
     }
 
 
-def version_result(v: FlagVersion | SegmentVersion) -> Result:
+def version_result(v: Version) -> Result:
     """One version of a flag or segment, with its full snapshot."""
     return Result({**version_summary(v), "snapshot": v.snapshot})
 
 
-def diff_result(a: FlagVersion | SegmentVersion, b: FlagVersion | SegmentVersion) -> Result:
+def diff_result(a: Version, b: Version) -> Result:
     """What changed from version ``a`` to version ``b`` of one flag or segment."""
     return Result(
         {"from_version": a.version, "to_version": b.version, "changes": json_diff(a.snapshot, b.snapshot)}
     )
 
 
-def version_page(
-    session: Session,
-    model: type[VersionRow],
-    owner: sa.ColumnElement[bool],
-    *,
-    limit: int,
-    cursor: int | None,
-) -> Result:
-    """Newest-first page of versions of one flag or segment, with a cursor to the next page."""
-    stmt = sa.select(model).where(owner)
-    if cursor is not None:
-        stmt = stmt.where(model.version < cursor)
-    limit = page_limit(limit)
-    versions = list(session.scalars(stmt.order_by(model.version.desc()).limit(limit + 1)))
+def version_page(versions: list[VersionSummary], limit: int) -> Result:
+    """A page of versions, newest first, from a repository's ``versions`` asked for ``limit + 1``: the
+    one beyond ``limit`` only tells that there is a next page, whose cursor is the last shown version."""
     more = len(versions) > limit
     versions = versions[:limit]
     return Result(

@@ -18,8 +18,10 @@ from sqlalchemy.orm import Session
 from flagyard import rule_engine
 from flagyard.control_plane import schemas
 from flagyard.control_plane.db import flags as repo
+from flagyard.control_plane.db import segments as segments_repo
 from flagyard.control_plane.db.deferred import Owner
 from flagyard.control_plane.db.reads import ReadPool
+from flagyard.control_plane.db.versions import Live, Version
 from flagyard.control_plane.exceptions import ConflictError, Detail, InvalidRequestError, NotFoundError
 from flagyard.control_plane.security import Role, new_salt
 from flagyard.control_plane.services.common import (
@@ -33,18 +35,15 @@ from flagyard.control_plane.services.common import (
     environments_of,
     etag,
     get_environment,
-    get_flag,
     get_project,
     invalid,
     page_limit,
     read_project_id,
-    segment_keys,
     version_page,
     version_result,
 )
 from flagyard.db import fields
 from flagyard.db import mapping as m
-from flagyard.db.models import Flag, FlagVersion
 from flagyard.rule_engine import DefinitionError, Issue, validate_flag
 from flagyard.rule_engine.validation import pointer
 
@@ -206,7 +205,9 @@ def validate_env_config(
     """The canonical configuration if the flag is valid in the environment, else its issues."""
     segments = None
     if _uses_segments(config["rules"]):
-        segments = known_segments if known_segments is not None else segment_keys(session, project_id)
+        segments = (
+            known_segments if known_segments is not None else set(segments_repo.keys(session, project_id))
+        )
     flags = None
     if config["prerequisites"]:
         flags = graph if graph is not None else env_graph(session, environment_id, definition["key"])
@@ -253,7 +254,7 @@ def validate_all_envs(
     issues: list[Issue] = []
     result = {}
     known = (
-        segment_keys(session, project_id)
+        set(segments_repo.keys(session, project_id))
         if any(_uses_segments(c["rules"]) for _, c in configs.values())
         else None
     )
@@ -291,9 +292,9 @@ def create_flag(tx: Tx, project_key: str, body: schemas.FlagCreate) -> Result:
     ]
     if unknown:
         raise invalid(unknown)
-    if repo.exists(s, project.id, body.key):
+    if repo.find(s, project.id, body.key) is not None:
         raise ConflictError(f"flag '{body.key}' already exists in project '{project.key}'")
-    ensure_room(s, project, Flag)
+    ensure_room(s, project, "flags")
     version = repo.next_version(s, project.id, body.key)
     given = body.model_dump(mode="json", include=set(fields.DEFINITION_FIELDS))
     definition = fields.complete(fields.FLAG_DEFINITION, {**given, "salt": new_salt()})
@@ -402,14 +403,24 @@ def delete_flag(tx: Tx, project_key: str, key: str) -> Result:
 # --- versions ------------------------------------------------------------------------------------
 
 
+def _live(session: Session, actor: Actor, project_key: str, key: str) -> Live:
+    """The live flag ``key`` (unlocked: its versions never change), or 403/404."""
+    project = get_project(session, actor, project_key)
+    flag = repo.find(session, project.id, key)
+    if flag is None:
+        raise NotFoundError(f"flag '{key}' does not exist in project '{project.key}'")
+    return flag
+
+
 def list_versions(
     session: Session, actor: Actor, project_key: str, key: str, *, limit: int, cursor: int | None
 ) -> Result:
-    flag = get_flag(session, get_project(session, actor, project_key), key)
-    return version_page(session, FlagVersion, repo.versions_of(flag.id), limit=limit, cursor=cursor)
+    flag = _live(session, actor, project_key, key)
+    limit = page_limit(limit)
+    return version_page(repo.versions(session, flag.id, limit=limit + 1, cursor=cursor), limit)
 
 
-def _version(session: Session, flag_id: int, key: str, n: int) -> FlagVersion:
+def _version(session: Session, flag_id: int, key: str, n: int) -> Version:
     v = repo.version(session, flag_id, n)
     if v is None:
         raise NotFoundError(f"flag '{key}' has no version {n}")
@@ -417,14 +428,14 @@ def _version(session: Session, flag_id: int, key: str, n: int) -> FlagVersion:
 
 
 def read_version(session: Session, actor: Actor, project_key: str, key: str, n: int) -> Result:
-    flag = get_flag(session, get_project(session, actor, project_key), key)
+    flag = _live(session, actor, project_key, key)
     return version_result(_version(session, flag.id, key, n))
 
 
 def diff_versions(
     session: Session, actor: Actor, project_key: str, key: str, from_: int, to: int | None
 ) -> Result:
-    flag = get_flag(session, get_project(session, actor, project_key), key)
+    flag = _live(session, actor, project_key, key)
     return diff_result(
         _version(session, flag.id, key, from_),
         _version(session, flag.id, key, to if to is not None else flag.version),

@@ -9,6 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from flagyard.control_plane import schemas
+from flagyard.control_plane.db import flags as flags_repo
+from flagyard.control_plane.db import segments as segments_repo
 from flagyard.control_plane.exceptions import ConflictError, PermissionDeniedError
 from flagyard.control_plane.security import Role
 from flagyard.control_plane.services.common import (
@@ -21,8 +23,7 @@ from flagyard.control_plane.services.common import (
     get_project,
     page_limit,
 )
-from flagyard.db import mapping as m
-from flagyard.db.models import Environment, Flag, FlagEnvironment, Project, Segment
+from flagyard.db.models import Environment, Project
 
 
 def project_body(p: Project) -> dict[str, Any]:
@@ -136,26 +137,9 @@ def create_environment(tx: Tx, project_key: str, body: schemas.EnvironmentCreate
     )
     s.add(env)
     s.flush()
-    flags = s.execute(
-        sa.select(Flag.id, Flag.key, Flag.version).where(
-            Flag.project_id == project.id, Flag.deleted_at.is_(None)
-        )
-    ).all()
-    default = m.default_env_config()
-    s.add_all(
-        [FlagEnvironment(flag_id=fid, environment_id=env.id, version=v, **default) for fid, _, v in flags]
-    )
-    for _, fkey, fversion in flags:
-        tx.emit([env.id], "flag", fkey, fversion)
-    segments = s.execute(
-        sa.select(Segment.key, Segment.version).where(
-            Segment.project_id == project.id, Segment.deleted_at.is_(None)
-        )
-    ).all()
-    for skey, sversion in segments:
-        tx.emit([env.id], "segment", skey, sversion)
+    flags_repo.add_environment(tx, project.id, env.id)
+    segments_repo.add_environment(tx, project.id, env.id)
     tx.audit(project, "environment", env.key, "created", {}, _fields(env), environment=env.key, version=1)
-    s.flush()
     location = f"/api/v1/projects/{project.key}/environments/{env.key}"
     return Result(environment_body(env), 201, etag(1), location)
 

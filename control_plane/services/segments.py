@@ -14,6 +14,7 @@ from flagyard.control_plane import schemas
 from flagyard.control_plane.db import segments as repo
 from flagyard.control_plane.db.deferred import Owner
 from flagyard.control_plane.db.reads import ReadPool
+from flagyard.control_plane.db.versions import Live, Version
 from flagyard.control_plane.exceptions import ConflictError, Detail, InvalidRequestError, NotFoundError
 from flagyard.control_plane.security import Role
 from flagyard.control_plane.services.common import (
@@ -25,7 +26,6 @@ from flagyard.control_plane.services.common import (
     ensure_room,
     etag,
     get_project,
-    get_segment,
     invalid,
     page_limit,
     version_page,
@@ -33,7 +33,6 @@ from flagyard.control_plane.services.common import (
 )
 from flagyard.db import fields
 from flagyard.db import mapping as m
-from flagyard.db.models import Segment, SegmentVersion
 from flagyard.rule_engine import DefinitionError, Issue, validate_segment
 
 
@@ -113,9 +112,9 @@ def create_segment(tx: Tx, project_key: str, body: schemas.SegmentCreate) -> Res
     tx.actor.require(Role.WRITER)
     s = tx.session
     project = get_project(s, tx.actor, project_key)
-    if repo.exists(s, project.id, body.key):
+    if repo.find(s, project.id, body.key) is not None:
         raise ConflictError(f"segment '{body.key}' already exists in project '{project.key}'")
-    ensure_room(s, project, Segment)
+    ensure_room(s, project, "segments")
     version = repo.next_version(s, project.id, body.key)
     data = fields.complete(fields.SEGMENT, body.model_dump(mode="json", exclude={"comment"}))
     data["rules"] = validate(s, project.id, data, version)
@@ -183,7 +182,16 @@ def delete_segment(tx: Tx, project_key: str, key: str) -> Result:
     return Result(None, 204)
 
 
-def _version(session: Session, segment_id: int, key: str, n: int) -> SegmentVersion:
+def _live(session: Session, actor: Actor, project_key: str, key: str) -> Live:
+    """The live segment ``key`` (unlocked: its versions never change), or 403/404."""
+    project = get_project(session, actor, project_key)
+    seg = repo.find(session, project.id, key)
+    if seg is None:
+        raise NotFoundError(f"segment '{key}' does not exist in project '{project.key}'")
+    return seg
+
+
+def _version(session: Session, segment_id: int, key: str, n: int) -> Version:
     v = repo.version(session, segment_id, n)
     if v is None:
         raise NotFoundError(f"segment '{key}' has no version {n}")
@@ -193,19 +201,20 @@ def _version(session: Session, segment_id: int, key: str, n: int) -> SegmentVers
 def list_versions(
     session: Session, actor: Actor, project_key: str, key: str, *, limit: int, cursor: int | None
 ) -> Result:
-    seg = get_segment(session, get_project(session, actor, project_key), key)
-    return version_page(session, SegmentVersion, repo.versions_of(seg.id), limit=limit, cursor=cursor)
+    seg = _live(session, actor, project_key, key)
+    limit = page_limit(limit)
+    return version_page(repo.versions(session, seg.id, limit=limit + 1, cursor=cursor), limit)
 
 
 def read_version(session: Session, actor: Actor, project_key: str, key: str, n: int) -> Result:
-    seg = get_segment(session, get_project(session, actor, project_key), key)
+    seg = _live(session, actor, project_key, key)
     return version_result(_version(session, seg.id, key, n))
 
 
 def diff_versions(
     session: Session, actor: Actor, project_key: str, key: str, from_: int, to: int | None
 ) -> Result:
-    seg = get_segment(session, get_project(session, actor, project_key), key)
+    seg = _live(session, actor, project_key, key)
     return diff_result(
         _version(session, seg.id, key, from_),
         _version(session, seg.id, key, to if to is not None else seg.version),

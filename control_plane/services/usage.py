@@ -6,14 +6,13 @@ import time
 from datetime import UTC, datetime
 
 import redis
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from flagyard.contracts.redis import read_evaluations
+from flagyard.control_plane.db import flags as flags_repo
 from flagyard.control_plane.exceptions import ServiceUnavailableError
 from flagyard.control_plane.security import Role
 from flagyard.control_plane.services.common import Actor, Result, get_environment, get_project
-from flagyard.db.models import Flag
 
 
 def read_usage(
@@ -29,9 +28,7 @@ def read_usage(
     actor.require(Role.READER)
     project = get_project(session, actor, project_key)
     env = get_environment(session, project, env_key)
-    keys = session.scalars(
-        sa.select(Flag.key).where(Flag.project_id == project.id, Flag.deleted_at.is_(None)).order_by(Flag.key)
-    ).all()
+    keys = flags_repo.keys(session, project.id)
     try:
         usage = read_evaluations(client, prefix, str(env.id))
     except redis.RedisError as exc:

@@ -108,6 +108,33 @@ def test_environment_create__existing_flags__configs_off_and_outbox_rows(
     assert sorted(outbox) == [("flag", "checkout", 1), ("segment", "beta", 1)]
 
 
+def test_environment_create__configs_stored_as_a_new_flags_defaults__deleted_flags_left_out(
+    client: TestClient, api: Api, engine: sa.Engine
+) -> None:
+    """The new environment's rows hold the declared defaults exactly as a flag created without a
+    configuration stores them (JSON ``null`` and SQL NULL alike), and a deleted flag gets none."""
+    api.project(envs=("dev",))
+    api.flag()
+    api.flag(key="gone")
+    assert client.delete(f"{P}/shop/flags/gone", headers={"If-Match": '"1"'}).status_code == 204
+    assert (
+        client.post(f"{P}/shop/environments", json={"key": "prod", "name": "Production"}).status_code == 201
+    )
+    stored = rows(
+        engine,
+        "SELECT e.key, f.key, fe.enabled, fe.off_variant, fe.default_variant, fe.default_split::text, "
+        "fe.rules::text, fe.prerequisites::text, fe.version FROM flag_environments fe "
+        "JOIN flags f ON f.id = fe.flag_id JOIN environments e ON e.id = fe.environment_id ORDER BY e.key, f.key",
+    )
+    assert [row[:2] for row in stored] == [("dev", "checkout"), ("dev", "gone"), ("prod", "checkout")]
+    assert stored[0][2:] == stored[2][2:]
+    outbox = rows(
+        engine,
+        "SELECT entity_key FROM outbox o JOIN environments e ON e.id = o.environment_id WHERE e.key = 'prod'",
+    )
+    assert outbox == [("checkout",)]
+
+
 def test_environment_create__duplicate__409(client: TestClient, api: Api) -> None:
     api.project(envs=("dev",))
     assert client.post(f"{P}/shop/environments", json={"key": "dev", "name": "x"}).status_code == 409

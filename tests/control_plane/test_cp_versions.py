@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from cp_helpers import Api, rows
+from cp_helpers import Api, auth, rows
 from fastapi.testclient import TestClient
 
 F = "/api/v1/projects/shop/flags/checkout"
@@ -184,3 +184,34 @@ def test_segment_versions__update_and_rollback__versions_and_diff(client: TestCl
         (1, "created"),
     ]
     assert client.get(f"{S}/versions/3").json()["comment"] == "undo"
+
+
+def test_segment_versions__paginated__cursor_continues_to_the_end(client: TestClient, api: Api) -> None:
+    api.project()
+    api.segment()
+    for n in (1, 2):
+        r = client.patch(S, json={"included": [f"u{n + 1}"]}, headers={"If-Match": f'"{n}"'})
+        assert r.status_code == 200, r.text
+    page = client.get(f"{S}/versions", params={"limit": 2}).json()
+    assert [v["version"] for v in page["items"]] == [3, 2]
+    assert page["next_cursor"] == "2"
+    rest = client.get(f"{S}/versions", params={"limit": 2, "cursor": page["next_cursor"]}).json()
+    assert [v["version"] for v in rest["items"]] == [1]
+    assert rest["next_cursor"] is None
+
+
+def test_versions__deleted_or_other_projects_resource__404_or_403(client: TestClient, api: Api) -> None:
+    """Versions are read only for a live flag or segment of a project the key may see."""
+    api.project()
+    api.flag()
+    api.segment()
+    api.project("other", envs=())
+    elsewhere = auth(api.key("reader", "other"))
+    for path in (F, S):
+        assert client.get(f"{path}/versions", headers=elsewhere).status_code == 403
+        assert client.get(f"{path}/versions/1", headers=elsewhere).status_code == 403
+        assert client.delete(path, headers={"If-Match": '"1"'}).status_code == 204
+        for read in (f"{path}/versions", f"{path}/versions/1", f"{path}/diff?from=1"):
+            r = client.get(read)
+            assert r.status_code == 404, read
+            assert "does not exist" in r.json()["message"], read
