@@ -21,7 +21,6 @@ from flagyard.sdk import (
     FlagyardError,
     FlagyardProvider,
     ProviderEvent,
-    ProviderStatus,
     Reason,
 )
 
@@ -37,7 +36,6 @@ __all__ = [
     "FlagyardError",
     "FlagyardProvider",
     "ProviderEvent",
-    "ProviderStatus",
     "Reason",
     "__version__",
 ]

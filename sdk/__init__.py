@@ -7,7 +7,6 @@ if not __name__.startswith("flagyard."):
 from flagyard.rule_engine import ErrorCode, EvaluationResult, FlagType, Reason
 
 from ._resolver import ProviderEvent
-from ._status import ProviderStatus
 from .async_client import AsyncFlagyardClient
 from .client import FlagyardClient
 from .exceptions import ConfigurationError, FlagyardError
@@ -23,6 +22,5 @@ __all__ = [
     "FlagyardError",
     "FlagyardProvider",
     "ProviderEvent",
-    "ProviderStatus",
     "Reason",
 ]
