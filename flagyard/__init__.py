@@ -11,31 +11,10 @@ The planes live in ``flagyard.rule_engine``, ``flagyard.control_plane``, ``flagy
 ``flagyard.data_plane`` and ``flagyard.sdk``.
 """
 
-from flagyard.sdk import (
-    AsyncFlagyardClient,
-    ConfigurationError,
-    ErrorCode,
-    EvaluationResult,
-    FlagType,
-    FlagyardClient,
-    FlagyardError,
-    FlagyardProvider,
-    ProviderEvent,
-    Reason,
-)
+from flagyard import sdk
+from flagyard.sdk import *  # noqa: F403 - the SDK's curated __all__ is this package's public face
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AsyncFlagyardClient",
-    "ConfigurationError",
-    "ErrorCode",
-    "EvaluationResult",
-    "FlagType",
-    "FlagyardClient",
-    "FlagyardError",
-    "FlagyardProvider",
-    "ProviderEvent",
-    "Reason",
-    "__version__",
-]
+__all__ = ["__version__"]
+__all__ += sdk.__all__
