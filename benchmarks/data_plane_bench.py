@@ -421,11 +421,11 @@ async def main():
     before = rss_mb()
     started = time.perf_counter()
     await plane.start()
-    await plane.l1.wait_ready(120)
+    await plane.follower.wait_ready(120)
     seconds = time.perf_counter() - started
     ready_rss = rss_mb()
-    flags = sum(len(e.flagset.flags) for e in plane.l1.envs.values())
-    while plane.l1._warming:
+    flags = sum(len(e.flagset.flags) for e in plane.follower.envs.values())
+    while plane.follower._warming:
         await asyncio.sleep(0.05)
     compiled = time.perf_counter() - started
     print(seconds, before, ready_rss, flags, compiled, rss_mb(), flush=True)

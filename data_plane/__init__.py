@@ -1,8 +1,9 @@
 """Flagyard's data plane: gRPC evaluation from an in-process L1 of compiled flags, kept current from Redis.
 
 Run it with ``python -m flagyard.data_plane`` (settings from ``FLAGYARD_*`` environment variables, see
-:mod:`.settings`). The pieces: :mod:`.l1` (environments as compiled FlagSets), :mod:`.follower` (hydration
-and the Redis stream follower), :mod:`.auth` (SDK keys), :mod:`.service` (the gRPC handlers),
+:mod:`.settings`). The pieces: :mod:`.l1` (``CachedEnvironment``: one environment's compiled flags and
+stream position, no I/O), :mod:`.follower` (``Follower``: the L1 cache, hydration, the Redis stream
+follower and its ``FollowerStatus``), :mod:`.auth` (SDK keys), :mod:`.service` (the gRPC handlers),
 :mod:`.server` (one process), :mod:`.supervisor` (several processes on one port).
 """
 

@@ -8,6 +8,9 @@ last id, or Redis lost or restored data) reloads the environment from the hashes
 When Redis goes away the follower marks the data plane degraded (L1 keeps serving as last known), probes
 Redis with a capped backoff, and when it answers again reloads every environment and carries on. Nothing in
 L1 expires.
+
+Each environment's state and the rules for applying events to it are :class:`~.l1.CachedEnvironment`'s;
+this module is the Redis side: reading, retrying, and the :class:`FollowerStatus` the health service shows.
 """
 
 from __future__ import annotations
@@ -18,26 +21,50 @@ import ctypes
 import gc
 import time
 from collections.abc import Callable
+from enum import StrEnum
 
 import structlog
 
 from flagyard.contracts import redis as contract
 
 from .convert import BulkEncoder
-from .exceptions import StoreCorruptError, StoreError, StoreUnavailableError, UnavailableError
-from .l1 import DefinitionEntry, Environment, Lazy, build, compile_stored, warm
+from .exceptions import StoreError, StoreUnavailableError, UnavailableError
+from .l1 import CachedEnvironment, Lazy, build, warm
 from .metrics import Metrics
 from .settings import DataPlaneSettings
 from .store import RedisStore
 
 log = structlog.get_logger("flagyard.data_plane")
 
-StateCallback = Callable[[bool, bool], None]
-"""Called with (ready, degraded) whenever either changes."""
+
+class FollowerStatus(StrEnum):
+    LOADING = "LOADING"
+    """The first load from Redis is under way: nothing to serve yet."""
+    UNREACHABLE = "UNREACHABLE"
+    """Redis failed before the first load completed: nothing to serve, retrying."""
+    SERVING = "SERVING"
+    """Every environment loaded and followed."""
+    DEGRADED = "DEGRADED"
+    """Redis unreachable after the first load: L1 serves as last known, retrying."""
 
 
-class L1:
-    """Environments by id, and the tasks that keep them current."""
+TRANSITIONS: dict[FollowerStatus, frozenset[FollowerStatus]] = {
+    FollowerStatus.LOADING: frozenset({FollowerStatus.SERVING, FollowerStatus.UNREACHABLE}),
+    FollowerStatus.UNREACHABLE: frozenset({FollowerStatus.SERVING}),
+    FollowerStatus.SERVING: frozenset({FollowerStatus.DEGRADED}),
+    FollowerStatus.DEGRADED: frozenset({FollowerStatus.SERVING}),
+}
+"""Every change of status allowed: once SERVING, never back to a status with nothing to serve."""
+READY = frozenset({FollowerStatus.SERVING, FollowerStatus.DEGRADED})
+"""Evaluations are answered (from L1)."""
+REDIS_DOWN = frozenset({FollowerStatus.UNREACHABLE, FollowerStatus.DEGRADED})
+
+StatusCallback = Callable[[FollowerStatus], None]
+"""Called with the new status at every transition."""
+
+
+class Follower:
+    """The L1 cache (:class:`~.l1.CachedEnvironment` by id) and the tasks that keep it current from Redis."""
 
     def __init__(
         self,
@@ -45,21 +72,20 @@ class L1:
         settings: DataPlaneSettings,
         metrics: Metrics,
         encoder: BulkEncoder,
-        on_state: StateCallback | None = None,
+        on_status: StatusCallback | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.metrics = metrics
         self.encoder = encoder
-        self.envs: dict[str, Environment] = {}
-        self.ready = False
-        self.degraded = False
-        self._on_state = on_state
+        self.envs: dict[str, CachedEnvironment] = {}
+        self.status = FollowerStatus.LOADING
+        self._on_status = on_status
         self._reload: dict[str, str] = {}  # env id → cause, done by the follower
-        self._loading: dict[str, asyncio.Task[Environment]] = {}
+        self._loading: dict[str, asyncio.Task[CachedEnvironment]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._warming: dict[str, asyncio.Task[None]] = {}
-        self._unwarmed: dict[str, tuple[Environment, list[Lazy]]] = {}
+        self._unwarmed: dict[str, tuple[CachedEnvironment, list[Lazy]]] = {}
         self._ready_event = asyncio.Event()
         self._followed_changed = asyncio.Event()
         """Set when an environment is added outside the follower, which then stops waiting to follow it."""
@@ -98,21 +124,29 @@ class L1:
     async def wait_ready(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._ready_event.wait(), timeout)
 
-    def _set_state(self, *, ready: bool | None = None, degraded: bool | None = None) -> None:
-        changed = False
-        if ready is not None and ready != self.ready:
-            self.ready, changed = ready, True
-            if ready:
-                self._ready_event.set()
-        if degraded is not None and degraded != self.degraded:
-            self.degraded, changed = degraded, True
-            self.metrics.degraded.set(1 if degraded else 0)
-        if changed and self._on_state is not None:
-            self._on_state(self.ready, self.degraded)
+    @property
+    def ready(self) -> bool:
+        return self.status in READY
+
+    @property
+    def degraded(self) -> bool:
+        return self.status in REDIS_DOWN
+
+    def _move(self, target: FollowerStatus) -> bool:
+        """Move to ``target`` (False, nothing done, if already there or the table refuses it)."""
+        if target not in TRANSITIONS[self.status]:
+            return False
+        self.status = target
+        if target in READY:
+            self._ready_event.set()
+        self.metrics.degraded.set(1 if target in REDIS_DOWN else 0)
+        if self._on_status is not None:
+            self._on_status(target)
+        return True
 
     # --- reads ---
 
-    async def environment(self, env_id: str) -> Environment:
+    async def environment(self, env_id: str) -> CachedEnvironment:
         """The environment, loading it on first use (a key for an environment created after start)."""
         env = self.envs.get(env_id)
         if env is not None:
@@ -129,8 +163,8 @@ class L1:
         except StoreError as exc:
             raise UnavailableError(f"environment {env_id!r} is not loaded and Redis is unavailable") from exc
 
-    async def _load_new(self, env_id: str) -> Environment:
-        env = Environment(env_id, self.settings.sync_history)
+    async def _load_new(self, env_id: str) -> CachedEnvironment:
+        env = CachedEnvironment(env_id, self.settings.sync_history)
         await self._load_into(env, "new")
         held = self.envs.setdefault(env_id, env)
         self._followed_changed.set()
@@ -138,7 +172,7 @@ class L1:
 
     # --- loading ---
 
-    async def _load_into(self, env: Environment, cause: str) -> None:
+    async def _load_into(self, env: CachedEnvironment, cause: str) -> None:
         started = time.perf_counter()
         data = await self.store.load(env.env_id)
         if not data.exists and env.exists:
@@ -188,7 +222,7 @@ class L1:
                 self._warming[env.env_id] = task
         self._unwarmed.clear()
 
-    async def _warm(self, env: Environment, lazies: list[Lazy]) -> None:
+    async def _warm(self, env: CachedEnvironment, lazies: list[Lazy]) -> None:
         started = time.perf_counter()
         compiled = await warm(lazies)
         self._warming.pop(env.env_id, None)
@@ -207,7 +241,7 @@ class L1:
         for env_id in sorted(ids | set(self.envs)):
             env = self.envs.get(env_id)
             if env is None:
-                env = Environment(env_id, self.settings.sync_history)
+                env = CachedEnvironment(env_id, self.settings.sync_history)
                 await self._load_into(env, cause)
                 self.envs.setdefault(env_id, env)
             else:
@@ -232,15 +266,15 @@ class L1:
                         log.info("stream.reconnected", environments=len(self.envs))
                     need_hydrate = ""
                     backoff = 0.05
-                    self._set_state(ready=True, degraded=False)
+                    self._move(FollowerStatus.SERVING)
                     self._start_warming()
                 await self._follow_once()
             except asyncio.CancelledError:
                 raise
             except StoreUnavailableError as exc:
-                if not self.degraded:
+                down = FollowerStatus.DEGRADED if self.ready else FollowerStatus.UNREACHABLE
+                if self._move(down):
                     log.warning("redis.unavailable", error=str(exc), serving="L1 as last known")
-                self._set_state(degraded=True)
                 need_hydrate = need_hydrate or "reconnect"
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -294,7 +328,7 @@ class L1:
             read.exception()  # a cancelled read may end as a connection error instead: nothing to report
         return []
 
-    async def _handle(self, env: Environment, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+    async def _handle(self, env: CachedEnvironment, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         events: list[contract.Event] = []
         for event_id, fields in entries:
             try:
@@ -304,36 +338,19 @@ class L1:
                 log.error("event.invalid", env=env.env_id, problem=str(exc))
                 self._reload[env.env_id] = "gap"
                 return
-        expected = env.revision + 1
-        usable: list[contract.Event] = []
-        for event in events:
-            if event.revision != expected:
-                cause = "gap" if event.revision > expected else "regression"
-                log.warning("stream.gap", env=env.env_id, expected=expected, got=event.revision, cause=cause)
-                self._reload[env.env_id] = cause
-                break
-            usable.append(event)
-            expected += 1
+        usable, cause = env.contiguous(events)
+        if cause is not None:
+            expected, got = env.revision + len(usable) + 1, events[len(usable)].revision
+            log.warning("stream.gap", env=env.env_id, expected=expected, got=got, cause=cause)
+            self._reload[env.env_id] = cause
         if not usable:
             return
         currents = await self.store.current(env.env_id, [(e.kind, e.key) for e in usable])
+        invalid = self._invalid(env.env_id)
         for event, current in zip(usable, currents, strict=True):
             if env.revision + 1 != event.revision:  # reloaded meanwhile
                 return
-            entry: DefinitionEntry | None = None
-            compiled = None
-            if current.raw is not None:
-                try:
-                    entry, compiled = compile_stored(event.kind, event.key, current.raw)
-                except StoreCorruptError as exc:
-                    self.metrics.invalid_definitions.labels(event.kind).inc()
-                    log.error(
-                        "definition.invalid", env=env.env_id, kind=event.kind, key=event.key, problem=str(exc)
-                    )
-                    entry = DefinitionEntry(
-                        event.kind, event.key, current.version or event.version, current.raw
-                    )
-            env.apply(event, entry, compiled, current.version)
+            env.apply(event, current.raw, current.version, invalid)
             log.debug(
                 "change.applied", env=env.env_id, revision=event.revision, kind=event.kind, key=event.key
             )

@@ -1,8 +1,11 @@
 """L1: each environment's flags and segments compiled into a :class:`FlagSet`, plus what SyncFlags needs.
 
-An :class:`Environment` is changed only by the follower task (:mod:`.follower`): a whole reload
-(:meth:`Environment.install`) or one change (:meth:`Environment.apply`). Readers never see a half-applied
-state: each step replaces entries in place between two awaits.
+A :class:`CachedEnvironment` is the state of one environment in L1, free of any transport: what Redis held
+when it was loaded plus the changes applied since, and the stream position they correspond to. It is
+changed only by the follower task (:mod:`.follower`), which reads Redis: a whole reload
+(:meth:`CachedEnvironment.install`) or one change (:meth:`CachedEnvironment.apply`), after
+:meth:`CachedEnvironment.contiguous` said which events continue its revision. Readers never see a
+half-applied state: each step replaces entries in place between two awaits.
 
 For SyncFlags an environment keeps the serialized message of its last ``history`` changes, contiguous up to
 its revision, and the position they start from (``base_revision``/``base_event_id``). A reload clears the
@@ -109,7 +112,7 @@ class Lazy:
     """A definition held uncompiled: its placeholder compiles it on first use and takes its place.
 
     Hydration installs placeholders (cheap: one JSON parse each), so a large environment serves within a
-    second; :meth:`Environment`'s warm-up then compiles the rest in the background. A value that does not
+    second; the follower's warm-up then compiles the rest in the background. A value that does not
     compile is reported, and its placeholder removed (the flag is then not found).
     """
 
@@ -272,7 +275,11 @@ async def warm(lazies: list[Lazy], yield_every: int = 50) -> int:
     return done
 
 
-class Environment:
+class CachedEnvironment:
+    """One environment as L1 holds it (not the control plane's row, nor Redis's hashes, nor a document):
+    compiled flags, the stored definitions a snapshot is made of, its revision and stream position, and
+    the history SyncFlags replays."""
+
     def __init__(self, env_id: str, history: int = 1000) -> None:
         self.env_id = env_id
         self.flagset = FlagSet()
@@ -291,9 +298,21 @@ class Environment:
         self._snapshot: tuple[int, int, list[bytes]] | None = None
 
     def __repr__(self) -> str:
-        return f"Environment({self.env_id!r}, revision={self.revision}, flags={len(self.flagset)})"
+        return f"CachedEnvironment({self.env_id!r}, revision={self.revision}, flags={len(self.flagset)})"
 
     # --- changes (follower only) ---
+
+    def contiguous(self, events: list[contract.Event]) -> tuple[list[contract.Event], str | None]:
+        """The leading events that continue this environment's revision one by one, and why the next one
+        cannot be applied: ``"gap"`` (its revision is ahead: events were trimmed past this reader) or
+        ``"regression"`` (behind: Redis lost or restored data); ``None`` when all can. Either cause means
+        a reload from the hashes."""
+        expected = self.revision + 1
+        for i, event in enumerate(events):
+            if event.revision != expected:
+                return events[:i], "gap" if event.revision > expected else "regression"
+            expected += 1
+        return events, None
 
     def install(self, data: contract.EnvironmentData, built: Built) -> None:
         """Replace everything with a fresh load (start, gap, reconnect)."""
@@ -310,19 +329,23 @@ class Environment:
         self._notify()
 
     def apply(
-        self,
-        event: contract.Event,
-        entry: DefinitionEntry | None,
-        compiled: Compiled | None,
-        tombstone: int | None,
+        self, event: contract.Event, raw: bytes | None, version: int | None, on_invalid: InvalidCallback
     ) -> None:
-        """Apply the event at ``self.revision + 1``, given what Redis holds for its key now.
+        """Apply the event at ``self.revision + 1``, given what Redis holds for its key now: ``raw`` its
+        stored value (None: deleted) and ``version`` its highest version (a deletion's tombstone).
 
-        ``entry`` and ``compiled`` are the current value compiled; both None means the key is deleted
-        (``tombstone`` is its highest version), ``entry`` alone means the value is bad and skipped (the
-        old definition stays). The value may be newer than the event: versions of a key only grow in
+        A value that does not compile is reported to ``on_invalid`` and skipped (the old definition stays;
+        the revision advances). The value may be newer than the event: versions of a key only grow in
         Redis, so applying the newest is always safe, and an older one than held is ignored.
         """
+        entry: DefinitionEntry | None = None
+        compiled: Compiled | None = None
+        if raw is not None:
+            try:
+                entry, compiled = compile_stored(event.kind, event.key, raw)
+            except StoreCorruptError as exc:
+                on_invalid(event.kind, event.key, str(exc))
+                entry = DefinitionEntry(event.kind, event.key, version or event.version, raw)
         key = (event.kind, event.key)
         held = self.definitions.get(key)
         message = pb.SyncFlagsResponse(revision=event.revision, event_id=event.event_id)
@@ -344,7 +367,7 @@ class Environment:
                     self.flagset.remove_segment(event.key)
             message.change.operation = pb.OPERATION_DELETE
             message.change.definition.CopyFrom(
-                pb.Definition(kind=KIND_PB[event.kind], key=event.key, version=tombstone or event.version)
+                pb.Definition(kind=KIND_PB[event.kind], key=event.key, version=version or event.version)
             )
         else:  # a bad value is skipped, but the revision still advances
             message.heartbeat.SetInParent()

@@ -30,7 +30,7 @@ from flagyard.rule_engine import limits
 from .auth import SdkKeys
 from .convert import BulkEncoder
 from .exceptions import ConfigurationError
-from .follower import L1
+from .follower import READY, REDIS_DOWN, Follower, FollowerStatus
 from .metrics import Metrics
 from .service import EVALUATION_SERVICE, SYNC_SERVICE, Handlers, method_handlers
 from .settings import DataPlaneSettings
@@ -75,26 +75,27 @@ class DataPlane:
         )
         self.encoder = BulkEncoder()
         self.health = HealthServicer()
-        self.l1 = L1(self.store, settings, self.metrics, self.encoder, on_state=self._on_state)
+        self.follower = Follower(self.store, settings, self.metrics, self.encoder, on_status=self._on_status)
         self.keys = SdkKeys(
             self.store, settings.sdk_key_cache_seconds, settings.sdk_key_negative_cache_seconds
         )
-        self.handlers = Handlers(settings, self.l1, self.keys, self.metrics, self.encoder, self.store)
+        self.handlers = Handlers(settings, self.follower, self.keys, self.metrics, self.encoder, self.store)
         self.server: grpc.aio.Server | None = None
         self.port = 0
         self._health_tasks: set[asyncio.Task[None]] = set()
 
-    def _on_state(self, ready: bool, degraded: bool) -> None:
+    def _on_status(self, status: FollowerStatus) -> None:
         serving = health_pb2.HealthCheckResponse.SERVING
         not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        ready = status in READY
         updates = [
             (name, serving if ready else not_serving) for name in ("", EVALUATION_SERVICE, SYNC_SERVICE)
         ]
-        updates.append((REDIS_HEALTH_SERVICE, not_serving if degraded or not ready else serving))
-        if degraded:
-            log.warning("data_plane.degraded", serving="L1 as last known")
-        elif ready:
-            log.info("data_plane.serving", environments=len(self.l1.envs))
+        updates.append((REDIS_HEALTH_SERVICE, serving if status is FollowerStatus.SERVING else not_serving))
+        if status in REDIS_DOWN:
+            log.warning("data_plane.degraded", serving="L1 as last known", status=status.value)
+        else:
+            log.info("data_plane.serving", environments=len(self.follower.envs))
         for name, status in updates:
             task = asyncio.create_task(self.health.set(name, status))
             self._health_tasks.add(task)
@@ -122,7 +123,7 @@ class DataPlane:
             raise OSError(f"cannot bind {address}")
         await server.start()
         self.server = server
-        self.l1.start()
+        self.follower.start()
         log.info(
             "grpc.started", port=self.port, tls=credentials is not None, reflection=self.settings.reflection
         )
@@ -133,7 +134,7 @@ class DataPlane:
             await self.health.enter_graceful_shutdown()
             await self.server.stop(self.settings.grace_seconds if grace is None else grace)
             self.server = None
-        await self.l1.stop()
+        await self.follower.stop()
         await self.store.close()
         log.info("grpc.stopped")
 

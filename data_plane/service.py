@@ -42,8 +42,8 @@ from .exceptions import (
     UnauthenticatedError,
     UnavailableError,
 )
-from .follower import L1
-from .l1 import Environment
+from .follower import Follower
+from .l1 import CachedEnvironment
 from .metrics import Metrics
 from .reports import validate_report
 from .settings import DataPlaneSettings
@@ -61,7 +61,7 @@ class Handlers:
     def __init__(
         self,
         settings: DataPlaneSettings,
-        l1: L1,
+        follower: Follower,
         keys: SdkKeys,
         metrics: Metrics,
         encoder: BulkEncoder,
@@ -69,7 +69,7 @@ class Handlers:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.l1 = l1
+        self.follower = follower
         self.keys = keys
         self.metrics = metrics
         self.encoder = encoder
@@ -86,9 +86,9 @@ class Handlers:
             child = self._requests[method, code] = self.metrics.requests.labels(method, code)
         child.inc()
 
-    async def _environment(self, context: Context) -> Environment:
+    async def _environment(self, context: Context) -> CachedEnvironment:
         record = await self.keys.authenticate(context.invocation_metadata())
-        return await self.l1.environment(record.environment_id)
+        return await self.follower.environment(record.environment_id)
 
     async def _fail(self, method: str, context: Context, exc: BaseException) -> Any:
         if isinstance(exc, RequestError):
@@ -189,7 +189,7 @@ class Handlers:
                 raise InvalidRequestError("revision must not be negative")
             token = bearer_token(context.invocation_metadata())
             record = await self.keys.verify(token)
-            env = await self.l1.environment(record.environment_id)
+            env = await self.follower.environment(record.environment_id)
         except Exception as exc:
             await self._fail("SyncFlags", context, exc)
             return
@@ -213,7 +213,7 @@ class Handlers:
                 self._count("SyncFlags", "CANCELLED" if context.cancelled() else code)
 
     async def _stream(
-        self, env: Environment, request: pb.SyncFlagsRequest, key: _KeyCheck
+        self, env: CachedEnvironment, request: pb.SyncFlagsRequest, key: _KeyCheck
     ) -> AsyncIterator[bytes]:
         """The messages of one stream; raises UnauthenticatedError once its key is revoked or expired."""
         heartbeat = self.settings.sync_heartbeat_seconds
@@ -291,7 +291,7 @@ def _check_context(context: Struct) -> None:
         )
 
 
-def _heartbeat(env: Environment) -> bytes:
+def _heartbeat(env: CachedEnvironment) -> bytes:
     msg = pb.SyncFlagsResponse(revision=env.revision, event_id=env.event_id)
     msg.heartbeat.SetInParent()
     return msg.SerializeToString()

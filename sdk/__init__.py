@@ -7,6 +7,7 @@ if not __name__.startswith("flagyard."):
 from flagyard.rule_engine import ErrorCode, EvaluationResult, FlagType, Reason
 
 from ._resolver import ProviderEvent
+from ._status import ProviderStatus
 from .async_client import AsyncFlagyardClient
 from .client import FlagyardClient
 from .exceptions import ConfigurationError, FlagyardError
@@ -22,5 +23,6 @@ __all__ = [
     "FlagyardError",
     "FlagyardProvider",
     "ProviderEvent",
+    "ProviderStatus",
     "Reason",
 ]

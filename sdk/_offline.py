@@ -11,14 +11,15 @@ from typing import Any
 
 from flagyard.rule_engine import EvaluationResult, FlagSet, FlagType, RuleEngineError, load_flagset
 
-from ._resolver import Listener, Listeners, ProviderEvent, changed_flags, notify
+from ._resolver import Listener, changed_flags
+from ._status import ProviderStatus, StatusMachine
 from .exceptions import ConfigurationError
 
 
 class OfflineResolver:
     """Evaluates from a file. With ``watch``, a daemon thread polls the file and swaps in a new flag set
-    when its content changes; an invalid new version is reported (ERROR event) and the last good one
-    keeps serving."""
+    when its content changes. An unreadable or invalid new version moves the status to ERROR while the last
+    good one keeps serving; the next good version moves it back to READY."""
 
     def __init__(
         self, path: str | os.PathLike[str], *, watch: bool = False, poll_interval: float = 1.0
@@ -32,7 +33,9 @@ class OfflineResolver:
         except RuleEngineError as exc:
             raise ConfigurationError(f"invalid flags file {self._path}: {exc}") from exc
         self._digest = hashlib.sha256(data).digest()
-        self._listeners = Listeners()
+        self._digest_valid = True
+        """Whether the content last read (``_digest``) is the content served."""
+        self._status = StatusMachine(ProviderStatus.READY)
         self._poll_interval = poll_interval
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -54,40 +57,38 @@ class OfflineResolver:
         return self._flagset.evaluate_all(context)
 
     @property
-    def ready(self) -> bool:
-        return True
-
-    @property
-    def fatal(self) -> bool:
-        return False
+    def status(self) -> ProviderStatus:
+        return self._status.status
 
     def wait_ready(self, timeout: float) -> bool:
         return True
 
     def add_listener(self, listener: Listener) -> None:
-        self._listeners.add(listener)
-        notify(listener, ProviderEvent.READY)
+        self._status.add_listener(listener)
 
     def reload(self) -> bool:
         """Re-read the file now; returns whether the flags changed. Invalid content keeps the old flags."""
         try:
             data = self._path.read_bytes()
         except OSError as exc:
-            self._listeners.emit(ProviderEvent.ERROR, message=f"cannot read {self._path}: {exc}")
+            self._status.move(ProviderStatus.ERROR, f"cannot read {self._path}: {exc}")
             return False
         digest = hashlib.sha256(data).digest()
         if digest == self._digest:
+            if self._digest_valid:  # readable again, and still the content served
+                self._status.move(ProviderStatus.READY)
             return False
         try:
             flagset = load_flagset(data)
         except RuleEngineError as exc:
-            self._digest = digest
-            self._listeners.emit(ProviderEvent.ERROR, message=f"invalid flags file {self._path}: {exc}")
+            self._digest, self._digest_valid = digest, False
+            self._status.move(ProviderStatus.ERROR, f"invalid flags file {self._path}: {exc}")
             return False
         changed = changed_flags(self._flagset, flagset)
-        self._digest = digest
+        self._digest, self._digest_valid = digest, True
         self._flagset = flagset
-        self._listeners.emit(ProviderEvent.CONFIGURATION_CHANGED, changed)
+        self._status.move(ProviderStatus.READY)
+        self._status.changed(changed)
         return True
 
     def close(self) -> None:
@@ -105,5 +106,6 @@ class OfflineResolver:
             self.reload()
 
     def _after_fork(self) -> None:
+        self._status.reset_after_fork()
         if self._watch and not self._stop.is_set():
             self._start_watcher()

@@ -2,9 +2,9 @@
 one reused channel, with a deadline, retries of transient failures and an optional short-lived cache.
 
 The sync resolver uses a ``grpc`` channel; the async one a ``grpc.aio`` channel made in the running event
-loop. Both share :class:`_RemoteState`: health (READY on the first success, ERROR on the first failure
-after one), the SDK key's rejection (no call for ``auth_retry`` seconds after UNAUTHENTICATED, so a bad
-key never spins), the cache and the bootstrap fallback.
+loop. Both share :class:`_RemoteState`: the status (READY on a success, ERROR on a failure, FATAL when
+the SDK key is rejected), the key's rejection (no call for ``auth_retry`` seconds after UNAUTHENTICATED,
+so a bad key never spins), the cache and the bootstrap fallback.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ from ._grpc import (
     status_of,
     to_struct,
 )
-from ._resolver import Listener, Listeners, ProviderEvent, notify
+from ._resolver import Listener
+from ._status import ProviderStatus, StatusMachine
 from .exceptions import ConfigurationError
 
 _PROBE = pb.ResolveAllRequest(flag_keys=[""])
@@ -95,7 +96,7 @@ class _Cache:
 
 
 class _RemoteState:
-    """Settings, health, the key's rejection, cache and bootstrap of a remote resolver."""
+    """Settings, status, the key's rejection, cache and bootstrap of a remote resolver."""
 
     def __init__(
         self,
@@ -126,26 +127,20 @@ class _RemoteState:
         self._auth_retry = auth_retry
         self._credentials = credentials
         self._options = channel_options(options)
-        self._listeners = Listeners()
-        self._lock = threading.Lock()
-        self._healthy: bool | None = None  # None: no call answered or failed yet
+        self._status = StatusMachine()
         self._rejected_until = 0.0
+        """No call before this (monotonic time) since the key was rejected: a bad key never spins."""
         self._closed = False
 
     @property
-    def ready(self) -> bool:
-        return self._healthy is True
-
-    @property
-    def fatal(self) -> bool:
-        return self._rejected_until > time.monotonic()
+    def status(self) -> ProviderStatus:
+        return self._status.status
 
     def add_listener(self, listener: Listener) -> None:
-        self._listeners.add(listener)
-        if self._healthy is True:
-            notify(listener, ProviderEvent.READY)
-        elif self.fatal:
-            notify(listener, ProviderEvent.ERROR, "SDK key rejected by the data plane")
+        self._status.add_listener(listener)
+
+    def _holding_off(self) -> bool:
+        return self._closed or self._rejected_until > time.monotonic()
 
     def _skip(
         self, key: str, default: Any, context: Mapping[str, Any], flag_type: FlagType
@@ -173,24 +168,17 @@ class _RemoteState:
         return pb.ResolveRequest(flag_key=key, context=to_struct(context))
 
     def _succeeded(self) -> None:
-        with self._lock:
-            if self._healthy is True:
-                return
-            self._healthy = True
-            self._rejected_until = 0.0
-        self._listeners.emit(ProviderEvent.READY)
+        self._rejected_until = 0.0
+        self._status.move(ProviderStatus.READY)
 
     def _failed(self, exc: BaseException) -> str:
         """Record a failed call (the status mapped here, at the boundary); the message to serve with."""
         code, message = status_message(exc)
-        with self._lock:
-            was_healthy, was_fatal = self._healthy, self.fatal
-            if code is grpc.StatusCode.UNAUTHENTICATED:
-                self._rejected_until = time.monotonic() + self._auth_retry
-            self._healthy = False
-            emit = was_healthy is not False or (self.fatal and not was_fatal)
-        if emit:
-            self._listeners.emit(ProviderEvent.ERROR, message=message)
+        if code is grpc.StatusCode.UNAUTHENTICATED:
+            self._rejected_until = time.monotonic() + self._auth_retry
+            self._status.move(ProviderStatus.FATAL, message)
+        else:
+            self._status.move(ProviderStatus.ERROR, message)
         return message
 
     def _cached(
@@ -206,8 +194,7 @@ class _RemoteState:
             self._cache.put(cache_key, result)
 
     def _reset_after_fork(self) -> None:
-        self._lock = threading.Lock()
-        self._listeners.reset_after_fork()
+        self._status.reset_after_fork()
         if self._cache is not None:
             self._cache.reset_after_fork()
 
@@ -298,7 +285,7 @@ class RemoteResolver(_RemoteState):
             response = self._call(self._methods[flag_type], request)
         except Exception as exc:  # grpc.RpcError, or ValueError from a channel closed meanwhile
             return self._fallback(key, default, context, flag_type, self._failed(exc))
-        if self._healthy is not True:
+        if self._status.status is not ProviderStatus.READY:
             self._succeeded()
         result = result_of(response, default, flag_type)
         if cache_key is not None:
@@ -306,22 +293,22 @@ class RemoteResolver(_RemoteState):
         return result
 
     def resolve_all(self, context: Mapping[str, Any]) -> dict[str, EvaluationResult]:
-        if self._closed or self.fatal:
+        if self._holding_off():
             return self._fallback_all(context)
         try:
             response = self._call(self._resolve_all, pb.ResolveAllRequest(context=to_struct(context)))
         except Exception as exc:
             self._failed(exc)
             return self._fallback_all(context)
-        if self._healthy is not True:
+        if self._status.status is not ProviderStatus.READY:
             self._succeeded()
         return {key: resolution_of(resolution) for key, resolution in response.flags.items()}
 
     def wait_ready(self, timeout: float) -> bool:
         """Check the key and the connection with one call, waiting up to ``timeout`` s for the data plane."""
-        if self._healthy is True:
+        if self._status.status is ProviderStatus.READY:
             return True
-        if self._closed or self.fatal:
+        if self._holding_off():
             return False
         try:
             self._call(self._resolve_all, _PROBE, timeout=timeout, wait=True)
@@ -429,7 +416,7 @@ class AsyncRemoteResolver(_RemoteState):
             response = await self._call(METHODS[flag_type], request)
         except Exception as exc:
             return self._fallback(key, default, context, flag_type, self._failed(exc))
-        if self._healthy is not True:
+        if self._status.status is not ProviderStatus.READY:
             self._succeeded()
         result = result_of(response, default, flag_type)
         if cache_key is not None:
@@ -437,21 +424,21 @@ class AsyncRemoteResolver(_RemoteState):
         return result
 
     async def resolve_all(self, context: Mapping[str, Any]) -> dict[str, EvaluationResult]:
-        if self._closed or self.fatal:
+        if self._holding_off():
             return self._fallback_all(context)
         try:
             response = await self._call("ResolveAll", pb.ResolveAllRequest(context=to_struct(context)))
         except Exception as exc:
             self._failed(exc)
             return self._fallback_all(context)
-        if self._healthy is not True:
+        if self._status.status is not ProviderStatus.READY:
             self._succeeded()
         return {key: resolution_of(resolution) for key, resolution in response.flags.items()}
 
     async def wait_ready(self, timeout: float) -> bool:
-        if self._healthy is True:
+        if self._status.status is ProviderStatus.READY:
             return True
-        if self._closed or self.fatal:
+        if self._holding_off():
             return False
         try:
             await self._call("ResolveAll", _PROBE, timeout=timeout, wait=True)

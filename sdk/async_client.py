@@ -22,6 +22,7 @@ from ._offline import OfflineResolver
 from ._remote import AsyncRemoteResolver
 from ._report import EvaluationReporter
 from ._resolver import Listener, Resolver
+from ._status import SERVING, ProviderStatus
 from .client import Mode, _failure, _type_of, load_bootstrap
 from .exceptions import ConfigurationError
 
@@ -143,17 +144,21 @@ class AsyncFlagyardClient:
             return {}
 
     @property
-    def ready(self) -> bool:
+    def status(self) -> ProviderStatus:
         resolver = self._remote if self._remote is not None else self._sync
         assert resolver is not None
-        return resolver.ready
+        return resolver.status
+
+    @property
+    def ready(self) -> bool:
+        return self.status in SERVING
 
     async def wait_ready(self, timeout: builtins.float) -> bool:
         """Wait up to ``timeout`` s for the live source (remote: one checking call); whether it is ready."""
         if self._remote is not None:
             return await self._remote.wait_ready(timeout)
         assert self._sync is not None
-        if self._sync.ready:
+        if self._sync.status in SERVING:
             return True
         return await asyncio.to_thread(self._sync.wait_ready, timeout)
 

@@ -17,6 +17,7 @@ from ._offline import OfflineResolver
 from ._remote import RemoteResolver
 from ._report import EvaluationReporter
 from ._resolver import Listener, Resolver
+from ._status import SERVING, ProviderStatus
 from .exceptions import ConfigurationError
 
 Mode = Literal["remote", "local"]
@@ -188,9 +189,14 @@ class FlagyardClient:
             return {}
 
     @property
+    def status(self) -> ProviderStatus:
+        """Where the source stands (OpenFeature's provider statuses; offline: READY unless the file broke)."""
+        return self._resolver.status
+
+    @property
     def ready(self) -> bool:
-        """Values come from the live source (always true offline)."""
-        return self._resolver.ready
+        """Values come from the live source (READY, or STALE: the last known flags of a live source)."""
+        return self._resolver.status in SERVING
 
     def wait_ready(self, timeout: builtins.float) -> bool:
         """Wait up to ``timeout`` s for the live source; whether it is ready."""

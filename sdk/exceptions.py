@@ -4,7 +4,9 @@ Evaluation never raises: every failure becomes the caller's default with reason 
 OpenFeature error code. These are raised only by constructors given unusable arguments::
 
     FlagyardError
-    └── ConfigurationError    the client or provider was set up with invalid arguments
+    ├── ConfigurationError    the client or provider was set up with invalid arguments
+    └── ResyncError           internal: a streamed message cannot be applied, the local mode asks for a
+                              snapshot (never reaches the app)
 """
 
 from __future__ import annotations
@@ -16,3 +18,7 @@ class FlagyardError(Exception):
 
 class ConfigurationError(FlagyardError):
     """The client or provider cannot work with the arguments it was given."""
+
+
+class ResyncError(FlagyardError):
+    """The sync stream said something the held state cannot apply: start over from a snapshot."""

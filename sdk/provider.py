@@ -18,6 +18,7 @@ from openfeature.provider import AbstractProvider, Metadata
 from flagyard.rule_engine import EvaluationResult, FlagType
 
 from ._resolver import ProviderEvent
+from ._status import SERVING, ProviderStatus
 from .client import FlagyardClient, Mode
 from .exceptions import ConfigurationError
 
@@ -38,9 +39,11 @@ class FlagyardProvider(AbstractProvider):
         api.set_provider(FlagyardProvider(target="localhost:50051", sdk_key="…", mode="local"))
         api.set_provider(FlagyardProvider(offline_file="flags.json"))
 
-    ``initialize`` waits up to ``ready_timeout`` s for the data plane; events are forwarded: READY (after a
-    recovery), CONFIGURATION_CHANGED with ``flags_changed``, ERROR (PROVIDER_FATAL for a rejected SDK
-    key), STALE. Other keyword arguments go to :class:`~flagyard.sdk.client.FlagyardClient`.
+    ``initialize`` waits up to ``ready_timeout`` s for the data plane; its outcome is the first status
+    OpenFeature records (it emits that READY or ERROR itself). After it, every change of the client's
+    status that OpenFeature has not been told is emitted once: STALE, ERROR (PROVIDER_FATAL for a
+    rejected SDK key), READY after a recovery; CONFIGURATION_CHANGED carries ``flags_changed``. Other
+    keyword arguments go to :class:`~flagyard.sdk.client.FlagyardClient`.
     """
 
     def __init__(
@@ -67,7 +70,10 @@ class FlagyardProvider(AbstractProvider):
         if sources != 1:
             raise ConfigurationError("give exactly one of offline_file, client, or target and sdk_key")
         self._ready_timeout = ready_timeout
-        self._initialized = threading.Event()
+        self._lock = threading.Lock()
+        self._subscribed = False
+        self._told: ProviderStatus | None = None
+        """The status OpenFeature holds for this provider as far as it was told; None before initialize."""
         if client is not None:
             self._client = client
         elif offline_file is not None:
@@ -95,34 +101,46 @@ class FlagyardProvider(AbstractProvider):
         return Metadata(name="flagyard")
 
     def initialize(self, evaluation_context: EvaluationContext) -> None:
-        """Subscribe to the client's events and wait for the live source (OpenFeature then emits READY)."""
-        self._client.add_listener(self._forward)
-        try:
-            if not self._client.wait_ready(self._ready_timeout):
-                if self._client.resolver.fatal:
-                    raise ProviderFatalError("the data plane rejected the SDK key")
-                raise ProviderNotReadyError(f"no answer from the data plane within {self._ready_timeout}s")
-        finally:
-            self._initialized.set()
+        """Subscribe to the client's events and wait for the live source. OpenFeature emits READY when this
+        returns and ERROR when it raises, so the status that outcome reports is recorded as told: a READY
+        the client announces meanwhile (or just after) is not emitted a second time."""
+        with self._lock:
+            subscribe, self._subscribed = not self._subscribed, True
+        if subscribe:
+            self._client.add_listener(self._forward)
+        self._client.wait_ready(self._ready_timeout)
+        with self._lock:
+            status = self._client.status
+            self._told = ProviderStatus.READY if status in SERVING else status
+        if status is ProviderStatus.FATAL:
+            raise ProviderFatalError("the data plane rejected the SDK key")
+        if status not in SERVING:
+            raise ProviderNotReadyError(f"no answer from the data plane within {self._ready_timeout}s")
 
     def shutdown(self) -> None:
         self._client.close()
 
     def _forward(self, event: ProviderEvent, flags: list[str], message: str | None) -> None:
+        """The client's listener. It runs while the client's status cannot change (see
+        :class:`~flagyard.sdk._status.StatusMachine`), so the status read here is the one ``event``
+        announces."""
         if event is ProviderEvent.CONFIGURATION_CHANGED:
             self.emit_provider_configuration_changed(
                 ProviderEventDetails(flags_changed=flags, message=message)
             )
-        elif not self._initialized.is_set():
-            return  # initialize's outcome is the state OpenFeature records
-        elif event is ProviderEvent.READY:
+            return
+        with self._lock:
+            status = self._client.status
+            if self._told is None or status is self._told or status is ProviderStatus.NOT_READY:
+                return  # before initialize's outcome, or OpenFeature already holds this status
+            self._told = status
+        if status is ProviderStatus.READY:
             self.emit_provider_ready(ProviderEventDetails(message=message))
-        elif event is ProviderEvent.ERROR:
-            fatal = self._client.resolver.fatal
-            code = OFErrorCode.PROVIDER_FATAL if fatal else OFErrorCode.GENERAL
-            self.emit_provider_error(ProviderEventDetails(message=message, error_code=code))
-        elif event is ProviderEvent.STALE:
+        elif status is ProviderStatus.STALE:
             self.emit_provider_stale(ProviderEventDetails(message=message))
+        else:
+            code = OFErrorCode.PROVIDER_FATAL if status is ProviderStatus.FATAL else OFErrorCode.GENERAL
+            self.emit_provider_error(ProviderEventDetails(message=message, error_code=code))
 
     def _resolve(
         self, key: str, default: Any, evaluation_context: EvaluationContext | None, flag_type: FlagType

@@ -153,7 +153,7 @@ class Plane:
         if self._error:
             raise self._error
         if wait_ready:
-            wait_until(lambda: self.plane is not None and self.plane.l1.ready, 10)
+            wait_until(lambda: self.plane is not None and self.plane.follower.ready, 10)
         return self
 
     def call(self, fn: Callable[[], Any]) -> Any:

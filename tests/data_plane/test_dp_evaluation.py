@@ -265,7 +265,7 @@ def test_change__out_of_order_and_duplicate_applies__never_regress(
         apply_change(rds, seeded, ENV, "flag", "banner", v, version_of(v))
     rev = int(rds.get(EnvKeys(seeded, ENV).rev))  # type: ignore[arg-type]
 
-    wait_until(lambda: plane.call(lambda: plane.plane.l1.envs[ENV].revision) == rev, timeout=5)  # type: ignore[union-attr]
+    wait_until(lambda: plane.call(lambda: plane.plane.follower.envs[ENV].revision) == rev, timeout=5)  # type: ignore[union-attr]
     response = client.resolve("ResolveString", "banner")
     assert (response.value, response.version) == ("v5", 5)
 
@@ -286,7 +286,7 @@ def test_stream_gap__revision_jump__environment_reloaded(
     apply_change(rds, seeded, ENV, "flag", "ratio", 2, FLAGS["ratio"])
 
     wait_until(lambda: client.resolve("ResolveString", "banner").value == "gap", timeout=5)
-    assert plane.call(lambda: plane.plane.l1.envs[ENV].revision) == int(rds.get(keys.rev))  # type: ignore[union-attr,arg-type]
+    assert plane.call(lambda: plane.plane.follower.envs[ENV].revision) == int(rds.get(keys.rev))  # type: ignore[union-attr,arg-type]
 
 
 def test_bad_definition_in_redis__skipped_and_counted__others_still_served(

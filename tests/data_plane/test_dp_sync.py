@@ -59,7 +59,7 @@ def banner(variant: str) -> dict[str, Any]:
 
 
 def revision_of(plane: Plane) -> int:
-    return int(plane.call(lambda: plane.plane.l1.envs[ENV].revision))  # type: ignore[union-attr]
+    return int(plane.call(lambda: plane.plane.follower.envs[ENV].revision))  # type: ignore[union-attr]
 
 
 def test_sync_flags__no_revision__snapshot_then_deltas(

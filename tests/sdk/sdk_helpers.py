@@ -193,7 +193,7 @@ class ThreadPlane:
         assert self._started.wait(10), "data plane did not start"
         if self._error:
             raise self._error
-        wait_until(lambda: self.plane is not None and self.plane.l1.ready, 10)
+        wait_until(lambda: self.plane is not None and self.plane.follower.ready, 10)
         return self
 
     def sample(self, name: str, labels: dict[str, str] | None = None) -> float:

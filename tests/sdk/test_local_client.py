@@ -23,7 +23,7 @@ from sdk_helpers import (
     wait_until,
 )
 
-from flagyard import ErrorCode, FlagyardClient, ProviderEvent, Reason
+from flagyard import ErrorCode, FlagyardClient, ProviderEvent, ProviderStatus, Reason
 from flagyard.contracts.redis import delete_sdk_key, hash_sdk_key
 from flagyard.sdk._grpc import Backoff
 from flagyard.sdk._local import LocalResolver
@@ -131,7 +131,7 @@ def test_local_client__bad_sdk_key__one_error_event_defaults_and_no_hot_loop(pla
     client = FlagyardClient(target=plane.target, sdk_key="not-a-key", mode="local", ready_timeout=0)
     client.add_listener(events)
     try:
-        wait_until(lambda: client.resolver.fatal)
+        wait_until(lambda: client.status is ProviderStatus.FATAL)
         time.sleep(0.5)  # give a hot loop the time to show
 
         assert plane.requests("SyncFlags", "UNAUTHENTICATED") == 1
@@ -158,7 +158,7 @@ def test_local_client__key_revoked_while_streaming__fatal_defaults_one_error_no_
 
         delete_sdk_key(env.rds, env.prefix, hash_sdk_key(SDK_KEY))
 
-        wait_until(lambda: client.resolver.fatal, timeout=10)
+        wait_until(lambda: client.status is ProviderStatus.FATAL, timeout=10)
         time.sleep(0.6)  # past stale_after, and time for a reconnect storm to show
         assert plane.requests("SyncFlags", "UNAUTHENTICATED") == 1
         errors = events.of(ProviderEvent.ERROR)

@@ -20,7 +20,7 @@ from sdk_helpers import (
     wait_until,
 )
 
-from flagyard import ErrorCode, FlagyardClient, ProviderEvent, Reason
+from flagyard import ErrorCode, FlagyardClient, ProviderEvent, ProviderStatus, Reason
 
 
 @pytest.fixture
@@ -105,7 +105,7 @@ def test_remote_client__cache_ttl__cached_until_it_expires(env: Env, plane: Thre
         assert client.string("banner", "x", {"targeting_key": "u-1"}) == "Welcome"
         env.put_flag("banner", default_variant="b")
         wait_until(
-            lambda: plane.plane and plane.plane.l1.envs["env-sdk"].flagset.flags["banner"].version == 2
+            lambda: plane.plane and plane.plane.follower.envs["env-sdk"].flagset.flags["banner"].version == 2
         )
 
         assert client.string("banner", "x", {"targeting_key": "u-1"}) == "Welcome"  # cached
@@ -148,7 +148,7 @@ def test_remote_client__bad_sdk_key__one_error_event_and_no_call_while_rejected(
     try:
         results = [client.details("banner", "d") for _ in range(50)]
 
-        assert client.resolver.fatal
+        assert client.status is ProviderStatus.FATAL
         assert {(r.value, r.error_code) for r in results} == {("d", ErrorCode.GENERAL)}
         assert "rejected" in (results[0].error_message or "")
         assert len(events.of(ProviderEvent.ERROR)) == 1
