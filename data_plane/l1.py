@@ -288,7 +288,9 @@ class CachedEnvironment:
         self.revision = 0
         self.event_id = ""
         self.exists = False
-        """Whether Redis held this environment when it was last loaded."""
+        """Whether Redis held this environment when it was last loaded or a change to it was read since: an
+        environment first loaded before the syncer wrote it exists once its first change arrives, so a later
+        load finding nothing is Redis having lost it, not the environment's state."""
         self.generation = 0
         self.history: deque[HistoryEntry] = deque()
         self.history_limit = history
@@ -373,6 +375,7 @@ class CachedEnvironment:
             message.heartbeat.SetInParent()
         self.revision = event.revision
         self.event_id = event.event_id
+        self.exists = True
         self._snapshot = None
         self._remember(HistoryEntry(self.revision, self.event_id, message.SerializeToString()))
         self._notify()

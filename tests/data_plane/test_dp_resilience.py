@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from polling_helpers import free_port
 from prometheus_client.mmap_dict import MmapedDict
 
-from flagyard.contracts.redis import apply_change
+from flagyard.contracts.redis import SdkKeyRecord, apply_change, hash_sdk_key, put_sdk_key
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,3 +194,40 @@ def _values(path: str) -> list[tuple[str, str, dict[str, str], str, float]]:
         metric, name, labels, _help = json.loads(key)
         out.append((key, name, labels, metric, value))
     return out
+
+
+def test_redis_restarts_empty__environment_first_used_before_redis_held_it__still_served(
+    own_redis: RedisServer, planes: list[Plane]
+) -> None:
+    """An environment first asked for before the syncer wrote it is loaded empty and filled by the stream.
+    When Redis then restarts empty, the reload after reconnecting must not take Redis's nothing for the
+    environment's state: it held flags, so Redis lost them and L1 keeps serving until they are restored."""
+    prefix = "fy-first-empty"
+    rds = own_redis.client()
+    put_sdk_key(rds, prefix, hash_sdk_key(SDK_KEY), SdkKeyRecord(ENV, "shop", "production", None))
+    plane = Plane(settings_for(prefix, redis_url=f"redis://127.0.0.1:{own_redis.port}/0")).start()
+    planes.append(plane)
+    client = Client(plane.port, SDK_KEY)
+    registry = plane.plane.metrics.registry  # type: ignore[union-attr]
+    try:
+        assert client.resolve("ResolveString", "banner").error_code == pb.ERROR_CODE_FLAG_NOT_FOUND
+        seed(rds, prefix)
+        wait_until(lambda: client.resolve("ResolveString", "banner").value == "Welcome", timeout=10)
+        rds.close()
+
+        own_redis.kill()
+        for leftover in own_redis.directory.glob("appendonly*"):
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+        own_redis.start()
+        rds = own_redis.client()
+        assert rds.dbsize() == 0
+        put_sdk_key(rds, prefix, hash_sdk_key(SDK_KEY), SdkKeyRecord(ENV, "shop", "production", None))
+        wait_until(
+            lambda: registry.get_sample_value("flagyard_data_plane_stream_reconnects_total") == 1, timeout=10
+        )
+
+        assert client.resolve("ResolveString", "banner").value == "Welcome"
+        assert sorted(client.resolve_all({}).flags) == sorted(FLAGS)
+    finally:
+        client.close()
+        rds.close()
