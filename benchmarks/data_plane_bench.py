@@ -406,8 +406,8 @@ HYDRATE_CHILD = """
 import asyncio, resource, sys, time
 from flagyard.data_plane.settings import DataPlaneSettings
 from flagyard.data_plane.server import DataPlane
-from flagyard.data_plane.logs import configure_logging
-configure_logging("warning")
+from flagyard.contracts.logs import configure_logging
+configure_logging(DataPlaneSettings(log_level="WARNING"))
 
 def rss_mb():
     for line in open("/proc/self/status"):

@@ -19,6 +19,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from flagyard.contracts.logs import configure_logging
 from flagyard.control_plane.api import errors
 from flagyard.control_plane.api.deps import IdempotencyPruner, declare_bearer_scheme
 from flagyard.control_plane.api.middleware import RequestContextMiddleware
@@ -35,7 +36,6 @@ from flagyard.control_plane.api.routes import (
     transfer,
 )
 from flagyard.control_plane.db.reads import make_read_pool
-from flagyard.control_plane.logs import configure_logging
 from flagyard.control_plane.metrics import Metrics
 from flagyard.control_plane.outbox import Dispatcher, Relay, backlog
 from flagyard.control_plane.ratelimit import RateLimiter

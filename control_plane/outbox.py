@@ -356,10 +356,10 @@ class Relay:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m flagyard.control_plane.outbox [--once]``: run the relay from the command line."""
+    from flagyard.contracts.logs import configure_logging
     from flagyard.db.engine import make_engine, make_sessionmaker
 
     from .exceptions import ConfigurationError
-    from .logs import configure_logging
     from .settings import Settings
 
     parser = argparse.ArgumentParser(description="Re-enqueue outbox rows whose enqueue was lost.")

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from flagyard.contracts.logs import configure_logging
+
 from .exceptions import ConfigurationError
-from .logs import configure_logging
 from .server import run
 from .settings import DataPlaneSettings
 from .supervisor import supervise
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"flagyard.data_plane: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(settings)
     if args.worker:
         run(settings, serve_metrics=False)
         return 0

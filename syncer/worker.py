@@ -52,6 +52,8 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.scheduler import RQScheduler
 
+from flagyard.contracts.logs import configure_logging
+
 from . import jobs, metrics
 from .settings import SyncerSettings
 
@@ -395,6 +397,7 @@ def run_worker(
     """One worker process: a ``SimpleWorker`` (jobs run in this process, no fork per job) that stops when
     ``parent`` (default: the supervisor named by ``FLAGYARD_SUPERVISOR_PID``, if any) is gone, and outlives
     any Redis outage (see the module's docstring)."""
+    configure_logging(settings)  # in every worker: a spawned process starts with structlog unconfigured
     if parent is None:
         parent = _supervisor_pid()
     connection = redis.Redis.from_url(settings.redis_url.get_secret_value())

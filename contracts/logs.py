@@ -1,4 +1,10 @@
-"""Structured logging: one JSON object per line, event names like ``flag.updated``, with the request id."""
+"""The log format every Flagyard process writes: one JSON object per line on stdout (or console lines for a
+terminal), with ``event`` names like ``flag.updated`` or ``stream.reconnected``, ``level`` and an ISO
+``timestamp`` in UTC; stdlib logging (uvicorn, RQ, alembic) goes through the same level.
+
+An operator's log pipeline parses all services alike, so the format is a shared contract, configured here
+once from the settings every plane has (:class:`~flagyard.contracts.settings.CommonSettings`).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,11 @@ import sys
 import orjson
 import structlog
 
-from flagyard.control_plane.settings import Settings
+from .settings import CommonSettings
 
 
-def configure_logging(settings: Settings) -> None:
-    """Configure structlog (and route stdlib logging through the same level)."""
-    level = getattr(logging, settings.log_level)
+def configure_logging(settings: CommonSettings) -> None:
+    level = logging.getLevelNamesMapping()[settings.log_level]
     logging.basicConfig(level=level, stream=sys.stdout, format="%(message)s")
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer(serializer=orjson.dumps)
