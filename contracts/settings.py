@@ -12,6 +12,7 @@ logging, how a settings error is reported, how production mode refuses weak secr
 from __future__ import annotations
 
 from typing import Any, ClassVar, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -86,6 +87,30 @@ class RedisSettings(CommonSettings):
     """Socket timeout of Redis calls."""
     redis_prefix: str = Field(default="flagyard", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     """Prefix of every key of the Redis contract (ARCHITECTURE.md); the same in every plane."""
+
+    def production_problems(self) -> list[str]:
+        problem = redis_url_problem(self.redis_url.get_secret_value())
+        return [*super().production_problems(), *([problem] if problem else [])]
+
+
+PLACEHOLDER_PASSWORD = "REPLACE_ME"  # noqa: S105 - the placeholder refused, not a credential
+"""The password the Kubernetes secret template holds until an operator replaces it (with ``*.invalid``
+hosts); production mode refuses a URL that still carries either."""
+
+
+def redis_url_problem(url: str) -> str | None:
+    """Why production mode refuses a Redis URL, or ``None``.
+
+    A Redis without a password is allowed (a private network may be its protection); the deployment
+    template's placeholders and a URL that is not a Redis URL are not: a data plane or syncer started with
+    them would only fail later, at its first Redis call.
+    """
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("redis", "rediss", "unix"):
+        return "FLAGYARD_REDIS_URL is not a redis://, rediss:// or unix:// URL"
+    if parsed.password == PLACEHOLDER_PASSWORD or (parsed.hostname or "").endswith(".invalid"):
+        return "FLAGYARD_REDIS_URL is the deployment template's placeholder"
+    return None
 
 
 class SyncQueueSettings(RedisSettings):

@@ -10,12 +10,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from pydantic import Field, SecretStr
 
-from flagyard.contracts.settings import CommonSettings
+from flagyard.contracts.settings import PLACEHOLDER_PASSWORD, CommonSettings
 
 DEV_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/flagyard"
-
-_PLACEHOLDER = "REPLACE_ME"
-"""The password of the Kubernetes secret template (k8s/secret.template.yaml)."""
 
 
 def database_url_problem(url: str) -> str | None:
@@ -34,7 +31,7 @@ def database_url_problem(url: str) -> str | None:
         return "FLAGYARD_DATABASE_URL must be a PostgreSQL URL"
     if parsed.username in (None, "", "postgres") and not parsed.password:
         return "FLAGYARD_DATABASE_URL uses the development credentials (user postgres without a password)"
-    if parsed.password == _PLACEHOLDER or (parsed.host or "").lower().endswith(".invalid"):
+    if parsed.password == PLACEHOLDER_PASSWORD or (parsed.host or "").lower().endswith(".invalid"):
         return "FLAGYARD_DATABASE_URL is the deployment template's placeholder"
     return None
 
