@@ -71,6 +71,14 @@ def test_bare_import__root_on_the_path__refused_with_the_flagyard_name_and_no_co
     assert result["bare_modules"] == []
 
 
+def test_alembic__does_not_put_the_repository_root_on_the_path() -> None:
+    """alembic's ``prepend_sys_path = .`` would make ``import sdk`` load a second copy of a module; the
+    migrations import ``flagyard.…`` from the installed package instead."""
+    lines = [line.split("=")[0].strip() for line in (ROOT / "alembic.ini").read_text().splitlines()]
+    assert "script_location" in lines
+    assert "prepend_sys_path" not in lines
+
+
 def test_wheel__built_from_the_links__holds_every_source_file_under_flagyard_only(tmp_path: Path) -> None:
     source = tmp_path / "src"
     source.mkdir()
