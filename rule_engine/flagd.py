@@ -28,8 +28,7 @@ evaluated (PARSE_ERROR), they are rejected here, with every other problem, when 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -38,9 +37,10 @@ from .compiler import CompiledFlag, Context, FlagEvaluator, Store, copy_json
 from .documents import parse_json
 from .exceptions import DefinitionError, Issue
 from .flagset import FlagSet
-from .jsonlogic import JsonLogicCompiler, Rule, js_str
+from .jsonlogic import JsonLogicCompiler, Rule
 from .model import Clause, Document, Flag, Operator, Split
-from .result import ErrorCode, EvaluationResult, FlagType, Reason
+from .result import EvaluationResult, FlagType, Reason
+from .targeting import targeting_evaluator
 from .validation import encode, encoded_size, pointer, validate_document, value_issues
 
 STATES = ("ENABLED", "DISABLED")
@@ -48,28 +48,6 @@ MAX_SAFE_INTEGER = 2**53 - 1
 """flagd's schema rejects integer variants that a JSON double cannot hold exactly."""
 
 _SCALARS = (str, int, float, bool)
-
-
-class _FlagdProperties(Mapping[str, Any]):
-    """The ``$flagd`` object of one flag; ``timestamp`` is the current Unix time whenever it is read."""
-
-    __slots__ = ("_key",)
-
-    def __init__(self, flag_key: str) -> None:
-        self._key = flag_key
-
-    def __getitem__(self, name: str) -> Any:
-        if name == "flagKey":
-            return self._key
-        if name == "timestamp":
-            return int(time.time())
-        raise KeyError(name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(("flagKey", "timestamp"))
-
-    def __len__(self) -> int:
-        return 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,24 +263,6 @@ def _variant_type(variants: Mapping[str, Any], path: str, issues: list[Issue]) -
     return flag_type if valid else None
 
 
-def _flagd_data(ctx: Context, properties: _FlagdProperties) -> dict[str, Any]:
-    targeting_key = ctx.get("targeting_key")
-    if targeting_key is None:
-        return {**ctx, "$flagd": properties}
-    return {**ctx, "targetingKey": targeting_key, "$flagd": properties}
-
-
-def _variant_key(value: Any) -> str | None:
-    t = type(value)
-    if t is str:
-        return value  # type: ignore[no-any-return]
-    if t is bool:
-        return "true" if value else "false"
-    if t is int or t is float:
-        return js_str(value)
-    return None
-
-
 def _compile(flag: _ParsedFlag) -> CompiledFlag:
     metadata = flag.metadata
     key = flag.key
@@ -321,43 +281,15 @@ def _compile(flag: _ParsedFlag) -> CompiledFlag:
         static = result(default, Reason.STATIC if default is not None else Reason.DEFAULT)
         return _finish(flag, lambda ctx, store: static)
 
-    rule = flag.rule
-    fallback = result(default, Reason.DEFAULT)
-    matches = {name: result(name, Reason.TARGETING_MATCH) for name in flag.variants}
-    properties = _FlagdProperties(key)
-
-    def unknown(outcome: Any) -> EvaluationResult:
-        return EvaluationResult(
-            None,
-            None,
-            Reason.ERROR,
-            ErrorCode.GENERAL,
-            f"flag '{key}': targeting returned {outcome!r}, which is not a variant",
-            None,
-            metadata,
-            0,
-        )
-
-    def evaluate(ctx: Context, store: Store) -> EvaluationResult:
-        try:
-            outcome = rule(_flagd_data(ctx, properties))
-        except Exception as exc:  # a rule that cannot be applied is flagd's PARSE_ERROR
-            return EvaluationResult(
-                None,
-                None,
-                Reason.ERROR,
-                ErrorCode.PARSE_ERROR,
-                f"flag '{key}': targeting failed: {type(exc).__name__}: {exc}",
-                None,
-                metadata,
-                0,
-            )
-        if outcome is None:
-            return fallback
-        name = outcome if type(outcome) is str else _variant_key(outcome)
-        found = matches.get(name) if name is not None else None
-        return found if found is not None else unknown(outcome)
-
+    evaluate = targeting_evaluator(
+        key,
+        flag.rule,
+        {name: result(name, Reason.TARGETING_MATCH) for name in flag.variants},
+        result(default, Reason.DEFAULT),
+        metadata,
+        0,
+        with_segments=False,
+    )
     return _finish(flag, evaluate)
 
 

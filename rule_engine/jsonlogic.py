@@ -19,16 +19,16 @@ from __future__ import annotations
 import math
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import mmh3
 import semver
 
 from .exceptions import DefinitionError, Issue
+from .jsontext import pointer
 from .limits import MAX_JSONLOGIC_DEPTH, MAX_WEIGHT_SUM
 from .operators import parse_semver
-from .validation import pointer
 
 Fn = Callable[[Any], Any]
 Rule = Callable[[Any], Any]
@@ -408,13 +408,28 @@ class JsonLogicCompiler:
     """
 
     def __init__(
-        self, evaluators: Mapping[str, Any] | None = None, evaluators_path: str = "/$evaluators"
+        self,
+        evaluators: Mapping[str, Any] | None = None,
+        evaluators_path: str = "/$evaluators",
+        *,
+        segment_ref: Callable[[str], Fn] | None = None,
+        segments: Collection[str] | None = None,
+        max_nodes: int | None = None,
+        max_loop_nesting: int | None = None,
     ) -> None:
         self.issues: list[Issue] = []
         self._evaluators = evaluators
         self._evaluators_path = evaluators_path
         self._refs: dict[str, Compiled] = {}
         self._resolving: list[str] = []
+        self._segment_ref = segment_ref
+        self._segments = segments
+        self._max_nodes = max_nodes
+        self._max_loops = max_loop_nesting
+        self._nodes = 0
+        self._loops = 0
+        self.referenced_segments: set[str] = set()
+        """The segment keys ``{"$ref": key}`` nodes named (with ``segment_ref``)."""
         self._ops: dict[str, OpCompiler] = {
             "var": self._op_var,
             "missing": self._op_missing,
@@ -480,6 +495,15 @@ class JsonLogicCompiler:
     def _node(self, expr: Any, path: str, depth: int) -> Compiled:
         if depth > MAX_JSONLOGIC_DEPTH:
             return self._issue(path, f"expression nested deeper than {MAX_JSONLOGIC_DEPTH} levels")
+        self._nodes += 1
+        if self._max_nodes is not None and self._nodes > self._max_nodes:
+            if self._nodes == self._max_nodes + 1:
+                self._issue(
+                    path,
+                    f"expression has more than {self._max_nodes} nodes (MAX_JSONLOGIC_NODES); "
+                    "this one is past the limit",
+                )
+            return _const(None)
         t = type(expr)
         if expr is None or t is str or t is bool or t is int:
             return _const(expr)
@@ -495,6 +519,8 @@ class JsonLogicCompiler:
             if len(expr) != 1:
                 return self._issue(path, f"a rule is an object with one operator, got keys {sorted(expr)}")
             ((op, raw),) = expr.items()
+            if op == "$ref" and self._segment_ref is not None:
+                return self._segment(raw, path + "/$ref")
             if op == "$ref" and self._evaluators is not None:
                 if type(raw) is not str:
                     return self._issue(path + "/$ref", "$ref names an evaluator (a string)")
@@ -507,6 +533,32 @@ class JsonLogicCompiler:
                 return compile_op(raw, [f"{at}/{i}" for i in range(len(raw))], at, depth + 1)
             return compile_op([raw], [at], at, depth + 1)
         return self._issue(path, f"{type(expr).__name__} is not a JSON value")
+
+    def _segment(self, name: Any, at: str) -> Compiled:
+        """``{"$ref": key}`` in native targeting: whether the context is in segment ``key``."""
+        assert self._segment_ref is not None
+        if type(name) is not str:
+            return self._issue(at, "$ref names a segment (a string)")
+        if self._segments is not None and name not in self._segments:
+            return self._issue(at, f"segment '{name}' does not exist")
+        if self._loops:
+            return self._issue(at, "a segment is matched against the whole context, not inside a loop's rule")
+        self.referenced_segments.add(name)
+        return self._segment_ref(name), False, None
+
+    def _loop_body(self, arg: Any, path: str, depth: int) -> Compiled:
+        """The rule of ``map``/``filter``/``reduce``/``all``/``some``/``none``, run once per item."""
+        self._loops += 1
+        try:
+            if self._max_loops is not None and self._loops > self._max_loops:
+                return self._issue(
+                    path,
+                    f"loops nest deeper than {self._max_loops} (MAX_JSONLOGIC_LOOP_NESTING): "
+                    "a loop's rule may not hold another loop",
+                )
+            return self._node(arg, path, depth)
+        finally:
+            self._loops -= 1
 
     def _ref(self, name: str, at: str, depth: int) -> Compiled:
         assert self._evaluators is not None
@@ -721,7 +773,8 @@ class JsonLogicCompiler:
         if len(args) != 2:
             self._issue(at, f"{name} takes an array and a rule")
             return None
-        (items, _, _), (logic, _, _) = self._args(args, paths, depth)
+        items = self._node(args[0], paths[0], depth)[0]
+        logic = self._loop_body(args[1], paths[1], depth)[0]
         return items, logic
 
     def _op_map(self, args: list[Any], paths: list[str], at: str, depth: int) -> Compiled:
@@ -789,9 +842,9 @@ class JsonLogicCompiler:
     def _op_reduce(self, args: list[Any], paths: list[str], at: str, depth: int) -> Compiled:
         if len(args) not in (2, 3):
             return self._issue(at, "reduce takes an array, a rule and an optional initial value")
-        nodes = self._args(args, paths, depth)
-        items, logic = nodes[0][0], nodes[1][0]
-        initial = nodes[2][0] if len(nodes) == 3 else (lambda data: None)
+        items = self._node(args[0], paths[0], depth)[0]
+        logic = self._loop_body(args[1], paths[1], depth)[0]
+        initial = self._node(args[2], paths[2], depth)[0] if len(args) == 3 else (lambda data: None)
 
         def reduce_(data: Any) -> Any:
             accumulator = initial(data)
