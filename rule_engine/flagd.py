@@ -335,8 +335,17 @@ def _is_string(x: Any) -> dict[str, Any]:
 
 
 def _is_number(x: Any) -> dict[str, Any]:
-    """True only for numbers: ``x - 0`` of anything else is not the value itself."""
-    return {"===": [{"-": [x, 0]}, x]}
+    """True only for numbers, without arithmetic (json-logic-engine, the JS core's evaluator, throws on
+    arithmetic giving NaN and on loose comparisons of arrays): not a string, boolean or null, not an
+    array (``merge`` spreads one) and not an object."""
+    return {
+        "and": [
+            {"!==": [{"cat": [x]}, x]},
+            {"!": [{"in": [x, [True, False, None]]}]},
+            {"in": [x, {"merge": [x]}]},
+            {"!==": [{"cat": [x]}, "[object Object]"]},
+        ]
+    }
 
 
 def _is_integer(x: Any) -> dict[str, Any]:
@@ -406,7 +415,9 @@ class _Exporter:
         self._targeting: dict[str, Any] = {}
 
     def predicate(self, clause: Clause) -> Cond:
-        """A condition over ``{"var": ""}`` (one value of the attribute) where the native predicate is."""
+        """A condition over ``{"var": ""}`` (one value of the attribute, inside a loop) where the native
+        predicate is. No flagd operator stands in a loop's rule: the JS core's custom operators fail
+        there (they look for their logger in the data, which a loop replaces by the item)."""
         x = {"var": ""}
         op = clause.operator
         values = clause.values
@@ -419,11 +430,18 @@ class _Exporter:
                 return _is_string(x), None
             return {"and": [_is_string(x), _any_of([{"in": [v, x]} for v in values])]}, None
         if op in (Operator.STARTS_WITH, Operator.ENDS_WITH):
-            return {"and": [_is_string(x), _any_of([{op.value: [x, v]} for v in values])]}, None
+            if "" in values:
+                return _is_string(x), None
+            tests = []
+            for v in values:
+                units = len(v.encode("utf-16-le")) // 2  # JavaScript's substr counts UTF-16 code units
+                part = [x, 0, units] if op is Operator.STARTS_WITH else [x, -units]
+                tests.append({"===": [{"substr": part}, v]})
+            return {"and": [_is_string(x), _any_of(tests)]}, None
         if op in _NUMERIC_OPS:
             return {"and": [_is_number(x), {_NUMERIC_OPS[op]: [x, values[0]]}]}, None
         if op in _SEMVER_OPS:
-            return {"and": [_is_string(x), {"sem_ver": [x, _SEMVER_OPS[op], values[0]]}]}, None
+            return _FALSE, _is_string(x)
         if op in (Operator.BEFORE, Operator.AFTER):
             bound = parse_timestamp(values[0])
             assert bound is not None
@@ -432,38 +450,59 @@ class _Exporter:
         assert op is Operator.MATCHES
         return _FALSE, _short_string(x)
 
+    def direct(self, clause: Clause, x: Any) -> Any:
+        """For the operators needing flagd's own (``starts_with``, ``ends_with``, ``sem_ver``): the
+        condition on a string attribute ``x`` itself, outside any loop; ``None`` for the others."""
+        op = clause.operator
+        if op in (Operator.STARTS_WITH, Operator.ENDS_WITH):
+            return _any_of([{op.value: [x, v]} for v in clause.values])
+        if op in _SEMVER_OPS:
+            return {"sem_ver": [x, _SEMVER_OPS[op], clause.values[0]]}
+        return None
+
     def clause(self, clause: Clause) -> Cond:
         op = clause.operator
         negate = clause.negate
         if op is Operator.SEGMENT_MATCH:
             conds = [self.segment_ref(v) for v in clause.values if v in self.segments]
-            certain = _any_of([c for c, _ in conds])
-            unknowns = [u for _, u in conds if u is not None]
-            unknown = _any_of(unknowns) if unknowns else None
-            if not negate:
-                return certain, unknown
-            if unknown is None:
-                return _not(certain), None
-            return _all_of([_not(certain), _not(unknown)]), _all_of([_not(certain), unknown])
+            return self.negated(self.matched(conds), negate, True)
         assert clause.attribute is not None
         attribute = _var(clause.attribute)
         if op in (Operator.EXISTS, Operator.NOT_EXISTS):
             present = (op is Operator.EXISTS) != negate
-            return {"!=" if present else "==": [attribute, None]}, None
+            return {"!==" if present else "===": [attribute, None]}, None
         if op in _NEGATED:
             op, negate = _NEGATED[op], not negate
             clause = clause.model_copy(update={"operator": op})
         each = {"merge": [attribute]}
         predicate, maybe = self.predicate(clause)
-        present = {"!=": [attribute, None]}
+        certain: Any = {"some": [each, predicate]}
+        unknown: Any = None if maybe is None else {"some": [each, maybe]}
+        direct = self.direct(clause, attribute)
+        if direct is not None:
+            # A string attribute is tested directly; a list's strings in the loop (sem_ver: unknown).
+            certain = {"if": [_is_string(attribute), direct, certain]}
+            if unknown is not None:
+                unknown = {"and": [_not(_is_string(attribute)), unknown]}
+        return self.negated((certain, unknown), negate, {"!==": [attribute, None]})
+
+    @staticmethod
+    def matched(conds: list[Cond]) -> Cond:
+        """Any of ``conds`` (the segments of one ``segment_match``)."""
+        certain = _any_of([c for c, _ in conds])
+        unknowns = [u for _, u in conds if u is not None]
+        return certain, _any_of(unknowns) if unknowns else None
+
+    @staticmethod
+    def negated(cond: Cond, negate: bool, present: Any) -> Cond:
+        """``cond``, or its negation where ``present`` holds (a missing attribute never matches)."""
         if not negate:
-            return {"some": [each, predicate]}, None if maybe is None else {"some": [each, maybe]}
-        if maybe is None:
-            return {"and": [present, {"none": [each, predicate]}]}, None
-        return (
-            {"and": [present, {"none": [each, {"or": [predicate, maybe]}]}]},
-            {"and": [present, {"none": [each, predicate]}, {"some": [each, maybe]}]},
-        )
+            return cond
+        certain, unknown = cond
+        guard = [] if present is True else [present]
+        if unknown is None:
+            return _all_of([*guard, _not(certain)]), None
+        return _all_of([*guard, _not(certain), _not(unknown)]), _all_of([*guard, _not(certain), unknown])
 
     def clauses(self, clauses: list[Clause]) -> Cond:
         conds = [self.clause(c) for c in clauses]
@@ -512,15 +551,7 @@ class _Exporter:
         for c in clauses:
             if c.operator is Operator.SEGMENT_MATCH:
                 inner = [self.segment(v) for v in c.values if v in self.segments]
-                certain = _any_of([x for x, _ in inner])
-                unknowns = [u for _, u in inner if u is not None]
-                unknown = _any_of(unknowns) if unknowns else None
-                if not c.negate:
-                    conds.append((certain, unknown))
-                elif unknown is None:
-                    conds.append((_not(certain), None))
-                else:
-                    conds.append((_all_of([_not(certain), _not(unknown)]), _all_of([_not(certain), unknown])))
+                conds.append(self.negated(self.matched(inner), c.negate, True))
             else:
                 conds.append(self.clause(c))
         certain = _all_of([x for x, _ in conds])
