@@ -14,9 +14,9 @@ suite):
   booleans become the keys ``"true"``/``"false"``, numbers their JSON text; anything else, or a key
   that is not a variant, is an error with code GENERAL;
 * a failing flagd operator (``sem_ver`` given no version, ``starts_with`` given no string,
-  ``fractional`` with no weight, ...) makes the rule return null, so ``defaultVariant`` is served
-  rather than the false branch (flagd issue #1874, flagd-testbed ``@operator-errors``); a rule that
-  cannot be applied at all is an error with code PARSE_ERROR;
+  ``fractional`` with no weight, ...) evaluates to null where it stands, as in flagd's Go evaluator
+  and the JS core (flagd issue #1874, flagd-testbed ``@operator-errors``); a rule that cannot be
+  applied at all is an error with code PARSE_ERROR;
 * the JsonLogic data is the context plus ``targetingKey`` (the context's ``targeting_key``) and
   ``$flagd`` = ``{"flagKey": ..., "timestamp": <Unix seconds, read when used>}``.
 
@@ -629,8 +629,12 @@ class _Exporter:
         out: dict[str, Any] = {"state": "ENABLED", "variants": self.variants(flag)}
         if not flag.enabled:
             if flag.off_variant is None:
+                # flagd ignores a disabled flag's targeting; kept, so that re-importing loses nothing.
                 out["state"] = "DISABLED"
                 out["defaultVariant"] = flag.default_variant
+                targeting = self.targeting(flag)
+                if targeting is not None:
+                    out["targeting"] = targeting
             else:
                 out["defaultVariant"] = flag.off_variant
         else:
@@ -648,6 +652,28 @@ class _Exporter:
             for key in sorted(referenced_segments(flag.targeting)):
                 if key in self.segments:
                     self.segment(key)
+
+
+def inline_evaluators(targeting: Any, evaluators: Mapping[str, Any]) -> Any:
+    """``targeting`` with every ``{"$ref": name}`` naming one of ``evaluators`` replaced by that
+    evaluator (itself inlined), as flagd resolves them; the document was validated (no cycles)."""
+    done: dict[str, Any] = {}
+
+    def walk(node: Any, depth: int) -> Any:
+        if depth > limits.MAX_JSON_DEPTH:
+            return node  # the native validation that follows refuses it, with its pointer
+        if isinstance(node, Mapping):
+            if len(node) == 1 and "$ref" in node and type(node["$ref"]) is str and node["$ref"] in evaluators:
+                name = node["$ref"]
+                if name not in done:
+                    done[name] = walk(evaluators[name], depth + 1)
+                return copy_json(done[name])
+            return {k: walk(v, depth + 1) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, depth + 1) for v in node]
+        return node
+
+    return walk(targeting, 0)
 
 
 def export_flagd(document: Document) -> dict[str, Any]:
@@ -674,9 +700,8 @@ def export_flagd(document: Document) -> dict[str, Any]:
       prerequisite whose outcome hangs on them.
 
     Remaining differences: reasons (STATIC and DEFAULT where natively there are DISABLED, SPLIT and
-    PREREQUISITE_FAILED; error codes GENERAL), an invalid version string in a ``semver_*`` clause makes
-    flagd's Go evaluator (and :func:`load_flagd`) serve the default variant instead of trying the next
-    rule (the JS core treats it as no match, like the native engine), a float with no fractional part
+    PREREQUISITE_FAILED; error codes GENERAL), version strings that node's or Go's semver parse and
+    Python's does not (``=1.2.3``, ``1.2-rc.1``) or the other way round, a float with no fractional part
     (``2.0``) buckets like the integer in flagd, integers beyond ±2^53 lose precision in flagd, and
     object flags with array values are not valid flagd (providers may refuse those flags).
     """

@@ -8,9 +8,10 @@ argument and writes nothing.
 
 flagd's custom operators are included: ``fractional``, ``sem_ver``, ``starts_with`` and ``ends_with``
 (https://flagd.dev/reference/custom-operations/). When one of them fails (bad arguments, an unparsable
-version, no targeting key to bucket by, ...) the whole rule evaluates to ``None``, so flagd serves the
-default variant instead of taking the false branch of an enclosing ``if`` (flagd issue #1874 and the
-``@operator-errors`` scenarios of flagd-testbed). ``{"$ref": name}`` nodes are resolved against flagd's
+version, no targeting key to bucket by, ...) that operator evaluates to ``None`` and the expression
+around it goes on, as in flagd's Go evaluator and the JS ``@openfeature/flagd-core`` (flagd issue #1874
+and the ``@operator-errors`` scenarios of flagd-testbed, whose flags have the operator at the top, so
+the flag serves its default variant). ``{"$ref": name}`` nodes are resolved against flagd's
 ``$evaluators`` when those are given to the compiler.
 """
 
@@ -396,6 +397,26 @@ OpCompiler = Callable[[list[Any], list[str], str, int], Compiled]
 """Compiles one operator from its raw arguments, their JSON pointers, its own pointer and the depth."""
 
 
+def _null_on_error(compile_op: OpCompiler) -> OpCompiler:
+    """A flagd operator that fails evaluates to ``null`` (flagd's Go evaluator and the JS core alike);
+    the expression around it goes on with that value."""
+
+    def compile_null(args: list[Any], paths: list[str], at: str, depth: int) -> Compiled:
+        fn, const, value = compile_op(args, paths, at, depth)
+        if const:
+            return fn, const, value
+
+        def guarded(data: Any) -> Any:
+            try:
+                return fn(data)
+            except OperatorError:
+                return None
+
+        return guarded, False, None
+
+    return compile_null
+
+
 def _const(value: Any) -> Compiled:
     return (lambda data: value), True, value
 
@@ -466,10 +487,10 @@ class JsonLogicCompiler:
             "cat": self._values(lambda vs: "".join(map(js_str, vs))),
             "substr": self._values(_substr),
             "log": self._values(lambda vs: vs[0] if vs else None),
-            "starts_with": self._custom(_starts_with, 2),
-            "ends_with": self._custom(_ends_with, 2),
-            "sem_ver": self._op_sem_ver,
-            "fractional": self._op_fractional,
+            "starts_with": _null_on_error(self._custom(_starts_with, 2)),
+            "ends_with": _null_on_error(self._custom(_ends_with, 2)),
+            "sem_ver": _null_on_error(self._op_sem_ver),
+            "fractional": _null_on_error(self._op_fractional),
         }
 
     def compile(self, expr: Any, path: str = "") -> Rule:

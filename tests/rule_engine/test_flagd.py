@@ -237,10 +237,28 @@ def test_targeting__failing_rule__is_parse_error_with_caller_default() -> None:
         ("fractional-zero-weights-flag", {"targeting_key": "any-user"}),
     ],
 )
-def test_operator_error__inside_if__serves_default_variant_not_false_branch(
+def test_operator_error__operator_is_null__serves_default_variant(
     testbed: FlagSet, key: str, context: dict[str, Any]
 ) -> None:
     _check(testbed.evaluate(key, "wrong", context), "fallback", "fallback", Reason.DEFAULT)
+
+
+def test_operator_error__inside_if__null_is_false_and_the_else_branch_serves() -> None:
+    flags = load_flagd(
+        {
+            "flags": {
+                "f": {
+                    "state": "ENABLED",
+                    "variants": {"true": "true", "false": "false", "fallback": "fallback"},
+                    "defaultVariant": "fallback",
+                    "targeting": {"if": [{"sem_ver": [{"var": "version"}, "=", "1.0.0"]}, "true", "false"]},
+                }
+            }
+        }
+    )
+    _check(
+        flags.evaluate("f", "wrong", {"version": "not-a-version"}), "false", "false", Reason.TARGETING_MATCH
+    )
 
 
 def test_unknown_flag__any_context__is_flag_not_found(testbed: FlagSet) -> None:

@@ -90,12 +90,14 @@ def test_targeting__segment_removed_later__matches_nobody() -> None:
     assert fs.evaluate("f", "x", {"targeting_key": "u1"}).variant == "red"
 
 
-def test_targeting__operator_error__whole_rule_null_serves_default() -> None:
+def test_targeting__operator_error__null_where_it_stands() -> None:
     fs = build(
         flag({"if": [{"sem_ver": [{"var": "v"}, ">", "1.0.0"]}, "blue", "green"]}, default_variant="red")
     )
-    assert fs.evaluate("f", "x", {"v": "not-a-version"}).variant == "red"
+    assert fs.evaluate("f", "x", {"v": "not-a-version"}).variant == "green"
     assert fs.evaluate("f", "x", {"v": "2.0.0"}).variant == "blue"
+    top = build(flag({"sem_ver": [{"var": "v"}, ">", "1.0.0"]}, default_variant="red"))
+    assert top.evaluate("f", "x", {"v": "not-a-version"}).variant == "red"
 
 
 def test_targeting__disabled__off_variant_with_reason_disabled() -> None:
