@@ -40,7 +40,7 @@ from .flagset import FlagSet
 from .jsonlogic import JsonLogicCompiler, Rule, js_str
 from .model import Clause, Document, Flag, Operator, Split
 from .operators import parse_timestamp
-from .result import EvaluationResult, FlagType, Reason
+from .result import ErrorCode, EvaluationResult, FlagType, Reason
 from .targeting import referenced_segments, targeting_evaluator
 from .validation import encode, encoded_size, pointer, validate_document, value_issues
 
@@ -63,21 +63,90 @@ class _ParsedFlag:
     source: Mapping[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class _BrokenFlag:
+    key: str
+    source: Any
+    issues: list[Issue]
+
+
 def validate_flagd(data: Any) -> None:
     """Check a flagd document; raise :class:`DefinitionError` listing every problem with its JSON pointer."""
     _parse(data)
 
 
-def load_flagd(data: str | bytes | Mapping[str, Any]) -> FlagSet:
-    """Validate and compile a flagd document, parsed or JSON text (``$ref`` resolved, rules compiled once)."""
+def load_flagd(data: str | bytes | Mapping[str, Any], *, warnings: list[Issue] | None = None) -> FlagSet:
+    """Validate and compile a flagd document, parsed or JSON text (``$ref`` resolved, rules compiled once).
+
+    Strict unless ``warnings`` is given. Then the document loads the way flagd loads files: a broken
+    flag does not refuse the others but evaluates to ERROR with code PARSE_ERROR (or DISABLED, when its
+    state says so); ``sem_ver``, ``starts_with`` and ``ends_with`` with the wrong number of arguments
+    (or an invalid literal operand) evaluate to null and a negative ``fractional`` weight counts as 0.
+    Every such problem is appended to ``warnings`` with its pointer. Only a document that is not a flagd
+    document at all (or exceeds the per-document bounds) still raises :class:`DefinitionError`.
+    """
     if isinstance(data, str | bytes):
         data = parse_json(data)
-    flags, metadata = _parse(data)
-    return FlagSet((_compile(flag) for flag in flags), (), metadata)
+    if warnings is None:
+        flags, metadata = _parse(data)
+        return FlagSet((_compile(flag) for flag in flags), (), metadata)
+    flags, metadata, broken, found = _parse_lenient(data)
+    warnings += found
+    compiled = [_compile(flag) for flag in flags] + [_broken(flag, metadata) for flag in broken]
+    return FlagSet(compiled, (), metadata)
+
+
+def _broken(flag: _BrokenFlag, set_metadata: dict[str, Any]) -> CompiledFlag:
+    """A flag flagd would load but not evaluate: DISABLED if its state says so, else PARSE_ERROR."""
+    source = flag.source if isinstance(flag.source, Mapping) else {}
+    variants = source.get("variants")
+    flag_type = None
+    if isinstance(variants, Mapping) and variants:
+        flag_type = _variant_type(variants, "", [])
+    raw_metadata = source.get("metadata")
+    metadata = {**set_metadata, **(dict(raw_metadata) if isinstance(raw_metadata, Mapping) else {})}
+    if source.get("state") == "DISABLED":
+        result = EvaluationResult(None, None, Reason.DISABLED, None, None, None, metadata, 0)
+    else:
+        problem = flag.issues[0] if flag.issues else Issue("", "invalid")
+        message = f"flag '{flag.key}' is invalid: {problem}"
+        result = EvaluationResult(None, None, Reason.ERROR, ErrorCode.PARSE_ERROR, message, None, metadata, 0)
+    return CompiledFlag(
+        flag.key, flag_type or FlagType.OBJECT, 0, True, lambda ctx, store: result, metadata, flag.source
+    )
+
+
+def _parse_lenient(
+    data: Any,
+) -> tuple[list[_ParsedFlag], dict[str, Any], list[_BrokenFlag], list[Issue]]:
+    issues: list[Issue] = []
+    parsed: list[_ParsedFlag] = []
+    broken: list[_BrokenFlag] = []
+    warnings: list[Issue] = []
+    metadata = _parse_into(data, issues, parsed, broken, warnings, lenient=True)
+    return parsed, metadata, broken, warnings
 
 
 def _parse(data: Any) -> tuple[list[_ParsedFlag], dict[str, Any]]:
     issues: list[Issue] = []
+    parsed: list[_ParsedFlag] = []
+    metadata = _parse_into(data, issues, parsed, [], [], lenient=False)
+    if issues:
+        raise DefinitionError(issues)
+    return parsed, metadata
+
+
+def _parse_into(
+    data: Any,
+    issues: list[Issue],
+    parsed: list[_ParsedFlag],
+    broken: list[_BrokenFlag],
+    warnings: list[Issue],
+    *,
+    lenient: bool,
+) -> dict[str, Any]:
+    """Parse ``data`` into ``parsed`` (and, ``lenient``, broken flags into ``broken`` with every problem
+    but the document's own in ``warnings``); raises for problems of the document as a whole."""
     if not isinstance(data, Mapping):
         raise DefinitionError([Issue("", "a flagd document is a JSON object")])
     flags = data.get("flags")
@@ -108,21 +177,38 @@ def _parse(data: Any) -> tuple[list[_ParsedFlag], dict[str, Any]]:
         )
     if bounds:  # refused before any expression is compiled
         raise DefinitionError(issues + bounds)
-    compiler = JsonLogicCompiler(evaluators, "/$evaluators")
+    fatal = [i for i in issues if i.path in ("/flags", "/$evaluators")]
+    if lenient and fatal:  # not a flagd document: nothing to load
+        raise DefinitionError(fatal)
+    compiler = JsonLogicCompiler(evaluators, "/$evaluators", lenient=lenient)
     for name, body in evaluators.items():
         if not isinstance(body, Mapping):
             issues.append(Issue("/$evaluators" + pointer(name), "an evaluator is a JsonLogic rule object"))
         else:
             compiler.compile_evaluator(name)
-    parsed = []
+    if lenient:  # an evaluator's problems break the flags that use it
+        warnings += issues + compiler.issues
+        issues.clear()
+        compiler.issues.clear()
     for key, flag in flags.items():
+        start, before = len(issues), len(compiler.issues)
         result = _parse_flag(key, flag, "/flags" + pointer(key), compiler, set_metadata, issues)
-        if result is not None:
+        if not lenient:
+            if result is not None:
+                parsed.append(result)
+            continue
+        problems = issues[start:] + compiler.issues[before:]
+        if result is not None and not problems:
             parsed.append(result)
-    issues += compiler.issues
-    if issues:
-        raise DefinitionError(issues)
-    return parsed, set_metadata
+        else:
+            broken.append(_BrokenFlag(str(key), flag, problems))
+            warnings += problems
+    if lenient:
+        warnings += compiler.warnings
+        issues.clear()
+    else:
+        issues += compiler.issues
+    return set_metadata
 
 
 def _bound(items: Mapping[Any, Any], limit: int, name: str, path: str, issues: list[Issue]) -> None:

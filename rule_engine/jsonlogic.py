@@ -437,8 +437,15 @@ class JsonLogicCompiler:
         segments: Collection[str] | None = None,
         max_nodes: int | None = None,
         max_loop_nesting: int | None = None,
+        lenient: bool = False,
     ) -> None:
         self.issues: list[Issue] = []
+        self.warnings: list[Issue] = []
+        """With ``lenient``: what flagd accepts and evaluates its own way (``sem_ver``, ``starts_with`` or
+        ``ends_with`` with the wrong number of arguments or an invalid literal operand are null, a
+        negative ``fractional`` weight counts as 0), where a strict compile reports an issue."""
+        self._lenient = lenient
+        self._broken_refs: set[str] = set()
         self._evaluators = evaluators
         self._evaluators_path = evaluators_path
         self._refs: dict[str, Compiled] = {}
@@ -513,6 +520,13 @@ class JsonLogicCompiler:
         self.issues.append(Issue(path, message))
         return _const(None)
 
+    def _tolerated(self, path: str, message: str) -> Compiled:
+        """An issue, or with ``lenient`` a warning (the node then evaluates as flagd does: to null)."""
+        if self._lenient:
+            self.warnings.append(Issue(path, message))
+            return _const(None)
+        return self._issue(path, message)
+
     def _node(self, expr: Any, path: str, depth: int) -> Compiled:
         if depth > MAX_JSONLOGIC_DEPTH:
             return self._issue(path, f"expression nested deeper than {MAX_JSONLOGIC_DEPTH} levels")
@@ -585,6 +599,8 @@ class JsonLogicCompiler:
         assert self._evaluators is not None
         done = self._refs.get(name)
         if done is not None:
+            if self._lenient and name in self._broken_refs:  # so that each flag using it is broken too
+                self._issue(at, f"evaluator '{name}' is invalid")
             return done
         if name not in self._evaluators:
             return self._issue(at, f"no evaluator '{name}' in $evaluators")
@@ -592,11 +608,14 @@ class JsonLogicCompiler:
             cycle = " -> ".join([*self._resolving[self._resolving.index(name) :], name])
             return self._issue(at, f"$ref cycle: {cycle}")
         self._resolving.append(name)
+        before = len(self.issues)
         try:
             body_path = self._evaluators_path + pointer(name)
             compiled = self._node(self._evaluators[name], body_path, depth + 1)
         finally:
             self._resolving.pop()
+        if len(self.issues) > before:
+            self._broken_refs.add(name)
         self._refs[name] = compiled
         return compiled
 
@@ -660,7 +679,7 @@ class JsonLogicCompiler:
 
         def compile_op(args: list[Any], paths: list[str], at: str, depth: int) -> Compiled:
             if len(args) != arity:
-                return self._issue(at, f"takes {arity} arguments, got {len(args)}")
+                return self._tolerated(at, f"takes {arity} arguments, got {len(args)}")
             return values(args, paths, at, depth)
 
         return compile_op
@@ -895,16 +914,16 @@ class JsonLogicCompiler:
 
     def _op_sem_ver(self, args: list[Any], paths: list[str], at: str, depth: int) -> Compiled:
         if len(args) != 3:
-            return self._issue(
+            return self._tolerated(
                 at, f"sem_ver takes a version, an operator and a version, got {len(args)} values"
             )
         op = args[1]
         if (type(op) is str and op not in SEMVER_OPERATORS) or _kind(op) in (0, 1, 2):
-            self._issue(paths[1], f"unknown sem_ver operator {op!r}; one of {sorted(SEMVER_OPERATORS)}")
+            self._tolerated(paths[1], f"unknown sem_ver operator {op!r}; one of {sorted(SEMVER_OPERATORS)}")
         for i in (0, 2):
             literal = args[i]
             if _kind(literal) != 4 and parse_flagd_version(literal) is None:
-                self._issue(paths[i], f"{literal!r} is not a semantic version")
+                self._tolerated(paths[i], f"{literal!r} is not a semantic version")
         nodes = self._args(args, paths, depth)
         (left, _, _), (_, op_const, op_value), (_, right_const, right_value) = nodes
         target = parse_flagd_version(right_value) if right_const else None
@@ -941,8 +960,12 @@ class JsonLogicCompiler:
             elif len(bucket) == 2 and _kind(bucket[1]) != 4:
                 weight = bucket[1]
                 valid = type(weight) is int or (type(weight) is float and weight.is_integer())
-                if not valid or weight < 0:
+                if not valid:
                     self._issue(f"{where}/1", f"a weight is a non-negative integer, got {weight!r}")
+                elif weight < 0:
+                    self._tolerated(
+                        f"{where}/1", f"a weight is a non-negative integer, got {weight!r} (counts as 0)"
+                    )
                 else:
                     total += int(weight)
             else:
