@@ -59,7 +59,7 @@ MAX_SUBJECT_LENGTH: Final = 1024
 """An attribute longer than this never ``matches`` a pattern."""
 MAX_JSONLOGIC_DEPTH: Final = 128
 """Nesting of a JsonLogic ``targeting`` expression."""
-MAX_JSONLOGIC_NODES: Final = 10_000
+MAX_JSONLOGIC_NODES: Final = 50_000
 """Operators, operands and array items of one flag's native ``targeting`` expression (its size in
 bytes is bounded by ``MAX_FLAG_BYTES`` as well): what one evaluation walks at most outside loops."""
 MAX_JSONLOGIC_LOOP_NESTING: Final = 1

@@ -125,10 +125,20 @@ def compile_targeting(expr: Any) -> Rule:
 
 
 def referenced_segments(expr: Any) -> set[str]:
-    """The segment keys a native targeting expression refers to with ``$ref``."""
-    compiler = targeting_compiler()
-    compiler.compile(expr)
-    return compiler.referenced_segments
+    """The segment keys a native targeting expression refers to with ``$ref`` (a walk, no compile)."""
+    found: set[str] = set()
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            ref = node.get("$ref") if len(node) == 1 else None
+            if type(ref) is str:
+                found.add(ref)
+            else:
+                stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
 
 
 def targeting_evaluator(

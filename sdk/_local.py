@@ -38,6 +38,7 @@ from flagyard.rule_engine import (
     compile_segment,
 )
 from flagyard.rule_engine.result import error_result
+from flagyard.rule_engine.targeting import referenced_segments
 
 from ._grpc import Backoff, channel_options, check_target, metadata_for, on_fork_in_child, status_message
 from ._resolver import Listener, Listeners, ProviderEvent, changed_flags, notify
@@ -395,6 +396,7 @@ def affected_flags(flagset: FlagSet, kind: int, key: str) -> list[str]:
             if flag.key not in flags and (
                 not isinstance(source, Flag)
                 or _matched_segments(c for r in source.rules for c in r.clauses) & segments
+                or (source.targeting is not None and referenced_segments(source.targeting) & segments)
                 or any(p.flag in flags for p in source.prerequisites)
             ):
                 flags.add(flag.key)

@@ -65,3 +65,19 @@ def test_rollback__before_targeting__targeting_gone_and_back_again(client: TestC
     assert r.status_code == 200, r.text
     assert r.json()["environments"]["prod"]["targeting"] == TARGETING
     assert r.json()["version"] == 4
+
+
+def test_delete_segment__referred_to_by_targeting__409_naming_the_flag(client: TestClient, api: Api) -> None:
+    _with_targeting(client, api)
+    r = client.delete("/api/v1/projects/shop/segments/beta", headers={"If-Match": '"1"'})
+    assert r.status_code == 409, r.text
+    assert "checkout" in r.text
+    assert (
+        client.patch(
+            f"{F}/environments/prod", json={"targeting": None}, headers={"If-Match": '"2"'}
+        ).status_code
+        == 200
+    )
+    assert (
+        client.delete("/api/v1/projects/shop/segments/beta", headers={"If-Match": '"1"'}).status_code == 204
+    )
