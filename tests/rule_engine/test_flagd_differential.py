@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from flagyard.rule_engine import FlagSet, FlagType, export_flagd, validate_document
-from flagyard.rule_engine.flagd import NOT_EXPRESSIBLE
+from flagyard.rule_engine.flagd import NOT_EXPRESSIBLE, load_flagd
 
 ORACLE = Path(__file__).resolve().parents[1] / "flagd_oracle"
 
@@ -382,3 +382,18 @@ def test_differential__inexpressible_clauses__agree_or_flagd_answers_the_documen
         assert context not in expressible
         assert got[2:] == ("ERROR", "GENERAL")
     assert NOT_EXPRESSIBLE.startswith("#")
+
+
+def test_differential__our_own_flagd_evaluator_on_the_export__agrees_too() -> None:
+    """``load_flagd`` (the offline SDK's and ``flagyard eval``'s flagd evaluator) on the same export."""
+    native_doc = validate_document({"flags": FLAGS, "segments": SEGMENTS})
+    native = FlagSet.from_document(native_doc)
+    flagd = load_flagd(json.loads(json.dumps(export_flagd(native_doc))))
+    disagreements = []
+    for context in contexts(3000, seed=41):
+        for f in native_doc.flags:
+            default = _DEFAULTS[f.type]
+            want, got = native.evaluate(f.key, default, context), flagd.evaluate(f.key, default, context)
+            if (got.value, got.variant) != (want.value, want.variant):
+                disagreements.append((f.key, context))
+    assert disagreements == []
