@@ -590,15 +590,24 @@ class _Exporter:
             return _all_of([*guard, _not(certain)]), None
         return _all_of([*guard, _not(certain), _not(unknown)]), _all_of([*guard, _not(certain), unknown])
 
-    def clauses(self, clauses: list[Clause]) -> Cond:
-        conds = [self.clause(c) for c in clauses]
-        certain = _all_of([c for c, _ in conds])
+    def clauses(self, clauses: list[Clause], inline: bool = False) -> Cond:
+        """All of a rule's clauses. ``inline``: a segment's rule, whose ``segment_match`` clauses are
+        inlined (flagd resolves ``$ref`` inside ``$evaluators`` unreliably) rather than referred to."""
+        conds: list[Cond] = []
+        for c in clauses:
+            if inline and c.operator is Operator.SEGMENT_MATCH:
+                inner = [self.segment(v) for v in c.values if v in self.segments]
+                conds.append(self.negated(self.matched(inner), c.negate, True))
+            else:
+                conds.append(self.clause(c))
+        certain = _all_of([x for x, _ in conds])
         if all(u is None for _, u in conds):
             return certain, None
+        # Unknown: no clause is certainly false and some clause is unknown.
         unknown = _all_of(
             [
                 _any_of([u for _, u in conds if u is not None]),
-                *(c if u is None else {"or": [c, u]} for c, u in conds),
+                *(x if u is None else {"or": [x, u]} for x, u in conds),
             ]
         )
         return certain, unknown
@@ -614,7 +623,7 @@ class _Exporter:
         if done is not None:
             return done
         segment = self.segments[key]
-        conds = [self.clauses_inline(r.clauses) for r in segment.rules]
+        conds = [self.clauses(r.clauses, inline=True) for r in segment.rules]
         certain = _any_of([c for c, _ in conds])
         unknowns = [u for _, u in conds if u is not None]
         unknown = _any_of(unknowns) if unknowns else None
@@ -629,26 +638,6 @@ class _Exporter:
                 unknown = {"if": [{"in": [targeting_key, list(segment.excluded)]}, False, unknown]}
         self.segment_rules[key] = certain
         self._conditions[key] = (certain, unknown)
-        return certain, unknown
-
-    def clauses_inline(self, clauses: list[Clause]) -> Cond:
-        """Clauses of a segment's rule: segments they match are inlined rather than referred to."""
-        conds: list[Cond] = []
-        for c in clauses:
-            if c.operator is Operator.SEGMENT_MATCH:
-                inner = [self.segment(v) for v in c.values if v in self.segments]
-                conds.append(self.negated(self.matched(inner), c.negate, True))
-            else:
-                conds.append(self.clause(c))
-        certain = _all_of([x for x, _ in conds])
-        if all(u is None for _, u in conds):
-            return certain, None
-        unknown = _all_of(
-            [
-                _any_of([u for _, u in conds if u is not None]),
-                *(x if u is None else {"or": [x, u]} for x, u in conds),
-            ]
-        )
         return certain, unknown
 
     def split(self, flag: Flag, split: Split) -> Any:
