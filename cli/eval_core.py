@@ -18,6 +18,7 @@ from flagyard.rule_engine import (
     EvaluationResult,
     FlagSet,
     FlagType,
+    Issue,
     Reason,
     RuleEngineError,
     load_flagset,
@@ -120,9 +121,13 @@ def parse_default(text: str, flag_type: FlagType) -> Any:
 
 
 def load_file(file: Path, err: TextIO) -> FlagSet | None:
-    """The file's flag set; ``None`` after writing why it cannot be loaded (every issue, with pointers)."""
+    """The file's flag set; ``None`` after writing why it cannot be loaded (every issue, with pointers).
+
+    A flagd file loads as flagd loads it: a broken flag answers PARSE_ERROR and the others serve; each
+    problem is written to ``err`` as a warning with its pointer."""
+    warnings: list[Issue] = []
     try:
-        return load_flagset(file.read_bytes())
+        flagset = load_flagset(file.read_bytes(), warnings=warnings)
     except OSError as exc:
         err.write(f"flagyard eval: {file}: {exc.strerror or exc}\n")
     except RuleEngineError as exc:
@@ -131,7 +136,10 @@ def load_file(file: Path, err: TextIO) -> FlagSet | None:
         err.write(f"flagyard eval: {file}: {exc if not issues else 'invalid flags file'}{where}\n")
         for issue in issues or ():
             err.write(f"  {issue}\n")
-    return None
+        return None
+    for warning in warnings:
+        err.write(f"flagyard eval: {file}: warning: {warning}\n")
+    return flagset
 
 
 def run(

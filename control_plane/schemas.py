@@ -158,6 +158,12 @@ class EnvConfigIn(Input):
     default_split: Split | None = None
     rules: list[Rule] = Field(default_factory=list)
     prerequisites: list[Prerequisite] = Field(default_factory=list)
+    targeting: dict[str, Any] | None = Field(
+        default=None,
+        description="A JsonLogic expression (flagd's dialect) instead of `rules`; its result names the "
+        "variant served, null serves the default; "
+        '`{"$ref": "<segment key>"}` is true for contexts in that segment.',
+    )
 
 
 class EnvConfigPatch(Input):
@@ -169,6 +175,7 @@ class EnvConfigPatch(Input):
     default_split: Split | None = None
     rules: list[Rule] | None = None
     prerequisites: list[Prerequisite] | None = None
+    targeting: dict[str, Any] | None = None
     comment: Comment = ""
 
 
@@ -179,6 +186,7 @@ class EnvConfigOut(Output):
     default_split: Split | None
     rules: list[Rule]
     prerequisites: list[Prerequisite]
+    targeting: dict[str, Any] | None
 
 
 class FlagEnvironmentOut(EnvConfigOut):

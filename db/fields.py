@@ -71,6 +71,7 @@ FLAG_ENV_CONFIG: tuple[Field, ...] = (
     Field("default_split", default=None, nullable=True, served=True),
     Field("rules", default=[], served=True),
     Field("prerequisites", default=[], served=True),
+    Field("targeting", default=None, nullable=True, served=True),
 )
 """A flag's configuration in one environment (columns of ``flag_environments``); the defaults are also
 a new environment's configuration: off, serving the caller's default."""

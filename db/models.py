@@ -115,6 +115,7 @@ class FlagEnvironment(Base):
     default_split: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
     rules: Mapped[list[Any]] = mapped_column(sa.JSON)
     prerequisites: Mapped[list[Any]] = mapped_column(sa.JSON)
+    targeting: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
     version: Mapped[int] = mapped_column(sa.Integer)
 
 

@@ -21,6 +21,7 @@ from .exceptions import EvaluationChainError
 from .model import Clause, Flag, Operator, Segment, Split
 from .operators import PREDICATES, Fast, Predicate, plain
 from .result import ErrorCode, EvaluationResult, FlagType, Reason
+from .targeting import compile_targeting, targeting_evaluator
 
 Context = Mapping[str, Any]
 Matcher = Callable[[Context, "Store"], bool]
@@ -357,18 +358,29 @@ def compile_flag(flag: Flag) -> CompiledFlag:
         off = result(flag.off_variant, Reason.DISABLED)
         return _finish(flag, metadata, lambda ctx, store: off)
 
-    rules = tuple(
-        (
-            _all_of([compile_clause(c) for c in rule.clauses]),
-            serve(rule.variant, rule.split, Reason.TARGETING_MATCH, rule.id),
+    if flag.targeting is not None:
+        evaluate = targeting_evaluator(
+            flag.key,
+            compile_targeting(flag.targeting),
+            {name: result(name, Reason.TARGETING_MATCH) for name in flag.variants},
+            result(flag.default_variant, Reason.DEFAULT),
+            metadata,
+            version,
+            with_segments=True,
         )
-        for rule in flag.rules
-    )
-    static = not flag.rules and flag.default_split is None and flag.default_variant is not None
-    fallthrough = serve(
-        flag.default_variant, flag.default_split, Reason.STATIC if static else Reason.DEFAULT, None
-    )
-    evaluate = _rules_evaluator(rules, fallthrough)
+    else:
+        rules = tuple(
+            (
+                _all_of([compile_clause(c) for c in rule.clauses]),
+                serve(rule.variant, rule.split, Reason.TARGETING_MATCH, rule.id),
+            )
+            for rule in flag.rules
+        )
+        static = not flag.rules and flag.default_split is None and flag.default_variant is not None
+        fallthrough = serve(
+            flag.default_variant, flag.default_split, Reason.STATIC if static else Reason.DEFAULT, None
+        )
+        evaluate = _rules_evaluator(rules, fallthrough)
     if not flag.prerequisites:
         return _finish(flag, metadata, evaluate)
     failed = result(flag.off_variant, Reason.PREREQUISITE_FAILED)

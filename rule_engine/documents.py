@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import limits
-from .exceptions import DocumentFormatError
+from .exceptions import DocumentFormatError, Issue
 from .flagset import FlagSet
 from .jsontext import nesting
 from .validation import pointer, validate_document
@@ -139,12 +139,15 @@ def detect_format(data: Any) -> str:
     raise DocumentFormatError("a flag document has 'flags': a list (native format) or an object (flagd)")
 
 
-def load_flagset(data: str | bytes | Mapping[str, Any]) -> FlagSet:
-    """Validate and compile a document in either format; raises :class:`~.exceptions.RuleEngineError`."""
+def load_flagset(data: str | bytes | Mapping[str, Any], *, warnings: list[Issue] | None = None) -> FlagSet:
+    """Validate and compile a document in either format; raises :class:`~.exceptions.RuleEngineError`.
+
+    With ``warnings``, a flagd document loads leniently, as flagd loads files (see
+    :func:`~.flagd.load_flagd`), its problems appended there; a native document is always strict."""
     if isinstance(data, str | bytes):
         data = parse_json(data)
     if detect_format(data) == "flagd":
         from .flagd import load_flagd
 
-        return load_flagd(data)
+        return load_flagd(data, warnings=warnings)
     return FlagSet.from_document(validate_document(data))

@@ -8,9 +8,10 @@ argument and writes nothing.
 
 flagd's custom operators are included: ``fractional``, ``sem_ver``, ``starts_with`` and ``ends_with``
 (https://flagd.dev/reference/custom-operations/). When one of them fails (bad arguments, an unparsable
-version, no targeting key to bucket by, ...) the whole rule evaluates to ``None``, so flagd serves the
-default variant instead of taking the false branch of an enclosing ``if`` (flagd issue #1874 and the
-``@operator-errors`` scenarios of flagd-testbed). ``{"$ref": name}`` nodes are resolved against flagd's
+version, no targeting key to bucket by, ...) that operator evaluates to ``None`` and the expression
+around it goes on, as in flagd's Go evaluator and the JS ``@openfeature/flagd-core`` (flagd issue #1874
+and the ``@operator-errors`` scenarios of flagd-testbed, whose flags have the operator at the top, so
+the flag serves its default variant). ``{"$ref": name}`` nodes are resolved against flagd's
 ``$evaluators`` when those are given to the compiler.
 """
 
@@ -19,16 +20,16 @@ from __future__ import annotations
 import math
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import mmh3
 import semver
 
 from .exceptions import DefinitionError, Issue
+from .jsontext import pointer
 from .limits import MAX_JSONLOGIC_DEPTH, MAX_WEIGHT_SUM
 from .operators import parse_semver
-from .validation import pointer
 
 Fn = Callable[[Any], Any]
 Rule = Callable[[Any], Any]
@@ -396,6 +397,26 @@ OpCompiler = Callable[[list[Any], list[str], str, int], Compiled]
 """Compiles one operator from its raw arguments, their JSON pointers, its own pointer and the depth."""
 
 
+def _null_on_error(compile_op: OpCompiler) -> OpCompiler:
+    """A flagd operator that fails evaluates to ``null`` (flagd's Go evaluator and the JS core alike);
+    the expression around it goes on with that value."""
+
+    def compile_null(args: list[Any], paths: list[str], at: str, depth: int) -> Compiled:
+        fn, const, value = compile_op(args, paths, at, depth)
+        if const:
+            return fn, const, value
+
+        def guarded(data: Any) -> Any:
+            try:
+                return fn(data)
+            except OperatorError:
+                return None
+
+        return guarded, False, None
+
+    return compile_null
+
+
 def _const(value: Any) -> Compiled:
     return (lambda data: value), True, value
 
@@ -408,13 +429,35 @@ class JsonLogicCompiler:
     """
 
     def __init__(
-        self, evaluators: Mapping[str, Any] | None = None, evaluators_path: str = "/$evaluators"
+        self,
+        evaluators: Mapping[str, Any] | None = None,
+        evaluators_path: str = "/$evaluators",
+        *,
+        segment_ref: Callable[[str], Fn] | None = None,
+        segments: Collection[str] | None = None,
+        max_nodes: int | None = None,
+        max_loop_nesting: int | None = None,
+        lenient: bool = False,
     ) -> None:
         self.issues: list[Issue] = []
+        self.warnings: list[Issue] = []
+        """With ``lenient``: what flagd accepts and evaluates its own way (``sem_ver``, ``starts_with`` or
+        ``ends_with`` with the wrong number of arguments or an invalid literal operand are null, a
+        negative ``fractional`` weight counts as 0), where a strict compile reports an issue."""
+        self._lenient = lenient
+        self._broken_refs: set[str] = set()
         self._evaluators = evaluators
         self._evaluators_path = evaluators_path
         self._refs: dict[str, Compiled] = {}
         self._resolving: list[str] = []
+        self._segment_ref = segment_ref
+        self._segments = segments
+        self._max_nodes = max_nodes
+        self._max_loops = max_loop_nesting
+        self._nodes = 0
+        self._loops = 0
+        self.referenced_segments: set[str] = set()
+        """The segment keys ``{"$ref": key}`` nodes named (with ``segment_ref``)."""
         self._ops: dict[str, OpCompiler] = {
             "var": self._op_var,
             "missing": self._op_missing,
@@ -451,10 +494,10 @@ class JsonLogicCompiler:
             "cat": self._values(lambda vs: "".join(map(js_str, vs))),
             "substr": self._values(_substr),
             "log": self._values(lambda vs: vs[0] if vs else None),
-            "starts_with": self._custom(_starts_with, 2),
-            "ends_with": self._custom(_ends_with, 2),
-            "sem_ver": self._op_sem_ver,
-            "fractional": self._op_fractional,
+            "starts_with": _null_on_error(self._custom(_starts_with, 2)),
+            "ends_with": _null_on_error(self._custom(_ends_with, 2)),
+            "sem_ver": _null_on_error(self._op_sem_ver),
+            "fractional": _null_on_error(self._op_fractional),
         }
 
     def compile(self, expr: Any, path: str = "") -> Rule:
@@ -477,9 +520,25 @@ class JsonLogicCompiler:
         self.issues.append(Issue(path, message))
         return _const(None)
 
+    def _tolerated(self, path: str, message: str) -> Compiled:
+        """An issue, or with ``lenient`` a warning (the node then evaluates as flagd does: to null)."""
+        if self._lenient:
+            self.warnings.append(Issue(path, message))
+            return _const(None)
+        return self._issue(path, message)
+
     def _node(self, expr: Any, path: str, depth: int) -> Compiled:
         if depth > MAX_JSONLOGIC_DEPTH:
             return self._issue(path, f"expression nested deeper than {MAX_JSONLOGIC_DEPTH} levels")
+        self._nodes += 1
+        if self._max_nodes is not None and self._nodes > self._max_nodes:
+            if self._nodes == self._max_nodes + 1:
+                self._issue(
+                    path,
+                    f"expression has more than {self._max_nodes} nodes (MAX_JSONLOGIC_NODES); "
+                    "this one is past the limit",
+                )
+            return _const(None)
         t = type(expr)
         if expr is None or t is str or t is bool or t is int:
             return _const(expr)
@@ -495,6 +554,8 @@ class JsonLogicCompiler:
             if len(expr) != 1:
                 return self._issue(path, f"a rule is an object with one operator, got keys {sorted(expr)}")
             ((op, raw),) = expr.items()
+            if op == "$ref" and self._segment_ref is not None:
+                return self._segment(raw, path + "/$ref")
             if op == "$ref" and self._evaluators is not None:
                 if type(raw) is not str:
                     return self._issue(path + "/$ref", "$ref names an evaluator (a string)")
@@ -508,10 +569,38 @@ class JsonLogicCompiler:
             return compile_op([raw], [at], at, depth + 1)
         return self._issue(path, f"{type(expr).__name__} is not a JSON value")
 
+    def _segment(self, name: Any, at: str) -> Compiled:
+        """``{"$ref": key}`` in native targeting: whether the context is in segment ``key``."""
+        assert self._segment_ref is not None
+        if type(name) is not str:
+            return self._issue(at, "$ref names a segment (a string)")
+        if self._segments is not None and name not in self._segments:
+            return self._issue(at, f"segment '{name}' does not exist")
+        if self._loops:
+            return self._issue(at, "a segment is matched against the whole context, not inside a loop's rule")
+        self.referenced_segments.add(name)
+        return self._segment_ref(name), False, None
+
+    def _loop_body(self, arg: Any, path: str, depth: int) -> Compiled:
+        """The rule of ``map``/``filter``/``reduce``/``all``/``some``/``none``, run once per item."""
+        self._loops += 1
+        try:
+            if self._max_loops is not None and self._loops > self._max_loops:
+                return self._issue(
+                    path,
+                    f"loops nest deeper than {self._max_loops} (MAX_JSONLOGIC_LOOP_NESTING): "
+                    "a loop's rule may not hold another loop",
+                )
+            return self._node(arg, path, depth)
+        finally:
+            self._loops -= 1
+
     def _ref(self, name: str, at: str, depth: int) -> Compiled:
         assert self._evaluators is not None
         done = self._refs.get(name)
         if done is not None:
+            if self._lenient and name in self._broken_refs:  # so that each flag using it is broken too
+                self._issue(at, f"evaluator '{name}' is invalid")
             return done
         if name not in self._evaluators:
             return self._issue(at, f"no evaluator '{name}' in $evaluators")
@@ -519,11 +608,14 @@ class JsonLogicCompiler:
             cycle = " -> ".join([*self._resolving[self._resolving.index(name) :], name])
             return self._issue(at, f"$ref cycle: {cycle}")
         self._resolving.append(name)
+        before = len(self.issues)
         try:
             body_path = self._evaluators_path + pointer(name)
             compiled = self._node(self._evaluators[name], body_path, depth + 1)
         finally:
             self._resolving.pop()
+        if len(self.issues) > before:
+            self._broken_refs.add(name)
         self._refs[name] = compiled
         return compiled
 
@@ -587,7 +679,7 @@ class JsonLogicCompiler:
 
         def compile_op(args: list[Any], paths: list[str], at: str, depth: int) -> Compiled:
             if len(args) != arity:
-                return self._issue(at, f"takes {arity} arguments, got {len(args)}")
+                return self._tolerated(at, f"takes {arity} arguments, got {len(args)}")
             return values(args, paths, at, depth)
 
         return compile_op
@@ -721,7 +813,8 @@ class JsonLogicCompiler:
         if len(args) != 2:
             self._issue(at, f"{name} takes an array and a rule")
             return None
-        (items, _, _), (logic, _, _) = self._args(args, paths, depth)
+        items = self._node(args[0], paths[0], depth)[0]
+        logic = self._loop_body(args[1], paths[1], depth)[0]
         return items, logic
 
     def _op_map(self, args: list[Any], paths: list[str], at: str, depth: int) -> Compiled:
@@ -789,9 +882,9 @@ class JsonLogicCompiler:
     def _op_reduce(self, args: list[Any], paths: list[str], at: str, depth: int) -> Compiled:
         if len(args) not in (2, 3):
             return self._issue(at, "reduce takes an array, a rule and an optional initial value")
-        nodes = self._args(args, paths, depth)
-        items, logic = nodes[0][0], nodes[1][0]
-        initial = nodes[2][0] if len(nodes) == 3 else (lambda data: None)
+        items = self._node(args[0], paths[0], depth)[0]
+        logic = self._loop_body(args[1], paths[1], depth)[0]
+        initial = self._node(args[2], paths[2], depth)[0] if len(args) == 3 else (lambda data: None)
 
         def reduce_(data: Any) -> Any:
             accumulator = initial(data)
@@ -821,16 +914,16 @@ class JsonLogicCompiler:
 
     def _op_sem_ver(self, args: list[Any], paths: list[str], at: str, depth: int) -> Compiled:
         if len(args) != 3:
-            return self._issue(
+            return self._tolerated(
                 at, f"sem_ver takes a version, an operator and a version, got {len(args)} values"
             )
         op = args[1]
         if (type(op) is str and op not in SEMVER_OPERATORS) or _kind(op) in (0, 1, 2):
-            self._issue(paths[1], f"unknown sem_ver operator {op!r}; one of {sorted(SEMVER_OPERATORS)}")
+            self._tolerated(paths[1], f"unknown sem_ver operator {op!r}; one of {sorted(SEMVER_OPERATORS)}")
         for i in (0, 2):
             literal = args[i]
             if _kind(literal) != 4 and parse_flagd_version(literal) is None:
-                self._issue(paths[i], f"{literal!r} is not a semantic version")
+                self._tolerated(paths[i], f"{literal!r} is not a semantic version")
         nodes = self._args(args, paths, depth)
         (left, _, _), (_, op_const, op_value), (_, right_const, right_value) = nodes
         target = parse_flagd_version(right_value) if right_const else None
@@ -867,8 +960,12 @@ class JsonLogicCompiler:
             elif len(bucket) == 2 and _kind(bucket[1]) != 4:
                 weight = bucket[1]
                 valid = type(weight) is int or (type(weight) is float and weight.is_integer())
-                if not valid or weight < 0:
+                if not valid:
                     self._issue(f"{where}/1", f"a weight is a non-negative integer, got {weight!r}")
+                elif weight < 0:
+                    self._tolerated(
+                        f"{where}/1", f"a weight is a non-negative integer, got {weight!r} (counts as 0)"
+                    )
                 else:
                     total += int(weight)
             else:

@@ -22,3 +22,8 @@ def nesting(text: str) -> int:
         return 0
     brackets = _NOT_BRACKET.sub("", STRING.sub("", text) if '"' in text else text)
     return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
+
+
+def pointer(*parts: str | int) -> str:
+    """A JSON pointer (RFC 6901) from path parts."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)

@@ -59,6 +59,13 @@ MAX_SUBJECT_LENGTH: Final = 1024
 """An attribute longer than this never ``matches`` a pattern."""
 MAX_JSONLOGIC_DEPTH: Final = 128
 """Nesting of a JsonLogic ``targeting`` expression."""
+MAX_JSONLOGIC_NODES: Final = 50_000
+"""Operators, operands and array items of one flag's native ``targeting`` expression (its size in
+bytes is bounded by ``MAX_FLAG_BYTES`` as well): what one evaluation walks at most outside loops."""
+MAX_JSONLOGIC_LOOP_NESTING: Final = 1
+"""``map``/``filter``/``reduce``/``all``/``some``/``none`` inside the rule of another one, in a native
+``targeting`` expression: one level keeps an evaluation linear in the size of the context's arrays
+(two would make it quadratic in what an SDK-key holder sends)."""
 MAX_JSON_DEPTH: Final = 160
 """Nesting of any JSON document Flagyard parses or writes (a request body, a flags file, a Redis
 value): above a targeting expression's depth plus its wrapping, below orjson's 255 and Python's

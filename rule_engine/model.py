@@ -117,6 +117,12 @@ class Flag(_Model):
     )
     default_split: Split | None = Field(default=None, description="A split served when no rule matches.")
     rules: list[Rule] = Field(default_factory=list)
+    targeting: dict[str, Any] | None = Field(
+        default=None,
+        description="A JsonLogic expression in flagd's dialect, instead of `rules`: its result names the "
+        'variant served, null serves the default; `{"$ref": "<segment key>"}` is true for contexts in '
+        "that segment.",
+    )
     prerequisites: list[Prerequisite] = Field(default_factory=list)
     salt: str = Field(default="", max_length=128, description="Mixed into the bucketing hash.")
     version: int = Field(default=0, ge=0)

@@ -17,10 +17,12 @@ import pydantic
 from . import limits
 from .exceptions import DefinitionError, Issue, PatternError
 from .jsontext import nesting
+from .jsontext import pointer as pointer  # re-exported: the planes import it from here
 from .model import Clause, Document, Flag, Operator, Segment, Split
 from .operators import parse_semver, parse_timestamp
 from .regex import pattern_size
 from .result import FlagType
+from .targeting import targeting_issues
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -50,11 +52,6 @@ _SEMVER = {
 }
 _NO_VALUES = {Operator.EXISTS, Operator.NOT_EXISTS}
 _SCALARS = (str, int, float, bool)
-
-
-def pointer(*parts: str | int) -> str:
-    """A JSON pointer (RFC 6901) from path parts."""
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
 def parse_model(model: type[M], data: Any, path: str = "") -> M:
@@ -436,6 +433,12 @@ def flag_issues(
         for c, clause in enumerate(rule.clauses):
             issues += clause_issues(clause, f"{at}/clauses/{c}", segments, patterns)
     issues += _pattern_budget(patterns, "flag")
+    if flag.targeting is not None:
+        if flag.rules:
+            issues.append(Issue(f"{path}/targeting", "set rules or targeting, not both"))
+        if flag.default_split is not None:
+            issues.append(Issue(f"{path}/targeting", "set default_split or targeting, not both"))
+        issues += targeting_issues(flag.targeting, f"{path}/targeting", segments)
     seen_prerequisites: set[str] = set()
     for p, prerequisite in enumerate(flag.prerequisites):
         at = f"{path}/prerequisites/{p}"

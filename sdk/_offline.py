@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flagyard.rule_engine import EvaluationResult, FlagSet, FlagType, RuleEngineError, load_flagset
+from flagyard.rule_engine import EvaluationResult, FlagSet, FlagType, Issue, RuleEngineError, load_flagset
 
 from ._resolver import Listener, changed_flags
 from ._status import ProviderStatus, StatusMachine
 from .exceptions import ConfigurationError
+
+_log = logging.getLogger("flagyard")
 
 
 class OfflineResolver:
@@ -25,9 +28,11 @@ class OfflineResolver:
         self, path: str | os.PathLike[str], *, watch: bool = False, poll_interval: float = 1.0
     ) -> None:
         self._path = Path(path)
+        self.warnings: list[Issue] = []
+        """The problems of the last file loaded (a flagd file's broken flags), with their pointers."""
         try:
             data = self._path.read_bytes()
-            self._flagset = load_flagset(data)
+            self._flagset = self._load(data)
         except OSError as exc:
             raise ConfigurationError(f"cannot read flags file {self._path}: {exc}") from exc
         except RuleEngineError as exc:
@@ -43,6 +48,16 @@ class OfflineResolver:
         if watch:
             self._start_watcher()
             os.register_at_fork(after_in_child=self._after_fork)
+
+    def _load(self, data: bytes) -> FlagSet:
+        """The file's flags; a flagd file loads as flagd loads it (a broken flag answers PARSE_ERROR,
+        the others serve) and each of its problems is logged as a warning with its pointer."""
+        warnings: list[Issue] = []
+        flagset = load_flagset(data, warnings=warnings)
+        for warning in warnings:
+            _log.warning("flags file %s: %s", self._path, warning)
+        self.warnings = warnings
+        return flagset
 
     @property
     def flagset(self) -> FlagSet:
@@ -79,7 +94,7 @@ class OfflineResolver:
                 self._status.move(ProviderStatus.READY)
             return False
         try:
-            flagset = load_flagset(data)
+            flagset = self._load(data)
         except RuleEngineError as exc:
             self._digest, self._digest_valid = digest, False
             self._status.move(ProviderStatus.ERROR, f"invalid flags file {self._path}: {exc}")

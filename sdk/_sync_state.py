@@ -27,6 +27,7 @@ from flagyard.rule_engine import (
     compile_flag,
     compile_segment,
 )
+from flagyard.rule_engine.targeting import referenced_segments
 
 from ._resolver import changed_flags
 from .exceptions import ResyncError
@@ -159,6 +160,7 @@ def affected_flags(flagset: FlagSet, kind: int, key: str) -> list[str]:
             if flag.key not in flags and (
                 not isinstance(source, Flag)
                 or _matched_segments(c for r in source.rules for c in r.clauses) & segments
+                or (source.targeting is not None and referenced_segments(source.targeting) & segments)
                 or any(p.flag in flags for p in source.prerequisites)
             ):
                 flags.add(flag.key)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, JSONPATH
 from sqlalchemy.orm import Session
 
 from flagyard.control_plane.db.deferred import Owner, Recorder, Template, columns
@@ -153,10 +153,19 @@ def references(session: Session, project_id: int, exclude: str) -> list[tuple[st
     return [(key, rules) for key, rules in rows]
 
 
+_TARGETING_REF = 'strict $.**."$ref" ? (@ == $key)'
+"""A ``{"$ref": key}`` node anywhere in a flag's JsonLogic targeting (native targeting names segments)."""
+
+
 def users(session: Session, project_id: int, key: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """(flag, environment) of every live flag configuration, and every other live segment, whose rules
-    match segment ``key``."""
+    """(flag, environment) of every live flag configuration whose rules match segment ``key`` or whose
+    targeting refers to it, and every other live segment whose rules match it."""
     needle = [{"clauses": [{"operator": "segment_match", "values": [key]}]}]
+    in_targeting = sa.func.jsonb_path_exists(
+        sa.cast(FlagEnvironment.targeting, JSONB),
+        sa.cast(_TARGETING_REF, JSONPATH),
+        sa.func.jsonb_build_object("key", key),
+    )
     flags = session.execute(
         sa.select(Flag.key, Environment.key)
         .join(FlagEnvironment, FlagEnvironment.flag_id == Flag.id)
@@ -164,7 +173,7 @@ def users(session: Session, project_id: int, key: str) -> tuple[list[tuple[str, 
         .where(
             Flag.project_id == project_id,
             Flag.deleted_at.is_(None),
-            sa.cast(FlagEnvironment.rules, JSONB).contains(needle),
+            sa.or_(sa.cast(FlagEnvironment.rules, JSONB).contains(needle), in_targeting.is_(True)),
         )
         .order_by(Flag.key, Environment.key)
     )

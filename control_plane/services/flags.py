@@ -155,9 +155,13 @@ def validate_definition(definition: dict[str, Any]) -> None:
         raise invalid(exc.issues) from exc
 
 
-def _uses_segments(rules: list[Any]) -> bool:
-    return any(
-        clause.get("operator") == "segment_match" for rule in rules for clause in rule.get("clauses", ())
+def _uses_segments(config: dict[str, Any]) -> bool:
+    """Whether validating the configuration needs the segment keys (``segment_match`` clauses, or
+    targeting, whose ``$ref`` nodes name segments)."""
+    return config.get("targeting") is not None or any(
+        clause.get("operator") == "segment_match"
+        for rule in config["rules"]
+        for clause in rule.get("clauses", ())
     )
 
 
@@ -204,7 +208,7 @@ def validate_env_config(
 ) -> tuple[dict[str, Any] | None, list[Issue]]:
     """The canonical configuration if the flag is valid in the environment, else its issues."""
     segments = None
-    if _uses_segments(config["rules"]):
+    if _uses_segments(config):
         segments = (
             known_segments if known_segments is not None else set(segments_repo.keys(session, project_id))
         )
@@ -255,7 +259,7 @@ def validate_all_envs(
     result = {}
     known = (
         set(segments_repo.keys(session, project_id))
-        if any(_uses_segments(c["rules"]) for _, c in configs.values())
+        if any(_uses_segments(c) for _, c in configs.values())
         else None
     )
     for env_key, (env_id, config) in configs.items():

@@ -16,7 +16,7 @@ from flagyard import rule_engine
 from flagyard.control_plane.db import flags as flag_repo
 from flagyard.control_plane.db import segments as segment_repo
 from flagyard.control_plane.db.deferred import Owner
-from flagyard.control_plane.exceptions import InvalidRequestError, NotSupportedError
+from flagyard.control_plane.exceptions import Detail, InvalidRequestError, NotSupportedError
 from flagyard.control_plane.security import Role, new_salt
 from flagyard.control_plane.services import flags as flag_ops
 from flagyard.control_plane.services.common import (
@@ -70,25 +70,20 @@ def _flagd_type(variants: dict[str, Any]) -> str:
 
 
 def flagd_to_native(data: Any) -> dict[str, Any]:
-    """A flagd document as a native one, for what maps one to one: variants, ``defaultVariant`` and
-    ``state``. Targeting rules (JsonLogic) do not map onto native rules and are refused with a 422."""
+    """A flagd document as a native one: variants, ``defaultVariant``, ``state`` and ``targeting``, which
+    becomes the flag's native JsonLogic targeting with the ``$evaluators`` it refers to inlined (a
+    native ``$ref`` names a segment). Set and flag metadata are not kept. Refused with every problem's
+    pointer unless the whole document is valid flagd."""
+    flagd = _flagd()
     try:
-        _flagd().validate_flagd(data)
+        flagd.validate_flagd(data)
     except DefinitionError as exc:
         raise invalid(exc.issues, message="not a valid flagd document") from exc
-    issues = []
+    evaluators = data.get("$evaluators") or {}
     flags = []
     for key, raw in data["flags"].items():
-        at = "/flags/" + pointer(key)[1:]
-        if raw.get("targeting") not in (None, {}):
-            issues.append(
-                Issue(
-                    at + "/targeting",
-                    "flagd targeting (JsonLogic) cannot be imported; write it as native rules",
-                )
-            )
-            continue
         variants = dict(raw["variants"])
+        targeting = raw.get("targeting") or None
         flags.append(
             {
                 "key": key,
@@ -96,10 +91,9 @@ def flagd_to_native(data: Any) -> dict[str, Any]:
                 "variants": variants,
                 "enabled": raw.get("state", "ENABLED") == "ENABLED",
                 "default_variant": raw.get("defaultVariant"),
+                "targeting": None if targeting is None else flagd.inline_evaluators(targeting, evaluators),
             }
         )
-    if issues:
-        raise invalid(issues, message="the flagd document cannot be imported; nothing was applied")
     return {"flags": flags, "segments": []}
 
 
@@ -124,7 +118,12 @@ def import_environment(tx: Tx, project_key: str, env_key: str, data: Any, fmt: s
     # Every live flag locked before the environment is read for validation: a flag write committing in
     # between (A -> B while this imports B -> A) would otherwise escape the prerequisite-cycle check.
     existing = flag_repo.lock_all(s, project.id)
-    document = _validate_merged(s, project, env, doc, raw_flags, raw_segments)
+    try:
+        document = _validate_merged(s, project, env, doc, raw_flags, raw_segments)
+    except InvalidRequestError as exc:
+        if fmt == "flagd":
+            exc.details = [_flagd_pointer(d, raw_flags) for d in exc.details]
+        raise
     n_flags, n_segments = len(raw_flags), len(raw_segments)
     imported_flags = document.flags[:n_flags]
     imported_segments = document.segments[:n_segments]
@@ -211,6 +210,15 @@ def _validate_merged(
             _rewrite(i, len(raw_flags), len(raw_segments), kept_flags, kept_segments) for i in exc.issues
         ]
         raise invalid(issues, message="the import is invalid; nothing was applied") from exc
+
+
+def _flagd_pointer(detail: Detail, raw_flags: list[Any]) -> Detail:
+    """A problem of the native form of a flagd document, pointing into the flagd document instead."""
+    parts = detail.path.split("/")
+    if len(parts) > 2 and parts[1] == "flags" and parts[2].isdigit() and int(parts[2]) < len(raw_flags):
+        key = raw_flags[int(parts[2])]["key"]
+        return Detail("/".join(["", "flags", pointer(key)[1:], *parts[3:]]), detail.message)
+    return detail
 
 
 def _check_counts(

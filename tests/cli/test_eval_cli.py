@@ -86,3 +86,19 @@ def test_eval__example_requests__match_the_documented_outcomes() -> None:
     out = lines(proc.stdout)
     reasons = ["TARGETING_MATCH", "SPLIT", "ERROR", "TARGETING_MATCH", "TARGETING_MATCH", "DISABLED"]
     assert [o["reason"] for o in out] == [*reasons, "ERROR", "ERROR", "ERROR"]
+
+
+def test_eval__flagd_file_with_a_broken_flag__others_evaluate_and_warnings_name_pointers(
+    tmp_path: Path,
+) -> None:
+    on = {"state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "on"}
+    broken = {**on, "targeting": {"fractional": [{"var": "k"}, ["on", -1], ["off"], ["x", "heavy"]]}}
+    flags = tmp_path / "flags.flagd.json"
+    flags.write_text(json.dumps({"flags": {"good": on, "broken": broken}}))
+    proc = run("eval", "-f", str(flags), "--flag", "good", "--type", "boolean", "--default", "false")
+    assert proc.returncode == 0, proc.stderr
+    assert lines(proc.stdout)[0]["value"] is True
+    assert "warning: /flags/broken/targeting/fractional/1/1" in proc.stderr
+    assert "warning: /flags/broken/targeting/fractional/3/1" in proc.stderr
+    proc = run("eval", "-f", str(flags), "--flag", "broken", "--type", "boolean", "--default", "false")
+    assert lines(proc.stdout)[0]["error_code"] == "PARSE_ERROR"

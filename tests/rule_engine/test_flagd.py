@@ -26,7 +26,7 @@ from flagyard.rule_engine import (
     load_flagset,
     validate_document,
 )
-from flagyard.rule_engine.flagd import export_flagd, load_flagd, validate_flagd
+from flagyard.rule_engine.flagd import SPLIT_VALUE_MISSING, export_flagd, load_flagd, validate_flagd
 
 DATA = Path(__file__).parent / "data" / "flagd"
 
@@ -237,10 +237,28 @@ def test_targeting__failing_rule__is_parse_error_with_caller_default() -> None:
         ("fractional-zero-weights-flag", {"targeting_key": "any-user"}),
     ],
 )
-def test_operator_error__inside_if__serves_default_variant_not_false_branch(
+def test_operator_error__operator_is_null__serves_default_variant(
     testbed: FlagSet, key: str, context: dict[str, Any]
 ) -> None:
     _check(testbed.evaluate(key, "wrong", context), "fallback", "fallback", Reason.DEFAULT)
+
+
+def test_operator_error__inside_if__null_is_false_and_the_else_branch_serves() -> None:
+    flags = load_flagd(
+        {
+            "flags": {
+                "f": {
+                    "state": "ENABLED",
+                    "variants": {"true": "true", "false": "false", "fallback": "fallback"},
+                    "defaultVariant": "fallback",
+                    "targeting": {"if": [{"sem_ver": [{"var": "version"}, "=", "1.0.0"]}, "true", "false"]},
+                }
+            }
+        }
+    )
+    _check(
+        flags.evaluate("f", "wrong", {"version": "not-a-version"}), "false", "false", Reason.TARGETING_MATCH
+    )
 
 
 def test_unknown_flag__any_context__is_flag_not_found(testbed: FlagSet) -> None:
@@ -616,12 +634,18 @@ def _split_document(weight_unit: str, weights: list[int]) -> Document:
     return validate_document({"flags": [flag]})
 
 
-def test_export__split__becomes_fractional_over_the_native_hash_input() -> None:
+def test_export__split__becomes_guarded_fractional_over_the_native_hash_input() -> None:
     exported = export_flagd(_split_document("basis_points", [2500, 7500]))
     targeting = exported["flags"]["experiment"]["targeting"]
-    fractional = targeting["if"][1]["fractional"]
-    assert fractional == [{"cat": ["s3:experiment:", {"var": "account.id"}]}, ["v0", 2500], ["v1", 7500]]
-    assert targeting["if"][2]["fractional"][0] == {"cat": ["s3:experiment:", {"var": "targetingKey"}]}
+    guarded = targeting["if"][1]["if"]
+    assert guarded[1]["fractional"] == [
+        {"cat": ["s3:experiment:", {"var": "account.id"}]},
+        ["v0", 2500],
+        ["v1", 7500],
+    ]
+    assert guarded[2] == SPLIT_VALUE_MISSING
+    default = targeting["if"][2]["if"][1]["fractional"]
+    assert default[0] == {"cat": ["s3:experiment:", {"var": "targetingKey"}]}
 
 
 @pytest.mark.parametrize(
@@ -648,12 +672,18 @@ def test_export__split_with_string_or_integer_values__assigns_like_the_native_sp
         )
 
 
-def test_export__split_on_missing_attribute__is_bucketed_by_flagd_but_an_error_natively() -> None:
+@pytest.mark.parametrize("account", [None, 1.5, True, ["a"], {"x": 1}])
+def test_export__split_on_unbucketable_value__an_error_with_the_callers_default_in_both(
+    account: Any,
+) -> None:
     document = _split_document("basis_points", [5000, 5000])
-    native = FlagSet.from_document(document).evaluate("experiment", -1, {"country": "NL"})
-    flagd = load_flagd(export_flagd(document)).evaluate("experiment", -1, {"country": "NL"})
+    context: dict[str, Any] = (
+        {"country": "NL"} if account is None else {"country": "NL", "account": {"id": account}}
+    )
+    native = FlagSet.from_document(document).evaluate("experiment", -1, context)
+    flagd = load_flagd(export_flagd(document)).evaluate("experiment", -1, context)
     assert native.error_code is ErrorCode.INVALID_CONTEXT
-    assert flagd.reason is Reason.TARGETING_MATCH
+    assert (flagd.value, flagd.variant, flagd.error_code) == (-1, None, ErrorCode.GENERAL)
 
 
 def _with_flag(**changes: Any) -> dict[str, Any]:
@@ -667,89 +697,88 @@ def _with_flag(**changes: Any) -> dict[str, Any]:
     return {"flags": [{"key": "other", "type": "boolean", "variants": {"on": True}}, flag]}
 
 
+def _rule(operator: str, value: Any, negate: bool = False) -> dict[str, Any]:
+    clause = {"attribute": "a", "operator": operator, "values": [value], "negate": negate}
+    return _with_flag(rules=[{"id": "r", "clauses": [clause], "variant": "on"}])
+
+
 @pytest.mark.parametrize(
-    ("document", "path", "fragment"),
+    ("document", "context", "variant"),
     [
-        (
-            _with_flag(
-                rules=[
-                    {
-                        "id": "r",
-                        "clauses": [{"attribute": "a", "operator": "matches", "values": ["^x"]}],
-                        "variant": "on",
-                    }
-                ]
-            ),
-            "/flags/1/rules/0/clauses/0/operator",
-            "no flagd equivalent",
-        ),
-        (
-            _with_flag(
-                rules=[
-                    {
-                        "id": "r",
-                        "clauses": [{"attribute": "a", "operator": "before", "values": [1700000000]}],
-                        "variant": "on",
-                    }
-                ]
-            ),
-            "/flags/1/rules/0/clauses/0/operator",
-            "no flagd equivalent",
-        ),
-        (
-            _with_flag(
-                rules=[
-                    {
-                        "id": "r",
-                        "clauses": [{"attribute": "a", "operator": "after", "values": ["2024-01-01"]}],
-                        "variant": "on",
-                    }
-                ]
-            ),
-            "/flags/1/rules/0/clauses/0/operator",
-            "no flagd equivalent",
-        ),
-        (
-            _with_flag(prerequisites=[{"flag": "other", "variant": "on"}]),
-            "/flags/1/prerequisites",
-            "no prerequisites",
-        ),
-        (_with_flag(enabled=False, off_variant="off"), "/flags/1/off_variant", "caller's default"),
-        (
-            {"flags": [{"key": "o", "type": "object", "variants": {"list": [1, 2]}}]},
-            "/flags/0/variants/list",
-            "JSON objects",
-        ),
-        (
-            {"flags": [{"key": "i", "type": "integer", "variants": {"huge": 2**60}}]},
-            "/flags/0/variants/huge",
-            "±2^53-1",
-        ),
-        (
-            {
-                "flags": [
-                    {
-                        "key": "s",
-                        "type": "boolean",
-                        "variants": {"a": True},
-                        "default_split": {
-                            "variations": [{"variant": "a", "weight": 2**31}],
-                            "weight_unit": "relative",
-                        },
-                    }
-                ]
-            },
-            "/flags/0/default_split/variations",
-            "MAX_WEIGHT_SUM",
-        ),
+        (_rule("matches", "^x"), {}, "off"),
+        (_rule("matches", "^x"), {"a": 5}, "off"),
+        (_rule("matches", "^x"), {"a": "xyz"}, None),
+        (_rule("matches", "^x", negate=True), {"a": 5}, "on"),
+        (_rule("matches", "^x", negate=True), {"a": "abc"}, None),
+        (_rule("before", 1700000000), {"a": 1600000000}, "on"),
+        (_rule("before", 1700000000), {"a": 1800000000.5}, "off"),
+        (_rule("before", 1700000000), {"a": "2001-01-01"}, None),
+        (_rule("after", "2024-01-01"), {"a": 1800000000}, "on"),
+        (_rule("after", "2024-01-01", negate=True), {"a": 1800000000}, "off"),
+        (_rule("after", "2024-01-01"), {"a": True}, "off"),
     ],
 )
-def test_export__inexpressible_definition__raises_with_its_pointer(
-    document: Any, path: str, fragment: str
+def test_export__matches_and_dates__exact_where_expressible_else_an_error(
+    document: Any, context: dict[str, Any], variant: str | None
 ) -> None:
-    with pytest.raises(DefinitionError) as caught:
-        export_flagd(validate_document(document))
-    assert [(i.path, fragment in i.message) for i in caught.value.issues] == [(path, True)]
+    native = FlagSet.from_document(validate_document(document))
+    flagd = load_flagd(export_flagd(validate_document(document)))
+    got = flagd.evaluate("f", None, context)
+    assert got.variant == variant
+    if variant is not None:
+        assert native.evaluate("f", None, context).variant == variant
+    else:
+        assert got.error_code is ErrorCode.GENERAL
+
+
+def test_export__kill_switch__enabled_serving_the_off_variant() -> None:
+    document = validate_document(_with_flag(enabled=False, off_variant="off", default_variant="on"))
+    exported = export_flagd(document)["flags"]["f"]
+    assert exported == {"state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "off"}
+    assert load_flagd(export_flagd(document)).evaluate("f", None, {}).value is False
+
+
+@pytest.mark.parametrize(("gate", "variant"), [(True, "on"), (False, "off"), (None, "off")])
+def test_export__prerequisite__inlined_like_the_native_check(gate: bool | None, variant: str) -> None:
+    gate_flag = {
+        "key": "gate",
+        "type": "boolean",
+        "variants": {"yes": True, "no": False},
+        "default_variant": "no",
+        "rules": [
+            {
+                "id": "r",
+                "clauses": [{"attribute": "ok", "operator": "eq", "values": [True]}],
+                "variant": "yes",
+            }
+        ],
+    }
+    flag = {
+        "key": "f",
+        "type": "boolean",
+        "variants": {"on": True, "off": False},
+        "default_variant": "on",
+        "off_variant": "off",
+        "prerequisites": [{"flag": "gate", "variant": "yes"}],
+    }
+    document = validate_document({"flags": [gate_flag, flag]})
+    context = {} if gate is None else {"ok": gate}
+    assert FlagSet.from_document(document).evaluate("f", None, context).variant == variant
+    assert load_flagd(export_flagd(document)).evaluate("f", None, context).variant == variant
+
+
+def test_export__unusual_values__exported_rather_than_refused() -> None:
+    document = validate_document(
+        {
+            "flags": [
+                {"key": "o", "type": "object", "variants": {"list": [1, 2]}},
+                {"key": "i", "type": "integer", "variants": {"huge": 2**60}},
+            ]
+        }
+    )
+    flags = export_flagd(document)["flags"]
+    assert flags["o"]["variants"] == {"list": [1, 2]}
+    assert flags["i"]["variants"] == {"huge": 2**60}
 
 
 def test_export__invalid_native_document__is_rejected_by_native_validation() -> None:

@@ -565,9 +565,10 @@ def test_starts_ends_with__strings__compare_affixes(rule: Any, expected: bool) -
 
 
 @pytest.mark.parametrize("value", [123, None, True, ["abc"]])
-def test_starts_with__non_string__makes_the_whole_rule_null(value: Any) -> None:
+def test_starts_with__non_string__is_null_where_it_stands(value: Any) -> None:
+    assert compile_jsonlogic({"starts_with": [{"var": "v"}, "abc"]})({"v": value}) is None
     rule = compile_jsonlogic({"if": [{"starts_with": [{"var": "v"}, "abc"]}, "yes", "no"]})
-    assert rule({"v": value}) is None
+    assert rule({"v": value}) == "no"
     assert rule({"v": "abcdef"}) == "yes"
     assert rule({"v": "xyz"}) == "no"
 
@@ -605,9 +606,13 @@ def test_sem_ver__versions__compare_like_flagd(version: Any, op: str, target: st
     ("version", "op"),
     [("not-a-version", "="), ("2.0.0.0", "="), (None, "="), (True, "="), ("1.0.0", "==="), ("1.0.0", None)],
 )
-def test_sem_ver__invalid_operand__makes_the_whole_rule_null(version: Any, op: Any) -> None:
+def test_sem_ver__invalid_operand__is_null_where_it_stands(version: Any, op: Any) -> None:
+    assert (
+        compile_jsonlogic({"sem_ver": [{"var": "v"}, {"var": "op"}, "1.0.0"]})({"v": version, "op": op})
+        is None
+    )
     rule = compile_jsonlogic({"if": [{"sem_ver": [{"var": "v"}, {"var": "op"}, "1.0.0"]}, "yes", "no"]})
-    assert rule({"v": version, "op": op}) is None
+    assert rule({"v": version, "op": op}) == "no"
 
 
 @pytest.mark.parametrize("text", ["1.2.3", "v1.2.3-rc.1", "V2", "1.2", "not-a-version", "1.0.0.0", ""])
@@ -615,9 +620,9 @@ def test_parse_flagd_version__string__is_the_native_semver_parse_itself(text: st
     assert parse_flagd_version(text) is parse_semver(text)  # one parser, one cache for both formats
 
 
-def test_operator_error__inside_or__still_nulls_the_whole_rule() -> None:
-    rule = compile_jsonlogic({"or": [{"ends_with": [{"var": "n"}, "x"]}, True]})
-    assert rule({"n": 5}) is None
+def test_operator_error__inside_or__null_is_falsy_and_the_or_goes_on() -> None:
+    rule = compile_jsonlogic({"or": [{"ends_with": [{"var": "n"}, "x"]}, "next"]})
+    assert rule({"n": 5}) == "next"
     assert rule({"n": "ax"}) is True
 
 
@@ -713,8 +718,9 @@ def test_fractional__boolean_and_number_variants__are_returned_as_values() -> No
         ({"fractional": [{"var": "k"}, {"var": "bucket"}]}, {"k": "x", "bucket": "a"}),
     ],
 )
-def test_fractional__invalid_input__makes_the_whole_rule_null(rule: Any, data: Any) -> None:
-    assert compile_jsonlogic({"if": [rule, "yes", "no"]})(data) is None
+def test_fractional__invalid_input__is_null_where_it_stands(rule: Any, data: Any) -> None:
+    assert compile_jsonlogic(rule)(data) is None
+    assert compile_jsonlogic({"if": [rule, "yes", "no"]})(data) == "no"
 
 
 def test_fractional__constant_weights_past_max_weight_sum__refused_when_compiled() -> None:

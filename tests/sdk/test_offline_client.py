@@ -179,3 +179,21 @@ def test_offline_watch__forked_child__keeps_watching_the_file(tmp_path: Path) ->
     os.waitpid(pid, 0)
     client.close()
     assert answer == b"1"
+
+
+def test_offline_client__flagd_file_with_a_broken_flag__others_serve_broken_is_parse_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "flags.flagd.json"
+    on = {"state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "on"}
+    broken = {**on, "targeting": {"if": [{"no_such_operator": []}, "on", "off"]}}
+    path.write_text(json.dumps({"flags": {"good": on, "broken": broken}}))
+    with FlagyardClient.offline(path) as client:
+        assert client.boolean("good", False) is True
+        result = client.details("broken", False)
+        assert (result.value, result.reason, result.error_code) == (
+            False,
+            Reason.ERROR,
+            ErrorCode.PARSE_ERROR,
+        )
+    assert any("/flags/broken/targeting/if/0" in r.getMessage() for r in caplog.records)
