@@ -186,18 +186,33 @@ def _check_flag_set(selector: Selector, record: SdkKeyRecord) -> None:
 # --- the environment as flagd JSON, once per change -------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
 class FlagdDocument:
-    """One state of an environment as flagd sees it."""
+    """One state of an environment as flagd sees it: the versions EventStream compares (cheap, read from L1)
+    and the flagd JSON document SyncFlags and FetchAllFlags send (built on first use, once per state)."""
 
-    generation: int
-    revision: int
-    json: str
-    """The flagd JSON document (``export_flagd``) SyncFlags and FetchAllFlags send."""
-    flag_versions: Mapping[str, int]
-    segment_versions: Mapping[str, int]
-    skipped: tuple[tuple[str, str], ...]
-    """(flag key, why) of each flag export_flagd could not express: left out of ``json``."""
+    __slots__ = ("_json", "env", "flag_versions", "generation", "revision", "segment_versions", "skipped")
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+        self.generation, self.revision = env.generation, env.revision
+        self.flag_versions = {k: e.version for (kind, k), e in env.definitions.items() if kind == "flag"}
+        self.segment_versions = {
+            k: e.version for (kind, k), e in env.definitions.items() if kind == "segment"
+        }
+        self.skipped: tuple[tuple[str, str], ...] = ()
+        """(flag key, why) of each flag export_flagd could not express: left out of the JSON."""
+        self._json: str | None = None
+
+    def json(self, record: SdkKeyRecord) -> str:
+        """The environment as flagd JSON (``export_flagd``), as it was in this state."""
+        if self._json is None:
+            document = native_document(self.env, {"flagSetId": flag_set_id(record)})
+            exported, skipped = export_environment(document)
+            for key, why in skipped:
+                log.warning("flagd.export_skipped", environment=self.env.env_id, flag=key, problem=why)
+            self.skipped = tuple(skipped)
+            self._json = orjson.dumps(exported).decode()
+        return self._json
 
 
 def native_document(env: Environment, metadata: Mapping[str, Any]) -> Document:
@@ -245,31 +260,18 @@ def export_environment(document: Document) -> tuple[dict[str, Any], list[tuple[s
 
 
 class Documents:
-    """The flagd document of each environment, built once per (generation, revision) and shared by streams."""
+    """Each environment's current :class:`FlagdDocument`, shared by every stream and call."""
 
     def __init__(self) -> None:
         self._cache: dict[str, FlagdDocument] = {}
 
-    def get(self, env: Environment, record: SdkKeyRecord) -> FlagdDocument:
+    def get(self, env: Environment) -> FlagdDocument:
+        """The environment's document; call it and use the result before awaiting (L1 changes between
+        awaits, and the JSON is built from L1 as it is when first asked for)."""
         cached = self._cache.get(env.env_id)
         if cached is not None and cached.generation == env.generation and cached.revision == env.revision:
             return cached
-        generation, revision = env.generation, env.revision
-        flag_versions = {k: e.version for (kind, k), e in env.definitions.items() if kind == "flag"}
-        segment_versions = {k: e.version for (kind, k), e in env.definitions.items() if kind == "segment"}
-        document = native_document(env, {"flagSetId": flag_set_id(record)})
-        exported, skipped = export_environment(document)
-        for key, why in skipped:
-            log.warning("flagd.export_skipped", environment=env.env_id, flag=key, problem=why)
-        built = FlagdDocument(
-            generation,
-            revision,
-            orjson.dumps(exported).decode(),
-            flag_versions,
-            segment_versions,
-            tuple(skipped),
-        )
-        self._cache[env.env_id] = built
+        built = self._cache[env.env_id] = FlagdDocument(env)
         return built
 
 
@@ -518,15 +520,15 @@ class FlagdHandlers:
         keep_alive = self.settings.flagd_keep_alive_seconds
         yield response(type="provider_ready").SerializeToString()
         changed = env.changed
-        state = self.documents.get(env, record)
+        state = self.documents.get(env)
         beat = time.monotonic() + keep_alive
         while True:
             if time.monotonic() >= key.due:
                 await key.check()
             if env.generation != state.generation or env.revision != state.revision:
                 changed = env.changed  # taken before reading the state it is compared against
-                new = self.documents.get(env, record)
-                segments = dict(new.segment_versions) != dict(state.segment_versions)
+                new = self.documents.get(env)
+                segments = new.segment_versions != state.segment_versions
                 changes = changed_flags(state.flag_versions, new.flag_versions, segments)
                 state = new
                 if changes:
@@ -570,9 +572,9 @@ class FlagdHandlers:
                     await key.check()
                 changed = env.changed
                 if env.revision != revision or env.generation != generation:
-                    document = self.documents.get(env, record)
+                    document = self.documents.get(env)
                     revision, generation = document.revision, document.generation
-                    message = sync.SyncFlagsResponse(flag_configuration=document.json)
+                    message = sync.SyncFlagsResponse(flag_configuration=document.json(record))
                     message.sync_context.update({"flagSetId": flag_set_id(record)})
                     out = message.SerializeToString()
                     if len(out) > limits.MAX_GRPC_MESSAGE_BYTES:
@@ -605,8 +607,10 @@ class FlagdHandlers:
         try:
             request = _parse(sync.FetchAllFlagsRequest, data)
             _, record, env = await self._authenticate(context, request.selector)
-            document = self.documents.get(env, record)
-            out: bytes = sync.FetchAllFlagsResponse(flag_configuration=document.json).SerializeToString()
+            document = self.documents.get(env)
+            out: bytes = sync.FetchAllFlagsResponse(
+                flag_configuration=document.json(record)
+            ).SerializeToString()
         except Exception as exc:
             return await self._fail(PROTOCOL_SYNC, "FetchAllFlags", context, exc)  # type: ignore[no-any-return]
         self._count(PROTOCOL_SYNC, "FetchAllFlags", "OK")
