@@ -411,10 +411,14 @@ class FlagdHandlers:
     async def _authenticate(
         self, context: Context, selector_field: str = ""
     ) -> tuple[str, SdkKeyRecord, Environment]:
+        metadata = context.invocation_metadata()
         token, selector = credential(
-            context.invocation_metadata(), selector_field, selector_keys=self.settings.flagd_selector_keys
+            metadata, selector_field, selector_keys=self.settings.flagd_selector_keys
         )
-        record = await self.keys.verify(token)
+        if _metadata_value(metadata, "authorization") is not None:
+            record = await self.keys.authenticate(metadata)  # the header: SdkKeys' cached fast path
+        else:
+            record = await self.keys.verify(token)
         _check_flag_set(selector, record)
         return token, record, await self.l1.environment(record.environment_id)
 
