@@ -309,13 +309,12 @@ def _fits(flag_type: FlagType, value: Any) -> str | None:
 class Resolver:
     """One typed Resolve method of one service version: an EvaluationResult → its serialized response."""
 
-    __slots__ = ("cache", "flag_type", "message", "request", "v2")
+    __slots__ = ("cache", "flag_type", "message", "request")
 
-    def __init__(self, flag_type: FlagType, request: type[Message], message: type[Message], v2: bool) -> None:
+    def __init__(self, flag_type: FlagType, request: type[Message], message: type[Message]) -> None:
         self.flag_type = flag_type
         self.request = request
         self.message = message
-        self.v2 = v2
         self.cache: dict[int, tuple[EvaluationResult, bytes]] = {}
 
     def encode(self, result: EvaluationResult) -> bytes:
@@ -347,19 +346,17 @@ class Resolver:
         return data
 
 
-def _resolvers(module: Any, v2: bool) -> dict[str, Resolver]:
+def _resolvers(module: Any) -> dict[str, Resolver]:
+    """v1 and v2 differ only in v2's ``optional`` value and variant, which are set only with a variant in
+    both (a v1 client reads the unset fields as zero values, as flagd's v1 answers them)."""
     return {
         "ResolveBoolean": Resolver(
-            FlagType.BOOLEAN, module.ResolveBooleanRequest, module.ResolveBooleanResponse, v2
+            FlagType.BOOLEAN, module.ResolveBooleanRequest, module.ResolveBooleanResponse
         ),
-        "ResolveString": Resolver(
-            FlagType.STRING, module.ResolveStringRequest, module.ResolveStringResponse, v2
-        ),
-        "ResolveInt": Resolver(FlagType.INTEGER, module.ResolveIntRequest, module.ResolveIntResponse, v2),
-        "ResolveFloat": Resolver(FlagType.FLOAT, module.ResolveFloatRequest, module.ResolveFloatResponse, v2),
-        "ResolveObject": Resolver(
-            FlagType.OBJECT, module.ResolveObjectRequest, module.ResolveObjectResponse, v2
-        ),
+        "ResolveString": Resolver(FlagType.STRING, module.ResolveStringRequest, module.ResolveStringResponse),
+        "ResolveInt": Resolver(FlagType.INTEGER, module.ResolveIntRequest, module.ResolveIntResponse),
+        "ResolveFloat": Resolver(FlagType.FLOAT, module.ResolveFloatRequest, module.ResolveFloatResponse),
+        "ResolveObject": Resolver(FlagType.OBJECT, module.ResolveObjectRequest, module.ResolveObjectResponse),
     }
 
 
@@ -654,8 +651,8 @@ def method_handlers(handlers: FlagdHandlers) -> dict[str, dict[str, grpc.RpcMeth
         )
 
     services: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]] = {}
-    for name, module, v2 in ((EVALUATION_V1, ev1, False), (EVALUATION_V2, ev2, True)):
-        methods = {m: unary(handlers.typed(m, r)) for m, r in _resolvers(module, v2).items()}
+    for name, module in ((EVALUATION_V1, ev1), (EVALUATION_V2, ev2)):
+        methods = {m: unary(handlers.typed(m, r)) for m, r in _resolvers(module).items()}
         methods["EventStream"] = stream(handlers.event_stream(module.EventStreamResponse))
         services[name] = methods
     services[EVALUATION_V1]["ResolveAll"] = unary(handlers.resolve_all)

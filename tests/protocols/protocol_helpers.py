@@ -133,6 +133,117 @@ class Stack:
         return str(r.json()["key"]), int(r.json()["id"])
 
 
+BOOL = {"on": True, "off": False}
+SEGMENTS: list[dict[str, Any]] = [
+    {
+        "key": "beta",
+        "name": "Beta",
+        "included": ["u-vip"],
+        "excluded": ["u-banned"],
+        "rules": [{"clauses": [{"attribute": "country", "operator": "in", "values": ["AT"]}]}],
+    }
+]
+
+
+def _flag(key: str, type_: str, variants: dict[str, Any], **config: Any) -> dict[str, Any]:
+    return {
+        "key": key,
+        "name": key,
+        "type": type_,
+        "variants": variants,
+        "environments": {ENV: {"enabled": True, **config}},
+    }
+
+
+FLAGS: list[dict[str, Any]] = [
+    _flag(
+        "bool-rule",
+        "boolean",
+        BOOL,
+        off_variant="off",
+        default_variant="off",
+        rules=[
+            {
+                "id": "de",
+                "clauses": [{"attribute": "country", "operator": "eq", "values": ["DE"]}],
+                "variant": "on",
+            }
+        ],
+    ),
+    _flag(
+        "str-segment",
+        "string",
+        {"a": "Welcome", "b": "Hi there"},
+        default_variant="a",
+        rules=[
+            {"id": "beta", "clauses": [{"operator": "segment_match", "values": ["beta"]}], "variant": "b"}
+        ],
+    ),
+    _flag("int-static", "integer", {"normal": 100, "raised": 500}, default_variant="normal"),
+    _flag(
+        "float-rule",
+        "float",
+        {"low": 0.25, "high": 0.75},
+        default_variant="low",
+        rules=[
+            {
+                "id": "ent",
+                "clauses": [{"attribute": "plan", "operator": "in", "values": ["ent", "pro"]}],
+                "variant": "high",
+            }
+        ],
+    ),
+    _flag(
+        "obj-static",
+        "object",
+        {"dark": {"bg": "#000", "sizes": [1, 2]}, "light": {"bg": "#fff"}},
+        default_variant="dark",
+    ),
+    _flag(
+        "split",
+        "string",
+        {"x": "X", "y": "Y"},
+        default_split={"variations": [{"variant": "x", "weight": 5000}, {"variant": "y", "weight": 5000}]},
+    ),
+    {**_flag("disabled-off", "boolean", BOOL, off_variant="off", default_variant="on"), "environments": {}},
+    _flag("disabled-none", "boolean", BOOL, default_variant="on"),
+    _flag("switch", "boolean", BOOL, off_variant="off", default_variant="off"),
+    _flag("obj-array", "object", {"list": [1, "x"], "map": {"a": 1}}, default_variant="list"),
+]
+# disabled-off: configured below (disabled, with an off variant); disabled-none: disabled, no off variant.
+CONTEXTS: list[dict[str, Any]] = [
+    {},
+    {"targeting_key": "u1"},
+    {"targeting_key": "u-vip"},
+    {"targeting_key": "u2", "country": "DE", "plan": "ent"},
+    {"targeting_key": "u3", "country": "AT"},
+    {"targeting_key": "u-banned", "country": "AT", "plan": "pro"},
+]
+
+
+def create_environment(api: TestClient) -> str:
+    """The matrix environment; returns an SDK key of it."""
+    assert api.post("/api/v1/projects", json={"key": PROJECT, "name": "Shop"}).status_code == 201
+    r = api.post(f"/api/v1/projects/{PROJECT}/environments", json={"key": ENV, "name": "Prod"})
+    assert r.status_code == 201, r.text
+    for segment in SEGMENTS:
+        r = api.post(f"/api/v1/projects/{PROJECT}/segments", json=segment)
+        assert r.status_code == 201, r.text
+    for flag in FLAGS:
+        r = api.post(f"/api/v1/projects/{PROJECT}/flags", json=flag)
+        assert r.status_code == 201, r.text
+    for key, config in (
+        ("disabled-off", {"enabled": False, "off_variant": "off", "default_variant": "on"}),
+        ("disabled-none", {"enabled": False, "off_variant": None}),
+    ):
+        path = f"/api/v1/projects/{PROJECT}/flags/{key}/environments/{ENV}"
+        r = api.patch(path, json=config, headers={"If-Match": api.get(path).headers["etag"]})
+        assert r.status_code == 200, r.text
+    r = api.post(f"/api/v1/projects/{PROJECT}/environments/{ENV}/sdk-keys", json={"name": "backend"})
+    assert r.status_code == 201, r.text
+    return str(r.json()["key"])
+
+
 def family(reason: Any, error_code: Any) -> tuple[str, str]:
     """(reason, error code) as comparable names; flagd's provider answers a cached STATIC result as CACHED."""
     name = str(getattr(reason, "value", reason))

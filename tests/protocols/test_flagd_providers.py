@@ -11,7 +11,6 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import CONTEXTS, FLAGS
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from openfeature import api
@@ -26,7 +25,7 @@ from openfeature.schemas.protobuf.flagd.evaluation.v2 import evaluation_pb2 as e
 from openfeature.schemas.protobuf.flagd.evaluation.v2 import evaluation_pb2_grpc as ev2_grpc
 from openfeature.schemas.protobuf.flagd.sync.v1 import sync_pb2, sync_pb2_grpc
 from polling_helpers import wait_until
-from protocol_helpers import ENV, PROJECT, Stack, call_status, family
+from protocol_helpers import CONTEXTS, ENV, FLAGS, PROJECT, Stack, call_status, family
 
 from flagyard import FlagyardClient
 from flagyard.rule_engine import limits
