@@ -519,9 +519,9 @@ class FlagdHandlers:
         self, response: Any, env: Environment, record: SdkKeyRecord, key: _KeyCheck
     ) -> AsyncIterator[bytes]:
         keep_alive = self.settings.flagd_keep_alive_seconds
-        yield response(type="provider_ready").SerializeToString()
         changed = env.changed
-        state = self.documents.get(env)
+        state = self.documents.get(env)  # the state provider_ready stands for: taken before it is sent
+        yield response(type="provider_ready").SerializeToString()
         beat = time.monotonic() + keep_alive
         while True:
             if time.monotonic() >= key.due:
