@@ -175,6 +175,26 @@ def test_in_process_provider__flag_matrix__answers_as_the_flagyard_client(
             assert (theirs.variant or None) == ours.variant, where
 
 
+def test_in_process_provider__key_as_call_credentials__syncs_and_evaluates(
+    stack: Stack, providers: dict[str, OpenFeatureClient]
+) -> None:
+    """The header form of the key for in-process mode too (every call carries it, GetMetadata included)."""
+    credentials = grpc.composite_channel_credentials(
+        grpc.local_channel_credentials(), grpc.access_token_call_credentials(stack.sdk_key)
+    )
+    provider = FlagdProvider(
+        resolver_type=ResolverType.IN_PROCESS,
+        host="127.0.0.1",
+        port=stack.dp.sync_port,
+        channel_credentials=credentials,
+        deadline_ms=5000,
+    )
+    local = _use(providers, "in-process-header", provider)
+    details = local.get_boolean_details("bool-rule", False, EvaluationContext("u2", {"country": "DE"}))
+    assert (details.value, details.variant) == (True, "on")
+    assert details.flag_metadata.get("flagSetId") == f"{PROJECT}/{ENV}"
+
+
 def test_change_over_rest__reaches_rpc_and_in_process_providers(
     stack: Stack, providers: dict[str, OpenFeatureClient]
 ) -> None:
