@@ -209,6 +209,14 @@ FLAGS: list[dict[str, Any]] = [
     _flag("disabled-none", "boolean", BOOL, default_variant="on"),
     _flag("switch", "boolean", BOOL, off_variant="off", default_variant="off"),
     _flag("obj-array", "object", {"list": [1, "x"], "map": {"a": 1}}, default_variant="list"),
+    _flag(
+        "prereq",
+        "string",
+        {"new": "new flow", "old": "old flow"},
+        off_variant="old",
+        default_variant="new",
+        prerequisites=[{"flag": "bool-rule", "variant": "on"}],
+    ),
 ]
 # disabled-off: configured below (disabled, with an off variant); disabled-none: disabled, no off variant.
 CONTEXTS: list[dict[str, Any]] = [

@@ -43,6 +43,7 @@ CASES: list[tuple[str, Any]] = [
     ("missing-flag", False),
     ("bool-rule", "wrong type"),  # type mismatch
     ("int-static", 0.5),  # an integer flag read as float: allowed, as by Flagyard
+    ("prereq", "default"),  # PREREQUISITE_FAILED unless bool-rule serves "on"
 ]
 FLAGD_CODES = {"TARGETING_KEY_MISSING": "GENERAL", "INVALID_CONTEXT": "GENERAL"}
 """Error codes flagd's protocol has no status for: the provider reads FAILED_PRECONDITION as GENERAL."""
@@ -152,9 +153,9 @@ def test_in_process_provider__flag_matrix__answers_as_the_flagyard_client(
     exported = _exported_keys(stack)
     # Every flag reaches in-process providers but those export_flagd cannot express (logged and left out,
     # never the whole environment): an object flag with an array variant; until export_flagd expresses
-    # kill switches, a disabled flag with an off variant.
+    # them, a disabled flag with an off variant and prerequisites.
     assert "obj-array" not in exported
-    assert {f["key"] for f in FLAGS} - exported <= {"obj-array", "disabled-off"}
+    assert {f["key"] for f in FLAGS} - exported <= {"obj-array", "disabled-off", "prereq"}
     for context in CONTEXTS:
         for key, default in CASES:
             if key in SPLITS:
