@@ -303,6 +303,19 @@ def banner(
         if port:
             metrics.append(f"http://{url_host(local_host(host))}:{port}/metrics")
             binds.append(f"{name} {bound(host, port)}")
+    dp = stack.data_plane
+    flagd = []
+    if dp.flagd_enabled:
+        here = url_host(local_host(dp.grpc_host))
+        flagd = [
+            f"  flagd      RPC {here}:{dp.flagd_rpc_port}  in-process sync {here}:{dp.flagd_sync_port}   "
+            "(stock OpenFeature flagd providers; SDK key as 'authorization: Bearer <key>' or selector "
+            "'sdkKey=<key>')"
+        ]
+        binds += [
+            f"flagd RPC {bound(dp.grpc_host, dp.flagd_rpc_port)}",
+            f"flagd sync {bound(dp.grpc_host, dp.flagd_sync_port)}",
+        ]
     rule = "─" * 78
     processes = f"data plane, {stack.data_plane.data_plane_processes} process(es)"
     lines = [
@@ -310,6 +323,7 @@ def banner(
         f"Flagyard is up ({stack.control_plane.mode} mode). Ctrl-C stops everything.",
         f"  REST API   {api}   (OpenAPI docs: {rest}/docs)",
         f"  gRPC       {_grpc_target(stack)}   ({processes})",
+        *flagd,
         f"  metrics    {'  '.join(metrics)}",
         f"  listening  {', '.join(binds)}",
         f"  processes  {', '.join(f'{name} {pid}' for name, pid in pids.items())}",

@@ -230,6 +230,20 @@ def check_ports(stack: StackSettings) -> list[str]:
             "FLAGYARD_SYNCER_METRICS_PORT (0: off)",
         ),
     ]
+    dp = stack.data_plane
+    if dp.flagd_enabled:  # a flagd port that is the gRPC port is that same listener
+        wanted += [
+            (dp.grpc_host, port, what, how)
+            for port, what, how in (
+                (
+                    dp.flagd_rpc_port,
+                    "flagd RPC",
+                    "FLAGYARD_FLAGD_RPC_PORT (FLAGYARD_FLAGD_ENABLED=false: off)",
+                ),
+                (dp.flagd_sync_port, "flagd sync", "FLAGYARD_FLAGD_SYNC_PORT"),
+            )
+            if port != dp.grpc_port
+        ]
     problems, seen = [], set()
     for host, port, what, how in wanted:
         if port == 0:

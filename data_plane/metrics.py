@@ -16,6 +16,8 @@ from collections import defaultdict
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 OTHER = "other"
+PROTOCOLS = ("flagyard", "flagd-rpc", "flagd-sync")
+"""Values of the ``protocol`` label: the protocol a call came in by."""
 METHODS = (
     "ResolveBoolean",
     "ResolveString",
@@ -49,14 +51,14 @@ class Metrics:
         r = self.registry
         self.requests = Counter(
             "flagyard_data_plane_requests",
-            "gRPC calls by method and status code.",
-            ["method", "code"],
+            "Calls by protocol (PROTOCOLS), method and status code.",
+            ["protocol", "method", "code"],
             registry=r,
         )
         self.latency = Histogram(
             "flagyard_data_plane_request_duration_seconds",
-            "Time to answer a unary call (SyncFlags: time to the first message).",
-            ["method"],
+            "Time to answer a unary call (SyncFlags: time to the first message), by protocol and method.",
+            ["protocol", "method"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )

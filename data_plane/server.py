@@ -1,9 +1,12 @@
 """One data-plane process: the grpc.aio server, its health and reflection services, L1 and its tasks.
 
-Health (``grpc.health.v1.Health``): ``""`` and both Flagyard services are SERVING once L1 was hydrated and
-stay SERVING while Redis is down (evaluations are answered from L1); ``flagyard.data_plane.Redis`` is
-NOT_SERVING while the data plane is degraded (Redis unreachable, L1 possibly stale). Use ``""`` for
-readiness and the Redis one for alerting (with ``flagyard_data_plane_degraded``).
+Ports: ``grpc_port`` (Flagyard's protocol) and, unless ``flagd_enabled`` is off, ``flagd_rpc_port`` and
+``flagd_sync_port`` (flagd's protocols, :mod:`.flagd`): listeners of one server, each serving every service.
+
+Health (``grpc.health.v1.Health``, on every port): ``""`` and every service (Flagyard's and flagd's) are
+SERVING once L1 was hydrated and stay SERVING while Redis is down (evaluations are answered from L1);
+``flagyard.data_plane.Redis`` is NOT_SERVING while the data plane is degraded (Redis unreachable, L1 possibly
+stale). Use ``""`` for readiness and the Redis one for alerting (with ``flagyard_data_plane_degraded``).
 
 Transport: TLS when ``data_plane_tls_cert_file``/``data_plane_tls_key_file`` are set, else plaintext (for a
 mesh or private network that secures transport); server reflection only where ``settings.reflection``
@@ -30,6 +33,9 @@ from flagyard.rule_engine import limits
 from .auth import SdkKeys
 from .convert import BulkEncoder
 from .exceptions import ConfigurationError
+from .flagd import SERVICES as FLAGD_SERVICES
+from .flagd import FlagdHandlers
+from .flagd import method_handlers as flagd_method_handlers
 from .follower import READY, REDIS_DOWN, Follower, FollowerStatus
 from .metrics import Metrics
 from .service import EVALUATION_SERVICE, SYNC_SERVICE, Handlers, method_handlers
@@ -80,17 +86,22 @@ class DataPlane:
             self.store, settings.sdk_key_cache_seconds, settings.sdk_key_negative_cache_seconds
         )
         self.handlers = Handlers(settings, self.follower, self.keys, self.metrics, self.encoder, self.store)
+        self.flagd = (
+            FlagdHandlers(settings, self.follower, self.keys, self.metrics)
+            if settings.flagd_enabled
+            else None
+        )
         self.server: grpc.aio.Server | None = None
         self.port = 0
+        self.flagd_ports: dict[str, int] = {}
+        """``rpc`` and ``sync``: the ports flagd's protocols were bound on (empty when turned off)."""
         self._health_tasks: set[asyncio.Task[None]] = set()
 
     def _on_status(self, status: FollowerStatus) -> None:
         serving = health_pb2.HealthCheckResponse.SERVING
         not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
         ready = status in READY
-        updates = [
-            (name, serving if ready else not_serving) for name in ("", EVALUATION_SERVICE, SYNC_SERVICE)
-        ]
+        updates = [(name, serving if ready else not_serving) for name in ("", *self._services())]
         updates.append((REDIS_HEALTH_SERVICE, serving if status is FollowerStatus.SERVING else not_serving))
         if status in REDIS_DOWN:
             log.warning("data_plane.degraded", serving="L1 as last known", status=status.value)
@@ -101,31 +112,59 @@ class DataPlane:
             self._health_tasks.add(task)
             task.add_done_callback(self._health_tasks.discard)
 
+    def _services(self) -> tuple[str, ...]:
+        """The services served (their health follows L1's readiness)."""
+        return (EVALUATION_SERVICE, SYNC_SERVICE, *(FLAGD_SERVICES if self.flagd is not None else ()))
+
     async def start(self) -> int:
         """Bind, start serving (NOT_SERVING until L1 is hydrated) and start L1's tasks; the bound port."""
         server = grpc.aio.server(options=SERVER_OPTIONS)
-        for service, handlers in method_handlers(self.handlers).items():
+        services = method_handlers(self.handlers)
+        if self.flagd is not None:
+            services |= flagd_method_handlers(self.flagd)
+        for service, handlers in services.items():
             server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(service, handlers)])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        for name in ("", EVALUATION_SERVICE, SYNC_SERVICE, REDIS_HEALTH_SERVICE):
+        for name in ("", *self._services(), REDIS_HEALTH_SERVICE):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.settings.reflection:
             health = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
-            services = (EVALUATION_SERVICE, SYNC_SERVICE, health, reflection.SERVICE_NAME)
-            reflection.enable_server_reflection(services, server)
-        address = grpc_address(self.settings.grpc_host, self.settings.grpc_port)
+            # flagd's services are not listed: their descriptors live in a pool of their own (flagd_pool)
+            listed = (EVALUATION_SERVICE, SYNC_SERVICE, health, reflection.SERVICE_NAME)
+            reflection.enable_server_reflection(listed, server)
         credentials = server_credentials(self.settings)
-        if credentials is None:
-            self.port = server.add_insecure_port(address)
-        else:
-            self.port = server.add_secure_port(address, credentials)
-        if not self.port:
-            raise OSError(f"cannot bind {address}")
+
+        def bind(port: int) -> int:
+            address = grpc_address(self.settings.grpc_host, port)
+            if credentials is None:
+                bound = server.add_insecure_port(address)
+            else:
+                bound = server.add_secure_port(address, credentials)
+            if not bound:
+                raise OSError(f"cannot bind {address}")
+            return bound
+
+        # One server, several ports: each serves every service (and health), so a flagd port that is the
+        # gRPC port, or the other flagd port, is that same listener.
+        self.port = bind(self.settings.grpc_port)
+        if self.flagd is not None:
+            ports = {self.settings.grpc_port: self.port}
+            for name, port in (
+                ("rpc", self.settings.flagd_rpc_port),
+                ("sync", self.settings.flagd_sync_port),
+            ):
+                if port == 0 or port not in ports:
+                    ports[port] = bind(port)
+                self.flagd_ports[name] = ports[port]
         await server.start()
         self.server = server
         self.follower.start()
         log.info(
-            "grpc.started", port=self.port, tls=credentials is not None, reflection=self.settings.reflection
+            "grpc.started",
+            port=self.port,
+            flagd_ports=self.flagd_ports,
+            tls=credentials is not None,
+            reflection=self.settings.reflection,
         )
         return self.port
 

@@ -53,6 +53,8 @@ log = structlog.get_logger("flagyard.data_plane")
 
 EVALUATION_SERVICE = "flagyard.v1.EvaluationService"
 SYNC_SERVICE = "flagyard.v1.SyncService"
+PROTOCOL = "flagyard"
+"""This module's value of the metrics' ``protocol`` label."""
 Context = grpc.aio.ServicerContext[Any, Any]
 M = TypeVar("M", bound=Message)
 
@@ -74,16 +76,15 @@ class Handlers:
         self.metrics = metrics
         self.encoder = encoder
         self._requests: dict[tuple[str, str], Any] = {}
-        self._latency = {m: metrics.latency.labels(m) for m in RESOLVERS} | {
-            "ResolveAll": metrics.latency.labels("ResolveAll"),
-            "SyncFlags": metrics.latency.labels("SyncFlags"),
-            "ReportEvaluations": metrics.latency.labels("ReportEvaluations"),
+        self._latency = {
+            m: metrics.latency.labels(PROTOCOL, m)
+            for m in (*RESOLVERS, "ResolveAll", "SyncFlags", "ReportEvaluations")
         }
 
     def _count(self, method: str, code: str) -> None:
         child = self._requests.get((method, code))
         if child is None:
-            child = self._requests[method, code] = self.metrics.requests.labels(method, code)
+            child = self._requests[method, code] = self.metrics.requests.labels(PROTOCOL, method, code)
         child.inc()
 
     async def _environment(self, context: Context) -> CachedEnvironment:

@@ -79,6 +79,30 @@ class DataPlaneSettings(RedisSettings):
         default=200, ge=0, description="Distinct flag keys labelled in metrics; the rest count as 'other'."
     )
     grace_seconds: float = Field(default=5.0, ge=0, description="Shutdown grace for in-flight calls.")
+    flagd_enabled: bool = Field(
+        default=True,
+        description="Serve flagd's gRPC protocols (data_plane/flagd.py) on flagd_rpc_port, flagd_sync_port.",
+    )
+    flagd_rpc_port: int = Field(
+        default=8013,
+        ge=0,
+        le=65535,
+        description="flagd RPC mode (flagd.evaluation.v1/v2) port, flagd's own default; 0 picks a free port.",
+    )
+    flagd_sync_port: int = Field(
+        default=8015,
+        ge=0,
+        le=65535,
+        description="flagd in-process mode (flagd.sync.v1) port, flagd's own default; 0 picks a free port.",
+    )
+    flagd_selector_keys: bool = Field(
+        default=True,
+        description="Accept the SDK key in flagd's selector ('sdkKey=<key>') from providers that cannot send "
+        "an authorization header; false accepts only 'authorization: Bearer <key>'.",
+    )
+    flagd_keep_alive_seconds: float = Field(
+        default=20.0, gt=0, description="Interval of flagd EventStream keep_alive events (flagd's is 20 s)."
+    )
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Self:

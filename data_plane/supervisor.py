@@ -30,6 +30,12 @@ def supervise(settings: DataPlaneSettings) -> int:
     if settings.grpc_port == 0:
         log.error("supervisor.bad_port", problem="several processes need a fixed FLAGYARD_GRPC_PORT")
         return 2
+    if settings.flagd_enabled and 0 in (settings.flagd_rpc_port, settings.flagd_sync_port):
+        log.error(
+            "supervisor.bad_port",
+            problem="several processes need fixed FLAGYARD_FLAGD_RPC_PORT and FLAGYARD_FLAGD_SYNC_PORT",
+        )
+        return 2
     own_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="flagyard-metrics-")
     # Workers read the same FLAGYARD_* environment; command-line overrides are passed on through it.

@@ -148,3 +148,33 @@ def test_check_ports__rest_on_star_with_its_port_free__no_problem(
         monkeypatch.setenv(name, value)
 
     assert up_setup.check_ports(up_setup.load_settings()) == []
+
+
+def test_banner__flagd_ports__printed_with_the_address_to_open_and_their_binds(
+    wildcard_stack: up_setup.StackSettings,
+) -> None:
+    stream = io.StringIO()
+
+    up.banner(
+        Output(stream, ["flagyard"], color=False),
+        wildcard_stack,
+        None,
+        demo_existed=False,
+        keys_file=None,
+        pids={"control-plane": 1},
+    )
+
+    text = stream.getvalue()
+    assert (
+        "flagd      RPC [::1]:8013  in-process sync [::1]:8015   (stock OpenFeature flagd providers" in text
+    )
+    assert "flagd RPC [::]:8013 (every interface), flagd sync [::]:8015 (every interface)" in text
+
+
+def test_check_ports__flagd_port_wanted_twice__named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLAGYARD_FLAGD_RPC_PORT", "18015")
+    monkeypatch.setenv("FLAGYARD_FLAGD_SYNC_PORT", "18015")
+
+    problems = up_setup.check_ports(up_setup.load_settings())
+
+    assert any("port 18015 is wanted twice (flagd sync)" in p for p in problems), problems

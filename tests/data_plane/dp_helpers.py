@@ -198,6 +198,8 @@ def settings_for(prefix: str, redis_url: str | None = None, **overrides: Any) ->
         "redis_prefix": prefix,
         "grpc_host": "127.0.0.1",
         "grpc_port": 0,
+        "flagd_rpc_port": 0,
+        "flagd_sync_port": 0,
         "metrics_port": 0,
         "stream_block_ms": 200,
         "env_refresh_seconds": 0.3,

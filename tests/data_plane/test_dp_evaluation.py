@@ -376,7 +376,8 @@ def test_metrics__evaluations__counted_by_method_code_and_flag(plane: Plane, cli
     assert wait_until(lambda: evaluations() == 2, timeout=5)
     assert (
         registry.get_sample_value(
-            "flagyard_data_plane_requests_total", {"method": "ResolveBoolean", "code": "OK"}
+            "flagyard_data_plane_requests_total",
+            {"protocol": "flagyard", "method": "ResolveBoolean", "code": "OK"},
         )
         == 2
     )

@@ -68,7 +68,7 @@ def test_sync_flags__key_revoked_in_redis_mid_stream__stream_ends_unauthenticate
         sample(
             short_ttl_plane,
             "flagyard_data_plane_requests_total",
-            {"method": "SyncFlags", "code": "UNAUTHENTICATED"},
+            {"protocol": "flagyard", "method": "SyncFlags", "code": "UNAUTHENTICATED"},
         )
         == 1
     )

@@ -130,6 +130,8 @@ class Env:
             "redis_prefix": self.prefix,
             "grpc_host": "127.0.0.1",
             "grpc_port": port,
+            "flagd_rpc_port": 0,  # not flagd's well-known ports: several planes run at once
+            "flagd_sync_port": 0,
             "metrics_port": 0,
             "stream_block_ms": 100,
             "env_refresh_seconds": 0.3,
@@ -201,7 +203,9 @@ class ThreadPlane:
         return self.plane.metrics.registry.get_sample_value(name, labels or {}) or 0.0
 
     def requests(self, method: str, code: str) -> float:
-        return self.sample("flagyard_data_plane_requests_total", {"method": method, "code": code})
+        return self.sample(
+            "flagyard_data_plane_requests_total", {"protocol": "flagyard", "method": method, "code": code}
+        )
 
     def stop(self) -> None:
         if self._loop is not None and self._stop is not None and self._thread.is_alive():
