@@ -52,8 +52,7 @@ from flagyard.proto.gen.flagd.evaluation.v2 import evaluation_pb2 as ev2
 from flagyard.proto.gen.flagd.sync.v1 import sync_pb2 as sync
 from flagyard.proto.values import struct_to_dict
 from flagyard.rule_engine import Document, ErrorCode, EvaluationResult, Flag, FlagType, Segment, limits
-from flagyard.rule_engine.exceptions import DefinitionError
-from flagyard.rule_engine.flagd import export_flagd
+from flagyard.rule_engine.flagd import MAX_SAFE_INTEGER, export_flagd
 
 from .auth import SdkKeys, bearer_token
 from .exceptions import InvalidRequestError, RequestError, UnauthenticatedError
@@ -227,36 +226,33 @@ def native_document(env: CachedEnvironment, metadata: Mapping[str, Any]) -> Docu
 
 
 def export_environment(document: Document) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """``export_flagd`` of the document, leaving out each flag (and segment) it cannot express, with why.
+    """``export_flagd`` of the document, leaving out each flag whose values flagd's schema cannot carry, with
+    why.
 
-    A definition flagd cannot express must not take the whole environment away from in-process providers:
-    the export is retried without the definitions its issues point at (``/flags/<i>``, ``/segments/<i>``; a
-    flag that used a dropped segment then fails in turn and is dropped too)."""
+    ``export_flagd`` expresses every native flag, but writes an object flag's JSON array or an integer past
+    ±2^53-1 as it is; a stock provider refuses such a document whole (or rounds the integer), so a flag
+    holding one would take the whole environment away from in-process providers. It is left out instead
+    (the provider answers FLAG_NOT_FOUND for it, and RPC mode PARSE_ERROR)."""
     skipped: list[tuple[str, str]] = []
-    for _ in range(len(document.flags) + len(document.segments) + 1):
-        try:
-            return export_flagd(document), skipped
-        except DefinitionError as exc:
-            bad_flags: dict[int, str] = {}
-            bad_segments: dict[int, str] = {}
-            for issue in exc.issues:
-                parts = issue.path.split("/")
-                if len(parts) >= 3 and parts[1] in ("flags", "segments") and parts[2].isdigit():
-                    target = bad_flags if parts[1] == "flags" else bad_segments
-                    target.setdefault(int(parts[2]), str(issue))
-            if not bad_flags and not bad_segments:
-                raise
-            for i, why in bad_flags.items():
-                skipped.append((document.flags[i].key, why))
-            for i, why in bad_segments.items():
-                skipped.append((f"segment:{document.segments[i].key}", why))
-            document = document.model_copy(
-                update={
-                    "flags": [f for i, f in enumerate(document.flags) if i not in bad_flags],
-                    "segments": [s for i, s in enumerate(document.segments) if i not in bad_segments],
-                }
-            )
-    raise RuntimeError("export_environment did not converge")  # pragma: no cover - bounded above
+    kept = []
+    for flag in document.flags:
+        why = _not_carried(flag)
+        if why is None:
+            kept.append(flag)
+        else:
+            skipped.append((flag.key, why))
+    if skipped:
+        document = document.model_copy(update={"flags": kept})
+    return export_flagd(document), skipped
+
+
+def _not_carried(flag: Flag) -> str | None:
+    for name, value in flag.variants.items():
+        if flag.type is FlagType.OBJECT and not isinstance(value, dict):
+            return f"variant '{name}': flagd object variants are JSON objects, not arrays"
+        if flag.type is FlagType.INTEGER and abs(value) > MAX_SAFE_INTEGER:
+            return f"variant '{name}': flagd integers stay within ±2^53-1"
+    return None
 
 
 class Documents:
