@@ -178,6 +178,15 @@ def _grpc_target(stack: StackSettings) -> str:
     return f"{url_host(local_host(stack.data_plane.grpc_host))}:{stack.data_plane.grpc_port}"
 
 
+def _ofrep_url(stack: StackSettings) -> str | None:
+    """The OFREP base URL to open here (None: OFREP is off)."""
+    settings = stack.data_plane
+    if not settings.ofrep_enabled:
+        return None
+    scheme = "https" if settings.data_plane_tls_cert_file is not None else "http"
+    return f"{scheme}://{url_host(local_host(settings.ofrep_host))}:{settings.ofrep_port}"
+
+
 def _child_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("FLAGYARD_LOG_JSON", "false")  # readable lines behind the prefixes
@@ -303,6 +312,9 @@ def banner(
         if port:
             metrics.append(f"http://{url_host(local_host(host))}:{port}/metrics")
             binds.append(f"{name} {bound(host, port)}")
+    ofrep = _ofrep_url(stack)
+    if ofrep:
+        binds.append(f"OFREP {bound(stack.data_plane.ofrep_host, stack.data_plane.ofrep_port)}")
     rule = "─" * 78
     processes = f"data plane, {stack.data_plane.data_plane_processes} process(es)"
     lines = [
@@ -310,6 +322,7 @@ def banner(
         f"Flagyard is up ({stack.control_plane.mode} mode). Ctrl-C stops everything.",
         f"  REST API   {api}   (OpenAPI docs: {rest}/docs)",
         f"  gRPC       {_grpc_target(stack)}   ({processes})",
+        *([f"  OFREP      {ofrep}   (OpenFeature OFREP providers; X-API-Key: an SDK key)"] * bool(ofrep)),
         f"  metrics    {'  '.join(metrics)}",
         f"  listening  {', '.join(binds)}",
         f"  processes  {', '.join(f'{name} {pid}' for name, pid in pids.items())}",

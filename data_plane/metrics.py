@@ -125,6 +125,19 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.protocol_requests = Counter(
+            "flagyard_data_plane_protocol_requests",
+            "Requests of the open protocols by protocol (ofrep, …), operation and status code.",
+            ["protocol", "operation", "code"],
+            registry=r,
+        )
+        self.protocol_latency = Histogram(
+            "flagyard_data_plane_protocol_request_duration_seconds",
+            "Time to answer a request of an open protocol, by protocol and operation.",
+            ["protocol", "operation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self._cap = flag_label_cap
         self._labelled: set[str] = set()
         self.pending: defaultdict[tuple[str, str | None, str], int] = defaultdict(int)

@@ -32,6 +32,7 @@ from .convert import BulkEncoder
 from .exceptions import ConfigurationError
 from .follower import L1
 from .metrics import Metrics
+from .ofrep import OfrepServer
 from .service import EVALUATION_SERVICE, SYNC_SERVICE, Handlers, method_handlers
 from .settings import DataPlaneSettings
 from .store import RedisStore
@@ -82,6 +83,10 @@ class DataPlane:
         self.handlers = Handlers(settings, self.l1, self.keys, self.metrics, self.encoder, self.store)
         self.server: grpc.aio.Server | None = None
         self.port = 0
+        self.ofrep = (
+            OfrepServer(settings, self.l1, self.keys, self.metrics) if settings.ofrep_enabled else None
+        )
+        self.ofrep_port = 0
         self._health_tasks: set[asyncio.Task[None]] = set()
 
     def _on_state(self, ready: bool, degraded: bool) -> None:
@@ -122,6 +127,13 @@ class DataPlane:
             raise OSError(f"cannot bind {address}")
         await server.start()
         self.server = server
+        if self.ofrep is not None:
+            try:
+                self.ofrep_port = await self.ofrep.start()
+            except BaseException:
+                await server.stop(0)
+                self.server = None
+                raise
         self.l1.start()
         log.info(
             "grpc.started", port=self.port, tls=credentials is not None, reflection=self.settings.reflection
@@ -129,6 +141,8 @@ class DataPlane:
         return self.port
 
     async def stop(self, grace: float | None = None) -> None:
+        if self.ofrep is not None:
+            await self.ofrep.stop()
         if self.server is not None:
             await self.health.enter_graceful_shutdown()
             await self.server.stop(self.settings.grace_seconds if grace is None else grace)

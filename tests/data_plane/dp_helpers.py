@@ -199,6 +199,7 @@ def settings_for(prefix: str, redis_url: str | None = None, **overrides: Any) ->
         "grpc_host": "127.0.0.1",
         "grpc_port": 0,
         "metrics_port": 0,
+        "ofrep_port": 0,
         "stream_block_ms": 200,
         "env_refresh_seconds": 0.3,
         "sync_heartbeat_seconds": 5,
