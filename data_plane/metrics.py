@@ -138,6 +138,13 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.protocol_streams = Gauge(
+            "flagyard_data_plane_protocol_streams",
+            "Open event streams of the open protocols, by protocol.",
+            ["protocol"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self._cap = flag_label_cap
         self._labelled: set[str] = set()
         self.pending: defaultdict[tuple[str, str | None, str], int] = defaultdict(int)

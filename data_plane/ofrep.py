@@ -40,6 +40,7 @@ import math
 import re
 import socket
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Generator, MutableMapping
 from typing import Any
 
@@ -48,12 +49,14 @@ import structlog
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from flagyard.contracts.redis import SdkKeyRecord
 from flagyard.rule_engine import ErrorCode, EvaluationResult, Reason, limits
 from flagyard.rule_engine.model import KEY_PATTERN
 
-from .auth import SdkKeys
+from .auth import MIN_RECHECK_SECONDS, SdkKeys, bearer_token
 from .exceptions import UnauthenticatedError, UnavailableError
 from .follower import L1
+from .l1 import Environment
 from .metrics import Metrics
 from .settings import DataPlaneSettings
 
@@ -62,6 +65,11 @@ log = structlog.get_logger("flagyard.data_plane")
 PROTOCOL = "ofrep"
 BULK_PATH = "/ofrep/v1/evaluate/flags"
 SINGLE_PREFIX = BULK_PATH + "/"
+EVENTS_PATH = "/ofrep/v1/events"
+INACTIVITY_DELAY_SECONDS = 120
+"""What the bulk answer's ``eventStreams`` asks a client to wait before closing an idle stream (the
+spec's default)."""
+SSE_RETRY_MS = 5000
 
 MAX_HEADER_BYTES = 16 * limits.KiB
 """Request line and headers of one request (431 beyond)."""
@@ -263,10 +271,41 @@ def _failure(status: int, code: ErrorCode, details: str, key: str | None = None)
     return Response(status, orjson.dumps(document if key is None else {"key": key} | document))
 
 
+class _Request:
+    """What the routes read of a request's headers, in one pass."""
+
+    __slots__ = ("if_none_match", "last_event_id", "length", "metadata")
+
+    def __init__(self, headers: Headers) -> None:
+        token: str | None = None
+        authorization: str | None = None
+        self.if_none_match: bytes | None = None
+        self.length: int | None = None
+        self.last_event_id = ""
+        for name, value in headers:
+            if name == b"x-api-key":
+                token = value.decode("latin-1").strip()
+            elif name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"if-none-match":
+                self.if_none_match = value
+            elif name == b"content-length":
+                self.length = int(value) if value.isdigit() else None
+            elif name == b"last-event-id":
+                self.last_event_id = value.decode("latin-1").strip()
+        self.metadata: tuple[tuple[str, str], ...] = ()
+        """``authorization`` metadata as :meth:`.SdkKeys.authenticate` reads it (X-API-Key wins)."""
+        if token:
+            self.metadata = (("authorization", f"Bearer {token}"),)
+        elif token is None and authorization is not None:
+            self.metadata = (("authorization", authorization),)
+
+
 class OfrepApp:
     """The ASGI application: OFREP's two evaluation routes and health."""
 
     def __init__(self, settings: DataPlaneSettings, l1: L1, keys: SdkKeys, metrics: Metrics) -> None:
+        self.settings = settings
         self.l1 = l1
         self.keys = keys
         self.metrics = metrics
@@ -274,6 +313,18 @@ class OfrepApp:
         rate = settings.ofrep_rate_limit_per_key
         self.limiter = KeyRateLimiter(rate) if rate > 0 else None
         self._counters: dict[tuple[str, int], Any] = {}
+        self._streams_per_key: dict[str, int] = {}
+        self._streams = metrics.protocol_streams.labels(PROTOCOL)
+        self.closing = asyncio.Event()
+        """Set when the server stops: open event streams end."""
+        self._bulk_tail = b"]}"
+        if settings.ofrep_event_streams:
+            stream = {
+                "type": "sse",
+                "endpoint": {"requestUri": EVENTS_PATH},
+                "inactivityDelaySec": INACTIVITY_DELAY_SECONDS,
+            }
+            self._bulk_tail = b'],"eventStreams":' + orjson.dumps([stream]) + b"}"
         self._latency = {op: metrics.protocol_latency.labels(PROTOCOL, op) for op in ("evaluate", "bulk")}
 
     def _count(self, operation: str, status: int) -> None:
@@ -295,6 +346,9 @@ class OfrepApp:
             operation, key = "evaluate", path[len(SINGLE_PREFIX) :]
         elif path in ("/healthz", "/readyz"):
             operation, key = "health", None
+        elif path == EVENTS_PATH and self.settings.ofrep_event_streams:
+            self._count("events", await self._events(scope, receive, send))
+            return
         else:
             operation, key = "unknown", None
         try:
@@ -320,37 +374,12 @@ class OfrepApp:
             return _error(404, "no such endpoint: OFREP is under /ofrep/v1/evaluate/flags")
         if method != "POST":
             return _error(405, "use POST", [(b"allow", b"POST")])
-        token: str | None = None
-        authorization: str | None = None
-        if_none_match: bytes | None = None
-        length: int | None = None
-        for name, value in scope["headers"]:
-            if name == b"x-api-key":
-                token = value.decode("latin-1").strip()
-            elif name == b"authorization":
-                authorization = value.decode("latin-1")
-            elif name == b"if-none-match":
-                if_none_match = value
-            elif name == b"content-length":
-                length = int(value) if value.isdigit() else None
-        if token is not None:
-            metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
-        elif authorization is not None:
-            metadata = (("authorization", authorization),)
-        else:
-            metadata = ()
-        try:
-            record = await self.keys.authenticate(metadata)
-            env = await self.l1.environment(record.environment_id)
-        except UnauthenticatedError as exc:
-            return _error(401, f"{exc}: send the environment's SDK key as X-API-Key or Authorization: Bearer")
-        except UnavailableError as exc:
-            return _error(503, str(exc), [(b"retry-after", b"1")])
-        if self.limiter is not None:
-            wait = self.limiter.wait(metadata[0][1], time.monotonic())
-            if wait:
-                seconds = str(max(1, math.ceil(wait))).encode()
-                return _error(429, "rate limit of this SDK key exceeded", [(b"retry-after", seconds)])
+        request = _Request(scope["headers"])
+        found = await self._authenticate(request)
+        if isinstance(found, Response):
+            return found
+        env = found[1]
+        length = request.length
         if length is not None and length > MAX_BODY_BYTES:
             return _error(413, f"request body over {MAX_BODY_BYTES} bytes (MAX_BODY_BYTES)")
         body = await _read_body(receive)
@@ -375,16 +404,139 @@ class OfrepApp:
             pending[key, result.variant, result.reason] += 1
             data, ok = encode(key, result)
             return Response(200 if ok else 400, data)
+        if scope["query_string"]:
+            await self._catch_up(env, scope["query_string"])
+            flagset = env.flagset
         parts = []
         for flag_key in sorted(flagset.flags):  # one order in every process, so one ETag
             result = flagset.evaluate(flag_key, None, context)
             pending[flag_key, result.variant, result.reason] += 1
             parts.append(encode(flag_key, result)[0])
-        data = b'{"flags":[' + b",".join(parts) + b"]}"
+        data = b'{"flags":[' + b",".join(parts) + self._bulk_tail
         etag = b'"' + hashlib.blake2b(data, digest_size=16).hexdigest().encode() + b'"'
+        if_none_match = request.if_none_match
         if if_none_match is not None and etag_matches(if_none_match, etag):
             return Response(304, b"", [(b"etag", etag)])
         return Response(200, data, [(b"etag", etag)])
+
+    async def _authenticate(self, request: _Request) -> tuple[SdkKeyRecord, Environment] | Response:
+        """The environment of the request's SDK key, or the response refusing it (401, 429, 503)."""
+        try:
+            record = await self.keys.authenticate(request.metadata)
+            env = await self.l1.environment(record.environment_id)
+        except UnauthenticatedError as exc:
+            return _error(401, f"{exc}: send the environment's SDK key as X-API-Key or Authorization: Bearer")
+        except UnavailableError as exc:
+            return _error(503, str(exc), [(b"retry-after", b"1")])
+        if self.limiter is not None:
+            wait = self.limiter.wait(request.metadata[0][1], time.monotonic())
+            if wait:
+                seconds = str(max(1, math.ceil(wait))).encode()
+                return _error(429, "rate limit of this SDK key exceeded", [(b"retry-after", seconds)])
+        return record, env
+
+    async def _catch_up(self, env: Environment, query: bytes) -> None:
+        """A refetch triggered by an event of another process (``flagConfigEtag``, the revision it announced)
+        waits up to ``sync_resume_wait_seconds`` for this process to reach that revision."""
+        values = urllib.parse.parse_qs(query.decode("latin-1")).get("flagConfigEtag")
+        wanted = values[0].strip('"') if values else ""
+        if not wanted.isdigit() or len(wanted) > 19:
+            return
+        deadline = time.monotonic() + self.settings.sync_resume_wait_seconds
+        while env.revision < int(wanted) and (left := deadline - time.monotonic()) > 0:
+            changed = env.changed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), left)
+
+    async def _events(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """``GET /ofrep/v1/events``: ADR-0008's SSE stream of one key's environment; the status it got."""
+        if scope["method"] != "GET":
+            response = _error(405, "use GET", [(b"allow", b"GET")])
+        else:
+            request = _Request(scope["headers"])
+            found = await self._authenticate(request)
+            if isinstance(found, Response):
+                response = found
+            else:
+                slot = request.metadata[0][1]
+                if self._streams_per_key.get(slot, 0) >= self.settings.ofrep_max_streams_per_key:
+                    limit = self.settings.ofrep_max_streams_per_key
+                    response = _error(
+                        429, f"{limit} event streams of this SDK key are open here", [(b"retry-after", b"5")]
+                    )
+                else:
+                    self._streams_per_key[slot] = self._streams_per_key.get(slot, 0) + 1
+                    self._streams.inc()
+                    try:
+                        await self._stream(*found, request, receive, send)
+                    finally:
+                        self._streams.dec()
+                        if self._streams_per_key[slot] <= 1:
+                            del self._streams_per_key[slot]
+                        else:
+                            self._streams_per_key[slot] -= 1
+                    return 200
+        await _send(send, response)
+        return response.status
+
+    async def _stream(
+        self, record: SdkKeyRecord, env: Environment, request: _Request, receive: Receive, send: Send
+    ) -> None:
+        """Announce every change of ``env`` as ``refetchEvaluation`` (its revision as id and etag), with
+        keep-alive comments, until the client leaves, the server stops or the key is revoked or expires."""
+        headers = [
+            (b"content-type", b"text/event-stream"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        left = asyncio.Event()
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            left.set()
+
+        watcher = asyncio.create_task(watch())
+        token = bearer_token(request.metadata)
+        due = self.keys.next_check(token, record)
+        heartbeat = self.settings.sync_heartbeat_seconds
+        beat = time.monotonic() + heartbeat
+        last = request.last_event_id
+        position = (env.generation, int(last)) if last.isdigit() and len(last) < 19 else None
+        chunk = b"retry: %d\n\n" % SSE_RETRY_MS
+        try:
+            while not left.is_set() and not self.closing.is_set():
+                changed = env.changed  # taken before comparing, so no change is missed
+                if position is not None and position != (env.generation, env.revision):
+                    data = orjson.dumps({"type": "refetchEvaluation", "etag": f'"{env.revision}"'})
+                    chunk += b"id: %d\nevent: message\ndata: %s\n\n" % (env.revision, data)
+                position = (env.generation, env.revision)
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    chunk = b""
+                    beat = time.monotonic() + heartbeat
+                waits = [asyncio.ensure_future(e.wait()) for e in (changed, left, self.closing)]
+                timeout = max(0.0, min(beat, due) - time.monotonic())
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                for waiting in waits:
+                    waiting.cancel()
+                now = time.monotonic()
+                if now >= due:
+                    try:
+                        record = await self.keys.verify(token)
+                    except UnauthenticatedError:
+                        break
+                    except UnavailableError:  # verified when opened; nothing says it was revoked since
+                        due = now + max(self.keys.negative_ttl, MIN_RECHECK_SECONDS)
+                    else:
+                        due = self.keys.next_check(token, record)
+                if now >= beat:
+                    chunk += b": keep-alive\n\n"
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _health(self, path: str) -> Response:
         ready, degraded = self.l1.ready, self.l1.degraded
@@ -563,6 +715,7 @@ class OfrepServer:
     async def stop(self) -> None:
         if self._server is None or self._task is None:
             return
+        self.app.closing.set()
         self._server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await self._task

@@ -55,6 +55,15 @@ class DataPlaneSettings(RedisSettings):
         description="OFREP requests per second one SDK key may make to one process (burst: one second's "
         "worth, at least 1); beyond it 429 with Retry-After. 0: no limit, as on the gRPC port.",
     )
+    ofrep_event_streams: bool = Field(
+        default=True,
+        description="Offer OFREP's SSE change notifications (eventStreams in bulk answers, ADR-0008).",
+    )
+    ofrep_max_streams_per_key: int = Field(
+        default=32,
+        ge=1,
+        description="OFREP event streams one SDK key may hold open per process (429 beyond).",
+    )
     ofrep_max_connections: int = Field(
         default=10_000, ge=1, description="Open OFREP connections per process; more are answered 503."
     )

@@ -4,6 +4,8 @@ normal evaluation that must still answer."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -432,3 +434,91 @@ def test_ofrep_schema_check__catches_a_body_the_spec_refuses() -> None:
     assert schema_errors("evaluationFailure", {"key": "k", "errorCode": "FLAG_NOT_FOUND"})
     assert schema_errors("serverEvaluationSuccess", {"key": "k", "reason": "BOGUS", "value": 1})
     assert not schema_errors("serverEvaluationSuccess", {"key": "k", "reason": "DEFAULT", "value": 1})
+
+
+# --- event streams (ADR-0008) ---
+
+
+def _events(stream: Iterator[str], wanted: int) -> list[dict[str, Any]]:
+    """The next ``wanted`` SSE events of ``stream`` (lines), as {id, event, data}; comments skipped."""
+    events: list[dict[str, Any]] = []
+    current: dict[str, Any] = {}
+    for line in stream:
+        if not line:
+            if "data" in current:
+                events.append(current)
+                if len(events) == wanted:
+                    return events
+            current = {}
+        elif not line.startswith(":"):
+            field, _, value = line.partition(":")
+            current[field] = value.removeprefix(" ")
+    raise AssertionError(f"the stream ended after {events}")
+
+
+def test_ofrep_bulk__event_streams__point_at_the_sse_endpoint(http: httpx.Client) -> None:
+    body = bulk(http).json()
+    assert_schema("bulkEvaluationSuccess", body)
+    assert body["eventStreams"] == [
+        {"type": "sse", "endpoint": {"requestUri": "/ofrep/v1/events"}, "inactivityDelaySec": 120}
+    ]
+
+
+def test_ofrep_events__a_change__announced_as_refetch_evaluation(
+    http: httpx.Client, rds: redis.Redis, seeded: str
+) -> None:
+    with http.stream("GET", "/ofrep/v1/events", headers=HEADERS) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"] == "text/event-stream"
+        lines = stream.iter_lines()
+        assert next(lines) == "retry: 5000"
+        apply_change(rds, seeded, ENV, "flag", "banner", 2, {**FLAGS["banner"], "default_variant": "b"}, META)
+        (event,) = _events(lines, 1)
+        assert event["event"] == "message"
+        data = json.loads(event["data"])
+        assert data["type"] == "refetchEvaluation"
+        assert data["etag"] == f'"{event["id"]}"'
+        # the refetch the event asks for sees the change
+        refetch = http.post(BULK + f"?flagConfigEtag={data['etag']}", json={}, headers=HEADERS)
+        assert {f["key"]: f for f in refetch.json()["flags"]}["banner"]["value"] == "Hi"
+
+
+def test_ofrep_events__resume_from_an_older_id__refetch_at_once(http: httpx.Client) -> None:
+    with http.stream("GET", "/ofrep/v1/events", headers={**HEADERS, "Last-Event-ID": "1"}) as stream:
+        (event,) = _events(stream.iter_lines(), 1)
+        assert json.loads(event["data"])["type"] == "refetchEvaluation"
+        assert int(event["id"]) > 1
+
+
+def test_ofrep_events__streams_per_key_bounded__429_then_normal_evaluation(
+    rds: redis.Redis, seeded: str, planes: list[Plane]
+) -> None:
+    plane = _start(planes, seeded, ofrep_max_streams_per_key=2)
+    with _http(plane) as http, contextlib.ExitStack() as open_streams:
+        for _ in range(2):
+            stream = open_streams.enter_context(http.stream("GET", "/ofrep/v1/events", headers=HEADERS))
+            assert stream.status_code == 200
+        third = http.get("/ofrep/v1/events", headers=HEADERS)
+        assert third.status_code == 429
+        assert third.headers["retry-after"] == "5"
+        assert http.get("/ofrep/v1/events").status_code == 401
+        still_answers(http)
+    with _http(plane) as http:  # closed streams free their slots
+
+        def two_open() -> bool:
+            with contextlib.ExitStack() as streams:
+                return all(
+                    streams.enter_context(http.stream("GET", "/ofrep/v1/events", headers=HEADERS)).status_code
+                    == 200
+                    for _ in range(2)
+                )
+
+        assert wait_until(two_open, 10)
+
+
+def test_ofrep_events__revoked_key__stream_ends(http: httpx.Client, rds: redis.Redis, seeded: str) -> None:
+    with http.stream("GET", "/ofrep/v1/events", headers=HEADERS) as stream:
+        assert stream.status_code == 200
+        rds.hdel(sdkkeys_key(seeded), hash_sdk_key(SDK_KEY))
+        rest = list(stream.iter_lines())  # ends once the key check fails (cache TTL 0 here)
+    assert rest[0] == "retry: 5000"
