@@ -27,6 +27,16 @@ Bounds (an SDK-key holder's input; anyone's for the headers): request line plus 
 :data:`MAX_FLAG_KEY_LENGTH` characters of the key pattern (longer or other: 404 without a lookup),
 ``ofrep_max_connections`` open connections (503).
 
+Event streams (ADR-0008, ``ofrep_event_streams``): a bulk answer carries ``eventStreams`` pointing at
+``GET /ofrep/v1/events`` (relative to the provider's OFREP base URL), authenticated like the rest. It sends
+``retry: 5000``, then for every change of the environment (or reload) one ``refetchEvaluation`` event whose
+``id`` is the environment's revision and whose ``etag`` is that revision quoted; keep-alive comments every
+``sync_heartbeat_seconds``; ``Last-Event-ID`` older than the revision gets one event at once. The key is
+checked again as a SyncFlags stream's is (revoked or expired: the stream ends); at most
+``ofrep_max_streams_per_key`` streams per key and process (429, ``Retry-After: 5``). A refetch carrying
+``flagConfigEtag`` (the announced revision) waits up to ``sync_resume_wait_seconds`` for this process to
+reach it, since the event may come from another process sharing the port.
+
 Health on the same port: ``GET /healthz`` (the process answers) and ``GET /readyz`` (200 once L1 is
 hydrated, and while Redis is down: answers come from L1; 503 before), as the gRPC health service.
 """
@@ -35,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import math
 import re
@@ -649,13 +660,23 @@ class _EmbeddedServer(uvicorn.Server):
 def bind_socket(host: str, port: int) -> socket.socket:
     """A listening-ready TCP socket with SO_REUSEPORT (several processes share the port, as gRPC's).
 
-    ``[::]``, ``::``, ``*`` and the empty host bind every interface of both families, as gRPC does."""
+    ``[::]``, ``::``, ``*`` and the empty host bind every interface of both families, as gRPC does (IPv4's
+    only on a host without IPv6)."""
     bare = host.strip("[]")
     if bare in ("", "*", "::"):
-        family, address = socket.AF_INET6, "::"
-    else:
-        family = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM)[0][0]
-        address = bare
+        if not socket.has_ipv6:
+            return bind_socket("0.0.0.0", port)  # noqa: S104 - the wildcard asked for
+        try:
+            return _bind(socket.AF_INET6, "::", port)
+        except OSError as exc:
+            if exc.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                raise
+            return bind_socket("0.0.0.0", port)  # noqa: S104 - the wildcard asked for
+    family = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM)[0][0]
+    return _bind(family, bare, port)
+
+
+def _bind(family: socket.AddressFamily, address: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

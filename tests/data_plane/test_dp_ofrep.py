@@ -522,3 +522,101 @@ def test_ofrep_events__revoked_key__stream_ends(http: httpx.Client, rds: redis.R
         rds.hdel(sdkkeys_key(seeded), hash_sdk_key(SDK_KEY))
         rest = list(stream.iter_lines())  # ends once the key check fails (cache TTL 0 here)
     assert rest[0] == "retry: 5000"
+
+
+# --- the stock provider against this data plane, connections, several processes ---
+
+
+def test_ofrep_stock_provider__rate_limited__general_error_and_pauses_until_retry_after(
+    seeded: str, planes: list[Plane]
+) -> None:
+    from openfeature.contrib.provider.ofrep import OFREPProvider
+    from openfeature.exception import ErrorCode, GeneralError
+
+    plane = _start(planes, seeded, ofrep_rate_limit_per_key=1)
+    assert plane.plane is not None
+    provider = OFREPProvider(
+        f"http://127.0.0.1:{plane.plane.ofrep_port}", headers_factory=lambda: {"X-API-Key": SDK_KEY}
+    )
+    assert provider.resolve_string_details("banner", "x").value == "Welcome"
+    limited: GeneralError | None = None
+    for _ in range(5):
+        try:
+            provider.resolve_string_details("banner", "x")
+        except GeneralError as exc:
+            limited = exc
+            break
+    assert limited is not None
+    assert "Rate limited" in str(limited)
+    assert limited.error_code is ErrorCode.GENERAL
+    assert provider.retry_after is not None  # it read Retry-After and pauses until then
+    with pytest.raises(GeneralError, match="paused"):
+        provider.resolve_string_details("banner", "x")
+
+
+def test_ofrep__connections_over_the_bound__503_then_normal_evaluation(
+    seeded: str, planes: list[Plane]
+) -> None:
+    plane = _start(planes, seeded, ofrep_max_connections=2)
+    assert plane.plane is not None
+    port = plane.plane.ofrep_port
+    held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+    try:
+        answer = _raw_request(port, b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 503 "), answer[:100]
+    finally:
+        for sock in held:
+            sock.close()
+    with _http(plane) as http:
+        assert wait_until(lambda: evaluate(http, "banner").status_code == 200, 10)
+
+
+def _listeners(port: int) -> int:
+    """Sockets listening on ``port`` (both families), from /proc/net."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                    count += 1
+    return count
+
+
+def test_ofrep__several_processes__share_the_port_and_all_answer(seeded: str, tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from polling_helpers import free_port
+
+    ofrep_port = free_port()
+    env = dict(
+        os.environ,
+        FLAGYARD_REDIS_URL=settings_for(seeded).redis_url.get_secret_value(),
+        FLAGYARD_REDIS_PREFIX=seeded,
+        FLAGYARD_GRPC_HOST="127.0.0.1",
+        FLAGYARD_OFREP_HOST="127.0.0.1",
+        FLAGYARD_OFREP_PORT=str(ofrep_port),
+        FLAGYARD_METRICS_PORT="0",
+        FLAGYARD_LOG_LEVEL="warning",
+    )
+    log = (tmp_path / "dp.log").open("wb")
+    cmd = [sys.executable, "-m", "flagyard.data_plane", "--processes", "2", "--port", str(free_port())]
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
+    try:
+        assert wait_until(lambda: _listeners(ofrep_port) == 2, 60)
+        base = f"http://127.0.0.1:{ofrep_port}"
+
+        def answered() -> list[int]:
+            statuses = []
+            for _ in range(20):  # a new connection each: the kernel spreads them over both
+                with httpx.Client(base_url=base, timeout=5) as fresh:
+                    statuses.append(evaluate(fresh, "banner").status_code)
+            return statuses
+
+        assert wait_until(lambda: set(answered()) == {200}, 60)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert proc.returncode == 0
