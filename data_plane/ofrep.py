@@ -81,6 +81,7 @@ INACTIVITY_DELAY_SECONDS = 120
 """What the bulk answer's ``eventStreams`` asks a client to wait before closing an idle stream (the
 spec's default)."""
 SSE_RETRY_MS = 5000
+CORS_REQUEST_HEADERS = b"content-type, x-api-key, authorization, if-none-match, last-event-id"
 
 MAX_HEADER_BYTES = 16 * limits.KiB
 """Request line and headers of one request (431 beyond)."""
@@ -326,6 +327,7 @@ class OfrepApp:
         self._counters: dict[tuple[str, int], Any] = {}
         self._streams_per_key: dict[str, int] = {}
         self._streams = metrics.protocol_streams.labels(PROTOCOL)
+        self._origins = {o.strip() for o in settings.ofrep_cors_origins.split(",") if o.strip()}
         self.closing = asyncio.Event()
         """Set when the server stops: open event streams end."""
         self._bulk_tail = b"]}"
@@ -358,10 +360,19 @@ class OfrepApp:
         elif path in ("/healthz", "/readyz"):
             operation, key = "health", None
         elif path == EVENTS_PATH and self.settings.ofrep_event_streams:
-            self._count("events", await self._events(scope, receive, send))
+            cors = self._cors(scope) if self._origins else []
+            if cors and scope["method"] == "OPTIONS":
+                await _send(send, self._preflight(cors))
+                return
+            self._count("events", await self._events(scope, receive, send, cors))
             return
         else:
             operation, key = "unknown", None
+        cors = self._cors(scope) if self._origins else []
+        if cors and scope["method"] == "OPTIONS":
+            await _send(send, self._preflight(cors))
+            self._count("preflight", 204)
+            return
         try:
             response = await self._respond(scope, receive, operation, key)
         except _DisconnectedError:
@@ -370,6 +381,8 @@ class OfrepApp:
         except Exception as exc:  # never a traceback to the client
             log.error("ofrep.failed", operation=operation, error=f"{type(exc).__name__}: {exc}", exc_info=exc)
             response = _error(500, "internal error")
+        if cors:
+            response.headers = response.headers + cors
         await _send(send, response, head=scope["method"] == "HEAD")
         self._count(operation, response.status)
         if operation in ("evaluate", "bulk") and response.status in (200, 304):
@@ -459,7 +472,31 @@ class OfrepApp:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), left)
 
-    async def _events(self, scope: Scope, receive: Receive, send: Send) -> int:
+    def _cors(self, scope: Scope) -> Headers:
+        """The CORS headers for the request's ``Origin`` if ``ofrep_cors_origins`` allows it, else none."""
+        origin = next((value for name, value in scope["headers"] if name == b"origin"), None)
+        if origin is None or ("*" not in self._origins and origin.decode("latin-1") not in self._origins):
+            return []
+        return [
+            (b"access-control-allow-origin", b"*" if "*" in self._origins else origin),
+            (b"access-control-expose-headers", b"etag, retry-after"),
+            (b"vary", b"origin"),
+        ]
+
+    @staticmethod
+    def _preflight(cors: Headers) -> Response:
+        return Response(
+            204,
+            b"",
+            [
+                *cors,
+                (b"access-control-allow-methods", b"POST, GET"),
+                (b"access-control-allow-headers", CORS_REQUEST_HEADERS),
+                (b"access-control-max-age", b"600"),
+            ],
+        )
+
+    async def _events(self, scope: Scope, receive: Receive, send: Send, cors: Headers) -> int:
         """``GET /ofrep/v1/events``: ADR-0008's SSE stream of one key's environment; the status it got."""
         if scope["method"] != "GET":
             response = _error(405, "use GET", [(b"allow", b"GET")])
@@ -479,7 +516,7 @@ class OfrepApp:
                     self._streams_per_key[slot] = self._streams_per_key.get(slot, 0) + 1
                     self._streams.inc()
                     try:
-                        await self._stream(*found, request, receive, send)
+                        await self._stream(*found, request, receive, send, cors)
                     finally:
                         self._streams.dec()
                         if self._streams_per_key[slot] <= 1:
@@ -487,11 +524,18 @@ class OfrepApp:
                         else:
                             self._streams_per_key[slot] -= 1
                     return 200
+        response.headers = response.headers + cors
         await _send(send, response)
         return response.status
 
     async def _stream(
-        self, record: SdkKeyRecord, env: Environment, request: _Request, receive: Receive, send: Send
+        self,
+        record: SdkKeyRecord,
+        env: Environment,
+        request: _Request,
+        receive: Receive,
+        send: Send,
+        cors: Headers,
     ) -> None:
         """Announce every change of ``env`` as ``refetchEvaluation`` (its revision as id and etag), with
         keep-alive comments, until the client leaves, the server stops or the key is revoked or expires."""
@@ -499,6 +543,7 @@ class OfrepApp:
             (b"content-type", b"text/event-stream"),
             (b"cache-control", b"no-cache"),
             (b"x-accel-buffering", b"no"),
+            *cors,
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         left = asyncio.Event()
@@ -576,7 +621,7 @@ async def _read_body(receive: Receive) -> bytes | None:
 
 async def _send(send: Send, response: Response, *, head: bool = False) -> None:
     headers = response.headers
-    if response.status != 304:
+    if response.status not in (204, 304):
         headers = [_JSON, (b"content-length", str(len(response.body)).encode()), *headers]
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else response.body})

@@ -64,6 +64,10 @@ class DataPlaneSettings(RedisSettings):
         ge=1,
         description="OFREP event streams one SDK key may hold open per process (429 beyond).",
     )
+    ofrep_cors_origins: str = Field(
+        default="",
+        description="Origins (comma-separated, or *) whose browsers may call OFREP (CORS); empty: none.",
+    )
     ofrep_max_connections: int = Field(
         default=10_000, ge=1, description="Open OFREP connections per process; more are answered 503."
     )

@@ -620,3 +620,34 @@ def test_ofrep__several_processes__share_the_port_and_all_answer(seeded: str, tm
         proc.terminate()
         proc.wait(30)
     assert proc.returncode == 0
+
+
+def test_ofrep_cors__configured_origins_only__preflight_and_exposed_etag(
+    seeded: str, planes: list[Plane], http: httpx.Client
+) -> None:
+    app = "https://app.example"
+    preflight_headers = {
+        "Origin": app,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "x-api-key, content-type",
+    }
+    # off by default: no CORS headers, OPTIONS is not a method of the routes
+    assert http.options(BULK, headers=preflight_headers).status_code == 405
+    assert "access-control-allow-origin" not in bulk(http, headers={**HEADERS, "Origin": app}).headers
+    plane = _start(planes, seeded, ofrep_cors_origins=f"{app}, https://other.example")
+    with _http(plane) as client:
+        preflight = client.options(BULK, headers=preflight_headers)
+        assert preflight.status_code == 204
+        assert preflight.headers["access-control-allow-origin"] == app
+        assert "x-api-key" in preflight.headers["access-control-allow-headers"]
+        assert "POST" in preflight.headers["access-control-allow-methods"]
+        answer = bulk(client, headers={**HEADERS, "Origin": app})
+        assert answer.headers["access-control-allow-origin"] == app
+        assert "etag" in answer.headers["access-control-expose-headers"]
+        assert answer.headers["vary"] == "origin"
+        denied = bulk(client, headers={**HEADERS, "Origin": "https://evil.example"})
+        assert denied.status_code == 200
+        assert "access-control-allow-origin" not in denied.headers
+        unauthorized = evaluate(client, "banner", headers={"Origin": app})
+        assert unauthorized.status_code == 401
+        assert unauthorized.headers["access-control-allow-origin"] == app
