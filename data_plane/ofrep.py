@@ -756,6 +756,7 @@ class OfrepServer:
             self.app,
             lifespan="off",
             log_config=None,
+            log_level="warning",  # uvicorn's own start and stop lines; the data plane logs its own
             access_log=False,
             http=BoundedHttpToolsProtocol,
             ws="none",

@@ -651,3 +651,32 @@ def test_ofrep_cors__configured_origins_only__preflight_and_exposed_etag(
         unauthorized = evaluate(client, "banner", headers={"Origin": app})
         assert unauthorized.status_code == 401
         assert unauthorized.headers["access-control-allow-origin"] == app
+
+
+def test_ofrep_tls__the_data_planes_certificate__https_only(
+    seeded: str, planes: list[Plane], tmp_path: Any
+) -> None:
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"),
+            *("-days", "1", "-subj", "/CN=flagyard-test", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    plane = _start(planes, seeded, data_plane_tls_cert_file=cert, data_plane_tls_key_file=key)
+    assert plane.plane is not None
+    port = plane.plane.ofrep_port
+    verify = ssl.create_default_context(cafile=str(cert))
+    with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=verify, timeout=10) as secure:
+        assert evaluate(secure, "banner").json()["value"] == "Welcome"
+    with (
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as plain,
+        pytest.raises(httpx.HTTPError),
+    ):
+        evaluate(plain, "banner")
