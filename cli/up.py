@@ -313,7 +313,9 @@ def banner(
             metrics.append(f"http://{url_host(local_host(host))}:{port}/metrics")
             binds.append(f"{name} {bound(host, port)}")
     ofrep = _ofrep_url(stack)
+    ofrep_line = []
     if ofrep:
+        ofrep_line.append(f"  OFREP      {ofrep}   (OpenFeature OFREP providers; X-API-Key: an SDK key)")
         binds.append(f"OFREP {bound(stack.data_plane.ofrep_host, stack.data_plane.ofrep_port)}")
     rule = "─" * 78
     processes = f"data plane, {stack.data_plane.data_plane_processes} process(es)"
@@ -322,7 +324,7 @@ def banner(
         f"Flagyard is up ({stack.control_plane.mode} mode). Ctrl-C stops everything.",
         f"  REST API   {api}   (OpenAPI docs: {rest}/docs)",
         f"  gRPC       {_grpc_target(stack)}   ({processes})",
-        *([f"  OFREP      {ofrep}   (OpenFeature OFREP providers; X-API-Key: an SDK key)"] * bool(ofrep)),
+        *ofrep_line,
         f"  metrics    {'  '.join(metrics)}",
         f"  listening  {', '.join(binds)}",
         f"  processes  {', '.join(f'{name} {pid}' for name, pid in pids.items())}",

@@ -1,4 +1,5 @@
-"""One data-plane process: the grpc.aio server, its health and reflection services, L1 and its tasks.
+"""One data-plane process: the grpc.aio server, its health and reflection services, L1 and its tasks, and
+the OFREP HTTP server in the same event loop, reading the same L1 (:mod:`.ofrep`).
 
 Health (``grpc.health.v1.Health``): ``""`` and both Flagyard services are SERVING once L1 was hydrated and
 stay SERVING while Redis is down (evaluations are answered from L1); ``flagyard.data_plane.Redis`` is
