@@ -680,3 +680,15 @@ def test_ofrep_tls__the_data_planes_certificate__https_only(
         pytest.raises(httpx.HTTPError),
     ):
         evaluate(plain, "banner")
+
+
+def test_ofrep_events__data_plane_stops__open_streams_end(seeded: str) -> None:
+    plane = Plane(settings_for(seeded)).start()
+    try:
+        with _http(plane) as http, http.stream("GET", "/ofrep/v1/events", headers=HEADERS) as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == "retry: 5000"
+            plane.stop()
+            assert list(lines) == [""]  # the blank line ending the retry field, then the end of the stream
+    finally:
+        plane.stop()
