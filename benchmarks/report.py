@@ -58,6 +58,7 @@ BENCHMARKS = (
     Benchmark("control_plane", ("--sweep", SWEEP), ("--seconds", "2", "--warmup", "0.5", "--sweep", SWEEP)),
     Benchmark("propagation", quick_args=("--changes", "60"), samples=True),
     Benchmark("syncer", quick_args=("--flags", "100", "--changes", "300")),
+    Benchmark("ofrep", quick_args=("--quick",)),
 )
 TIMEOUT_S = {False: 1800.0, True: 400.0}  # per benchmark, by quick
 

@@ -178,6 +178,15 @@ def _grpc_target(stack: StackSettings) -> str:
     return f"{url_host(local_host(stack.data_plane.grpc_host))}:{stack.data_plane.grpc_port}"
 
 
+def _ofrep_url(stack: StackSettings) -> str | None:
+    """The OFREP base URL to open here (None: OFREP is off)."""
+    settings = stack.data_plane
+    if not settings.ofrep_enabled:
+        return None
+    scheme = "https" if settings.data_plane_tls_cert_file is not None else "http"
+    return f"{scheme}://{url_host(local_host(settings.ofrep_host))}:{settings.ofrep_port}"
+
+
 def _child_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("FLAGYARD_LOG_JSON", "false")  # readable lines behind the prefixes
@@ -316,6 +325,11 @@ def banner(
             f"flagd RPC {bound(dp.grpc_host, dp.flagd_rpc_port)}",
             f"flagd sync {bound(dp.grpc_host, dp.flagd_sync_port)}",
         ]
+    ofrep = _ofrep_url(stack)
+    ofrep_line = []
+    if ofrep:
+        ofrep_line.append(f"  OFREP      {ofrep}   (OpenFeature OFREP providers; X-API-Key: an SDK key)")
+        binds.append(f"OFREP {bound(stack.data_plane.ofrep_host, stack.data_plane.ofrep_port)}")
     rule = "─" * 78
     processes = f"data plane, {stack.data_plane.data_plane_processes} process(es)"
     lines = [
@@ -324,6 +338,7 @@ def banner(
         f"  REST API   {api}   (OpenAPI docs: {rest}/docs)",
         f"  gRPC       {_grpc_target(stack)}   ({processes})",
         *flagd,
+        *ofrep_line,
         f"  metrics    {'  '.join(metrics)}",
         f"  listening  {', '.join(binds)}",
         f"  processes  {', '.join(f'{name} {pid}' for name, pid in pids.items())}",

@@ -76,9 +76,10 @@ LISTENERS = (
     "FLAGYARD_GRPC_HOST",
     "FLAGYARD_METRICS_HOST",
     "FLAGYARD_SYNCER_METRICS_HOST",
+    "FLAGYARD_OFREP_HOST",
 )
 """Every address a process of ``flagyard up`` listens on (REST, gRPC, the data plane's and the syncer's
-metrics)."""
+metrics, OFREP)."""
 
 
 def loopback_in_development() -> None:
@@ -244,6 +245,10 @@ def check_ports(stack: StackSettings) -> list[str]:
             )
             if port != dp.grpc_port
         ]
+    if stack.data_plane.ofrep_enabled:
+        wanted.append(
+            (stack.data_plane.ofrep_host, stack.data_plane.ofrep_port, "OFREP", "FLAGYARD_OFREP_PORT")
+        )
     problems, seen = [], set()
     for host, port, what, how in wanted:
         if port == 0:

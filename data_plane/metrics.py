@@ -16,7 +16,7 @@ from collections import defaultdict
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 OTHER = "other"
-PROTOCOLS = ("flagyard", "flagd-rpc", "flagd-sync")
+PROTOCOLS = ("flagyard", "flagd-rpc", "flagd-sync", "ofrep")
 """Values of the ``protocol`` label: the protocol a call came in by."""
 METHODS = (
     "ResolveBoolean",
@@ -51,7 +51,7 @@ class Metrics:
         r = self.registry
         self.requests = Counter(
             "flagyard_data_plane_requests",
-            "Calls by protocol (PROTOCOLS), method and status code.",
+            "Calls by protocol (PROTOCOLS), method and status code (OFREP: its operation and HTTP status).",
             ["protocol", "method", "code"],
             registry=r,
         )
@@ -124,6 +124,13 @@ class Metrics:
         self.sync_streams = Gauge(
             "flagyard_data_plane_sync_streams",
             "Open SyncFlags streams.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.protocol_streams = Gauge(
+            "flagyard_data_plane_protocol_streams",
+            "Open event streams of the open protocols, by protocol.",
+            ["protocol"],
             registry=r,
             multiprocess_mode="livesum",
         )

@@ -1,4 +1,5 @@
-"""One data-plane process: the grpc.aio server, its health and reflection services, L1 and its tasks.
+"""One data-plane process: the grpc.aio server, its health and reflection services, L1 and its tasks, and
+the OFREP HTTP server in the same event loop, reading the same L1 (:mod:`.ofrep`).
 
 Ports: ``grpc_port`` (Flagyard's protocol) and, unless ``flagd_enabled`` is off, ``flagd_rpc_port`` and
 ``flagd_sync_port`` (flagd's protocols, :mod:`.flagd`): listeners of one server, each serving every service.
@@ -38,6 +39,7 @@ from .flagd import FlagdHandlers
 from .flagd import method_handlers as flagd_method_handlers
 from .follower import READY, REDIS_DOWN, Follower, FollowerStatus
 from .metrics import Metrics
+from .ofrep import OfrepServer
 from .service import EVALUATION_SERVICE, SYNC_SERVICE, Handlers, method_handlers
 from .settings import DataPlaneSettings
 from .store import RedisStore
@@ -95,6 +97,10 @@ class DataPlane:
         self.port = 0
         self.flagd_ports: dict[str, int] = {}
         """``rpc`` and ``sync``: the ports flagd's protocols were bound on (empty when turned off)."""
+        self.ofrep = (
+            OfrepServer(settings, self.follower, self.keys, self.metrics) if settings.ofrep_enabled else None
+        )
+        self.ofrep_port = 0
         self._health_tasks: set[asyncio.Task[None]] = set()
 
     def _on_status(self, status: FollowerStatus) -> None:
@@ -158,6 +164,13 @@ class DataPlane:
                 self.flagd_ports[name] = ports[port]
         await server.start()
         self.server = server
+        if self.ofrep is not None:
+            try:
+                self.ofrep_port = await self.ofrep.start()
+            except BaseException:
+                await server.stop(0)
+                self.server = None
+                raise
         self.follower.start()
         log.info(
             "grpc.started",
@@ -169,6 +182,8 @@ class DataPlane:
         return self.port
 
     async def stop(self, grace: float | None = None) -> None:
+        if self.ofrep is not None:
+            await self.ofrep.stop()
         if self.server is not None:
             await self.health.enter_graceful_shutdown()
             await self.server.stop(self.settings.grace_seconds if grace is None else grace)

@@ -42,6 +42,38 @@ class DataPlaneSettings(RedisSettings):
         description="Serve gRPC server reflection (lists the services to grpcurl and the like); "
         "unset: on in development mode, off in production.",
     )
+    ofrep_enabled: bool = Field(
+        default=True, description="Serve OFREP (OpenFeature Remote Evaluation Protocol) over HTTP."
+    )
+    ofrep_host: str = Field(default="[::]", description="Address the OFREP HTTP server binds.")
+    ofrep_port: int = Field(
+        default=8016, ge=0, le=65535, description="OFREP's HTTP port (flagd's); 0 picks a free one."
+    )
+    ofrep_rate_limit_per_key: float = Field(
+        default=0.0,
+        ge=0,
+        description="OFREP requests per second one SDK key may make to one process (burst: one second's "
+        "worth, at least 1); beyond it 429 with Retry-After. 0: no limit, as on the gRPC port.",
+    )
+    ofrep_event_streams: bool = Field(
+        default=True,
+        description="Offer OFREP's SSE change notifications (eventStreams in bulk answers, ADR-0008).",
+    )
+    ofrep_max_streams_per_key: int = Field(
+        default=32,
+        ge=1,
+        description="OFREP event streams one SDK key may hold open per process (429 beyond).",
+    )
+    ofrep_cors_origins: str = Field(
+        default="",
+        description="Origins (comma-separated, or *) whose browsers may call OFREP (CORS); empty: none.",
+    )
+    ofrep_max_connections: int = Field(
+        default=10_000, ge=1, description="Open OFREP connections per process; more are answered 503."
+    )
+    ofrep_keep_alive_seconds: int = Field(
+        default=75, ge=1, description="How long an idle OFREP keep-alive connection stays open."
+    )
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="Prometheus /metrics; 0 disables.")
     metrics_host: str = Field(
         default="0.0.0.0",  # noqa: S104 - a scraper elsewhere must reach it; `flagyard up` binds loopback

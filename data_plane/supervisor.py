@@ -36,6 +36,9 @@ def supervise(settings: DataPlaneSettings) -> int:
             problem="several processes need fixed FLAGYARD_FLAGD_RPC_PORT and FLAGYARD_FLAGD_SYNC_PORT",
         )
         return 2
+    if settings.ofrep_enabled and settings.ofrep_port == 0:
+        log.error("supervisor.bad_port", problem="several processes need a fixed FLAGYARD_OFREP_PORT")
+        return 2
     own_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="flagyard-metrics-")
     # Workers read the same FLAGYARD_* environment; command-line overrides are passed on through it.

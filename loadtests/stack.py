@@ -74,6 +74,7 @@ class Stack:
         self.queue = f"flagyard-sync-lt-{suffix}"
         self.http_port = free_port()
         self.grpc_port = free_port()
+        self.ofrep_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self._tmp = Path(tempfile.mkdtemp(prefix="flagyard-loadtest-"))
         self._ready = threading.Event()
@@ -98,6 +99,7 @@ class Stack:
             FLAGYARD_SYNC_QUEUE=self.queue,
             FLAGYARD_HTTP_HOST="127.0.0.1",
             FLAGYARD_GRPC_HOST="127.0.0.1",
+            FLAGYARD_OFREP_PORT=str(self.ofrep_port),
             FLAGYARD_METRICS_PORT="0",
             FLAGYARD_SYNCER_METRICS_PORT="0",
             # One admin key drives every admin user: the per-key rate limit would measure itself.

@@ -102,6 +102,8 @@ def wildcard_stack(monkeypatch: pytest.MonkeyPatch) -> up_setup.StackSettings:
         "FLAGYARD_METRICS_PORT": "9464",
         "FLAGYARD_SYNCER_METRICS_HOST": "::",
         "FLAGYARD_SYNCER_METRICS_PORT": "9102",
+        "FLAGYARD_OFREP_HOST": "[::]",
+        "FLAGYARD_OFREP_PORT": "8016",
     }.items():
         monkeypatch.setenv(name, value)
     return up_setup.load_settings()
@@ -130,8 +132,10 @@ def test_banner__listeners_on_wildcards__urls_to_open_here_and_every_interface_s
     )
     assert (
         "listening  REST *:8000 (every interface), gRPC [::]:50051 (every interface), "
-        "data-plane metrics 0.0.0.0:9464 (every interface), syncer metrics [::]:9102 (every interface)"
+        "data-plane metrics 0.0.0.0:9464 (every interface), syncer metrics [::]:9102 (every interface), "
+        "OFREP [::]:8016 (every interface)"
     ) in text
+    assert "OFREP      http://[::1]:8016   (OpenFeature OFREP providers; X-API-Key: an SDK key)" in text
 
 
 def test_check_ports__rest_on_star_with_its_port_free__no_problem(
@@ -144,6 +148,7 @@ def test_check_ports__rest_on_star_with_its_port_free__no_problem(
         "FLAGYARD_GRPC_PORT": str(free_port()),
         "FLAGYARD_METRICS_PORT": "0",
         "FLAGYARD_SYNCER_METRICS_PORT": "0",
+        "FLAGYARD_OFREP_PORT": str(free_port()),
     }.items():
         monkeypatch.setenv(name, value)
 

@@ -61,6 +61,7 @@ class Isolation:
     grpc_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
     syncer_metrics_port: int = field(default_factory=free_port)
+    ofrep_port: int = field(default_factory=free_port)
 
     def env(self, **overrides: str) -> dict[str, str]:
         """The environment of ``flagyard up``: no FLAGYARD_* of ours leaks in."""
@@ -73,6 +74,7 @@ class Isolation:
             FLAGYARD_HTTP_PORT=str(self.http_port),
             FLAGYARD_GRPC_PORT=str(self.grpc_port),
             FLAGYARD_METRICS_PORT=str(self.metrics_port),
+            FLAGYARD_OFREP_PORT=str(self.ofrep_port),
             FLAGYARD_SYNCER_METRICS_PORT=str(self.syncer_metrics_port),
             FLAGYARD_ENV_REFRESH_SECONDS="0.2",
             FLAGYARD_STREAM_BLOCK_MS="200",

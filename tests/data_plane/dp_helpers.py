@@ -201,6 +201,7 @@ def settings_for(prefix: str, redis_url: str | None = None, **overrides: Any) ->
         "flagd_rpc_port": 0,
         "flagd_sync_port": 0,
         "metrics_port": 0,
+        "ofrep_port": 0,
         "stream_block_ms": 200,
         "env_refresh_seconds": 0.3,
         "sync_heartbeat_seconds": 5,
