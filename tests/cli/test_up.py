@@ -146,6 +146,8 @@ def test_up__development_mode__binds_rest_grpc_and_every_metrics_port_on_loopbac
         "gRPC": isolation.grpc_port,
         "data-plane metrics": isolation.metrics_port,
         "syncer metrics": isolation.syncer_metrics_port,
+        "flagd RPC": isolation.flagd_rpc_port,
+        "flagd sync": isolation.flagd_sync_port,
         "OFREP": isolation.ofrep_port,
     }
     with running_up(isolation, tmp_path) as up:

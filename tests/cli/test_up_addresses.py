@@ -133,6 +133,7 @@ def test_banner__listeners_on_wildcards__urls_to_open_here_and_every_interface_s
     assert (
         "listening  REST *:8000 (every interface), gRPC [::]:50051 (every interface), "
         "data-plane metrics 0.0.0.0:9464 (every interface), syncer metrics [::]:9102 (every interface), "
+        "flagd RPC [::]:8013 (every interface), flagd sync [::]:8015 (every interface), "
         "OFREP [::]:8016 (every interface)"
     ) in text
     assert "OFREP      http://[::1]:8016   (OpenFeature OFREP providers; X-API-Key: an SDK key)" in text

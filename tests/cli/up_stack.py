@@ -62,6 +62,8 @@ class Isolation:
     metrics_port: int = field(default_factory=free_port)
     syncer_metrics_port: int = field(default_factory=free_port)
     ofrep_port: int = field(default_factory=free_port)
+    flagd_rpc_port: int = field(default_factory=free_port)
+    flagd_sync_port: int = field(default_factory=free_port)
 
     def env(self, **overrides: str) -> dict[str, str]:
         """The environment of ``flagyard up``: no FLAGYARD_* of ours leaks in."""
@@ -75,6 +77,8 @@ class Isolation:
             FLAGYARD_GRPC_PORT=str(self.grpc_port),
             FLAGYARD_METRICS_PORT=str(self.metrics_port),
             FLAGYARD_OFREP_PORT=str(self.ofrep_port),
+            FLAGYARD_FLAGD_RPC_PORT=str(self.flagd_rpc_port),
+            FLAGYARD_FLAGD_SYNC_PORT=str(self.flagd_sync_port),
             FLAGYARD_SYNCER_METRICS_PORT=str(self.syncer_metrics_port),
             FLAGYARD_ENV_REFRESH_SECONDS="0.2",
             FLAGYARD_STREAM_BLOCK_MS="200",
