@@ -194,7 +194,7 @@ def test_openfeature_snippet__evaluates_against_a_real_data_plane() -> None:
     import sdk_helpers
     from openfeature import api
 
-    block = only("python", "set_provider_and_wait")
+    block = only("python", "FlagyardProvider(target=")
     assert "api.set_provider(" not in block.text
     environments = sdk_helpers.seeded_env()
     environment = next(environments)
@@ -207,6 +207,31 @@ def test_openfeature_snippet__evaluates_against_a_real_data_plane() -> None:
         )
         values = run_expressions(code, {})
         assert values[1] is True  # new-checkout for a user in Germany: the beta segment
+    finally:
+        api.shutdown()
+        plane.stop()
+        next(environments, None)
+
+
+def test_open_protocols_snippet__stock_flagd_and_ofrep_providers_evaluate_against_a_real_data_plane() -> None:
+    """The Python block of "Any language": the unmodified PyPI providers, flagd RPC mode and OFREP."""
+    import sdk_helpers
+    from openfeature import api
+
+    block = only("python", "OFREPProvider")
+    environments = sdk_helpers.seeded_env()
+    environment = next(environments)
+    plane = sdk_helpers.ThreadPlane(environment.settings()).start()
+    assert plane.plane is not None
+    try:
+        code = (
+            block.text.replace("port=8013", f"port={plane.plane.flagd_ports['rpc']}")
+            .replace("http://127.0.0.1:8016", f"http://127.0.0.1:{plane.plane.ofrep_port}")
+            .replace('"fy_sdk_…"', repr(sdk_helpers.SDK_KEY))
+        )
+        assert code.count(repr(sdk_helpers.SDK_KEY)) == 2
+        values = run_expressions(code, {})
+        assert (values[1], values[3]) == (True, True)  # new-checkout for a user in Germany, both protocols
     finally:
         api.shutdown()
         plane.stop()

@@ -132,6 +132,7 @@ class Env:
             "grpc_port": port,
             "flagd_rpc_port": 0,  # not flagd's well-known ports: several planes run at once
             "flagd_sync_port": 0,
+            "ofrep_port": 0,
             "metrics_port": 0,
             "stream_block_ms": 100,
             "env_refresh_seconds": 0.3,
