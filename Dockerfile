@@ -4,7 +4,8 @@
 #   control plane  uvicorn --factory flagyard.control_plane.main:app_from_env --host 0.0.0.0 --port 8000
 #                  (the default CMD; /healthz, /readyz, /metrics on :8000)
 #   syncer         python -m flagyard.syncer worker          (Prometheus on :9102, FLAGYARD_SYNCER_METRICS_PORT)
-#   data plane     python -m flagyard.data_plane             (gRPC on :50051, Prometheus on :9464)
+#   data plane     python -m flagyard.data_plane             (gRPC on :50051, Prometheus on :9464; flagd's gRPC
+#                  protocols on :8013 RPC and :8015 sync, OFREP over HTTP on :8016)
 #   migrations     alembic upgrade head                      (reads FLAGYARD_DATABASE_URL; run once per release)
 #
 # Configuration is FLAGYARD_* environment variables only (README.md, "Configuration").
@@ -55,5 +56,5 @@ COPY alembic.ini ./
 COPY control_plane/migrations ./control_plane/migrations
 # Numeric, so Kubernetes can check runAsNonRoot against the image.
 USER 10001:10001
-EXPOSE 8000 9102 50051 9464
+EXPOSE 8000 9102 50051 9464 8013 8015 8016
 CMD ["uvicorn", "--factory", "flagyard.control_plane.main:app_from_env", "--host", "0.0.0.0", "--port", "8000", "--no-access-log"]

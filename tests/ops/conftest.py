@@ -121,15 +121,26 @@ def syncer(backing: Backing, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 @pytest.fixture(scope="module")
 def data_plane(backing: Backing, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """``python -m flagyard.data_plane`` on free gRPC and metrics ports, SERVING before it is yielded."""
+    """``python -m flagyard.data_plane`` on free ports (gRPC, flagd's two, OFREP, metrics: the defaults may be
+    taken by another run), SERVING before it is yielded."""
     log = tmp_path_factory.mktemp("data_plane") / "data_plane.log"
-    grpc_port, metrics_port = free_port(), free_port()
-    env = _env(backing, FLAGYARD_GRPC_PORT=str(grpc_port), FLAGYARD_METRICS_PORT=str(metrics_port))
+    ports: set[int] = set()
+    while len(ports) < 5:
+        ports.add(free_port())
+    grpc_port, rpc_port, sync_port, ofrep_port, metrics_port = sorted(ports)
+    env = _env(
+        backing,
+        FLAGYARD_GRPC_PORT=str(grpc_port),
+        FLAGYARD_FLAGD_RPC_PORT=str(rpc_port),
+        FLAGYARD_FLAGD_SYNC_PORT=str(sync_port),
+        FLAGYARD_OFREP_PORT=str(ofrep_port),
+        FLAGYARD_METRICS_PORT=str(metrics_port),
+    )
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "flagyard.data_plane"], env=env, stdout=out, stderr=out
         )
-    running = Running(proc, log, metrics_port, grpc_port)
+    running = Running(proc, log, metrics_port, grpc_port, rpc_port, sync_port, ofrep_port)
     try:
         wait_until(lambda: _metrics_answer(running))
         wait_until(lambda: grpc_health(grpc_port, "") == health_pb2.HealthCheckResponse.SERVING)

@@ -205,6 +205,9 @@ class Running:
     log: Path
     metrics_port: int
     grpc_port: int = 0
+    flagd_rpc_port: int = 0
+    flagd_sync_port: int = 0
+    ofrep_port: int = 0
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:

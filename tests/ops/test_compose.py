@@ -200,6 +200,7 @@ def test_compose__services_inside_the_network__listen_on_every_interface(service
     assert option(services["control-plane"]["command"], "--host") in every
     data_plane = compose_env(services["data-plane"])
     assert data_plane.get("FLAGYARD_GRPC_HOST", default_of(DataPlaneSettings, "grpc_host")) in every
+    assert data_plane.get("FLAGYARD_OFREP_HOST", default_of(DataPlaneSettings, "ofrep_host")) in every
     assert data_plane.get("FLAGYARD_METRICS_HOST", default_of(DataPlaneSettings, "metrics_host")) in every
     syncer = compose_env(services["syncer"])
     assert (

@@ -87,6 +87,24 @@ def test_data_plane__k8s_grpc_probes__report_serving(data_plane: Running) -> Non
         assert grpc_health(data_plane.grpc_port, service) == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_data_plane__flagd_ports__answer_the_probes_health_service(data_plane: Running) -> None:
+    """flagd's ports are listeners of the same server: the readiness the probe reads on the gRPC port is
+    theirs too (what a mesh or load balancer health-checking 8013/8015 sees)."""
+    for port in (data_plane.flagd_rpc_port, data_plane.flagd_sync_port):
+        assert port
+        assert grpc_health(port, "") == health_pb2.HealthCheckResponse.SERVING, port
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_data_plane__ofrep_health_paths__answer_200_once_serving(data_plane: Running, path: str) -> None:
+    """OFREP's port (published by compose, a Service port in k8s) answers its health paths with the same
+    readiness as the gRPC probe, so the one readiness probe on the gRPC port covers it."""
+    assert data_plane.ofrep_port
+    url = f"http://127.0.0.1:{data_plane.ofrep_port}{path}"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.status == 200
+
+
 def test_syncer__k8s_probe_path__serves_the_syncer_metrics(syncer: Running) -> None:
     container = k8s_resource("Deployment", "flagyard-syncer")["spec"]["template"]["spec"]["containers"][0]
     paths = {container[probe]["httpGet"]["path"] for probe in PROBES}

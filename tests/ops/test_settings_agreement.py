@@ -177,6 +177,61 @@ def test_syncer__metrics_port__agrees_everywhere() -> None:
     assert _healthcheck_port(service) == port
 
 
+DATA_PLANE_PORTS = {
+    "grpc": "grpc_port",
+    "flagd-rpc": "flagd_rpc_port",
+    "flagd-sync": "flagd_sync_port",
+    "ofrep": "ofrep_port",
+}
+"""The data plane's serving ports: container and Service port name -> the setting that binds it."""
+
+
+def _env_name(field: str) -> str:
+    return f"FLAGYARD_{field.upper()}"
+
+
+def test_data_plane__serving_ports__agree_everywhere() -> None:
+    """gRPC, flagd's RPC and sync and OFREP: each is its setting's default in k8s and compose, a named
+    containerPort, a Service port, published on loopback by compose and EXPOSEd by the image."""
+    assert set(DATA_PLANE_PORTS.values()) <= set(DataPlaneSettings.model_fields)
+    container = _k8s_container("data-plane")
+    env = container_env(container)
+    ports = {name: default_of(DataPlaneSettings, field) for name, field in DATA_PLANE_PORTS.items()}
+    assert len(set(ports.values())) == len(ports), ports
+    for name, field in DATA_PLANE_PORTS.items():
+        assert int(env[_env_name(field)] or 0) == ports[name], field
+        assert _port(container, name) == ports[name], name
+    service_ports = {p["name"]: p for p in k8s_resource("Service", "flagyard-data-plane")["spec"]["ports"]}
+    assert set(service_ports) == set(ports)
+    for name, port in ports.items():
+        assert service_ports[name]["port"] == port, name
+        assert service_ports[name]["targetPort"] == name, name
+
+    service = compose()["services"]["data-plane"]
+    compose_vars = compose_env(service)
+    for name, field in DATA_PLANE_PORTS.items():
+        assert int(compose_vars[_env_name(field)]) == ports[name], field
+    assert _published(service) == set(ports.values())
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    exposed = re.search(r"^EXPOSE (.+)$", dockerfile, re.MULTILINE)
+    assert exposed is not None
+    assert {str(port) for port in ports.values()} <= set(exposed.group(1).split())
+    header = dockerfile.split("\nARG ", 1)[0]
+    assert all(f":{port}" in header for port in ports.values()), "the header comment lists every port"
+
+
+def test_data_plane__flagd_and_ofrep__on_by_default_where_deployed() -> None:
+    """The published flagd and OFREP ports have something behind them: neither is turned off."""
+    assert default_of(DataPlaneSettings, "flagd_enabled") is True
+    assert default_of(DataPlaneSettings, "ofrep_enabled") is True
+    k8s_env = container_env(_k8s_container("data-plane"))
+    compose_vars = compose_env(compose()["services"]["data-plane"])
+    for name in ("FLAGYARD_FLAGD_ENABLED", "FLAGYARD_OFREP_ENABLED"):
+        assert k8s_env.get(name, "true") == "true", name
+        assert compose_vars.get(name, "true") == "true", name
+
+
 def test_data_plane__grpc_and_metrics_ports__agree_everywhere() -> None:
     container = _k8s_container("data-plane")
     env = container_env(container)
@@ -189,14 +244,16 @@ def test_data_plane__grpc_and_metrics_ports__agree_everywhere() -> None:
         assert container[probe]["grpc"]["port"] == grpc_port
     pod = k8s_resource("Deployment", "flagyard-data-plane")["spec"]["template"]
     assert int(pod["metadata"]["annotations"]["prometheus.io/port"]) == metrics_port
-    (service_port,) = k8s_resource("Service", "flagyard-data-plane")["spec"]["ports"]
-    assert service_port["port"] == grpc_port
+    service_ports = {
+        p["name"]: p["port"] for p in k8s_resource("Service", "flagyard-data-plane")["spec"]["ports"]
+    }
+    assert service_ports["grpc"] == grpc_port
 
     service = compose()["services"]["data-plane"]
     compose_vars = compose_env(service)
     assert int(compose_vars["FLAGYARD_GRPC_PORT"]) == grpc_port
     assert int(compose_vars["FLAGYARD_METRICS_PORT"]) == metrics_port
-    assert _published(service) == {grpc_port}
+    assert grpc_port in _published(service)
     assert _healthcheck_port(service) == grpc_port
 
     exposed = re.search(r"^EXPOSE (.+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
