@@ -236,3 +236,13 @@ def test_open_protocols_snippet__stock_flagd_and_ofrep_providers_evaluate_agains
         api.shutdown()
         plane.stop()
         next(environments, None)
+
+
+def test_tour_banner__names_the_schema_head_a_fresh_database_migrates_to() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    shown = re.search(r"database schema at (\S+) \(migrated from nothing\)", README)
+    assert shown is not None
+    head = ScriptDirectory.from_config(Config(str(ROOT / "alembic.ini"))).get_current_head()
+    assert shown.group(1) == head
