@@ -222,6 +222,12 @@ def wait_serving(port: int, timeout: float = 60) -> None:
 Call = Callable[[], Awaitable[Any]]
 
 
+def _path(method: str) -> str:
+    """A method of Flagyard's EvaluationService by name, or any service's method by its full path (the
+    flagd benchmark drives these same load generators)."""
+    return method if method.startswith("/") else f"/flagyard.v1.EvaluationService/{method}"
+
+
 async def closed_loop(
     port: int, method: str, request: bytes, seconds: float, connections: int = 4, per_connection: int = 16
 ) -> float:
@@ -236,13 +242,13 @@ async def closed_loop(
 
     async def worker(channel: grpc.aio.Channel) -> None:
         nonlocal done
-        call = channel.unary_unary(f"/flagyard.v1.EvaluationService/{method}")
+        call = channel.unary_unary(_path(method))
         while time.perf_counter() < stop_at:
             await call(request, metadata=metadata)
             done += 1
 
     for channel in channels:  # warm up each connection
-        await channel.unary_unary(f"/flagyard.v1.EvaluationService/{method}")(request, metadata=metadata)
+        await channel.unary_unary(_path(method))(request, metadata=metadata)
     stop_at = time.perf_counter() + seconds
     started = time.perf_counter()
     await asyncio.gather(*(worker(c) for c in channels for _ in range(per_connection)))
@@ -262,7 +268,7 @@ async def open_loop(
         grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
         for _ in range(4)
     ]
-    calls = [c.unary_unary(f"/flagyard.v1.EvaluationService/{method}") for c in channels]
+    calls = [c.unary_unary(_path(method)) for c in channels]
     metadata = (("authorization", f"Bearer {SDK_KEY}"),)
     for call in calls:
         await call(request, metadata=metadata)

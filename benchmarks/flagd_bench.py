@@ -16,7 +16,6 @@ keys live under a fresh prefix, removed after.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import subprocess
 import sys
@@ -37,7 +36,9 @@ from benchmarks.data_plane_bench import (
     SDK_KEY,
     _run,
     clean,
+    closed_loop,
     free_port,
+    open_loop,
     reference_flag,
 )
 from benchmarks.results import add_json_argument, write_json
@@ -121,73 +122,6 @@ def _metadata() -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {SDK_KEY}"),)
 
 
-async def closed_loop(
-    port: int, request: bytes, seconds: float, connections: int = 4, per_connection: int = 16
-) -> float:
-    """Calls completed per second with ``connections × per_connection`` calls always in flight."""
-    channels = [
-        grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
-        for _ in range(connections)
-    ]
-    metadata = _metadata()
-    done = 0
-    stop_at = 0.0
-
-    async def worker(channel: grpc.aio.Channel) -> None:
-        nonlocal done
-        call = channel.unary_unary(METHOD)
-        while time.perf_counter() < stop_at:
-            await call(request, metadata=metadata)
-            done += 1
-
-    for channel in channels:
-        await channel.unary_unary(METHOD)(request, metadata=metadata)
-    stop_at = time.perf_counter() + seconds
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(c) for c in channels for _ in range(per_connection)))
-    elapsed = time.perf_counter() - started
-    for channel in channels:
-        await channel.close()
-    return done / elapsed
-
-
-async def open_loop(
-    port: int, request: bytes, rate: float, seconds: float, workers: int = 64
-) -> tuple[float, float]:
-    """(p50, p99) latency in ms at a fixed arrival rate, each call timed from its scheduled start."""
-    channels = [
-        grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
-        for _ in range(4)
-    ]
-    calls = [c.unary_unary(METHOD) for c in channels]
-    metadata = _metadata()
-    for call in calls:
-        await call(request, metadata=metadata)
-    latencies: list[float] = []
-    interval = 1.0 / rate
-    total = int(rate * seconds)
-    next_slot = 0
-    start = time.perf_counter() + 0.05
-
-    async def worker(call: Any) -> None:
-        nonlocal next_slot
-        while next_slot < total:
-            slot = next_slot
-            next_slot += 1
-            scheduled = start + slot * interval
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await call(request, metadata=metadata)
-            latencies.append(time.perf_counter() - scheduled)
-
-    await asyncio.gather(*(worker(calls[i % len(calls)]) for i in range(workers)))
-    for channel in channels:
-        await channel.close()
-    latencies.sort()
-    return latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.99)] * 1000
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -220,10 +154,10 @@ def main() -> None:
         async def network() -> dict[str, float]:
             out: dict[str, float] = {}
             for name, port in (("floor", floor_port), ("dp", dp_port)):
-                out[f"{name}_peak"] = await closed_loop(port, request, seconds)
+                out[f"{name}_peak"] = await closed_loop(port, METHOD, request, seconds)
             for name, port in (("floor", floor_port), ("dp", dp_port)):
                 out[f"{name}_p50"], out[f"{name}_p99"] = await open_loop(
-                    port, request, out[f"{name}_peak"] / 2, seconds
+                    port, METHOD, request, out[f"{name}_peak"] / 2, seconds
                 )
             return out
 
