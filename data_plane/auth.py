@@ -5,7 +5,8 @@ time, also on a SyncFlags stream already open: see :meth:`SdkKeys.next_check`), 
 ``sdk_key_negative_cache_seconds``. ``expires_at`` is checked on every call. While Redis is unavailable, or
 has lost its data (restarted empty, not yet re-hydrated by the syncer), a key verified before keeps working
 (stale); an unverified one is UNAVAILABLE (or unknown if Redis lost its data). Concurrent first uses of one
-key share a single Redis read.
+key share a single Redis read. With ``sdk_key_rate_limit`` set, the calls of one key in one process share
+one token bucket whatever their protocol (Flagyard's gRPC, flagd's, OFREP); a stream counts when it opens.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from typing import Any
 
 from flagyard.contracts.redis import SdkKeyRecord, hash_sdk_key
 
-from .exceptions import StoreCorruptError, StoreUnavailableError, UnauthenticatedError, UnavailableError
+from .exceptions import (
+    RateLimitedError,
+    StoreCorruptError,
+    StoreUnavailableError,
+    UnauthenticatedError,
+    UnavailableError,
+)
 from .store import RedisStore
 
 MAX_CACHED_KEYS = 10_000
@@ -48,11 +55,37 @@ def bearer_token(metadata: Iterable[Any] | None) -> str:
     raise UnauthenticatedError("missing authorization metadata ('Bearer <sdk key>')")
 
 
+class KeyRateLimiter:
+    """A token bucket per SDK key in this process: ``rate`` per second, bursts of ``max(1, rate)``."""
+
+    def __init__(self, rate: float, max_keys: int = 10_000) -> None:
+        self.rate = rate
+        self.burst = max(1.0, rate)
+        self.max_keys = max_keys
+        self._buckets: dict[str, list[float]] = {}
+
+    def wait(self, key: str, now: float) -> float:
+        """0 if a request with ``key`` may go now (and take its token), else the seconds until it may."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self.max_keys:
+                self._buckets.clear()
+            bucket = self._buckets[key] = [self.burst, now]
+        tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+        bucket[1] = now
+        if tokens >= 1.0:
+            bucket[0] = tokens - 1.0
+            return 0.0
+        bucket[0] = tokens
+        return (1.0 - tokens) / self.rate
+
+
 class SdkKeys:
-    def __init__(self, store: RedisStore, ttl: float, negative_ttl: float) -> None:
+    def __init__(self, store: RedisStore, ttl: float, negative_ttl: float, rate_limit: float = 0.0) -> None:
         self.store = store
         self.ttl = ttl
         self.negative_ttl = negative_ttl
+        self._limiter = KeyRateLimiter(rate_limit) if rate_limit > 0 else None
         self._cache: dict[str, _Cached] = {}
         self._inflight: dict[str, asyncio.Future[SdkKeyRecord | None]] = {}
 
@@ -70,8 +103,24 @@ class SdkKeys:
             and time.monotonic() - cached.fetched < self.ttl
             and not record.expired(time.time())
         ):
+            if self._limiter is not None:
+                self.admit(token)
             return record
-        return await self.verify(token)
+        record = await self.verify(token)
+        if self._limiter is not None:
+            self.admit(token)
+        return record
+
+    def admit(self, token: str) -> None:
+        """Count one call of a verified key against ``sdk_key_rate_limit``: RateLimitedError past it.
+
+        :meth:`authenticate` does it for every call; a caller that checks a key with :meth:`verify` to open a
+        call (a stream) admits it too, while the re-checks of an open stream are not calls and are not
+        counted."""
+        if self._limiter is not None:
+            wait = self._limiter.wait(token, time.monotonic())
+            if wait:
+                raise RateLimitedError(wait)
 
     async def verify(self, token: str) -> SdkKeyRecord:
         """The record of an SDK key; UnauthenticatedError if unknown or expired, UnavailableError if it

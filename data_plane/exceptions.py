@@ -14,6 +14,7 @@ exceptions.
         ├── UnauthenticatedError       missing, unknown or expired SDK key → UNAUTHENTICATED
         ├── InvalidRequestError        malformed request, or over a bound of limits → INVALID_ARGUMENT
         ├── ResponseTooLargeError      the answer would exceed MAX_GRPC_MESSAGE_BYTES → RESOURCE_EXHAUSTED
+        ├── RateLimitedError           the SDK key is over sdk_key_rate_limit → RESOURCE_EXHAUSTED
         └── UnavailableError           cannot answer right now (key unverifiable, not hydrated) → UNAVAILABLE
 """
 
@@ -58,6 +59,18 @@ class InvalidRequestError(RequestError):
 
 class ResponseTooLargeError(RequestError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class RateLimitedError(RequestError):
+    """The call's SDK key used up ``sdk_key_rate_limit``; it may call again in ``retry_after`` seconds."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(
+            f"SDK key over its rate limit in this data-plane process; retry in {retry_after:.2f} s"
+        )
+        self.retry_after = retry_after
 
 
 class UnavailableError(RequestError):

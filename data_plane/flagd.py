@@ -414,6 +414,7 @@ class FlagdHandlers:
             record = await self.keys.authenticate(metadata)  # the header: SdkKeys' cached fast path
         else:
             record = await self.keys.verify(token)
+            self.keys.admit(token)
         _check_flag_set(selector, record)
         return token, record, await self.follower.environment(record.environment_id)
 

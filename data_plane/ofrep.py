@@ -12,8 +12,8 @@ Both take ``{"context": {...}}``; ``targetingKey`` becomes the rule engine's ``t
 body or ``context`` is an empty context (the stock providers send ``{}`` without one). The SDK key travels
 in ``X-API-Key`` or ``Authorization: Bearer`` and is checked by :class:`.auth.SdkKeys`, the gRPC port's
 check (revocation within the key cache, expiry on every call): 401 missing, unknown or expired; 429 with
-``Retry-After`` past ``ofrep_rate_limit_per_key``; 503 while L1 is not hydrated. Evaluation is
-``FlagSet.evaluate`` of the environment in L1, as for ResolveBoolean & co.
+``Retry-After`` past ``sdk_key_rate_limit`` (shared with the gRPC protocols); 503 while L1 is not
+hydrated. Evaluation is ``FlagSet.evaluate`` of the environment in L1, as for ResolveBoolean & co.
 
 Results as OFREP reads them: ``value`` and ``variant`` only when a variant is served (no variant: the
 caller's default, OFREP's ``codeDefaultFlag``); reasons STATIC, TARGETING_MATCH, SPLIT, DEFAULT, DISABLED,
@@ -65,7 +65,7 @@ from flagyard.rule_engine import ErrorCode, EvaluationResult, Reason, limits
 from flagyard.rule_engine.model import KEY_PATTERN
 
 from .auth import MIN_RECHECK_SECONDS, SdkKeys, bearer_token
-from .exceptions import UnauthenticatedError, UnavailableError
+from .exceptions import RateLimitedError, UnauthenticatedError, UnavailableError
 from .follower import Follower
 from .l1 import CachedEnvironment
 from .metrics import Metrics
@@ -188,31 +188,6 @@ def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
     return False
 
 
-class KeyRateLimiter:
-    """A token bucket per SDK key in this process: ``rate`` per second, bursts of ``max(1, rate)``."""
-
-    def __init__(self, rate: float, max_keys: int = 10_000) -> None:
-        self.rate = rate
-        self.burst = max(1.0, rate)
-        self.max_keys = max_keys
-        self._buckets: dict[str, list[float]] = {}
-
-    def wait(self, key: str, now: float) -> float:
-        """0 if a request with ``key`` may go now (and take its token), else the seconds until it may."""
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) >= self.max_keys:
-                self._buckets.clear()
-            bucket = self._buckets[key] = [self.burst, now]
-        tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
-        bucket[1] = now
-        if tokens >= 1.0:
-            bucket[0] = tokens - 1.0
-            return 0.0
-        bucket[0] = tokens
-        return (1.0 - tokens) / self.rate
-
-
 # --- results ------------------------------------------------------------------------------------------------
 
 
@@ -324,8 +299,6 @@ class OfrepApp:
         self.keys = keys
         self.metrics = metrics
         self.encoder = Encoder()
-        rate = settings.ofrep_rate_limit_per_key
-        self.limiter = KeyRateLimiter(rate) if rate > 0 else None
         self._counters: dict[tuple[str, int], Any] = {}
         self._streams_per_key: dict[str, int] = {}
         self._streams = metrics.protocol_streams.labels(PROTOCOL)
@@ -454,11 +427,9 @@ class OfrepApp:
             return _error(401, f"{exc}: send the environment's SDK key as X-API-Key or Authorization: Bearer")
         except UnavailableError as exc:
             return _error(503, str(exc), [(b"retry-after", b"1")])
-        if self.limiter is not None:
-            wait = self.limiter.wait(request.metadata[0][1], time.monotonic())
-            if wait:
-                seconds = str(max(1, math.ceil(wait))).encode()
-                return _error(429, "rate limit of this SDK key exceeded", [(b"retry-after", seconds)])
+        except RateLimitedError as exc:
+            seconds = str(max(1, math.ceil(exc.retry_after))).encode()
+            return _error(429, "rate limit of this SDK key exceeded", [(b"retry-after", seconds)])
         return record, env
 
     async def _catch_up(self, env: CachedEnvironment, query: bytes) -> None:

@@ -85,7 +85,10 @@ class DataPlane:
         self.health = HealthServicer()
         self.follower = Follower(self.store, settings, self.metrics, self.encoder, on_status=self._on_status)
         self.keys = SdkKeys(
-            self.store, settings.sdk_key_cache_seconds, settings.sdk_key_negative_cache_seconds
+            self.store,
+            settings.sdk_key_cache_seconds,
+            settings.sdk_key_negative_cache_seconds,
+            settings.sdk_key_rate_limit,
         )
         self.handlers = Handlers(settings, self.follower, self.keys, self.metrics, self.encoder, self.store)
         self.flagd = (

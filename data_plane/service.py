@@ -190,6 +190,7 @@ class Handlers:
                 raise InvalidRequestError("revision must not be negative")
             token = bearer_token(context.invocation_metadata())
             record = await self.keys.verify(token)
+            self.keys.admit(token)
             env = await self.follower.environment(record.environment_id)
         except Exception as exc:
             await self._fail("SyncFlags", context, exc)

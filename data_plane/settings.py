@@ -49,11 +49,13 @@ class DataPlaneSettings(RedisSettings):
     ofrep_port: int = Field(
         default=8016, ge=0, le=65535, description="OFREP's HTTP port (flagd's); 0 picks a free one."
     )
-    ofrep_rate_limit_per_key: float = Field(
+    sdk_key_rate_limit: float = Field(
         default=0.0,
         ge=0,
-        description="OFREP requests per second one SDK key may make to one process (burst: one second's "
-        "worth, at least 1); beyond it 429 with Retry-After. 0: no limit, as on the gRPC port.",
+        description="Calls per second one SDK key may make to one data-plane process over every protocol "
+        "(Flagyard's gRPC, flagd's, OFREP; a stream counts once, when it opens), in bursts of one second's "
+        "worth (at least 1). Beyond it: RESOURCE_EXHAUSTED on gRPC, 429 with Retry-After on OFREP. "
+        "0: no limit.",
     )
     ofrep_event_streams: bool = Field(
         default=True,

@@ -330,7 +330,7 @@ def test_ofrep__revoked_key__401_once_the_key_cache_runs_out(
 def test_ofrep__rate_limit_per_key__429_with_retry_after_then_answers_again(
     rds: redis.Redis, seeded: str, planes: list[Plane]
 ) -> None:
-    plane = _start(planes, seeded, ofrep_rate_limit_per_key=0.25)
+    plane = _start(planes, seeded, sdk_key_rate_limit=0.25)
     with _http(plane) as http:
         statuses = [evaluate(http, "banner").status_code for _ in range(5)]
         assert statuses[0] == 200
@@ -530,7 +530,7 @@ def test_ofrep_stock_provider__rate_limited__general_error_and_pauses_until_retr
     from openfeature.contrib.provider.ofrep import OFREPProvider
     from openfeature.exception import ErrorCode, GeneralError
 
-    plane = _start(planes, seeded, ofrep_rate_limit_per_key=0.25)
+    plane = _start(planes, seeded, sdk_key_rate_limit=0.25)
     assert plane.plane is not None
     provider = OFREPProvider(
         f"http://127.0.0.1:{plane.plane.ofrep_port}", headers_factory=lambda: {"X-API-Key": SDK_KEY}
