@@ -23,6 +23,7 @@ from flagyard.contracts.logs import configure_logging
 from flagyard.control_plane.api import errors
 from flagyard.control_plane.api.deps import IdempotencyPruner, declare_bearer_scheme
 from flagyard.control_plane.api.middleware import RequestContextMiddleware
+from flagyard.control_plane.console import install_console
 from flagyard.control_plane.api.routes import (
     api_keys,
     audit,
@@ -171,6 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     declare_bearer_scheme(app)
     install_docs(app)
+    install_console(app)
     errors.index_methods(app, routers)
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics, access_log=settings.access_log)
     return app
