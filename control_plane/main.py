@@ -23,7 +23,6 @@ from flagyard.contracts.logs import configure_logging
 from flagyard.control_plane.api import errors
 from flagyard.control_plane.api.deps import IdempotencyPruner, declare_bearer_scheme
 from flagyard.control_plane.api.middleware import RequestContextMiddleware
-from flagyard.control_plane.console import install_console
 from flagyard.control_plane.api.routes import (
     api_keys,
     audit,
@@ -36,6 +35,7 @@ from flagyard.control_plane.api.routes import (
     segments,
     transfer,
 )
+from flagyard.control_plane.console import install_console
 from flagyard.control_plane.db.reads import make_read_pool
 from flagyard.control_plane.metrics import Metrics
 from flagyard.control_plane.outbox import Dispatcher, Relay, backlog

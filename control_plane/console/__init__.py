@@ -14,8 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -35,7 +36,9 @@ SECURITY_HEADERS: dict[str, str] = {
     # Assets revalidate on every load (a cheap 304), so an upgraded server never runs a stale module.
     "Cache-Control": "no-cache",
 }
-_RAW_HEADERS = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in SECURITY_HEADERS.items()]
+_RAW_HEADERS = [
+    (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in SECURITY_HEADERS.items()
+]
 _REPLACED = {name for name, _ in _RAW_HEADERS}
 
 
@@ -45,6 +48,14 @@ def _with_security_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[byt
 
 class ConsoleFiles(StaticFiles):
     """The console's static files, every answer (404s included) with the security headers."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        # StaticFiles raises its 404 and 405 for the app's error handlers, which answer outside this mount
+        # (without the headers); answered here, they pass through ``__call__`` below.
+        try:
+            return await super().get_response(path, scope)
+        except HTTPException as exc:
+            return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_headers(message: Message) -> None:
