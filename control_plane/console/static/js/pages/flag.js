@@ -156,8 +156,9 @@ export async function render(ctx) {
     if (config.targeting) parts.push("JsonLogic targeting");
     else if (rules) parts.push(`${rules} rule${rules === 1 ? "" : "s"}`);
     if (config.default_split) parts.push("split by default");
-    else parts.push(`default ${config.default_variant ?? "—"}`);
-    parts.push(`off ${config.off_variant ?? "—"}`);
+    else if (config.default_variant) parts.push(`default ${config.default_variant}`);
+    else parts.push("no default variant");
+    if (config.off_variant) parts.push(`off ${config.off_variant}`);
     if ((config.prerequisites || []).length) parts.push(`${config.prerequisites.length} prerequisite(s)`);
     return parts.join(" · ");
   }
@@ -186,9 +187,10 @@ export async function render(ctx) {
       toast(`${flag.key} is ${enabled ? "on" : "off"} in ${env.key}`);
       banner.hidden = true;
       renderEnvironments();
-      const button = envTable.querySelector(`[data-testid="toggle-${CSS.escape(env.key)}"]`);
-      if (button) button.focus();
-      if (env.key === ctx.env && !targeting.isDirty()) targeting.rebuild(pick(body), `"${body.version}"`, body.version);
+      renderDefinition();
+      const again = envTable.querySelector(`[data-testid="toggle-${CSS.escape(env.key)}"]`);
+      if (again) again.focus();
+      targeting.ownChange(env.key, body);
     } catch (error) {
       fillErrorBanner(banner, error, `Could not turn ${enabled ? "on" : "off"} ${flag.key} in ${env.key}`);
     }
@@ -400,6 +402,20 @@ function targetingSection({ ctx, flag, env, initial, etag, segments, flags, rule
     holder,
     canWrite ? h("div", { class: "save-bar" }, comment.element, save) : h("p", { class: "muted" }, "Read-only: your role (", ctx.session.role, ") cannot change targeting."),
   );
-  return { element, isDirty, rebuild };
+  /** This page changed the flag (a toggle): another environment's change cannot conflict with an edit
+   * here, so the editor just moves to the new version; a toggle of this environment rebuilds the editor
+   * unless it holds an edit (then saving meets the 412 flow, which shows the toggle). */
+  function ownChange(envKey, body) {
+    if (envKey !== env.key) {
+      if (loadedVersion === body.version - 1) {
+        currentEtag = `"${body.version}"`;
+        loadedVersion = body.version;
+      }
+    } else if (!isDirty()) {
+      rebuild(pick(body), `"${body.version}"`, body.version);
+    }
+  }
+
+  return { element, ownChange };
 }
 
