@@ -26,13 +26,14 @@ EXPECTED_HEADERS = {
     "x-content-type-options": "nosniff",
     "cache-control": "no-cache",
 }
-# Shared editor components the pages load with import() and a fallback when absent (console/fallbacks.js,
-# console/variants.js): a page works with or without them.
+# The shared editor components: the pages load them with import() and a fallback when absent
+# (js/fallbacks.js, js/variants.js), and the page links their stylesheet; a page works without them.
 OPTIONAL_MODULES = {
     "js/components/rule-editor.js",
     "js/components/diff.js",
     "js/components/variant-editor.js",
 }
+OPTIONAL_ASSETS = {"components.css"}
 IMPORT = re.compile(r"""(?:\bimport\s*(?:[\w*{}\s,]+\s*from\s*)?|\bimport\s*\(\s*)["']([^"']+)["']""")
 
 
@@ -142,14 +143,21 @@ def test_modules__every_import_exists_and_is_served_as_javascript_with_the_heade
         assert response.status_code == 200, module
         assert "javascript" in response.headers["content-type"], (module, response.headers["content-type"])
         assert_security_headers(response)
-    css = client.get("/ui/static/console.css")
-    assert css.status_code == 200
-    assert css.headers["content-type"].startswith("text/css")
+    stylesheets = [
+        str(link["href"]).removeprefix("static/") for link in parsed_index().links if link.get("rel") == "stylesheet"
+    ]
+    assert "console.css" in stylesheets
+    for sheet in stylesheets:
+        if sheet in OPTIONAL_ASSETS and not (STATIC_DIR / sheet).exists():
+            continue
+        css = client.get(f"/ui/static/{sheet}")
+        assert css.status_code == 200, sheet
+        assert css.headers["content-type"].startswith("text/css")
 
 
-def test_modules__every_js_file_is_reachable_from_the_page() -> None:
+def test_modules__every_js_file_under_js_is_reachable_from_the_page() -> None:
     graph = module_graph()
-    files = {p.relative_to(STATIC_DIR).as_posix() for p in STATIC_DIR.rglob("*.js")}
+    files = {p.relative_to(STATIC_DIR).as_posix() for p in (STATIC_DIR / "js").rglob("*.js")}
 
     assert files - set(graph) == set()
 

@@ -5,7 +5,7 @@
 import { ApiError, get, getAll, request, setCsrfToken, setUnauthenticatedHandler } from "./api.js";
 import { h, replace } from "./dom.js";
 import { propagationIndicator } from "./propagation.js";
-import { badge, button, errorBanner, loading, select } from "./ui.js";
+import { badge, button, displayName, errorBanner, loading, select } from "./ui.js";
 
 const ROLE_RANK = { reader: 1, writer: 2, admin: 3 };
 
@@ -153,7 +153,7 @@ function header(route, projects, environments) {
   const parts = [h("a", { class: "brand", href: "#/" }, h("span", { class: "logo", "aria-hidden": "true" }, "⚑"), "Flagyard")];
   if (projects) {
     const projectSelect = select(
-      [["", "Choose a project…"], ...projects.map((p) => [p.key, p.name === p.key ? p.key : `${p.name} (${p.key})`])],
+      [["", "Choose a project…"], ...projects.map((p) => [p.key, displayName(p)])],
       { value: project || "", id: "project-switcher" },
     );
     projectSelect.addEventListener("change", () => {
@@ -163,7 +163,7 @@ function header(route, projects, environments) {
   }
   if (project && environments) {
     const envSelect = select(
-      [...(env ? [] : [["", environments.length ? "Choose…" : "None yet"]]), ...environments.map((e) => [e.key, e.name === e.key ? e.key : `${e.name} (${e.key})`])],
+      [...(env ? [] : [["", environments.length ? "Choose…" : "None yet"]]), ...environments.map((e) => [e.key, displayName(e)])],
       { value: env || "", id: "env-switcher" },
     );
     envSelect.addEventListener("change", () => {

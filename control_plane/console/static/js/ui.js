@@ -7,6 +7,11 @@ import { h, replace, uid } from "./dom.js";
 /** Environment keys/names that deserve a second thought before a toggle. */
 const PRODUCTION_LIKE = /(^|[^a-z])(prod|production|live|prd)([^a-z]|$)/i;
 
+/** "Production" for {key: "production", name: "Production"}; "Payments (pay)" when they differ. */
+export function displayName(item) {
+  return item.name && item.name.toLowerCase() !== item.key.toLowerCase() ? `${item.name} (${item.key})` : item.name || item.key;
+}
+
 export function isProductionLike(env) {
   if (!env) return false;
   return PRODUCTION_LIKE.test(env.key || "") || PRODUCTION_LIKE.test(env.name || "");

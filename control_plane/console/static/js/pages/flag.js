@@ -9,6 +9,7 @@ import {
   badge,
   button,
   confirmDialog,
+  displayName,
   errorBanner,
   field,
   fillErrorBanner,
@@ -131,9 +132,7 @@ export async function render(ctx) {
               h(
                 "th",
                 { scope: "row" },
-                current ? h("strong", {}, env.name) : h("a", { href: ctx.href("p", ctx.project, "e", env.key, "flags", flag.key) }, env.name),
-                " ",
-                h("code", { class: "muted" }, env.key),
+                current ? h("strong", {}, displayName(env)) : h("a", { href: ctx.href("p", ctx.project, "e", env.key, "flags", flag.key) }, displayName(env)),
                 isProductionLike(env) ? [" ", badge("production", "warn")] : null,
               ),
               h("td", {}, badge(on ? "On" : "Off", on ? "on" : "off", { "data-testid": `env-state-${env.key}` })),
@@ -210,9 +209,15 @@ export async function render(ctx) {
     canWrite,
     path: envPath(ctx.env),
     base,
-    onSaved(body) {
+    async onSaved(body) {
       flag = { ...flag, version: body.version, environments: { ...flag.environments, [ctx.env]: pick(body) } };
+      try {
+        flag = (await get(base)).body; // a conflict may have brought other environments' changes too
+      } catch {
+        // the saved environment is already shown; the rest refreshes on the next visit
+      }
       renderEnvironments();
+      renderDefinition();
     },
   });
 
@@ -264,9 +269,18 @@ function targetingSection({ ctx, flag, env, initial, etag, segments, flags, rule
   let pristine = null;
   let currentEtag = etag;
   let loadedVersion = initial.version;
+  const variantCache = new Map();
+  /** Another flag's variant names, for the prerequisite picker (FlagSummary has none). */
+  function variantsOf(key) {
+    if (!variantCache.has(key)) {
+      const path = `/projects/${encodeURIComponent(ctx.project)}/flags/${encodeURIComponent(key)}`;
+      variantCache.set(key, get(path).then((r) => Object.keys(r.body.variants), () => []));
+    }
+    return variantCache.get(key);
+  }
 
   function rebuild(config, newEtag, version) {
-    editor = ruleEditor({ flag: flag(), environment: env, config, segments, flags, readOnly: !canWrite });
+    editor = ruleEditor({ flag: flag(), environment: env.key, config, segments, flags, readOnly: !canWrite, variantsOf });
     replace(holder, editor.element);
     currentEtag = newEtag;
     loadedVersion = version;
