@@ -144,7 +144,9 @@ def test_modules__every_import_exists_and_is_served_as_javascript_with_the_heade
         assert "javascript" in response.headers["content-type"], (module, response.headers["content-type"])
         assert_security_headers(response)
     stylesheets = [
-        str(link["href"]).removeprefix("static/") for link in parsed_index().links if link.get("rel") == "stylesheet"
+        str(link["href"]).removeprefix("static/")
+        for link in parsed_index().links
+        if link.get("rel") == "stylesheet"
     ]
     assert "console.css" in stylesheets
     for sheet in stylesheets:
