@@ -26,7 +26,7 @@ export async function render(ctx) {
   const [{ body: segment, etag }, usedBy] = await Promise.all([
     get(base),
     get(`${base}/flags`).then(
-      (r) => r.body.items,
+      (r) => r.body,
       (error) => (error instanceof ApiError && error.status === 404 ? null : Promise.reject(error)),
     ),
   ]);
@@ -107,20 +107,24 @@ export async function render(ctx) {
     h("h2", { id: "used-h" }, "Where used"),
     usedBy === null
       ? h("p", { class: "muted" }, "This server does not report where segments are used.")
-      : usedBy.length
+      : usedBy.items.length || (usedBy.segments || []).length
         ? h(
             "ul",
             { class: "where-used", "data-testid": "where-used" },
-            usedBy.map((u) =>
+            (usedBy.segments || []).map((other) =>
+              h("li", {}, "segment ", h("a", { href: ctx.href("p", ctx.project, "e", ctx.env, "segments", other) }, other)),
+            ),
+            usedBy.items.map((u) =>
               h(
                 "li",
                 {},
+                "flag ",
                 h("a", { href: ctx.href("p", ctx.project, "e", u.environments.includes(ctx.env) || !u.environments.length ? ctx.env : u.environments[0], "flags", u.flag) }, u.flag),
                 u.environments.length ? h("span", { class: "muted" }, ` in ${u.environments.join(", ")}`) : null,
               ),
             ),
           )
-        : h("p", { class: "muted" }, "No flag uses this segment."),
+        : h("p", { class: "muted" }, "No flag or segment uses this segment."),
   );
 
   const historyHolder = h("div", {}, button("Show history", showHistory));
