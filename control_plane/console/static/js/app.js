@@ -48,6 +48,7 @@ const state = {
   signedOutMessage: null,
   projects: null,
   environments: new Map(), // project key → EnvironmentOut list
+  lastEnv: new Map(), // project key → the environment last shown
   renderToken: 0,
   firstRender: true,
 };
@@ -189,8 +190,8 @@ function header(route, projects, environments) {
   return h("header", { class: "topbar" }, ...parts);
 }
 
-function nav(route) {
-  const { project, env } = route.params;
+function nav(route, env) {
+  const { project } = route.params;
   const links = [];
   const link = (label, target, active) => h("a", { href: target, class: active ? "active" : null, "aria-current": active ? "page" : null }, label);
   links.push(link("Projects", "#/", route.page === "projects"));
@@ -255,15 +256,22 @@ async function render() {
     if (project) environments = await loadEnvironments(project);
     if (!isCurrent()) return;
     if (route.page === "project-home") {
-      navigate(environments.length ? href("p", project, "e", environments[0].key, "flags") : href("p", project, "environments"));
+      const last = state.lastEnv.get(project);
+      const target = environments.some((e) => e.key === last) ? last : environments[0]?.key;
+      navigate(target ? href("p", project, "e", target, "flags") : href("p", project, "environments"));
       return;
     }
+    // Pages without an environment in their route (Environments) keep the navigation of the last one.
+    if (project && env) state.lastEnv.set(project, env);
+    const remembered = project ? state.lastEnv.get(project) : null;
+    const navEnv =
+      env || (environments && environments.some((e) => e.key === remembered) ? remembered : environments?.[0]?.key);
     const main = h("main", { id: "main", class: "content", tabindex: "-1" }, loading());
     replace(
       root,
       h("a", { class: "skip-link", href: "#main", on: { click: (e) => { e.preventDefault(); main.focus(); } } }, "Skip to content"),
       header(route, projects, environments),
-      h("div", { class: "layout" }, nav(route), main),
+      h("div", { class: "layout" }, nav(route, navEnv), main),
     );
     if (project && env) propagation.start(project, env);
     else propagation.stop();

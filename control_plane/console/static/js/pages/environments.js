@@ -66,7 +66,8 @@ export async function render(ctx) {
         h(
           "span",
           {},
-          h("a", { href: ctx.href("p", ctx.project, "e", e.key, "flags") }, h("strong", {}, e.name), " ", h("code", { class: "muted" }, e.key)),
+          h("a", { href: ctx.href("p", ctx.project, "e", e.key, "flags") }, h("strong", {}, e.name)),
+          e.name.toLowerCase() !== e.key.toLowerCase() ? [" ", h("code", { class: "muted" }, e.key)] : null,
           isProductionLike(e) ? [" ", badge("production", "warn")] : null,
         ),
     },

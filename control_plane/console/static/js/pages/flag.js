@@ -192,6 +192,7 @@ export async function render(ctx) {
       targeting.ownChange(env.key, body);
     } catch (error) {
       fillErrorBanner(banner, error, `Could not turn ${enabled ? "on" : "off"} ${flag.key} in ${env.key}`);
+      toast(`Not changed: ${error.message}`, "error");
     }
   }
 
