@@ -10,7 +10,15 @@ import math
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from flagyard.rule_engine import FlagType, Prerequisite, Rule, SegmentRule, Split
@@ -447,3 +455,21 @@ class NotReadyBody(ErrorBody):
 
     code: Literal["not_ready"]
     checks: ReadinessChecks
+
+
+# --- console sessions ---------------------------------------------------------------------------
+
+
+class SessionCreate(Input):
+    api_key: SecretStr = Field(
+        min_length=1, max_length=200, description="An admin, writer or reader key; it is not stored."
+    )
+
+
+class SessionOut(Output):
+    role: Literal["admin", "writer", "reader"]
+    project: str | None = Field(description="The project the key is scoped to; null for a global key.")
+    key_id: int
+    key_prefix: str
+    expires_at: datetime
+    csrf_token: str = Field(description="Send it as `X-CSRF-Token` with every change made by this session.")
