@@ -13,8 +13,9 @@ Served revisions (the data plane writes, the control plane reads): ``P:env:{id}:
 = a data-plane instance id (:func:`check_instance_id`: at most :data:`MAX_INSTANCE_ID` characters of
 ``A-Z a-z 0-9 . _ -``, never a secret), value = ``"<revision>:<unix ms>"``, the environment revision that
 instance serves and when it said so. Each data plane rewrites its own field every few seconds and soon
-after it applies a change (:func:`report_served`); every write gives the whole hash a TTL of
-:data:`SERVED_TTL_SECONDS` and drops fields older than that, so dead instances leave it. Readers
+after it applies a change (:func:`report_served`), while Redis holds the environment's revision; every
+write gives the whole hash a TTL of :data:`SERVED_TTL_SECONDS` and drops fields older than that, so dead
+instances leave it. The syncer deletes it with the environment. Readers
 (:func:`read_propagation`) ignore entries older than :data:`SERVED_STALE_SECONDS`.
 
 Both kinds of client may be created with or without ``decode_responses``.
@@ -561,8 +562,12 @@ def check_instance_id(instance_id: str) -> str:
     return instance_id
 
 
-# KEYS: served hash. ARGV: instance id, value, now ms, ttl ms.
+# KEYS: served hash, rev. ARGV: instance id, value, now ms, ttl ms.
+# Returns 1, or 0 (nothing written) when Redis holds no revision for the environment.
 REPORT_SERVED_LUA = """
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  return 0
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local oldest = tonumber(ARGV[3]) - tonumber(ARGV[4])
 local all = redis.call('HGETALL', KEYS[1])
@@ -585,16 +590,21 @@ async def report_served(
     *,
     now_ms: int | None = None,
 ) -> None:
-    """Write ``instance_id``'s served revision of each environment (env id → revision), one pipeline."""
+    """Write ``instance_id``'s served revision of each environment (env id → revision), one pipeline.
+
+    Only into environments Redis holds a revision for: a data plane keeps serving an environment the
+    syncer dropped (deleted, or lost with Redis's data), and its reports must not keep the key alive."""
     check_instance_id(instance_id)
     stamp = int(time.time() * 1000) if now_ms is None else now_ms
     ttl_ms = int(SERVED_TTL_SECONDS * 1000)
     script = client.register_script(REPORT_SERVED_LUA)
     async with client.pipeline(transaction=False) as pipe:
         for env_id, revision in revisions.items():
-            served = EnvKeys(prefix, env_id).served
+            keys = EnvKeys(prefix, env_id)
             await script(
-                keys=[served], args=[instance_id, f"{int(revision)}:{stamp}", stamp, ttl_ms], client=pipe
+                keys=[keys.served, keys.rev],
+                args=[instance_id, f"{int(revision)}:{stamp}", stamp, ttl_ms],
+                client=pipe,
             )
         await pipe.execute()
 

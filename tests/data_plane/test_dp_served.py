@@ -3,12 +3,14 @@ bounded by a TTL, dropping reports of dead instances, and withdrawn when it stop
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
 import pytest
 import redis
-from dp_helpers import ENV, FLAGS, META, Plane, settings_for, wait_until
+import redis.asyncio
+from dp_helpers import ENV, FLAGS, META, REDIS_DB, Plane, settings_for, wait_until
 
 from flagyard.contracts.redis import (
     MAX_INSTANCE_ID,
@@ -17,6 +19,7 @@ from flagyard.contracts.redis import (
     RedisContractError,
     apply_change,
     check_instance_id,
+    report_served,
 )
 from flagyard.data_plane.settings import DataPlaneSettings
 
@@ -73,3 +76,19 @@ def test_instance_id__default_and_setting__valid_and_bounded() -> None:
         DataPlaneSettings(instance_id="x" * MAX_INSTANCE_ID)
     with pytest.raises(RedisContractError, match="instance id"):
         check_instance_id("x" * (MAX_INSTANCE_ID + 1))
+
+
+def test_report_served__environment_redis_does_not_hold__nothing_written(
+    rds: redis.Redis, prefix: str
+) -> None:
+    async def report() -> None:
+        client = redis.asyncio.Redis(db=REDIS_DB)
+        try:
+            await report_served(client, prefix, "dp-1", {"gone": 3, ENV: 1})
+        finally:
+            await client.aclose()
+
+    rds.set(EnvKeys(prefix, ENV).rev, 1)
+    asyncio.run(report())
+    assert not rds.exists(EnvKeys(prefix, "gone").served)
+    assert served(rds, prefix)["dp-1"][0] == 1
