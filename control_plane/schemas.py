@@ -154,6 +154,30 @@ class EnvironmentUsageOut(Output):
     flags: list[FlagUsageOut]
 
 
+class DataPlaneServedOut(Output):
+    id: str = Field(description="The data-plane instance (FLAGYARD_INSTANCE_ID, else hostname-pid).")
+    revision: int = Field(description="The environment revision this data plane serves.")
+    reported_at: datetime
+
+
+class PropagationOut(Output):
+    environment: str
+    revision: int = Field(
+        description="The revision the environment reaches in Redis once every committed change is written "
+        "(the stored revision plus one per flag or segment Redis does not hold as committed yet)."
+    )
+    stored_revision: int | None = Field(
+        description="The revision Redis holds for the environment; null when the syncer has written nothing."
+    )
+    data_planes: list[DataPlaneServedOut] = Field(
+        description="Data planes that reported within the last 30 seconds, by id (at most 100)."
+    )
+    in_sync: bool = Field(
+        description="Redis holds every committed change and every data plane listed serves it. True with no "
+        "data plane reporting: look at data_planes to tell."
+    )
+
+
 # --- flags ---------------------------------------------------------------------------------------
 
 
@@ -323,6 +347,16 @@ class SegmentOut(Output):
     version: int
     created_at: datetime
     updated_at: datetime
+
+
+class SegmentUserOut(Output):
+    flag: str
+    environments: list[str] = Field(description="Environments whose rules or targeting use the segment.")
+
+
+class SegmentUsageOut(Output):
+    items: list[SegmentUserOut] = Field(description="Every live flag that uses the segment, by key.")
+    segments: list[str] = Field(description="Other live segments whose rules match this one, by key.")
 
 
 # --- audit ---------------------------------------------------------------------------------------
