@@ -42,7 +42,13 @@ export class FieldRegistry {
   }
 
   add(path, control, anchor = control) {
-    if (control && !this.fields.has(path)) this.fields.set(path, { control, anchor });
+    if (control && !this.fields.has(path)) this.fields.set(path, { control, anchor, section: false });
+  }
+
+  /** A group (a rule, a section) whose errors go after `heading`: its inputs are not all marked
+   * invalid; the heading is focused instead and described by the message. */
+  section(path, heading) {
+    if (heading && !this.fields.has(path)) this.fields.set(path, { control: heading, anchor: heading, section: true });
   }
 
   /** The field registered for `path` or, walking up the pointer, for its closest ancestor. */
@@ -59,7 +65,8 @@ export class FieldRegistry {
 
 /**
  * Server errors shown inline. place(registry, details) puts each detail next to its closest field and
- * returns the ones no field claims; clear() removes them all.
+ * returns the ones no field claims, and focuses the first field (in page order) it marked; clear()
+ * removes them all.
  */
 export class ErrorPlacer {
   constructor(cssPrefix) {
@@ -85,15 +92,23 @@ export class ErrorPlacer {
         const id = uid(`${this.prefix}-err`);
         const el = h("p", { class: `${this.prefix}-error`, id });
         field.anchor.after(el);
-        const controls = controlsOf(field.control);
-        for (const c of controls) {
-          c.setAttribute("aria-invalid", "true");
-          describe(c, id, true);
+        let controls;
+        if (field.section) {
+          controls = [field.control];
+          if (!field.control.hasAttribute("tabindex")) field.control.setAttribute("tabindex", "-1");
+          describe(field.control, id, true);
+        } else {
+          controls = controlsOf(field.control);
+          for (const c of controls) {
+            c.setAttribute("aria-invalid", "true");
+            describe(c, id, true);
+          }
         }
         entry = { el, id, controls };
         byAnchor.set(field.anchor, entry);
         this.placed.push(entry);
-        if (!first) first = controls[0] || null;
+        const target = controls[0] || null;
+        if (target && (!first || first.compareDocumentPosition(target) & Node.DOCUMENT_POSITION_PRECEDING)) first = target;
       }
       entry.el.append(h("span", {}, message));
     }

@@ -122,11 +122,13 @@ function convertItems(clause, nextOp) {
   clause.operator = nextOp;
 }
 
-function splitState(split, variantNames) {
+/** The editable rows of a split: its variations, then the flag's other variants at weight 0. A
+ * `fresh` split (a proposal, not saved) has no original rows, so zero-weight rows are left out. */
+function splitState(split, variantNames, fresh = false) {
   const rows = [];
   const seen = new Set();
   for (const v of split?.variations || []) {
-    rows.push({ variant: v.variant, weight: String(v.weight), original: true, known: variantNames.includes(v.variant) });
+    rows.push({ variant: v.variant, weight: String(v.weight), original: !fresh, known: variantNames.includes(v.variant) });
     seen.add(v.variant);
   }
   for (const name of variantNames) {
@@ -190,14 +192,14 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
     off_variant: cfg.off_variant ?? null,
     defaultMode: cfg.default_split ? "split" : "variant",
     default_variant: cfg.default_variant ?? null,
-    default_split: splitState(cfg.default_split || evenSplit(variantNames), variantNames),
+    default_split: splitState(cfg.default_split || evenSplit(variantNames), variantNames, !cfg.default_split),
     rules: (cfg.rules || []).map((r) => ({
       id: r.id,
       description: r.description ?? "",
       clauses: (r.clauses || []).map(clauseState),
       serve: r.split ? "split" : "variant",
       variant: r.variant ?? null,
-      split: splitState(r.split || evenSplit(variantNames), variantNames),
+      split: splitState(r.split || evenSplit(variantNames), variantNames, !r.split),
     })),
     prerequisites: (cfg.prerequisites || []).map((p) => ({ flag: p.flag, variant: p.variant })),
     targetingText: cfg.targeting !== null && cfg.targeting !== undefined ? JSON.stringify(cfg.targeting, null, 2) : "",
@@ -319,7 +321,7 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
     renderRows();
 
     function serialize(path, reg) {
-      reg.add(path, fieldset, els.legend);
+      reg.section(path, els.legend);
       reg.add(`${path}/variations`, rowsBox, total);
       reg.add(`${path}/bucket_by`, bucket);
       reg.add(`${path}/weight_unit`, unitSelect);
@@ -517,7 +519,7 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
 
   function serializeClause(clause, path, reg) {
     const { row, attr, opSel, negate, valuesBox, values } = clause.els;
-    reg.add(path, row, row.firstChild);
+    reg.section(path, row.firstChild);
     reg.add(`${path}/attribute`, attr);
     reg.add(`${path}/operator`, opSel);
     reg.add(`${path}/negate`, negate);
@@ -623,10 +625,10 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
 
   function serializeRule(rule, path, reg) {
     const { fieldset, legend, idInput, desc, clausesBox, variantSel, split, serveVariant } = rule.els;
-    reg.add(path, fieldset, legend);
+    reg.section(path, legend);
     reg.add(`${path}/id`, idInput);
     reg.add(`${path}/description`, desc);
-    reg.add(`${path}/clauses`, clausesBox, clausesBox);
+    reg.section(`${path}/clauses`, legend);
     const out = {
       id: rule.id,
       description: rule.description,
@@ -827,7 +829,7 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
                 clauses: [clauseState({ attribute: "", operator: "in", values: [""] })],
                 serve: "variant",
                 variant: variantNames[0] ?? null,
-                split: splitState(evenSplit(variantNames), variantNames),
+                split: splitState(evenSplit(variantNames), variantNames, true),
               });
               render(`rule-${state.rules.length - 1}`);
             }, { class: `${P}-btn ${P}-primary` })
@@ -880,8 +882,8 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
         }
         Object.assign(out, { default_variant: state.default_variant, default_split: null, rules: [], targeting: value });
       } else {
-        reg.add("/rules", rulesSection, rulesSection.els.rulesHeading);
-        reg.add("/targeting", rulesSection, rulesSection.els.rulesHeading);
+        reg.section("/rules", rulesSection.els.rulesHeading);
+        reg.section("/targeting", rulesSection.els.rulesHeading);
         const split = state.defaultMode === "split";
         if (split) {
           out.default_variant = null;
@@ -896,7 +898,7 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
         out.rules = state.rules.map((rule, r) => serializeRule(rule, `/rules/${r}`, reg));
         out.targeting = null;
       }
-      reg.add("/prerequisites", prereqSection, prereqHeading);
+      reg.section("/prerequisites", prereqHeading);
       out.prerequisites = state.prerequisites.map((p, i) => {
         reg.add(`/prerequisites/${i}`, p.els.row);
         reg.add(`/prerequisites/${i}/flag`, p.els.flagSel);
