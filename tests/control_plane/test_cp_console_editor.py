@@ -250,7 +250,8 @@ def test_rules_built_in_the_browser_with_every_operator_are_accepted(
         "control": 3,
         "treatment": 1,
     }
-    assert saved["default_variant"] is None and saved["off_variant"] == "holdout"
+    assert saved["default_variant"] is None
+    assert saved["off_variant"] == "holdout"
     assert saved["prerequisites"] == [{"flag": "new-cart", "variant": "on"}]
 
     # Loaded back, the editor shows the same configuration: its value() is what was saved.
@@ -355,7 +356,8 @@ def test_jsonlogic_targeting_is_edited_as_json(page: Any, shop: Api, client: Tes
     assert not page.get_by_role("button", name="Use ordered rules instead").is_enabled()
     page.get_by_label("Default variant").select_option("control")
     body = _value(page)
-    assert body["targeting"] == {"if": [{"$ref": "beta"}, "treatment", None]} and body["rules"] == []
+    assert body["targeting"] == {"if": [{"$ref": "beta"}, "treatment", None]}
+    assert body["rules"] == []
     r = _patch(client, body)
     assert r.status_code == 200, r.text
     assert r.json()["targeting"] == body["targeting"]
