@@ -383,6 +383,24 @@ def test_the_harness_sample_is_a_body_the_api_accepts(page: Any, shop: Api, clie
     assert page.evaluate("() => window.__pwned") is None, "a description or segment name ran as markup"
 
 
+def test_rules_are_reordered_and_removed(page: Any, shop: Api, client: TestClient) -> None:
+    _mount(page, client)
+    for n in range(3):
+        rule = _add_rule(page)
+        rule.get_by_label("Rule id").fill(f"r{n}")
+        rule.get_by_label("Clause 1 attribute").fill("country")
+        rule.get_by_label("Value 1", exact=True).fill(f"C{n}")
+    page.get_by_role("button", name="Move rule 3 up").click()
+    assert page.evaluate("() => document.activeElement.getAttribute('aria-label')") == "Move rule 2 up"
+    page.locator(".fy-re-rule").first.get_by_role("button", name="Remove rule").click()
+    body = _value(page)
+    assert [r["id"] for r in body["rules"]] == ["r2", "r1"]
+    assert [r["clauses"][0]["values"] for r in body["rules"]] == [["C2"], ["C1"]]
+    r = _patch(client, body)
+    assert r.status_code == 200, r.text
+    assert [rule["id"] for rule in r.json()["rules"]] == ["r2", "r1"]
+
+
 def test_read_only_shows_the_configuration_without_controls(page: Any, shop: Api, client: TestClient) -> None:
     _mount(page, client, readOnly=True)
     editor = page.locator(".fy-re")

@@ -304,8 +304,9 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
             },
           });
           const name = h("span", { class: [`${P}-split-variant`, !row.known && `${P}-unknown`] }, row.variant, row.known ? null : " (not a variant)");
-          const el = h("div", { class: `${P}-split-row` }, name, input, pct ? h("span", { class: `${P}-unit` }, "%") : null);
-          els.rows.push({ row, el, name, input });
+          const slot = h("span", { class: `${P}-slot` });
+          const el = h("div", { class: `${P}-split-row` }, name, input, pct ? h("span", { class: `${P}-unit` }, "%") : null, slot);
+          els.rows.push({ row, el, name, input, slot });
           return el;
         }),
       );
@@ -327,10 +328,10 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
       reg.add(`${path}/weight_unit`, unitSelect);
       let chosen = els.rows.filter(({ row }) => row.original || weightOf(row) !== 0);
       if (chosen.length === 0) chosen = els.rows;
-      const variations = chosen.map(({ row, el, input, name }, i) => {
-        reg.add(`${path}/variations/${i}`, el);
-        reg.add(`${path}/variations/${i}/weight`, input);
-        reg.add(`${path}/variations/${i}/variant`, input, name);
+      const variations = chosen.map(({ row, input, slot }, i) => {
+        reg.add(`${path}/variations/${i}`, input, slot);
+        reg.add(`${path}/variations/${i}/weight`, input, slot);
+        reg.add(`${path}/variations/${i}/variant`, input, slot);
         const w = weightOf(row);
         return { variant: row.variant, weight: w === null ? row.weight : w };
       });
@@ -511,18 +512,19 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
       opSel,
       valuesBox,
       rule.clauses.length > 1 ? button("Remove", () => (rule.clauses.splice(c, 1), render()), { "aria-label": `Remove clause ${c + 1}`, class: `${P}-btn ${P}-clause-remove` }) : null,
+      h("span", { class: `${P}-slot` }),
     );
-    Object.assign(clause.els, { row, attr, opSel, negate, valuesBox });
+    Object.assign(clause.els, { row, attr, opSel, negate, valuesBox, slot: row.lastChild });
     renderValues(clause, valuesBox, keyPrefix);
     return row;
   }
 
   function serializeClause(clause, path, reg) {
-    const { row, attr, opSel, negate, valuesBox, values } = clause.els;
+    const { row, attr, opSel, negate, valuesBox, values, slot } = clause.els;
     reg.section(path, row.firstChild);
-    reg.add(`${path}/attribute`, attr);
-    reg.add(`${path}/operator`, opSel);
-    reg.add(`${path}/negate`, negate);
+    reg.add(`${path}/attribute`, attr, slot);
+    reg.add(`${path}/operator`, opSel, slot);
+    reg.add(`${path}/negate`, negate, slot);
     reg.add(`${path}/values`, valuesBox, valuesBox);
     const kind = OPS.get(clause.operator).kind;
     const out = { operator: clause.operator, negate: clause.negate };
@@ -694,8 +696,9 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
       variant,
       datalist,
       button("✕", () => (state.prerequisites.splice(i, 1), render()), { "aria-label": `Remove prerequisite ${i + 1}`, class: `${P}-btn ${P}-icon` }),
+      h("span", { class: `${P}-slot` }),
     );
-    p.els = { row, flagSel, variant };
+    p.els = { row, flagSel, variant, slot: row.lastChild };
     return row;
   }
 
@@ -900,9 +903,9 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
       }
       reg.section("/prerequisites", prereqHeading);
       out.prerequisites = state.prerequisites.map((p, i) => {
-        reg.add(`/prerequisites/${i}`, p.els.row);
-        reg.add(`/prerequisites/${i}/flag`, p.els.flagSel);
-        reg.add(`/prerequisites/${i}/variant`, p.els.variant);
+        reg.add(`/prerequisites/${i}`, p.els.row, p.els.slot);
+        reg.add(`/prerequisites/${i}/flag`, p.els.flagSel, p.els.slot);
+        reg.add(`/prerequisites/${i}/variant`, p.els.variant, p.els.slot);
         return { flag: p.flag, variant: p.variant };
       });
       return out;

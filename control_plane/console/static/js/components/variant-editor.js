@@ -90,6 +90,7 @@ export function variantEditor({ type, variants, readOnly = false }) {
     problems.clear();
     replace(
       list,
+      h("div", { class: `${P}-row ${P}-head`, "aria-hidden": "true" }, h("span", { class: `${P}-name` }, "Name"), h("span", { class: `${P}-value` }, `Value (${flagType})`)),
       rows.map((row, i) => {
         const nameInput = h("input", {
           type: "text",
