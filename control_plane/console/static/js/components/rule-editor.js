@@ -103,6 +103,9 @@ function clauseState(c) {
   else if (kind === "number") state.items = values.map((v) => ({ type: "number", text: String(v) }));
   else if (kind === "scalar") state.items = values.map(scalarItem);
   else state.items = values.map((v) => ({ type: "string", text: typeof v === "string" ? v : JSON.stringify(v) }));
+  if (kind !== "none" && kind !== "segments" && state.items.length === 0) {
+    state.items.push({ type: kind === "number" ? "number" : kind === "time" ? "time" : "string", text: "" });
+  }
   return state;
 }
 
