@@ -9,6 +9,15 @@ Readers (the data plane): :func:`load_environment` reads an environment's revisi
 id of its latest stream event in one MULTI/EXEC, so the three agree; :func:`parse_event`,
 :func:`parse_stored` and :func:`parse_sdk_key` decode what the writers wrote.
 
+Served revisions (the data plane writes, the control plane reads): ``P:env:{id}:served`` is a hash, field
+= a data-plane instance id (:func:`check_instance_id`: at most :data:`MAX_INSTANCE_ID` characters of
+``A-Z a-z 0-9 . _ -``, never a secret), value = ``"<revision>:<unix ms>"``, the environment revision that
+instance serves and when it said so. Each data plane rewrites its own field every few seconds and soon
+after it applies a change (:func:`report_served`), while Redis holds the environment's revision; every
+write gives the whole hash a TTL of :data:`SERVED_TTL_SECONDS` and drops fields older than that, so dead
+instances leave it. The syncer deletes it with the environment. Readers
+(:func:`read_propagation`) ignore entries older than :data:`SERVED_STALE_SECONDS`.
+
 Both kinds of client may be created with or without ``decode_responses``.
 """
 
@@ -81,6 +90,10 @@ class EnvKeys:
     @property
     def evaluations(self) -> str:
         return f"{self.base}:evaluations"
+
+    @property
+    def served(self) -> str:
+        return f"{self.base}:served"
 
     @property
     def evaluated_at(self) -> str:
@@ -524,6 +537,154 @@ def _stored_int(raw: bytes | str) -> int | None:
 
 def _lenient_text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+# --- Served revisions (each data plane writes its own; the control plane reads) -------------------------
+
+SERVED_STALE_SECONDS = 30.0
+"""A report older than this is ignored by readers: its data plane stopped, or lost Redis."""
+SERVED_TTL_SECONDS = 60.0
+"""Every report gives the whole ``served`` hash this TTL and drops fields older than it, so the hash lives
+only while some data plane reports and holds no more fields than instances reporting within a minute."""
+SERVED_REPORT_SECONDS = 5.0
+"""How often a data plane reports at most between changes (well inside :data:`SERVED_STALE_SECONDS`)."""
+MAX_INSTANCE_ID = 64
+_INSTANCE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def check_instance_id(instance_id: str) -> str:
+    """The instance id, or :class:`RedisContractError` saying what is wrong with it."""
+    if not _INSTANCE_ID.match(instance_id):
+        raise RedisContractError(
+            f"an instance id is 1-{MAX_INSTANCE_ID} characters of A-Z a-z 0-9 . _ - (got {len(instance_id)} "
+            "characters, or others)"
+        )
+    return instance_id
+
+
+# KEYS: served hash, rev. ARGV: instance id, value, now ms, ttl ms.
+# Returns 1, or 0 (nothing written) when Redis holds no revision for the environment.
+REPORT_SERVED_LUA = """
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local oldest = tonumber(ARGV[3]) - tonumber(ARGV[4])
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local stamp = tonumber(string.match(all[i + 1], ':(%d+)$') or '0')
+  if stamp < oldest then
+    redis.call('HDEL', KEYS[1], all[i])
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+
+async def report_served(
+    client: redis.asyncio.Redis,
+    prefix: str,
+    instance_id: str,
+    revisions: Mapping[str, int],
+    *,
+    now_ms: int | None = None,
+) -> None:
+    """Write ``instance_id``'s served revision of each environment (env id → revision), one pipeline.
+
+    Only into environments Redis holds a revision for: a data plane keeps serving an environment the
+    syncer dropped (deleted, or lost with Redis's data), and its reports must not keep the key alive."""
+    check_instance_id(instance_id)
+    stamp = int(time.time() * 1000) if now_ms is None else now_ms
+    ttl_ms = int(SERVED_TTL_SECONDS * 1000)
+    script = client.register_script(REPORT_SERVED_LUA)
+    async with client.pipeline(transaction=False) as pipe:
+        for env_id, revision in revisions.items():
+            keys = EnvKeys(prefix, env_id)
+            await script(
+                keys=[keys.served, keys.rev],
+                args=[instance_id, f"{int(revision)}:{stamp}", stamp, ttl_ms],
+                client=pipe,
+            )
+        await pipe.execute()
+
+
+async def withdraw_served(
+    client: redis.asyncio.Redis, prefix: str, instance_id: str, env_ids: Iterable[str]
+) -> None:
+    """Remove ``instance_id``'s reports (a data plane stopping: it serves nothing any more)."""
+    check_instance_id(instance_id)
+    async with client.pipeline(transaction=False) as pipe:
+        for env_id in env_ids:
+            pipe.hdel(EnvKeys(prefix, env_id).served, instance_id)
+        await pipe.execute()
+
+
+@dataclass(frozen=True, slots=True)
+class ServedRevision:
+    instance_id: str
+    revision: int
+    reported_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PropagationState:
+    """What Redis holds of one environment's propagation, read in one MULTI/EXEC."""
+
+    revision: int | None
+    """``P:env:{id}:rev`` (None when absent: the syncer never wrote the environment, or Redis lost it)."""
+    versions: dict[str, int]
+    """``P:env:{id}:versions``: the highest version held per ``kind:key`` (tombstones too)."""
+    present: set[str]
+    """``kind:key`` of every definition held (the flags and segments hashes' fields)."""
+    served: list[ServedRevision]
+    """Reports younger than ``max_age``, by instance id."""
+
+
+def read_propagation(
+    client: redis.Redis,
+    prefix: str,
+    env_id: str,
+    *,
+    now: float | None = None,
+    max_age: float = SERVED_STALE_SECONDS,
+) -> PropagationState:
+    """An environment's stored revision, held versions and definitions, and its live served reports.
+
+    Lenient like :func:`read_evaluations`: a version or report that does not parse, or a report stamped in
+    the future by more than ``max_age``, is skipped rather than failing the read.
+    """
+    keys = EnvKeys(prefix, env_id)
+    with client.pipeline(transaction=True) as pipe:
+        pipe.get(keys.rev)
+        pipe.hgetall(keys.versions)
+        pipe.hkeys(keys.flags)
+        pipe.hkeys(keys.segments)
+        pipe.hgetall(keys.served)
+        rev, versions, flags, segments, served = pipe.execute()
+    now_ms = int((time.time() if now is None else now) * 1000)
+    oldest, newest = now_ms - int(max_age * 1000), now_ms + int(max_age * 1000)
+    held: dict[str, int] = {}
+    for field, raw in versions.items():
+        version = _stored_int(raw)
+        if version is not None:
+            held[_lenient_text(field)] = version
+    reports = []
+    for field, raw in served.items():
+        revision_text, _, stamp_text = _lenient_text(raw).partition(":")
+        if not (revision_text.isdigit() and stamp_text.isdigit()):
+            continue
+        stamp = int(stamp_text)
+        if oldest <= stamp <= newest:
+            reports.append(ServedRevision(_lenient_text(field), int(revision_text), stamp))
+    reports.sort(key=lambda r: r.instance_id)
+    return PropagationState(
+        revision=_stored_int(rev) if rev is not None else None,
+        versions=held,
+        present={f"flag:{_lenient_text(k)}" for k in flags}
+        | {f"segment:{_lenient_text(k)}" for k in segments},
+        served=reports,
+    )
 
 
 # --- Readers ------------------------------------------------------------------------------------------

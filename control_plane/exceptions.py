@@ -11,6 +11,7 @@ Everything the API answers with an error body comes from one of these::
     ├── PreconditionFailedError                412 precondition_failed
     ├── AuthenticationError              401 unauthenticated
     ├── PermissionDeniedError                  403 forbidden
+    │   └── CsrfError                          403 csrf_failed         (console session without its token)
     ├── RateLimitedError                       429 rate_limited        (retry_after seconds)
     ├── PayloadTooLargeError                   413 payload_too_large
     ├── NotSupportedError                 501 not_implemented
@@ -103,6 +104,12 @@ class AuthenticationError(ControlPlaneError):
 class PermissionDeniedError(ControlPlaneError):
     status = 403
     code = "forbidden"
+
+
+class CsrfError(PermissionDeniedError):
+    """A console-session request that changes state without the session's ``X-CSRF-Token``."""
+
+    code = "csrf_failed"
 
 
 class RateLimitedError(ControlPlaneError):

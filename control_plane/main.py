@@ -33,6 +33,7 @@ from flagyard.control_plane.api.routes import (
     projects,
     sdk_keys,
     segments,
+    sessions,
     transfer,
 )
 from flagyard.control_plane.console import install_console
@@ -166,7 +167,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     # Routers are matched in turn: probes first (the cheapest answer), then the hottest resources.
     # Each router carries the full /api/v1 prefix itself, so route templates (metrics labels) are complete.
-    modules = (health, flags, projects, environments, segments, audit, api_keys, sdk_keys, transfer, jobs)
+    modules = (
+        health,
+        flags,
+        projects,
+        environments,
+        segments,
+        audit,
+        api_keys,
+        sdk_keys,
+        transfer,
+        jobs,
+        sessions,
+    )
     routers = [module.router for module in modules]
     for router in routers:
         app.include_router(router)

@@ -10,7 +10,15 @@ import math
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from flagyard.rule_engine import FlagType, Prerequisite, Rule, SegmentRule, Split
@@ -144,6 +152,30 @@ class EnvironmentUsageOut(Output):
     environment: str
     stale_after_days: float
     flags: list[FlagUsageOut]
+
+
+class DataPlaneServedOut(Output):
+    id: str = Field(description="The data-plane instance (FLAGYARD_INSTANCE_ID, else hostname-pid).")
+    revision: int = Field(description="The environment revision this data plane serves.")
+    reported_at: datetime
+
+
+class PropagationOut(Output):
+    environment: str
+    revision: int = Field(
+        description="The revision the environment reaches in Redis once every committed change is written "
+        "(the stored revision plus one per flag or segment Redis does not hold as committed yet)."
+    )
+    stored_revision: int | None = Field(
+        description="The revision Redis holds for the environment; null when the syncer has written nothing."
+    )
+    data_planes: list[DataPlaneServedOut] = Field(
+        description="Data planes that reported within the last 30 seconds, by id (at most 100)."
+    )
+    in_sync: bool = Field(
+        description="Redis holds every committed change and every data plane listed serves it. True with no "
+        "data plane reporting: look at data_planes to tell."
+    )
 
 
 # --- flags ---------------------------------------------------------------------------------------
@@ -317,6 +349,16 @@ class SegmentOut(Output):
     updated_at: datetime
 
 
+class SegmentUserOut(Output):
+    flag: str
+    environments: list[str] = Field(description="Environments whose rules or targeting use the segment.")
+
+
+class SegmentUsageOut(Output):
+    items: list[SegmentUserOut] = Field(description="Every live flag that uses the segment, by key.")
+    segments: list[str] = Field(description="Other live segments whose rules match this one, by key.")
+
+
 # --- audit ---------------------------------------------------------------------------------------
 
 
@@ -447,3 +489,21 @@ class NotReadyBody(ErrorBody):
 
     code: Literal["not_ready"]
     checks: ReadinessChecks
+
+
+# --- console sessions ---------------------------------------------------------------------------
+
+
+class SessionCreate(Input):
+    api_key: SecretStr = Field(
+        min_length=1, max_length=200, description="An admin, writer or reader key; it is not stored."
+    )
+
+
+class SessionOut(Output):
+    role: Literal["admin", "writer", "reader"]
+    project: str | None = Field(description="The project the key is scoped to; null for a global key.")
+    key_id: int
+    key_prefix: str
+    expires_at: datetime
+    csrf_token: str = Field(description="Send it as `X-CSRF-Token` with every change made by this session.")

@@ -81,6 +81,12 @@ class Settings(DatabaseSettings, SyncQueueSettings):
     auth_cache_seconds: float = Field(default=5.0, ge=0)
     """How long a process trusts a key it authenticated; other processes see a revocation this late."""
 
+    session_ttl_seconds: int = Field(default=8 * 3600, ge=300, le=30 * 24 * 3600)
+    """How long a console sign-in lasts (never beyond its key's own expiry)."""
+    session_cookie_secure: bool = False
+    """Mark the console's session cookie ``Secure`` on every response, not only on requests that
+    arrived over TLS: set it where TLS ends at a proxy that does not forward the scheme."""
+
     rate_limit_requests: int = Field(default=1200, ge=0)
     """Requests per key per window on the admin API; 0 disables rate limiting."""
     rate_limit_window_seconds: int = Field(default=60, ge=1)

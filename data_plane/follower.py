@@ -59,6 +59,9 @@ READY = frozenset({FollowerStatus.SERVING, FollowerStatus.DEGRADED})
 """Evaluations are answered (from L1)."""
 REDIS_DOWN = frozenset({FollowerStatus.UNREACHABLE, FollowerStatus.DEGRADED})
 
+REPORT_GAP = 0.1
+"""Seconds the served-revision report waits after a change, so one report covers a burst."""
+
 StatusCallback = Callable[[FollowerStatus], None]
 """Called with the new status at every transition."""
 
@@ -90,6 +93,9 @@ class Follower:
         self._followed_changed = asyncio.Event()
         """Set when an environment is added outside the follower, which then stops waiting to follow it."""
         self._stopping = False
+        self.instance_id = settings.served_instance_id()
+        self._served_changed = asyncio.Event()
+        """Set when an environment's revision moved: the served revisions are reported soon after."""
 
     # --- lifecycle ---
 
@@ -98,6 +104,7 @@ class Follower:
             asyncio.create_task(self._run(), name="l1.follower"),
             asyncio.create_task(self._refresh_loop(), name="l1.refresh"),
             asyncio.create_task(self._flush_loop(), name="l1.metrics"),
+            asyncio.create_task(self._report_loop(), name="l1.served"),
         ]
 
     async def stop(self, timeout: float = 5.0) -> None:
@@ -120,6 +127,9 @@ class Follower:
         if pending:
             log.warning("l1.stop_timeout", tasks=sorted(t.get_name() for t in pending))
         self._flush_metrics()
+        with contextlib.suppress(StoreError, asyncio.TimeoutError):
+            # This process serves nothing any more: the propagation view stops counting it at once.
+            await asyncio.wait_for(self.store.withdraw_served(self.instance_id, list(self.envs)), 1.0)
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._ready_event.wait(), timeout)
@@ -189,6 +199,7 @@ class Follower:
                 "environment.revision_regressed", env=env.env_id, held=env.revision, redis=data.revision
             )
         env.install(data, built)
+        self._served_changed.set()
         self.metrics.reloads.labels(cause).inc()
         self._update_size()
         previous = self._warming.pop(env.env_id, None)
@@ -355,6 +366,7 @@ class Follower:
                 "change.applied", env=env.env_id, revision=event.revision, kind=event.kind, key=event.key
             )
         self._update_size()
+        self._served_changed.set()
 
     # --- periodic work ---
 
@@ -383,6 +395,31 @@ class Follower:
                 continue
             except Exception as exc:
                 log.exception("refresh.error", error=f"{type(exc).__name__}: {exc}")
+
+    async def _report_loop(self) -> None:
+        """Report the revision this process serves per environment (``P:env:{id}:served``, the Redis
+        contract): soon after a change is applied or an environment loaded, and at least every
+        :data:`~flagyard.contracts.redis.SERVED_REPORT_SECONDS` (or ``env_refresh_seconds`` if shorter) so
+        the report never looks stale. Bursts of changes are reported once per :data:`REPORT_GAP` seconds."""
+        interval = min(contract.SERVED_REPORT_SECONDS, self.settings.env_refresh_seconds)
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._served_changed.wait(), interval)
+            await asyncio.sleep(REPORT_GAP)
+            self._served_changed.clear()
+            if not self.ready or self.degraded:
+                continue
+            try:
+                await self.store.report_served(
+                    self.instance_id,
+                    {env_id: env.revision for env_id, env in self.envs.items() if env.exists},
+                )
+            except asyncio.CancelledError:
+                raise
+            except StoreError as exc:
+                log.debug("served.report_failed", error=str(exc))
+            except Exception as exc:
+                log.exception("served.report_error", error=f"{type(exc).__name__}: {exc}")
 
     async def _flush_loop(self) -> None:
         while not self._stopping:

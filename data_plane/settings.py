@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
+import socket
 from pathlib import Path
 from typing import Self
 
 from pydantic import Field, model_validator
 
+from flagyard.contracts.redis import MAX_INSTANCE_ID
 from flagyard.contracts.settings import RedisSettings
 
 from .exceptions import ConfigurationError
@@ -113,6 +117,15 @@ class DataPlaneSettings(RedisSettings):
         default=200, ge=0, description="Distinct flag keys labelled in metrics; the rest count as 'other'."
     )
     grace_seconds: float = Field(default=5.0, ge=0, description="Shutdown grace for in-flight calls.")
+    instance_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_INSTANCE_ID - 8,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="How this data plane names itself when it reports the revision it serves per environment "
+        "(the console's propagation view; not a secret); unset: hostname-pid. With several processes each "
+        "adds -<pid>.",
+    )
     flagd_enabled: bool = Field(
         default=True,
         description="Serve flagd's gRPC protocols (data_plane/flagd.py) on flagd_rpc_port, flagd_sync_port.",
@@ -145,6 +158,14 @@ class DataPlaneSettings(RedisSettings):
                 "data_plane_tls_cert_file and data_plane_tls_key_file go together: set both (TLS) or neither"
             )
         return self
+
+    def served_instance_id(self) -> str:
+        """This process's instance id (:func:`~flagyard.contracts.redis.check_instance_id` holds for it)."""
+        pid = os.getpid()
+        if self.instance_id is not None:
+            return self.instance_id if self.data_plane_processes == 1 else f"{self.instance_id}-{pid}"
+        host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[: MAX_INSTANCE_ID - 12] or "host"
+        return f"{host}-{pid}"
 
     @property
     def reflection(self) -> bool:

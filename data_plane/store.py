@@ -82,6 +82,18 @@ class RedisStore:
                 self.fast, self.prefix, env_id, counts, last_evaluated_at
             )
 
+    async def report_served(self, instance_id: str, revisions: dict[str, int]) -> None:
+        if not revisions:
+            return
+        async with _mapped():
+            await contract.report_served(self.slow, self.prefix, instance_id, revisions)
+
+    async def withdraw_served(self, instance_id: str, env_ids: Sequence[str]) -> None:
+        if not env_ids:
+            return
+        async with _mapped():
+            await contract.withdraw_served(self.fast, self.prefix, instance_id, env_ids)
+
     async def sdk_key(self, key_hash: str) -> contract.SdkKeyRecord | None:
         async with _mapped():
             return await contract.get_sdk_key(self.fast, self.prefix, key_hash)

@@ -268,3 +268,21 @@ class IdempotencyRecord(Base):
     body: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
     headers: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = _now()
+
+
+class ConsoleSession(Base):
+    """A web-console sign-in: an API key exchanged for a random session token held in an HttpOnly cookie.
+
+    Only the SHA-256 of the token is stored. The session acts with its key's role and scope and ends
+    with it: a revoked or expired key ends every session made from it (checked on each request).
+    """
+
+    __tablename__ = "console_sessions"
+    __table_args__ = (sa.Index("ix_console_sessions_expires_at", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    api_key_id: Mapped[int] = mapped_column(sa.ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)

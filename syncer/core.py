@@ -478,6 +478,7 @@ class Syncer:
                 keys.meta,
                 keys.evaluations,
                 keys.evaluated_at,
+                keys.served,
             )
             pipe.srem(envs_key(self._prefix), str(environment_id))
             pipe.execute()

@@ -30,6 +30,7 @@ from flagyard.control_plane.exceptions import (
     is_connection_error,
     map_db_error,
 )
+from flagyard.control_plane.services import sessions
 from flagyard.control_plane.services.common import Actor, Result, Tx
 from flagyard.control_plane.services.keys import authenticate, cached_actor
 from flagyard.control_plane.state import AppState
@@ -48,6 +49,10 @@ StateDep = Annotated[AppState, Depends(get_state)]
 
 BEARER_SCHEME = "HTTPBearer"
 """The OpenAPI security scheme of every /api/v1 route (see :func:`declare_bearer_scheme`)."""
+SESSION_SCHEME = "ConsoleSession"
+"""The other one: the console's session cookie."""
+SESSIONS_PATH = API_PREFIX + "/sessions"
+"""Sign-in: the one /api/v1 operation that takes no credentials (the key is in its body)."""
 
 
 def bearer_token(request: Request) -> str | None:
@@ -68,15 +73,25 @@ def declare_bearer_scheme(app: FastAPI) -> None:
         if app.openapi_schema is not None:
             return app.openapi_schema
         schema = generate()
-        schema.setdefault("components", {}).setdefault("securitySchemes", {})[BEARER_SCHEME] = {
+        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes[BEARER_SCHEME] = {
             "type": "http",
             "scheme": "bearer",
             "description": "An API key: `Authorization: Bearer fy_admin_…`",
         }
+        schemes[SESSION_SCHEME] = {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": sessions.COOKIE,
+            "description": "A console session (`POST /api/v1/sessions`); a change made with it also "
+            f"needs the session's `csrf_token` in `{sessions.CSRF_HEADER}`.",
+        }
         for path, operations in schema.get("paths", {}).items():
+            if path == SESSIONS_PATH:
+                continue
             if path.startswith(API_PREFIX + "/"):
                 for operation in operations.values():
-                    operation["security"] = [{BEARER_SCHEME: []}]
+                    operation["security"] = [{BEARER_SCHEME: []}, {SESSION_SCHEME: []}]
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -153,6 +168,11 @@ class RequestContext:
     idempotency_key: str | None
     fingerprint: str | None
     pruner: IdempotencyPruner | None = None
+    session_token: str | None = None
+    """The console session's cookie, used only when no ``Authorization`` header is sent."""
+    csrf: str | None = None
+    method: str = "GET"
+    tls: bool = False
 
     def read(self, operation: Callable[[Session, Actor], Result]) -> Response:
         with self._session(writing=False) as session:
@@ -165,7 +185,7 @@ class RequestContext:
         routes: no worker thread, unless the key is not in the authentication cache."""
         try:
             try:
-                actor = cached_actor(self._credentials(), self.state.key_cache)
+                actor = self._cached_actor()
                 if actor is None:
                     self.state.limiter.check_address(self.client)
                     actor = await run_in_threadpool(self._look_up_actor)
@@ -198,20 +218,96 @@ class RequestContext:
             with contextlib.suppress(sa.exc.SQLAlchemyError):
                 session.close()
 
-    def _credentials(self) -> str:
-        if self.credentials is None:
-            raise AuthenticationError("send an API key as 'Authorization: Bearer <key>'")
-        return self.credentials
+    def sign_in(self, api_key: str) -> Response:
+        """Exchange an API key for a console session: its cookie, and its body (with the CSRF token)."""
+        self.credentials, self.session_token = api_key, None
+        settings = self.state.settings
+        with self._session() as session:
+            actor = self._authenticate(session)
+            self._limit(actor)
+            token, info = sessions.create_session(session, actor, settings.session_ttl_seconds)
+            session.commit()
+        log.info("session.created", actor_key_id=actor.key_id, expires_at=info.expires_at.isoformat())
+        response = result_response(Result(sessions.session_body(info, token), 201))
+        response.set_cookie(
+            sessions.COOKIE,
+            token,
+            max_age=max(1, int((info.expires_at - datetime.now(UTC)).total_seconds())),
+            path="/",
+            secure=settings.session_cookie_secure or self.tls,
+            httponly=True,
+            samesite="strict",
+        )
+        return response
+
+    def current_session(self) -> Response:
+        """The console session of the request's cookie (401 without one)."""
+        token = self._session_cookie()
+        with self._session(writing=False) as session:
+            try:
+                try:
+                    self.state.limiter.check_address(self.client)
+                    info = sessions.look_up(session, token)
+                except AuthenticationError:
+                    self.state.limiter.fail_auth(self.client)
+                    raise
+            except RateLimitedError:
+                self.state.metrics.rate_limited.inc()
+                raise
+        self.request_state.key_id = info.actor.key_id
+        return result_response(Result(sessions.session_body(info, token)))
+
+    def sign_out(self) -> Response:
+        """End the cookie's session (idempotent) and clear the cookie; needs the CSRF token."""
+        token = self._session_cookie()
+        sessions.check_csrf(self.method, token, self.csrf)
+        with self._session() as session:
+            sessions.end_session(session, token)
+            session.commit()
+        self.state.key_cache.clear()
+        log.info("session.ended")
+        response = Response(status_code=204)
+        response.delete_cookie(
+            sessions.COOKIE,
+            path="/",
+            secure=self.state.settings.session_cookie_secure or self.tls,
+            httponly=True,
+            samesite="strict",
+        )
+        return response
+
+    def _session_cookie(self) -> str:
+        if self.session_token is None:
+            raise AuthenticationError("no console session: sign in with POST /api/v1/sessions")
+        return self.session_token
+
+    def _cached_actor(self) -> Actor | None:
+        """The actor of the request's key, or of its console session (whose state changes must carry
+        the session's CSRF token), when this process authenticated it recently; else ``None``."""
+        if self.credentials is not None:
+            return cached_actor(self.credentials, self.state.key_cache)
+        if self.session_token is not None:
+            sessions.check_csrf(self.method, self.session_token, self.csrf)
+            return sessions.cached_session_actor(self.session_token, self.state.key_cache)
+        raise AuthenticationError(
+            "send an API key as 'Authorization: Bearer <key>' (or sign in to the console)"
+        )
+
+    def _look_up(self, session: Session) -> Actor:
+        if self.credentials is not None:
+            return authenticate(session, self.credentials, cache=self.state.key_cache)
+        assert self.session_token is not None  # _cached_actor ran first
+        return sessions.authenticate_session(session, self.session_token, cache=self.state.key_cache)
 
     def _authenticate(self, session: Session) -> Actor:
         """The key's actor (401/403). A failure counts against the client's address, and an address over
         its failure limit is answered 429 (a key this process authenticated recently still passes)."""
         try:
             try:
-                actor = cached_actor(self._credentials(), self.state.key_cache)
+                actor = self._cached_actor()
                 if actor is None:
                     self.state.limiter.check_address(self.client)
-                    actor = authenticate(session, self._credentials(), cache=self.state.key_cache)
+                    actor = self._look_up(session)
             except AuthenticationError:
                 self.state.limiter.fail_auth(self.client)
                 raise
@@ -223,7 +319,7 @@ class RequestContext:
 
     def _look_up_actor(self) -> Actor:
         with self._session(autocommit=True, writing=False) as session:
-            return authenticate(session, self._credentials(), cache=self.state.key_cache)
+            return self._look_up(session)
 
     def _limit(self, actor: Actor) -> None:
         """The key's rate limit (429)."""
@@ -304,15 +400,20 @@ class Writer:
 
 
 async def get_context(request: Request) -> RequestContext:
+    credentials = bearer_token(request)
     return RequestContext(
         state=request.app.state.flagyard,
         request_state=request.state,
-        credentials=bearer_token(request),
+        credentials=credentials,
         client=request.client.host if request.client else None,
         request_id=getattr(request.state, "request_id", None),
         if_match=None,
         idempotency_key=None,
         fingerprint=None,
+        session_token=request.cookies.get(sessions.COOKIE) if credentials is None else None,
+        csrf=request.headers.get(sessions.CSRF_HEADER),
+        method=request.method,
+        tls=request.url.scheme == "https",
     )
 
 

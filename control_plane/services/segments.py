@@ -170,6 +170,23 @@ def users_of(session: Session, project_id: int, key: str) -> list[Detail]:
     ]
 
 
+def segment_usage(session: Session, actor: Actor, project_key: str, key: str) -> Result:
+    """Where the segment is used: the same query that keeps a used segment from being deleted."""
+    project = get_project(session, actor, project_key)
+    if repo.find(session, project.id, key) is None:
+        raise NotFoundError(f"segment '{key}' does not exist in project '{project.key}'")
+    flags, segments = repo.users(session, project.id, key)
+    by_flag: dict[str, list[str]] = {}
+    for flag, env in flags:
+        by_flag.setdefault(flag, []).append(env)
+    return Result(
+        {
+            "items": [{"flag": f, "environments": by_flag[f]} for f in sorted(by_flag)],
+            "segments": sorted(segments),
+        }
+    )
+
+
 def delete_segment(tx: Tx, project_key: str, key: str) -> Result:
     tx.actor.require(Role.WRITER)
     s = tx.session

@@ -20,7 +20,7 @@ from flagyard.control_plane.settings import Settings
 
 TABLES = (
     "projects, environments, flags, flag_environments, flag_versions, segments, segment_versions, audit_log, "
-    "outbox, api_keys, idempotency_records"
+    "outbox, api_keys, idempotency_records, console_sessions"
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from typing import Any
 
 import redis
@@ -118,6 +119,7 @@ def test_sync_job__environment_deleted__drops_everything_redis_held_for_it(
     run_jobs(stack, rds)
     dev = env_ids(stack)["dev"]
     assert rds.exists(EnvKeys(stack.prefix, dev).flags)
+    rds.hset(EnvKeys(stack.prefix, dev).served, "dp-1", f"1:{int(time.time() * 1000)}")
     etag = stack.api.get("/api/v1/projects/shop/environments/dev").headers["etag"]
     assert (
         stack.api.delete("/api/v1/projects/shop/environments/dev", headers={"If-Match": etag}).status_code
@@ -125,7 +127,7 @@ def test_sync_job__environment_deleted__drops_everything_redis_held_for_it(
     )
     run_jobs(stack, rds)
     keys = EnvKeys(stack.prefix, dev)
-    assert rds.exists(keys.flags, keys.versions, keys.rev, keys.events) == 0
+    assert rds.exists(keys.flags, keys.versions, keys.rev, keys.events, keys.served) == 0
     assert not rds.sismember(f"{stack.prefix}:envs", dev)
 
 

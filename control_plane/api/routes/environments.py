@@ -17,6 +17,7 @@ from flagyard.control_plane.api.params import (
     ProjectKey,
 )
 from flagyard.control_plane.services import projects as ops
+from flagyard.control_plane.services.propagation import read_propagation_state
 from flagyard.control_plane.services.usage import read_usage
 
 router = APIRouter(
@@ -78,5 +79,19 @@ def evaluations(project: ProjectKey, env: EnvKey, ctx: ReadContext) -> Response:
             project,
             env,
             state.settings.stale_flag_days,
+        )
+    )
+
+
+@router.get(
+    "/{env}/propagation",
+    response_model=schemas.PropagationOut,
+    summary="Whether the last change reached Redis and the data planes",
+)
+def propagation(project: ProjectKey, env: EnvKey, ctx: ReadContext) -> Response:
+    state = ctx.state
+    return ctx.read(
+        lambda session, actor: read_propagation_state(
+            session, actor, state.redis, state.settings.redis_prefix, project, env
         )
     )

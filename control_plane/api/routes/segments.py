@@ -71,6 +71,15 @@ def delete_segment(project: ProjectKey, segment: SegmentKey, ctx: ChangeContext)
 
 
 @router.get(
+    "/{segment}/flags",
+    response_model=schemas.SegmentUsageOut,
+    summary="Where the segment is used: flags (by environment) and other segments",
+)
+def segment_usage(project: ProjectKey, segment: SegmentKey, ctx: ReadContext) -> Response:
+    return ctx.read(lambda session, actor: ops.segment_usage(session, actor, project, segment))
+
+
+@router.get(
     "/{segment}/versions", response_model=schemas.Page[schemas.VersionSummary], summary="List versions"
 )
 def list_versions(
