@@ -16,7 +16,8 @@ export function describePropagation(body) {
     return { kind: "live", text: `Live: rev ${revision} on ${planes.length} data plane${planes.length === 1 ? "" : "s"}` };
   }
   const served = planes.length ? Math.min(...planes.map((p) => p.revision)) : body.stored_revision;
-  return { kind: "pending", text: `Propagating… ${served === null || served === undefined ? "–" : served}/${revision}` };
+  if (served === null || served === undefined) return { kind: "pending", text: `Propagating… waiting for the syncer (rev ${revision})` };
+  return { kind: "pending", text: `Propagating… ${served}/${revision}` };
 }
 
 export function propagationIndicator() {
