@@ -252,14 +252,15 @@ export function confirmDialog({ title, message, confirmLabel = "Confirm", danger
   });
 }
 
-/** A form in a dialog: `fields` are field() results; `submit(values)` may throw an ApiError, which is shown
- * in the dialog (details at their fields when the path names one). Resolves with submit's result or null. */
-export function formDialog({ title, fields, submitLabel, submit, intro }) {
+/** A form in a dialog: `fields` are field() results (shown in order, or `content` when given); `submit()` may
+ * throw an ApiError, which is shown in the dialog (details at their fields when the path names one).
+ * Resolves with submit's result, or null when cancelled. */
+export function formDialog({ title, fields, submitLabel, submit, intro, content, wide }) {
   return new Promise((resolve) => {
     let result = null;
-    const dlg = modal(title, { onClose: () => resolve(result) });
+    const dlg = modal(title, { onClose: () => resolve(result), wide });
     const banner = errorBanner(null);
-    const form = h("form", { class: "form", novalidate: true }, intro || null, banner, Object.values(fields).map((f) => f.element));
+    const form = h("form", { class: "form", novalidate: true }, intro || null, banner, content || Object.values(fields).map((f) => f.element));
     const submitButton = h("button", { type: "submit", class: "primary" }, submitLabel);
     const cancel = h("button", { type: "button", on: { click: () => dlg.close() } }, "Cancel");
     form.addEventListener("submit", async (event) => {
@@ -315,15 +316,26 @@ export function toast(message, kind = "ok") {
 
 // --- secrets ------------------------------------------------------------------------------------
 
-/** A Copy button for `text`, saying whether it worked. */
-export function copyButton(text, label = "Copy") {
+/** A Copy button for `text`, saying whether it worked. The Clipboard API needs a secure context (HTTPS or
+ * localhost); elsewhere the text is selected in `input` and copied with the older execCommand. */
+export function copyButton(text, label = "Copy", input = null) {
   const btn = h("button", { type: "button" }, label);
   btn.addEventListener("click", async () => {
     try {
       await navigator.clipboard.writeText(text);
       btn.textContent = "Copied";
     } catch {
-      btn.textContent = "Select and copy it";
+      let copied = false;
+      if (input) {
+        input.focus();
+        input.select();
+        try {
+          copied = document.execCommand("copy");
+        } catch {
+          copied = false;
+        }
+      }
+      btn.textContent = copied ? "Copied" : "Press Ctrl+C to copy";
     }
     setTimeout(() => {
       btn.textContent = label;
@@ -341,7 +353,7 @@ export function showSecretOnce(title, created) {
     replace(
       dlg.body,
       h("p", { class: "banner warning" }, "Copy this key now. It is shown only once; Flagyard stores only its hash."),
-      h("div", { class: "secret-row" }, secret, copyButton(created.key)),
+      h("div", { class: "secret-row" }, secret, copyButton(created.key, "Copy", secret)),
       h(
         "dl",
         { class: "facts" },

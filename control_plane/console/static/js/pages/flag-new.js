@@ -1,7 +1,7 @@
 // Create a flag: key, name, description, tags, type and its variants (typed value editors). It starts off
 // in every environment; targeting is set on the flag's page.
 
-import { request } from "../api.js";
+import { ApiError, request } from "../api.js";
 import { h, replace } from "../dom.js";
 import { errorBanner, field, fillErrorBanner, pageHeader, placeErrors, select, textInput, toast } from "../ui.js";
 import { DEFAULT_VARIANTS, loadVariantEditor } from "../variants.js";
@@ -78,6 +78,7 @@ export async function render(ctx) {
       toast(`Flag ${flag.key} created`);
       ctx.navigate(ctx.href("p", ctx.project, "e", ctx.env, "flags", flag.key));
     } catch (error) {
+      if (error instanceof ApiError && error.status === 409) fields.key.error(error.message);
       const rest = editor.showErrors(placeErrors(error, fields));
       fillErrorBanner(banner, error, "The flag was not created", rest);
       banner.scrollIntoView({ block: "nearest" });

@@ -85,7 +85,8 @@ export async function render(ctx) {
     const updated = await formDialog({
       title: `Edit ${flag.key}`,
       fields,
-      intro: variants.element,
+      content: [fields.name.element, fields.description.element, fields.tags.element, variants.element, fields.comment.element],
+      wide: true,
       submitLabel: "Save details",
       submit: async () => {
         const body = {
