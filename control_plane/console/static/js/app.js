@@ -2,7 +2,7 @@
 // Sign out), navigation, and the page in <main>. Pages are modules under pages/, loaded when first shown;
 // each exports `render(ctx)` returning the page's node.
 
-import { ApiError, get, getAll, request, setCsrfToken, setUnauthenticatedHandler } from "./api.js";
+import { ApiError, get, getAll, request, setChangeListener, setCsrfToken, setUnauthenticatedHandler } from "./api.js";
 import { h, replace } from "./dom.js";
 import { propagationIndicator } from "./propagation.js";
 import { badge, button, displayName, errorBanner, loading, select } from "./ui.js";
@@ -55,6 +55,7 @@ const state = {
 
 const root = document.getElementById("app");
 const propagation = propagationIndicator();
+setChangeListener(() => propagation.nudge());
 
 /** "#/p/demo/e/production/flags" from ["p", "demo", "e", "production", "flags"] (parts are encoded). */
 export function href(...parts) {

@@ -5,6 +5,8 @@ import { ApiError, get } from "./api.js";
 import { h, replace } from "./dom.js";
 
 const INTERVAL_MS = 3000;
+const FAST_INTERVAL_MS = 700; // for a while after a change made here, to show it propagating
+const FAST_FOR_MS = 10000;
 const MISSING_INTERVAL_MS = 30000; // the route is absent on servers older than the console
 
 /** Words for one propagation body: "Live: rev 12 on 2 data planes" or "Propagating… 11/12". */
@@ -27,10 +29,11 @@ export function propagationIndicator() {
   let timer = null;
   let target = null;
   let generation = 0;
+  let fastUntil = 0;
 
   async function poll(gen) {
     if (gen !== generation) return;
-    let delay = INTERVAL_MS;
+    let delay = Date.now() < fastUntil ? FAST_INTERVAL_MS : INTERVAL_MS;
     if (!document.hidden) {
       try {
         const { body } = await get(`/projects/${encodeURIComponent(target.project)}/environments/${encodeURIComponent(target.env)}/propagation`);
@@ -67,6 +70,14 @@ export function propagationIndicator() {
       element.hidden = false;
       element.className = "propagation unknown";
       replace(text, "Checking propagation…");
+      poll(generation);
+    },
+    /** A change was just made: look now, and often for a few seconds. */
+    nudge() {
+      if (!target) return;
+      fastUntil = Date.now() + FAST_FOR_MS;
+      clearTimeout(timer);
+      generation += 1;
       poll(generation);
     },
     stop() {

@@ -30,7 +30,7 @@ export async function render(ctx) {
     const { kind, text } = describePropagation(propagation);
     propagationCard = h(
       "div",
-      { "data-testid": "propagation-detail" },
+      { "data-testid": "propagation-detail", class: "stack" },
       h("p", {}, badge(kind === "live" ? "in sync" : "propagating", kind === "live" ? "on" : "warn"), " ", text),
       h(
         "dl",
