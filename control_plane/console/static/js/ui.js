@@ -40,8 +40,9 @@ export function field(label, input, { hint, wide } = {}) {
   return {
     element,
     input,
+    /** Show `message` at the field; several calls before clear() list every message. */
     error(message) {
-      errorEl.textContent = message;
+      errorEl.textContent = errorEl.hidden ? message : `${errorEl.textContent}\n${message}`;
       errorEl.hidden = false;
       input.setAttribute("aria-invalid", "true");
     },
@@ -291,9 +292,9 @@ export function placeErrors(error, fields) {
   if (!(error instanceof ApiError)) return [];
   const rest = [];
   for (const detail of error.details) {
-    const name = (detail.path || "").split("/")[1];
+    const [, name, ...deeper] = (detail.path || "").split("/");
     const target = name !== undefined ? fields[name] : undefined;
-    if (target) target.error(detail.message);
+    if (target) target.error(deeper.length ? `${deeper.join("/")}: ${detail.message}` : detail.message);
     else rest.push(detail);
   }
   return rest;
