@@ -223,6 +223,8 @@ function notFound(route) {
 
 async function render() {
   const token = ++state.renderToken;
+  // A dialog belongs to the page it was opened on (Back while it is open must not leave it over the next).
+  for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
   const isCurrent = () => token === state.renderToken;
   const route = parseRoute();
   try {
