@@ -67,6 +67,12 @@ export function navigate(hash) {
   else location.hash = hash;
 }
 
+/** Go somewhere instead of the current entry (a redirect), so Back does not bounce through it again. */
+function redirect(hash) {
+  if (location.hash === hash) render();
+  else location.replace(hash);
+}
+
 function parseRoute() {
   const path = decodeURI(location.hash.replace(/^#/, "")) || "/";
   for (const [pattern, page, names] of ROUTES) {
@@ -122,7 +128,7 @@ export function signedIn(session) {
   setSession(session);
   const target = state.returnTo && state.returnTo !== "#/signin" ? state.returnTo : "#/";
   state.returnTo = null;
-  navigate(target);
+  redirect(target);
 }
 
 async function signOut() {
@@ -235,11 +241,11 @@ async function render() {
     }
     if (!state.session && route.page !== "signin") {
       state.returnTo = location.hash || "#/";
-      navigate("#/signin");
+      redirect("#/signin");
       return;
     }
     if (state.session && route.page === "signin") {
-      navigate("#/");
+      redirect("#/");
       return;
     }
     if (route.page === "signin") {
@@ -261,7 +267,7 @@ async function render() {
     if (route.page === "project-home") {
       const last = state.lastEnv.get(project);
       const target = environments.some((e) => e.key === last) ? last : environments[0]?.key;
-      navigate(target ? href("p", project, "e", target, "flags") : href("p", project, "environments"));
+      redirect(target ? href("p", project, "e", target, "flags") : href("p", project, "environments"));
       return;
     }
     // Pages without an environment in their route (Environments) keep the navigation of the last one.
