@@ -22,13 +22,11 @@ export async function render(ctx) {
   ]);
   const banner = errorBanner(null);
 
-  // --- propagation ------------------------------------------------------------------------------
-  let propagationCard;
-  if (!propagation) {
-    propagationCard = h("p", { class: "muted" }, "This server does not report propagation yet.");
-  } else {
-    const { kind, text } = describePropagation(propagation);
-    propagationCard = h(
+  // --- propagation (refreshed every few seconds while this page is shown) ---------------------------
+  function propagationDetail(body) {
+    if (!body) return h("p", { class: "muted" }, "This server does not report propagation yet.");
+    const { kind, text } = describePropagation(body);
+    return h(
       "div",
       { "data-testid": "propagation-detail", class: "stack" },
       h("p", {}, badge(kind === "live" ? "in sync" : "propagating", kind === "live" ? "on" : "warn"), " ", text),
@@ -36,22 +34,37 @@ export async function render(ctx) {
         "dl",
         { class: "facts" },
         h("dt", {}, "Last write (database)"),
-        h("dd", {}, `rev ${propagation.revision}`),
+        h("dd", {}, `rev ${body.revision}`),
         h("dt", {}, "Stored for data planes (Redis)"),
-        h("dd", {}, propagation.stored_revision === null ? "nothing yet" : `rev ${propagation.stored_revision}`),
+        h("dd", {}, body.stored_revision === null ? "nothing yet" : `rev ${body.stored_revision}`),
       ),
-      propagation.data_planes.length
+      body.data_planes.length
         ? table(
             [
               { label: "Data plane", cell: (d) => h("code", {}, d.id) },
-              { label: "Serves", cell: (d) => h("span", {}, `rev ${d.revision}`, d.revision >= propagation.revision ? null : [" ", badge("behind", "warn")]) },
+              { label: "Serves", cell: (d) => h("span", {}, `rev ${d.revision}`, d.revision >= body.revision ? null : [" ", badge("behind", "warn")]) },
               { label: "Reported", cell: (d) => timeAgo(d.reported_at) },
             ],
-            propagation.data_planes,
+            body.data_planes,
             { caption: "Data planes" },
           )
         : h("p", { class: "muted" }, "No data plane has reported serving this environment."),
     );
+  }
+  const propagationCard = h("div", {}, propagationDetail(propagation));
+  if (propagation) {
+    const timer = setInterval(async () => {
+      if (!propagationCard.isConnected) {
+        clearInterval(timer); // the page was left
+        return;
+      }
+      if (document.hidden) return;
+      try {
+        replace(propagationCard, propagationDetail(await tolerate404(get(`${envBase}/propagation`))));
+      } catch {
+        // keep the last answer; the header's indicator says when the server is unreachable
+      }
+    }, 3000);
   }
 
   // --- usage ------------------------------------------------------------------------------------
