@@ -27,12 +27,22 @@ function expiresIso(value) {
   return Number.isNaN(date.getTime()) ? null : date.toISOString();
 }
 
-function status(key) {
-  if (key.revoked_at) {
-    const future = new Date(key.revoked_at).getTime() > Date.now();
-    return future ? badge("retiring", "warn", { title: `Stops working ${new Date(key.revoked_at).toLocaleString()}` }) : badge("revoked", "off");
+/** Revoked, or expired: it no longer works. */
+function isDead(key) {
+  const now = Date.now();
+  return Boolean((key.revoked_at && new Date(key.revoked_at).getTime() <= now) || (key.expires_at && new Date(key.expires_at).getTime() <= now));
+}
+
+/** Filters survive moving between pages in one visit. */
+const view = { showDead: false };
+
+function status(key, replacedBy) {
+  if (isDead(key)) return badge(key.revoked_at ? "revoked" : "expired", "off");
+  const until = key.revoked_at || key.expires_at;
+  if (replacedBy) {
+    return badge("rotating out", "warn", { title: `Replaced by ${replacedBy.prefix}…; works until ${until ? new Date(until).toLocaleString() : "revoked"}` });
   }
-  if (key.expires_at && new Date(key.expires_at).getTime() <= Date.now()) return badge("expired", "off");
+  if (key.revoked_at) return badge("retiring", "warn", { title: `Stops working ${new Date(key.revoked_at).toLocaleString()}` });
   return badge("active", "on");
 }
 
@@ -126,22 +136,36 @@ export async function render(ctx) {
   }
 
   const own = ctx.session.key_id;
+  const replacements = new Map([...apiKeys, ...sdkKeys].filter((k) => k.replaces_key_id !== null).map((k) => [k.replaces_key_id, k]));
+  const shown = (keys) => (view.showDead ? keys : keys.filter((k) => !isDead(k)));
+  const deadCount = [...apiKeys, ...sdkKeys].filter(isDead).length;
+  const showDead = h("input", {
+    type: "checkbox",
+    id: "show-dead-keys",
+    checked: view.showDead,
+    on: {
+      change: (e) => {
+        view.showDead = e.target.checked;
+        ctx.reload();
+      },
+    },
+  });
   function columns(path, withScope) {
     return [
       { label: "Name", cell: (k) => h("span", {}, h("strong", {}, k.name), k.id === own ? [" ", badge("this session", "tag")] : null) },
       { label: "Key", cell: (k) => h("code", {}, `${k.prefix}…`) },
       withScope ? { label: "Role", cell: (k) => k.role } : null,
       withScope ? { label: "Scope", cell: (k) => (k.project ? `project ${k.project}` : "global") } : null,
-      { label: "Status", cell: status },
+      { label: "Status", cell: (k) => status(k, replacements.get(k.id)) },
       { label: "Created", cell: (k) => timeAgo(k.created_at) },
       { label: "Expires", cell: (k) => (k.expires_at ? timeAgo(k.expires_at) : h("span", { class: "muted" }, "never")) },
       {
         label: h("span", { class: "visually-hidden" }, "Actions"),
         class: "actions-cell",
         cell: (k) =>
-          k.revoked_at
+          isDead(k)
             ? null
-            : h("span", { class: "row-actions" }, button("Rotate", () => rotate(k, path), { "aria-label": `Rotate ${k.name}`, "data-testid": `rotate-${k.id}` }), button("Revoke", () => revoke(k, path), { class: "danger ghost", "aria-label": `Revoke ${k.name}`, "data-testid": `revoke-${k.id}` })),
+            : h("span", { class: "row-actions" }, replacements.has(k.id) ? null : button("Rotate", () => rotate(k, path), { "aria-label": `Rotate ${k.name}`, "data-testid": `rotate-${k.id}` }), button("Revoke", () => revoke(k, path), { class: "danger ghost", "aria-label": `Revoke ${k.name}`, "data-testid": `revoke-${k.id}` })),
       },
     ].filter(Boolean);
   }
@@ -149,25 +173,29 @@ export async function render(ctx) {
   return h(
     "section",
     { class: "page" },
-    pageHeader("Keys", "Secrets are shown once, when a key is created or rotated; only their hashes are stored."),
+    pageHeader(
+      "Keys",
+      "Secrets are shown once, when a key is created or rotated; only their hashes are stored.",
+      deadCount ? h("label", { class: "checkbox", for: "show-dead-keys" }, showDead, ` Show revoked and expired keys (${deadCount})`) : null,
+    ),
     banner,
     h(
       "section",
       { class: "card", "aria-labelledby": "sdk-h" },
       h("div", { class: "section-header" }, h("h2", { id: "sdk-h" }, `SDK keys for ${ctx.env}`), button("New SDK key", createSdkKey, { class: "primary" })),
       h("p", { class: "muted small" }, "Server-side SDKs and data-plane clients of this environment use these."),
-      sdkKeys.length
-        ? table(columns(sdkBase, false), sdkKeys, { rowAttrs: (k) => ({ "data-testid": `sdk-key-row-${k.id}`, "data-key-name": k.name }), caption: "SDK keys" })
-        : emptyState(`No SDK keys for ${ctx.env} yet`, "create one with New SDK key so services can evaluate flags"),
+      shown(sdkKeys).length
+        ? table(columns(sdkBase, false), shown(sdkKeys), { rowAttrs: (k) => ({ "data-testid": `sdk-key-row-${k.id}`, "data-key-name": k.name }), caption: "SDK keys" })
+        : emptyState(sdkKeys.length ? `No active SDK keys for ${ctx.env}` : `No SDK keys for ${ctx.env} yet`, "create one with New SDK key so services can evaluate flags"),
     ),
     h(
       "section",
       { class: "card", "aria-labelledby": "api-h" },
       h("div", { class: "section-header" }, h("h2", { id: "api-h" }, "API keys"), button("New API key", createApiKey, { class: "primary" })),
       h("p", { class: "muted small" }, "For the admin API, the CLI and this console: admin, writer or reader, global or scoped to a project."),
-      apiKeys.length
-        ? table(columns("/api-keys", true), apiKeys, { rowAttrs: (k) => ({ "data-testid": `api-key-row-${k.id}`, "data-key-name": k.name }), caption: "API keys" })
-        : emptyState("No API keys in this scope", "create one with New API key"),
+      shown(apiKeys).length
+        ? table(columns("/api-keys", true), shown(apiKeys), { rowAttrs: (k) => ({ "data-testid": `api-key-row-${k.id}`, "data-key-name": k.name }), caption: "API keys" })
+        : emptyState(apiKeys.length ? "No active API keys in this scope" : "No API keys in this scope", "create one with New API key"),
     ),
   );
 }
