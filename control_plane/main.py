@@ -36,6 +36,7 @@ from flagyard.control_plane.api.routes import (
     sessions,
     transfer,
 )
+from flagyard.control_plane.console import install_console
 from flagyard.control_plane.db.reads import make_read_pool
 from flagyard.control_plane.metrics import Metrics
 from flagyard.control_plane.outbox import Dispatcher, Relay, backlog
@@ -184,6 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     declare_bearer_scheme(app)
     install_docs(app)
+    install_console(app)
     errors.index_methods(app, routers)
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics, access_log=settings.access_log)
     return app

@@ -25,6 +25,14 @@ export function setCsrfToken(token) {
   csrfToken = token;
 }
 
+let onChange = () => {};
+
+/** Called after every successful change (any non-GET request): the header's propagation indicator looks
+ * again at once instead of at its next poll. */
+export function setChangeListener(listener) {
+  onChange = listener;
+}
+
 /** What to do when the session is gone (401): the shell shows the sign-in page. */
 export function setUnauthenticatedHandler(handler) {
   onUnauthenticated = handler;
@@ -70,6 +78,7 @@ export async function request(method, path, options = {}) {
   }
   if (response.status === 401 && !path.startsWith("/sessions")) onUnauthenticated();
   if (!response.ok) throw new ApiError(response.status, parsed);
+  if (method !== "GET" && method !== "HEAD" && !path.startsWith("/sessions")) onChange(method, path);
   return { status: response.status, body: parsed, etag: response.headers.get("ETag"), headers: response.headers };
 }
 

@@ -1,0 +1,437 @@
+// One flag: its definition, its on/off state in every environment (toggle, with a confirmation on
+// production-like environments), and its targeting in the current environment (the rule editor), saved
+// with If-Match; a concurrent change (412) shows what changed and offers to reload and re-apply.
+
+import { ApiError, get, getAll, request } from "../api.js";
+import { h, replace } from "../dom.js";
+import { loadDiffView, loadRuleEditor } from "../fallbacks.js";
+import {
+  badge,
+  button,
+  confirmDialog,
+  displayName,
+  errorBanner,
+  field,
+  fillErrorBanner,
+  formDialog,
+  isProductionLike,
+  pageHeader,
+  textInput,
+  timeAgo,
+  toast,
+} from "../ui.js";
+import { loadVariantEditor } from "../variants.js";
+import { parseTags } from "./flag-new.js";
+
+export async function render(ctx) {
+  const flagKey = ctx.params.flag;
+  ctx.title(`${flagKey} · Flags`);
+  const base = `/projects/${encodeURIComponent(ctx.project)}/flags/${encodeURIComponent(flagKey)}`;
+  const envPath = (env) => `${base}/environments/${encodeURIComponent(env)}`;
+  const [flagRes, envRes, segments, summaries, ruleEditor, diffView] = await Promise.all([
+    get(base),
+    get(envPath(ctx.env)),
+    getAll(`/projects/${encodeURIComponent(ctx.project)}/segments`),
+    getAll(`/projects/${encodeURIComponent(ctx.project)}/flags`),
+    loadRuleEditor(),
+    loadDiffView(),
+  ]);
+  let flag = flagRes.body;
+  const canWrite = ctx.can("writer");
+  const banner = errorBanner(null);
+
+  // --- definition ---------------------------------------------------------------------------------
+  const definition = h("div", { class: "card definition" });
+  function renderDefinition() {
+    replace(
+      definition,
+      h(
+        "dl",
+        { class: "facts" },
+        h("dt", {}, "Name"),
+        h("dd", { "data-testid": "flag-name" }, flag.name),
+        h("dt", {}, "Description"),
+        h("dd", { "data-testid": "flag-description", class: "prewrap" }, flag.description || h("span", { class: "muted" }, "—")),
+        h("dt", {}, "Type"),
+        h("dd", {}, h("code", {}, flag.type)),
+        h("dt", {}, "Tags"),
+        h("dd", {}, flag.tags.length ? h("span", { class: "tags" }, flag.tags.map((t) => badge(t, "tag"))) : h("span", { class: "muted" }, "—")),
+        h("dt", {}, "Variants"),
+        h(
+          "dd",
+          {},
+          h(
+            "ul",
+            { class: "variant-list" },
+            Object.entries(flag.variants).map(([name, value]) => h("li", {}, h("strong", {}, name), " = ", h("code", {}, JSON.stringify(value)))),
+          ),
+        ),
+        h("dt", {}, "Version"),
+        h("dd", {}, `v${flag.version}, changed `, timeAgo(flag.updated_at), " · created ", timeAgo(flag.created_at)),
+      ),
+      canWrite ? h("div", { class: "card-actions" }, button("Edit details", editDetails)) : null,
+    );
+  }
+
+  async function editDetails() {
+    const variantEditor = await loadVariantEditor();
+    const variants = variantEditor({ type: flag.type, variants: flag.variants });
+    const fields = {
+      name: field("Name", textInput({ value: flag.name, maxlength: 256, autofocus: true })),
+      description: field("Description", h("textarea", { rows: 3, maxlength: 10000, value: flag.description })),
+      tags: field("Tags", textInput({ value: flag.tags.join(", ") }), { hint: "Comma-separated." }),
+      comment: field("Comment (optional)", textInput({ maxlength: 2000 })),
+    };
+    const updated = await formDialog({
+      title: `Edit ${flag.key}`,
+      fields,
+      content: [fields.name.element, fields.description.element, fields.tags.element, variants.element, fields.comment.element],
+      wide: true,
+      submitLabel: "Save details",
+      submit: async () => {
+        const body = {
+          name: fields.name.input.value.trim(),
+          description: fields.description.input.value,
+          tags: parseTags(fields.tags.input.value),
+          variants: variants.value(),
+          comment: fields.comment.input.value,
+        };
+        try {
+          return (await request("PATCH", base, { body, ifMatch: `"${flag.version}"` })).body;
+        } catch (error) {
+          if (error instanceof ApiError) error.details = variants.showErrors(error.details);
+          throw error;
+        }
+      },
+    });
+    if (updated) {
+      toast(`Saved ${updated.key} (v${updated.version})`);
+      ctx.reload();
+    }
+  }
+
+  // --- environments: on/off ------------------------------------------------------------------------
+  const envTable = h("div", { class: "table-wrap" });
+  function renderEnvironments() {
+    replace(
+      envTable,
+      h(
+        "table",
+        {},
+        h("caption", { class: "visually-hidden" }, "State by environment"),
+        h("thead", {}, h("tr", {}, ["Environment", "State", "Serves when on", ""].map((t) => h("th", { scope: "col" }, t)))),
+        h(
+          "tbody",
+          {},
+          ctx.environments.map((env) => {
+            const config = flag.environments[env.key] || { enabled: false };
+            const on = Boolean(config.enabled);
+            const current = env.key === ctx.env;
+            return h(
+              "tr",
+              { "data-testid": `env-row-${env.key}`, class: current ? "current" : null },
+              h(
+                "th",
+                { scope: "row" },
+                current ? h("strong", {}, displayName(env)) : h("a", { href: ctx.href("p", ctx.project, "e", env.key, "flags", flag.key) }, displayName(env)),
+                isProductionLike(env) ? [" ", badge("production", "warn")] : null,
+              ),
+              h("td", {}, badge(on ? "On" : "Off", on ? "on" : "off", { "data-testid": `env-state-${env.key}` })),
+              h("td", { class: "small" }, summary(config)),
+              h(
+                "td",
+                { class: "actions-cell" },
+                canWrite ? button(on ? "Turn off" : "Turn on", () => toggle(env, !on), { class: on ? "danger" : "primary", "data-testid": `toggle-${env.key}` }) : null,
+              ),
+            );
+          }),
+        ),
+      ),
+    );
+  }
+
+  function summary(config) {
+    const rules = (config.rules || []).length;
+    const parts = [];
+    if (config.targeting) parts.push("JsonLogic targeting");
+    else if (rules) parts.push(`${rules} rule${rules === 1 ? "" : "s"}`);
+    if (config.default_split) parts.push("split by default");
+    else if (config.default_variant) parts.push(`default ${config.default_variant}`);
+    else parts.push("no default variant");
+    if (config.off_variant) parts.push(`off ${config.off_variant}`);
+    if ((config.prerequisites || []).length) parts.push(`${config.prerequisites.length} prerequisite(s)`);
+    return parts.join(" · ");
+  }
+
+  async function toggle(env, enabled) {
+    let comment = "";
+    if (isProductionLike(env)) {
+      const answer = await confirmDialog({
+        title: `Turn ${enabled ? "on" : "off"} ${flag.key} in ${env.name}?`,
+        message: h(
+          "p",
+          {},
+          h("strong", {}, env.name),
+          " looks like a production environment. Every SDK connected to it will see the change within seconds.",
+        ),
+        confirmLabel: "Confirm",
+        danger: !enabled,
+        comment: true,
+      });
+      if (!answer) return;
+      comment = answer.comment;
+    }
+    try {
+      const { body } = await request("POST", `${envPath(env.key)}/toggle`, { body: { enabled, comment } });
+      flag = { ...flag, version: body.version, environments: { ...flag.environments, [env.key]: pick(body) } };
+      toast(`${flag.key} is ${enabled ? "on" : "off"} in ${env.key}`);
+      banner.hidden = true;
+      renderEnvironments();
+      renderDefinition();
+      const again = envTable.querySelector(`[data-testid="toggle-${CSS.escape(env.key)}"]`);
+      if (again) again.focus();
+      targeting.ownChange(env.key, body);
+    } catch (error) {
+      fillErrorBanner(banner, error, `Could not turn ${enabled ? "on" : "off"} ${flag.key} in ${env.key}`);
+      toast(`Not changed: ${error.message}`, "error");
+    }
+  }
+
+  // --- targeting in the current environment ---------------------------------------------------------
+  const targeting = targetingSection({
+    ctx,
+    flag: () => flag,
+    env: ctx.envObj,
+    initial: envRes.body,
+    etag: envRes.etag,
+    segments,
+    flags: summaries,
+    ruleEditor,
+    diffView,
+    canWrite,
+    path: envPath(ctx.env),
+    base,
+    async onSaved(body) {
+      flag = { ...flag, version: body.version, environments: { ...flag.environments, [ctx.env]: pick(body) } };
+      try {
+        flag = (await get(base)).body; // a conflict may have brought other environments' changes too
+      } catch {
+        // the saved environment is already shown; the rest refreshes on the next visit
+      }
+      renderEnvironments();
+      renderDefinition();
+    },
+  });
+
+  async function removeFlag() {
+    const ok = await confirmDialog({
+      title: `Delete flag ${flag.key}?`,
+      message: h("p", {}, "SDKs asking for this flag will get their code default in every environment. Its history stays in the audit log. This cannot be undone."),
+      typed: flag.key,
+      danger: true,
+    });
+    if (!ok) return;
+    try {
+      await request("DELETE", base, { ifMatch: `"${flag.version}"` });
+      toast(`Flag ${flag.key} deleted`);
+      ctx.navigate(ctx.href("p", ctx.project, "e", ctx.env, "flags"));
+    } catch (error) {
+      fillErrorBanner(banner, error, `Could not delete ${flag.key}`);
+    }
+  }
+
+  renderDefinition();
+  renderEnvironments();
+  const historyLink = h("a", { class: "button", href: ctx.href("p", ctx.project, "e", ctx.env, "flags", flag.key, "history") }, "History");
+  return h(
+    "section",
+    { class: "page" },
+    h("p", { class: "breadcrumb" }, h("a", { href: ctx.href("p", ctx.project, "e", ctx.env, "flags") }, "Flags"), " / ", flag.key),
+    pageHeader(h("span", { class: "flag-title" }, flag.key), flag.name !== flag.key ? flag.name : null, historyLink, canWrite ? button("Delete flag", removeFlag, { class: "danger ghost" }) : null),
+    banner,
+    h("div", { class: "two-col" }, h("section", { "aria-labelledby": "envs-h" }, h("h2", { id: "envs-h" }, "Environments"), envTable), h("section", { "aria-labelledby": "def-h" }, h("h2", { id: "def-h" }, "Definition"), definition)),
+    targeting.element,
+  );
+}
+
+function pick(body) {
+  const out = {};
+  for (const name of ["enabled", "off_variant", "default_variant", "default_split", "rules", "prerequisites", "targeting"]) out[name] = body[name];
+  return out;
+}
+
+/** The rule editor for one environment with Save (If-Match), inline errors and the 412 flow. */
+function targetingSection({ ctx, flag, env, initial, etag, segments, flags, ruleEditor, diffView, canWrite, path, base, onSaved }) {
+  const holder = h("div", { class: "editor-holder" });
+  const banner = errorBanner(null);
+  const conflict = h("div", { class: "conflict", hidden: true });
+  const comment = field("Comment", textInput({ maxlength: 2000, placeholder: "Why this change (optional)" }));
+  const save = h("button", { type: "button", class: "primary" }, "Save");
+  let editor = null;
+  let pristine = null;
+  let currentEtag = etag;
+  let loadedVersion = initial.version;
+  const variantCache = new Map();
+  /** Another flag's variant names, for the prerequisite picker (FlagSummary has none). */
+  function variantsOf(key) {
+    if (!variantCache.has(key)) {
+      const path = `/projects/${encodeURIComponent(ctx.project)}/flags/${encodeURIComponent(key)}`;
+      variantCache.set(key, get(path).then((r) => Object.keys(r.body.variants), () => []));
+    }
+    return variantCache.get(key);
+  }
+
+  function rebuild(config, newEtag, version) {
+    editor = ruleEditor({ flag: flag(), environment: env.key, config, segments, flags, readOnly: !canWrite, variantsOf });
+    replace(holder, editor.element);
+    currentEtag = newEtag;
+    loadedVersion = version;
+    try {
+      pristine = JSON.stringify(editor.value());
+    } catch {
+      pristine = null;
+    }
+  }
+
+  function isDirty() {
+    if (!editor || !canWrite) return false;
+    try {
+      return JSON.stringify(editor.value()) !== pristine;
+    } catch {
+      return true;
+    }
+  }
+
+  async function submit(value, ifMatch) {
+    const { body, etag: newEtag } = await request("PATCH", path, { body: { ...value, comment: comment.input.value }, ifMatch });
+    return { body, etag: newEtag || `"${body.version}"` };
+  }
+
+  function saved(body, newEtag) {
+    toast(body.version === loadedVersion ? "Nothing changed" : `Saved: ${flag().key} in ${env.key} is now v${body.version}`);
+    comment.input.value = "";
+    conflict.hidden = true;
+    banner.hidden = true;
+    rebuild(pick(body), newEtag, body.version);
+    onSaved(body);
+  }
+
+  function failed(error) {
+    if (error instanceof ApiError && error.details.length) {
+      const rest = editor.showErrors(error.details);
+      fillErrorBanner(banner, error, "The configuration was not saved", rest);
+    } else {
+      fillErrorBanner(banner, error, "The configuration was not saved");
+    }
+  }
+
+  async function onSave() {
+    if (editor.clearErrors) editor.clearErrors();
+    banner.hidden = true;
+    let value;
+    try {
+      value = editor.value();
+    } catch (error) {
+      fillErrorBanner(banner, error, "Check the configuration");
+      return;
+    }
+    save.disabled = true;
+    try {
+      const { body, etag: newEtag } = await submit(value, currentEtag);
+      saved(body, newEtag);
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 412) await showConflict(value);
+      else failed(error);
+    } finally {
+      save.disabled = false;
+    }
+  }
+
+  /** Someone saved first: show their change and offer to re-apply ours on top of it. */
+  async function showConflict(value) {
+    let fresh;
+    try {
+      fresh = await get(path);
+    } catch (error) {
+      failed(error);
+      return;
+    }
+    let changes = null;
+    try {
+      const { body } = await get(`${base}/diff`, { from: loadedVersion, to: fresh.body.version });
+      changes = body.changes;
+    } catch {
+      changes = null;
+    }
+    const reapply = button("Reload and re-apply", async () => {
+      reapply.disabled = true;
+      try {
+        const merged = { ...pick(fresh.body), ...value };
+        rebuild(merged, fresh.etag || `"${fresh.body.version}"`, fresh.body.version);
+        const { body, etag: newEtag } = await submit(value, currentEtag);
+        saved(body, newEtag);
+      } catch (error) {
+        if (error instanceof ApiError && error.status === 412) await showConflict(value);
+        else {
+          conflict.hidden = true;
+          failed(error);
+        }
+      } finally {
+        reapply.disabled = false;
+      }
+    }, { class: "primary" });
+    const discard = button("Discard my edit", () => {
+      conflict.hidden = true;
+      rebuild(pick(fresh.body), fresh.etag || `"${fresh.body.version}"`, fresh.body.version);
+      toast("Showing the current configuration");
+    });
+    replace(
+      conflict,
+      h(
+        "div",
+        { class: "banner warning", role: "alert", "data-testid": "conflict" },
+        h("strong", {}, "Someone else changed this flag while you were editing"),
+        h("p", {}, `You started from version ${loadedVersion}; it is now version ${fresh.body.version}. Their change:`),
+        changes ? diffView(changes) : h("p", { class: "muted" }, "(the difference could not be loaded)"),
+        h("p", {}, "Re-apply sends your edit again on top of the current version (your fields replace theirs)."),
+        h("div", { class: "form-actions" }, discard, reapply),
+      ),
+    );
+    conflict.hidden = false;
+    reapply.focus();
+  }
+
+  save.addEventListener("click", onSave);
+  rebuild(pick(initial), etag, initial.version);
+  const element = h(
+    "section",
+    { class: "card targeting", "aria-labelledby": "targeting-h" },
+    h(
+      "div",
+      { class: "section-header" },
+      h("h2", { id: "targeting-h" }, "Targeting in ", h("span", { class: "env-name" }, env.name)),
+      isProductionLike(env) ? badge("production", "warn") : null,
+      h("span", { class: "muted small" }, "Other environments: pick one in the header or the table above."),
+    ),
+    conflict,
+    banner,
+    holder,
+    canWrite ? h("div", { class: "save-bar" }, comment.element, save) : h("p", { class: "muted" }, "Read-only: your role (", ctx.session.role, ") cannot change targeting."),
+  );
+  /** This page changed the flag (a toggle): another environment's change cannot conflict with an edit
+   * here, so the editor just moves to the new version; a toggle of this environment rebuilds the editor
+   * unless it holds an edit (then saving meets the 412 flow, which shows the toggle). */
+  function ownChange(envKey, body) {
+    if (envKey !== env.key) {
+      if (loadedVersion === body.version - 1) {
+        currentEtag = `"${body.version}"`;
+        loadedVersion = body.version;
+      }
+    } else if (!isDirty()) {
+      rebuild(pick(body), `"${body.version}"`, body.version);
+    }
+  }
+
+  return { element, ownChange };
+}
+
