@@ -1,0 +1,40 @@
+"""What the console's browser tests share besides fixtures (a uniquely named module, importable next to
+conftest): where screenshots go, the viewport, :func:`shot` and :func:`png_size`."""
+
+from __future__ import annotations
+
+import re
+import struct
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from stack_helpers import ROOT
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+SCREENSHOTS = ROOT / "ui-screenshots"
+"""Screenshots for people to look at (ignored by git); ``failures/`` holds those of failed tests."""
+FAILURES = SCREENSHOTS / "failures"
+VIEWPORT = {"width": 1280, "height": 800}
+TIMEOUT_MS = 10_000
+"""Playwright's default for actions, navigations and ``expect`` in these tests."""
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def shot(page: Page, name: str) -> Path:
+    """Save the page's viewport as ``ui-screenshots/<name>.png`` (1280×800) and return its path."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+        raise ValueError(f"screenshot name {name!r}: use lower-case letters, digits, '-' and '_'")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk; fails if ``data`` is not a PNG."""
+    assert data[:8] == _PNG_SIGNATURE, "not a PNG file"
+    assert data[12:16] == b"IHDR", "a PNG starts with its IHDR chunk"
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
