@@ -25,13 +25,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from browser_helpers import FAILURES, TIMEOUT_MS, VIEWPORT
+from browser_helpers import FAILURES, TIMEOUT_MS, VIEWPORT, watch_page_errors
 from console_stack import ConsoleStack, running_console_stack
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page, Playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
+STACK_TIMEOUT = 240
+"""Seconds a console test may take, its fixtures' setup included (pytest-timeout)."""
 # As root (CI) Chromium needs --no-sandbox; the rest keep it off this machine's closed network, where its
 # background connections are refused by the dozen and slow every start.
 CHROMIUM_ARGS = [
@@ -50,16 +52,24 @@ _HERE = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark this folder's tests ``console``; a module's first test also pays for starting its stack (and
+    the session's first for Chromium), which pytest-timeout counts, so they get more than the default."""
     for item in items:
         if _HERE in item.path.resolve().parents:
             item.add_marker(pytest.mark.console)
+            if item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(STACK_TIMEOUT))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    """Remember a failure for the ``page`` fixture's teardown; show the page's errors with it."""
     report = yield
     if report.failed:
         item.stash[_FAILED] = True
+        errors = item.stash.get(_ERRORS, [])
+        if errors:
+            report.sections.append(("errors in the page", "\n".join(errors)))
     return report
 
 
@@ -113,15 +123,7 @@ def context(browser: Browser, console_stack: ConsoleStack) -> Iterator[BrowserCo
 @pytest.fixture
 def page(context: BrowserContext, page_errors: list[str], request: pytest.FixtureRequest) -> Iterator[Page]:
     tab = context.new_page()
-    tab.on("pageerror", lambda exc: page_errors.append(f"uncaught: {exc}"))
-    tab.on(
-        "console",
-        lambda msg: page_errors.append(f"console.{msg.type}: {msg.text}") if msg.type == "error" else None,
-    )
-    tab.on(
-        "requestfailed",
-        lambda req: page_errors.append(f"request failed: {req.method} {req.url} ({req.failure})"),
-    )
+    watch_page_errors(tab, page_errors)
     yield tab
     if request.node.stash.get(_FAILED, False):
         _save_failure(tab, request.node.nodeid, page_errors)

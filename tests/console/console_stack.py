@@ -33,7 +33,8 @@ from flagyard.sdk import FlagyardClient
 from flagyard.syncer.settings import SyncerSettings
 
 REDIS_URL = os.environ.get("FLAGYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
-READY_TIMEOUT = 60.0
+READY_TIMEOUT = 90.0
+"""Seconds each child may take to get ready (three Python processes importing at once on a busy machine)."""
 
 _DATA_PLANE_KNOBS: dict[str, Any] = {
     # Free ports for everything the data plane serves beside gRPC; no metrics server.

@@ -42,14 +42,14 @@ def test_chromium_renders_swagger_ui_and_a_screenshot_is_a_1280x800_png(
 
 
 def test_a_fresh_context_per_test_starts_without_cookies(page: Page) -> None:
-    page.goto("/docs")
+    page.goto("/healthz")
     assert page.context.cookies() == []
     page.context.add_cookies([{"name": "leak", "value": "1", "url": page.url}])
     assert [c["name"] for c in page.context.cookies()] == ["leak"]
 
 
 def test_the_cookie_of_the_previous_test_is_gone(page: Page) -> None:
-    page.goto("/docs")
+    page.goto("/healthz")
     assert page.context.cookies() == []
 
 
