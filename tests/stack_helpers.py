@@ -76,9 +76,9 @@ def stack_settings(db_url: str, redis_url: str, *, prefix: str, queue: str, **ov
 
 
 def stack_env(db_url: str, redis_url: str, *, prefix: str, queue: str, **overrides: Any) -> dict[str, str]:
-    """This process's environment plus the ``FLAGYARD_*`` variables that give a child of a test stack
-    (control plane, syncer, data plane) the settings of :func:`stack_settings`; ``overrides`` are settings
-    by name (``sdk_key_cache_seconds=0.3``) and replace any default."""
+    """This process's environment without its own ``FLAGYARD_*`` variables (a developer's shell may set
+    some), plus those that give a child of a test stack (control plane, syncer, data plane) the settings of
+    :func:`stack_settings`; ``overrides`` are settings by name (``sdk_key_cache_seconds=0.3``)."""
     values: dict[str, Any] = {
         "database_url": db_url,
         "redis_url": redis_url,
@@ -87,7 +87,7 @@ def stack_env(db_url: str, redis_url: str, *, prefix: str, queue: str, **overrid
         **_TEST_CONTROL_PLANE,
         **overrides,
     }
-    env = dict(os.environ)
+    env = {name: value for name, value in os.environ.items() if not name.startswith("FLAGYARD_")}
     env.update({f"FLAGYARD_{name.upper()}": _env_value(value) for name, value in values.items()})
     env["PYTHONUNBUFFERED"] = "1"
     return env

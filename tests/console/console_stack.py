@@ -57,11 +57,13 @@ _DATA_PLANE_KNOBS: dict[str, Any] = {
 class ConsoleStack:
     """A running stack. ``base_url`` is the control plane (``http://127.0.0.1:<port>``; the console is
     ``base_url + "/ui/"``); ``api`` is an HTTP client of it authenticated with ``admin_key`` (the bootstrap
-    admin key); ``grpc_target`` is the data plane's address for SDK clients."""
+    admin key); ``grpc_target`` is the data plane's address for SDK clients; ``db_url`` (SQLAlchemy) and
+    ``redis_url`` with ``prefix`` are where its state lives."""
 
     base_url: str
     admin_key: str
     grpc_target: str
+    db_url: str
     redis_url: str
     prefix: str
     api: httpx.Client
@@ -163,7 +165,7 @@ def running_console_stack(logs: Path) -> Iterator[ConsoleStack]:
                 base_url=base_url, headers={"Authorization": f"Bearer {DEV_BOOTSTRAP_ADMIN_KEY}"}, timeout=10
             )
             stack = ConsoleStack(
-                base_url, DEV_BOOTSTRAP_ADMIN_KEY, grpc_target, REDIS_URL, prefix, api, children
+                base_url, DEV_BOOTSTRAP_ADMIN_KEY, grpc_target, db_url, REDIS_URL, prefix, api, children
             )
             try:
                 yield stack
