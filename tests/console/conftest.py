@@ -3,8 +3,9 @@ a fresh browser context (no cookies, no storage) per test.
 
 - ``console_stack`` (module): a :class:`console_stack.ConsoleStack`, see there.
 - ``browser`` (session): Playwright's ``Browser``, Debian's ``/usr/bin/chromium`` headless (installed by
-  ``scripts/ensure-browser``; Playwright never downloads a browser here). Missing Chromium or Playwright
-  skips the tests on a developer's machine and fails them in CI (``CI`` set), so CI never passes without them.
+  ``scripts/ensure-browser``; Playwright never downloads a browser here). A missing Chromium skips the tests
+  on a developer's machine and fails them in CI (``CI`` set), so CI never passes without them. Playwright
+  is a locked dependency (``scripts/bootstrap``): without it the test modules fail to import.
 - ``context`` / ``page`` (test): a new context at 1280×800 whose ``base_url`` is the stack's
   (``page.goto("/ui/")``), default timeouts of 10 s for actions and ``expect``. When a test fails its page
   is saved to ``ui-screenshots/failures/<test>.png`` beside the browser's errors (``<test>.txt``).
@@ -87,11 +88,9 @@ def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleS
 
 @pytest.fixture(scope="session")
 def playwright() -> Iterator[Playwright]:
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        _unavailable("Playwright is not installed")
-        raise
+    # Imported here, not at the top: a conftest that fails to import would stop every other suite too.
+    from playwright.sync_api import expect, sync_playwright
+
     expect.set_options(timeout=TIMEOUT_MS)
     with sync_playwright() as driver:
         yield driver
