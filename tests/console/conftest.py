@@ -2,7 +2,7 @@
 a fresh browser context (no cookies, no storage) per test.
 
 - ``console_stack`` (module): a :class:`console_stack.ConsoleStack`, see there.
-- ``browser`` (session): Playwright's ``Browser``, Debian's ``/usr/bin/chromium`` headless (installed by
+- ``browser`` (session, from ``tests/conftest.py``, shared with every suite that drives Chromium): Playwright's ``Browser``, Debian's ``/usr/bin/chromium`` headless (installed by
   ``scripts/ensure-browser``; Playwright never downloads a browser here). A missing Chromium skips the tests
   on a developer's machine and fails them in CI (``CI`` set), so CI never passes without them. Playwright
   is a locked dependency (``scripts/bootstrap``): without it the test modules fail to import.
@@ -19,7 +19,6 @@ Every test of this folder is marked ``console`` (``scripts/test -m console`` run
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,23 +29,10 @@ from browser_helpers import FAILURES, TIMEOUT_MS, VIEWPORT, watch_page_errors
 from console_stack import ConsoleStack, running_console_stack
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Page, Playwright
+    from playwright.sync_api import Browser, BrowserContext, Page
 
-CHROMIUM = Path("/usr/bin/chromium")
 STACK_TIMEOUT = 240
 """Seconds a console test may take, its fixtures' setup included (pytest-timeout)."""
-# As root (CI) Chromium needs --no-sandbox; the rest keep it off this machine's closed network, where its
-# background connections are refused by the dozen and slow every start.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-]
 _FAILED = pytest.StashKey[bool]()
 _ERRORS = pytest.StashKey[list[str]]()
 _HERE = Path(__file__).resolve().parent
@@ -74,35 +60,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-def _unavailable(why: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{why} (CI must run the browser tests: scripts/test runs scripts/ensure-browser)")
-    pytest.skip(f"{why}: run scripts/ensure-browser and scripts/bootstrap")
-
-
 @pytest.fixture(scope="module")
 def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleStack]:
     with running_console_stack(tmp_path_factory.mktemp("console-stack")) as stack:
         yield stack
-
-
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
-    # Imported here, not at the top: a conftest that fails to import would stop every other suite too.
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=TIMEOUT_MS)
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="session")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
-        _unavailable(f"{CHROMIUM} is missing")
-    instance = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-    yield instance
-    instance.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ console's sign-in page is the target of the last test (the console is not merged
 
 from __future__ import annotations
 
-import pytest
 from browser_helpers import SCREENSHOTS, VIEWPORT, png_size, shot, sign_in
 from console_stack import ConsoleStack
 from playwright.sync_api import Page, expect
@@ -53,7 +52,6 @@ def test_the_cookie_of_the_previous_test_is_gone(page: Page) -> None:
     assert page.context.cookies() == []
 
 
-@pytest.mark.xfail(reason="console not merged yet", strict=False)
 def test_console_sign_in_page(console_stack: ConsoleStack, page: Page, page_errors: list[str]) -> None:
     response = page.goto("/ui/")
     assert response is not None
@@ -67,7 +65,6 @@ def test_console_sign_in_page(console_stack: ConsoleStack, page: Page, page_erro
     assert page_errors == []
 
 
-@pytest.mark.xfail(reason="console not merged yet", strict=False)
 def test_signing_in_keeps_the_key_out_of_the_browser(
     console_stack: ConsoleStack, page: Page, page_errors: list[str]
 ) -> None:
@@ -86,7 +83,6 @@ def test_signing_in_keeps_the_key_out_of_the_browser(
     assert page_errors == []
 
 
-@pytest.mark.xfail(reason="console not merged yet", strict=False)
 def test_a_toggle_in_the_browser_reaches_a_local_sdk(
     console_stack: ConsoleStack, page: Page, page_errors: list[str]
 ) -> None:

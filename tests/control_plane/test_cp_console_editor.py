@@ -2,8 +2,8 @@
 Chromium is a PATCH body the control plane accepts, and the server's 422 lands at the field its JSON
 pointer names.
 
-The components are driven through their dev harness (``console/static/dev/harness.html``), served to
-the browser from the package's static directory by Playwright's request routing, so no port is
+The components are driven through their dev harness (``tests/control_plane/console_harness/``, served as ``/dev/``), served to
+the browser beside the package's static directory by Playwright's request routing, so no port is
 opened; the API is the real control plane over PostgreSQL (the ``api``/``client`` fixtures). The
 browser is Debian's ``/usr/bin/chromium`` (``scripts/ensure-browser``); Playwright downloads none.
 """
@@ -20,15 +20,11 @@ import pytest
 from cp_helpers import Api
 from fastapi.testclient import TestClient
 
-sync_api = pytest.importorskip(
-    "playwright.sync_api",
-    reason="Playwright is not installed (it comes with the dev extra: pip install -e .[dev])",
-)
-
 STATIC = Path(__file__).resolve().parents[2] / "control_plane" / "console" / "static"
+HARNESS_DIR = Path(__file__).resolve().parent / "console_harness"
+"""The development harness: served as ``/dev/`` beside the shipped assets, but not shipped itself."""
 ORIGIN = "http://console.test"
 HARNESS = f"{ORIGIN}/dev/harness.html"
-CHROMIUM = Path("/usr/bin/chromium")
 F = "/api/v1/projects/shop/flags"
 ENV = f"{F}/checkout-flow/environments/prod"
 
@@ -41,22 +37,16 @@ XSS = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>'
 def _serve_static(route: Any) -> None:
     """Answer a request to ORIGIN from the static directory (never outside it)."""
     path = route.request.url[len(ORIGIN) :].split("?", 1)[0].lstrip("/")
-    file = (STATIC / path).resolve()
-    if STATIC not in file.parents or not file.is_file():
+    root = STATIC
+    if path.startswith("dev/"):
+        root, path = HARNESS_DIR, path.removeprefix("dev/")
+    file = (root / path).resolve()
+    if root not in file.parents or not file.is_file():
         route.fulfill(status=404, body="not found")
         return
     kind = "text/javascript" if file.suffix == ".js" else mimetypes.guess_type(file.name)[0] or "text/plain"
     headers = {"Content-Type": f"{kind}; charset=utf-8", "Content-Security-Policy": CSP}
     route.fulfill(status=200, body=file.read_bytes(), headers=headers)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    assert CHROMIUM.exists(), "no /usr/bin/chromium: run scripts/ensure-browser (Debian's chromium package)"
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield b
-        b.close()
 
 
 @pytest.fixture
