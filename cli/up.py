@@ -335,6 +335,7 @@ def banner(
     lines = [
         rule,
         f"Flagyard is up ({stack.control_plane.mode} mode). Ctrl-C stops everything.",
+        f"  console    {rest}/ui/   (sign in with the admin key)",
         f"  REST API   {api}   (OpenAPI docs: {rest}/docs)",
         f"  gRPC       {_grpc_target(stack)}   ({processes})",
         *flagd,

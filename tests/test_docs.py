@@ -29,6 +29,20 @@ def test_readme__configuration_table__documents_every_setting(settings: type[Bas
     assert missing == set()
 
 
+@pytest.mark.parametrize("doc", ["README.md", "ARCHITECTURE.md"])
+def test_docs__every_image__is_a_committed_png_a_person_can_see(doc: str) -> None:
+    images = re.findall(r"!\[([^\]]*)\]\(([^)]+)\)", (ROOT / doc).read_text())
+    for alt, target in images:
+        path = ROOT / target
+        assert alt.strip(), f"{target}: an image needs alt text"
+        assert path.is_file(), f"{doc} shows {target}, which is missing"
+        data = path.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{target} is not a PNG"
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        assert width >= 800 and height >= 500, f"{target} is {width}x{height}: too small to read"
+        assert len(data) < 400_000, f"{target} is {len(data)} bytes: keep README images small"
+
+
 def test_taskfile__parsed_by_task__lists_the_documented_targets() -> None:
     task = Path(sys.executable).parent / "task"
     env = {**os.environ, "NO_COLOR": "1"}

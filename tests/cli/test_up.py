@@ -64,6 +64,17 @@ def test_up__first_run__seeds_a_demo_whose_printed_keys_serve_and_follow_a_rest_
             wait_until(
                 lambda: client.boolean("payments-enabled", True, {"targeting_key": "u-1"}) is False, 30
             )
+            # The console the banner offers first is served, and its printed key signs in to it.
+            page = httpx.get(f"http://127.0.0.1:{isolation.http_port}/ui/", timeout=10)
+            assert page.status_code == 200
+            assert "script-src 'self'" in page.headers["content-security-policy"]
+            session = httpx.post(
+                f"http://127.0.0.1:{isolation.http_port}/api/v1/sessions",
+                json={"api_key": banner.admin_key},
+                timeout=10,
+            )
+            assert session.status_code == 201
+            assert session.json()["role"] == "admin"
         finally:
             client.close()
         dev = FlagyardClient(target=target, sdk_key=banner.sdk_keys["development"], mode="remote", timeout=2)

@@ -124,6 +124,7 @@ def test_banner__listeners_on_wildcards__urls_to_open_here_and_every_interface_s
     )
 
     text = stream.getvalue()
+    assert "console    http://127.0.0.1:8000/ui/   (sign in with the admin key)" in text
     assert "REST API   http://127.0.0.1:8000/api/v1   (OpenAPI docs: http://127.0.0.1:8000/docs)" in text
     assert "gRPC       [::1]:50051   " in text
     assert (
