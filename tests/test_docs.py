@@ -39,7 +39,8 @@ def test_docs__every_image__is_a_committed_png_a_person_can_see(doc: str) -> Non
         data = path.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{target} is not a PNG"
         width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-        assert width >= 800 and height >= 500, f"{target} is {width}x{height}: too small to read"
+        assert width >= 800, f"{target} is {width} pixels wide: too small to read"
+        assert height >= 500, f"{target} is {height} pixels high: too small to read"
         assert len(data) < 400_000, f"{target} is {len(data)} bytes: keep README images small"
 
 
