@@ -118,8 +118,10 @@ def _architecture_figures() -> list[tuple[str, str]]:
     fails here until the document says the new value.
     """
     from flagyard.cli.supervisor import BACKOFF_INITIAL, BACKOFF_MAX, GROUP_GRACE, WATCHDOG_GRACE, Supervisor
+    from flagyard.contracts.redis import SERVED_STALE_SECONDS
     from flagyard.control_plane import outbox
     from flagyard.control_plane.api.deps import IdempotencyPruner
+    from flagyard.control_plane.services import propagation, sessions
     from flagyard.data_plane.settings import DataPlaneSettings
     from flagyard.syncer import worker
 
@@ -158,6 +160,13 @@ def _architecture_figures() -> list[tuple[str, str]]:
         ),
         ("key cache", f"(data plane: {_seconds(dp['sdk_key_cache_seconds'].default)})"),
         ("resume history", f"older than its last ~{dp['sync_history'].default} changes"),
+        (
+            "sessions per key",
+            f"At most `MAX_SESSIONS_PER_KEY` ({sessions.MAX_SESSIONS_PER_KEY}) live sessions per key",
+        ),
+        ("session prune", f"each sign-in deletes up to {sessions.PRUNE_BATCH} ended sessions"),
+        ("served reports", f"reports of `P:env:{{env}}:served` younger than {SERVED_STALE_SECONDS:g} s"),
+        ("data planes listed", f"sorted by id, at most {propagation.MAX_DATA_PLANES} listed"),
     ]
 
 
