@@ -31,6 +31,13 @@ _FOCUSED_STYLE = """() => {
 }"""
 
 
+_WIDEST = """() => [...document.querySelectorAll("body *")]
+  .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 0.5)
+  .slice(0, 6)
+  .map((el) => `${el.tagName.toLowerCase()}.${el.className} right=${Math.round(el.getBoundingClientRect().right)}`)"""
+"""What sticks out past the viewport's right edge, for the failure message."""
+
+
 def _ok(response: httpx.Response, status: int = 200) -> Any:
     assert response.status_code == status, (
         f"{response.request.method} {response.request.url}: {response.text}"
@@ -566,7 +573,9 @@ def test_layout__no_horizontal_overflow_at_laptop_sizes__dark_flags_list(
         page.goto(f"{base}/{route}")
         expect(page.get_by_role("heading", name=heading, level=1)).to_be_visible()
         widths = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
-        assert widths[0] <= widths[1], f"{name} at {width}×{height} overflows horizontally: {widths}"
+        assert widths[0] <= widths[1], (
+            f"{name} at {width}×{height} overflows horizontally {widths}: {page.evaluate(_WIDEST)}"
+        )
     if size == (1280, 800):
         page.emulate_media(color_scheme="dark")
         page.goto(f"{base}/flags")
