@@ -340,14 +340,28 @@ function targetingSection({ ctx, flag, env, initial, etag, segments, flags, rule
       const { body, etag: newEtag } = await submit(value, currentEtag);
       saved(body, newEtag);
     } catch (error) {
-      if (error instanceof ApiError && error.status === 412) await showConflict(value);
+      if (error instanceof ApiError && error.status === 412) await showConflict(editedFields(value));
       else failed(error);
     } finally {
       save.disabled = false;
     }
   }
 
-  /** Someone saved first: show their change and offer to re-apply ours on top of it. */
+  /** The fields of `value` the user changed since the editor was loaded: re-applying only those keeps
+   * what the other person changed in the fields this user did not touch. */
+  function editedFields(value) {
+    let before;
+    try {
+      before = JSON.parse(pristine);
+    } catch {
+      return value;
+    }
+    if (!before) return value;
+    return Object.fromEntries(Object.entries(value).filter(([name, v]) => JSON.stringify(v) !== JSON.stringify(before[name])));
+  }
+
+  /** Someone saved first: show their change and offer to re-apply ours (`value`: the fields the user
+   * edited) on top of it. */
   async function showConflict(value) {
     let fresh;
     try {
