@@ -6,9 +6,11 @@ source folder. ``benchmarks`` and ``loadtests`` are not installed, so their test
 the repository root (``python -m benchmarks.x``), as their users do; ``stack_processes`` loads the one
 file of ``loadtests`` the ``flagyard up`` suites share.
 
-Also here, because one process can run only one Playwright (its sync API refuses a second while the
-first is open): the session's ``playwright`` and ``browser`` fixtures, shared by every suite that drives
-Chromium (``tests/console``, the console editor's tests). The browser is Debian's ``/usr/bin/chromium``
+Also here, because one process can run only one Playwright at a time (its sync API refuses a second while
+the first is open): the ``playwright`` and ``browser`` fixtures of every suite that drives Chromium
+(``tests/console``, the console editor's tests). They live for one module, not the session: while
+Playwright's sync API is open its event loop runs in the main thread, so any later test calling
+``asyncio.run()`` would fail with "cannot be called from a running event loop". The browser is Debian's ``/usr/bin/chromium``
 (``scripts/ensure-browser``); Playwright never downloads one. A missing Chromium skips those tests on a
 developer's machine and fails them in CI (``CI`` set), so CI never passes without them.
 """
@@ -48,7 +50,7 @@ def browser_unavailable(why: str) -> None:
     pytest.skip(f"{why}: run scripts/ensure-browser and scripts/bootstrap")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     # Imported here, not at the top: a conftest that fails to import would stop every suite.
     from playwright.sync_api import expect, sync_playwright
@@ -58,7 +60,7 @@ def playwright() -> Iterator[Playwright]:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
         browser_unavailable(f"{CHROMIUM} is missing")

@@ -1,8 +1,8 @@
-"""Fixtures of the console's browser tests: a real stack per module, one headless Chromium per session, and
+"""Fixtures of the console's browser tests: a real stack per module, one headless Chromium per module, and
 a fresh browser context (no cookies, no storage) per test.
 
 - ``console_stack`` (module): a :class:`console_stack.ConsoleStack`, see there.
-- ``browser`` (session, from ``tests/conftest.py``, shared with every suite that drives Chromium): Playwright's ``Browser``, Debian's ``/usr/bin/chromium`` headless (installed by
+- ``browser`` (module, from ``tests/conftest.py``, like every suite that drives Chromium): Playwright's ``Browser``, Debian's ``/usr/bin/chromium`` headless (installed by
   ``scripts/ensure-browser``; Playwright never downloads a browser here). A missing Chromium skips the tests
   on a developer's machine and fails them in CI (``CI`` set), so CI never passes without them. Playwright
   is a locked dependency (``scripts/bootstrap``): without it the test modules fail to import.
@@ -40,7 +40,7 @@ _HERE = Path(__file__).resolve().parent
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark this folder's tests ``console``; a module's first test also pays for starting its stack (and
-    the session's first for Chromium), which pytest-timeout counts, so they get more than the default."""
+    for starting Chromium), which pytest-timeout counts, so they get more than the default."""
     for item in items:
         if _HERE in item.path.resolve().parents:
             item.add_marker(pytest.mark.console)
