@@ -1,5 +1,6 @@
 // The rule editor: a flag's configuration in one environment (everything but `enabled`, which the page
-// toggles on its own). It edits a plain state object and serializes it to an EnvConfigPatch body; the
+// toggles on its own), and segmentRulesEditor: a segment's rules, with the same clause editor. Each edits
+// a plain state object and serializes it to the API body (EnvConfigPatch; SegmentUpdate's `rules`); the
 // server stays the one validator. Client-side hints (not a number, not JSON, weights that do not sum)
 // only help: an invalid entry is still sent as typed, so the server's 422 names the field and
 // showErrors() puts its message there.
@@ -35,7 +36,7 @@ export const OPERATORS = [
 const OPS = new Map(OPERATORS.map((o) => [o.value, o]));
 
 /** Bounds of rule_engine/limits.py the editor enforces as it is used (the server checks them all). */
-export const LIMITS = { rules: 1000, clauses: 100, clauseValues: 10000, prerequisites: 50, basisPoints: 10000 };
+export const LIMITS = { rules: 1000, segmentRules: 1000, clauses: 100, clauseValues: 10000, prerequisites: 50, basisPoints: 10000 };
 
 const SEMVER_RE = /^[vV]?\d+(\.\d+){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$/;
 const P = "fy-re";
@@ -178,10 +179,11 @@ function controls(readOnly) {
 /**
  * The clause editor of both editors (one operator table, one values editor per kind, one serializer):
  *   readOnly; segmentList: the segments segment_match offers; attrListId: the attribute <datalist>;
- *   problem(key, message, hint) and clientProblems: the owner's live hints; render(): re-render the owner.
+ *   problem(key, message, hint) and clientProblems: the owner's live hints; render(): re-render the owner;
+ *   noSegments: what segment_match says when it has no segment to offer.
  * A rule is anything with a `clauses` array of clauseState()s.
  */
-function clauseKit({ readOnly, segmentList, attrListId, problem, clientProblems, render }) {
+function clauseKit({ readOnly, segmentList, attrListId, problem, clientProblems, render, noSegments = "No segments in this project yet: create one first." }) {
   const { ctl, button } = controls(readOnly);
 
   function valuesEditor(clause, box, keyPrefix) {
@@ -193,7 +195,7 @@ function clauseKit({ readOnly, segmentList, attrListId, problem, clientProblems,
     } else if (op.kind === "segments") {
       const known = new Set(segmentList.map((s) => s.key));
       const list = [...segmentList.map((s) => ({ key: s.key, name: s.name })), ...clause.segments.filter((k) => !known.has(k)).map((k) => ({ key: k, name: null }))];
-      if (list.length === 0) parts.push(h("span", { class: `${P}-muted` }, "No segments in this project yet: create one first."));
+      if (list.length === 0) parts.push(h("span", { class: `${P}-muted` }, noSegments));
       const group = h(
         "div",
         { class: `${P}-segments`, role: "group", "aria-label": "Segments" },
@@ -406,6 +408,20 @@ function ruleTools(button, { r, count, focusKey, label, move, remove }) {
     button("↓", () => move(r, 1), { "aria-label": `Move ${label} down`, disabled: r === count - 1, class: `${P}-btn ${P}-icon`, dataset: { focus: `down-${focusKey}` } }),
     button("Remove rule", remove, { class: `${P}-btn ${P}-danger` }),
   );
+}
+
+/** After a re-render, focus the control named by `focusKey`: a `data-focus` key (a move button; the
+ * other direction's when the rule reached the end of the list), or "rule-<n>" for the first text input
+ * of rule n (a rule just added). */
+function focusAfterRender(element, focusKey) {
+  if (!focusKey) return;
+  const byKey = (key) => element.querySelector(`[data-focus="${CSS.escape(key)}"]:not([disabled])`);
+  const other = focusKey.startsWith("up-") ? `down-${focusKey.slice(3)}` : focusKey.startsWith("down-") ? `up-${focusKey.slice(5)}` : null;
+  const target =
+    byKey(focusKey) ||
+    (other ? byKey(other) : null) ||
+    (focusKey.startsWith("rule-") ? element.querySelectorAll(`.${P}-rule`)[Number(focusKey.slice(5))]?.querySelector("input[type=text]:not([hidden])") : null);
+  if (target) target.focus();
 }
 
 // --- the editor ------------------------------------------------------------------------------------
@@ -956,12 +972,7 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
       return out;
     });
 
-    if (focusKey) {
-      const target =
-        element.querySelector(`[data-focus="${CSS.escape(focusKey)}"]:not([disabled])`) ||
-        (focusKey.startsWith("rule-") ? element.querySelectorAll(`.${P}-rule`)[Number(focusKey.slice(5))]?.querySelector("input[type=text]:not([hidden])") : null);
-      if (target) target.focus();
-    }
+    focusAfterRender(element, focusKey);
   }
 
   function serialize(reg = new FieldRegistry()) {
@@ -986,6 +997,151 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
       errors.clear();
     },
     /** What the live hints found wrong, as [{key, message}] (the page may refuse to save while any). */
+    clientErrors() {
+      return [...clientProblems.entries()]
+        .filter(([, { el }]) => el.isConnected && !el.parentElement.closest("[hidden]"))
+        .map(([key, { message }]) => ({ key, message }));
+    },
+  };
+}
+
+// --- segment rules ---------------------------------------------------------------------------------
+
+/** `key` and every segment that reaches it through segment_match: matching any of them from `key`'s
+ * rules would close a cycle, which the server refuses. */
+function segmentsReaching(key, segments) {
+  const users = new Map();
+  for (const s of segments) {
+    for (const rule of s.rules || []) {
+      for (const c of rule.clauses || []) {
+        if (c.operator !== "segment_match") continue;
+        for (const v of c.values || []) {
+          if (typeof v !== "string") continue;
+          if (!users.has(v)) users.set(v, new Set());
+          users.get(v).add(s.key);
+        }
+      }
+    }
+  }
+  const seen = new Set([key]);
+  const todo = [key];
+  while (todo.length) {
+    for (const user of users.get(todo.pop()) || []) {
+      if (!seen.has(user)) {
+        seen.add(user);
+        todo.push(user);
+      }
+    }
+  }
+  return seen;
+}
+
+/**
+ * segmentRulesEditor({segment, rules, segments, readOnly}): a segment's rules (rule_engine SegmentRule:
+ * only `clauses`), with the flag rule editor's clause editor.
+ *   segment: the key of the segment edited; rules: its SegmentRule[]; segments: SegmentOut[] of the
+ *   project (segment_match offers those that close no cycle through this one).
+ * → {element, value() (the SegmentRule[] of a SegmentUpdate's `rules`), showErrors(details) (pointers of
+ *   that body, e.g. /rules/0/clauses/1/values/0; returns the details left unplaced), clearErrors(),
+ *   clientErrors()}
+ */
+export function segmentRulesEditor({ segment, rules = [], segments = [], readOnly = false }) {
+  const all = segments || [];
+  const blocked = segmentsReaching(segment, all);
+  const segmentList = all.filter((s) => !blocked.has(s.key));
+  let counter = 0;
+  const nextKey = () => `seg-rule-${(counter += 1)}`;
+  const state = { rules: (rules || []).map((r) => ({ key: nextKey(), clauses: (r.clauses || []).map(clauseState) })) };
+
+  const errors = new ErrorPlacer(P);
+  const attrListId = uid(`${P}-attrs`);
+  const element = h("div", { class: [P, `${P}-segment-rules`, readOnly && `${P}-readonly`] });
+  const clientProblems = new Map();
+  let serializer = () => [];
+
+  function problem(key, message, hinted) {
+    if (message) clientProblems.set(key, { message, el: hinted.element });
+    else clientProblems.delete(key);
+    hinted.set(message);
+  }
+
+  const { button } = controls(readOnly);
+  const { clauseList, serializeClauses } = clauseKit({
+    readOnly,
+    segmentList,
+    attrListId,
+    problem,
+    clientProblems,
+    render,
+    noSegments: "No segment to choose: a segment cannot match itself or a segment that matches it.",
+  });
+
+  function move(r, delta) {
+    const to = r + delta;
+    if (to < 0 || to >= state.rules.length) return;
+    const [rule] = state.rules.splice(r, 1);
+    state.rules.splice(to, 0, rule);
+    render(`${delta < 0 ? "up" : "down"}-${rule.key}`);
+  }
+
+  function ruleBox(rule, r) {
+    const legend = h("legend", {}, `Rule ${r + 1}`);
+    const { clausesBox, addClause } = clauseList(rule, `r${r}`);
+    const tools = readOnly
+      ? null
+      : ruleTools(button, { r, count: state.rules.length, focusKey: rule.key, label: `rule ${r + 1}`, move, remove: () => (state.rules.splice(r, 1), render()) });
+    rule.els = { legend };
+    return h("fieldset", { class: `${P}-rule` }, legend, tools, clausesBox, addClause);
+  }
+
+  function render(focusKey) {
+    errors.clear();
+    clientProblems.clear();
+    const heading = h("h3", {}, "Rules");
+    const section = h(
+      "section",
+      { class: `${P}-section ${P}-rules` },
+      heading,
+      h("p", { class: `${P}-muted` }, "A context is in the segment if it matches any rule (every clause of that rule). Excluded keys never are; included keys always are."),
+      state.rules.length === 0 ? h("p", { class: `${P}-empty` }, "No rules: only the included keys are in the segment.") : null,
+      h("ol", { class: `${P}-rule-list` }, state.rules.map((rule, r) => h("li", {}, ruleBox(rule, r)))),
+      state.rules.length < LIMITS.segmentRules
+        ? button(
+            "+ Add rule",
+            () => {
+              state.rules.push({ key: nextKey(), clauses: [clauseState({ attribute: "", operator: "in", values: [""] })] });
+              render(`rule-${state.rules.length - 1}`);
+            },
+            { class: `${P}-btn ${P}-primary` },
+          )
+        : null,
+    );
+    replace(element, attributeList(attrListId, [state.rules, ...all.map((s) => s.rules)]), section);
+    serializer = (reg) => {
+      reg.section("/rules", heading);
+      return state.rules.map((rule, r) => {
+        reg.section(`/rules/${r}`, rule.els.legend);
+        return { clauses: serializeClauses(rule, `/rules/${r}`, reg, rule.els.legend) };
+      });
+    };
+    focusAfterRender(element, focusKey);
+  }
+
+  render();
+
+  return {
+    element,
+    value() {
+      return serializer(new FieldRegistry());
+    },
+    showErrors(details) {
+      const reg = new FieldRegistry();
+      serializer(reg);
+      return errors.place(reg, details);
+    },
+    clearErrors() {
+      errors.clear();
+    },
     clientErrors() {
       return [...clientProblems.entries()]
         .filter(([, { el }]) => el.isConnected && !el.parentElement.closest("[hidden]"))
