@@ -1,10 +1,10 @@
 """Everything the console offers an admin besides the core flow (test_console_flow.py), proved in headless
 Chromium against one real stack: projects and environments (switchers, typed confirmations, empty
 states), the flags list (search, tag and type filters, state per environment, stale badge from a real SDK's
-reports), segments (edit, rules in the structured editor, where used, refused delete, history), the audit log's filters and diffs, keys
-(secret shown once, rotate with overlap, revoke; hidden from writers), operations (a really failed sync
-job requeued, usage counts, propagation by data-plane id), a concurrent edit's 412 flow, keyboard-only use
-and the layout at two laptop sizes, light and dark."""
+reports), segments (edit, rules in the structured editor, where used, refused delete, history), the audit
+log's filters and diffs, keys (secret shown once, rotate with overlap, revoke; hidden from writers),
+operations (a really failed sync job requeued, usage counts, propagation by data-plane id), a concurrent
+edit's 412 flow, keyboard-only use and the layout at two laptop sizes, light and dark."""
 
 from __future__ import annotations
 

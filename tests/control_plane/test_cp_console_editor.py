@@ -20,6 +20,8 @@ import pytest
 from cp_helpers import Api
 from fastapi.testclient import TestClient
 
+from flagyard.rule_engine.limits import MAX_CLAUSES, MAX_SEGMENT_RULES
+
 STATIC = Path(__file__).resolve().parents[2] / "control_plane" / "console" / "static"
 HARNESS_DIR = Path(__file__).resolve().parent / "console_harness"
 """The development harness: served as ``/dev/`` beside the shipped assets, but not shipped itself."""
@@ -601,3 +603,35 @@ def test_segment_rules_read_only_show_the_rules_without_controls(
     assert box.locator("button").count() == 0
     assert box.locator("input:not([disabled]), select:not([disabled]), textarea:not([disabled])").count() == 0
     assert _segment_value(page) == SEGMENT_RULES
+
+
+def test_segment_rules_editor_stops_adding_at_the_server_limits(
+    page: Any, gamma: Api, client: TestClient
+) -> None:
+    """The worst case: MAX_SEGMENT_RULES rules, one of MAX_CLAUSES clauses, are shown and saved whole;
+    the editor offers no way past either bound (the server would refuse it)."""
+    wide = {
+        "clauses": [
+            {"attribute": f"a{c}", "operator": "exists", "values": [], "negate": False}
+            for c in range(MAX_CLAUSES)
+        ]
+    }
+    one = {"clauses": [{"attribute": "plan", "operator": "eq", "values": ["x"], "negate": False}]}
+    rules = [wide] + [one] * (MAX_SEGMENT_RULES - 1)
+    r = _patch_segment(client, rules)
+    assert r.status_code == 200, r.text
+
+    box = _mount_segment(page, client)
+    # CSS locators, not roles: an accessibility query over this page's ~50,000 elements takes seconds.
+    add_rule = box.locator("button", has_text="+ Add rule")
+    add_clause = "button:text-is('+ clause (AND)')"
+    assert box.locator(".fy-re-rule").count() == MAX_SEGMENT_RULES
+    assert add_rule.count() == 0
+    assert box.locator(".fy-re-rule").first.locator(add_clause).count() == 0
+    assert box.locator(".fy-re-rule").nth(1).locator(add_clause).count() == 1
+    assert _segment_value(page) == rules
+
+    box.locator(".fy-re-rule").last.locator("button", has_text="Remove rule").click()
+    add_rule.click()
+    assert add_rule.count() == 0
+    assert len(_segment_value(page)) == MAX_SEGMENT_RULES
