@@ -39,6 +39,19 @@ XSS_SCRIPT = "<script>window.__pwned=1</script>"
 XSS_IMG = '<img src=x onerror="window.__pwned=1">'
 
 
+_SCROLL_TO_RULES = """() => {
+  const top = document.querySelector(".fy-re-rules").getBoundingClientRect().top + window.scrollY;
+  const error = document.querySelector(".fy-re-error").getBoundingClientRect().bottom + window.scrollY;
+  const header = document.querySelector(".topbar").getBoundingClientRect().height;
+  window.scrollTo(0, Math.max(top - header - 12, error + 24 - window.innerHeight));
+}"""
+
+
+_COLUMN_WIDTHS = (
+    "(ths) => ths.map((th) => `${th.textContent}: ${Math.round(th.getBoundingClientRect().width)}`)"
+)
+
+
 def _ok(response: httpx.Response, status: int = 200) -> Any:
     assert response.status_code == status, (
         f"{response.request.method} {response.request.url}: {response.status_code} {response.text}"
@@ -140,6 +153,13 @@ def _nav(page: Page, name: str) -> None:
     page.get_by_role("navigation", name="Main").get_by_role("link", name=name, exact=True).click()
 
 
+def _settled(page: Page) -> None:
+    """Before a screenshot people will read: the last change has reached the data plane and the
+    notices of earlier steps (they leave after 5 s) are gone."""
+    expect(page.get_by_test_id("propagation")).to_contain_text("Live", timeout=20_000)
+    expect(page.locator(".toast")).to_have_count(0)
+
+
 def _rule(page: Page, index: int) -> Locator:
     return page.locator("fieldset.fy-re-rule").nth(index)
 
@@ -209,8 +229,9 @@ def test_core_flow__create__422_at_the_clause__fix__toggle__sdk__diff__rollback_
     assert error.get_attribute("id") in described.split(), "the input is not described by its error"
     expect(dutch.locator(".fy-re-error")).to_have_count(0)
     assert _config(stack, "production")["rules"] == [], "a refused configuration was saved"
-    pattern.scroll_into_view_if_needed()
-    page.locator("#targeting-h").evaluate("(el) => el.scrollIntoView({block: 'start'})")
+    _settled(page)
+    # Both rules and the message in view: the rules' heading at the top, unless the message would not fit.
+    page.evaluate(_SCROLL_TO_RULES)
     shot(page, "flag-rule-error")
 
     pattern.fill(FIXED_PATTERN)
@@ -287,6 +308,11 @@ def test_core_flow__create__422_at_the_clause__fix__toggle__sdk__diff__rollback_
         "On"
     )
     expect(page.get_by_test_id("stale-spring-sale-banner")).to_be_visible()
+    # Three environments, usage and the stale badge fit a 1280-pixel window: no sideways scrolling.
+    widths = page.locator(".results .table-wrap").evaluate("(el) => [el.scrollWidth, el.clientWidth]")
+    columns = page.locator(".results thead th").evaluate_all(_COLUMN_WIDTHS)
+    assert widths[0] <= widths[1], f"the flags table scrolls sideways at 1280 px: {widths}, {columns}"
+    _settled(page)
     path = shot(page, "flags-list")
     assert png_size(path.read_bytes()) == (VIEWPORT["width"], VIEWPORT["height"])
 
