@@ -393,6 +393,8 @@ def test_reader__sees_every_page_but_no_control_that_changes_anything(
         "environments": {"production": {"enabled": True, "rules": [rule], "default_variant": "off"}},
     }
     _ok(stack.api.post("/api/v1/projects/readonly/flags", json=flag), 201)
+    other = {"key": "new-nav", "name": "New nav", "type": "boolean", "variants": {"on": True, "off": False}}
+    _ok(stack.api.post("/api/v1/projects/readonly/flags", json=other), 201)  # a prerequisite to offer
     _ok(stack.api.post("/api/v1/projects/readonly/segments", json={"key": "staff", "name": "Staff"}), 201)
     reader = stack.create_api_key("reader", name="read-only-dashboard")
     sign_in(page, reader)
@@ -402,6 +404,7 @@ def test_reader__sees_every_page_but_no_control_that_changes_anything(
     page.goto(f"{base}/flags")
     expect(page.get_by_test_id("flag-row-audit-banner")).to_be_visible()
     expect(page.get_by_role("button", name="New flag")).to_have_count(0)
+    expect(page.locator("main button")).to_have_count(0)
     expect(page.get_by_role("link", name="Create flag")).to_have_count(0)
     shot(page, "reader-flags-list")
 
@@ -409,9 +412,20 @@ def test_reader__sees_every_page_but_no_control_that_changes_anything(
     expect(page.get_by_test_id("env-state-production")).to_have_text("On")
     expect(page.get_by_text("Read-only: your role (reader) cannot change targeting.")).to_be_visible()
     expect(page.locator("[data-testid^='toggle-']")).to_have_count(0)
-    for name in ("Turn on", "Turn off", "Save", "Edit details", "Delete flag", "+ Add rule", "Remove rule"):
+    for name in (
+        "Turn on",
+        "Turn off",
+        "Save",
+        "Edit details",
+        "Delete flag",
+        "+ Add rule",
+        "+ Add prerequisite",
+    ):
         expect(page.get_by_role("button", name=name, exact=True)).to_have_count(0)
+    expect(page.locator("main button")).to_have_count(0)
     editor = page.locator(".fy-re")
+    expect(editor.locator("input, select, textarea")).not_to_have_count(0)
+    expect(editor.locator(":is(input, select, textarea):enabled")).to_have_count(0)
     expect(editor.get_by_label("Rule 1 variant")).to_be_disabled()
     expect(editor.get_by_label("Clause 1 attribute")).to_be_disabled()
     expect(editor.get_by_label("Default variant")).to_be_disabled()
