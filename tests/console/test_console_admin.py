@@ -1,10 +1,10 @@
 """Everything the console offers an admin besides the core flow (test_console_flow.py), proved in headless
 Chromium against one real stack: projects and environments (switchers, typed confirmations, empty
 states), the flags list (search, tag and type filters, state per environment, stale badge from a real SDK's
-reports), segments (edit, where used, refused delete, history), the audit log's filters and diffs, keys
-(secret shown once, rotate with overlap, revoke; hidden from writers), operations (a really failed sync
-job requeued, usage counts, propagation by data-plane id), a concurrent edit's 412 flow, keyboard-only use
-and the layout at two laptop sizes, light and dark."""
+reports), segments (edit, rules in the structured editor, where used, refused delete, history), the audit
+log's filters and diffs, keys (secret shown once, rotate with overlap, revoke; hidden from writers),
+operations (a really failed sync job requeued, usage counts, propagation by data-plane id), a concurrent
+edit's 412 flow, keyboard-only use and the layout at two laptop sizes, light and dark."""
 
 from __future__ import annotations
 
@@ -247,6 +247,87 @@ def test_segment__edit_keys_where_used_and_delete_refused_while_used(
     expect(refusal).to_contain_text("in use")
     expect(refusal).to_contain_text("new-search")
     assert console_stack.api.get("/api/v1/projects/seg/segments/beta-testers").status_code == 200
+    assert page_errors == []
+
+
+def test_segment_rules__built_in_the_structured_editor__server_errors_inline__read_only_for_readers(
+    console_stack: ConsoleStack, page: Page, page_errors: list[str]
+) -> None:
+    api = console_stack.api
+    console_stack.create_project("segrules", ("production",))
+    base = "/api/v1/projects/segrules/segments"
+    _ok(api.post(base, json={"key": "staff", "name": "Staff", "included": ["ann"]}), 201)
+    _ok(api.post(base, json={"key": "vips", "name": "VIPs", "included": ["zed"]}), 201)
+    sign_in(page, console_stack.admin_key)
+    page.goto("/ui/#/p/segrules/e/production/segments/vips")
+    editor = page.get_by_test_id("segment-rules")
+    expect(editor).to_contain_text("No rules")
+    expect(editor.get_by_role("textbox", name="Rules (JSON)")).to_have_count(0)
+
+    editor.get_by_role("button", name="+ Add rule").click()
+    first = editor.locator(".fy-re-rule").first
+    first.get_by_label("Clause 1 attribute").fill("plan")
+    first.get_by_label("Value 1", exact=True).fill("gold")
+    first.get_by_role("button", name="+ value").click()
+    first.get_by_label("Value 2", exact=True).fill("platinum")
+    first.get_by_role("button", name="+ clause (AND)").click()
+    first.get_by_label("Clause 2 attribute").fill("app_version")
+    first.get_by_label("Clause 2 operator").select_option("semver_gte")
+    first.locator(".fy-re-clause").nth(1).get_by_label("Value 1", exact=True).fill("2.0.0")
+    editor.get_by_role("button", name="+ Add rule").click()
+    second = editor.locator(".fy-re-rule").nth(1)
+    second.get_by_label("Clause 1 operator").select_option("segment_match")
+    expect(second.locator(".fy-re-segments input")).to_have_count(1)  # staff; never vips itself
+    second.get_by_role("checkbox", name="staff — Staff").check()
+    page.get_by_label("Comment").fill("rules from the console")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_text("v2, changed")).to_be_visible()
+
+    saved = _ok(api.get(f"{base}/vips"))
+    expected = [
+        {
+            "clauses": [
+                {"attribute": "plan", "operator": "in", "values": ["gold", "platinum"], "negate": False},
+                {"attribute": "app_version", "operator": "semver_gte", "values": ["2.0.0"], "negate": False},
+            ]
+        },
+        {"clauses": [{"attribute": None, "operator": "segment_match", "values": ["staff"], "negate": False}]},
+    ]
+    assert (saved["rules"], saved["included"], saved["version"]) == (expected, ["zed"], 2)
+
+    # An invalid value is sent as typed; the server's 422 lands at that input, and nothing is stored.
+    bad_rules = [
+        {"clauses": [expected[0]["clauses"][0], {**expected[0]["clauses"][1], "values": ["two"]}]},
+        expected[1],
+    ]
+    refused = api.patch(f"{base}/vips", json={"rules": bad_rules}, headers={"If-Match": '"2"'})
+    assert refused.status_code == 422, refused.text
+    message = next(
+        d["message"] for d in refused.json()["details"] if d["path"] == "/rules/0/clauses/1/values/0"
+    )
+    first = editor.locator(".fy-re-rule").first
+    version = first.locator(".fy-re-clause").nth(1).get_by_label("Value 1", exact=True)
+    expect(version).to_have_value("2.0.0")
+    version.fill("two")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(first.locator(".fy-re-clause").nth(1).locator(".fy-re-error")).to_contain_text(message)
+    expect(version).to_have_attribute("aria-invalid", "true")
+    expect(version).to_be_focused()
+    expect(page.get_by_role("alert").filter(has_text="The segment was not saved")).to_be_visible()
+    assert _ok(api.get(f"{base}/vips"))["version"] == 2
+
+    # A reader sees the same rules and no control that could change them.
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, console_stack.create_api_key("reader", project="segrules"))
+    page.goto("/ui/#/p/segrules/e/production/segments/vips")
+    editor = page.get_by_test_id("segment-rules")
+    expect(editor.locator(".fy-re-rule")).to_have_count(2)
+    expect(editor.get_by_label("Clause 1 attribute").first).to_have_value("plan")
+    expect(editor.locator("button")).to_have_count(0)
+    expect(
+        editor.locator("input:not([disabled]), select:not([disabled]), textarea:not([disabled])")
+    ).to_have_count(0)
+    expect(page.get_by_role("button", name="Save", exact=True)).to_have_count(0)
     assert page_errors == []
 
 

@@ -20,6 +20,8 @@ import pytest
 from cp_helpers import Api
 from fastapi.testclient import TestClient
 
+from flagyard.rule_engine.limits import MAX_CLAUSES, MAX_SEGMENT_RULES
+
 STATIC = Path(__file__).resolve().parents[2] / "control_plane" / "console" / "static"
 HARNESS_DIR = Path(__file__).resolve().parent / "console_harness"
 """The development harness: served as ``/dev/`` beside the shipped assets, but not shipped itself."""
@@ -431,3 +433,205 @@ def test_diff_shows_attacker_strings_as_text(page: Any) -> None:
     assert "variants › a/b" in diff.locator(".fy-diff-remove .fy-diff-crumbs").inner_text()
     page.evaluate("() => window.fyHarness.diff([])")
     assert page.locator(".fy-diff").inner_text().strip() == "No differences."
+
+
+# --- the segment-rules editor --------------------------------------------------------------------
+
+SEG = "/api/v1/projects/shop/segments"
+
+SEGMENT_RULES: list[dict[str, Any]] = [
+    {
+        "clauses": [
+            {"attribute": "email", "operator": "ends_with", "values": ["@a.io", "@b.io"], "negate": False},
+            {"attribute": "plan", "operator": "in", "values": ["pro", 3, True], "negate": True},
+        ]
+    },
+    {"clauses": [{"attribute": None, "operator": "segment_match", "values": ["beta"], "negate": False}]},
+    {
+        "clauses": [
+            {"attribute": "app.version", "operator": "semver_gte", "values": ["2.4.0"], "negate": False},
+            {"attribute": "seen", "operator": "before", "values": ["2026-01-31T12:00:00Z"], "negate": False},
+            {"attribute": "beta_opt_in", "operator": "exists", "values": [], "negate": False},
+            {"attribute": "age", "operator": "lt", "values": [18.5], "negate": True},
+            {"attribute": "name", "operator": "matches", "values": ["^[a-z]+$"], "negate": False},
+        ]
+    },
+]
+"""Several rules of several clauses, one per kind of values editor."""
+
+
+@pytest.fixture
+def gamma(shop: Api, client: TestClient) -> Api:
+    """Segment gamma to edit; staff matches gamma, so gamma's rules may not match staff (a cycle)."""
+    shop.segment(key="gamma")
+    staff = {"clauses": [{"operator": "segment_match", "values": ["gamma"]}]}
+    r = client.patch(f"{SEG}/staff", json={"rules": [staff]}, headers={"If-Match": shop.etag(f"{SEG}/staff")})
+    assert r.status_code == 200, r.text
+    return shop
+
+
+def _mount_segment(page: Any, client: TestClient, key: str = "gamma", **extra: Any) -> Any:
+    """Mount the segment-rules editor with what the console's segment page loads; returns its box."""
+    data = {
+        "segment": key,
+        "rules": client.get(f"{SEG}/{key}").json()["rules"],
+        "segments": client.get(SEG).json()["items"],
+        **extra,
+    }
+    page.evaluate("data => { window.fyHarness.mountSegment(data); }", data)
+    return page.locator("#segment-rules")
+
+
+def _segment_value(page: Any) -> list[dict[str, Any]]:
+    return list(page.evaluate("() => window.fyHarness.segment().value()"))
+
+
+def _patch_segment(client: TestClient, rules: Any, key: str = "gamma") -> Any:
+    etag = client.get(f"{SEG}/{key}").headers["etag"]
+    return client.patch(f"{SEG}/{key}", json={"rules": rules}, headers={"If-Match": etag})
+
+
+def test_segment_rules_round_trip_and_the_server_stores_them(
+    page: Any, gamma: Api, client: TestClient
+) -> None:
+    r = _patch_segment(client, SEGMENT_RULES)
+    assert r.status_code == 200, r.text
+    assert r.json()["rules"] == SEGMENT_RULES
+    version = r.json()["version"]
+
+    box = _mount_segment(page, client)
+    assert box.locator(".fy-re-rule").count() == 3
+    assert _segment_value(page) == SEGMENT_RULES
+    # segment_match offers beta only: not gamma itself, not staff (it matches gamma: a cycle).
+    assert [c.get_attribute("value") for c in box.locator(".fy-re-segments input").all()] == ["beta"]
+    r = _patch_segment(client, _segment_value(page))
+    assert r.status_code == 200, r.text
+    assert r.json()["rules"] == SEGMENT_RULES
+    assert r.json()["version"] == version, "re-saving unchanged rules made a new version"
+
+
+def test_segment_rules_typed_in_the_browser_are_what_is_saved(
+    page: Any, gamma: Api, client: TestClient
+) -> None:
+    box = _mount_segment(page, client)
+    assert "No rules" in box.inner_text()
+    add = box.get_by_role("button", name="+ Add rule")
+    add.click()
+    first = box.locator(".fy-re-rule").nth(0)
+    first.get_by_label("Clause 1 attribute").fill("country")
+    first.get_by_label("Value 1", exact=True).fill("DE")
+    first.get_by_role("button", name="+ value").click()
+    first.get_by_label("Value 2", exact=True).fill("FR")
+    first.get_by_role("button", name="+ clause (AND)").click()
+    first.get_by_label("Clause 2 attribute").fill("age")
+    first.get_by_label("Clause 2 operator").select_option("gte")
+    first.locator(".fy-re-clause").nth(1).get_by_label("Value 1", exact=True).fill("18")
+    first.locator(".fy-re-negate input").nth(1).check()
+    add.click()
+    second = box.locator(".fy-re-rule").nth(1)
+    second.get_by_label("Clause 1 operator").select_option("segment_match")
+    second.locator("input[type=checkbox][value='beta']").check()
+    add.click()
+    box.locator(".fy-re-rule").nth(2).get_by_label("Clause 1 attribute").fill("dropped")
+    box.locator(".fy-re-rule").nth(2).get_by_role("button", name="Remove rule").click()
+    box.get_by_role("button", name="Move rule 2 up").click()
+    assert page.evaluate("() => document.activeElement.getAttribute('aria-label')") == "Move rule 1 down"
+    assert page.evaluate("() => window.fyHarness.segment().clientErrors()") == []
+
+    expected = [
+        {"clauses": [{"operator": "segment_match", "negate": False, "attribute": None, "values": ["beta"]}]},
+        {
+            "clauses": [
+                {"operator": "in", "negate": False, "attribute": "country", "values": ["DE", "FR"]},
+                {"operator": "gte", "negate": True, "attribute": "age", "values": [18]},
+            ]
+        },
+    ]
+    assert _segment_value(page) == expected
+    r = _patch_segment(client, _segment_value(page))
+    assert r.status_code == 200, r.text
+    assert client.get(f"{SEG}/gamma").json()["rules"] == expected
+
+
+def test_segment_server_errors_land_at_the_field_their_pointer_names(
+    page: Any, gamma: Api, client: TestClient
+) -> None:
+    box = _mount_segment(page, client)
+    box.get_by_role("button", name="+ Add rule").click()
+    rule = box.locator(".fy-re-rule").first
+    rule.get_by_label("Clause 1 attribute").fill("plan")
+    rule.get_by_label("Value 1", exact=True).fill("pro")
+    rule.get_by_role("button", name="+ clause (AND)").click()
+    rule.get_by_label("Clause 2 attribute").fill("email")
+    rule.get_by_label("Clause 2 operator").select_option("matches")
+    bad = rule.locator(".fy-re-clause").nth(1).get_by_label("Value 1", exact=True)
+    bad.fill("a{2000}")
+
+    r = _patch_segment(client, _segment_value(page))
+    assert r.status_code == 422, r.text
+    details = r.json()["details"]
+    assert "/rules/0/clauses/1/values/0" in {d["path"] for d in details}, details
+    assert page.evaluate("d => window.fyHarness.segment().showErrors(d)", details) == []
+    assert bad.get_attribute("aria-invalid") == "true"
+    assert rule.get_by_label("Value 1", exact=True).first.get_attribute("aria-invalid") is None
+    described = bad.get_attribute("aria-describedby") or ""
+    messages = [page.locator(f"[id='{i}']").inner_text() for i in described.split()]
+    server_message = next(d["message"] for d in details if d["path"] == "/rules/0/clauses/1/values/0")
+    assert any(server_message in m for m in messages), messages
+    assert page.evaluate("() => document.activeElement.closest('.fy-re-clause:nth-child(2)') !== null")
+
+    # A pointer to the list itself (a cycle) lands on the Rules heading; one outside the rules (the page's
+    # name field) is handed back; clearErrors removes them all.
+    cycle = {"path": "/rules", "message": "segment cycle: gamma -> staff -> gamma"}
+    name = {"path": "/name", "message": "String should have at least 1 character"}
+    assert page.evaluate("d => window.fyHarness.segment().showErrors(d)", [cycle, name]) == [name]
+    assert "segment cycle" in box.locator(".fy-re-rules > .fy-re-error").inner_text()
+    page.evaluate("() => window.fyHarness.segment().clearErrors()")
+    assert box.locator(".fy-re-error").count() == 0
+
+    bad.fill("^[a-z]+@example\\.com$")
+    r = _patch_segment(client, _segment_value(page))
+    assert r.status_code == 200, r.text
+
+
+def test_segment_rules_read_only_show_the_rules_without_controls(
+    page: Any, gamma: Api, client: TestClient
+) -> None:
+    assert _patch_segment(client, SEGMENT_RULES).status_code == 200
+    box = _mount_segment(page, client, readOnly=True)
+    assert box.locator(".fy-re-rule").count() == 3
+    assert box.locator("button").count() == 0
+    assert box.locator("input:not([disabled]), select:not([disabled]), textarea:not([disabled])").count() == 0
+    assert _segment_value(page) == SEGMENT_RULES
+
+
+def test_segment_rules_editor_stops_adding_at_the_server_limits(
+    page: Any, gamma: Api, client: TestClient
+) -> None:
+    """The worst case: MAX_SEGMENT_RULES rules, one of MAX_CLAUSES clauses, are shown and saved whole;
+    the editor offers no way past either bound (the server would refuse it)."""
+    wide = {
+        "clauses": [
+            {"attribute": f"a{c}", "operator": "exists", "values": [], "negate": False}
+            for c in range(MAX_CLAUSES)
+        ]
+    }
+    one = {"clauses": [{"attribute": "plan", "operator": "eq", "values": ["x"], "negate": False}]}
+    rules = [wide] + [one] * (MAX_SEGMENT_RULES - 1)
+    r = _patch_segment(client, rules)
+    assert r.status_code == 200, r.text
+
+    box = _mount_segment(page, client)
+    # CSS locators, not roles: an accessibility query over this page's ~50,000 elements takes seconds.
+    add_rule = box.locator("button", has_text="+ Add rule")
+    add_clause = "button:text-is('+ clause (AND)')"
+    assert box.locator(".fy-re-rule").count() == MAX_SEGMENT_RULES
+    assert add_rule.count() == 0
+    assert box.locator(".fy-re-rule").first.locator(add_clause).count() == 0
+    assert box.locator(".fy-re-rule").nth(1).locator(add_clause).count() == 1
+    assert _segment_value(page) == rules
+
+    box.locator(".fy-re-rule").last.locator("button", has_text="Remove rule").click()
+    add_rule.click()
+    assert add_rule.count() == 0
+    assert len(_segment_value(page)) == MAX_SEGMENT_RULES

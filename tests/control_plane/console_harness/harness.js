@@ -2,7 +2,7 @@
 // Tests drive it through window.fyHarness (mount any data, read value(), place errors).
 
 import { h, replace } from "../js/dom.js";
-import { ruleEditor } from "../js/components/rule-editor.js";
+import { ruleEditor, segmentRulesEditor } from "../js/components/rule-editor.js";
 import { variantEditor } from "../js/components/variant-editor.js";
 import { diffView } from "../js/components/diff.js";
 
@@ -76,6 +76,33 @@ export const TARGETING_SAMPLE = {
   flags: SAMPLE.flags,
 };
 
+export const SEGMENT_SAMPLE = {
+  segment: "gamma",
+  rules: [
+    {
+      clauses: [
+        { attribute: "email", operator: "ends_with", values: ["@example.com", "@example.org"], negate: false },
+        { attribute: "plan", operator: "in", values: ["pro", 3, true], negate: true },
+      ],
+    },
+    { clauses: [{ attribute: null, operator: "segment_match", values: ["beta"], negate: false }] },
+    {
+      clauses: [
+        { attribute: "app.version", operator: "semver_gte", values: ["2.4.0"], negate: false },
+        { attribute: "signup", operator: "before", values: ["2026-01-31T12:00:00Z"], negate: false },
+        { attribute: "beta_opt_in", operator: "exists", values: [], negate: false },
+      ],
+    },
+  ],
+  segments: SAMPLE.segments,
+};
+
+const SEGMENT_ERRORS = [
+  { path: "/rules/0/clauses/0/values/1", message: "sample: lands on the second value of rule 1's first clause" },
+  { path: "/rules", message: "segment cycle: gamma -> beta -> gamma" },
+  { path: "/name", message: "not an editor field: returned unplaced" },
+];
+
 const SAMPLE_ERRORS = [
   { path: "/rules/0/clauses/1/values/0", message: "operator ends_with compares strings; 3 is not one" },
   { path: "/rules/1/split/variations", message: "weights sum to 9000; basis points must sum to 10000" },
@@ -96,7 +123,7 @@ const DIFF_SAMPLE = [
 
 const variantCatalog = { "new-cart": ["on", "off"], "dark-mode": ["enabled", "disabled"] };
 
-const state = { editor: null, variants: null, data: null };
+const state = { editor: null, variants: null, data: null, segment: null, segmentData: null };
 
 function show(value) {
   document.getElementById("output").textContent = JSON.stringify(value, null, 2);
@@ -123,6 +150,7 @@ function showErrors(details) {
 
 window.fyHarness = {
   SAMPLE,
+  SEGMENT_SAMPLE,
   TARGETING_SAMPLE,
   mount,
   value: () => state.editor.value(),
@@ -130,6 +158,14 @@ window.fyHarness = {
   clearErrors: () => state.editor.clearErrors(),
   clientErrors: () => state.editor.clientErrors(),
   variants: () => state.variants,
+  /** Mount the segment-rules editor ({segment, rules, segments, readOnly}); returns it. */
+  mountSegment(data) {
+    state.segmentData = data;
+    state.segment = segmentRulesEditor(data);
+    replace(document.getElementById("segment-rules"), state.segment.element);
+    return state.segment;
+  },
+  segment: () => state.segment,
   mountVariants(opts) {
     state.variants = variantEditor(opts);
     replace(document.getElementById("variant-editor"), state.variants.element);
@@ -151,12 +187,18 @@ replace(
   button("Read-only", () => mount({ ...state.data, readOnly: true })),
   button("Show variants", () => show(state.variants.value())),
   button("Variant errors", () => state.variants.showErrors(VARIANT_ERRORS)),
+  button("Segment sample", () => window.fyHarness.mountSegment(SEGMENT_SAMPLE)),
+  button("Show segment rules", () => state.segment && show(state.segment.value())),
+  button("Segment errors", () => state.segment && show(state.segment.showErrors(SEGMENT_ERRORS))),
+  button("Segment read-only", () => window.fyHarness.mountSegment({ ...(state.segmentData || SEGMENT_SAMPLE), readOnly: true })),
   button("Dark mode", () => document.documentElement.classList.toggle("dark")),
 );
 
 const params = new URLSearchParams(location.search);
 mount(params.get("sample") === "targeting" ? TARGETING_SAMPLE : SAMPLE);
 window.fyHarness.mountVariants({ type: "string", variants: SAMPLE.flag.variants });
+// Mounted on demand only: the flag editor's tests address its rules and buttons page-wide.
+if (params.get("segment")) window.fyHarness.mountSegment(SEGMENT_SAMPLE);
 window.fyHarness.diff(DIFF_SAMPLE);
 if (params.get("dark")) document.documentElement.classList.add("dark");
 if (params.get("errors")) showErrors(SAMPLE_ERRORS);

@@ -1,6 +1,7 @@
 // Loaders for the shared editor components (components/rule-editor.js, components/diff.js), each with a
 // plain fallback so every page works even where a component is missing: the rule editor falls back to
-// the environment configuration as JSON (editable for writers), the diff to a table of changes.
+// the environment configuration as JSON (editable for writers), the segment-rules editor to the rules as
+// JSON, the diff to a table of changes.
 
 import { h, replace } from "./dom.js";
 import { jsonBlock } from "./ui.js";
@@ -15,6 +16,17 @@ export async function loadRuleEditor() {
     // fall through
   }
   return jsonConfigEditor;
+}
+
+/** The segment-rules editor, or the rules as a JSON textarea (read-only for readers). */
+export async function loadSegmentRulesEditor() {
+  try {
+    const mod = await import("./components/rule-editor.js");
+    if (typeof mod.segmentRulesEditor === "function") return mod.segmentRulesEditor;
+  } catch {
+    // fall through
+  }
+  return jsonSegmentRulesEditor;
 }
 
 export async function loadDiffView() {
@@ -65,6 +77,31 @@ export function jsonConfigEditor({ config, readOnly }) {
       replace(errors);
       errors.hidden = true;
     },
+  };
+}
+
+/** A segment's rules as JSON: the same contract as segmentRulesEditor; errors listed under the textarea. */
+export function jsonSegmentRulesEditor({ rules, readOnly }) {
+  const errors = h("ul", { class: "field-errors", role: "alert", hidden: true });
+  const textarea = h("textarea", { class: "code", rows: 8, spellcheck: "false", readonly: readOnly, "aria-label": "Rules (JSON)", value: JSON.stringify(rules || [], null, 2) });
+  const showErrors = (details) => {
+    replace(errors, details.map((d) => h("li", {}, h("code", {}, d.path || "/"), ": ", d.message)));
+    errors.hidden = !details.length;
+    return [];
+  };
+  return {
+    element: h("div", { class: "json-editor" }, h("p", { class: "hint" }, "A list of rules; a context matching any rule is in the segment."), textarea, errors),
+    value() {
+      try {
+        return JSON.parse(textarea.value || "[]");
+      } catch (error) {
+        showErrors([{ path: "/rules", message: `Not valid JSON: ${error.message}` }]);
+        throw new Error("The rules are not valid JSON.");
+      }
+    },
+    showErrors,
+    clearErrors: () => showErrors([]),
+    clientErrors: () => [],
   };
 }
 

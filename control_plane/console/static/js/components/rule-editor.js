@@ -1,5 +1,6 @@
 // The rule editor: a flag's configuration in one environment (everything but `enabled`, which the page
-// toggles on its own). It edits a plain state object and serializes it to an EnvConfigPatch body; the
+// toggles on its own), and segmentRulesEditor: a segment's rules, with the same clause editor. Each edits
+// a plain state object and serializes it to the API body (EnvConfigPatch; SegmentUpdate's `rules`); the
 // server stays the one validator. Client-side hints (not a number, not JSON, weights that do not sum)
 // only help: an invalid entry is still sent as typed, so the server's 422 names the field and
 // showErrors() puts its message there.
@@ -35,7 +36,7 @@ export const OPERATORS = [
 const OPS = new Map(OPERATORS.map((o) => [o.value, o]));
 
 /** Bounds of rule_engine/limits.py the editor enforces as it is used (the server checks them all). */
-export const LIMITS = { rules: 1000, clauses: 100, clauseValues: 10000, prerequisites: 50, basisPoints: 10000 };
+export const LIMITS = { rules: 1000, segmentRules: 1000, clauses: 100, clauseValues: 10000, prerequisites: 50, basisPoints: 10000 };
 
 const SEMVER_RE = /^[vV]?\d+(\.\d+){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$/;
 const P = "fy-re";
@@ -164,204 +165,26 @@ function weightOf(row) {
   return n === null || !Number.isInteger(n) || n < 0 ? null : n;
 }
 
-// --- the editor ------------------------------------------------------------------------------------
+// --- clauses: shared by flag rules and segment rules ---------------------------------------------
+
+/** Controls that honour read-only: inputs disabled, buttons left out. */
+function controls(readOnly) {
+  return {
+    ctl: (tag, attrs, ...children) => h(tag, { ...attrs, disabled: readOnly || attrs.disabled }, ...children),
+    button: (label, onClick, attrs = {}) =>
+      readOnly ? null : h("button", { type: "button", class: `${P}-btn`, ...attrs, on: { click: onClick } }, label),
+  };
+}
 
 /**
- * ruleEditor({flag, environment, config, segments, flags, readOnly, variantsOf})
- *   flag: FlagOut; environment: env key; config: EnvConfigOut; segments: SegmentOut[];
- *   flags: FlagSummary[] (prerequisite candidates); variantsOf(flagKey) (optional): the variant names
- *   of another flag, or a Promise of them, for the prerequisite variant picker (FlagSummary has none).
- * → {element, value(), showErrors(details), clearErrors(), clientErrors()}
+ * The clause editor of both editors (one operator table, one values editor per kind, one serializer):
+ *   readOnly; segmentList: the segments segment_match offers; attrListId: the attribute <datalist>;
+ *   problem(key, message, hint) and clientProblems: the owner's live hints; render(): re-render the owner;
+ *   noSegments: what segment_match says when it has no segment to offer.
+ * A rule is anything with a `clauses` array of clauseState()s.
  */
-export function ruleEditor({ flag, environment, config, segments = [], flags = [], readOnly = false, variantsOf }) {
-  const variantNames = Object.keys(flag?.variants || {});
-  const cfg = config || {};
-  const candidates = (flags || []).filter((f) => f.key !== flag?.key);
-  const segmentList = segments || [];
-  let ruleCounter = 0;
-
-  const nextRuleId = () => {
-    const taken = new Set(state.rules.map((r) => r.id));
-    let id;
-    do {
-      ruleCounter += 1;
-      id = `rule-${ruleCounter}`;
-    } while (taken.has(id));
-    return id;
-  };
-
-  const state = {
-    mode: cfg.targeting !== null && cfg.targeting !== undefined ? "json" : "rules",
-    off_variant: cfg.off_variant ?? null,
-    defaultMode: cfg.default_split ? "split" : "variant",
-    default_variant: cfg.default_variant ?? null,
-    default_split: splitState(cfg.default_split || evenSplit(variantNames), variantNames, !cfg.default_split),
-    rules: (cfg.rules || []).map((r) => ({
-      id: r.id,
-      description: r.description ?? "",
-      clauses: (r.clauses || []).map(clauseState),
-      serve: r.split ? "split" : "variant",
-      variant: r.variant ?? null,
-      split: splitState(r.split || evenSplit(variantNames), variantNames, !r.split),
-    })),
-    prerequisites: (cfg.prerequisites || []).map((p) => ({ flag: p.flag, variant: p.variant })),
-    targetingText: cfg.targeting !== null && cfg.targeting !== undefined ? JSON.stringify(cfg.targeting, null, 2) : "",
-  };
-
-  const errors = new ErrorPlacer(P);
-  const attrListId = uid(`${P}-attrs`);
-  const element = h("div", {
-    class: [`${P}`, readOnly && `${P}-readonly`],
-    dataset: { environment: environment ?? "" },
-  });
-  const serializers = [];
-  const clientProblems = new Map();
-
-  const ctl = (tag, attrs, ...children) => h(tag, { ...attrs, disabled: readOnly || attrs.disabled }, ...children);
-  const button = (label, onClick, attrs = {}) =>
-    readOnly ? null : h("button", { type: "button", class: `${P}-btn`, ...attrs, on: { click: onClick } }, label);
-
-  const variantOptions = (noneLabel) => [
-    ...(noneLabel ? [{ value: "", label: noneLabel }] : []),
-    ...variantNames.map((v) => ({ value: v, label: v })),
-  ];
-
-  function problem(key, message, hinted) {
-    if (message) clientProblems.set(key, { message, el: hinted.element });
-    else clientProblems.delete(key);
-    hinted.set(message);
-  }
-
-  // --- split ---
-
-  function splitEditor(split, label, keyPrefix) {
-    const fieldset = h("fieldset", { class: `${P}-split` }, h("legend", {}, label));
-    const rowsBox = h("div", { class: `${P}-split-rows` });
-    const total = h("p", { class: `${P}-split-total`, "aria-live": "polite" });
-    const sumHint = hint(rowsBox, P);
-    const unitSelect = ctl(
-      "select",
-      {
-        on: {
-          change: () => {
-            convertUnit(split, unitSelect.value);
-            renderRows();
-          },
-        },
-      },
-      h("option", { value: "basis_points", selected: split.unit === "basis_points" }, "percent (basis points, sum 100%)"),
-      h("option", { value: "relative", selected: split.unit === "relative" }, "relative weights"),
-    );
-    const bucket = ctl("input", {
-      type: "text",
-      value: split.bucket_by,
-      spellcheck: "false",
-      list: attrListId,
-      on: { input: () => (split.bucket_by = bucket.value) },
-    });
-    const els = { fieldset, legend: fieldset.firstChild, rowsBox, total, unitSelect, bucket, rows: [] };
-
-    function recount() {
-      let sum = 0;
-      let bad = false;
-      for (const row of split.rows) {
-        const w = weightOf(row);
-        if (w === null) bad = true;
-        else sum += w;
-      }
-      let message = null;
-      if (split.unit === "basis_points") {
-        total.textContent = `Total: ${(sum / 100).toFixed(2)}% of 100%`;
-        if (!bad && sum !== LIMITS.basisPoints) message = `The weights sum to ${(sum / 100).toFixed(2)}%; they must sum to 100%.`;
-      } else {
-        total.textContent = `Total weight: ${sum}`;
-        if (!bad && sum <= 0) message = "At least one weight must be positive.";
-      }
-      if (bad) message = split.unit === "basis_points" ? "Each weight is a percentage from 0 to 100 (two decimals)." : "Each weight is a whole number ≥ 0.";
-      problem(`${keyPrefix}:sum`, message, sumHint);
-    }
-
-    function renderRows() {
-      els.rows = [];
-      replace(
-        rowsBox,
-        split.rows.map((row) => {
-          const pct = split.unit === "basis_points";
-          if (pct && row.pct === undefined) row.pct = weightOf(row) === null ? row.weight : String(weightOf(row) / 100);
-          const input = ctl("input", {
-            type: "text",
-            inputmode: pct ? "decimal" : "numeric",
-            class: `${P}-weight`,
-            value: pct ? row.pct : row.weight,
-            "aria-label": `Weight of ${row.variant}${pct ? " (%)" : ""}`,
-            on: {
-              input: () => {
-                if (pct) {
-                  row.pct = input.value;
-                  const n = parseNumber(input.value);
-                  const bp = n === null ? null : Math.round(n * 100);
-                  row.weight = bp !== null && Math.abs(bp - n * 100) < 1e-6 ? String(bp) : input.value;
-                } else row.weight = input.value;
-                recount();
-              },
-            },
-          });
-          const name = h("span", { class: [`${P}-split-variant`, !row.known && `${P}-unknown`] }, row.variant, row.known ? null : " (not a variant)");
-          const slot = h("span", { class: `${P}-slot` });
-          const el = h("div", { class: `${P}-split-row` }, name, input, pct ? h("span", { class: `${P}-unit` }, "%") : null, slot);
-          els.rows.push({ row, el, name, input, slot });
-          return el;
-        }),
-      );
-      recount();
-    }
-
-    fieldset.append(
-      rowsBox,
-      sumHint.element,
-      total,
-      h("div", { class: `${P}-split-options` }, labelled(P, "Weights", unitSelect), labelled(P, "Bucket by (attribute)", bucket)),
-    );
-    renderRows();
-
-    function serialize(path, reg) {
-      reg.section(path, els.legend);
-      reg.add(`${path}/variations`, rowsBox, total);
-      reg.add(`${path}/bucket_by`, bucket);
-      reg.add(`${path}/weight_unit`, unitSelect);
-      let chosen = els.rows.filter(({ row }) => row.original || weightOf(row) !== 0);
-      if (chosen.length === 0) chosen = els.rows;
-      const variations = chosen.map(({ row, input, slot }, i) => {
-        reg.add(`${path}/variations/${i}`, input, slot);
-        reg.add(`${path}/variations/${i}/weight`, input, slot);
-        reg.add(`${path}/variations/${i}/variant`, input, slot);
-        const w = weightOf(row);
-        return { variant: row.variant, weight: w === null ? row.weight : w };
-      });
-      return { variations, bucket_by: split.bucket_by, weight_unit: split.unit };
-    }
-    return { element: fieldset, serialize };
-  }
-
-  /** Keep the proportions when the unit changes; basis points are rescaled to sum to 10000. */
-  function convertUnit(split, unit) {
-    if (unit === split.unit) return;
-    const weights = split.rows.map((row) => weightOf(row) ?? 0);
-    split.unit = unit;
-    for (const row of split.rows) delete row.pct;
-    if (unit === "basis_points") {
-      const sum = weights.reduce((a, b) => a + b, 0);
-      const scaled = weights.map((w) => (sum ? Math.floor((w * LIMITS.basisPoints) / sum) : 0));
-      const rest = LIMITS.basisPoints - scaled.reduce((a, b) => a + b, 0);
-      const biggest = weights.indexOf(Math.max(...weights));
-      if (sum && biggest >= 0) scaled[biggest] += rest;
-      split.rows.forEach((row, i) => (row.weight = String(scaled[i])));
-    } else {
-      split.rows.forEach((row, i) => (row.weight = String(weights[i])));
-    }
-  }
-
-  // --- clauses ---
+function clauseKit({ readOnly, segmentList, attrListId, problem, clientProblems, render, noSegments = "No segments in this project yet: create one first." }) {
+  const { ctl, button } = controls(readOnly);
 
   function valuesEditor(clause, box, keyPrefix) {
     const op = OPS.get(clause.operator);
@@ -372,7 +195,7 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
     } else if (op.kind === "segments") {
       const known = new Set(segmentList.map((s) => s.key));
       const list = [...segmentList.map((s) => ({ key: s.key, name: s.name })), ...clause.segments.filter((k) => !known.has(k)).map((k) => ({ key: k, name: null }))];
-      if (list.length === 0) parts.push(h("span", { class: `${P}-muted` }, "No segments in this project yet: create one first."));
+      if (list.length === 0) parts.push(h("span", { class: `${P}-muted` }, noSegments));
       const group = h(
         "div",
         { class: `${P}-segments`, role: "group", "aria-label": "Segments" },
@@ -551,6 +374,252 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
     return out;
   }
 
+  /** The clauses of `rule` (AND) and the button adding one. */
+  function clauseList(rule, keyPrefix) {
+    const clausesBox = h("div", { class: `${P}-clauses` }, rule.clauses.map((clause, c) => clauseEditor(rule, clause, c, `${keyPrefix}c${c}`)));
+    const addClause = rule.clauses.length < LIMITS.clauses ? button("+ clause (AND)", () => (rule.clauses.push(clauseState({ operator: "in", values: [""] })), render())) : null;
+    return { clausesBox, addClause };
+  }
+
+  /** The `clauses` of `rule` at `path` (e.g. /rules/0), each field registered; errors about the list
+   * itself go after `heading`. */
+  function serializeClauses(rule, path, reg, heading) {
+    reg.section(`${path}/clauses`, heading);
+    return rule.clauses.map((clause, c) => serializeClause(clause, `${path}/clauses/${c}`, reg));
+  }
+
+  return { clauseList, serializeClauses };
+}
+
+/** The attribute suggestions: targeting_key and every attribute the given rule lists use. */
+function attributeList(id, ruleLists) {
+  const attrs = new Set(["targeting_key"]);
+  for (const rules of ruleLists) for (const rule of rules || []) for (const c of rule.clauses || []) if (c.attribute) attrs.add(c.attribute);
+  return h("datalist", { id }, [...attrs].map((a) => h("option", { value: a })));
+}
+
+/** Move and remove buttons of rule `r` of `count`; the move buttons carry data-focus keys so a
+ * re-rendered list can give the focus back to the button pressed. */
+function ruleTools(button, { r, count, focusKey, label, move, remove }) {
+  return h(
+    "div",
+    { class: `${P}-rule-tools` },
+    button("↑", () => move(r, -1), { "aria-label": `Move ${label} up`, disabled: r === 0, class: `${P}-btn ${P}-icon`, dataset: { focus: `up-${focusKey}` } }),
+    button("↓", () => move(r, 1), { "aria-label": `Move ${label} down`, disabled: r === count - 1, class: `${P}-btn ${P}-icon`, dataset: { focus: `down-${focusKey}` } }),
+    button("Remove rule", remove, { class: `${P}-btn ${P}-danger` }),
+  );
+}
+
+/** After a re-render, focus the control named by `focusKey`: a `data-focus` key (a move button; the
+ * other direction's when the rule reached the end of the list), or "rule-<n>" for the first text input
+ * of rule n (a rule just added). */
+function focusAfterRender(element, focusKey) {
+  if (!focusKey) return;
+  const byKey = (key) => element.querySelector(`[data-focus="${CSS.escape(key)}"]:not([disabled])`);
+  const other = focusKey.startsWith("up-") ? `down-${focusKey.slice(3)}` : focusKey.startsWith("down-") ? `up-${focusKey.slice(5)}` : null;
+  const target =
+    byKey(focusKey) ||
+    (other ? byKey(other) : null) ||
+    (focusKey.startsWith("rule-") ? element.querySelectorAll(`.${P}-rule`)[Number(focusKey.slice(5))]?.querySelector("input[type=text]:not([hidden])") : null);
+  if (target) target.focus();
+}
+
+// --- the editor ------------------------------------------------------------------------------------
+
+/**
+ * ruleEditor({flag, environment, config, segments, flags, readOnly, variantsOf})
+ *   flag: FlagOut; environment: env key; config: EnvConfigOut; segments: SegmentOut[];
+ *   flags: FlagSummary[] (prerequisite candidates); variantsOf(flagKey) (optional): the variant names
+ *   of another flag, or a Promise of them, for the prerequisite variant picker (FlagSummary has none).
+ * → {element, value(), showErrors(details), clearErrors(), clientErrors()}
+ */
+export function ruleEditor({ flag, environment, config, segments = [], flags = [], readOnly = false, variantsOf }) {
+  const variantNames = Object.keys(flag?.variants || {});
+  const cfg = config || {};
+  const candidates = (flags || []).filter((f) => f.key !== flag?.key);
+  const segmentList = segments || [];
+  let ruleCounter = 0;
+
+  const nextRuleId = () => {
+    const taken = new Set(state.rules.map((r) => r.id));
+    let id;
+    do {
+      ruleCounter += 1;
+      id = `rule-${ruleCounter}`;
+    } while (taken.has(id));
+    return id;
+  };
+
+  const state = {
+    mode: cfg.targeting !== null && cfg.targeting !== undefined ? "json" : "rules",
+    off_variant: cfg.off_variant ?? null,
+    defaultMode: cfg.default_split ? "split" : "variant",
+    default_variant: cfg.default_variant ?? null,
+    default_split: splitState(cfg.default_split || evenSplit(variantNames), variantNames, !cfg.default_split),
+    rules: (cfg.rules || []).map((r) => ({
+      id: r.id,
+      description: r.description ?? "",
+      clauses: (r.clauses || []).map(clauseState),
+      serve: r.split ? "split" : "variant",
+      variant: r.variant ?? null,
+      split: splitState(r.split || evenSplit(variantNames), variantNames, !r.split),
+    })),
+    prerequisites: (cfg.prerequisites || []).map((p) => ({ flag: p.flag, variant: p.variant })),
+    targetingText: cfg.targeting !== null && cfg.targeting !== undefined ? JSON.stringify(cfg.targeting, null, 2) : "",
+  };
+
+  const errors = new ErrorPlacer(P);
+  const attrListId = uid(`${P}-attrs`);
+  const element = h("div", {
+    class: [`${P}`, readOnly && `${P}-readonly`],
+    dataset: { environment: environment ?? "" },
+  });
+  const serializers = [];
+  const clientProblems = new Map();
+
+  const { ctl, button } = controls(readOnly);
+  const { clauseList, serializeClauses } = clauseKit({ readOnly, segmentList, attrListId, problem, clientProblems, render });
+
+  const variantOptions = (noneLabel) => [
+    ...(noneLabel ? [{ value: "", label: noneLabel }] : []),
+    ...variantNames.map((v) => ({ value: v, label: v })),
+  ];
+
+  function problem(key, message, hinted) {
+    if (message) clientProblems.set(key, { message, el: hinted.element });
+    else clientProblems.delete(key);
+    hinted.set(message);
+  }
+
+  // --- split ---
+
+  function splitEditor(split, label, keyPrefix) {
+    const fieldset = h("fieldset", { class: `${P}-split` }, h("legend", {}, label));
+    const rowsBox = h("div", { class: `${P}-split-rows` });
+    const total = h("p", { class: `${P}-split-total`, "aria-live": "polite" });
+    const sumHint = hint(rowsBox, P);
+    const unitSelect = ctl(
+      "select",
+      {
+        on: {
+          change: () => {
+            convertUnit(split, unitSelect.value);
+            renderRows();
+          },
+        },
+      },
+      h("option", { value: "basis_points", selected: split.unit === "basis_points" }, "percent (basis points, sum 100%)"),
+      h("option", { value: "relative", selected: split.unit === "relative" }, "relative weights"),
+    );
+    const bucket = ctl("input", {
+      type: "text",
+      value: split.bucket_by,
+      spellcheck: "false",
+      list: attrListId,
+      on: { input: () => (split.bucket_by = bucket.value) },
+    });
+    const els = { fieldset, legend: fieldset.firstChild, rowsBox, total, unitSelect, bucket, rows: [] };
+
+    function recount() {
+      let sum = 0;
+      let bad = false;
+      for (const row of split.rows) {
+        const w = weightOf(row);
+        if (w === null) bad = true;
+        else sum += w;
+      }
+      let message = null;
+      if (split.unit === "basis_points") {
+        total.textContent = `Total: ${(sum / 100).toFixed(2)}% of 100%`;
+        if (!bad && sum !== LIMITS.basisPoints) message = `The weights sum to ${(sum / 100).toFixed(2)}%; they must sum to 100%.`;
+      } else {
+        total.textContent = `Total weight: ${sum}`;
+        if (!bad && sum <= 0) message = "At least one weight must be positive.";
+      }
+      if (bad) message = split.unit === "basis_points" ? "Each weight is a percentage from 0 to 100 (two decimals)." : "Each weight is a whole number ≥ 0.";
+      problem(`${keyPrefix}:sum`, message, sumHint);
+    }
+
+    function renderRows() {
+      els.rows = [];
+      replace(
+        rowsBox,
+        split.rows.map((row) => {
+          const pct = split.unit === "basis_points";
+          if (pct && row.pct === undefined) row.pct = weightOf(row) === null ? row.weight : String(weightOf(row) / 100);
+          const input = ctl("input", {
+            type: "text",
+            inputmode: pct ? "decimal" : "numeric",
+            class: `${P}-weight`,
+            value: pct ? row.pct : row.weight,
+            "aria-label": `Weight of ${row.variant}${pct ? " (%)" : ""}`,
+            on: {
+              input: () => {
+                if (pct) {
+                  row.pct = input.value;
+                  const n = parseNumber(input.value);
+                  const bp = n === null ? null : Math.round(n * 100);
+                  row.weight = bp !== null && Math.abs(bp - n * 100) < 1e-6 ? String(bp) : input.value;
+                } else row.weight = input.value;
+                recount();
+              },
+            },
+          });
+          const name = h("span", { class: [`${P}-split-variant`, !row.known && `${P}-unknown`] }, row.variant, row.known ? null : " (not a variant)");
+          const slot = h("span", { class: `${P}-slot` });
+          const el = h("div", { class: `${P}-split-row` }, name, input, pct ? h("span", { class: `${P}-unit` }, "%") : null, slot);
+          els.rows.push({ row, el, name, input, slot });
+          return el;
+        }),
+      );
+      recount();
+    }
+
+    fieldset.append(
+      rowsBox,
+      sumHint.element,
+      total,
+      h("div", { class: `${P}-split-options` }, labelled(P, "Weights", unitSelect), labelled(P, "Bucket by (attribute)", bucket)),
+    );
+    renderRows();
+
+    function serialize(path, reg) {
+      reg.section(path, els.legend);
+      reg.add(`${path}/variations`, rowsBox, total);
+      reg.add(`${path}/bucket_by`, bucket);
+      reg.add(`${path}/weight_unit`, unitSelect);
+      let chosen = els.rows.filter(({ row }) => row.original || weightOf(row) !== 0);
+      if (chosen.length === 0) chosen = els.rows;
+      const variations = chosen.map(({ row, input, slot }, i) => {
+        reg.add(`${path}/variations/${i}`, input, slot);
+        reg.add(`${path}/variations/${i}/weight`, input, slot);
+        reg.add(`${path}/variations/${i}/variant`, input, slot);
+        const w = weightOf(row);
+        return { variant: row.variant, weight: w === null ? row.weight : w };
+      });
+      return { variations, bucket_by: split.bucket_by, weight_unit: split.unit };
+    }
+    return { element: fieldset, serialize };
+  }
+
+  /** Keep the proportions when the unit changes; basis points are rescaled to sum to 10000. */
+  function convertUnit(split, unit) {
+    if (unit === split.unit) return;
+    const weights = split.rows.map((row) => weightOf(row) ?? 0);
+    split.unit = unit;
+    for (const row of split.rows) delete row.pct;
+    if (unit === "basis_points") {
+      const sum = weights.reduce((a, b) => a + b, 0);
+      const scaled = weights.map((w) => (sum ? Math.floor((w * LIMITS.basisPoints) / sum) : 0));
+      const rest = LIMITS.basisPoints - scaled.reduce((a, b) => a + b, 0);
+      const biggest = weights.indexOf(Math.max(...weights));
+      if (sum && biggest >= 0) scaled[biggest] += rest;
+      split.rows.forEach((row, i) => (row.weight = String(scaled[i])));
+    } else {
+      split.rows.forEach((row, i) => (row.weight = String(weights[i])));
+    }
+  }
+
   // --- rules ---
 
   function ruleEditorOne(rule, r) {
@@ -571,8 +640,7 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
     });
     const idHintBound = hint(idInput, P);
     const desc = ctl("input", { type: "text", value: rule.description, placeholder: "what this rule is for", on: { input: () => (rule.description = desc.value) } });
-    const clausesBox = h("div", { class: `${P}-clauses` }, rule.clauses.map((clause, c) => clauseEditor(rule, clause, c, `${keyPrefix}c${c}`)));
-    const addClause = rule.clauses.length < LIMITS.clauses ? button("+ clause (AND)", () => (rule.clauses.push(clauseState({ operator: "in", values: [""] })), render())) : null;
+    const { clausesBox, addClause } = clauseList(rule, keyPrefix);
 
     const serveName = uid(`${P}-serve`);
     const serveVariant = ctl("input", { type: "radio", name: serveName, value: "variant", checked: rule.serve === "variant", on: { change: () => ((rule.serve = "variant"), sync()) } });
@@ -591,13 +659,7 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
 
     const tools = readOnly
       ? null
-      : h(
-          "div",
-          { class: `${P}-rule-tools` },
-          button("↑", () => move(r, -1), { "aria-label": `Move rule ${r + 1} up`, disabled: r === 0, class: `${P}-btn ${P}-icon`, dataset: { focus: `up-${rule.id}` } }),
-          button("↓", () => move(r, 1), { "aria-label": `Move rule ${r + 1} down`, disabled: r === count - 1, class: `${P}-btn ${P}-icon`, dataset: { focus: `down-${rule.id}` } }),
-          button("Remove rule", () => (state.rules.splice(r, 1), render()), { class: `${P}-btn ${P}-danger` }),
-        );
+      : ruleTools(button, { r, count, focusKey: rule.id, label: `rule ${r + 1}`, move, remove: () => (state.rules.splice(r, 1), render()) });
     const fieldset = h(
       "fieldset",
       { class: `${P}-rule` },
@@ -633,11 +695,10 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
     reg.section(path, legend);
     reg.add(`${path}/id`, idInput);
     reg.add(`${path}/description`, desc);
-    reg.section(`${path}/clauses`, legend);
     const out = {
       id: rule.id,
       description: rule.description,
-      clauses: rule.clauses.map((clause, c) => serializeClause(clause, `${path}/clauses/${c}`, reg)),
+      clauses: serializeClauses(rule, path, reg, legend),
     };
     if (rule.serve === "split") {
       out.split = split.serialize(`${path}/split`, reg);
@@ -860,10 +921,7 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
         : null,
     );
 
-    const attrs = new Set(["targeting_key"]);
-    for (const rule of state.rules) for (const c of rule.clauses) if (c.attribute) attrs.add(c.attribute);
-    for (const s of segmentList) for (const rule of s.rules || []) for (const c of rule.clauses || []) if (c.attribute) attrs.add(c.attribute);
-    const datalist = h("datalist", { id: attrListId }, [...attrs].map((a) => h("option", { value: a })));
+    const datalist = attributeList(attrListId, [state.rules, ...segmentList.map((s) => s.rules)]);
 
     replace(element, datalist, h("section", { class: `${P}-section ${P}-offbox` }, offField), rulesSection, defaultBox, prereqSection);
     syncDefault();
@@ -914,12 +972,7 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
       return out;
     });
 
-    if (focusKey) {
-      const target =
-        element.querySelector(`[data-focus="${CSS.escape(focusKey)}"]:not([disabled])`) ||
-        (focusKey.startsWith("rule-") ? element.querySelectorAll(`.${P}-rule`)[Number(focusKey.slice(5))]?.querySelector("input[type=text]:not([hidden])") : null);
-      if (target) target.focus();
-    }
+    focusAfterRender(element, focusKey);
   }
 
   function serialize(reg = new FieldRegistry()) {
@@ -944,6 +997,151 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
       errors.clear();
     },
     /** What the live hints found wrong, as [{key, message}] (the page may refuse to save while any). */
+    clientErrors() {
+      return [...clientProblems.entries()]
+        .filter(([, { el }]) => el.isConnected && !el.parentElement.closest("[hidden]"))
+        .map(([key, { message }]) => ({ key, message }));
+    },
+  };
+}
+
+// --- segment rules ---------------------------------------------------------------------------------
+
+/** `key` and every segment that reaches it through segment_match: matching any of them from `key`'s
+ * rules would close a cycle, which the server refuses. */
+function segmentsReaching(key, segments) {
+  const users = new Map();
+  for (const s of segments) {
+    for (const rule of s.rules || []) {
+      for (const c of rule.clauses || []) {
+        if (c.operator !== "segment_match") continue;
+        for (const v of c.values || []) {
+          if (typeof v !== "string") continue;
+          if (!users.has(v)) users.set(v, new Set());
+          users.get(v).add(s.key);
+        }
+      }
+    }
+  }
+  const seen = new Set([key]);
+  const todo = [key];
+  while (todo.length) {
+    for (const user of users.get(todo.pop()) || []) {
+      if (!seen.has(user)) {
+        seen.add(user);
+        todo.push(user);
+      }
+    }
+  }
+  return seen;
+}
+
+/**
+ * segmentRulesEditor({segment, rules, segments, readOnly}): a segment's rules (rule_engine SegmentRule:
+ * only `clauses`), with the flag rule editor's clause editor.
+ *   segment: the key of the segment edited; rules: its SegmentRule[]; segments: SegmentOut[] of the
+ *   project (segment_match offers those that close no cycle through this one).
+ * → {element, value() (the SegmentRule[] of a SegmentUpdate's `rules`), showErrors(details) (pointers of
+ *   that body, e.g. /rules/0/clauses/1/values/0; returns the details left unplaced), clearErrors(),
+ *   clientErrors()}
+ */
+export function segmentRulesEditor({ segment, rules = [], segments = [], readOnly = false }) {
+  const all = segments || [];
+  const blocked = segmentsReaching(segment, all);
+  const segmentList = all.filter((s) => !blocked.has(s.key));
+  let counter = 0;
+  const nextKey = () => `seg-rule-${(counter += 1)}`;
+  const state = { rules: (rules || []).map((r) => ({ key: nextKey(), clauses: (r.clauses || []).map(clauseState) })) };
+
+  const errors = new ErrorPlacer(P);
+  const attrListId = uid(`${P}-attrs`);
+  const element = h("div", { class: [P, `${P}-segment-rules`, readOnly && `${P}-readonly`] });
+  const clientProblems = new Map();
+  let serializer = () => [];
+
+  function problem(key, message, hinted) {
+    if (message) clientProblems.set(key, { message, el: hinted.element });
+    else clientProblems.delete(key);
+    hinted.set(message);
+  }
+
+  const { button } = controls(readOnly);
+  const { clauseList, serializeClauses } = clauseKit({
+    readOnly,
+    segmentList,
+    attrListId,
+    problem,
+    clientProblems,
+    render,
+    noSegments: "No segment to choose: a segment cannot match itself or a segment that matches it.",
+  });
+
+  function move(r, delta) {
+    const to = r + delta;
+    if (to < 0 || to >= state.rules.length) return;
+    const [rule] = state.rules.splice(r, 1);
+    state.rules.splice(to, 0, rule);
+    render(`${delta < 0 ? "up" : "down"}-${rule.key}`);
+  }
+
+  function ruleBox(rule, r) {
+    const legend = h("legend", {}, `Rule ${r + 1}`);
+    const { clausesBox, addClause } = clauseList(rule, `r${r}`);
+    const tools = readOnly
+      ? null
+      : ruleTools(button, { r, count: state.rules.length, focusKey: rule.key, label: `rule ${r + 1}`, move, remove: () => (state.rules.splice(r, 1), render()) });
+    rule.els = { legend };
+    return h("fieldset", { class: `${P}-rule` }, legend, tools, clausesBox, addClause);
+  }
+
+  function render(focusKey) {
+    errors.clear();
+    clientProblems.clear();
+    const heading = h("h3", {}, "Rules");
+    const section = h(
+      "section",
+      { class: `${P}-section ${P}-rules` },
+      heading,
+      h("p", { class: `${P}-muted` }, "A context is in the segment if it matches any rule (every clause of that rule). Excluded keys never are; included keys always are."),
+      state.rules.length === 0 ? h("p", { class: `${P}-empty` }, "No rules: only the included keys are in the segment.") : null,
+      h("ol", { class: `${P}-rule-list` }, state.rules.map((rule, r) => h("li", {}, ruleBox(rule, r)))),
+      state.rules.length < LIMITS.segmentRules
+        ? button(
+            "+ Add rule",
+            () => {
+              state.rules.push({ key: nextKey(), clauses: [clauseState({ attribute: "", operator: "in", values: [""] })] });
+              render(`rule-${state.rules.length - 1}`);
+            },
+            { class: `${P}-btn ${P}-primary` },
+          )
+        : null,
+    );
+    replace(element, attributeList(attrListId, [state.rules, ...all.map((s) => s.rules)]), section);
+    serializer = (reg) => {
+      reg.section("/rules", heading);
+      return state.rules.map((rule, r) => {
+        reg.section(`/rules/${r}`, rule.els.legend);
+        return { clauses: serializeClauses(rule, `/rules/${r}`, reg, rule.els.legend) };
+      });
+    };
+    focusAfterRender(element, focusKey);
+  }
+
+  render();
+
+  return {
+    element,
+    value() {
+      return serializer(new FieldRegistry());
+    },
+    showErrors(details) {
+      const reg = new FieldRegistry();
+      serializer(reg);
+      return errors.place(reg, details);
+    },
+    clearErrors() {
+      errors.clear();
+    },
     clientErrors() {
       return [...clientProblems.entries()]
         .filter(([, { el }]) => el.isConnected && !el.parentElement.closest("[hidden]"))

@@ -74,9 +74,12 @@ export async function render(ctx) {
         return badge(on ? "On" : "Off", on ? "on" : "off", { "data-testid": `env-state-${env.key}`, title: `${on ? "On" : "Off"} in ${env.key}` });
       },
     })),
-    { label: "Last changed", cell: (f) => h("span", {}, timeAgo(f.updated_at), h("span", { class: "muted small" }, ` · v${f.version}`)) },
+    { label: "Changed", cell: (f) => h("span", {}, timeAgo(f.updated_at), h("span", { class: "muted small" }, ` · v${f.version}`)) },
     {
-      label: `Evaluations (${ctx.env})`,
+      // The environment goes under the label (and the headers are short, the state cells narrow): the
+      // one-line header widened the table past a 1280-pixel window once a project had three
+      // environments, and usage and the stale badge were scrolled out of sight.
+      label: h("span", {}, "Evaluations", h("span", { class: "th-sub" }, `in ${ctx.env}`)),
       class: "num",
       cell: (f) => {
         const u = usageByFlag.get(f.key);

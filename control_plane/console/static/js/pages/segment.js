@@ -1,7 +1,9 @@
-// One segment: edit its name, description, included/excluded keys and rules; where it is used; its history.
+// One segment: edit its name, description, included/excluded keys and rules (the segment-rules editor, which
+// shares the flag rule editor's clauses); where it is used; its history.
 
-import { ApiError, get, request } from "../api.js";
+import { ApiError, get, getAll, request } from "../api.js";
 import { h, replace } from "../dom.js";
+import { loadSegmentRulesEditor } from "../fallbacks.js";
 import { historyView } from "../history.js";
 import {
   button,
@@ -23,12 +25,14 @@ export async function render(ctx) {
   const key = ctx.params.segment;
   ctx.title(`${key} · Segments`);
   const base = `/projects/${encodeURIComponent(ctx.project)}/segments/${encodeURIComponent(key)}`;
-  const [{ body: segment, etag }, usedBy] = await Promise.all([
+  const [{ body: segment, etag }, usedBy, segments, segmentRulesEditor] = await Promise.all([
     get(base),
     get(`${base}/flags`).then(
       (r) => r.body,
       (error) => (error instanceof ApiError && error.status === 404 ? null : Promise.reject(error)),
     ),
+    getAll(`/projects/${encodeURIComponent(ctx.project)}/segments`),
+    loadSegmentRulesEditor(),
   ]);
   const canWrite = ctx.can("writer");
   const banner = errorBanner(null);
@@ -42,21 +46,20 @@ export async function render(ctx) {
     excluded: field("Excluded keys", h("textarea", { rows: 8, class: "code", value: segment.excluded.join("\n"), readonly: !canWrite }), {
       hint: "One per line: never in the segment, whatever the rules say.",
     }),
-    rules: field("Rules (JSON)", h("textarea", { rows: 8, class: "code", spellcheck: "false", value: JSON.stringify(segment.rules, null, 2), readonly: !canWrite }), {
-      hint: "A list of rules; a context matching any rule is in the segment.",
-    }),
   };
+  const rules = segmentRulesEditor({ segment: key, rules: segment.rules, segments, readOnly: !canWrite });
   const comment = field("Comment", textInput({ maxlength: 2000, placeholder: "Why this change (optional)" }));
   const save = button("Save", onSave, { class: "primary" });
 
   async function onSave() {
     for (const f of Object.values(fields)) f.clear();
+    rules.clearErrors();
     banner.hidden = true;
-    let rules;
+    let ruleList;
     try {
-      rules = JSON.parse(fields.rules.input.value || "[]");
+      ruleList = rules.value();
     } catch (error) {
-      fields.rules.error(`Not valid JSON: ${error.message}`);
+      fillErrorBanner(banner, error, "Check the rules");
       return;
     }
     const body = {
@@ -64,7 +67,7 @@ export async function render(ctx) {
       description: fields.description.input.value,
       included: lines(fields.included.input.value),
       excluded: lines(fields.excluded.input.value),
-      rules,
+      rules: ruleList,
       comment: comment.input.value,
     };
     save.disabled = true;
@@ -77,6 +80,7 @@ export async function render(ctx) {
         fillErrorBanner(banner, error, "Someone else changed this segment while you were editing", []);
         banner.append(h("p", {}, "Copy your edits if you need them, then ", button("Reload", () => ctx.reload(), { class: "link" }), " to start from the current version."));
       } else {
+        if (error instanceof ApiError) error.details = rules.showErrors(error.details);
         fillErrorBanner(banner, error, "The segment was not saved", placeErrors(error, fields));
       }
     } finally {
@@ -152,7 +156,7 @@ export async function render(ctx) {
         { class: "card form", novalidate: true, on: { submit: (e) => { e.preventDefault(); onSave(); } } },
         h("div", { class: "grid-2" }, fields.name.element, fields.description.element),
         h("div", { class: "grid-2" }, fields.included.element, fields.excluded.element),
-        fields.rules.element,
+        h("div", { class: "segment-rules", "data-testid": "segment-rules" }, rules.element),
         canWrite ? h("div", { class: "save-bar" }, comment.element, save) : null,
       ),
       whereUsed,
