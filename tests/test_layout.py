@@ -79,7 +79,9 @@ def test_alembic__does_not_put_the_repository_root_on_the_path() -> None:
     assert "prepend_sys_path" not in lines
 
 
-def test_wheel__built_from_the_links__holds_every_source_file_under_flagyard_only(tmp_path: Path) -> None:
+def test_wheel__built_from_the_links__holds_every_source_and_data_file_under_flagyard_only(
+    tmp_path: Path,
+) -> None:
     source = tmp_path / "src"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -121,3 +123,12 @@ def test_wheel__built_from_the_links__holds_every_source_file_under_flagyard_onl
         }
         assert expected, name
         assert expected <= names, sorted(expected - names)[:5]
+    # Package data: the console's assets (pyproject's package-data), or /ui would 404 in an install.
+    static = ROOT / "control_plane" / "console" / "static"
+    assets = {
+        f"flagyard/control_plane/console/static/{p.relative_to(static).as_posix()}"
+        for p in static.rglob("*")
+        if p.is_file()
+    }
+    assert "flagyard/control_plane/console/static/index.html" in assets
+    assert sorted(assets - names) == []

@@ -5,10 +5,6 @@ building markup from strings in its code, and every asset shipped in the wheel."
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
-import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
 from posixpath import normpath
@@ -208,46 +204,3 @@ def test_api__responses_carry_no_console_csp(client: TestClient) -> None:
 
     assert response.status_code == 200
     assert "content-security-policy" not in response.headers
-
-
-def test_wheel__ships_every_console_asset(tmp_path: Path) -> None:
-    source = tmp_path / "src"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
-    shutil.copytree(ROOT / "flagyard", source / "flagyard", symlinks=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for link in (ROOT / "flagyard").iterdir():
-        if link.is_symlink():
-            shutil.copytree(ROOT / link.name, source / link.name, ignore=ignore)
-
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            ".",
-        ],
-        cwd=source,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-    assert proc.returncode == 0, proc.stderr
-    (wheel,) = tmp_path.glob("flagyard-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
-    assets = {
-        f"flagyard/control_plane/console/static/{p.relative_to(STATIC_DIR).as_posix()}"
-        for p in STATIC_DIR.rglob("*")
-        if p.is_file()
-    }
-    assert "flagyard/control_plane/console/static/index.html" in assets
-    assert sorted(assets - names) == []
