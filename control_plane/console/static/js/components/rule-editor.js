@@ -168,6 +168,45 @@ function weightOf(row) {
 // --- clauses: shared by flag rules and segment rules ---------------------------------------------
 
 /** Controls that honour read-only: inputs disabled, buttons left out. */
+/**
+ * What both editors keep besides their clauses: the live hints (problem(key, message, hinted) records one
+ * in clientProblems and shows it), the server's errors, and the handle a page holds:
+ * handle(element, serialize), serialize(reg) → the body, registering each field's pointer in reg.
+ */
+function editorCore() {
+  const errors = new ErrorPlacer(P);
+  const clientProblems = new Map();
+  function problem(key, message, hinted) {
+    if (message) clientProblems.set(key, { message, el: hinted.element });
+    else clientProblems.delete(key);
+    hinted.set(message);
+  }
+  function handle(element, serialize) {
+    return {
+      element,
+      value() {
+        return serialize(new FieldRegistry());
+      },
+      /** Place the server's `details` ([{path, message}]) at their fields; returns those left unplaced. */
+      showErrors(details) {
+        const reg = new FieldRegistry();
+        serialize(reg);
+        return errors.place(reg, details);
+      },
+      clearErrors() {
+        errors.clear();
+      },
+      /** What the live hints found wrong, as [{key, message}] (the page may refuse to save while any). */
+      clientErrors() {
+        return [...clientProblems.entries()]
+          .filter(([, { el }]) => el.isConnected && !el.parentElement.closest("[hidden]"))
+          .map(([key, { message }]) => ({ key, message }));
+      },
+    };
+  }
+  return { errors, clientProblems, problem, handle };
+}
+
 function controls(readOnly) {
   return {
     ctl: (tag, attrs, ...children) => h(tag, { ...attrs, disabled: readOnly || attrs.disabled }, ...children),
@@ -468,14 +507,13 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
     targetingText: cfg.targeting !== null && cfg.targeting !== undefined ? JSON.stringify(cfg.targeting, null, 2) : "",
   };
 
-  const errors = new ErrorPlacer(P);
+  const { errors, clientProblems, problem, handle } = editorCore();
   const attrListId = uid(`${P}-attrs`);
   const element = h("div", {
     class: [`${P}`, readOnly && `${P}-readonly`],
     dataset: { environment: environment ?? "" },
   });
   const serializers = [];
-  const clientProblems = new Map();
 
   const { ctl, button } = controls(readOnly);
   const { clauseList, serializeClauses } = clauseKit({ readOnly, segmentList, attrListId, problem, clientProblems, render });
@@ -485,11 +523,6 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
     ...variantNames.map((v) => ({ value: v, label: v })),
   ];
 
-  function problem(key, message, hinted) {
-    if (message) clientProblems.set(key, { message, el: hinted.element });
-    else clientProblems.delete(key);
-    hinted.set(message);
-  }
 
   // --- split ---
 
@@ -975,34 +1008,10 @@ export function ruleEditor({ flag, environment, config, segments = [], flags = [
     focusAfterRender(element, focusKey);
   }
 
-  function serialize(reg = new FieldRegistry()) {
-    const out = serializers[0](reg);
-    return { body: out, reg };
-  }
-
   render();
 
-  return {
-    element,
-    /** The EnvConfigPatch body (no `enabled`, no `comment`): every field, so it replaces the config. */
-    value() {
-      return serialize().body;
-    },
-    /** Place the server's `details` ([{path, message}]) at their fields; returns those left unplaced. */
-    showErrors(details) {
-      const { reg } = serialize();
-      return errors.place(reg, details);
-    },
-    clearErrors() {
-      errors.clear();
-    },
-    /** What the live hints found wrong, as [{key, message}] (the page may refuse to save while any). */
-    clientErrors() {
-      return [...clientProblems.entries()]
-        .filter(([, { el }]) => el.isConnected && !el.parentElement.closest("[hidden]"))
-        .map(([key, { message }]) => ({ key, message }));
-    },
-  };
+  /** value(): the EnvConfigPatch body (no `enabled`, no `comment`): every field, so it replaces the config. */
+  return handle(element, (reg) => serializers[0](reg));
 }
 
 // --- segment rules ---------------------------------------------------------------------------------
@@ -1053,17 +1062,11 @@ export function segmentRulesEditor({ segment, rules = [], segments = [], readOnl
   const nextKey = () => `seg-rule-${(counter += 1)}`;
   const state = { rules: (rules || []).map((r) => ({ key: nextKey(), clauses: (r.clauses || []).map(clauseState) })) };
 
-  const errors = new ErrorPlacer(P);
+  const { errors, clientProblems, problem, handle } = editorCore();
   const attrListId = uid(`${P}-attrs`);
   const element = h("div", { class: [P, `${P}-segment-rules`, readOnly && `${P}-readonly`] });
-  const clientProblems = new Map();
   let serializer = () => [];
 
-  function problem(key, message, hinted) {
-    if (message) clientProblems.set(key, { message, el: hinted.element });
-    else clientProblems.delete(key);
-    hinted.set(message);
-  }
 
   const { button } = controls(readOnly);
   const { clauseList, serializeClauses } = clauseKit({
@@ -1129,23 +1132,5 @@ export function segmentRulesEditor({ segment, rules = [], segments = [], readOnl
 
   render();
 
-  return {
-    element,
-    value() {
-      return serializer(new FieldRegistry());
-    },
-    showErrors(details) {
-      const reg = new FieldRegistry();
-      serializer(reg);
-      return errors.place(reg, details);
-    },
-    clearErrors() {
-      errors.clear();
-    },
-    clientErrors() {
-      return [...clientProblems.entries()]
-        .filter(([, { el }]) => el.isConnected && !el.parentElement.closest("[hidden]"))
-        .map(([key, { message }]) => ({ key, message }));
-    },
-  };
+  return handle(element, (reg) => serializer(reg));
 }
