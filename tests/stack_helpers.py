@@ -121,6 +121,12 @@ class Children:
         if code is not None:
             raise AssertionError(f"{name} exited with {code}:\n{self.log_tail(name)}")
 
+    def kill(self, name: str) -> None:
+        """SIGKILL, wherever the child was (a crash, not a shutdown)."""
+        proc = self.processes.pop(name)
+        proc.kill()
+        proc.wait(10)
+
     def stop_all(self) -> None:
         """SIGTERM to each, in start order reversed; SIGKILL to any still there after 10 s."""
         for name in reversed(list(self.processes)):

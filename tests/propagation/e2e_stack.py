@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from fastapi.testclient import TestClient
 from google.protobuf import struct_pb2
 from polling_helpers import free_port as free_port
 from polling_helpers import wait_until as wait_until
+from stack_helpers import Children
 
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2_grpc as pb_grpc
@@ -40,14 +40,18 @@ class Stack:
     api: TestClient
     env: dict[str, str]
     logs: Path
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     grpc_port: int = 0
+    children: Children = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.children = Children(self.logs)
+
+    @property
+    def processes(self) -> dict[str, subprocess.Popen[bytes]]:
+        return self.children.processes
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.logs / f"{name}.log").open("ab")
-        proc = subprocess.Popen([sys.executable, "-m", *args], env=self.env, stdout=log, stderr=log)
-        self.processes[name] = proc
-        return proc
+        return self.children.start(name, self.env, *args)
 
     def start_syncer(self) -> subprocess.Popen[bytes]:
         return self.start("syncer", "flagyard.syncer", "worker")
@@ -58,23 +62,13 @@ class Stack:
         return proc
 
     def kill(self, name: str) -> None:
-        proc = self.processes.pop(name)
-        proc.kill()
-        proc.wait(10)
+        self.children.kill(name)
 
     def stop_all(self) -> None:
-        for name in list(self.processes):
-            proc = self.processes.pop(name)
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        self.children.stop_all()
 
     def log_text(self, name: str) -> str:
-        path = self.logs / f"{name}.log"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+        return self.children.log_tail(name)
 
 
 def _port_open(port: int) -> bool:
