@@ -564,3 +564,14 @@ def test_metrics__pending_and_overdue_gauge(client: TestClient, shop: Api) -> No
     text = client.get("/metrics").text
     assert 'flagyard_scheduled_changes{state="pending"} 1.0' in text
     assert 'flagyard_scheduled_changes{state="overdue"} 0.0' in text
+
+
+def test_audit__filter_by_scheduled_change(client: TestClient, shop: Api) -> None:
+    change = _schedule(client, kind="toggle", target="checkout", body={"enabled": True}, comment="at launch")
+    _run(client.app, _later(61))  # type: ignore[arg-type]
+    r = client.get("/api/v1/projects/shop/audit", params={"resource_type": "scheduled_change"})
+    assert r.status_code == 200, r.text
+    entries = r.json()["items"]
+    assert sorted(e["action"] for e in entries) == ["applied", "scheduled"]
+    assert {e["resource_key"] for e in entries} == {str(change["id"])}
+    assert {e["environment"] for e in entries} == {"prod"}
