@@ -303,9 +303,14 @@ def create_change(
         str(row.id),
         "scheduled",
         {},
-        {"kind": row.kind, "target": row.target_key, "apply_at": apply_at.isoformat(), "body": payload},
+        {
+            "kind": row.kind,
+            "target": row.target_key,
+            "apply_at": apply_at.isoformat(),
+            "base_version": target.version,
+            "body": payload,
+        },
         environment=env.key,
-        version=target.version,
         comment=body.comment,
     )
     return Result(

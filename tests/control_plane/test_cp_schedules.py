@@ -238,28 +238,50 @@ def test_create__huge_body__413(client: TestClient, shop: Api) -> None:
     assert client.post(S, json=body).status_code == 413
 
 
-def test_create__cap_of_pending_per_environment(
-    client: TestClient, shop: Api, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(schedules, "MAX_PENDING_PER_ENVIRONMENT", 3)
-    for _ in range(3):
-        _schedule(client, kind="toggle", target="checkout", body={"enabled": True})
-    r = client.post(
-        S, json={"kind": "toggle", "target": "checkout", "body": {"enabled": True}, "apply_at": _at(60)}
-    )
+def test_create__cap_of_pending_per_environment(client: TestClient, shop: Api, engine: sa.Engine) -> None:
+    """The real bound: 999 pending rows (written directly, like ones scheduled earlier), one more through
+    the API fits, the next is refused; other statuses and other environments do not count."""
+    cap = schedules.MAX_PENDING_PER_ENVIRONMENT
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO scheduled_changes (project_id, environment_id, kind, target_key, payload, apply_at,"
+                " status, base_version, base, created_by_key_id, created_by_key_prefix)"
+                " SELECT e.project_id, e.id, 'toggle', 'checkout', '{\"enabled\": true}',"
+                " now() + interval '1 day', CASE WHEN n <= :pending THEN 'pending' ELSE 'cancelled' END,"
+                " 1, '{}', 1, 'fy_admin_x' FROM environments e, generate_series(1, :total) n WHERE e.key = 'prod'"
+            ),
+            {"pending": cap - 1, "total": cap + 50},
+        )
+    body = {"kind": "toggle", "target": "checkout", "body": {"enabled": True}, "apply_at": _at(60)}
+    assert client.post(S, json=body).status_code == 201
+    r = client.post(S, json=body)
     assert r.status_code == 422
     assert "MAX_PENDING_PER_ENVIRONMENT" in r.json()["message"]
-    # The cap counts pending ones per environment: another environment, or after a cancel, has room.
-    dev = S.replace("/prod/", "/dev/")
-    assert (
-        client.post(
-            dev, json={"kind": "toggle", "target": "checkout", "body": {"enabled": True}, "apply_at": _at(60)}
-        ).status_code
-        == 201
-    )
-    first = client.get(S).json()["items"][-1]["id"]
+    assert client.post(S.replace("/prod/", "/dev/"), json=body).status_code == 201
+    first = rows(engine, "SELECT min(id) AS id FROM scheduled_changes WHERE status = 'pending'")[0].id
     assert client.post(f"{S}/{first}/cancel").status_code == 200
-    _schedule(client, kind="toggle", target="checkout", body={"enabled": True})
+    assert client.post(S, json=body).status_code == 201
+
+
+def test_expired_key_without_successor__fails_unauthenticated(
+    client: TestClient, shop: Api, engine: sa.Engine
+) -> None:
+    writer = shop.key("writer")
+    change = client.post(
+        S,
+        json={"kind": "toggle", "target": "checkout", "body": {"enabled": True}, "apply_at": _at(60)},
+        headers=auth(writer),
+    ).json()
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE api_keys SET expires_at = now() + interval '30 seconds' WHERE id = :id"),
+            {"id": change["created_by_key_id"]},
+        )
+    [outcome] = _run(client.app, _later(61))  # type: ignore[arg-type]
+    assert outcome.status == "failed"
+    assert outcome.failure_code == "unauthenticated"
+    assert "expired" in (outcome.failure_message or "")
 
 
 # --- applied at T ------------------------------------------------------------------------------
