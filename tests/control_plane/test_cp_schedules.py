@@ -8,6 +8,9 @@ thread.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,11 +18,12 @@ from typing import Any
 import pytest
 import redis
 import sqlalchemy as sa
-from cp_helpers import Api, auth, rows
+from cp_helpers import REDIS_URL, Api, auth, rows
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from polling_helpers import wait_until
 from rq import Queue
+from stack_helpers import stack_env
 
 from flagyard.control_plane import scheduler
 from flagyard.control_plane.scheduler import Outcome, Scheduler, run_once
@@ -597,3 +601,34 @@ def test_audit__filter_by_scheduled_change(client: TestClient, shop: Api) -> Non
     assert sorted(e["action"] for e in entries) == ["applied", "scheduled"]
     assert {e["resource_key"] for e in entries} == {str(change["id"])}
     assert {e["environment"] for e in entries} == {"prod"}
+
+
+def test_standalone_scheduler_once__applies_what_is_due(
+    client: TestClient, shop: Api, engine: sa.Engine, db_url: str
+) -> None:
+    """``python -m flagyard.control_plane.scheduler --once`` as its own process (as an operator runs it
+    when the in-app thread is disabled)."""
+    change = _schedule(client, kind="toggle", target="checkout", body={"enabled": True})
+    assert client.patch(f"{S}/{change['id']}", json={"apply_at": "2000-01-01T00:00:00Z"}).status_code == 422
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE scheduled_changes SET apply_at = now() - interval '1 second' WHERE id = :id"),
+            {"id": change["id"]},
+        )
+    env = stack_env(
+        db_url, REDIS_URL, prefix="fysched-once", queue="flagyard-sync-sched-once", log_level="INFO"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "flagyard.control_plane.scheduler", "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [
+        (e["event"], e["id"], e["version"]) for e in events if e["event"].startswith("scheduled_change")
+    ] == [("scheduled_change.applied", change["id"], 2)]
+    assert client.get(f"{S}/{change['id']}").json()["status"] == "applied"
+    assert client.get(f"{F}/environments/prod").json()["enabled"] is True
