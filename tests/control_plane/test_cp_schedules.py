@@ -25,9 +25,12 @@ from polling_helpers import wait_until
 from rq import Queue
 from stack_helpers import stack_env
 
-from flagyard.control_plane import scheduler
+from flagyard.control_plane import scheduler, schemas
+from flagyard.control_plane.exceptions import InvalidRequestError
 from flagyard.control_plane.scheduler import Outcome, Scheduler, run_once
+from flagyard.control_plane.security import Role
 from flagyard.control_plane.services import schedules
+from flagyard.control_plane.services.common import Actor, Tx
 
 S = "/api/v1/projects/shop/environments/prod/scheduled-changes"
 F = "/api/v1/projects/shop/flags/checkout"
@@ -632,3 +635,55 @@ def test_standalone_scheduler_once__applies_what_is_due(
     ] == [("scheduled_change.applied", change["id"], 2)]
     assert client.get(f"{S}/{change['id']}").json()["status"] == "applied"
     assert client.get(f"{F}/environments/prod").json()["enabled"] is True
+
+
+def test_create__concurrent_at_the_cap__only_one_passes(
+    client: TestClient, shop: Api, engine: sa.Engine
+) -> None:
+    """The first creation holds its transaction open at 1,000 pending; a second one started meanwhile waits
+    on the environment's lock and then counts it: refused (without the lock both would pass)."""
+    cap = schedules.MAX_PENDING_PER_ENVIRONMENT
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO scheduled_changes (project_id, environment_id, kind, target_key, payload, apply_at,"
+                " status, base_version, base, created_by_key_id, created_by_key_prefix)"
+                " SELECT e.project_id, e.id, 'toggle', 'checkout', '{}', now() + interval '1 day', 'pending',"
+                " 1, '{}', 1, 'fy_admin_x' FROM environments e, generate_series(1, :n) WHERE e.key = 'prod'"
+            ),
+            {"n": cap - 1},
+        )
+    state = client.app.state.flagyard  # type: ignore[attr-defined]
+    actor = Actor(1, "fy_admin_dev", Role.ADMIN, None)
+    body = schemas.ScheduledChangeCreate.model_validate(
+        {"kind": "toggle", "target": "checkout", "body": {"enabled": True}, "apply_at": _at(60)}
+    )
+    first_done, release = threading.Event(), threading.Event()
+    errors: dict[str, BaseException | None] = {}
+
+    def create(name: str, hold: bool) -> None:
+        try:
+            with state.sessions() as session:
+                tx = Tx(session, actor)
+                schedules.create_change(tx, "shop", "prod", body)
+                if hold:
+                    first_done.set()
+                    release.wait(10)
+                tx.run_deferred()
+                session.commit()
+            errors[name] = None
+        except Exception as exc:
+            errors[name] = exc
+
+    first = threading.Thread(target=create, args=("first", True))
+    first.start()
+    assert first_done.wait(10)
+    second = threading.Thread(target=create, args=("second", False))
+    second.start()
+    second.join(0.5)
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert errors["first"] is None
+    assert isinstance(errors["second"], InvalidRequestError)
+    assert rows(engine, "SELECT count(*) AS n FROM scheduled_changes WHERE status = 'pending'")[0].n == cap
