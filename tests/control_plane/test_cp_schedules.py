@@ -687,3 +687,21 @@ def test_create__concurrent_at_the_cap__only_one_passes(
     assert errors["first"] is None
     assert isinstance(errors["second"], InvalidRequestError)
     assert rows(engine, "SELECT count(*) AS n FROM scheduled_changes WHERE status = 'pending'")[0].n == cap
+
+
+def test_flag_deleted_before_time__fails_not_found(client: TestClient, shop: Api) -> None:
+    change = _schedule(client, kind="toggle", target="checkout", body={"enabled": True})
+    assert client.delete(F, headers={"If-Match": shop.etag(F)}).status_code == 204
+    [outcome] = _run(client.app, _later(61))  # type: ignore[arg-type]
+    assert (outcome.id, outcome.status, outcome.failure_code) == (change["id"], "failed", "not_found")
+    assert client.get(f"{S}/{change['id']}").json()["failure"]["code"] == "not_found"
+
+
+def test_environment_deleted__its_schedules_go_with_it(
+    client: TestClient, shop: Api, engine: sa.Engine
+) -> None:
+    _schedule(client, kind="toggle", target="checkout", body={"enabled": True})
+    env = "/api/v1/projects/shop/environments/prod"
+    assert client.delete(env, headers={"If-Match": shop.etag(env)}).status_code == 204
+    assert rows(engine, "SELECT count(*) AS n FROM scheduled_changes")[0].n == 0
+    assert _run(client.app, _later(61)) == []  # type: ignore[arg-type]
