@@ -18,7 +18,6 @@ it never overwrites a newer change.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -97,7 +96,10 @@ def _body(kind: str, payload: dict[str, Any], comment: str = "") -> BaseModel:
 def _stored(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
     """What is kept of a body: the fields it sets, without its comment (the schedule's is used)."""
     given = _body(kind, {k: v for k, v in payload.items() if k != "comment"})
-    return given.model_dump(mode="json", exclude_unset=True, exclude={"comment"})
+    stored = given.model_dump(mode="json", exclude_unset=True, exclude={"comment"})
+    if not stored:
+        raise InvalidRequestError("the request is invalid", [Detail("/body", "names no field to change")])
+    return stored
 
 
 def _flag_state(flag: flags_repo.LockedFlag) -> dict[str, Any]:
@@ -167,14 +169,16 @@ def _lock_target(
 
 def _run(tx: Tx, project_key: str, env_key: str, kind: str, key: str, body: BaseModel) -> Result:
     """The direct change, through its one service function."""
-    operations: dict[str, Callable[[], Result]] = {
-        "toggle": lambda: flag_ops.toggle(tx, project_key, key, env_key, body),  # type: ignore[arg-type]
-        "env_config": lambda: flag_ops.update_env_config(tx, project_key, key, env_key, body),  # type: ignore[arg-type]
-        "rollback": lambda: flag_ops.rollback(tx, project_key, key, body),  # type: ignore[arg-type]
-        "segment": lambda: segment_ops.update_segment(tx, project_key, key, body),  # type: ignore[arg-type]
-        "segment_rollback": lambda: segment_ops.rollback(tx, project_key, key, body),  # type: ignore[arg-type]
-    }
-    return operations[kind]()
+    if isinstance(body, schemas.ToggleIn):
+        return flag_ops.toggle(tx, project_key, key, env_key, body)
+    if isinstance(body, schemas.EnvConfigPatch):
+        return flag_ops.update_env_config(tx, project_key, key, env_key, body)
+    if isinstance(body, schemas.SegmentUpdate):
+        return segment_ops.update_segment(tx, project_key, key, body)
+    assert isinstance(body, schemas.RollbackIn)
+    if kind == "segment_rollback":
+        return segment_ops.rollback(tx, project_key, key, body)
+    return flag_ops.rollback(tx, project_key, key, body)
 
 
 def _under_body(exc: ControlPlaneError) -> ControlPlaneError:

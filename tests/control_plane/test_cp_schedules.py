@@ -705,3 +705,12 @@ def test_environment_deleted__its_schedules_go_with_it(
     assert client.delete(env, headers={"If-Match": shop.etag(env)}).status_code == 204
     assert rows(engine, "SELECT count(*) AS n FROM scheduled_changes")[0].n == 0
     assert _run(client.app, _later(61)) == []  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["env_config", "segment"])
+def test_create__empty_body__422(client: TestClient, shop: Api, kind: str) -> None:
+    shop.segment()
+    target = "beta" if kind == "segment" else "checkout"
+    r = client.post(S, json={"kind": kind, "target": target, "body": {"comment": "x"}, "apply_at": _at(60)})
+    assert r.status_code == 422
+    assert [d["path"] for d in r.json()["details"]] == ["/body"]
