@@ -29,7 +29,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
-from flagyard.control_plane.exceptions import ControlPlaneError
+from flagyard.control_plane.exceptions import ControlPlaneError, is_connection_error
 from flagyard.control_plane.metrics import Metrics
 from flagyard.control_plane.outbox import Dispatcher
 from flagyard.control_plane.services import schedules
@@ -102,8 +102,8 @@ def apply_one(
     nothing is due (or every due one is being applied by another scheduler).
 
     The change runs inside a savepoint: when it fails, the savepoint is rolled back and the failure is
-    recorded in the same transaction, the row still locked. A database error rolls everything back and
-    leaves the change pending for the next pass.
+    recorded in the same transaction, the row still locked. A lost connection or an operational error
+    (timeout, deadlock) rolls everything back and leaves the change pending for the next pass.
     """
     with sessions() as session:
         claimed = schedules.claim(session, now)
@@ -120,11 +120,14 @@ def apply_one(
                 tx = Tx(session, actor, schedules.request_id(row.id))
                 version = schedules.apply_claimed(tx, claimed)
         except Exception as exc:
-            if isinstance(exc, sa.exc.SQLAlchemyError):
+            if isinstance(exc, sa.exc.SQLAlchemyError) and is_connection_error(exc):
                 raise  # the database's trouble, not the change's: it stays pending for the next pass
             if isinstance(exc, ControlPlaneError):
                 error = exc
-            else:  # a bug must not retry forever: the change fails visibly, the error is logged
+            else:
+                # A bug, or a statement the database refuses for this change (its savepoint is rolled
+                # back, the transaction goes on): retrying it each pass would hold up every change due
+                # after it, so it fails visibly and the error is logged.
                 log.exception("scheduled_change.crashed", id=row.id)
                 error = ControlPlaneError("the change could not be applied (an internal error)")
             if tx is not None:

@@ -714,3 +714,33 @@ def test_create__empty_body__422(client: TestClient, shop: Api, kind: str) -> No
     r = client.post(S, json={"kind": kind, "target": target, "body": {"comment": "x"}, "apply_at": _at(60)})
     assert r.status_code == 422
     assert [d["path"] for d in r.json()["details"]] == ["/body"]
+
+
+@pytest.mark.parametrize("fault", ["bug", "refused statement"])
+def test_unexpected_error__fails_visibly_and_holds_up_nothing(
+    client: TestClient, shop: Api, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """A change that crashes (a bug, or a statement PostgreSQL refuses: division by zero) is failed with
+    internal_error instead of being retried each pass ahead of every later change."""
+    shop.flag(key="other")
+    broken = _schedule(client, kind="toggle", target="checkout", body={"enabled": True})
+    later = client.post(
+        S, json={"kind": "toggle", "target": "other", "body": {"enabled": True}, "apply_at": _at(90)}
+    ).json()
+    real_run = schedules._run
+
+    def crashing(tx: Any, project: str, env: str, kind: str, key: str, body: Any) -> Any:
+        if key == "checkout":
+            if fault == "bug":
+                raise RuntimeError("boom")
+            tx.session.execute(sa.text("SELECT 1 / 0"))
+        return real_run(tx, project, env, kind, key, body)
+
+    monkeypatch.setattr(schedules, "_run", crashing)
+    outcomes = _run(client.app, _later(120))  # type: ignore[arg-type]
+    assert [(o.id, o.status, o.failure_code) for o in outcomes] == [
+        (broken["id"], "failed", "internal_error"),
+        (later["id"], "applied", None),
+    ]
+    assert client.get(f"{F}/environments/prod").json()["enabled"] is False
+    assert client.get(F).json()["version"] == 1
