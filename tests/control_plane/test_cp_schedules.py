@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from cp_helpers import REDIS_URL, Api, auth, rows
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from polling_helpers import wait_until
+from pydantic import SecretStr
 from rq import Queue
 from stack_helpers import stack_env
 
@@ -31,6 +33,7 @@ from flagyard.control_plane.scheduler import Outcome, Scheduler, run_once
 from flagyard.control_plane.security import Role
 from flagyard.control_plane.services import schedules
 from flagyard.control_plane.services.common import Actor, Tx
+from flagyard.db.engine import make_engine, make_sessionmaker
 
 S = "/api/v1/projects/shop/environments/prod/scheduled-changes"
 F = "/api/v1/projects/shop/flags/checkout"
@@ -744,3 +747,26 @@ def test_unexpected_error__fails_visibly_and_holds_up_nothing(
     ]
     assert client.get(f"{F}/environments/prod").json()["enabled"] is False
     assert client.get(F).json()["version"] == 1
+
+
+def test_scheduler_thread__database_unreachable__keeps_running(settings: Any) -> None:
+    """PostgreSQL down: each pass fails (logged), the thread goes on and stops on request."""
+    down = settings.model_copy(
+        update={
+            "database_url": SecretStr("postgresql+psycopg://postgres@127.0.0.1:1/flagyard"),
+            "db_connect_timeout_seconds": 1,
+        }
+    )
+    engine = make_engine(down)
+    sessions = make_sessionmaker(engine)
+    with pytest.raises(sa.exc.OperationalError):
+        run_once(sessions, None)
+    thread = Scheduler(sessions, None, interval=0.05)
+    thread.start()
+    try:
+        time.sleep(0.3)
+        assert thread._thread.is_alive()
+    finally:
+        thread.stop()
+        engine.dispose()
+    assert not thread._thread.is_alive()
