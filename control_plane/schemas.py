@@ -395,7 +395,16 @@ class ScheduledChangeCreate(Input):
 
     kind: ScheduledKind
     target: Key
-    body: dict[str, Any]
+    body: dict[str, Any] = Field(
+        description="The direct change's request body, by kind: toggle ToggleIn, env_config EnvConfigPatch, "
+        "segment SegmentUpdate, rollback and segment_rollback RollbackIn.",
+        json_schema_extra={
+            "anyOf": [
+                {"$ref": f"#/components/schemas/{name}"}
+                for name in ("ToggleIn", "EnvConfigPatch", "SegmentUpdate", "RollbackIn")
+            ]
+        },
+    )
     apply_at: AwareDatetime = Field(
         description="When to apply it: an RFC 3339 time with an offset, not in the past (5 s of clock "
         "skew allowed), at most 366 days ahead."
