@@ -321,6 +321,8 @@ class ScheduledChange(Base):
     kind: Mapped[str] = mapped_column(sa.String(16))
     target_key: Mapped[str] = mapped_column(sa.String(128))
     payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    payload_bytes: Mapped[int] = mapped_column(sa.Integer)
+    """Size of ``payload`` as compact JSON, so an environment's pending total is bounded cheaply."""
     comment: Mapped[str] = mapped_column(sa.Text, server_default="")
     apply_at: Mapped[datetime] = mapped_column(Timestamp)
     status: Mapped[str] = mapped_column(sa.String(16), server_default="pending")

@@ -56,6 +56,9 @@ from flagyard.rule_engine.validation import pointer
 
 MAX_PENDING_PER_ENVIRONMENT = 1000
 """Pending schedules of one environment (checked under a lock on the environment row)."""
+MAX_PENDING_BYTES_PER_ENVIRONMENT = 64 * 1024 * 1024
+"""Bodies (compact JSON) of an environment's pending schedules together: with the count, what one writer
+can make the database hold for later (a segment body alone may be a few MiB)."""
 MAX_LEAD = timedelta(days=366)
 """How far ahead a change may be scheduled."""
 CLOCK_SKEW = timedelta(seconds=5)
@@ -215,15 +218,32 @@ def _lock_environment(session: Session, project: Project, env_key: str) -> Envir
     return env
 
 
-def _pending(session: Session, environment_id: int) -> int:
-    return int(
-        session.scalar(
-            sa.select(sa.func.count()).where(
-                ScheduledChange.environment_id == environment_id, ScheduledChange.status == "pending"
-            )
+def _pending(session: Session, environment_id: int) -> tuple[int, int]:
+    """(pending schedules, their bodies' bytes) of an environment."""
+    count, size = session.execute(
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(ScheduledChange.payload_bytes), 0)).where(
+            ScheduledChange.environment_id == environment_id, ScheduledChange.status == "pending"
         )
-        or 0
-    )
+    ).one()
+    return int(count), int(size)
+
+
+def _ensure_room(session: Session, env: Environment, payload_bytes: int) -> None:
+    """422 unless the environment can hold one more pending schedule of this size (under its lock)."""
+    pending, size = _pending(session, env.id)
+    if pending >= MAX_PENDING_PER_ENVIRONMENT:
+        message = (
+            f"environment '{env.key}' has {pending} pending scheduled changes, the most it may hold "
+            f"(MAX_PENDING_PER_ENVIRONMENT): cancel some first"
+        )
+        raise InvalidRequestError(message, [Detail("", message)])
+    if size + payload_bytes > MAX_PENDING_BYTES_PER_ENVIRONMENT:
+        message = (
+            f"environment '{env.key}' holds {size} bytes of pending scheduled changes; this one "
+            f"({payload_bytes} bytes) would pass {MAX_PENDING_BYTES_PER_ENVIRONMENT} "
+            f"(MAX_PENDING_BYTES_PER_ENVIRONMENT): cancel some first"
+        )
+        raise InvalidRequestError(message, [Detail("/body", message)])
 
 
 def change_body(row: ScheduledChange, project: str, environment: str) -> dict[str, Any]:
@@ -265,14 +285,9 @@ def create_change(
     project = get_project(s, tx.actor, project_key)
     apply_at = _check_apply_at(body.apply_at, now)
     payload = _stored(body.kind, body.body)
+    payload_bytes = len(orjson.dumps(payload))
     env = _lock_environment(s, project, env_key)
-    pending = _pending(s, env.id)
-    if pending >= MAX_PENDING_PER_ENVIRONMENT:
-        message = (
-            f"environment '{env.key}' has {pending} pending scheduled changes, the most it may hold "
-            f"(MAX_PENDING_PER_ENVIRONMENT): cancel some first"
-        )
-        raise InvalidRequestError(message, [Detail("", message)])
+    _ensure_room(s, env, payload_bytes)
     dry = Tx(s, tx.actor, tx.request_id)
     savepoint = s.begin_nested()
     try:
@@ -290,6 +305,7 @@ def create_change(
         kind=body.kind,
         target_key=body.target,
         payload=payload,
+        payload_bytes=payload_bytes,
         comment=body.comment,
         apply_at=apply_at,
         status="pending",

@@ -255,9 +255,9 @@ def test_create__cap_of_pending_per_environment(client: TestClient, shop: Api, e
     with engine.begin() as conn:
         conn.execute(
             sa.text(
-                "INSERT INTO scheduled_changes (project_id, environment_id, kind, target_key, payload, apply_at,"
+                "INSERT INTO scheduled_changes (project_id, environment_id, kind, target_key, payload, payload_bytes, apply_at,"
                 " status, base_version, base, created_by_key_id, created_by_key_prefix)"
-                " SELECT e.project_id, e.id, 'toggle', 'checkout', '{\"enabled\": true}',"
+                " SELECT e.project_id, e.id, 'toggle', 'checkout', '{\"enabled\": true}', 16,"
                 " now() + interval '1 day', CASE WHEN n <= :pending THEN 'pending' ELSE 'cancelled' END,"
                 " 1, '{}', 1, 'fy_admin_x' FROM environments e, generate_series(1, :total) n WHERE e.key = 'prod'"
             ),
@@ -649,9 +649,9 @@ def test_create__concurrent_at_the_cap__only_one_passes(
     with engine.begin() as conn:
         conn.execute(
             sa.text(
-                "INSERT INTO scheduled_changes (project_id, environment_id, kind, target_key, payload, apply_at,"
+                "INSERT INTO scheduled_changes (project_id, environment_id, kind, target_key, payload, payload_bytes, apply_at,"
                 " status, base_version, base, created_by_key_id, created_by_key_prefix)"
-                " SELECT e.project_id, e.id, 'toggle', 'checkout', '{}', now() + interval '1 day', 'pending',"
+                " SELECT e.project_id, e.id, 'toggle', 'checkout', '{}', 2, now() + interval '1 day', 'pending',"
                 " 1, '{}', 1, 'fy_admin_x' FROM environments e, generate_series(1, :n) WHERE e.key = 'prod'"
             ),
             {"n": cap - 1},
@@ -770,3 +770,32 @@ def test_scheduler_thread__database_unreachable__keeps_running(settings: Any) ->
         thread.stop()
         engine.dispose()
     assert not thread._thread.is_alive()
+
+
+def test_create__pending_bytes_bound_per_environment(
+    client: TestClient, shop: Api, engine: sa.Engine
+) -> None:
+    """Pending bodies that together reach MAX_PENDING_BYTES_PER_ENVIRONMENT (a row declaring its size, as
+    a big segment body would) leave room only for what fits."""
+    shop.segment()
+    room = 100
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO scheduled_changes (project_id, environment_id, kind, target_key, payload, payload_bytes,"
+                " apply_at, base_version, base, created_by_key_id, created_by_key_prefix)"
+                " SELECT e.project_id, e.id, 'segment', 'beta', '{}', :size, now() + interval '1 day', 1, '{}', 1,"
+                " 'fy_admin_x' FROM environments e WHERE e.key = 'prod'"
+            ),
+            {"size": schedules.MAX_PENDING_BYTES_PER_ENVIRONMENT - room},
+        )
+    small = {"kind": "toggle", "target": "checkout", "body": {"enabled": True}, "apply_at": _at(60)}
+    assert client.post(S, json=small).status_code == 201  # 16 bytes fit
+    big = {"kind": "segment", "target": "beta", "body": {"included": ["u" * 200]}, "apply_at": _at(60)}
+    r = client.post(S, json=big)
+    assert r.status_code == 422
+    assert "MAX_PENDING_BYTES_PER_ENVIRONMENT" in r.json()["message"]
+    assert r.json()["details"][0]["path"] == "/body"
+    assert client.post(S.replace("/prod/", "/dev/"), json=big).status_code == 201
+    stored = rows(engine, "SELECT payload_bytes FROM scheduled_changes WHERE kind = 'toggle'")
+    assert [r.payload_bytes for r in stored] == [len('{"enabled":true}')]

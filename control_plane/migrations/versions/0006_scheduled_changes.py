@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("target_key", sa.String(length=128), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("payload_bytes", sa.Integer(), nullable=False),
         sa.Column("comment", sa.Text(), server_default="", nullable=False),
         sa.Column("apply_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("status", sa.String(length=16), server_default="pending", nullable=False),
