@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from . import admin_key_cmd, envs_cmd, flags_cmd, jobs_cmd, keys_cmd, projects_cmd, segments_cmd
+from . import (
+    admin_key_cmd,
+    envs_cmd,
+    flags_cmd,
+    jobs_cmd,
+    keys_cmd,
+    projects_cmd,
+    schedules_cmd,
+    segments_cmd,
+)
 from .admin import ApiKeyOption, JsonOption, Target, UrlOption
 from .eval_cmd import eval_command
 from .rest import DEFAULT_URL
@@ -22,6 +31,7 @@ app.add_typer(projects_cmd.app, name="projects")
 app.add_typer(envs_cmd.app, name="envs")
 app.add_typer(flags_cmd.app, name="flags")
 app.add_typer(segments_cmd.app, name="segments")
+app.add_typer(schedules_cmd.app, name="schedule")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(jobs_cmd.app, name="jobs")
 app.command("import")(import_command)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import redis
 import redis.asyncio
@@ -31,6 +32,7 @@ from flagyard.control_plane.api.routes import (
     health,
     jobs,
     projects,
+    schedules,
     sdk_keys,
     segments,
     sessions,
@@ -41,7 +43,9 @@ from flagyard.control_plane.db.reads import make_read_pool
 from flagyard.control_plane.metrics import Metrics
 from flagyard.control_plane.outbox import Dispatcher, Relay, backlog
 from flagyard.control_plane.ratelimit import RateLimiter
+from flagyard.control_plane.scheduler import Scheduler
 from flagyard.control_plane.services.keys import KeyCache, ensure_bootstrap_key
+from flagyard.control_plane.services.schedules import backlog as schedule_backlog
 from flagyard.control_plane.settings import Settings
 from flagyard.control_plane.state import AppState
 from flagyard.db.engine import make_engine, make_sessionmaker
@@ -67,6 +71,12 @@ def build_state(settings: Settings) -> AppState:
             return backlog(session)
 
     metrics.watch_outbox(outbox_backlog)
+
+    def scheduled_backlog() -> tuple[int, int]:
+        with sessions() as session:
+            return schedule_backlog(session, datetime.now(UTC))
+
+    metrics.watch_schedules(scheduled_backlog)
     dispatcher = Dispatcher(
         autocommit_sessions,  # marking rows enqueued is one UPDATE: no transaction round trips
         connection,
@@ -98,6 +108,11 @@ def build_state(settings: Settings) -> AppState:
             retention_hours=settings.outbox_retention_hours,
             metrics=metrics,
         )
+    scheduler = None
+    if settings.scheduler_interval_seconds > 0:
+        scheduler = Scheduler(
+            sessions, dispatcher, interval=settings.scheduler_interval_seconds, metrics=metrics
+        )
     key_cache = KeyCache(settings.auth_cache_seconds)
     return AppState(
         settings,
@@ -111,6 +126,7 @@ def build_state(settings: Settings) -> AppState:
         metrics,
         key_cache,
         relay,
+        scheduler,
     )
 
 
@@ -140,10 +156,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.freeze()
         if state.relay is not None:
             state.relay.start()
+        if state.scheduler is not None:
+            state.scheduler.start()
         log.info("control_plane.started", mode=settings.mode)
         try:
             yield
         finally:
+            if state.scheduler is not None:
+                state.scheduler.stop()
             if state.relay is not None:
                 state.relay.stop()
             state.dispatcher.close()
@@ -173,6 +193,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         projects,
         environments,
         segments,
+        schedules,
         audit,
         api_keys,
         sdk_keys,

@@ -41,6 +41,14 @@ class Metrics:
             "Outbox rows whose enqueue after commit failed (the relay retries them).",
             registry=self.registry,
         )
+        self.scheduled_applied = Counter(
+            "flagyard_scheduled_changes_applied",
+            "Scheduled changes the scheduler finished, by outcome (applied or failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in ("applied", "failed"):
+            self.scheduled_applied.labels(outcome=outcome)
         self.rate_limited = Counter(
             "flagyard_rate_limited_requests", "Requests refused by the rate limiter.", registry=self.registry
         )
@@ -50,6 +58,9 @@ class Metrics:
 
     def watch_outbox(self, backlog: Callable[[], tuple[int, float]]) -> None:
         self.registry.register(_OutboxCollector(backlog))
+
+    def watch_schedules(self, backlog: Callable[[], tuple[int, int]]) -> None:
+        self.registry.register(_ScheduleCollector(backlog))
 
 
 class _PoolCollector(Collector):
@@ -100,3 +111,22 @@ class _OutboxCollector(Collector):
             "Age of the oldest outbox row not yet enqueued.",
             value=age,
         )
+
+
+class _ScheduleCollector(Collector):
+    def __init__(self, backlog: Callable[[], tuple[int, int]]) -> None:
+        self._backlog = backlog
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            pending, overdue = self._backlog()
+        except Exception:
+            return
+        gauge = GaugeMetricFamily(
+            "flagyard_scheduled_changes",
+            "Scheduled changes waiting: pending (all), overdue (due, not yet applied; stays near 0).",
+            labels=["state"],
+        )
+        gauge.add_metric(["pending"], float(pending))
+        gauge.add_metric(["overdue"], float(overdue))
+        yield gauge

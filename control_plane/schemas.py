@@ -12,6 +12,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -376,6 +377,75 @@ class AuditOut(Output):
     comment: str
     request_id: str | None
     created_at: datetime
+
+
+# --- scheduled changes ---------------------------------------------------------------------------
+
+
+ScheduledKind = Literal["toggle", "env_config", "segment", "rollback", "segment_rollback"]
+ScheduledStatus = Literal["pending", "applied", "failed", "cancelled"]
+
+
+class ScheduledChangeCreate(Input):
+    """A change to make at ``apply_at``: ``body`` is what the direct change takes (``toggle``: ToggleIn
+    of flag ``target`` in this environment; ``env_config``: EnvConfigPatch of it; ``segment``:
+    SegmentUpdate of segment ``target``; ``rollback`` / ``segment_rollback``: RollbackIn of the flag or
+    segment). Its ``comment`` is ignored: the change is recorded with this one, prefixed by the
+    schedule's id."""
+
+    kind: ScheduledKind
+    target: Key
+    body: dict[str, Any] = Field(
+        description="The direct change's request body, by kind: toggle ToggleIn, env_config EnvConfigPatch, "
+        "segment SegmentUpdate, rollback and segment_rollback RollbackIn.",
+        json_schema_extra={
+            "anyOf": [
+                {"$ref": f"#/components/schemas/{name}"}
+                for name in ("ToggleIn", "EnvConfigPatch", "SegmentUpdate", "RollbackIn")
+            ]
+        },
+    )
+    apply_at: AwareDatetime = Field(
+        description="When to apply it: an RFC 3339 time with an offset, not in the past (5 s of clock "
+        "skew allowed), at most 366 days ahead."
+    )
+    comment: Comment = ""
+
+
+class ScheduledChangeUpdate(Input):
+    """Reschedule a pending change."""
+
+    apply_at: AwareDatetime
+
+
+class ScheduledChangeFailure(Output):
+    code: str = Field(
+        description="`conflict` (a field it changes changed since it was scheduled), `validation_error`, "
+        "`not_found`, `forbidden`, `unauthenticated` (the key was revoked or expired), or another error "
+        "code of the direct change."
+    )
+    message: str
+    details: list[ErrorDetail]
+
+
+class ScheduledChangeOut(Output):
+    id: int
+    project: str
+    environment: str
+    kind: ScheduledKind
+    target: str
+    body: dict[str, Any]
+    comment: str
+    apply_at: datetime
+    status: ScheduledStatus
+    base_version: int = Field(description="The flag's or segment's version when it was scheduled.")
+    created_by_key_id: int
+    created_by_key_prefix: str
+    created_at: datetime
+    updated_at: datetime
+    applied_at: datetime | None
+    applied_version: int | None
+    failure: ScheduledChangeFailure | None
 
 
 # --- keys ----------------------------------------------------------------------------------------

@@ -104,6 +104,10 @@ class Settings(DatabaseSettings, SyncQueueSettings):
     """Rows not enqueued this long after their commit are re-enqueued by the relay."""
     outbox_retention_hours: float = Field(default=72.0, gt=0)
 
+    scheduler_interval_seconds: float = Field(default=1.0, ge=0, le=60)
+    """How often the in-app scheduler applies due scheduled changes (a change lands within about this
+    long after its time); 0 disables it (run ``python -m flagyard.control_plane.scheduler``)."""
+
     access_log: bool = True
     """One log line per request, with its request id."""
 

@@ -12,6 +12,7 @@ from flagyard.control_plane.db.reads import ReadPool
 from flagyard.control_plane.metrics import Metrics
 from flagyard.control_plane.outbox import Dispatcher, Relay
 from flagyard.control_plane.ratelimit import RateLimiter
+from flagyard.control_plane.scheduler import Scheduler
 from flagyard.control_plane.services.keys import KeyCache
 from flagyard.control_plane.settings import Settings
 
@@ -31,3 +32,4 @@ class AppState:
     metrics: Metrics
     key_cache: KeyCache
     relay: Relay | None = None
+    scheduler: Scheduler | None = None

@@ -286,3 +286,54 @@ class ConsoleSession(Base):
     created_at: Mapped[datetime] = _now()
     expires_at: Mapped[datetime] = mapped_column(Timestamp)
     revoked_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+
+SCHEDULED_KINDS = ("toggle", "env_config", "segment", "rollback", "segment_rollback")
+SCHEDULED_STATUSES = ("pending", "applied", "failed", "cancelled")
+
+
+class ScheduledChange(Base):
+    """A change to make at ``apply_at`` in an environment, as the key that scheduled it.
+
+    The scheduler (``control_plane/scheduler.py``) claims due ``pending`` rows with ``FOR UPDATE SKIP
+    LOCKED`` and marks one ``applied`` in the same transaction as the change itself, so the table is the
+    source of truth: durable, and applied exactly once whatever the number of schedulers. ``base`` maps
+    every field the change writes (a JSON pointer into the flag or segment) to a SHA-256 of its value at
+    ``base_version``: the change applies only while they all still hold, else it is ``failed`` with
+    ``conflict``.
+    """
+
+    __tablename__ = "scheduled_changes"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "kind IN ('toggle', 'env_config', 'segment', 'rollback', 'segment_rollback')", name="kind"
+        ),
+        sa.CheckConstraint("status IN ('pending', 'applied', 'failed', 'cancelled')", name="status"),
+        sa.Index(
+            "ix_scheduled_changes_due", "apply_at", "id", postgresql_where=sa.text("status = 'pending'")
+        ),
+        sa.Index("ix_scheduled_changes_environment_id_id", "environment_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"))
+    environment_id: Mapped[int] = mapped_column(sa.ForeignKey("environments.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    target_key: Mapped[str] = mapped_column(sa.String(128))
+    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    payload_bytes: Mapped[int] = mapped_column(sa.Integer)
+    """Size of ``payload`` as compact JSON, so an environment's pending total is bounded cheaply."""
+    comment: Mapped[str] = mapped_column(sa.Text, server_default="")
+    apply_at: Mapped[datetime] = mapped_column(Timestamp)
+    status: Mapped[str] = mapped_column(sa.String(16), server_default="pending")
+    base_version: Mapped[int] = mapped_column(sa.Integer)
+    base: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    created_by_key_id: Mapped[int] = mapped_column(sa.BigInteger)
+    created_by_key_prefix: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    applied_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    applied_version: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    failure_code: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    failure_message: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    failure_details: Mapped[list[Any] | None] = mapped_column(sa.JSON, nullable=True)

@@ -106,6 +106,7 @@ CLI_MODULES = {
     "output": "cli",
     "projects_cmd": "cli",
     "rest": "cli",
+    "schedules_cmd": "cli",
     "segments_cmd": "cli",
     "supervisor": "cli",
     "transfer_cmd": "cli",

@@ -325,6 +325,15 @@ class Tx:
         if len(self._outbox_rows) >= MAX_DEFERRED * 8:
             self.run_deferred()
 
+    def discard(self) -> None:
+        """Forget everything this Tx holds back: the caller rolled its statements back (a dry run, or an
+        attempt undone to its savepoint), so nothing of it may be sent at commit or dispatched after."""
+        self._deferred.clear()
+        self._outbox_rows.clear()
+        self._targets.clear()
+        self.outbox.clear()
+        self.events.clear()
+
     def messages(self) -> list[OutboxMessage]:
         """The outbox rows this transaction wrote, as job messages (complete once it committed)."""
         return list(self.outbox)

@@ -20,7 +20,7 @@ from flagyard.control_plane.settings import Settings
 
 TABLES = (
     "projects, environments, flags, flag_environments, flag_versions, segments, segment_versions, audit_log, "
-    "outbox, api_keys, idempotency_records, console_sessions"
+    "outbox, api_keys, idempotency_records, console_sessions, scheduled_changes"
 )
 
 
@@ -42,6 +42,7 @@ def settings(db_url: str) -> Settings:
         redis_url=REDIS_URL,  # type: ignore[arg-type]
         outbox_dispatch="inline",
         outbox_relay_interval_seconds=0,
+        scheduler_interval_seconds=0,
         rate_limit_requests=0,
         auth_failure_limit=0,
         access_log=False,

@@ -5,6 +5,7 @@ retry is replayed, a 405 lists every method of its path, and /readyz documents i
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -181,6 +182,16 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/projects/{project}/environments/{env}/sdk-keys/{key_id}/rotate"): None,
     ("POST", "/api/v1/projects/{project}/environments/{env}/import"): {"flags": [], "segments": []},
     ("POST", "/api/v1/jobs/failed/requeue"): None,
+    ("POST", "/api/v1/projects/{project}/environments/{env}/scheduled-changes"): {
+        "kind": "toggle",
+        "target": "checkout",
+        "body": {"enabled": False},
+        "apply_at": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
+    },
+    ("PATCH", "/api/v1/projects/{project}/environments/{env}/scheduled-changes/{change_id}"): {
+        "apply_at": (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    },
+    ("POST", "/api/v1/projects/{project}/environments/{env}/scheduled-changes/{change_id}/cancel"): None,
 }
 """A valid request for each write that has a body (a DELETE has none)."""
 
@@ -202,14 +213,30 @@ def _world(client: TestClient, api: Api) -> dict[str, str]:
     sdk_key = client.post("/api/v1/projects/shop/environments/dev/sdk-keys", json={"name": "sdk"}).json()[
         "id"
     ]
-    return {"api_key": str(api_key), "sdk_key": str(sdk_key)}
+    change = client.post(
+        "/api/v1/projects/shop/environments/dev/scheduled-changes",
+        json={
+            "kind": "toggle",
+            "target": "checkout",
+            "body": {"enabled": False},
+            "apply_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+        },
+    ).json()["id"]
+    return {"api_key": str(api_key), "sdk_key": str(sdk_key), "change_id": str(change)}
 
 
 def _request(client: TestClient, api: Api, method: str, path: str) -> tuple[str, dict[str, Any]]:
     """A valid request for a write in a fresh world, with the current ETag where If-Match is required."""
     world = _world(client, api)
     key_id = world["sdk_key"] if "sdk-keys" in path else world["api_key"]
-    url = path.format(project="shop", env="dev", flag="checkout", segment="beta", key_id=key_id)
+    url = path.format(
+        project="shop",
+        env="dev",
+        flag="checkout",
+        segment="beta",
+        key_id=key_id,
+        change_id=world["change_id"],
+    )
     headers = {}
     if method in ("PATCH", "DELETE") and _advertises(method, path, "If-Match"):
         headers["If-Match"] = api.etag(url)

@@ -6,8 +6,8 @@ import { h, replace } from "../dom.js";
 import { loadDiffView } from "../fallbacks.js";
 import { button, emptyState, errorBanner, field, fillErrorBanner, pageHeader, select, textInput, timeAgo } from "../ui.js";
 
-const RESOURCE_TYPES = ["project", "environment", "flag", "segment", "api_key", "sdk_key"];
-const ACTIONS = ["created", "updated", "deleted", "toggled", "rolled_back", "imported", "rotated", "revoked"];
+const RESOURCE_TYPES = ["project", "environment", "flag", "segment", "api_key", "sdk_key", "scheduled_change"];
+const ACTIONS = ["created", "updated", "deleted", "toggled", "rolled_back", "imported", "rotated", "revoked", "scheduled", "rescheduled", "cancelled", "applied", "failed"];
 
 /** Filters survive moving between pages in one visit. */
 const saved = { actor_key_id: "", resource_type: "", resource_key: "", action: "", environment: "", since: "", until: "" };
