@@ -119,9 +119,9 @@ def _architecture_figures() -> list[tuple[str, str]]:
     """
     from flagyard.cli.supervisor import BACKOFF_INITIAL, BACKOFF_MAX, GROUP_GRACE, WATCHDOG_GRACE, Supervisor
     from flagyard.contracts.redis import SERVED_STALE_SECONDS
-    from flagyard.control_plane import outbox
+    from flagyard.control_plane import outbox, scheduler
     from flagyard.control_plane.api.deps import IdempotencyPruner
-    from flagyard.control_plane.services import propagation, sessions
+    from flagyard.control_plane.services import propagation, schedules, sessions
     from flagyard.data_plane.settings import DataPlaneSettings
     from flagyard.syncer import worker
 
@@ -167,6 +167,16 @@ def _architecture_figures() -> list[tuple[str, str]]:
         ("session prune", f"each sign-in deletes up to {sessions.PRUNE_BATCH} ended sessions"),
         ("served reports", f"reports of `P:env:{{env}}:served` younger than {SERVED_STALE_SECONDS:g} s"),
         ("data planes listed", f"sorted by id, at most {propagation.MAX_DATA_PLANES} listed"),
+        (
+            "pending schedules",
+            f"at most `MAX_PENDING_PER_ENVIRONMENT` ({schedules.MAX_PENDING_PER_ENVIRONMENT}) pending per "
+            f"environment with at most {schedules.MAX_PENDING_BYTES_PER_ENVIRONMENT // 2**20} MiB of\nbodies",
+        ),
+        (
+            "schedule window",
+            f"at most {schedules.CLOCK_SKEW.total_seconds():g} s in the past and {schedules.MAX_LEAD.days} days\nahead",
+        ),
+        ("scheduler batch", f"(up to {scheduler.BATCH} changes a pass, repeated while full)"),
     ]
 
 
