@@ -6,7 +6,7 @@ Run it with ``uvicorn --factory flagyard.control_plane.main:app_from_env``.
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import redis
@@ -42,6 +42,7 @@ from flagyard.control_plane.metrics import Metrics
 from flagyard.control_plane.outbox import Dispatcher, Relay, backlog
 from flagyard.control_plane.ratelimit import RateLimiter
 from flagyard.control_plane.services.keys import KeyCache, ensure_bootstrap_key
+from flagyard.control_plane.services.lifecycle import stale_counts
 from flagyard.control_plane.settings import Settings
 from flagyard.control_plane.state import AppState
 from flagyard.db.engine import make_engine, make_sessionmaker
@@ -67,6 +68,12 @@ def build_state(settings: Settings) -> AppState:
             return backlog(session)
 
     metrics.watch_outbox(outbox_backlog)
+
+    def stale_flags() -> Mapping[str, int]:
+        with sessions() as session:
+            return stale_counts(session, connection, settings.redis_prefix)
+
+    metrics.watch_stale_flags(stale_flags)
     dispatcher = Dispatcher(
         autocommit_sessions,  # marking rows enqueued is one UPDATE: no transaction round trips
         connection,
