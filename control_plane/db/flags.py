@@ -159,8 +159,8 @@ def count(session: Session, project_id: int) -> int:
 
 
 def keys(session: Session, project_id: int) -> list[str]:
-    """The keys of the project's live flags, in order."""
-    live = sa.select(Flag.key).where(Flag.project_id == project_id, Flag.deleted_at.is_(None))
+    """The keys of the project's served flags (live, not archived), in order."""
+    live = sa.select(Flag.key).where(Flag.project_id == project_id, m.flag_is_served())
     return list(session.connection().execute(live.order_by(Flag.key)).scalars())
 
 

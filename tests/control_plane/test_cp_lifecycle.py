@@ -492,3 +492,14 @@ def test_stale_gauge__counts_pairs_by_reason(settings: Settings) -> None:
     assert "project" not in next(
         line for line in text.splitlines() if line.startswith("flagyard_stale_flags")
     )
+
+
+def test_evaluations_page__archived_flag__left_out(client: TestClient, api: Api) -> None:
+    api.project()
+    api.flag()
+    api.flag(key="live")
+    assert client.post(f"{FLAG}/archive", json={}).status_code == 200
+
+    usage = client.get("/api/v1/projects/shop/environments/prod/evaluations").json()
+
+    assert [f["key"] for f in usage["flags"]] == ["live"]
