@@ -26,6 +26,29 @@ class Switch(StrEnum):
     OFF = "off"
 
 
+class Kind(StrEnum):
+    TEMPORARY = "temporary"
+    PERMANENT = "permanent"
+
+
+class Archived(StrEnum):
+    FALSE = "false"
+    TRUE = "true"
+    ALL = "all"
+
+
+OwnerOption = Annotated[
+    str | None, typer.Option(help="Who answers for the flag (free text, up to 200 characters).")
+]
+KindOption = Annotated[
+    Kind | None, typer.Option(help="temporary (meant to be removed; the default) or permanent.")
+]
+RemovalDateOption = Annotated[
+    str | None,
+    typer.Option("--removal-date", help="When a temporary flag should be gone (YYYY-MM-DD)."),
+]
+
+
 def _enabled(flag: dict[str, Any]) -> str:
     return " ".join(f"{env}:{on_off(on)}" for env, on in sorted(flag["enabled"].items()))
 
@@ -34,7 +57,25 @@ def _default(config: dict[str, Any]) -> Any:
     return "split" if config.get("default_split") else config.get("default_variant")
 
 
-LIST_COLUMNS: list[Column] = ["key", "name", "type", "version", ("enabled", _enabled), "tags", "updated_at"]
+LIST_COLUMNS: list[Column] = [
+    "key",
+    "name",
+    "type",
+    "version",
+    ("enabled", _enabled),
+    "tags",
+    "owner",
+    "kind",
+    "updated_at",
+]
+STALE_COLUMNS: list[Column] = [
+    "key",
+    "owner",
+    "removal_date",
+    "last_evaluated_at",
+    "changed_at",
+    ("reasons", lambda f: ", ".join(f["reasons"])),
+]
 ENV_COLUMNS: list[Column] = [
     "environment",
     ("enabled", lambda c: on_off(c["enabled"])),
@@ -69,10 +110,14 @@ def list_flags(
     project: ProjectOption,
     tag: Annotated[str | None, typer.Option(help="Only flags with this tag.")] = None,
     query: Annotated[str | None, typer.Option("--query", "-q", help="Substring of key or name.")] = None,
+    archived: Annotated[
+        Archived, typer.Option(help="false: live flags; true: only archived ones; all: both.")
+    ] = Archived.FALSE,
 ) -> None:
     """List a project's flags with whether each is on, per environment."""
     with connect(ctx) as (rest, out):
-        out.table(rest.pages(path("projects", project, "flags"), tag=tag, q=query), LIST_COLUMNS)
+        items = rest.pages(path("projects", project, "flags"), tag=tag, q=query, archived=archived.value)
+        out.table(items, [*LIST_COLUMNS, "archived"] if archived is not Archived.FALSE else LIST_COLUMNS)
 
 
 @app.command("show")
@@ -110,6 +155,9 @@ def create(
     name: NameOption = None,
     description: Annotated[str, typer.Option(help="What the flag is for.")] = "",
     tags: Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeatable).")] = None,
+    owner: OwnerOption = None,
+    kind: KindOption = None,
+    removal_date: RemovalDateOption = None,
     comment: CommentOption = "",
 ) -> None:
     """Create a flag; it starts off in every environment."""
@@ -132,10 +180,92 @@ def create(
         "type": flag_type.value,
         "variants": parsed,
         "comment": comment,
+        **_lifecycle(owner, kind, removal_date),
     }
     with connect(ctx) as (rest, out):
         flag = rest.post(path("projects", project, "flags"), body)
         out.record(flag, _fields(flag))
+
+
+def _lifecycle(owner: str | None, kind: Kind | None, removal_date: str | None) -> dict[str, Any]:
+    """The lifecycle fields given on the command line (the server checks them)."""
+    given = {"owner": owner, "kind": kind.value if kind else None, "removal_date": removal_date}
+    return {name: value for name, value in given.items() if value is not None}
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    key: Key,
+    project: ProjectOption,
+    name: NameOption = None,
+    description: Annotated[str | None, typer.Option(help="What the flag is for.")] = None,
+    tags: Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeatable; replaces all).")] = None,
+    owner: OwnerOption = None,
+    kind: KindOption = None,
+    removal_date: RemovalDateOption = None,
+    no_removal_date: Annotated[
+        bool, typer.Option("--no-removal-date", help="Clear the removal date.")
+    ] = False,
+    comment: CommentOption = "",
+) -> None:
+    """Change a flag's name, description, tags, owner, kind or removal date (a new version)."""
+    if removal_date is not None and no_removal_date:
+        raise typer.BadParameter("give --removal-date or --no-removal-date, not both")
+    body: dict[str, Any] = {"comment": comment, **_lifecycle(owner, kind, removal_date)}
+    body.update(
+        {k: v for k, v in (("name", name), ("description", description), ("tags", tags)) if v is not None}
+    )
+    if no_removal_date:
+        body["removal_date"] = None
+    with connect(ctx) as (rest, out):
+        flag = rest.update(_flag_path(project, key), body)
+        out.record(flag, _fields(flag))
+
+
+@app.command("archive")
+def archive(ctx: typer.Context, key: Key, project: ProjectOption, comment: CommentOption = "") -> None:
+    """Archive a flag: SDKs see it as missing, lists hide it; its history stays and unarchive restores it."""
+    with connect(ctx) as (rest, out):
+        flag = rest.post(_flag_path(project, key, "archive"), {"comment": comment})
+        if out.json_mode:
+            out.data(flag)
+        else:
+            out.note(f"archived flag {key} (version {flag['version']})")
+
+
+@app.command("unarchive")
+def unarchive(ctx: typer.Context, key: Key, project: ProjectOption, comment: CommentOption = "") -> None:
+    """Serve an archived flag again, as it was, at a new version."""
+    with connect(ctx) as (rest, out):
+        flag = rest.post(_flag_path(project, key, "unarchive"), {"comment": comment})
+        if out.json_mode:
+            out.data(flag)
+        else:
+            out.note(f"unarchived flag {key} (version {flag['version']})")
+
+
+@app.command("stale")
+def stale(
+    ctx: typer.Context,
+    project: ProjectOption,
+    env: EnvOption,
+    evaluated_days: Annotated[
+        int, typer.Option(min=1, max=3650, help="Not evaluated for this many days (or never).")
+    ] = 30,
+    changed_days: Annotated[
+        int, typer.Option(min=1, max=3650, help="And not changed in the environment for this many days.")
+    ] = 30,
+) -> None:
+    """List an environment's stale temporary flags: unused (not evaluated and not changed for the days
+    given) or past their removal date. Permanent and archived flags are never listed."""
+    with connect(ctx) as (rest, out):
+        items = rest.pages(
+            path("projects", project, "environments", env, "flags", "stale"),
+            evaluated_days=evaluated_days,
+            changed_days=changed_days,
+        )
+        out.table(items, STALE_COLUMNS)
 
 
 @app.command("delete")

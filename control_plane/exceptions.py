@@ -5,6 +5,7 @@ Everything the API answers with an error body comes from one of these::
     ControlPlaneError                     500 internal_error
     ├── NotFoundError                          404 not_found
     ├── ConflictError                          409 conflict
+    │   └── FlagArchivedError                  409 flag_archived       (unarchive the flag first)
     ├── InvalidRequestError                    422 validation_error   (details: one per problem)
     │   └── IdempotencyKeyReusedError          422 idempotency_key_reused
     ├── PreconditionRequiredError              428 precondition_required
@@ -69,6 +70,12 @@ class NotFoundError(ControlPlaneError):
 class ConflictError(ControlPlaneError):
     status = 409
     code = "conflict"
+
+
+class FlagArchivedError(ConflictError):
+    """A change of an archived flag other than unarchiving or deleting it."""
+
+    code = "flag_archived"
 
 
 class InvalidRequestError(ControlPlaneError):

@@ -6,7 +6,7 @@ Run it with ``uvicorn --factory flagyard.control_plane.main:app_from_env``.
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -45,6 +45,7 @@ from flagyard.control_plane.outbox import Dispatcher, Relay, backlog
 from flagyard.control_plane.ratelimit import RateLimiter
 from flagyard.control_plane.scheduler import Scheduler
 from flagyard.control_plane.services.keys import KeyCache, ensure_bootstrap_key
+from flagyard.control_plane.services.lifecycle import stale_counts
 from flagyard.control_plane.services.schedules import backlog as schedule_backlog
 from flagyard.control_plane.settings import Settings
 from flagyard.control_plane.state import AppState
@@ -77,6 +78,12 @@ def build_state(settings: Settings) -> AppState:
             return schedule_backlog(session, datetime.now(UTC))
 
     metrics.watch_schedules(scheduled_backlog)
+
+    def stale_flags() -> Mapping[str, int]:
+        with sessions() as session:
+            return stale_counts(session, connection, settings.redis_prefix)
+
+    metrics.watch_stale_flags(stale_flags)
     dispatcher = Dispatcher(
         autocommit_sessions,  # marking rows enqueued is one UPDATE: no transaction round trips
         connection,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -61,6 +63,41 @@ class Metrics:
 
     def watch_schedules(self, backlog: Callable[[], tuple[int, int]]) -> None:
         self.registry.register(_ScheduleCollector(backlog))
+
+    def watch_stale_flags(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self.registry.register(_StaleCollector(counts))
+
+
+STALE_GAUGE_MAX_AGE_SECONDS = 60.0
+"""How long one computation of ``flagyard_stale_flags`` is served: a scrape computes it at most this often
+per process (one statement over every served temporary flag configuration and one Redis read per
+environment), however often Prometheus scrapes; stale flags change over days, not seconds."""
+
+
+class _StaleCollector(Collector):
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self._counts = counts
+        self._lock = threading.Lock()
+        self._cached: tuple[float, Mapping[str, int]] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:  # concurrent scrapes compute once
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] >= STALE_GAUGE_MAX_AGE_SECONDS:
+                try:
+                    self._cached = (now, dict(self._counts()))
+                except Exception:
+                    return  # the store is down: no sample rather than a wrong one (readyz reports it)
+            counts = self._cached[1]
+        gauge = GaugeMetricFamily(
+            "flagyard_stale_flags",
+            "Stale temporary flags, counted once per environment, by reason, with the stale report's default "
+            "thresholds (30 days without evaluation and without change; or past the removal date).",
+            labels=["reason"],
+        )
+        for reason, value in sorted(counts.items()):
+            gauge.add_metric([reason], float(value))
+        yield gauge
 
 
 class _PoolCollector(Collector):

@@ -7,7 +7,7 @@ the real shape; the rule engine's validation then checks meaning (declared varia
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
@@ -39,6 +39,37 @@ Text = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_no_n
 Comment = Annotated[str, StringConstraints(max_length=2_000), AfterValidator(_no_nul)]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_no_nul)]
 TargetKey = Annotated[str, StringConstraints(max_length=1024), AfterValidator(_no_nul)]
+FlagOwner = Annotated[
+    str,
+    StringConstraints(max_length=200),
+    AfterValidator(_no_nul),
+    Field(
+        description="Who answers for the flag (a person, team or e-mail; free text, up to 200 characters)."
+    ),
+]
+FlagKind = Literal["temporary", "permanent"]
+"""A temporary flag (a release or experiment) is meant to be removed; a permanent one (a kill switch, an
+entitlement) is not, so the stale report never lists it as unused."""
+
+
+def _calendar_date(value: str) -> str:
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("not a calendar date (YYYY-MM-DD)") from None
+    return value
+
+
+RemovalDate = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"),
+    AfterValidator(_calendar_date),
+    Field(
+        description="When a temporary flag should be gone (ISO date, YYYY-MM-DD); past it, the stale report "
+        "lists the flag.",
+        json_schema_extra={"format": "date"},
+    ),
+]
 
 T = TypeVar("T")
 
@@ -235,6 +266,9 @@ class FlagCreate(Input):
     name: Name
     description: Text = ""
     tags: list[Tag] = Field(default_factory=list, max_length=50)
+    owner: FlagOwner = ""
+    kind: FlagKind = "temporary"
+    removal_date: RemovalDate | None = None
     type: FlagType
     variants: dict[str, Any] = Field(min_length=1, max_length=1000)
     environments: dict[str, EnvConfigIn] = Field(
@@ -249,6 +283,9 @@ class FlagUpdate(Input):
     name: Name | None = None
     description: Text | None = None
     tags: list[Tag] | None = Field(default=None, max_length=50)
+    owner: FlagOwner | None = None
+    kind: FlagKind | None = None
+    removal_date: RemovalDate | None = Field(default=None, description="null clears it.")
     type: FlagType | None = None
     variants: dict[str, Any] | None = Field(default=None, min_length=1, max_length=1000)
     comment: Comment = ""
@@ -259,6 +296,12 @@ class FlagOut(Output):
     name: str
     description: str
     tags: list[str]
+    owner: str
+    kind: FlagKind
+    removal_date: str | None = Field(json_schema_extra={"format": "date"})
+    archived: bool = Field(
+        description="Archived: served nowhere (a missing flag to SDKs), kept with its history."
+    )
     type: FlagType
     variants: dict[str, Any]
     salt: str
@@ -273,6 +316,10 @@ class FlagSummary(Output):
     name: str
     description: str
     tags: list[str]
+    owner: str
+    kind: FlagKind
+    removal_date: str | None = Field(json_schema_extra={"format": "date"})
+    archived: bool
     type: FlagType
     version: int
     updated_at: datetime
@@ -282,6 +329,33 @@ class FlagSummary(Output):
 class ToggleIn(Input):
     enabled: bool
     comment: Comment = ""
+
+
+class ArchiveIn(Input):
+    comment: Comment = ""
+
+
+class StaleFlagOut(Output):
+    key: str
+    name: str
+    owner: str
+    kind: FlagKind
+    removal_date: str | None = Field(json_schema_extra={"format": "date"})
+    last_evaluated_at: datetime | None = Field(
+        description="Last evaluation SDKs reported here; null if never."
+    )
+    changed_at: datetime = Field(description="When what this environment serves of the flag last changed.")
+    reasons: list[Literal["not_evaluated", "not_changed", "past_removal_date"]]
+
+
+class StaleReportOut(Output):
+    """A page of an environment's stale temporary flags, by key (``next_cursor`` as for every list)."""
+
+    environment: str
+    evaluated_days: int
+    changed_days: int
+    items: list[StaleFlagOut]
+    next_cursor: str | None
 
 
 class RollbackIn(Input):

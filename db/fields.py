@@ -45,6 +45,10 @@ class Field:
     (every environment-configuration field is)."""
     listed: bool = False
     """Whether a page of flags shows it."""
+    in_body: bool = True
+    """Whether a create or update body may set it. A field that is not is changed only by its own
+    operation (``archived``: archive and unarchive) or never (``salt``), and a rollback keeps its current
+    value rather than the old snapshot's."""
 
     def fallback(self) -> Any:
         if self.default is REQUIRED:
@@ -57,9 +61,13 @@ FLAG_DEFINITION: tuple[Field, ...] = (
     Field("name", listed=True),
     Field("description", default="", listed=True),
     Field("tags", default=[], listed=True),
+    Field("owner", default="", listed=True),
+    Field("kind", default="temporary", listed=True),
+    Field("removal_date", default=None, nullable=True, listed=True),
+    Field("archived", default=False, listed=True, in_body=False),
     Field("type", served=True, listed=True),
     Field("variants", served=True),
-    Field("salt", editable=False, served=True),
+    Field("salt", editable=False, served=True, in_body=False),
 )
 """The project-wide part of a flag (columns of ``flags``; what a snapshot holds next to
 ``environments``)."""
@@ -94,6 +102,12 @@ def names(fields: tuple[Field, ...], **having: bool) -> tuple[str, ...]:
 
 DEFINITION_FIELDS = names(FLAG_DEFINITION)
 EDITABLE_DEFINITION_FIELDS = names(FLAG_DEFINITION, editable=True)
+"""What a change of a flag may store (an update, a rollback, archive and unarchive)."""
+BODY_DEFINITION_FIELDS = names(FLAG_DEFINITION, in_body=True)
+"""What a create body sets; an update body sets those that are also editable."""
+UPDATABLE_DEFINITION_FIELDS = names(FLAG_DEFINITION, editable=True, in_body=True)
+OPERATION_DEFINITION_FIELDS = names(FLAG_DEFINITION, editable=True, in_body=False)
+"""Changed only by their own operation (archive/unarchive): a rollback keeps their current value."""
 SERVED_DEFINITION_FIELDS = names(FLAG_DEFINITION, served=True)
 LISTED_FIELDS = names(FLAG_DEFINITION, listed=True)
 ENV_CONFIG_FIELDS = names(FLAG_ENV_CONFIG)

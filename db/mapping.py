@@ -30,6 +30,13 @@ from flagyard.db.models import Environment, Flag, FlagEnvironment, Segment
 __all__ = ["DEFINITION_FIELDS", "ENV_CONFIG_FIELDS", "SEGMENT_FIELDS", "default_env_config"]
 
 
+def flag_is_served() -> sa.ColumnElement[bool]:
+    """The flags an environment serves: live and not archived. An archived flag is, to Redis, the data
+    planes and SDKs, exactly a deleted one (a delete at its archive version; unarchiving puts it back at a
+    higher version), so no plane knows of archiving."""
+    return sa.and_(Flag.deleted_at.is_(None), Flag.archived.is_(False))
+
+
 def env_config_dict(row: object) -> dict[str, Any]:
     """An environment's configuration of a flag, from the ORM row or any row with those columns."""
     return {name: getattr(row, name) for name in ENV_CONFIG_FIELDS}
@@ -63,8 +70,11 @@ def serves_differently(
     after_definition: Mapping[str, Any],
     after_config: Mapping[str, Any],
 ) -> bool:
-    """Whether an environment serves something else after a change (name, description and tags are not
-    served): only then does its version move, is Redis written and do SDKs hear of a change."""
+    """Whether an environment serves something else after a change (name, description, tags, owner, kind
+    and removal date are not served; archiving and unarchiving serve nothing, then the flag again): only
+    then does its version move, is Redis written and do SDKs hear of a change."""
+    if before_definition.get("archived", False) != after_definition.get("archived", False):
+        return True
     return rule_engine_flag_data(before_definition, before_config, 0) != rule_engine_flag_data(
         after_definition, after_config, 0
     )
@@ -102,11 +112,12 @@ def canonical_segment_rules(segment: rule_engine.Segment) -> list[Any]:
 
 
 def load_flag(session: Session, environment_id: int, key: str) -> rule_engine.Flag | None:
-    """The live flag ``key`` as served in an environment, or ``None`` (deleted or never existed)."""
+    """The live flag ``key`` as served in an environment, or ``None`` (deleted, archived or never
+    existed)."""
     row = session.execute(
         sa.select(Flag, FlagEnvironment)
         .join(FlagEnvironment, FlagEnvironment.flag_id == Flag.id)
-        .where(FlagEnvironment.environment_id == environment_id, Flag.key == key, Flag.deleted_at.is_(None))
+        .where(FlagEnvironment.environment_id == environment_id, Flag.key == key, flag_is_served())
     ).first()
     return None if row is None else to_rule_engine_flag(row[0], row[1])
 
@@ -123,11 +134,12 @@ def load_segment(session: Session, environment_id: int, key: str) -> rule_engine
 
 
 def load_environment_document(session: Session, environment_id: int) -> rule_engine.Document:
-    """Every live flag and segment of an environment as a native document (export, full sync)."""
+    """Every served flag (live, not archived) and live segment of an environment as a native document
+    (export, full sync)."""
     flags = session.execute(
         sa.select(Flag, FlagEnvironment)
         .join(FlagEnvironment, FlagEnvironment.flag_id == Flag.id)
-        .where(FlagEnvironment.environment_id == environment_id, Flag.deleted_at.is_(None))
+        .where(FlagEnvironment.environment_id == environment_id, flag_is_served())
         .order_by(Flag.key)
     ).all()
     project_id = sa.select(Environment.project_id).where(Environment.id == environment_id).scalar_subquery()

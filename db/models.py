@@ -85,6 +85,11 @@ class Flag(Base):
     name: Mapped[str] = mapped_column(sa.String(256))
     description: Mapped[str] = mapped_column(sa.Text, server_default="")
     tags: Mapped[list[Any]] = mapped_column(sa.JSON)
+    owner: Mapped[str] = mapped_column(sa.String(200), server_default="")
+    kind: Mapped[str] = mapped_column(sa.String(16), server_default="temporary")
+    removal_date: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
+    """An ISO date (``YYYY-MM-DD``), stored as text so definitions and snapshots hold one JSON form."""
+    archived: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
     type: Mapped[str] = mapped_column(sa.String(16))
     variants: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     salt: Mapped[str] = mapped_column(sa.String(128))

@@ -383,7 +383,7 @@ class Syncer:
         flag_keys = session.scalars(
             sa.select(Flag.key)
             .join(FlagEnvironment, FlagEnvironment.flag_id == Flag.id)
-            .where(FlagEnvironment.environment_id == env.id, Flag.deleted_at.is_(None))
+            .where(FlagEnvironment.environment_id == env.id, mapping.flag_is_served())
             .order_by(Flag.key)
         ).all()
         segment_keys = session.scalars(

@@ -18,7 +18,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
@@ -159,8 +159,8 @@ def count(session: Session, project_id: int) -> int:
 
 
 def keys(session: Session, project_id: int) -> list[str]:
-    """The keys of the project's live flags, in order."""
-    live = sa.select(Flag.key).where(Flag.project_id == project_id, Flag.deleted_at.is_(None))
+    """The keys of the project's served flags (live, not archived), in order."""
+    live = sa.select(Flag.key).where(Flag.project_id == project_id, m.flag_is_served())
     return list(session.connection().execute(live.order_by(Flag.key)).scalars())
 
 
@@ -204,28 +204,32 @@ def lock_graphs(session: Session, environment_ids: Iterable[int]) -> None:
 
 
 def graph(session: Session, environment_id: int, exclude_key: str) -> list[tuple[str, str, Any, list[Any]]]:
-    """(key, type, variants, prerequisites) of the other live flags of an environment."""
+    """(key, type, variants, prerequisites) of the other served flags of an environment (an archived flag
+    is missing to the planes, so it can be nobody's prerequisite)."""
     rows = session.execute(
         sa.select(Flag.key, Flag.type, Flag.variants, FlagEnvironment.prerequisites)
         .join(FlagEnvironment, FlagEnvironment.flag_id == Flag.id)
         .where(
             FlagEnvironment.environment_id == environment_id,
-            Flag.deleted_at.is_(None),
+            m.flag_is_served(),
             Flag.key != exclude_key,
         )
     )
     return [(key, type_, variants, prereqs) for key, type_, variants, prereqs in rows]
 
 
-def prerequisite_users(session: Session, project_id: int, key: str) -> list[tuple[str, str, list[Any]]]:
-    """(flag, environment, prerequisites) of every other live flag that may have ``key`` as prerequisite."""
+def prerequisite_users(
+    session: Session, project_id: int, key: str, *, archived: bool = True
+) -> list[tuple[str, str, list[Any]]]:
+    """(flag, environment, prerequisites) of every other live flag that may have ``key`` as prerequisite;
+    archived ones too unless ``archived`` is false (they keep their prerequisites to be restorable)."""
     rows = session.execute(
         sa.select(Flag.key, Environment.key, FlagEnvironment.prerequisites)
         .join(FlagEnvironment, FlagEnvironment.flag_id == Flag.id)
         .join(Environment, Environment.id == FlagEnvironment.environment_id)
         .where(
             Flag.project_id == project_id,
-            Flag.deleted_at.is_(None),
+            Flag.deleted_at.is_(None) if archived else m.flag_is_served(),
             Flag.key != key,
             sa.cast(FlagEnvironment.prerequisites, JSONB).contains([{"flag": key}]),
         )
@@ -523,8 +527,12 @@ def page_items(rows: list[Any]) -> list[dict[str, Any]]:
     return [dict(zip(PAGE_FIELDS, row[1:], strict=True)) for row in rows]
 
 
+ArchivedFilter = Literal["false", "true", "all"]
+"""Which flags a page lists: those not archived (the default), only archived ones, or all."""
+
+
 @functools.cache
-def _page(cursor: bool, tag: bool, query: bool) -> ReadQuery:
+def _page(cursor: bool, tag: bool, query: bool, archived: ArchivedFilter = "false") -> ReadQuery:
     """A page of flags with each flag's ``enabled`` map (a correlated subquery), one statement; compiled
     once per combination of filters."""
     by_key = aggregate_order_by(FlagEnvironment.enabled, Environment.key)
@@ -546,6 +554,8 @@ def _page(cursor: bool, tag: bool, query: bool) -> ReadQuery:
         .join(Flag, Flag.project_id == Project.id)
         .where(Project.key == sa.bindparam("project"), Flag.deleted_at.is_(None))
     )
+    if archived != "all":
+        stmt = stmt.where(Flag.archived.is_(archived == "true"))
     if cursor:
         stmt = stmt.where(Flag.key > sa.bindparam("cursor"))
     if tag:
@@ -557,10 +567,17 @@ def _page(cursor: bool, tag: bool, query: bool) -> ReadQuery:
 
 
 async def fetch_page(
-    reads: ReadPool, project_key: str, *, limit: int, cursor: str | None, tag: str | None, query: str | None
+    reads: ReadPool,
+    project_key: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    tag: str | None,
+    query: str | None,
+    archived: ArchivedFilter = "false",
 ) -> list[Any]:
     """Up to ``limit`` live flags after ``cursor`` (by key): the project's id and :data:`PAGE_FIELDS`
-    (``enabled`` by environment), filtered by tag and by a substring of key or name."""
+    (``enabled`` by environment), filtered by archived state, by tag and by a substring of key or name."""
     params: dict[str, Any] = {"project": project_key, "limit": limit}
     if cursor:
         params["cursor"] = cursor
@@ -568,4 +585,57 @@ async def fetch_page(
         params["tags"] = [tag]
     if query:
         params["like"] = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    return await reads.fetch(_page(bool(cursor), bool(tag), bool(query)), params)
+    return await reads.fetch(_page(bool(cursor), bool(tag), bool(query), archived), params)
+
+
+# --- lifecycle: the stale report -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StaleCandidate:
+    """A temporary flag as an environment serves it, with when what the environment serves last changed
+    (the creation time of the flag version the environment holds)."""
+
+    environment_id: int
+    key: str
+    name: str
+    owner: str
+    removal_date: str | None
+    changed_at: datetime
+
+
+def _stale_candidates() -> Any:
+    changed = (
+        sa.select(FlagVersion.created_at)
+        .where(FlagVersion.flag_id == Flag.id, FlagVersion.version == FlagEnvironment.version)
+        .scalar_subquery()
+    )
+    return (
+        sa.select(
+            FlagEnvironment.environment_id,
+            Flag.key,
+            Flag.name,
+            Flag.owner,
+            Flag.removal_date,
+            sa.func.coalesce(changed, Flag.updated_at),
+        )
+        .join(FlagEnvironment, FlagEnvironment.flag_id == Flag.id)
+        .where(m.flag_is_served(), Flag.kind == "temporary")
+    )
+
+
+_STALE_IN_ENVIRONMENT = _stale_candidates().where(
+    FlagEnvironment.environment_id == sa.bindparam("environment_id")
+)
+_STALE_EVERYWHERE = _stale_candidates()
+
+
+def stale_candidates(session: Session, environment_id: int | None = None) -> list[StaleCandidate]:
+    """Every served temporary flag of one environment (of every environment if ``None``): the flags the
+    stale report considers (permanent and archived flags never are). One statement over at most
+    ``MAX_FLAGS_PER_ENVIRONMENT`` rows per environment."""
+    if environment_id is None:
+        rows = session.connection().execute(_STALE_EVERYWHERE).all()
+    else:
+        rows = session.connection().execute(_STALE_IN_ENVIRONMENT, {"environment_id": environment_id}).all()
+    return [StaleCandidate(*row) for row in rows]

@@ -22,7 +22,13 @@ from flagyard.control_plane.db import segments as segments_repo
 from flagyard.control_plane.db.deferred import Owner
 from flagyard.control_plane.db.reads import ReadPool
 from flagyard.control_plane.db.versions import Live, Version
-from flagyard.control_plane.exceptions import ConflictError, Detail, InvalidRequestError, NotFoundError
+from flagyard.control_plane.exceptions import (
+    ConflictError,
+    Detail,
+    FlagArchivedError,
+    InvalidRequestError,
+    NotFoundError,
+)
 from flagyard.control_plane.security import Role, new_salt
 from flagyard.control_plane.services.common import (
     Actor,
@@ -65,8 +71,16 @@ def locked(tx: Tx, project_key: str, key: str) -> repo.LockedFlag:
     return flag
 
 
+def not_archived(flag: repo.LockedFlag) -> repo.LockedFlag:
+    """Refuse a change of an archived flag (409 ``flag_archived``): it is served nowhere, so a change would
+    be a version nobody sees; unarchiving it first makes the change visible where it lands."""
+    if flag.definition["archived"]:
+        raise FlagArchivedError(f"flag '{flag.key}' is archived; unarchive it first")
+    return flag
+
+
 def _locked_env(tx: Tx, project_key: str, key: str, env_key: str) -> tuple[repo.LockedFlag, repo.EnvConfig]:
-    flag = locked(tx, project_key, key)
+    flag = not_archived(locked(tx, project_key, key))
     env = flag.environments.get(env_key)
     if env is None:
         get_environment(tx.session, ProjectRef(*flag.project), env_key)
@@ -126,10 +140,13 @@ async def list_flags(
     cursor: str | None,
     tag: str | None,
     query: str | None,
+    archived: repo.ArchivedFilter = "false",
 ) -> Result:
-    """One statement, like :func:`read_flag`."""
+    """One statement, like :func:`read_flag`; archived flags only when asked for."""
     limit = page_limit(limit)
-    flags = await repo.fetch_page(reads, project_key, limit=limit + 1, cursor=cursor, tag=tag, query=query)
+    flags = await repo.fetch_page(
+        reads, project_key, limit=limit + 1, cursor=cursor, tag=tag, query=query, archived=archived
+    )
     if flags:
         actor.require_project(flags[0].project_id)
     else:
@@ -224,11 +241,14 @@ def validate_env_config(
     return m.canonical_env_config(flag), []
 
 
-def dependents(session: Session, project_id: int, key: str) -> list[tuple[str, str, str]]:
-    """(flag, environment, variant) of every live flag that has ``key`` as a prerequisite."""
+def dependents(
+    session: Session, project_id: int, key: str, *, archived: bool = True
+) -> list[tuple[str, str, str]]:
+    """(flag, environment, variant) of every live flag that has ``key`` as a prerequisite (archived ones
+    too unless ``archived`` is false: they keep theirs, so they can be unarchived as they were)."""
     return [
         (flag_key, env_key, p["variant"])
-        for flag_key, env_key, prereqs in repo.prerequisite_users(session, project_id, key)
+        for flag_key, env_key, prereqs in repo.prerequisite_users(session, project_id, key, archived=archived)
         for p in prereqs
         if p["flag"] == key
     ]
@@ -296,11 +316,13 @@ def create_flag(tx: Tx, project_key: str, body: schemas.FlagCreate) -> Result:
     ]
     if unknown:
         raise invalid(unknown)
-    if repo.find(s, project.id, body.key) is not None:
-        raise ConflictError(f"flag '{body.key}' already exists in project '{project.key}'")
+    if repo.find(s, project.id, body.key) is not None:  # archived flags keep their key
+        raise ConflictError(
+            f"flag '{body.key}' already exists in project '{project.key}' (it may be archived)"
+        )
     ensure_room(s, project, "flags")
     version = repo.next_version(s, project.id, body.key)
-    given = body.model_dump(mode="json", include=set(fields.DEFINITION_FIELDS))
+    given = body.model_dump(mode="json", include=set(fields.BODY_DEFINITION_FIELDS))
     definition = fields.complete(fields.FLAG_DEFINITION, {**given, "salt": new_salt()})
     validate_definition(definition)
     requested = {
@@ -325,6 +347,7 @@ def update_flag(tx: Tx, project_key: str, key: str, body: schemas.FlagUpdate) ->
     s = tx.session
     flag = locked(tx, project_key, key)
     tx.check_if_match(etag(flag.version))
+    not_archived(flag)
     changes = body.model_dump(mode="json", exclude_unset=True, exclude={"comment"})
     _explicit_nulls(fields.FLAG_DEFINITION, changes)
     before = flag.definition
@@ -454,10 +477,10 @@ def rollback(tx: Tx, project_key: str, key: str, body: schemas.RollbackIn) -> Re
     s = tx.session
     flag = locked(tx, project_key, key)
     tx.check_if_match(etag(flag.version), required=False)
+    not_archived(flag)
     snap = _version(s, flag.id, key, body.version).snapshot
-    after_def = fields.complete(
-        fields.FLAG_DEFINITION, {**snap, "key": flag.key, "salt": flag.definition["salt"]}
-    )
+    kept = {name: flag.definition[name] for name in ("key", "salt", *fields.OPERATION_DEFINITION_FIELDS)}
+    after_def = fields.complete(fields.FLAG_DEFINITION, {**snap, **kept})
     saved = snap.get("environments", {})
     before_configs = flag.configs()
     requested = {

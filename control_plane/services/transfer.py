@@ -118,8 +118,16 @@ def import_environment(tx: Tx, project_key: str, env_key: str, data: Any, fmt: s
     # Every live flag locked before the environment is read for validation: a flag write committing in
     # between (A -> B while this imports B -> A) would otherwise escape the prerequisite-cycle check.
     existing = flag_repo.lock_all(s, project.id)
+    archived = {k for k, row in existing.items() if row.definition["archived"]}
+    refused = [
+        Issue(f"/flags/{i}", f"flag '{f['key']}' is archived; unarchive it first")
+        for i, f in enumerate(raw_flags)
+        if isinstance(f, dict) and f.get("key") in archived
+    ]
+    if refused:
+        raise invalid(refused, message="the import is invalid; nothing was applied")
     try:
-        document = _validate_merged(s, project, env, doc, raw_flags, raw_segments)
+        document = _validate_merged(s, project, env, doc, raw_flags, raw_segments, len(archived))
     except InvalidRequestError as exc:
         if fmt == "flagd":
             exc.details = [_flagd_pointer(d, raw_flags) for d in exc.details]
@@ -193,15 +201,17 @@ def _validate_merged(
     doc: dict[str, Any],
     raw_flags: list[Any],
     raw_segments: list[Any],
+    archived: int,
 ) -> rule_engine.Document:
     """Validate the document together with the environment's other flags and segments (appended after
-    the document's own, so issue paths into the document stay right)."""
+    the document's own, so issue paths into the document stay right); the ``archived`` flags, served
+    nowhere, still count toward the project's bound."""
     current = m.load_environment_document(s, env.id)
     doc_flag_keys = {f.get("key") for f in raw_flags if isinstance(f, dict)}
     doc_segment_keys = {x.get("key") for x in raw_segments if isinstance(x, dict)}
     kept_flags = [f.model_dump(mode="json") for f in current.flags if f.key not in doc_flag_keys]
     kept_segments = [x.model_dump(mode="json") for x in current.segments if x.key not in doc_segment_keys]
-    _check_counts(raw_flags, kept_flags, raw_segments, kept_segments)
+    _check_counts(raw_flags, kept_flags, raw_segments, kept_segments, archived)
     merged = {**doc, "flags": [*raw_flags, *kept_flags], "segments": [*raw_segments, *kept_segments]}
     try:
         return validate_document(merged)
@@ -222,21 +232,25 @@ def _flagd_pointer(detail: Detail, raw_flags: list[Any]) -> Detail:
 
 
 def _check_counts(
-    raw_flags: list[Any], kept_flags: list[Any], raw_segments: list[Any], kept_segments: list[Any]
+    raw_flags: list[Any],
+    kept_flags: list[Any],
+    raw_segments: list[Any],
+    kept_segments: list[Any],
+    archived_flags: int = 0,
 ) -> None:
     """The environment after the import within the per-environment counts (the import's one place for
     them; single creations check with :func:`~.common.ensure_room`)."""
     issues = []
-    for what, raw, kept, limit in (
-        ("flags", raw_flags, kept_flags, limits.MAX_FLAGS_PER_ENVIRONMENT),
-        ("segments", raw_segments, kept_segments, limits.MAX_SEGMENTS_PER_ENVIRONMENT),
+    for what, raw, n_kept, limit in (
+        ("flags", raw_flags, len(kept_flags) + archived_flags, limits.MAX_FLAGS_PER_ENVIRONMENT),
+        ("segments", raw_segments, len(kept_segments), limits.MAX_SEGMENTS_PER_ENVIRONMENT),
     ):
-        if len(raw) + len(kept) > limit:
+        if len(raw) + n_kept > limit:
             issues.append(
                 Issue(
                     f"/{what}",
-                    f"the environment would hold {len(raw) + len(kept)} {what} ({len(raw)} imported, "
-                    f"{len(kept)} kept); at most {limit} (limits.MAX_{what.upper()}_PER_ENVIRONMENT)",
+                    f"the environment would hold {len(raw) + n_kept} {what} ({len(raw)} imported, "
+                    f"{n_kept} kept); at most {limit} (limits.MAX_{what.upper()}_PER_ENVIRONMENT)",
                 )
             )
     if issues:

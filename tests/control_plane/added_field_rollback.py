@@ -19,12 +19,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 ROOT = Path(__file__).resolve().parents[2]
-FIELD = "owner"
-DEFAULT = "unowned"
+FIELD = "team"
+DEFAULT = "unassigned"
 EDITS = {
     "flagyard.db.fields": (
         "db/fields.py",
-        '    Field("salt", editable=False, served=True),\n',
+        '    Field("salt", editable=False, served=True, in_body=False),\n',
         f'    Field("{FIELD}", default="{DEFAULT}"),\n',
     ),
     "flagyard.db.models": (

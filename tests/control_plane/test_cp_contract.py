@@ -173,6 +173,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/api/v1/projects/{project}/flags/{flag}/environments/{env}"): {"enabled": False},
     ("POST", "/api/v1/projects/{project}/flags/{flag}/environments/{env}/toggle"): {"enabled": False},
     ("POST", "/api/v1/projects/{project}/flags/{flag}/rollback"): {"version": 1},
+    ("POST", "/api/v1/projects/{project}/flags/{flag}/archive"): {"comment": "done"},
+    ("POST", "/api/v1/projects/{project}/flags/{flag}/unarchive"): {},
     ("POST", "/api/v1/projects/{project}/segments"): {"key": "s2", "name": "S2"},
     ("PATCH", "/api/v1/projects/{project}/segments/{segment}"): {"name": "Beta 3"},
     ("POST", "/api/v1/projects/{project}/segments/{segment}/rollback"): {"version": 1},

@@ -44,8 +44,12 @@ def test_declaration__equals_the_orm_columns() -> None:
 def test_declaration__equals_the_api_schemas() -> None:
     definition = set(fields.DEFINITION_FIELDS)
     config = set(fields.ENV_CONFIG_FIELDS)
-    assert _schema_fields(schemas.FlagCreate) == definition - {"salt"} | {"environments", "comment"}
-    assert _schema_fields(schemas.FlagUpdate) == set(fields.EDITABLE_DEFINITION_FIELDS) | {"comment"}
+    assert _schema_fields(schemas.FlagCreate) == set(fields.BODY_DEFINITION_FIELDS) | {
+        "environments",
+        "comment",
+    }
+    assert _schema_fields(schemas.FlagUpdate) == set(fields.UPDATABLE_DEFINITION_FIELDS) | {"comment"}
+    assert set(fields.BODY_DEFINITION_FIELDS) == definition - {"salt", "archived"}
     assert _schema_fields(schemas.FlagOut) == definition | {
         "version",
         "created_at",
@@ -84,7 +88,15 @@ def test_declared_defaults__equal_the_schemas_defaults() -> None:
 
 def test_complete__old_snapshot__missing_fields_read_as_declared_defaults() -> None:
     old = {"key": "a", "name": "A", "type": "boolean", "variants": {"on": True}, "salt": "s"}
-    assert fields.complete(fields.FLAG_DEFINITION, old) == {**old, "description": "", "tags": []}
+    assert fields.complete(fields.FLAG_DEFINITION, old) == {
+        **old,
+        "description": "",
+        "tags": [],
+        "owner": "",
+        "kind": "temporary",
+        "removal_date": None,
+        "archived": False,
+    }
     assert fields.complete(fields.FLAG_ENV_CONFIG, {"enabled": True}) == {
         **fields.default_env_config(),
         "enabled": True,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from flagyard.control_plane import schemas
@@ -14,9 +16,12 @@ from flagyard.control_plane.api.params import (
     ERRORS,
     WRITE_ERRORS,
     EnvKey,
+    KeyCursor,
+    Limit,
     ProjectKey,
 )
 from flagyard.control_plane.services import projects as ops
+from flagyard.control_plane.services.lifecycle import DEFAULT_STALE_DAYS, MAX_STALE_DAYS, stale_report
 from flagyard.control_plane.services.propagation import read_propagation_state
 from flagyard.control_plane.services.usage import read_usage
 
@@ -93,5 +98,43 @@ def propagation(project: ProjectKey, env: EnvKey, ctx: ReadContext) -> Response:
     return ctx.read(
         lambda session, actor: read_propagation_state(
             session, actor, state.redis, state.settings.redis_prefix, project, env
+        )
+    )
+
+
+StaleDays = Annotated[int, Query(ge=1, le=MAX_STALE_DAYS)]
+
+
+@router.get(
+    "/{env}/flags/stale",
+    response_model=schemas.StaleReportOut,
+    summary="Temporary flags not evaluated for N days and not changed for M days, or past their removal date",
+)
+def stale_flags(
+    project: ProjectKey,
+    env: EnvKey,
+    ctx: ReadContext,
+    evaluated_days: Annotated[
+        StaleDays, Query(description="Not evaluated for this many days (or never).")
+    ] = DEFAULT_STALE_DAYS,
+    changed_days: Annotated[
+        StaleDays, Query(description="And not changed in this environment for this many days.")
+    ] = DEFAULT_STALE_DAYS,
+    limit: Limit = 50,
+    cursor: KeyCursor = None,
+) -> Response:
+    state = ctx.state
+    return ctx.read(
+        lambda session, actor: stale_report(
+            session,
+            actor,
+            state.redis,
+            state.settings.redis_prefix,
+            project,
+            env,
+            evaluated_days=evaluated_days,
+            changed_days=changed_days,
+            limit=limit,
+            cursor=cursor,
         )
     )

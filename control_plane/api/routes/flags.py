@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from starlette.responses import Response
@@ -25,6 +25,7 @@ from flagyard.control_plane.api.params import (
     VersionNumber,
 )
 from flagyard.control_plane.services import flags as ops
+from flagyard.control_plane.services import lifecycle
 
 router = APIRouter(
     route_class=StrictRoute, prefix=API_PREFIX + "/projects/{project}/flags", tags=["flags"], responses=ERRORS
@@ -39,10 +40,14 @@ async def list_flags(
     cursor: KeyCursor = None,
     tag: Annotated[str | None, Query(max_length=64)] = None,
     q: Annotated[str | None, Query(max_length=128, description="Substring of key or name.")] = None,
+    archived: Annotated[
+        Literal["false", "true", "all"],
+        Query(description="Archived flags are hidden unless `true` (only them) or `all`."),
+    ] = "false",
 ) -> Response:
     return await ctx.read_async(
         lambda reads, actor: ops.list_flags(
-            reads, actor, project, limit=limit, cursor=cursor, tag=tag, query=q
+            reads, actor, project, limit=limit, cursor=cursor, tag=tag, query=q, archived=archived
         )
     )
 
@@ -151,3 +156,25 @@ def rollback(
     project: ProjectKey, flag: FlagKey, body: schemas.RollbackIn, ctx: PostChangeContext
 ) -> Response:
     return ctx.write(lambda tx: ops.rollback(tx, project, flag, body))
+
+
+@router.post(
+    "/{flag}/archive",
+    response_model=schemas.FlagOut,
+    responses=MATCHED_WRITE_ERRORS,
+    summary="Archive a flag: served nowhere (missing to SDKs), hidden from lists, kept with its history",
+)
+def archive(project: ProjectKey, flag: FlagKey, body: schemas.ArchiveIn, ctx: PostChangeContext) -> Response:
+    return ctx.write(lambda tx: lifecycle.archive(tx, project, flag, body))
+
+
+@router.post(
+    "/{flag}/unarchive",
+    response_model=schemas.FlagOut,
+    responses=MATCHED_WRITE_ERRORS,
+    summary="Unarchive a flag: served again as it was, at a new version",
+)
+def unarchive(
+    project: ProjectKey, flag: FlagKey, body: schemas.ArchiveIn, ctx: PostChangeContext
+) -> Response:
+    return ctx.write(lambda tx: lifecycle.unarchive(tx, project, flag, body))

@@ -1,6 +1,8 @@
 // One flag: its definition, its on/off state in every environment (toggle, with a confirmation on
 // production-like environments), and its targeting in the current environment (the rule editor), saved
-// with If-Match; a concurrent change (412) shows what changed and offers to reload and re-apply.
+// with If-Match; a concurrent change (412) shows what changed and offers to reload and re-apply. Owner, kind
+// and removal date are edited with the details; Archive / Unarchive (confirmed) take the flag out of every
+// environment and back. An archived flag shows its state read-only (the API refuses changes to it).
 
 import { ApiError, get, getAll, request } from "../api.js";
 import { h, replace } from "../dom.js";
@@ -16,6 +18,7 @@ import {
   formDialog,
   isProductionLike,
   pageHeader,
+  select,
   textInput,
   timeAgo,
   toast,
@@ -37,7 +40,7 @@ export async function render(ctx) {
     loadDiffView(),
   ]);
   let flag = flagRes.body;
-  const canWrite = ctx.can("writer");
+  const canWrite = ctx.can("writer") && !flag.archived;
   const banner = errorBanner(null);
 
   // --- definition ---------------------------------------------------------------------------------
@@ -56,6 +59,12 @@ export async function render(ctx) {
         h("dd", {}, h("code", {}, flag.type)),
         h("dt", {}, "Tags"),
         h("dd", {}, flag.tags.length ? h("span", { class: "tags" }, flag.tags.map((t) => badge(t, "tag"))) : h("span", { class: "muted" }, "—")),
+        h("dt", {}, "Owner"),
+        h("dd", { "data-testid": "flag-owner" }, flag.owner || h("span", { class: "muted" }, "—")),
+        h("dt", {}, "Kind"),
+        h("dd", { "data-testid": "flag-kind" }, flag.kind),
+        h("dt", {}, "Removal date"),
+        h("dd", { "data-testid": "flag-removal-date" }, flag.removal_date || h("span", { class: "muted" }, "—")),
         h("dt", {}, "Variants"),
         h(
           "dd",
@@ -80,12 +89,24 @@ export async function render(ctx) {
       name: field("Name", textInput({ value: flag.name, maxlength: 256, autofocus: true })),
       description: field("Description", h("textarea", { rows: 3, maxlength: 10000, value: flag.description })),
       tags: field("Tags", textInput({ value: flag.tags.join(", ") }), { hint: "Comma-separated." }),
+      owner: field("Owner", textInput({ value: flag.owner, maxlength: 200 }), { hint: "Who answers for this flag." }),
+      kind: field("Kind", select([["temporary", "Temporary (meant to be removed)"], ["permanent", "Permanent"]], { value: flag.kind })),
+      removal_date: field("Removal date", h("input", { type: "date", value: flag.removal_date || "" }), { hint: "Optional; past it, the flag is reported stale." }),
       comment: field("Comment (optional)", textInput({ maxlength: 2000 })),
     };
     const updated = await formDialog({
       title: `Edit ${flag.key}`,
       fields,
-      content: [fields.name.element, fields.description.element, fields.tags.element, variants.element, fields.comment.element],
+      content: [
+        fields.name.element,
+        fields.description.element,
+        fields.tags.element,
+        fields.owner.element,
+        fields.kind.element,
+        fields.removal_date.element,
+        variants.element,
+        fields.comment.element,
+      ],
       wide: true,
       submitLabel: "Save details",
       submit: async () => {
@@ -93,6 +114,9 @@ export async function render(ctx) {
           name: fields.name.input.value.trim(),
           description: fields.description.input.value,
           tags: parseTags(fields.tags.input.value),
+          owner: fields.owner.input.value.trim(),
+          kind: fields.kind.input.value,
+          removal_date: fields.removal_date.input.value || null,
           variants: variants.value(),
           comment: fields.comment.input.value,
         };
@@ -240,14 +264,47 @@ export async function render(ctx) {
     }
   }
 
+  async function setArchived(archived) {
+    const answer = await confirmDialog({
+      title: `${archived ? "Archive" : "Unarchive"} flag ${flag.key}?`,
+      message: h(
+        "p",
+        {},
+        archived
+          ? "Every environment stops serving it: SDKs get their code default, as for a missing flag. It is hidden from the flags list; its history stays, and Unarchive restores it as it is now."
+          : "Every environment serves it again, with the configuration it had when it was archived.",
+      ),
+      confirmLabel: archived ? "Archive" : "Unarchive",
+      danger: archived,
+      comment: true,
+    });
+    if (!answer) return;
+    try {
+      const { body } = await request("POST", `${base}/${archived ? "archive" : "unarchive"}`, { body: { comment: answer.comment }, ifMatch: `"${flag.version}"` });
+      toast(`Flag ${body.key} ${archived ? "archived" : "unarchived"} (v${body.version})`);
+      ctx.reload();
+    } catch (error) {
+      fillErrorBanner(banner, error, `Could not ${archived ? "archive" : "unarchive"} ${flag.key}`);
+    }
+  }
+
   renderDefinition();
   renderEnvironments();
+  const archiveButton = ctx.can("writer")
+    ? flag.archived
+      ? button("Unarchive", () => setArchived(false), { class: "primary", "data-testid": "unarchive-flag" })
+      : button("Archive", () => setArchived(true), { class: "ghost", "data-testid": "archive-flag" })
+    : null;
+  const archivedNote = flag.archived
+    ? h("div", { class: "banner warning", role: "status", "data-testid": "archived-banner" }, h("strong", {}, "Archived: "), "served in no environment (SDKs get their code default). Unarchive it to change it.")
+    : null;
   const historyLink = h("a", { class: "button", href: ctx.href("p", ctx.project, "e", ctx.env, "flags", flag.key, "history") }, "History");
   return h(
     "section",
     { class: "page" },
     h("p", { class: "breadcrumb" }, h("a", { href: ctx.href("p", ctx.project, "e", ctx.env, "flags") }, "Flags"), " / ", flag.key),
-    pageHeader(h("span", { class: "flag-title" }, flag.key), flag.name !== flag.key ? flag.name : null, historyLink, canWrite ? button("Delete flag", removeFlag, { class: "danger ghost" }) : null),
+    pageHeader(h("span", { class: "flag-title" }, flag.key), flag.name !== flag.key ? flag.name : null, historyLink, archiveButton, ctx.can("writer") ? button("Delete flag", removeFlag, { class: "danger ghost" }) : null),
+    archivedNote,
     banner,
     h("div", { class: "two-col" }, h("section", { "aria-labelledby": "envs-h" }, h("h2", { id: "envs-h" }, "Environments"), envTable), h("section", { "aria-labelledby": "def-h" }, h("h2", { id: "def-h" }, "Definition"), definition)),
     targeting.element,
@@ -430,7 +487,11 @@ function targetingSection({ ctx, flag, env, initial, etag, segments, flags, rule
     conflict,
     banner,
     holder,
-    canWrite ? h("div", { class: "save-bar" }, comment.element, save) : h("p", { class: "muted" }, "Read-only: your role (", ctx.session.role, ") cannot change targeting."),
+    canWrite
+      ? h("div", { class: "save-bar" }, comment.element, save)
+      : flag().archived
+        ? h("p", { class: "muted" }, "Read-only: the flag is archived.")
+        : h("p", { class: "muted" }, "Read-only: your role (", ctx.session.role, ") cannot change targeting."),
   );
   /** This page changed the flag (a toggle): another environment's change cannot conflict with an edit
    * here, so the editor just moves to the new version; a toggle of this environment rebuilds the editor

@@ -1,5 +1,6 @@
 // Flags of a project, seen from one environment: search, tag and type filters, on/off in every environment
-// at a glance, last change, and this environment's evaluation usage with the stale badge.
+// at a glance, last change, and this environment's evaluation usage with the stale badge. Archived flags
+// are hidden unless the archived filter asks for them.
 
 import { get, getAll } from "../api.js";
 import { h, replace } from "../dom.js";
@@ -8,13 +9,13 @@ import { badge, button, emptyState, field, pageHeader, select, table, textInput,
 export const FLAG_TYPES = ["boolean", "string", "integer", "float", "object"];
 
 /** Filters survive moving between pages in one visit (not stored anywhere). */
-const filters = { q: "", tag: "", type: "" };
+const filters = { q: "", tag: "", type: "", archived: "false" };
 
 export async function render(ctx) {
   ctx.title(`Flags · ${ctx.project}/${ctx.env}`);
   const p = encodeURIComponent(ctx.project);
   const [flags, usage] = await Promise.all([
-    getAll(`/projects/${p}/flags`),
+    getAll(`/projects/${p}/flags`, { archived: "all" }),
     get(`/projects/${p}/environments/${encodeURIComponent(ctx.env)}/evaluations`).then(
       (r) => r.body,
       () => null, // usage is a hint; the list works without it
@@ -41,6 +42,14 @@ export async function render(ctx) {
   const search = textInput({ type: "search", value: filters.q, placeholder: "Key, name or description" });
   const tagSelect = select([["", "All tags"], ...tags.map((t) => [t, t])], { value: filters.tag });
   const typeSelect = select([["", "All types"], ...FLAG_TYPES.map((t) => [t, t])], { value: filters.type });
+  const archivedSelect = select(
+    [
+      ["false", "Live flags"],
+      ["true", "Archived flags"],
+      ["all", "Live and archived"],
+    ],
+    { value: filters.archived, "data-testid": "archived-filter" },
+  );
   const results = h("div", { class: "results" });
   const count = h("p", { class: "muted count", role: "status", "aria-live": "polite" });
 
@@ -49,6 +58,7 @@ export async function render(ctx) {
     if (q && ![flag.key, flag.name, flag.description].some((s) => s.toLowerCase().includes(q))) return false;
     if (filters.tag && !flag.tags.includes(filters.tag)) return false;
     if (filters.type && flag.type !== filters.type) return false;
+    if (filters.archived !== "all" && flag.archived !== (filters.archived === "true")) return false;
     return true;
   }
 
@@ -60,7 +70,9 @@ export async function render(ctx) {
           "div",
           { class: "flag-cell" },
           h("a", { href: ctx.href("p", ctx.project, "e", ctx.env, "flags", f.key), class: "flag-key" }, f.key),
+          f.archived ? [" ", badge("Archived", "warn", { "data-testid": `archived-${f.key}` })] : null,
           f.name && f.name !== f.key ? h("div", { class: "muted" }, f.name) : null,
+          f.owner ? h("div", { class: "muted small" }, `Owner: ${f.owner}`) : null,
           f.description ? h("div", { class: "muted small clamp" }, f.description) : null,
         ),
     },
@@ -110,7 +122,9 @@ export async function render(ctx) {
   }
   function clearFilters() {
     filters.q = filters.tag = filters.type = "";
+    filters.archived = "false";
     search.value = tagSelect.value = typeSelect.value = "";
+    archivedSelect.value = "false";
     update();
     search.focus();
   }
@@ -126,6 +140,10 @@ export async function render(ctx) {
     filters.type = typeSelect.value;
     update();
   });
+  archivedSelect.addEventListener("change", () => {
+    filters.archived = archivedSelect.value;
+    update();
+  });
   update();
 
   return h(
@@ -138,6 +156,7 @@ export async function render(ctx) {
       field("Search", search).element,
       field("Filter by tag", tagSelect).element,
       field("Filter by type", typeSelect).element,
+      field("Archived", archivedSelect).element,
       count,
     ),
     results,
