@@ -121,7 +121,8 @@ def _architecture_figures() -> list[tuple[str, str]]:
     from flagyard.contracts.redis import SERVED_STALE_SECONDS
     from flagyard.control_plane import outbox, scheduler
     from flagyard.control_plane.api.deps import IdempotencyPruner
-    from flagyard.control_plane.services import propagation, schedules, sessions
+    from flagyard.control_plane.metrics import STALE_GAUGE_MAX_AGE_SECONDS
+    from flagyard.control_plane.services import lifecycle, propagation, schedules, sessions
     from flagyard.data_plane.settings import DataPlaneSettings
     from flagyard.syncer import worker
 
@@ -175,6 +176,14 @@ def _architecture_figures() -> list[tuple[str, str]]:
         (
             "schedule window",
             f"at most {schedules.CLOCK_SKEW.total_seconds():g} s in the past and {schedules.MAX_LEAD.days} days\nahead",
+        ),
+        (
+            "stale report days",
+            f"(1 to {lifecycle.MAX_STALE_DAYS}, default {lifecycle.DEFAULT_STALE_DAYS}, paged)",
+        ),
+        (
+            "stale gauge",
+            f"computed on a scrape at most once {_every(STALE_GAUGE_MAX_AGE_SECONDS)} per process",
         ),
         ("scheduler batch", f"(up to {scheduler.BATCH} changes a pass, repeated while full)"),
     ]
