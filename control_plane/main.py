@@ -35,6 +35,7 @@ from flagyard.control_plane.api.routes import (
     segments,
     sessions,
     transfer,
+    webhooks,
 )
 from flagyard.control_plane.console import install_console
 from flagyard.control_plane.db.reads import make_read_pool
@@ -44,6 +45,7 @@ from flagyard.control_plane.ratelimit import RateLimiter
 from flagyard.control_plane.services.keys import KeyCache, ensure_bootstrap_key
 from flagyard.control_plane.settings import Settings
 from flagyard.control_plane.state import AppState
+from flagyard.control_plane.webhooks import Worker
 from flagyard.db.engine import make_engine, make_sessionmaker
 
 log = structlog.get_logger("flagyard.control_plane")
@@ -99,6 +101,12 @@ def build_state(settings: Settings) -> AppState:
             metrics=metrics,
         )
     key_cache = KeyCache(settings.auth_cache_seconds)
+    worker = Worker(sessions, settings, metrics)
+
+    def webhook_pending() -> int:
+        return worker.pending()
+
+    metrics.watch_webhooks(webhook_pending)
     return AppState(
         settings,
         engine,
@@ -111,6 +119,7 @@ def build_state(settings: Settings) -> AppState:
         metrics,
         key_cache,
         relay,
+        worker if settings.webhook_poll_interval_seconds > 0 else None,
     )
 
 
@@ -140,12 +149,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.freeze()
         if state.relay is not None:
             state.relay.start()
+        if state.webhooks is not None:
+            state.webhooks.start()
         log.info("control_plane.started", mode=settings.mode)
         try:
             yield
         finally:
             if state.relay is not None:
                 state.relay.stop()
+            if state.webhooks is not None:
+                state.webhooks.stop()
             state.dispatcher.close()
             await state.reads.close()
             await state.limiter.aclose()
@@ -179,6 +192,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         transfer,
         jobs,
         sessions,
+        webhooks,
     )
     routers = [module.router for module in modules]
     for router in routers:

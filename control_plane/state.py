@@ -14,6 +14,7 @@ from flagyard.control_plane.outbox import Dispatcher, Relay
 from flagyard.control_plane.ratelimit import RateLimiter
 from flagyard.control_plane.services.keys import KeyCache
 from flagyard.control_plane.settings import Settings
+from flagyard.control_plane.webhooks import Worker
 
 
 @dataclass
@@ -31,3 +32,5 @@ class AppState:
     metrics: Metrics
     key_cache: KeyCache
     relay: Relay | None = None
+    webhooks: Worker | None = None
+    """The webhook delivery loop of this process (``None`` when its poll interval is 0)."""

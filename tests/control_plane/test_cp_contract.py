@@ -181,6 +181,13 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/projects/{project}/environments/{env}/sdk-keys/{key_id}/rotate"): None,
     ("POST", "/api/v1/projects/{project}/environments/{env}/import"): {"flags": [], "segments": []},
     ("POST", "/api/v1/jobs/failed/requeue"): None,
+    ("POST", "/api/v1/projects/{project}/webhooks"): {
+        "url": "https://example.com/h",
+        "events": ["flag.toggled"],
+    },
+    ("PATCH", "/api/v1/projects/{project}/webhooks/{webhook_id}"): {"description": "changed"},
+    ("POST", "/api/v1/projects/{project}/webhooks/{webhook_id}/rotate-secret"): None,
+    ("POST", "/api/v1/projects/{project}/webhooks/{webhook_id}/test"): None,
 }
 """A valid request for each write that has a body (a DELETE has none)."""
 
@@ -202,14 +209,19 @@ def _world(client: TestClient, api: Api) -> dict[str, str]:
     sdk_key = client.post("/api/v1/projects/shop/environments/dev/sdk-keys", json={"name": "sdk"}).json()[
         "id"
     ]
-    return {"api_key": str(api_key), "sdk_key": str(sdk_key)}
+    webhook = client.post(
+        "/api/v1/projects/shop/webhooks", json={"url": "https://example.com/w", "events": ["flag.changed"]}
+    ).json()["id"]
+    return {"api_key": str(api_key), "sdk_key": str(sdk_key), "webhook": str(webhook)}
 
 
 def _request(client: TestClient, api: Api, method: str, path: str) -> tuple[str, dict[str, Any]]:
     """A valid request for a write in a fresh world, with the current ETag where If-Match is required."""
     world = _world(client, api)
     key_id = world["sdk_key"] if "sdk-keys" in path else world["api_key"]
-    url = path.format(project="shop", env="dev", flag="checkout", segment="beta", key_id=key_id)
+    url = path.format(
+        project="shop", env="dev", flag="checkout", segment="beta", key_id=key_id, webhook_id=world["webhook"]
+    )
     headers = {}
     if method in ("PATCH", "DELETE") and _advertises(method, path, "If-Match"):
         headers["If-Match"] = api.etag(url)

@@ -18,7 +18,9 @@ router = APIRouter(route_class=StrictRoute, prefix=API_PREFIX, tags=["audit"], r
 
 ResourceType = Annotated[
     str | None,
-    Query(pattern=r"^(project|environment|flag|segment|api_key|sdk_key)$", description="Resource type."),
+    Query(
+        pattern=r"^(project|environment|flag|segment|api_key|sdk_key|webhook)$", description="Resource type."
+    ),
 ]
 Short = Annotated[str | None, Query(max_length=256)]
 ActorKey = Annotated[int | None, Query(ge=1, le=2**62, description="Id of the acting key.")]

@@ -1,0 +1,553 @@
+"""Webhooks on the real stack: subscriptions over the API, deliveries written by the change's transaction,
+sent by the delivery worker to a real local HTTP receiver, verified there by an independent Standard
+Webhooks implementation (the ``standardwebhooks`` package)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from cp_helpers import Api, rows
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from standardwebhooks.webhooks import Webhook
+from webhook_receiver import Receiver, start_receiver
+
+from flagyard.control_plane import schemas
+from flagyard.control_plane.services.webhooks import MAX_WEBHOOKS_PER_PROJECT
+from flagyard.control_plane.settings import Settings
+from flagyard.control_plane.webhook_events import EVENTS
+from flagyard.control_plane.webhooks import EXCERPT_BYTES, Worker, backoff_seconds
+
+W = "/api/v1/projects/shop/webhooks"
+TOGGLE = "/api/v1/projects/shop/flags/checkout/environments/prod/toggle"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = start_receiver()
+    yield r
+    r.close()
+
+
+def worker(app: FastAPI, settings: Settings, **overrides: Any) -> Worker:
+    """A delivery worker on the app's database, with settings changed for the test."""
+    return Worker(app.state.flagyard.sessions, settings.model_copy(update=overrides))
+
+
+def subscribe(client: TestClient, url: str, events: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    r = client.post(W, json={"url": url, "events": events or ["flag.toggled", "flag.changed"], **extra})
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def deliveries(client: TestClient, webhook_id: int) -> list[dict[str, Any]]:
+    r = client.get(f"{W}/{webhook_id}/deliveries")
+    assert r.status_code == 200, r.text
+    return list(r.json()["items"])
+
+
+def later(seconds: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def toggle(client: TestClient, enabled: bool = True) -> None:
+    """Switch checkout on in prod (a new flag is off: switching it off would change nothing)."""
+    r = client.post(TOGGLE, json={"enabled": enabled, "comment": "ship it"})
+    assert r.status_code == 200, r.text
+
+
+# --- the API --------------------------------------------------------------------------------------
+
+
+def test_event_table__same_as_the_published_enum() -> None:
+    assert tuple(EVENTS) == schemas.WebhookEvent.__args__
+
+
+def test_crud__create_shows_secret_once_get_list_patch_delete(client: TestClient, api: Api) -> None:
+    api.project()
+    created = subscribe(client, "https://hooks.example.com/flagyard", ["flag.toggled"], description="ops")
+    secret = created["secret"]
+    assert secret.startswith("whsec_")
+    assert created["secret_prefix"] == secret[:10]
+    assert created["enabled"] is True
+    assert created["events"] == ["flag.toggled"]
+    wid = created["id"]
+    got = client.get(f"{W}/{wid}")
+    assert got.status_code == 200
+    assert "secret" not in got.json()
+    listed = client.get(W).json()["items"]
+    assert [w["id"] for w in listed] == [wid]
+    assert "secret" not in listed[0]
+    r = client.patch(f"{W}/{wid}", json={"events": ["segment.changed", "key.created"], "enabled": False})
+    assert r.status_code == 200, r.text
+    assert r.json()["events"] == ["segment.changed", "key.created"]
+    assert r.json()["enabled"] is False
+    rotated = client.post(f"{W}/{wid}/rotate-secret")
+    assert rotated.status_code == 201
+    assert rotated.json()["secret"] != secret
+    assert client.delete(f"{W}/{wid}").status_code == 204
+    assert client.get(f"{W}/{wid}").status_code == 404
+    actions = [
+        e["action"] for e in client.get("/api/v1/projects/shop/audit?resource_type=webhook").json()["items"]
+    ]
+    assert actions == ["deleted", "secret_rotated", "updated", "created"]
+
+
+@pytest.mark.parametrize(
+    ("body", "pointer"),
+    [
+        ({"url": "ftp://example.com/x", "events": ["flag.toggled"]}, "/url"),
+        ({"url": "https://example.com/" + "a" * 2048, "events": ["flag.toggled"]}, "/url"),
+        ({"url": "https://example.com/x", "events": ["flag.toggled", "flag.exploded"]}, "/events/1"),
+        ({"url": "https://example.com/x", "events": []}, "/events"),
+        (
+            {"url": "https://example.com/x", "events": ["flag.toggled"], "description": "d" * 1001},
+            "/description",
+        ),
+        ({"url": "https://user:pw@example.com/x", "events": ["flag.toggled"]}, "/url"),
+        ({"events": ["flag.toggled"]}, "/url"),
+    ],
+)
+def test_create__invalid__422_with_pointer(
+    client: TestClient, api: Api, body: dict[str, Any], pointer: str
+) -> None:
+    api.project()
+    r = client.post(W, json=body)
+    assert r.status_code == 422, r.text
+    assert pointer in [d["path"] for d in r.json()["details"]], r.json()
+
+
+def test_create__url_at_the_length_bound__accepted(client: TestClient, api: Api) -> None:
+    api.project()
+    url = "https://example.com/"
+    url += "a" * (schemas.MAX_WEBHOOK_URL_LENGTH - len(url))
+    assert subscribe(client, url)["url"] == url
+
+
+def test_create__beyond_subscriptions_per_project__422(client: TestClient, api: Api) -> None:
+    api.project()
+    for i in range(MAX_WEBHOOKS_PER_PROJECT):
+        subscribe(client, f"https://example.com/{i}")
+    r = client.post(W, json={"url": "https://example.com/one-more", "events": ["flag.toggled"]})
+    assert r.status_code == 422
+    assert "at most 50" in r.json()["message"]
+
+
+def test_private_literal_address__refused_at_creation_by_default(settings: Settings, api: Api) -> None:
+    from contract_helpers import CheckedClient
+    from cp_helpers import ADMIN_KEY
+
+    from flagyard.control_plane.main import create_app
+
+    api.project()
+    strict = create_app(settings.model_copy(update={"webhook_allow_private": False}))
+    with CheckedClient(strict, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:
+        for url in (
+            "http://127.0.0.1:9/x",
+            "http://10.1.2.3/x",
+            "http://169.254.169.254/latest",
+            "http://[::1]/x",
+        ):
+            r = c.post(W, json={"url": url, "events": ["flag.toggled"]})
+            assert r.status_code == 422, url
+            assert r.json()["details"][0]["path"] == "/url"
+
+
+def test_reader_key__403(client: TestClient, api: Api) -> None:
+    api.project()
+    r = client.post("/api/v1/api-keys", json={"name": "ro", "role": "reader", "project": "shop"})
+    reader = r.json()["key"]
+    r = client.get(W, headers={"Authorization": f"Bearer {reader}"})
+    assert r.status_code == 403
+
+
+def test_secret__retry_with_idempotency_key__409_not_replayed(client: TestClient, api: Api) -> None:
+    api.project()
+    body = {"url": "https://example.com/x", "events": ["flag.toggled"]}
+    first = client.post(W, json=body, headers={"Idempotency-Key": "w1"})
+    assert first.status_code == 201
+    again = client.post(W, json=body, headers={"Idempotency-Key": "w1"})
+    assert again.status_code == 409
+    assert again.json()["code"] == "secret_not_replayable"
+    assert first.json()["secret"] not in again.text
+    assert len(client.get(W).json()["items"]) == 1
+
+
+# --- deliveries ------------------------------------------------------------------------------------
+
+
+def test_toggle__signed_delivery_verified_by_receiver(
+    app: FastAPI, settings: Settings, client: TestClient, api: Api, receiver: Receiver
+) -> None:
+    api.project()
+    api.flag()
+    created = subscribe(client, receiver.url("/ok"), ["flag.toggled"])
+    toggle(client)
+    assert worker(app, settings).run_once() == ["delivered"]
+    [request] = receiver.received("/ok")
+    # An independent implementation of Standard Webhooks checks signature, id and timestamp.
+    verified = Webhook(created["secret"]).verify(request.body, request.headers)
+    assert verified["type"] == "flag.toggled"
+    data = verified["data"]
+    assert (data["project"], data["environment"], data["key"], data["action"]) == (
+        "shop",
+        "prod",
+        "checkout",
+        "toggled",
+    )
+    assert data["version"] == 2
+    assert data["resource_type"] == "flag"
+    assert data["comment"] == "ship it"
+    assert data["actor"]["key_id"] == 1
+    assert data["actor"]["key_prefix"]
+    assert request.headers["webhook-id"] == f"msg_{deliveries(client, created['id'])[0]['id']}"
+    assert abs(int(request.headers["webhook-timestamp"]) - time.time()) < 300
+    # A tampered body, or another secret, does not verify.
+    with pytest.raises(Exception, match=r"[Ss]ignature"):
+        Webhook(created["secret"]).verify(request.body + b" ", request.headers)
+    [log] = deliveries(client, created["id"])
+    assert log["status"] == "delivered"
+    assert log["http_status"] == 200
+    assert log["attempts"] == 1
+    assert log["response_excerpt"] == "thanks"
+    assert log["latency_ms"] is not None
+    assert log["error"] is None
+
+
+def test_delivery_rows__written_in_the_change_transaction_only_for_matching_enabled_subscriptions(
+    client: TestClient, api: Api, engine: sa.Engine
+) -> None:
+    api.project()
+    api.flag()
+    toggled = subscribe(client, "https://example.com/t", ["flag.toggled"])
+    changed = subscribe(client, "https://example.com/c", ["flag.changed"])
+    off = subscribe(client, "https://example.com/off", ["flag.toggled"], enabled=False)
+    toggle(client)
+    r = client.patch(
+        "/api/v1/projects/shop/flags/checkout", json={"description": "new"}, headers={"If-Match": '"2"'}
+    )
+    assert r.status_code == 200, r.text
+    events = rows(engine, "SELECT subscription_id, event FROM webhook_deliveries ORDER BY id")
+    assert [tuple(e) for e in events] == [(toggled["id"], "flag.toggled"), (changed["id"], "flag.changed")]
+    assert off["id"] not in [e[0] for e in events]
+    # A change refused (stale If-Match) writes nothing.
+    r = client.patch(
+        "/api/v1/projects/shop/flags/checkout", json={"description": "x"}, headers={"If-Match": '"1"'}
+    )
+    assert r.status_code == 412
+    assert rows(engine, "SELECT count(*) FROM webhook_deliveries")[0][0] == 2
+
+
+def test_key_and_segment_events__delivered(
+    app: FastAPI, settings: Settings, client: TestClient, api: Api, receiver: Receiver
+) -> None:
+    api.project()
+    created = subscribe(client, receiver.url("/ok"), ["key.created", "key.revoked", "segment.changed"])
+    api.segment()
+    r = client.post("/api/v1/projects/shop/environments/prod/sdk-keys", json={"name": "app"})
+    assert r.status_code == 201
+    assert (
+        client.delete(f"/api/v1/projects/shop/environments/prod/sdk-keys/{r.json()['id']}").status_code == 204
+    )
+    assert sorted(worker(app, settings).run_once()) == ["delivered"] * 3
+    types = sorted(
+        Webhook(created["secret"]).verify(q.body, q.headers)["type"] for q in receiver.received("/ok")
+    )
+    assert types == ["key.created", "key.revoked", "segment.changed"]
+
+
+def test_receiver_fails_twice__delivered_on_third_attempt_after_backoff(
+    app: FastAPI, settings: Settings, client: TestClient, api: Api, receiver: Receiver
+) -> None:
+    api.project()
+    api.flag()
+    created = subscribe(client, receiver.url("/fail/2"), ["flag.toggled"])
+    toggle(client)
+    w = worker(app, settings, webhook_backoff_base_seconds=60, webhook_backoff_max_seconds=600)
+    assert w.run_once() == ["retrying"]
+    [log] = deliveries(client, created["id"])
+    assert (log["status"], log["attempts"], log["http_status"], log["error"]) == (
+        "pending",
+        1,
+        500,
+        "HTTP 500",
+    )
+    due = datetime.fromisoformat(log["next_attempt_at"])
+    assert later(29) <= due <= later(61)  # 60 s with jitter in [0.5, 1)
+    assert w.run_once() == []  # not due yet: nothing is sent before the backoff
+    assert w.run_once(now=due + timedelta(seconds=1)) == ["retrying"]
+    [log] = deliveries(client, created["id"])
+    second = datetime.fromisoformat(log["next_attempt_at"])
+    assert second - due >= timedelta(seconds=59)  # doubled: 120 s with jitter after the second failure
+    assert w.run_once(now=second + timedelta(seconds=1)) == ["delivered"]
+    [log] = deliveries(client, created["id"])
+    assert (log["status"], log["attempts"], log["http_status"]) == ("delivered", 3, 200)
+    bodies = [q.body for q in receiver.received("/fail/2")]
+    assert len(bodies) == 3
+    assert len(set(bodies)) == 1
+    ids = {q.headers["webhook-id"] for q in receiver.received("/fail/2")}
+    assert len(ids) == 1  # the same id, for the receiver's deduplication
+    last = receiver.received("/fail/2")[-1]
+    assert Webhook(created["secret"]).verify(last.body, last.headers)["type"] == "flag.toggled"
+    assert client.get(f"{W}/{created['id']}").json()["consecutive_failures"] == 0
+
+
+def test_attempts_exhausted__failed(
+    app: FastAPI, settings: Settings, client: TestClient, api: Api, receiver: Receiver
+) -> None:
+    api.project()
+    api.flag()
+    created = subscribe(client, receiver.url("/status/503"), ["flag.toggled"])
+    toggle(client)
+    w = worker(app, settings, webhook_max_attempts=3, webhook_backoff_base_seconds=1)
+    outcomes = [w.run_once(now=later(3600 * i)) for i in range(4)]
+    assert outcomes == [["retrying"], ["retrying"], ["failed"], []]
+    [log] = deliveries(client, created["id"])
+    assert (log["status"], log["attempts"], log["http_status"]) == ("failed", 3, 503)
+    assert log["next_attempt_at"] is None
+    assert log["completed_at"] is not None
+
+
+def test_backoff__doubles_up_to_the_cap_with_jitter() -> None:
+    assert [backoff_seconds(n, 10, 3600, rand=lambda: 0.999999) for n in (1, 2, 3)] == pytest.approx(
+        [10, 20, 40]
+    )
+    assert backoff_seconds(1, 10, 3600, rand=lambda: 0.0) == 5
+    assert backoff_seconds(30, 10, 3600, rand=lambda: 0.999999) == pytest.approx(3600)
+
+
+def test_hanging_receiver__cut_by_timeout_without_blocking_other_deliveries(
+    app: FastAPI, settings: Settings, client: TestClient, api: Api, receiver: Receiver
+) -> None:
+    api.project()
+    api.flag()
+    hang = subscribe(client, receiver.url("/hang"), ["flag.toggled"])
+    ok = subscribe(client, receiver.url("/ok"), ["flag.toggled"])
+    w = worker(app, settings, webhook_timeout_seconds=2.0, webhook_poll_interval_seconds=0.1)
+    w.start()
+    try:
+        toggle(client)
+        assert receiver.hanging.wait(20)
+        deadline = time.monotonic() + 20
+        while deliveries(client, ok["id"])[0]["status"] != "delivered":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        # Delivered while the hanging request is still held open by the receiver.
+        assert not receiver.release.is_set()
+        while (
+            deliveries(client, hang["id"])[0]["attempts"] < 1
+            or deliveries(client, hang["id"])[0]["error"] is None
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        w.stop()
+    [log] = deliveries(client, hang["id"])
+    assert log["status"] == "pending"
+    assert log["error"] == "timed out after 2 s"
+    assert log["http_status"] is None
+    assert not receiver.release.is_set()  # cut by the worker, not by the receiver letting go
+
+
+def test_huge_response__read_only_up_to_the_excerpt_cap(
+    app: FastAPI, settings: Settings, client: TestClient, api: Api, receiver: Receiver
+) -> None:
+    api.project()
+    api.flag()
+    created = subscribe(client, receiver.url("/huge"), ["flag.toggled"])
+    toggle(client)
+    assert worker(app, settings).run_once() == ["delivered"]
+    [log] = deliveries(client, created["id"])
+    assert log["response_excerpt"] == "x" * EXCERPT_BYTES
+    assert receiver.huge_bytes_sent < 64 * 1024 * 1024  # the worker stopped reading; the receiver gave up
+
+
+def test_redirect__not_followed_recorded_as_failure(
+    app: FastAPI, settings: Settings, client: TestClient, api: Api, receiver: Receiver
+) -> None:
+    api.project()
+    api.flag()
+    created = subscribe(client, receiver.url("/redirect"), ["flag.toggled"])
+    toggle(client)
+    assert worker(app, settings).run_once() == ["retrying"]
+    [log] = deliveries(client, created["id"])
+    assert log["http_status"] == 302
+    assert "redirects are not followed" in log["error"]
+    assert receiver.received("/ok") == []
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_private_destination__refused_by_default_at_delivery(
+    app: FastAPI, settings: Settings, client: TestClient, api: Api, receiver: Receiver, host: str
+) -> None:
+    api.project()
+    api.flag()
+    created = subscribe(client, receiver.url("/ok", host=host), ["flag.toggled"])
+    toggle(client)
+    assert worker(app, settings, webhook_allow_private=False).run_once() == ["failed"]  # not retried
+    [log] = deliveries(client, created["id"])
+    assert log["status"] == "failed"
+    assert log["http_status"] is None
+    assert f"refused: {host} resolves to 127.0.0.1" in log["error"]
+    assert "FLAGYARD_WEBHOOK_ALLOW_PRIVATE" in log["error"]
+    assert receiver.requests == []
+
+
+def test_sustained_failures__subscription_disabled_audited_reenabled_by_patch(
+    app: FastAPI, settings: Settings, client: TestClient, api: Api, receiver: Receiver, engine: sa.Engine
+) -> None:
+    api.project()
+    api.flag()
+    created = subscribe(client, receiver.url("/status/500"), ["flag.toggled"])
+    for enabled in (True, False, True):
+        toggle(client, enabled)
+    w = worker(app, settings, webhook_disable_after_failures=2, webhook_max_attempts=5)
+    # The first failure is retried; the second disables the subscription: it and every other pending
+    # delivery of the subscription fail (the first one too, though it had been scheduled for a retry).
+    assert sorted(w.run_once()) == ["failed", "failed", "retrying"]
+    sub = client.get(f"{W}/{created['id']}").json()
+    assert sub["enabled"] is False
+    assert "2 consecutive failed" in sub["disabled_reason"]
+    assert [d["status"] for d in deliveries(client, created["id"])] == ["failed"] * 3
+    assert w.run_once(now=later(86400)) == []  # a disabled subscription gets nothing
+    toggle(client, False)
+    assert rows(engine, "SELECT count(*) FROM webhook_deliveries")[0][0] == 3  # none while disabled
+    [entry] = client.get("/api/v1/projects/shop/audit?resource_type=webhook&action=disabled").json()["items"]
+    assert entry["actor_key_id"] is None
+    assert entry["resource_key"] == str(created["id"])
+    r = client.patch(f"{W}/{created['id']}", json={"enabled": True, "url": receiver.url("/ok")})
+    assert r.status_code == 200
+    assert (r.json()["enabled"], r.json()["consecutive_failures"], r.json()["disabled_reason"]) == (
+        True,
+        0,
+        None,
+    )
+    toggle(client, True)
+    assert "delivered" in w.run_once(now=later(86400))
+
+
+def test_send_test_event__delivered_and_logged(
+    app: FastAPI, settings: Settings, client: TestClient, api: Api, receiver: Receiver
+) -> None:
+    api.project()
+    created = subscribe(client, receiver.url("/ok"), ["flag.toggled"])
+    r = client.post(f"{W}/{created['id']}/test")
+    assert r.status_code == 202
+    assert r.json()["event"] == "webhook.test"
+    assert worker(app, settings).run_once() == ["delivered"]
+    [request] = receiver.received("/ok")
+    assert Webhook(created["secret"]).verify(request.body, request.headers)["type"] == "webhook.test"
+    [log] = deliveries(client, created["id"])
+    assert (log["id"], log["event"], log["status"]) == (r.json()["delivery_id"], "webhook.test", "delivered")
+
+
+def test_dead_receiver__write_commits_delivery_waits(
+    app: FastAPI, settings: Settings, client: TestClient, api: Api, engine: sa.Engine
+) -> None:
+    api.project()
+    api.flag()
+    created = subscribe(client, "http://127.0.0.1:9/nobody-listens", ["flag.toggled"])
+    toggle(client)  # 200: the receiver is never contacted by the request
+    r = client.get("/api/v1/projects/shop/flags/checkout/environments/prod")
+    assert r.json()["enabled"] is True
+    assert worker(app, settings).run_once() == ["retrying"]
+    [log] = deliveries(client, created["id"])
+    assert log["status"] == "pending"
+    assert log["error"].startswith("ConnectError")
+
+
+def test_rotated_secret__signs_the_next_attempt(
+    app: FastAPI, settings: Settings, client: TestClient, api: Api, receiver: Receiver
+) -> None:
+    api.project()
+    api.flag()
+    created = subscribe(client, receiver.url("/ok"), ["flag.toggled"])
+    new = client.post(f"{W}/{created['id']}/rotate-secret").json()["secret"]
+    toggle(client)
+    worker(app, settings).run_once()
+    [request] = receiver.received("/ok")
+    Webhook(new).verify(request.body, request.headers)
+    with pytest.raises(Exception, match=r"[Ss]ignature"):
+        Webhook(created["secret"]).verify(request.body, request.headers)
+
+
+def test_secret__never_in_reads_audit_logs_or_database_in_clear(
+    app: FastAPI,
+    settings: Settings,
+    client: TestClient,
+    api: Api,
+    receiver: Receiver,
+    engine: sa.Engine,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    api.project()
+    api.flag()
+    caplog.set_level(logging.DEBUG)
+    created = subscribe(client, receiver.url("/ok"), ["flag.toggled"])
+    rotated = client.post(f"{W}/{created['id']}/rotate-secret").json()
+    toggle(client)
+    worker(app, settings).run_once()
+    seen = [
+        client.get(W).text,
+        client.get(f"{W}/{created['id']}").text,
+        client.get(f"{W}/{created['id']}/deliveries").text,
+        client.get("/api/v1/projects/shop/audit").text,
+        caplog.text,
+        capsys.readouterr().out,
+        json.dumps([list(map(str, row)) for row in rows(engine, "SELECT * FROM webhook_subscriptions")]),
+        json.dumps([list(map(str, row)) for row in rows(engine, "SELECT * FROM audit_log")]),
+        json.dumps([list(map(str, row)) for row in rows(engine, "SELECT * FROM webhook_deliveries")]),
+    ]
+    for secret in (created["secret"], rotated["secret"]):
+        body = secret.removeprefix("whsec_")
+        for text in seen:
+            assert body[:12] not in text
+    assert "**" in repr(
+        Worker(app.state.flagyard.sessions, settings).box.open(  # type: ignore[union-attr]
+            rows(engine, "SELECT secret_encrypted FROM webhook_subscriptions")[0][0]
+        )
+    )
+
+
+def test_deliveries__paged_newest_first(
+    app: FastAPI, settings: Settings, client: TestClient, api: Api, receiver: Receiver
+) -> None:
+    api.project()
+    api.flag()
+    created = subscribe(client, receiver.url("/ok"), ["flag.toggled"])
+    for enabled in (True, False, True):
+        toggle(client, enabled)
+    r = client.get(f"{W}/{created['id']}/deliveries?limit=2")
+    page = r.json()
+    assert len(page["items"]) == 2
+    assert page["next_cursor"] is not None
+    rest = client.get(f"{W}/{created['id']}/deliveries?limit=2&cursor={page['next_cursor']}").json()
+    ids = [d["id"] for d in page["items"] + rest["items"]]
+    assert ids == sorted(ids, reverse=True)
+    assert len(ids) == 3
+    assert client.get(f"{W}/{created['id']}/deliveries?status=delivered").json()["items"] == []
+
+
+def test_prune__finished_deliveries_past_retention_dropped_pending_kept(
+    app: FastAPI, settings: Settings, client: TestClient, api: Api, receiver: Receiver
+) -> None:
+    api.project()
+    api.flag()
+    done = subscribe(client, receiver.url("/ok"), ["flag.toggled"])
+    toggle(client)
+    w = worker(app, settings)
+    w.run_once()
+    waiting = subscribe(client, "http://127.0.0.1:9/x", ["flag.toggled"])
+    toggle(client, False)
+    assert w.prune(later(3600)) == 0
+    assert w.prune(later(settings.webhook_retention_hours * 3600 + 60)) == 1  # the one delivered
+    assert [d["status"] for d in deliveries(client, done["id"])] == ["pending"]
+    assert [d["status"] for d in deliveries(client, waiting["id"])] == ["pending"]
