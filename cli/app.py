@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from . import admin_key_cmd, envs_cmd, flags_cmd, jobs_cmd, keys_cmd, projects_cmd, segments_cmd
+from . import (
+    admin_key_cmd,
+    envs_cmd,
+    flags_cmd,
+    jobs_cmd,
+    keys_cmd,
+    projects_cmd,
+    segments_cmd,
+    webhooks_cmd,
+)
 from .admin import ApiKeyOption, JsonOption, Target, UrlOption
 from .eval_cmd import eval_command
 from .rest import DEFAULT_URL
@@ -24,6 +33,7 @@ app.add_typer(flags_cmd.app, name="flags")
 app.add_typer(segments_cmd.app, name="segments")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(jobs_cmd.app, name="jobs")
+app.add_typer(webhooks_cmd.app, name="webhooks")
 app.command("import")(import_command)
 app.command("export")(export_command)
 app.command("up")(up_command)
