@@ -50,7 +50,7 @@ import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
 from flagyard.contracts.logs import configure_logging
-from flagyard.control_plane.exceptions import RefusedDestinationError
+from flagyard.control_plane.exceptions import ConfigurationError, RefusedDestinationError
 from flagyard.control_plane.metrics import Metrics
 from flagyard.control_plane.services.diff import json_diff
 from flagyard.control_plane.services.webhooks import is_public
@@ -378,6 +378,13 @@ class Worker:
             return Outcome(
                 False, latency_ms=elapsed(), error=_clean(f"{type(exc).__name__}: {exc}", ERROR_CHARS)
             )
+        except ConfigurationError as exc:  # the secret cannot be decrypted with this process's key
+            return Outcome(False, retry=False, latency_ms=elapsed(), error=_clean(str(exc), ERROR_CHARS))
+        except Exception as exc:  # a receiver must never break the worker: record whatever went wrong
+            log.exception("webhook.attempt_error", delivery_id=claimed.id)
+            return Outcome(
+                False, latency_ms=elapsed(), error=_clean(f"unexpected {type(exc).__name__}", ERROR_CHARS)
+            )
 
     async def _post(self, client: httpx.AsyncClient, claimed: Claimed, elapsed: Callable[[], int]) -> Outcome:
         if self.box is None:
@@ -436,7 +443,12 @@ class Worker:
 
     async def _deliver(self, client: httpx.AsyncClient, claimed: Claimed, now: datetime | None) -> str:
         outcome = await self.attempt(client, claimed)
-        result = await asyncio.to_thread(self.record, claimed, outcome, now or self.clock())
+        try:
+            result = await asyncio.to_thread(self.record, claimed, outcome, now or self.clock())
+        except sa.exc.SQLAlchemyError as exc:
+            # The lease ends and the delivery is attempted again (the attempt stays counted).
+            log.warning("webhook.record_failed", delivery_id=claimed.id, error=str(exc).splitlines()[0][:200])
+            return "unrecorded"
         if self.metrics is not None:
             self.metrics.webhook_deliveries.labels(result).inc()
             if outcome.latency_ms is not None:

@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,8 +25,9 @@ from standardwebhooks.webhooks import Webhook
 from webhook_receiver import Receiver, start_receiver
 
 from flagyard.control_plane import schemas
+from flagyard.control_plane.exceptions import ConfigurationError
 from flagyard.control_plane.services.webhooks import MAX_WEBHOOKS_PER_PROJECT
-from flagyard.control_plane.settings import Settings
+from flagyard.control_plane.settings import DEV_WEBHOOK_SECRET_KEY, Settings
 from flagyard.control_plane.webhook_events import EVENTS
 from flagyard.control_plane.webhooks import EXCERPT_BYTES, Worker, backoff_seconds
 
@@ -551,3 +557,129 @@ def test_prune__finished_deliveries_past_retention_dropped_pending_kept(
     assert w.prune(later(settings.webhook_retention_hours * 3600 + 60)) == 1  # the one delivered
     assert [d["status"] for d in deliveries(client, done["id"])] == ["pending"]
     assert [d["status"] for d in deliveries(client, waiting["id"])] == ["pending"]
+
+
+# --- settings, processes, concurrency ---------------------------------------------------------------
+
+GOOD_DB_URL = "postgresql://flagyard:s3cret-pw@db.internal:5432/flagyard"
+
+
+def production(**overrides: Any) -> Settings:
+    return Settings(
+        mode="production",
+        database_url=GOOD_DB_URL,  # type: ignore[arg-type]
+        bootstrap_admin_key="fy_admin_" + secrets.token_urlsafe(32),  # type: ignore[arg-type]
+        **overrides,
+    )
+
+
+@pytest.mark.parametrize(
+    "key",
+    [DEV_WEBHOOK_SECRET_KEY, "k" * 64, secrets.token_urlsafe(32)[:31]],
+    ids=["development-default", "low-entropy", "31-characters"],
+)
+def test_production__weak_webhook_secret_key__refused_without_quoting_it(key: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_env(
+            mode="production",
+            database_url=GOOD_DB_URL,
+            bootstrap_admin_key="fy_admin_" + secrets.token_urlsafe(32),
+            webhook_secret_key=key,
+        )
+    assert "FLAGYARD_WEBHOOK_SECRET_KEY" in str(raised.value)
+    assert key not in str(raised.value)
+
+
+def test_production__strong_webhook_secret_key__accepted_and_used() -> None:
+    key = secrets.token_urlsafe(32)
+    assert production(webhook_secret_key=key).webhook_key() == key
+
+
+def test_production__no_webhook_secret_key__webhooks_unavailable_503(settings: Settings, api: Api) -> None:
+    from contract_helpers import CheckedClient
+    from cp_helpers import ADMIN_KEY
+
+    from flagyard.control_plane.main import create_app
+
+    assert production().webhook_key() is None
+    api.project()
+    unset = create_app(settings.model_copy(update={"mode": "production", "webhook_secret_key": None}))
+    with CheckedClient(unset, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:
+        r = c.post(W, json={"url": "https://example.com/x", "events": ["flag.toggled"]})
+    assert r.status_code == 503
+    assert "FLAGYARD_WEBHOOK_SECRET_KEY" in r.json()["message"]
+
+
+def test_in_app_worker__delivers_without_being_driven_and_counts_metrics(
+    settings: Settings, api: Api, receiver: Receiver
+) -> None:
+    from contract_helpers import CheckedClient
+    from cp_helpers import ADMIN_KEY
+
+    from flagyard.control_plane.main import create_app
+
+    running = create_app(settings.model_copy(update={"webhook_poll_interval_seconds": 0.1}))
+    with CheckedClient(running, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:
+        Api(c).project()
+        Api(c).flag()
+        created = subscribe(c, receiver.url("/ok"), ["flag.toggled"])
+        toggle(c)
+        deadline = time.monotonic() + 20
+        while not receiver.received("/ok"):
+            assert time.monotonic() < deadline, "the in-app worker never delivered"
+            time.sleep(0.05)
+        while deliveries(c, created["id"])[0]["status"] != "delivered":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        metrics = c.get("/metrics").text
+    assert 'flagyard_webhook_deliveries_total{outcome="delivered"} 1.0' in metrics
+    assert "flagyard_webhook_deliveries_pending 0.0" in metrics
+    assert "flagyard_webhook_delivery_duration_seconds_count 1.0" in metrics
+
+
+def test_standalone_worker_process__once__delivers(
+    settings: Settings, client: TestClient, api: Api, receiver: Receiver
+) -> None:
+    api.project()
+    api.flag()
+    created = subscribe(client, receiver.url("/ok"), ["flag.toggled"])
+    toggle(client)
+    env = {
+        **os.environ,
+        "FLAGYARD_DATABASE_URL": settings.database_url.get_secret_value(),
+        "FLAGYARD_REDIS_URL": settings.redis_url.get_secret_value(),
+        "FLAGYARD_WEBHOOK_ALLOW_PRIVATE": "true",
+        "FLAGYARD_LOG_LEVEL": "INFO",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "flagyard.control_plane.webhooks", "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    [request] = receiver.received("/ok")
+    Webhook(created["secret"]).verify(request.body, request.headers)
+    assert '"event": "webhook.attempt"' in proc.stdout or '"event":"webhook.attempt"' in proc.stdout
+    assert created["secret"].removeprefix("whsec_")[:12] not in proc.stdout + proc.stderr
+
+
+def test_two_workers__claim_disjoint_deliveries(
+    app: FastAPI, settings: Settings, client: TestClient, api: Api, engine: sa.Engine
+) -> None:
+    api.project()
+    api.flag()
+    for i in range(6):
+        subscribe(client, f"https://example.com/{i}", ["flag.toggled"])
+    for enabled in (True, False, True, False):
+        toggle(client, enabled)
+    a, b = worker(app, settings), worker(app, settings)
+    now = later(1)
+    with ThreadPoolExecutor(2) as pool:
+        claims = list(pool.map(lambda w: w.claim(100, now), [a, b, a, b]))
+    ids = [c.id for claim in claims for c in claim]
+    assert len(ids) == len(set(ids)) == 24  # every delivery claimed once, none twice
+    assert a.claim(100, now) == []  # leased: nobody takes them again before the lease ends
+    assert len(b.claim(100, later(3600))) == 24  # a dead worker's lease ends: they are taken again
