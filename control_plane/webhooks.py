@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import random
 import signal
@@ -38,9 +39,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -70,6 +72,7 @@ PRUNE_INTERVAL_SECONDS = 60.0
 USER_AGENT = "Flagyard-Webhooks/1"
 
 log = structlog.get_logger("flagyard.webhooks")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +222,9 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._next_prune = 0.0
+        self._db = ThreadPoolExecutor(max_workers=2, thread_name_prefix="flagyard-webhooks-db")
+        """The database calls' own threads: DNS lookups (the loop's default executor) that hang until the
+        resolver gives up never delay recording outcomes or claiming."""
 
     # --- the database side (worker threads) ----------------------------------------------------------
 
@@ -329,6 +335,9 @@ class Worker:
     def pending(self) -> int:
         with self.sessions() as session:
             return int(session.scalar(_PENDING) or 0)
+
+    async def _in_db_thread(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._db, functools.partial(function, *args))
 
     # --- the network side (the event loop) -----------------------------------------------------------
 
@@ -444,7 +453,7 @@ class Worker:
     async def _deliver(self, client: httpx.AsyncClient, claimed: Claimed, now: datetime | None) -> str:
         outcome = await self.attempt(client, claimed)
         try:
-            result = await asyncio.to_thread(self.record, claimed, outcome, now or self.clock())
+            result = await self._in_db_thread(self.record, claimed, outcome, now or self.clock())
         except sa.exc.SQLAlchemyError as exc:
             # The lease ends and the delivery is attempted again (the attempt stays counted).
             log.warning("webhook.record_failed", delivery_id=claimed.id, error=str(exc).splitlines()[0][:200])
@@ -470,7 +479,7 @@ class Worker:
         """Claim what is due (at ``now``, default the clock) up to the concurrency, send it all
         concurrently, record every outcome; the outcomes in claim order."""
         at = now or self.clock()
-        claimed = await asyncio.to_thread(self.claim, self.concurrency, at)
+        claimed = await self._in_db_thread(self.claim, self.concurrency, at)
         if not claimed:
             return []
         async with self._client() as client:
@@ -489,10 +498,10 @@ class Worker:
                 free = self.concurrency - len(inflight)
                 try:
                     if free > 0:
-                        claimed = await asyncio.to_thread(self.claim, free, self.clock())
+                        claimed = await self._in_db_thread(self.claim, free, self.clock())
                     if time.monotonic() >= self._next_prune:
                         self._next_prune = time.monotonic() + PRUNE_INTERVAL_SECONDS
-                        await asyncio.to_thread(self.prune, self.clock())
+                        await self._in_db_thread(self.prune, self.clock())
                 except sa.exc.SQLAlchemyError as exc:
                     log.warning("webhook.poll_failed", error=str(exc).splitlines()[0][:200])
                 for c in claimed:
@@ -530,6 +539,7 @@ class Worker:
         if self._thread is not None:
             self._thread.join(timeout)
         self._thread = None
+        self._db.shutdown(wait=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -683,3 +683,17 @@ def test_two_workers__claim_disjoint_deliveries(
     assert len(ids) == len(set(ids)) == 24  # every delivery claimed once, none twice
     assert a.claim(100, now) == []  # leased: nobody takes them again before the lease ends
     assert len(b.claim(100, later(3600))) == 24  # a dead worker's lease ends: they are taken again
+
+
+def test_dns_name__connection_to_the_checked_address_with_the_name_as_host(
+    app: FastAPI, settings: Settings, client: TestClient, api: Api, receiver: Receiver
+) -> None:
+    api.project()
+    api.flag()
+    created = subscribe(client, receiver.url("/ok", host="localhost"), ["flag.toggled"])
+    toggle(client)
+    assert worker(app, settings).run_once() == ["delivered"]  # the test settings allow private addresses
+    [request] = receiver.received("/ok")
+    assert request.headers["host"] == f"localhost:{receiver.port}"
+    assert request.headers["user-agent"] == "Flagyard-Webhooks/1"
+    Webhook(created["secret"]).verify(request.body, request.headers)
