@@ -29,7 +29,7 @@ from flagyard.control_plane.exceptions import ConfigurationError
 from flagyard.control_plane.services.webhooks import MAX_WEBHOOKS_PER_PROJECT
 from flagyard.control_plane.settings import DEV_WEBHOOK_SECRET_KEY, Settings
 from flagyard.control_plane.webhook_events import EVENTS
-from flagyard.control_plane.webhooks import EXCERPT_BYTES, Worker, backoff_seconds
+from flagyard.control_plane.webhooks import EXCERPT_BYTES, LOG_KEEP_PER_SUBSCRIPTION, Worker, backoff_seconds
 
 W = "/api/v1/projects/shop/webhooks"
 TOGGLE = "/api/v1/projects/shop/flags/checkout/environments/prod/toggle"
@@ -697,3 +697,21 @@ def test_dns_name__connection_to_the_checked_address_with_the_name_as_host(
     assert request.headers["host"] == f"localhost:{receiver.port}"
     assert request.headers["user-agent"] == "Flagyard-Webhooks/1"
     Webhook(created["secret"]).verify(request.body, request.headers)
+
+
+def test_prune__beyond_the_per_subscription_count__oldest_finished_dropped(
+    app: FastAPI, settings: Settings, client: TestClient, api: Api, engine: sa.Engine
+) -> None:
+    api.project()
+    created = subscribe(client, "https://example.com/x", ["flag.toggled"])
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO webhook_deliveries (subscription_id, event, payload, status, completed_at)"
+                " SELECT :id, 'flag.toggled', '{}', 'delivered', now() FROM generate_series(1, :n)"
+            ),
+            {"id": created["id"], "n": LOG_KEEP_PER_SUBSCRIPTION + 5},
+        )
+    assert worker(app, settings).prune(later(0)) == 5
+    kept = rows(engine, "SELECT min(id), count(*) FROM webhook_deliveries")[0]
+    assert tuple(kept) == (6, LOG_KEEP_PER_SUBSCRIPTION)  # the newest are kept
