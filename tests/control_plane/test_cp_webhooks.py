@@ -375,6 +375,20 @@ def test_huge_response__read_only_up_to_the_excerpt_cap(
     assert receiver.huge_bytes_sent < 64 * 1024 * 1024  # the worker stopped reading; the receiver gave up
 
 
+def test_dripping_receiver__cut_by_the_whole_attempt_deadline(
+    app: FastAPI, settings: Settings, client: TestClient, api: Api, receiver: Receiver
+) -> None:
+    api.project()
+    api.flag()
+    created = subscribe(client, receiver.url("/drip"), ["flag.toggled"])
+    toggle(client)
+    # Each read gets a byte within 0.3 s, so only the deadline of the whole attempt can end it.
+    assert worker(app, settings, webhook_timeout_seconds=1.5).run_once() == ["retrying"]
+    [log] = deliveries(client, created["id"])
+    assert log["error"] == "timed out after 1.5 s"
+    assert not receiver.release.is_set()
+
+
 def test_redirect__not_followed_recorded_as_failure(
     app: FastAPI, settings: Settings, client: TestClient, api: Api, receiver: Receiver
 ) -> None:
@@ -497,11 +511,16 @@ def test_secret__never_in_reads_audit_logs_or_database_in_clear(
     api.project()
     api.flag()
     caplog.set_level(logging.DEBUG)
-    created = subscribe(client, receiver.url("/ok"), ["flag.toggled"])
-    rotated = client.post(f"{W}/{created['id']}/rotate-secret").json()
+    r = client.post(
+        W, json={"url": receiver.url("/ok"), "events": ["flag.toggled"]}, headers={"Idempotency-Key": "s1"}
+    )
+    created = r.json()
+    rotated = client.post(f"{W}/{created['id']}/rotate-secret", headers={"Idempotency-Key": "s2"}).json()
     toggle(client)
     worker(app, settings).run_once()
+    assert rows(engine, "SELECT count(*) FROM idempotency_records")[0][0] == 2  # both kept, as 409s
     seen = [
+        json.dumps([list(map(str, row)) for row in rows(engine, "SELECT * FROM idempotency_records")]),
         client.get(W).text,
         client.get(f"{W}/{created['id']}").text,
         client.get(f"{W}/{created['id']}/deliveries").text,

@@ -2,7 +2,8 @@
 
 ``/ok`` answers 200; ``/fail/<n>`` answers 500 to its first ``n`` requests, then 200; ``/status/<code>``
 always answers that code; ``/hang`` holds the request until :attr:`Receiver.release` is set (or 30 s);
-``/huge`` answers 200 with an endless body; ``/redirect`` answers 302 to ``/ok``. Every request is recorded
+``/huge`` answers 200 with an endless body; ``/drip`` answers 200 and
+then a byte every 0.3 s for a minute; ``/redirect`` answers 302 to ``/ok``. Every request is recorded
 (path, headers, body) as it arrives.
 """
 
@@ -86,6 +87,16 @@ def start_receiver() -> Receiver:
                         receiver.huge_bytes_sent += len(chunk)
                 except OSError:
                     pass
+            elif self.path == "/drip":
+                self.send_response(200)
+                self.send_header("content-type", "text/plain")
+                self.end_headers()
+                with contextlib.suppress(OSError):
+                    for _ in range(200):  # a byte every 0.3 s: no single read ever waits long
+                        self.wfile.write(b".")
+                        self.wfile.flush()
+                        if receiver.release.wait(0.3):
+                            break
             elif self.path == "/redirect":
                 self.send_response(302)
                 self.send_header("location", receiver.url("/ok"))
