@@ -140,7 +140,10 @@ class Settings(DatabaseSettings, SyncQueueSettings):
     webhook_backoff_max_seconds: float = Field(default=3600.0, ge=0.01, le=86400)
     webhook_disable_after_failures: int = Field(default=20, ge=1, le=1000)
     """Consecutive failed attempts (across deliveries) after which a subscription is disabled (audited;
-    PATCH ``enabled: true`` re-enables it)."""
+    PATCH ``enabled: true`` re-enables it), once they also span ``webhook_disable_after_seconds``."""
+    webhook_disable_after_seconds: float = Field(default=3600.0, ge=0, le=30 * 24 * 3600)
+    """How long failures must last (from the streak's first failed attempt) before they disable a
+    subscription: a burst of failures during a receiver's short restart does not."""
     webhook_retention_hours: float = Field(default=168.0, gt=0, le=24 * 90)
     """Finished deliveries are kept this long in the delivery log (and at most 1,000 per subscription)."""
 

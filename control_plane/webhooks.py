@@ -129,17 +129,19 @@ _FINISH = sa.text(
 )
 
 _SUCCEEDED = sa.text(
-    "UPDATE webhook_subscriptions SET consecutive_failures = 0 WHERE id = :id AND consecutive_failures <> 0"
+    "UPDATE webhook_subscriptions SET consecutive_failures = 0, failing_since = NULL"
+    " WHERE id = :id AND consecutive_failures <> 0"
 )
 
 _LOCK_SUBSCRIPTION = sa.text(
-    "SELECT enabled, consecutive_failures, project_id FROM webhook_subscriptions WHERE id = :id FOR UPDATE"
+    "SELECT enabled, consecutive_failures, failing_since, project_id FROM webhook_subscriptions"
+    " WHERE id = :id FOR UPDATE"
 )
 
 _FAILED = sa.text(
     """
     UPDATE webhook_subscriptions
-    SET consecutive_failures = :failures, enabled = :enabled,
+    SET consecutive_failures = :failures, failing_since = :failing_since, enabled = :enabled,
         disabled_reason = CASE WHEN :disable THEN :reason ELSE disabled_reason END,
         updated_at = CASE WHEN :disable THEN now() ELSE updated_at END
     WHERE id = :id
@@ -283,18 +285,24 @@ class Worker:
         """Count a failed attempt against the subscription, disabling it (audited, its other pending
         deliveries failed) at the limit; whether it is still enabled."""
         limit = self.settings.webhook_disable_after_failures
-        reason = f"disabled after {limit} consecutive failed delivery attempts"
+        reason = (
+            f"disabled after {limit} consecutive failed delivery attempts over at least "
+            f"{self.settings.webhook_disable_after_seconds:g} s"
+        )
         row = session.execute(_LOCK_SUBSCRIPTION, {"id": claimed.subscription_id}).first()
         if row is None:
             return False
         failures = row.consecutive_failures + 1
-        disable = bool(row.enabled) and failures >= limit
+        failing_since = row.failing_since or now
+        sustained = now - failing_since >= timedelta(seconds=self.settings.webhook_disable_after_seconds)
+        disable = bool(row.enabled) and failures >= limit and sustained
         enabled = bool(row.enabled) and not disable
         session.execute(
             _FAILED,
             {
                 "id": claimed.subscription_id,
                 "failures": failures,
+                "failing_since": failing_since,
                 "enabled": enabled,
                 "disable": disable,
                 "reason": reason,

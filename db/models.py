@@ -307,6 +307,8 @@ class WebhookSubscription(Base):
     secret_encrypted: Mapped[bytes] = mapped_column(sa.LargeBinary)
     secret_prefix: Mapped[str] = mapped_column(sa.String(16))
     consecutive_failures: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    failing_since: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    """When the current streak of failed attempts began (``None`` after a success)."""
     disabled_reason: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
     created_by_key_id: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
     created_at: Mapped[datetime] = _now()

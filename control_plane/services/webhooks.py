@@ -256,6 +256,7 @@ def update_webhook(
     if body.enabled is not None:
         if body.enabled and not row.enabled:
             row.consecutive_failures = 0
+            row.failing_since = None
             row.disabled_reason = None
         row.enabled = body.enabled
         if not body.enabled and row.disabled_reason is None:

@@ -428,7 +428,13 @@ def test_sustained_failures__subscription_disabled_audited_reenabled_by_patch(
     created = subscribe(client, receiver.url("/status/500"), ["flag.toggled"])
     for enabled in (True, False, True):
         toggle(client, enabled)
-    w = worker(app, settings, webhook_disable_after_failures=2, webhook_max_attempts=5)
+    w = worker(
+        app,
+        settings,
+        webhook_disable_after_failures=2,
+        webhook_disable_after_seconds=0,
+        webhook_max_attempts=5,
+    )
     # The first failure is retried; the second disables the subscription: it and every other pending
     # delivery of the subscription fail (the first one too, though it had been scheduled for a retry).
     assert sorted(w.run_once()) == ["failed", "failed", "retrying"]
@@ -451,6 +457,46 @@ def test_sustained_failures__subscription_disabled_audited_reenabled_by_patch(
     )
     toggle(client, True)
     assert "delivered" in w.run_once(now=later(86400))
+
+
+def test_failures__disable_only_once_they_last(
+    app: FastAPI, settings: Settings, client: TestClient, api: Api, receiver: Receiver
+) -> None:
+    api.project()
+    api.flag()
+    created = subscribe(client, receiver.url("/status/500"), ["flag.toggled"])
+    for enabled in (True, False, True):
+        toggle(client, enabled)
+    w = worker(
+        app,
+        settings,
+        webhook_disable_after_failures=2,
+        webhook_disable_after_seconds=3600,
+        webhook_backoff_base_seconds=60,
+        webhook_max_attempts=10,
+    )
+    assert w.run_once() == ["retrying"] * 3  # a burst of 3 failures within a second: not sustained
+    assert client.get(f"{W}/{created['id']}").json()["consecutive_failures"] == 3
+    assert client.get(f"{W}/{created['id']}").json()["enabled"] is True
+    outcomes = w.run_once(now=later(3601))  # still failing an hour later: disabled
+    assert sorted(outcomes) == ["failed", "failed", "failed"]
+    sub = client.get(f"{W}/{created['id']}").json()
+    assert sub["enabled"] is False
+    assert "over at least 3600 s" in sub["disabled_reason"]
+
+
+def test_success__ends_the_failure_streak(
+    app: FastAPI, settings: Settings, client: TestClient, api: Api, receiver: Receiver
+) -> None:
+    api.project()
+    api.flag()
+    created = subscribe(client, receiver.url("/fail/1"), ["flag.toggled"])
+    toggle(client)
+    w = worker(app, settings, webhook_disable_after_failures=2, webhook_disable_after_seconds=0)
+    assert w.run_once() == ["retrying"]
+    assert w.run_once(now=later(3600)) == ["delivered"]
+    sub = client.get(f"{W}/{created['id']}").json()
+    assert (sub["enabled"], sub["consecutive_failures"]) == (True, 0)
 
 
 def test_send_test_event__delivered_and_logged(

@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("secret_encrypted", sa.LargeBinary(), nullable=False),
         sa.Column("secret_prefix", sa.String(length=16), nullable=False),
         sa.Column("consecutive_failures", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("failing_since", sa.DateTime(timezone=True), nullable=True),
         sa.Column("disabled_reason", sa.Text(), nullable=True),
         sa.Column("created_by_key_id", sa.BigInteger(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
