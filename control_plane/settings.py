@@ -131,6 +131,9 @@ class Settings(DatabaseSettings, SyncQueueSettings):
     (run ``python -m flagyard.control_plane.webhooks``)."""
     webhook_concurrency: int = Field(default=8, ge=1, le=64)
     """Deliveries in flight at once per process: a hanging receiver holds one slot until its timeout."""
+    webhook_concurrency_per_subscription: int = Field(default=2, ge=1, le=64)
+    """Deliveries of one subscription in flight at once (across processes): what a slow or hostile
+    receiver can hold of the worker at most."""
     webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
     """The whole of one attempt (DNS, connect, send, status and the capped body), then it is cut."""
     webhook_max_attempts: int = Field(default=8, ge=1, le=20)

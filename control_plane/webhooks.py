@@ -12,7 +12,9 @@ Contract:
   is counted when claimed, so a receiver that crashes its worker cannot be retried forever.
 * Each attempt has one deadline for everything (DNS, connect, send, status line, capped body):
   ``FLAGYARD_WEBHOOK_TIMEOUT_SECONDS``. At most ``FLAGYARD_WEBHOOK_CONCURRENCY`` attempts run at once per
-  process, so a hanging receiver holds one slot, never the worker. Redirects are not followed; at most
+  process, and at most ``FLAGYARD_WEBHOOK_CONCURRENCY_PER_SUBSCRIPTION`` of one subscription (counted across
+  processes, up to a race between simultaneous claims), so a hanging receiver holds a few slots, never the
+  worker. Redirects are not followed; at most
   :data:`EXCERPT_BYTES` of the answer are read. The destination is resolved first and refused (not
   retried) if any address is loopback, private, link-local, multicast or reserved, unless
   ``FLAGYARD_WEBHOOK_ALLOW_PRIVATE``; the connection then goes to the address checked (no second lookup a
@@ -100,13 +102,26 @@ class Outcome:
 
 _CLAIM = sa.text(
     """
-    WITH due AS (
-        SELECT d.id FROM webhook_deliveries d
+    WITH in_flight AS (
+        SELECT subscription_id, count(*) AS n FROM webhook_deliveries
+        WHERE status = 'pending' AND leased_until > :now
+        GROUP BY subscription_id
+    ), ranked AS (
+        SELECT d.id, d.next_attempt_at,
+               coalesce(f.n, 0)
+               + row_number() OVER (PARTITION BY d.subscription_id ORDER BY d.next_attempt_at, d.id) AS slot
+        FROM webhook_deliveries d
         JOIN webhook_subscriptions s ON s.id = d.subscription_id
+        LEFT JOIN in_flight f ON f.subscription_id = d.subscription_id
         WHERE d.status = 'pending' AND d.next_attempt_at <= :now
           AND (d.leased_until IS NULL OR d.leased_until <= :now)
           AND (s.enabled OR d.event = :test_event)
-        ORDER BY d.next_attempt_at
+    ), due AS (
+        SELECT d.id FROM webhook_deliveries d
+        JOIN ranked r ON r.id = d.id
+        WHERE r.slot <= :per_subscription AND d.status = 'pending'
+          AND (d.leased_until IS NULL OR d.leased_until <= :now)
+        ORDER BY r.next_attempt_at
         LIMIT :n
         FOR UPDATE OF d SKIP LOCKED
     )
@@ -231,10 +246,20 @@ class Worker:
     # --- the database side (worker threads) ----------------------------------------------------------
 
     def claim(self, n: int, now: datetime) -> list[Claimed]:
+        """Lease up to ``n`` due deliveries, at most ``FLAGYARD_WEBHOOK_CONCURRENCY_PER_SUBSCRIPTION`` of one
+        subscription in flight (counting those other workers hold), so a slow or hostile receiver holds
+        that many slots at most, never the whole worker."""
         lease = timedelta(seconds=self.timeout * 2 + 30)
         with self.sessions() as session, session.begin():
             rows = session.execute(
-                _CLAIM, {"now": now, "lease_until": now + lease, "n": n, "test_event": TEST_EVENT}
+                _CLAIM,
+                {
+                    "now": now,
+                    "lease_until": now + lease,
+                    "n": n,
+                    "per_subscription": self.settings.webhook_concurrency_per_subscription,
+                    "test_event": TEST_EVENT,
+                },
             ).all()
         return [Claimed(*row) for row in rows]
 

@@ -262,7 +262,9 @@ def test_key_and_segment_events__delivered(
     assert (
         client.delete(f"/api/v1/projects/shop/environments/prod/sdk-keys/{r.json()['id']}").status_code == 204
     )
-    assert sorted(worker(app, settings).run_once()) == ["delivered"] * 3
+    assert (
+        sorted(worker(app, settings, webhook_concurrency_per_subscription=3).run_once()) == ["delivered"] * 3
+    )
     types = sorted(
         Webhook(created["secret"]).verify(q.body, q.headers)["type"] for q in receiver.received("/ok")
     )
@@ -329,36 +331,44 @@ def test_backoff__doubles_up_to_the_cap_with_jitter() -> None:
     assert backoff_seconds(30, 10, 3600, rand=lambda: 0.999999) == pytest.approx(3600)
 
 
-def test_hanging_receiver__cut_by_timeout_without_blocking_other_deliveries(
+def test_hanging_receiver__holds_one_slot_until_the_timeout_others_delivered_meanwhile(
     app: FastAPI, settings: Settings, client: TestClient, api: Api, receiver: Receiver
 ) -> None:
     api.project()
     api.flag()
     hang = subscribe(client, receiver.url("/hang"), ["flag.toggled"])
+    toggle(client, True)
+    toggle(client, False)
     ok = subscribe(client, receiver.url("/ok"), ["flag.toggled"])
-    w = worker(app, settings, webhook_timeout_seconds=2.0, webhook_poll_interval_seconds=0.1)
+    toggle(client, True)  # the hanging receiver has 3 deliveries due, the other one 1
+    w = worker(
+        app,
+        settings,
+        webhook_timeout_seconds=3.0,
+        webhook_poll_interval_seconds=0.1,
+        webhook_concurrency=2,
+        webhook_concurrency_per_subscription=1,
+    )
     w.start()
     try:
-        toggle(client)
         assert receiver.hanging.wait(20)
         deadline = time.monotonic() + 20
         while deliveries(client, ok["id"])[0]["status"] != "delivered":
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        # Delivered while the hanging request is still held open by the receiver.
+        # Delivered while one hanging request is held open, and only one: the hanging receiver's other
+        # deliveries wait for its slot instead of taking the worker's second one.
         assert not receiver.release.is_set()
-        while (
-            deliveries(client, hang["id"])[0]["attempts"] < 1
-            or deliveries(client, hang["id"])[0]["error"] is None
-        ):
+        assert receiver.hits["/hang"] == 1
+        while deliveries(client, hang["id"])[-1]["error"] is None:
             assert time.monotonic() < deadline
             time.sleep(0.05)
     finally:
         w.stop()
-    [log] = deliveries(client, hang["id"])
-    assert log["status"] == "pending"
-    assert log["error"] == "timed out after 2 s"
-    assert log["http_status"] is None
+    first = deliveries(client, hang["id"])[-1]
+    assert first["status"] == "pending"
+    assert first["error"] == "timed out after 3 s"
+    assert first["http_status"] is None
     assert not receiver.release.is_set()  # cut by the worker, not by the receiver letting go
 
 
@@ -434,6 +444,7 @@ def test_sustained_failures__subscription_disabled_audited_reenabled_by_patch(
         webhook_disable_after_failures=2,
         webhook_disable_after_seconds=0,
         webhook_max_attempts=5,
+        webhook_concurrency_per_subscription=3,
     )
     # The first failure is retried; the second disables the subscription: it and every other pending
     # delivery of the subscription fail (the first one too, though it had been scheduled for a retry).
@@ -474,6 +485,7 @@ def test_failures__disable_only_once_they_last(
         webhook_disable_after_seconds=3600,
         webhook_backoff_base_seconds=60,
         webhook_max_attempts=10,
+        webhook_concurrency_per_subscription=3,
     )
     assert w.run_once() == ["retrying"] * 3  # a burst of 3 failures within a second: not sustained
     assert client.get(f"{W}/{created['id']}").json()["consecutive_failures"] == 3
@@ -731,6 +743,26 @@ def test_standalone_worker_process__once__delivers(
     assert created["secret"].removeprefix("whsec_")[:12] not in proc.stdout + proc.stderr
 
 
+def test_claim__at_most_the_per_subscription_concurrency_in_flight(
+    app: FastAPI, settings: Settings, client: TestClient, api: Api
+) -> None:
+    api.project()
+    api.flag()
+    busy = subscribe(client, "https://example.com/busy", ["flag.toggled"])
+    for enabled in (True, False, True, False, True):
+        toggle(client, enabled)
+    quiet = subscribe(client, "https://example.com/quiet", ["flag.toggled"])
+    toggle(client, False)
+    w = worker(app, settings, webhook_concurrency_per_subscription=2)
+    now = later(1)
+    first = w.claim(100, now)
+    assert sorted(c.subscription_id for c in first) == [busy["id"], busy["id"], quiet["id"]]
+    assert (
+        w.claim(100, now) == []
+    )  # the busy one has 2 in flight (leased), the quiet one 1 of 2 but no more due
+    assert len(w.claim(100, later(3600))) == 3  # leases ended: the slots count as free again
+
+
 def test_two_workers__claim_disjoint_deliveries(
     app: FastAPI, settings: Settings, client: TestClient, api: Api, engine: sa.Engine
 ) -> None:
@@ -740,7 +772,7 @@ def test_two_workers__claim_disjoint_deliveries(
         subscribe(client, f"https://example.com/{i}", ["flag.toggled"])
     for enabled in (True, False, True, False):
         toggle(client, enabled)
-    a, b = worker(app, settings), worker(app, settings)
+    a, b = (worker(app, settings, webhook_concurrency_per_subscription=4) for _ in range(2))
     now = later(1)
     with ThreadPoolExecutor(2) as pool:
         claims = list(pool.map(lambda w: w.claim(100, now), [a, b, a, b]))
