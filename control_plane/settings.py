@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
-from flagyard.contracts.settings import SyncQueueSettings
+from flagyard.contracts.settings import PLACEHOLDER_PASSWORD, SyncQueueSettings
 from flagyard.control_plane.exceptions import ConfigurationError
 from flagyard.db.settings import DatabaseSettings
 
@@ -66,8 +66,15 @@ def bootstrap_key_problem(value: str) -> str | None:
     return None
 
 
-def webhook_secret_key_problem(value: str) -> str | None:
+def webhook_secret_key_problem(value: str | None) -> str | None:
     """Why production mode refuses the webhook secrets' encryption key, or ``None`` (never quotes it)."""
+    if not value:
+        return (
+            "FLAGYARD_WEBHOOK_SECRET_KEY is not set (it encrypts webhook signing secrets): generate one with "
+            "secrets.token_urlsafe(32)"
+        )
+    if value == PLACEHOLDER_PASSWORD:
+        return "FLAGYARD_WEBHOOK_SECRET_KEY is the deployment template's placeholder"
     if value == DEV_WEBHOOK_SECRET_KEY:
         return "FLAGYARD_WEBHOOK_SECRET_KEY is the development default"
     if len(value) < MIN_WEBHOOK_SECRET_KEY_CHARS or estimated_bits(value) < MIN_BOOTSTRAP_SECRET_BITS:
@@ -121,8 +128,8 @@ class Settings(DatabaseSettings, SyncQueueSettings):
 
     webhook_secret_key: SecretStr | None = None
     """Encrypts webhook signing secrets at rest (AES-GCM); changing it makes stored secrets unreadable
-    (rotate each subscription's secret). Unset: the development key in development mode; in production
-    mode webhooks are unavailable (503) until it is set, and a weak or development value is refused."""
+    (rotate each subscription's secret). Unset: the development key in development mode; production mode
+    refuses it unset, weak, the development value or the deployment template's placeholder."""
     webhook_allow_private: bool = False
     """Deliver to loopback, private, link-local, multicast and reserved addresses (tests, closed networks);
     off, such destinations are refused after DNS resolution, so a subscriber cannot reach internal hosts."""
@@ -155,7 +162,8 @@ class Settings(DatabaseSettings, SyncQueueSettings):
 
     def webhook_key(self) -> str | None:
         """The key webhook secrets are encrypted with: the setting, else (development mode only) the
-        development default; ``None`` in production mode without one (webhooks unavailable)."""
+        development default. ``None`` only for settings built without validation in production mode:
+        webhooks then answer 503 rather than encrypt with a known key."""
         if self.webhook_secret_key is not None:
             return self.webhook_secret_key.get_secret_value()
         return DEV_WEBHOOK_SECRET_KEY if self.mode == "development" else None
@@ -164,7 +172,7 @@ class Settings(DatabaseSettings, SyncQueueSettings):
         key = self.bootstrap_admin_key
         problem = bootstrap_key_problem(key.get_secret_value()) if key is not None else None
         webhook = self.webhook_secret_key
-        webhook_problem = webhook_secret_key_problem(webhook.get_secret_value()) if webhook else None
+        webhook_problem = webhook_secret_key_problem(webhook.get_secret_value() if webhook else None)
         return [
             *([problem] if problem else []),
             *([webhook_problem] if webhook_problem else []),

@@ -652,8 +652,8 @@ def production(**overrides: Any) -> Settings:
 
 @pytest.mark.parametrize(
     "key",
-    [DEV_WEBHOOK_SECRET_KEY, "k" * 64, secrets.token_urlsafe(32)[:31]],
-    ids=["development-default", "low-entropy", "31-characters"],
+    [DEV_WEBHOOK_SECRET_KEY, "k" * 64, secrets.token_urlsafe(32)[:31], "REPLACE_ME"],
+    ids=["development-default", "low-entropy", "31-characters", "template-placeholder"],
 )
 def test_production__weak_webhook_secret_key__refused_without_quoting_it(key: str) -> None:
     with pytest.raises(ConfigurationError) as raised:
@@ -670,15 +670,27 @@ def test_production__weak_webhook_secret_key__refused_without_quoting_it(key: st
 def test_production__strong_webhook_secret_key__accepted_and_used() -> None:
     key = secrets.token_urlsafe(32)
     assert production(webhook_secret_key=key).webhook_key() == key
+    assert key not in repr(production(webhook_secret_key=key))
 
 
-def test_production__no_webhook_secret_key__webhooks_unavailable_503(settings: Settings, api: Api) -> None:
+def test_production__no_webhook_secret_key__refused() -> None:
+    with pytest.raises(ConfigurationError, match="FLAGYARD_WEBHOOK_SECRET_KEY is not set"):
+        Settings.from_env(
+            mode="production",
+            database_url=GOOD_DB_URL,
+            bootstrap_admin_key="fy_admin_" + secrets.token_urlsafe(32),
+        )
+
+
+def test_without_a_key__webhooks_answer_503_never_encrypt_with_a_known_one(
+    settings: Settings, api: Api
+) -> None:
+    """Settings built without validation (``model_copy``) in production mode without a key."""
     from contract_helpers import CheckedClient
     from cp_helpers import ADMIN_KEY
 
     from flagyard.control_plane.main import create_app
 
-    assert production().webhook_key() is None
     api.project()
     unset = create_app(settings.model_copy(update={"mode": "production", "webhook_secret_key": None}))
     with CheckedClient(unset, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:
