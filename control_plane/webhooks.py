@@ -71,6 +71,8 @@ LOG_KEEP_PER_SUBSCRIPTION = 1000
 """Finished deliveries kept per subscription (beside the retention time)."""
 PRUNE_BATCH = 1000
 PRUNE_INTERVAL_SECONDS = 60.0
+MIN_CLAIM_GAP_SECONDS = 0.05
+"""Claims of one worker loop are at least this far apart, however often it is woken."""
 USER_AGENT = "Flagyard-Webhooks/1"
 
 log = structlog.get_logger("flagyard.webhooks")
@@ -238,6 +240,7 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None
         self._next_prune = 0.0
         self._db = ThreadPoolExecutor(max_workers=2, thread_name_prefix="flagyard-webhooks-db")
         """The database calls' own threads: DNS lookups (the loop's default executor) that hang until the
@@ -318,7 +321,8 @@ class Worker:
         if row is None:
             return False
         failures = row.consecutive_failures + 1
-        failing_since = row.failing_since or now
+        # The earliest failure of the streak, whichever order concurrent outcomes are recorded in.
+        failing_since = min(row.failing_since or now, now)
         sustained = now - failing_since >= timedelta(seconds=self.settings.webhook_disable_after_seconds)
         disable = bool(row.enabled) and failures >= limit and sustained
         enabled = bool(row.enabled) and not disable
@@ -521,12 +525,42 @@ class Worker:
     def run_once(self, now: datetime | None = None) -> list[str]:
         return asyncio.run(self.run_once_async(now))
 
+    def wake(self) -> None:
+        """Look for due deliveries now rather than at the next poll (a change just committed some); safe
+        from any thread, a no-op unless the loop runs."""
+        loop, event = self._loop, self._wake
+        if loop is not None and event is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has just ended
+                loop.call_soon_threadsafe(event.set)
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Until ``stop``: keep every free slot busy with a due delivery, checking every poll interval."""
+        """Until ``stop``: keep every free slot busy with a due delivery. It looks when woken (a commit
+        wrote deliveries, an attempt ended and freed its slot) and at least every poll interval, but at
+        most every :data:`MIN_CLAIM_GAP_SECONDS`, so a burst of writes costs a few claims, not one each."""
         interval = self.settings.webhook_poll_interval_seconds or 1.0
+        wake = self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         inflight: set[asyncio.Task[str]] = set()
+
+        def finished(task: asyncio.Task[str]) -> None:
+            inflight.discard(task)
+            wake.set()
+
+        async def stop_wakes() -> None:
+            await stop.wait()
+            wake.set()
+
+        stopping = asyncio.create_task(stop_wakes())
+        last_claim = 0.0
         async with self._client() as client:
             while not stop.is_set():
+                gap = last_claim + MIN_CLAIM_GAP_SECONDS - time.monotonic()
+                if gap > 0:
+                    await asyncio.sleep(gap)
+                    if stop.is_set():
+                        break  # stop's wake may have come during the sleep: the clear below would lose it
+                wake.clear()  # before claiming: a wake during the claim is kept for the next round
+                last_claim = time.monotonic()
                 claimed: Sequence[Claimed] = []
                 free = self.concurrency - len(inflight)
                 try:
@@ -540,13 +574,15 @@ class Worker:
                 for c in claimed:
                     task = asyncio.create_task(self._deliver(client, c, None))
                     inflight.add(task)
-                    task.add_done_callback(inflight.discard)
-                busy = bool(claimed) and len(claimed) == free
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=0.05 if busy else interval)
-            for task in inflight:
+                    task.add_done_callback(finished)
+                if not stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), timeout=interval)
+            for task in list(inflight):
                 task.cancel()  # its lease ends and another attempt takes the row
             await asyncio.gather(*inflight, return_exceptions=True)
+        stopping.cancel()
+        self._wake = None
 
     def start(self) -> None:
         """Run the loop in a daemon thread with its own event loop."""

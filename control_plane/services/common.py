@@ -204,6 +204,8 @@ class Tx:
     outbox: list[OutboxMessage] = field(default_factory=list)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     keys_changed: bool = False
+    webhooks_raised: bool = False
+    """Set when the transaction may have written webhook deliveries: the worker is woken after commit."""
     """Set when the transaction revokes, rotates or deletes keys: cached authentications are dropped."""
     _deferred: list[tuple[Template, Mapping[str, Any]]] = field(default_factory=list)
     _targets: set[tuple[str, tuple[Any, ...]]] = field(default_factory=set)
@@ -303,6 +305,7 @@ class Tx:
         )
         event = event_for(resource_type, action) if project is not None else None
         if event is not None and project is not None:
+            self.webhooks_raised = True
             self.defer(
                 DELIVERIES,
                 {

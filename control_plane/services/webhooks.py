@@ -326,6 +326,7 @@ def send_test(tx: Tx, project_key: str, webhook_id: int) -> Result:
     )
     tx.session.add(delivery)
     tx.session.flush()
+    tx.webhooks_raised = True
     return Result({"delivery_id": delivery.id, "event": TEST_EVENT}, 202)
 
 

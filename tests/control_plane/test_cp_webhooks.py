@@ -726,6 +726,35 @@ def test_in_app_worker__delivers_without_being_driven_and_counts_metrics(
     assert "flagyard_webhook_delivery_duration_seconds_count 1.0" in metrics
 
 
+def test_in_app_worker__woken_by_the_commit_not_the_poll(
+    settings: Settings, api: Api, receiver: Receiver
+) -> None:
+    from contract_helpers import CheckedClient
+    from cp_helpers import ADMIN_KEY
+
+    from flagyard.control_plane.main import create_app
+
+    # A poll every minute (the bound): what is delivered sooner was found because a commit woke the worker.
+    running = create_app(settings.model_copy(update={"webhook_poll_interval_seconds": 60}))
+    with CheckedClient(running, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as c:
+        Api(c).project()
+        Api(c).flag()
+        created = subscribe(c, receiver.url("/ok"), ["flag.toggled"])
+        deadline = time.monotonic() + 30
+        for n, enabled in enumerate((True, False), start=1):
+            toggle(c, enabled)  # the first may also meet the worker's start-up look; the second cannot
+            while len(receiver.received("/ok")) < n:
+                assert time.monotonic() < deadline, "not woken by the commit"
+                time.sleep(0.05)
+        test = c.post(f"{W}/{created['id']}/test").json()
+        while len(receiver.received("/ok")) < 3:
+            assert time.monotonic() < deadline, "not woken by the test event"
+            time.sleep(0.05)
+    types = [Webhook(created["secret"]).verify(q.body, q.headers)["type"] for q in receiver.received("/ok")]
+    assert types == ["flag.toggled", "flag.toggled", "webhook.test"]
+    assert receiver.received("/ok")[-1].headers["webhook-id"] == f"msg_{test['delivery_id']}"
+
+
 def test_standalone_worker_process__once__delivers(
     settings: Settings, client: TestClient, api: Api, receiver: Receiver
 ) -> None:
