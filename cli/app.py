@@ -13,6 +13,7 @@ from . import (
     projects_cmd,
     schedules_cmd,
     segments_cmd,
+    webhooks_cmd,
 )
 from .admin import ApiKeyOption, JsonOption, Target, UrlOption
 from .eval_cmd import eval_command
@@ -34,6 +35,7 @@ app.add_typer(segments_cmd.app, name="segments")
 app.add_typer(schedules_cmd.app, name="schedule")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(jobs_cmd.app, name="jobs")
+app.add_typer(webhooks_cmd.app, name="webhooks")
 app.command("import")(import_command)
 app.command("export")(export_command)
 app.command("up")(up_command)

@@ -75,15 +75,15 @@ class Output:
         """A message for the person at the terminal (stderr, so stdout stays data)."""
         self.stderr.print(Text(message), soft_wrap=True)
 
-    def secret(self, what: str, key: str) -> None:
-        """A newly issued secret, printed once and clearly (``--json`` has it in the record's ``key``)."""
+    def secret(self, what: str, key: str, kept: str = "only its hash is kept") -> None:
+        """A newly issued secret, printed once and clearly (``--json`` has it in the record)."""
         if self.json_mode:
             return
         self.console.print(
             Panel(
                 Text(key, style="bold"),
                 title=f"new {what}",
-                subtitle="shown once: store it now, only its hash is kept",
+                subtitle=f"shown once: store it now, {kept}",
                 expand=False,
             )
         )

@@ -20,6 +20,7 @@ Everything the API answers with an error body comes from one of these::
         └── DatabaseUnavailableError           503 database_unavailable
 
     ConfigurationError                    the settings are invalid (at start; never an HTTP answer)
+    RefusedDestinationError               a webhook's URL resolves to a refused address (a delivery's error)
 
 Errors of SQLAlchemy, asyncpg, psycopg and redis never leave the layer that talks to them raw: they are
 mapped here with ``raise ... from exc`` (see :func:`map_db_error` and :func:`map_driver_error`).
@@ -135,6 +136,11 @@ class PayloadTooLargeError(ControlPlaneError):
 
 class ConfigurationError(Exception):
     """The settings are invalid. The message names each setting and why, never a value (secrets)."""
+
+
+class RefusedDestinationError(Exception):
+    """A webhook URL resolves to an address deliveries may not go to (recorded as the attempt's error,
+    never an HTTP answer)."""
 
 
 class NotSupportedError(ControlPlaneError):

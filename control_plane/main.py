@@ -37,6 +37,7 @@ from flagyard.control_plane.api.routes import (
     segments,
     sessions,
     transfer,
+    webhooks,
 )
 from flagyard.control_plane.console import install_console
 from flagyard.control_plane.db.reads import make_read_pool
@@ -49,6 +50,7 @@ from flagyard.control_plane.services.lifecycle import stale_counts
 from flagyard.control_plane.services.schedules import backlog as schedule_backlog
 from flagyard.control_plane.settings import Settings
 from flagyard.control_plane.state import AppState
+from flagyard.control_plane.webhooks import Worker
 from flagyard.db.engine import make_engine, make_sessionmaker
 
 log = structlog.get_logger("flagyard.control_plane")
@@ -121,6 +123,12 @@ def build_state(settings: Settings) -> AppState:
             sessions, dispatcher, interval=settings.scheduler_interval_seconds, metrics=metrics
         )
     key_cache = KeyCache(settings.auth_cache_seconds)
+    worker = Worker(sessions, settings, metrics)
+
+    def webhook_pending() -> int:
+        return worker.pending()
+
+    metrics.watch_webhooks(webhook_pending)
     return AppState(
         settings,
         engine,
@@ -134,6 +142,7 @@ def build_state(settings: Settings) -> AppState:
         key_cache,
         relay,
         scheduler,
+        worker if settings.webhook_poll_interval_seconds > 0 else None,
     )
 
 
@@ -165,6 +174,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.relay.start()
         if state.scheduler is not None:
             state.scheduler.start()
+        if state.webhooks is not None:
+            state.webhooks.start()
         log.info("control_plane.started", mode=settings.mode)
         try:
             yield
@@ -173,6 +184,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 state.scheduler.stop()
             if state.relay is not None:
                 state.relay.stop()
+            if state.webhooks is not None:
+                state.webhooks.stop()
             state.dispatcher.close()
             await state.reads.close()
             await state.limiter.aclose()
@@ -207,6 +220,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         transfer,
         jobs,
         sessions,
+        webhooks,
     )
     routers = [module.router for module in modules]
     for router in routers:

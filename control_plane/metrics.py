@@ -51,12 +51,27 @@ class Metrics:
         )
         for outcome in ("applied", "failed"):
             self.scheduled_applied.labels(outcome=outcome)
+        self.webhook_deliveries = Counter(
+            "flagyard_webhook_deliveries",
+            "Webhook delivery attempts by what became of the delivery: delivered, retrying or failed.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.webhook_latency = Histogram(
+            "flagyard_webhook_delivery_duration_seconds",
+            "Duration of webhook delivery attempts (DNS, connect, send, answer), cut at the timeout.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.rate_limited = Counter(
             "flagyard_rate_limited_requests", "Requests refused by the rate limiter.", registry=self.registry
         )
 
     def watch_pool(self, engine: sa.Engine, reads: ReadPool) -> None:
         self.registry.register(_PoolCollector(engine, reads))
+
+    def watch_webhooks(self, pending: Callable[[], int]) -> None:
+        self.registry.register(_WebhookCollector(pending))
 
     def watch_outbox(self, backlog: Callable[[], tuple[int, float]]) -> None:
         self.registry.register(_OutboxCollector(backlog))
@@ -167,3 +182,17 @@ class _ScheduleCollector(Collector):
         gauge.add_metric(["pending"], float(pending))
         gauge.add_metric(["overdue"], float(overdue))
         yield gauge
+
+
+class _WebhookCollector(Collector):
+    def __init__(self, pending: Callable[[], int]) -> None:
+        self._pending = pending
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            count = self._pending()
+        except Exception:
+            return
+        yield GaugeMetricFamily(
+            "flagyard_webhook_deliveries_pending", "Webhook deliveries waiting for an attempt.", value=count
+        )

@@ -560,6 +560,90 @@ class ApiKeyCreated(ApiKeyOut):
     key: str = Field(description="The key itself: shown once, never retrievable again.")
 
 
+# --- webhooks ------------------------------------------------------------------------------------
+
+MAX_WEBHOOK_URL_LENGTH = 2048
+MAX_WEBHOOK_DESCRIPTION_LENGTH = 1000
+WebhookEvent = Literal[
+    "flag.changed",
+    "flag.toggled",
+    "segment.changed",
+    "scheduled_change.applied",
+    "scheduled_change.failed",
+    "change_request.opened",
+    "change_request.approved",
+    "change_request.applied",
+    "key.created",
+    "key.revoked",
+]
+"""The event table of :mod:`flagyard.control_plane.webhook_events` (a test keeps the two equal)."""
+WebhookUrl = Annotated[
+    str,
+    StringConstraints(max_length=MAX_WEBHOOK_URL_LENGTH, pattern=r"^https?://[^\s]+$"),
+    AfterValidator(_no_nul),
+]
+WebhookDescription = Annotated[
+    str, StringConstraints(max_length=MAX_WEBHOOK_DESCRIPTION_LENGTH), AfterValidator(_no_nul)
+]
+WebhookEvents = Annotated[list[WebhookEvent], Field(min_length=1, max_length=len(WebhookEvent.__args__))]
+
+
+class WebhookCreate(Input):
+    url: WebhookUrl = Field(description="Where deliveries are POSTed (http or https).")
+    events: WebhookEvents = Field(description="The events to receive, each at most once.")
+    description: WebhookDescription = ""
+    enabled: bool = True
+
+
+class WebhookUpdate(Input):
+    url: WebhookUrl | None = None
+    events: WebhookEvents | None = None
+    description: WebhookDescription | None = None
+    enabled: bool | None = Field(
+        default=None, description="`true` re-enables a subscription (also one disabled after failures)."
+    )
+
+
+class WebhookOut(Output):
+    id: int
+    project: str
+    url: str
+    events: list[str]
+    description: str
+    enabled: bool
+    disabled_reason: str | None
+    consecutive_failures: int
+    secret_prefix: str = Field(description="The first characters of the signing secret, to tell it apart.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(
+        description="The signing secret (`whsec_…`, Standard Webhooks): shown once, at creation and rotation."
+    )
+
+
+class WebhookDeliveryOut(Output):
+    id: int
+    event: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    http_status: int | None
+    latency_ms: int | None
+    response_excerpt: str | None
+    error: str | None
+    created_at: datetime
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None
+    completed_at: datetime | None
+
+
+class WebhookTestOut(Output):
+    delivery_id: int
+    event: str
+
+
 # --- import / export -----------------------------------------------------------------------------
 
 

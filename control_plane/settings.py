@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
-from flagyard.contracts.settings import SyncQueueSettings
+from flagyard.contracts.settings import PLACEHOLDER_PASSWORD, SyncQueueSettings
 from flagyard.control_plane.exceptions import ConfigurationError
 from flagyard.db.settings import DatabaseSettings
 
@@ -30,6 +30,9 @@ MIN_BOOTSTRAP_SECRET_CHARS = 43
 MIN_BOOTSTRAP_SECRET_BITS = 128
 """Entropy the secret part must show (Shannon estimate of its characters × length); a generated key
 shows about 200, a repeated or keyboard pattern far less."""
+DEV_WEBHOOK_SECRET_KEY = "development-webhook-secret-key-do-not-use-in-production"  # noqa: S105 - refused in production
+"""The key webhook signing secrets are encrypted with in development mode; production mode refuses it."""
+MIN_WEBHOOK_SECRET_KEY_CHARS = 32
 _BOOTSTRAP_KEY = re.compile(r"^fy_admin_([A-Za-z0-9_-]+)$")
 
 
@@ -59,6 +62,25 @@ def bootstrap_key_problem(value: str) -> str | None:
         return (
             f"FLAGYARD_BOOTSTRAP_ADMIN_KEY is not random enough (under {MIN_BOOTSTRAP_SECRET_BITS} bits); "
             "generate one: fy_admin_ + secrets.token_urlsafe(32)"
+        )
+    return None
+
+
+def webhook_secret_key_problem(value: str | None) -> str | None:
+    """Why production mode refuses the webhook secrets' encryption key, or ``None`` (never quotes it)."""
+    if not value:
+        return (
+            "FLAGYARD_WEBHOOK_SECRET_KEY is not set (it encrypts webhook signing secrets): generate one with "
+            "secrets.token_urlsafe(32)"
+        )
+    if value == PLACEHOLDER_PASSWORD:
+        return "FLAGYARD_WEBHOOK_SECRET_KEY is the deployment template's placeholder"
+    if value == DEV_WEBHOOK_SECRET_KEY:
+        return "FLAGYARD_WEBHOOK_SECRET_KEY is the development default"
+    if len(value) < MIN_WEBHOOK_SECRET_KEY_CHARS or estimated_bits(value) < MIN_BOOTSTRAP_SECRET_BITS:
+        return (
+            f"FLAGYARD_WEBHOOK_SECRET_KEY is too weak (at least {MIN_WEBHOOK_SECRET_KEY_CHARS} characters "
+            f"showing {MIN_BOOTSTRAP_SECRET_BITS} bits): generate one with secrets.token_urlsafe(32)"
         )
     return None
 
@@ -107,11 +129,55 @@ class Settings(DatabaseSettings, SyncQueueSettings):
     scheduler_interval_seconds: float = Field(default=1.0, ge=0, le=60)
     """How often the in-app scheduler applies due scheduled changes (a change lands within about this
     long after its time); 0 disables it (run ``python -m flagyard.control_plane.scheduler``)."""
+    webhook_secret_key: SecretStr | None = None
+    """Encrypts webhook signing secrets at rest (AES-GCM); changing it makes stored secrets unreadable
+    (rotate each subscription's secret). Unset: the development key in development mode; production mode
+    refuses it unset, weak, the development value or the deployment template's placeholder."""
+    webhook_allow_private: bool = False
+    """Deliver to loopback, private, link-local, multicast and reserved addresses (tests, closed networks);
+    off, such destinations are refused after DNS resolution, so a subscriber cannot reach internal hosts."""
+    webhook_poll_interval_seconds: float = Field(default=1.0, ge=0, le=60)
+    """How often each control-plane process looks for due deliveries; 0 disables the in-app worker
+    (run ``python -m flagyard.control_plane.webhooks``)."""
+    webhook_concurrency: int = Field(default=8, ge=1, le=64)
+    """Deliveries in flight at once per process: a hanging receiver holds one slot until its timeout."""
+    webhook_concurrency_per_subscription: int = Field(default=2, ge=1, le=64)
+    """Deliveries of one subscription in flight at once (across processes): what a slow or hostile
+    receiver can hold of the worker at most."""
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    """The whole of one attempt (DNS, connect, send, status and the capped body), then it is cut."""
+    webhook_max_attempts: int = Field(default=8, ge=1, le=20)
+    """Attempts per delivery; after the last failed one the delivery is marked failed."""
+    webhook_backoff_base_seconds: float = Field(default=10.0, ge=0.01, le=3600)
+    """Delay before the second attempt; it doubles per attempt (with jitter), at most the maximum."""
+    webhook_backoff_max_seconds: float = Field(default=3600.0, ge=0.01, le=86400)
+    webhook_disable_after_failures: int = Field(default=20, ge=1, le=1000)
+    """Consecutive failed attempts (across deliveries) after which a subscription is disabled (audited;
+    PATCH ``enabled: true`` re-enables it), once they also span ``webhook_disable_after_seconds``."""
+    webhook_disable_after_seconds: float = Field(default=3600.0, ge=0, le=30 * 24 * 3600)
+    """How long failures must last (from the streak's first failed attempt) before they disable a
+    subscription: a burst of failures during a receiver's short restart does not."""
+    webhook_retention_hours: float = Field(default=168.0, gt=0, le=24 * 90)
+    """Finished deliveries are kept this long in the delivery log (and at most 1,000 per subscription)."""
 
     access_log: bool = True
     """One log line per request, with its request id."""
 
+    def webhook_key(self) -> str | None:
+        """The key webhook secrets are encrypted with: the setting, else (development mode only) the
+        development default. ``None`` only for settings built without validation in production mode:
+        webhooks then answer 503 rather than encrypt with a known key."""
+        if self.webhook_secret_key is not None:
+            return self.webhook_secret_key.get_secret_value()
+        return DEV_WEBHOOK_SECRET_KEY if self.mode == "development" else None
+
     def production_problems(self) -> list[str]:
         key = self.bootstrap_admin_key
         problem = bootstrap_key_problem(key.get_secret_value()) if key is not None else None
-        return [*([problem] if problem else []), *super().production_problems()]
+        webhook = self.webhook_secret_key
+        webhook_problem = webhook_secret_key_problem(webhook.get_secret_value() if webhook else None)
+        return [
+            *([problem] if problem else []),
+            *([webhook_problem] if webhook_problem else []),
+            *super().production_problems(),
+        ]

@@ -15,6 +15,7 @@ from flagyard.control_plane.ratelimit import RateLimiter
 from flagyard.control_plane.scheduler import Scheduler
 from flagyard.control_plane.services.keys import KeyCache
 from flagyard.control_plane.settings import Settings
+from flagyard.control_plane.webhooks import Worker
 
 
 @dataclass
@@ -33,3 +34,5 @@ class AppState:
     key_cache: KeyCache
     relay: Relay | None = None
     scheduler: Scheduler | None = None
+    webhooks: Worker | None = None
+    """The webhook delivery loop of this process (``None`` when its poll interval is 0)."""

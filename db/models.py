@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -342,3 +343,68 @@ class ScheduledChange(Base):
     failure_code: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
     failure_message: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
     failure_details: Mapped[list[Any] | None] = mapped_column(sa.JSON, nullable=True)
+
+
+class WebhookSubscription(Base):
+    """A project's webhook: where to POST which events, signed with a per-subscription secret.
+
+    The signing secret must be usable in clear to sign, so it cannot be a hash: it is stored encrypted
+    (AES-GCM under ``FLAGYARD_WEBHOOK_SECRET_KEY``) and shown once, at creation and rotation.
+    """
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(sa.String(2048))
+    events: Mapped[list[str]] = mapped_column(ARRAY(sa.String(64)))
+    description: Mapped[str] = mapped_column(sa.Text, server_default="")
+    enabled: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.true())
+    secret_encrypted: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    secret_prefix: Mapped[str] = mapped_column(sa.String(16))
+    consecutive_failures: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    failing_since: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    """When the current streak of failed attempts began (``None`` after a success)."""
+    disabled_reason: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    created_by_key_id: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription: the webhook outbox row (inserted in the change's transaction) and,
+    once attempted, its entry in the subscription's delivery log.
+
+    ``status``: ``pending`` (due at ``next_attempt_at``; a worker holds it until ``leased_until``),
+    ``delivered`` (a 2xx answer) or ``failed`` (attempts exhausted, refused destination, subscription
+    disabled). ``payload`` is the exact body signed and sent, stored as text so every attempt sends the
+    same bytes.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        sa.Index(
+            "ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=sa.text("status = 'pending'")
+        ),
+        sa.Index("ix_webhook_deliveries_subscription_id_id", "subscription_id", "id"),
+        sa.Index("ix_webhook_deliveries_created_at", "created_at"),
+        sa.CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("webhook_subscriptions.id", ondelete="CASCADE")
+    )
+    event: Mapped[str] = mapped_column(sa.String(64))
+    payload: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(16), server_default="pending")
+    attempts: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    next_attempt_at: Mapped[datetime] = _now()
+    leased_until: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    http_status: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    latency_ms: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    response_excerpt: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    created_at: Mapped[datetime] = _now()
+    last_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)

@@ -103,6 +103,7 @@ CLI_MODULES = {
     "flags_cmd": "cli",
     "jobs_cmd": "cli",
     "keys_cmd": "cli",
+    "webhooks_cmd": "cli",
     "output": "cli",
     "projects_cmd": "cli",
     "rest": "cli",

@@ -372,6 +372,8 @@ class Writer:
         if tx.keys_changed:
             ctx.state.key_cache.clear()
         ctx.state.dispatcher.dispatch(tx.messages())
+        if tx.webhooks_raised and ctx.state.webhooks is not None:
+            ctx.state.webhooks.wake()
         for event, fields in tx.events:
             log.info(event, actor_key_id=self.actor.key_id, **fields)
         return result_response(result)

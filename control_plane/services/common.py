@@ -16,6 +16,7 @@ from flagyard.control_plane.db import segments as segments_repo
 from flagyard.control_plane.db.deferred import Template, columns
 from flagyard.control_plane.db.reads import ReadPool, ReadQuery
 from flagyard.control_plane.db.versions import Version, VersionSummary
+from flagyard.control_plane.db.webhooks import DELIVERIES
 from flagyard.control_plane.exceptions import (
     Detail,
     InvalidRequestError,
@@ -26,6 +27,7 @@ from flagyard.control_plane.exceptions import (
 )
 from flagyard.control_plane.security import Role
 from flagyard.control_plane.services.diff import json_diff
+from flagyard.control_plane.webhook_events import event_for, payload
 from flagyard.db.models import AuditEntry, Environment, OutboxEntry, Project
 from flagyard.rule_engine import Issue, limits
 
@@ -202,6 +204,8 @@ class Tx:
     outbox: list[OutboxMessage] = field(default_factory=list)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     keys_changed: bool = False
+    webhooks_raised: bool = False
+    """Set when the transaction may have written webhook deliveries: the worker is woken after commit."""
     """Set when the transaction revokes, rotates or deletes keys: cached authentications are dropped."""
     _deferred: list[tuple[Template, Mapping[str, Any]]] = field(default_factory=list)
     _targets: set[tuple[str, tuple[Any, ...]]] = field(default_factory=set)
@@ -278,6 +282,10 @@ class Tx:
         version: int | None = None,
         comment: str = "",
     ) -> None:
+        """The audit entry of a change and, derived from it, the webhook deliveries it raises (one per
+        enabled subscription of the project asking for the event): every change is audited, so every
+        change reaches its subscribers, in the same transaction."""
+        diff = json_diff(before, after)
         self.defer(
             AUDIT,
             {
@@ -290,11 +298,35 @@ class Tx:
                 "environment_key": environment,
                 "action": action,
                 "version": version,
-                "diff": json_diff(before, after),
+                "diff": diff,
                 "comment": comment,
                 "request_id": self.request_id,
             },
         )
+        event = event_for(resource_type, action) if project is not None else None
+        if event is not None and project is not None:
+            self.webhooks_raised = True
+            self.defer(
+                DELIVERIES,
+                {
+                    "project_id": project.id,
+                    "event": event,
+                    "payload": payload(
+                        event,
+                        project=project.key,
+                        resource_type=resource_type,
+                        key=resource_key,
+                        action=action,
+                        environment=environment,
+                        version=version,
+                        actor_key_id=self.actor.key_id,
+                        actor_key_prefix=self.actor.prefix,
+                        request_id=self.request_id,
+                        comment=comment,
+                        changes=diff,
+                    ),
+                },
+            )
         self.events.append(
             (
                 f"{resource_type}.{action}",

@@ -269,6 +269,42 @@ def test_keys__sdk_key_created_and_rotated__listed_for_its_environment(cli: Cli,
     assert listed[0]["expires_at"] is not None
 
 
+def test_webhooks__create_list_update_test_deliveries_delete(cli: Cli, project: str) -> None:
+    created = cli.ok(
+        "webhooks",
+        "create",
+        "https://hooks.example.com/flagyard",
+        "-p",
+        project,
+        "--event",
+        "flag.toggled",
+        "--event",
+        "key.created",
+        "--description",
+        "ops",
+    )
+    (secret,) = re.findall(r"whsec_[A-Za-z0-9+/=]{44}", created.stdout)
+    assert "shown once" in created.stdout
+    [listed] = cli.json("webhooks", "list", "-p", project)
+    assert listed["events"] == ["flag.toggled", "key.created"]
+    assert "secret" not in listed
+    wid = str(listed["id"])
+    assert secret not in cli.ok("webhooks", "show", wid, "-p", project).stdout
+    updated = cli.json("webhooks", "update", wid, "-p", project, "--disable", "--event", "flag.changed")
+    assert (updated["enabled"], updated["events"]) == (False, ["flag.changed"])
+    queued = cli.json("webhooks", "test", wid, "-p", project)
+    [delivery] = cli.json("webhooks", "deliveries", wid, "-p", project)
+    assert (delivery["id"], delivery["event"]) == (queued["delivery_id"], "webhook.test")
+    rotated = cli.json("webhooks", "rotate-secret", wid, "-p", project)
+    assert rotated["secret"].startswith("whsec_")
+    assert rotated["secret"] != secret
+    bad = cli.run("webhooks", "create", "ftp://x", "-p", project, "--event", "flag.toggled")
+    assert bad.exit_code == 1
+    assert "/url" in bad.stderr
+    cli.ok("webhooks", "delete", wid, "-p", project)
+    assert cli.json("webhooks", "list", "-p", project) == []
+
+
 def test_api_key__wrong_key__one_line_401_without_the_key(cli: Cli) -> None:
     wrong = "fy_admin_" + "x" * 43
 

@@ -20,6 +20,7 @@ from flagyard.control_plane.settings import Settings
 
 TABLES = (
     "projects, environments, flags, flag_environments, flag_versions, segments, segment_versions, audit_log, "
+    "webhook_subscriptions, webhook_deliveries, "
     "outbox, api_keys, idempotency_records, console_sessions, scheduled_changes"
 )
 
@@ -48,6 +49,8 @@ def settings(db_url: str) -> Settings:
         access_log=False,
         log_level="WARNING",
         db_pool_size=4,
+        webhook_poll_interval_seconds=0,  # tests of webhooks drive delivery themselves
+        webhook_allow_private=True,
     )
 
 

@@ -243,7 +243,10 @@ def test_settings__production_with_default_secrets__refused() -> None:
 def test_settings__production_with_real_secrets__accepted_and_not_in_repr() -> None:
     key = "fy_admin_" + secrets.token_urlsafe(32)
     s = Settings(
-        mode="production", database_url="postgresql://u:hunter2@db/flagyard", bootstrap_admin_key=key
+        mode="production",
+        database_url="postgresql://u:hunter2@db/flagyard",
+        bootstrap_admin_key=key,
+        webhook_secret_key=secrets.token_urlsafe(32),
     )  # type: ignore[arg-type]
     assert key not in repr(s)
     assert "hunter2" not in repr(s)

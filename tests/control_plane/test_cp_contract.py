@@ -194,6 +194,13 @@ BODIES: dict[tuple[str, str], Any] = {
         "apply_at": (datetime.now(UTC) + timedelta(days=2)).isoformat()
     },
     ("POST", "/api/v1/projects/{project}/environments/{env}/scheduled-changes/{change_id}/cancel"): None,
+    ("POST", "/api/v1/projects/{project}/webhooks"): {
+        "url": "https://example.com/h",
+        "events": ["flag.toggled"],
+    },
+    ("PATCH", "/api/v1/projects/{project}/webhooks/{webhook_id}"): {"description": "changed"},
+    ("POST", "/api/v1/projects/{project}/webhooks/{webhook_id}/rotate-secret"): None,
+    ("POST", "/api/v1/projects/{project}/webhooks/{webhook_id}/test"): None,
 }
 """A valid request for each write that has a body (a DELETE has none)."""
 
@@ -224,7 +231,15 @@ def _world(client: TestClient, api: Api) -> dict[str, str]:
             "apply_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
         },
     ).json()["id"]
-    return {"api_key": str(api_key), "sdk_key": str(sdk_key), "change_id": str(change)}
+    webhook = client.post(
+        "/api/v1/projects/shop/webhooks", json={"url": "https://example.com/w", "events": ["flag.changed"]}
+    ).json()["id"]
+    return {
+        "api_key": str(api_key),
+        "sdk_key": str(sdk_key),
+        "webhook": str(webhook),
+        "change_id": str(change),
+    }
 
 
 def _request(client: TestClient, api: Api, method: str, path: str) -> tuple[str, dict[str, Any]]:
@@ -238,6 +253,7 @@ def _request(client: TestClient, api: Api, method: str, path: str) -> tuple[str,
         segment="beta",
         key_id=key_id,
         change_id=world["change_id"],
+        webhook_id=world["webhook"],
     )
     headers = {}
     if method in ("PATCH", "DELETE") and _advertises(method, path, "If-Match"):

@@ -17,6 +17,7 @@ from flagyard.control_plane.settings import (
 )
 
 GOOD_URL = "postgresql://flagyard:s3cret-pw@db.internal:5432/flagyard"
+WEBHOOK_KEY = secrets.token_urlsafe(32)
 
 
 def good_key() -> str:
@@ -46,7 +47,9 @@ def test_production__development_database_credentials_in_any_spelling__refused(u
     "url", [GOOD_URL, "postgres://app:pw@10.0.0.5/flags", "postgresql+psycopg://app:x@h/d"]
 )
 def test_production__real_database_credentials__accepted(url: str) -> None:
-    s = Settings(mode="production", database_url=url, bootstrap_admin_key=good_key())  # type: ignore[arg-type]
+    s = Settings(
+        mode="production", database_url=url, bootstrap_admin_key=good_key(), webhook_secret_key=WEBHOOK_KEY
+    )  # type: ignore[arg-type]
     assert s.sqlalchemy_url.startswith("postgresql+psycopg://")
 
 
@@ -56,7 +59,12 @@ def test_production__bootstrap_key_length_boundary__42_refused_43_accepted() -> 
     assert len(secret) == 43
     with pytest.raises(ValidationError, match="at least 43 random characters"):
         Settings(mode="production", database_url=GOOD_URL, bootstrap_admin_key="fy_admin_" + secret[:42])  # type: ignore[arg-type]
-    s = Settings(mode="production", database_url=GOOD_URL, bootstrap_admin_key="fy_admin_" + secret)  # type: ignore[arg-type]
+    s = Settings(
+        mode="production",
+        database_url=GOOD_URL,
+        bootstrap_admin_key="fy_admin_" + secret,
+        webhook_secret_key=WEBHOOK_KEY,
+    )  # type: ignore[arg-type]
     assert s.bootstrap_admin_key is not None
 
 
@@ -67,7 +75,12 @@ def test_production__bootstrap_key_entropy_boundary__below_128_bits_refused() ->
     assert estimated_bits(low) < MIN_BOOTSTRAP_SECRET_BITS <= estimated_bits(high)
     with pytest.raises(ValidationError, match="not random enough"):
         Settings(mode="production", database_url=GOOD_URL, bootstrap_admin_key="fy_admin_" + low)  # type: ignore[arg-type]
-    Settings(mode="production", database_url=GOOD_URL, bootstrap_admin_key="fy_admin_" + high)  # type: ignore[arg-type]
+    Settings(
+        mode="production",
+        database_url=GOOD_URL,
+        bootstrap_admin_key="fy_admin_" + high,
+        webhook_secret_key=WEBHOOK_KEY,
+    )  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="not random enough"):
         Settings(mode="production", database_url=GOOD_URL, bootstrap_admin_key="fy_admin_" + "k" * 60)  # type: ignore[arg-type]
     # A generated key shows far more than the bar.
@@ -81,18 +94,19 @@ def test_production__bootstrap_key_not_admin_format__refused() -> None:
 
 
 def test_from_env__model_level_error__names_settings_never_values(monkeypatch: pytest.MonkeyPatch) -> None:
-    key = "fy_admin_Zq9SECRETfragmentXy"
+    key = "fy_admin_Zq9HIDDENfragmentXy"  # no "SECRET": FLAGYARD_WEBHOOK_SECRET_KEY is named in the message
     monkeypatch.setenv("FLAGYARD_MODE", "production")
     monkeypatch.setenv("FLAGYARD_BOOTSTRAP_ADMIN_KEY", key)
     monkeypatch.setenv("FLAGYARD_DATABASE_URL", "postgresql://app:hunter2hunter2@db/x")
     monkeypatch.setenv("FLAGYARD_REDIS_URL", "redis://:redispassword99@r/0")
     with pytest.raises(ValidationError) as raw:
         Settings()
-    assert "CRETfragmentXy" in str(raw.value)  # what pydantic's own message leaks
+    assert "DDENfragmentXy" in str(raw.value)  # what pydantic's own message leaks
     with pytest.raises(ConfigurationError) as exc:
         Settings.from_env()
     message = str(exc.value)
     assert "FLAGYARD_BOOTSTRAP_ADMIN_KEY" in message
+    assert "FLAGYARD_WEBHOOK_SECRET_KEY is not set" in message
     for secret in (key.removeprefix("fy_admin_"), "hunter2hunter2", "redispassword99"):
         for i in range(len(secret) - 5):
             assert secret[i : i + 6] not in message

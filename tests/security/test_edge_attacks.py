@@ -275,6 +275,8 @@ def test_settings_error__no_fragment_of_any_secret_in_the_output(entry: str, pro
         "FLAGYARD_BOOTSTRAP_ADMIN_KEY": BOOTSTRAP_SECRET,
         "FLAGYARD_DATABASE_URL": f"postgresql://flagyard:{DATABASE_PASSWORD}@127.0.0.1:1/flagyard",
         "FLAGYARD_REDIS_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:1/0",
+        # A good one: its setting's name would match the fragment "SECRET" of BOOTSTRAP_SECRET.
+        "FLAGYARD_WEBHOOK_SECRET_KEY": "Vd3kQ9xL2mP7wR4tY8bN1cF6hJ0sZ5gA-Ue_Ko2Xi7",
     }
     if problem == "production refuses":
         env["FLAGYARD_MODE"] = "production"

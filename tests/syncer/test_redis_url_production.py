@@ -35,6 +35,7 @@ def planes(redis_url: str) -> list[Any]:
             redis_url=redis_url,  # type: ignore[arg-type]
             database_url=DB,  # type: ignore[arg-type]
             bootstrap_admin_key=ADMIN_KEY,  # type: ignore[arg-type]
+            webhook_secret_key="Vd3kQ9xL2mP7wR4tY8bN1cF6hJ0sZ5gA-Ue_Ko2Xi7",  # type: ignore[arg-type]
         ),
     ]
 
