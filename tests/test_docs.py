@@ -123,6 +123,8 @@ def _architecture_figures() -> list[tuple[str, str]]:
     from flagyard.control_plane.api.deps import IdempotencyPruner
     from flagyard.control_plane.metrics import STALE_GAUGE_MAX_AGE_SECONDS
     from flagyard.control_plane.services import lifecycle, propagation, schedules, sessions
+    from flagyard.control_plane.services import webhooks as webhook_service
+    from flagyard.control_plane.webhooks import EXCERPT_BYTES, LOG_KEEP_PER_SUBSCRIPTION
     from flagyard.data_plane.settings import DataPlaneSettings
     from flagyard.syncer import worker
 
@@ -185,6 +187,12 @@ def _architecture_figures() -> list[tuple[str, str]]:
             "stale gauge",
             f"computed on a scrape at most once {_every(STALE_GAUGE_MAX_AGE_SECONDS)} per process",
         ),
+        (
+            "webhooks per project",
+            f"at most `MAX_WEBHOOKS_PER_PROJECT` ({webhook_service.MAX_WEBHOOKS_PER_PROJECT})",
+        ),
+        ("webhook excerpt", f"at most {EXCERPT_BYTES // 1024} KiB of the answer read"),
+        ("webhook log", f"at most {LOG_KEEP_PER_SUBSCRIPTION:,} per subscription"),
         ("scheduler batch", f"(up to {scheduler.BATCH} changes a pass, repeated while full)"),
     ]
 
