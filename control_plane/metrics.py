@@ -57,6 +57,8 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        for outcome in ("delivered", "retrying", "failed"):
+            self.webhook_deliveries.labels(outcome=outcome)
         self.webhook_latency = Histogram(
             "flagyard_webhook_delivery_duration_seconds",
             "Duration of webhook delivery attempts (DNS, connect, send, answer), cut at the timeout.",
