@@ -1,7 +1,7 @@
 // Scheduled changes of one environment: what will happen (or happened) when, in words, with a status filter
 // (pending first). Writers reschedule (a local date-time sent with the browser's UTC offset) or cancel
-// (confirmed) a pending change; a failed one shows its code and message. While pending changes are shown
-// the list is read again every few seconds, so an applied one turns "applied" without a reload.
+// (confirmed) a pending change; a failed one shows its code and message. A pending change whose time has
+// come is read again every few seconds, so it turns "applied" or "failed" in place without a reload.
 
 import { get, request } from "../api.js";
 import { h, replace } from "../dom.js";
@@ -31,6 +31,7 @@ const STATUSES = [
   ["", "All"],
 ];
 const POLL_MS = 3000;
+const MAX_REREAD = 10; // due changes read again per poll (the scheduler applies up to 100 a pass)
 const FIELD_WORDS = {
   enabled: "on/off",
   off_variant: "off variant",
@@ -207,18 +208,20 @@ export async function render(ctx) {
   nextCursor = first.next_cursor;
   show();
 
-  // Read the first page again while something is pending (and the page shown), so outcomes appear.
+  // While the page is shown, read again each pending change that is due (its time has come), so its
+  // outcome appears in place, even under the "pending" filter; changes not yet due cannot have moved
+  // unless someone rescheduled or cancelled them (Refresh shows that).
   const timer = setInterval(async () => {
     if (!holder.isConnected) {
       clearInterval(timer);
       return;
     }
-    if (document.hidden || nextCursor || !items.some((c) => c.status === "pending")) return;
+    const due = items.filter((c) => c.status === "pending" && new Date(c.apply_at).getTime() <= Date.now()).slice(0, MAX_REREAD);
+    if (document.hidden || !due.length) return;
     try {
-      const page = await load(null);
+      const fresh = new Map((await Promise.all(due.map((c) => get(`${base}/${c.id}`)))).map((r) => [r.body.id, r.body]));
       if (!holder.isConnected) return;
-      items = page.items;
-      nextCursor = page.next_cursor;
+      items = items.map((c) => fresh.get(c.id) || c);
       show();
     } catch {
       // keep the last answer; Refresh shows the error
