@@ -35,6 +35,11 @@ BOOL_VARIANTS = {"on": True, "off": False}
 APPLY_TIMEOUT_MS = 30_000
 """How long the page may take to show an outcome: the scheduler's second plus the page's 3 s poll, on a
 busy machine."""
+_STICKING_OUT = """() => [...document.querySelectorAll("main *")]
+  .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 0.5)
+  .slice(0, 6)
+  .map((el) => `${el.tagName.toLowerCase()}.${el.className}`)"""
+"""What sticks out past the viewport's right edge (even where a scrolling table clips it)."""
 
 
 @pytest.fixture
@@ -101,7 +106,7 @@ def test_schedule_toggle_from_the_flag_page__pending_then_applied_and_the_sdk_se
     _project(console_stack)
     _flag(console_stack, "launch")
     sdk = console_stack.sdk_client(PROJECT, "staging")
-    assert sdk.boolean("launch", True) is False  # off: the off variant
+    wait_until(lambda: sdk.boolean("launch", True) is False, 20)  # off: the off variant, once synced
     sign_in(page, console_stack.admin_key)
     page.goto(f"/ui/#/p/{PROJECT}/e/staging/flags/launch")
 
@@ -179,6 +184,7 @@ def test_reschedule_with_a_refused_time_at_its_field_cancel_and_a_conflict_shown
     page.get_by_label("Status").select_option(label="All")
     expect(page.get_by_test_id(f"status-{banner}")).to_have_text("cancelled")
     shot(page, "scheduled")
+    assert page.evaluate(_STICKING_OUT) == []
     assert page_errors == []
 
 
@@ -254,6 +260,7 @@ def test_webhooks__create_secret_once_test_event_signed_deliveries_markup_as_tex
         assert rotated != secret
         dialog.get_by_role("button", name="Done").click()
         shot(page, "webhooks")
+        assert page.evaluate(_STICKING_OUT) == []
 
         page.get_by_test_id(f"delete-{hook['id']}").click()
         dialog.get_by_role("button", name="Delete webhook").click()

@@ -147,15 +147,17 @@ export async function render(ctx) {
   const columns = [
     { label: "Kind", cell: (c) => h("code", {}, c.kind) },
     { label: "Target", cell: targetLink },
-    { label: "Does", cell: (c) => h("span", { "data-testid": `does-${c.id}` }, describeChange(c)) },
-    { label: "When", cell: (c) => h("span", {}, formatTime(c.apply_at), h("br", {}), h("span", { class: "muted small" }, timeAgo(c.apply_at))) },
+    {
+      label: "Does",
+      cell: (c) => h("div", {}, h("span", { "data-testid": `does-${c.id}` }, describeChange(c)), c.comment ? h("div", { class: "muted small prewrap" }, c.comment) : null),
+    },
+    { label: "When", class: "when-cell", cell: (c) => h("span", {}, formatTime(c.apply_at), h("br", {}), h("span", { class: "muted small" }, timeAgo(c.apply_at))) },
     { label: "Scheduled by", cell: (c) => h("span", {}, h("code", {}, `${c.created_by_key_prefix}…`), h("br", {}), h("span", { class: "muted small" }, timeAgo(c.created_at))) },
     { label: "Status", cell: statusCell },
-    { label: "Comment", cell: (c) => (c.comment ? h("span", { class: "prewrap small" }, c.comment) : h("span", { class: "muted" }, "—")) },
     canWrite
       ? {
           label: h("span", { class: "visually-hidden" }, "Actions"),
-          class: "actions-cell",
+          class: "actions-cell wrap",
           cell: (c) =>
             c.status === "pending"
               ? h(

@@ -202,6 +202,7 @@ export async function render(ctx) {
   const columns = [
     {
       label: "URL",
+      class: "url-cell",
       cell: (w) =>
         h(
           "div",
@@ -217,7 +218,7 @@ export async function render(ctx) {
     { label: "Changed", cell: (w) => timeAgo(w.updated_at) },
     {
       label: h("span", { class: "visually-hidden" }, "Actions"),
-      class: "actions-cell",
+      class: "actions-cell wrap",
       cell: (w) =>
         h(
           "span",
