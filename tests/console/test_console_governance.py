@@ -1,6 +1,7 @@
 """The console's governance screens in headless Chromium against one real stack (its control plane runs the
 scheduler thread every second and the webhook delivery worker): a toggle scheduled from a flag's page is
-listed as pending, applied by the scheduler and seen by a local SDK; a reschedule (a refused time shown at
+listed as pending, applied by the scheduler and seen by a local SDK; the rule editor's configuration saved
+at a time (a past time refused at its field); a reschedule (a refused time shown at
 its field first) and a cancel reach the API; a schedule that met a newer change shows its conflict; a
 webhook created in the page shows its secret once, and that secret verifies the signature of the test
 event the receiver gets; the delivery log shows the receiver's answer; markup in a description or an
@@ -185,6 +186,36 @@ def test_reschedule_with_a_refused_time_at_its_field_cancel_and_a_conflict_shown
     expect(page.get_by_test_id(f"status-{banner}")).to_have_text("cancelled")
     shot(page, "scheduled")
     assert page.evaluate(_STICKING_OUT) == []
+    assert page_errors == []
+
+
+def test_save_at_a_time__schedules_the_editors_configuration_a_past_time_refused_at_its_field(
+    console_stack: ConsoleStack, page: Page, page_errors: list[str]
+) -> None:
+    _project(console_stack)
+    _flag(console_stack, "later")
+    sign_in(page, console_stack.admin_key)
+    page.goto(f"/ui/#/p/{PROJECT}/e/staging/flags/later")
+
+    page.get_by_test_id("save-later").click()
+    dialog = page.get_by_role("dialog")
+    when = dialog.get_by_label("At", exact=True)
+    when.fill(_local(datetime.now(UTC) - timedelta(minutes=10)))
+    dialog.get_by_role("button", name="Schedule").click()
+    expect(when).to_have_attribute("aria-invalid", "true")
+    expect(dialog.locator(".field-error:visible")).to_contain_text("in the past")
+    at = _whole_seconds_ahead(3600)
+    when.fill(_local(at))
+    dialog.get_by_role("button", name="Schedule").click()
+    expect(dialog).to_have_count(0)
+
+    [change] = [c for c in _scheduled(console_stack, status="pending")["items"] if c["target"] == "later"]
+    assert change["kind"] == "env_config"
+    assert datetime.fromisoformat(change["apply_at"]) == at
+    assert (change["body"]["default_variant"], change["body"]["off_variant"]) == ("on", "off")
+    assert "enabled" not in change["body"]  # the editor's fields only: on/off is the toggle's
+    page.goto(f"/ui/#/p/{PROJECT}/e/staging/scheduled")
+    expect(page.get_by_test_id(f"does-{change['id']}")).to_contain_text("default variant")
     assert page_errors == []
 
 
