@@ -16,7 +16,7 @@ export async function render(ctx) {
   if (!ctx.can("writer")) {
     return h("section", { class: "page" }, back, pageHeader("Webhook deliveries"), h("p", { "data-testid": "needs-writer" }, "Webhooks need a writer or admin key; you are signed in as ", ctx.session.role, "."));
   }
-  if (!/^[1-9][0-9]{0,17}$/.test(id)) {
+  if (!/^[1-9][0-9]{0,18}$/.test(id)) {
     return h("section", { class: "page" }, back, pageHeader("Webhook not found"), h("p", {}, "There is no webhook ", h("code", {}, id), "."));
   }
   const base = `/projects/${encodeURIComponent(ctx.project)}/webhooks/${id}`;
