@@ -36,7 +36,7 @@ REDIS_URL = os.environ.get("FLAGYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/11
 READY_TIMEOUT = 90.0
 """Seconds each child may take to get ready (three Python processes importing at once on a busy machine)."""
 
-_DATA_PLANE_KNOBS: dict[str, Any] = {
+_STACK_KNOBS: dict[str, Any] = {  # settings of every child (each reads those it knows)
     # Free ports for everything the data plane serves beside gRPC; no metrics server.
     "metrics_port": 0,
     "ofrep_port": 0,
@@ -50,6 +50,8 @@ _DATA_PLANE_KNOBS: dict[str, Any] = {
     "syncer_metrics_port": 0,
     "reconcile_interval_seconds": 2,
     "log_json": False,
+    # Webhook receivers of the tests listen on 127.0.0.1, which production refuses.
+    "webhook_allow_private": True,
 }
 
 
@@ -143,7 +145,7 @@ def running_console_stack(logs: Path) -> Iterator[ConsoleStack]:
     children = Children(logs)
     try:
         with fresh_database("console") as db_url:
-            env = stack_env(db_url, REDIS_URL, prefix=prefix, queue=queue, **_DATA_PLANE_KNOBS)
+            env = stack_env(db_url, REDIS_URL, prefix=prefix, queue=queue, **_STACK_KNOBS)
             uvicorn = ["uvicorn", "--factory", "flagyard.control_plane.main:app_from_env"]
             children.start(
                 "control_plane",

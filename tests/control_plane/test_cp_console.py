@@ -4,6 +4,7 @@ building markup from strings in its code, and every asset shipped in the wheel."
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from flagyard.control_plane.console import CSP, STATIC_DIR
+from flagyard.control_plane.webhook_events import EVENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED_HEADERS = {
@@ -204,3 +206,11 @@ def test_api__responses_carry_no_console_csp(client: TestClient) -> None:
 
     assert response.status_code == 200
     assert "content-security-policy" not in response.headers
+
+
+def test_webhook_events__the_console_offers_exactly_the_server_event_table_in_order() -> None:
+    source = (STATIC_DIR / "js" / "webhook-events.js").read_text()
+    match = re.search(r"export const WEBHOOK_EVENTS = (\[.*?\]);\n", source, re.DOTALL)
+
+    assert match, "js/webhook-events.js declares WEBHOOK_EVENTS as a JSON list"
+    assert json.loads(match.group(1)) == [[name, text] for name, text in EVENTS.items()]

@@ -15,6 +15,8 @@ const ROUTES = [
   [/^\/(projects)?$/, "projects", []],
   [/^\/p\/([^/]+)$/, "project-home", ["project"]],
   [/^\/p\/([^/]+)\/environments$/, "environments", ["project"]],
+  [/^\/p\/([^/]+)\/webhooks$/, "webhooks", ["project"]],
+  [/^\/p\/([^/]+)\/webhooks\/([^/]+)$/, "webhook", ["project", "webhook"]],
   [/^\/p\/([^/]+)\/e\/([^/]+)\/flags$/, "flags", ["project", "env"]],
   [/^\/p\/([^/]+)\/e\/([^/]+)\/flags\/new$/, "flag-new", ["project", "env"]],
   [/^\/p\/([^/]+)\/e\/([^/]+)\/flags\/([^/]+)$/, "flag", ["project", "env", "flag"]],
@@ -23,6 +25,7 @@ const ROUTES = [
   [/^\/p\/([^/]+)\/e\/([^/]+)\/segments\/([^/]+)$/, "segment", ["project", "env", "segment"]],
   [/^\/p\/([^/]+)\/e\/([^/]+)\/audit$/, "audit", ["project", "env"]],
   [/^\/p\/([^/]+)\/e\/([^/]+)\/keys$/, "keys", ["project", "env"]],
+  [/^\/p\/([^/]+)\/e\/([^/]+)\/scheduled$/, "scheduled", ["project", "env"]],
   [/^\/p\/([^/]+)\/e\/([^/]+)\/operations$/, "operations", ["project", "env"]],
 ];
 
@@ -39,6 +42,9 @@ const PAGE_MODULES = {
   audit: () => import("./pages/audit.js"),
   keys: () => import("./pages/keys.js"),
   operations: () => import("./pages/operations.js"),
+  scheduled: () => import("./pages/scheduled.js"),
+  webhooks: () => import("./pages/webhooks.js"),
+  webhook: () => import("./pages/webhook.js"),
 };
 
 const state = {
@@ -204,6 +210,7 @@ function nav(route, env) {
   links.push(link("Projects", "#/", route.page === "projects"));
   if (project) {
     links.push(link("Environments", href("p", project, "environments"), route.page === "environments"));
+    if (can("writer")) links.push(link("Webhooks", href("p", project, "webhooks"), route.page.startsWith("webhook")));
   }
   if (project && env) {
     const base = ["p", project, "e", env];
@@ -211,6 +218,7 @@ function nav(route, env) {
       link("Flags", href(...base, "flags"), route.page.startsWith("flag")),
       link("Segments", href(...base, "segments"), route.page.startsWith("segment")),
       link("Audit log", href(...base, "audit"), route.page === "audit"),
+      link("Scheduled", href(...base, "scheduled"), route.page === "scheduled"),
     );
     if (can("admin")) links.push(link("Keys", href(...base, "keys"), route.page === "keys"));
     links.push(link("Operations", href(...base, "operations"), route.page === "operations"));

@@ -175,6 +175,41 @@ export function relativeTime(iso) {
   return formatTime(iso);
 }
 
+const pad = (n, width = 2) => String(Math.trunc(Math.abs(n))).padStart(width, "0");
+
+/** A datetime-local input's value ("2026-12-07T14:05" or with seconds), read as the browser's local time,
+ * as an RFC 3339 string WITH the browser's offset ("2026-12-07T14:05:00+05:30"); null when empty or
+ * invalid. The server needs the offset: a time without one is ambiguous. */
+export function localInputToRfc3339(value) {
+  if (!value) return null;
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) return null;
+  const offset = -date.getTimezoneOffset();
+  const sign = offset >= 0 ? "+" : "-";
+  return (
+    `${pad(date.getFullYear(), 4)}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}` +
+    `T${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}` +
+    `${sign}${pad(offset / 60)}:${pad(offset % 60)}`
+  );
+}
+
+/** The value a datetime-local input (step 1 s) shows for an instant, in the browser's local time. */
+export function toLocalInput(isoOrDate) {
+  const date = isoOrDate instanceof Date ? isoOrDate : new Date(isoOrDate);
+  if (Number.isNaN(date.getTime())) return "";
+  return (
+    `${pad(date.getFullYear(), 4)}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}` +
+    `T${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`
+  );
+}
+
+/** A labelled datetime-local field (seconds allowed), prefilled with `initial` (an instant). */
+export function whenField(label, initial, hint) {
+  const input = h("input", { type: "datetime-local", step: 1, value: initial ? toLocalInput(initial) : "", required: true });
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+  return field(label, input, { hint: hint || `Your local time (${zone}); sent with its UTC offset.` });
+}
+
 /** A <time> showing "3 minutes ago" with the exact time as its title. */
 export function timeAgo(iso) {
   if (!iso) return "—";
@@ -345,28 +380,29 @@ export function copyButton(text, label = "Copy", input = null) {
   return btn;
 }
 
-/** Show a new key once: it cannot be retrieved again. Closing the dialog forgets it. */
-export function showSecretOnce(title, created) {
+/** Show a new secret once: it cannot be retrieved again. Closing the dialog forgets it. `created` is a
+ * new key ({key, name, role, prefix, …}); a webhook's signing secret passes `secret`, `note` and `facts`
+ * ([[label, value], …]) instead. */
+export function showSecretOnce(title, created, { secret, note, facts } = {}) {
+  const value = secret ?? created.key;
+  const rows =
+    facts ??
+    [
+      ["Name", created.name],
+      ["Role", created.role],
+      ["Prefix", h("code", {}, created.prefix)],
+      created.environment ? ["Environment", created.environment] : null,
+      created.expires_at ? ["Expires", formatTime(created.expires_at)] : null,
+    ].filter(Boolean);
   return new Promise((resolve) => {
     const dlg = modal(title, { onClose: () => resolve() });
-    const secret = h("input", { type: "text", readonly: true, value: created.key, class: "secret", "aria-label": "New key", "data-testid": "new-secret" });
-    secret.addEventListener("focus", () => secret.select());
+    const input = h("input", { type: "text", readonly: true, value, class: "secret", "aria-label": secret ? "New secret" : "New key", "data-testid": "new-secret" });
+    input.addEventListener("focus", () => input.select());
     replace(
       dlg.body,
-      h("p", { class: "banner warning" }, "Copy this key now. It is shown only once; Flagyard stores only its hash."),
-      h("div", { class: "secret-row" }, secret, copyButton(created.key, "Copy", secret)),
-      h(
-        "dl",
-        { class: "facts" },
-        h("dt", {}, "Name"),
-        h("dd", {}, created.name),
-        h("dt", {}, "Role"),
-        h("dd", {}, created.role),
-        h("dt", {}, "Prefix"),
-        h("dd", {}, h("code", {}, created.prefix)),
-        created.environment ? [h("dt", {}, "Environment"), h("dd", {}, created.environment)] : null,
-        created.expires_at ? [h("dt", {}, "Expires"), h("dd", {}, formatTime(created.expires_at))] : null,
-      ),
+      h("p", { class: "banner warning" }, note || "Copy this key now. It is shown only once; Flagyard stores only its hash."),
+      h("div", { class: "secret-row" }, input, copyButton(value, "Copy", input)),
+      h("dl", { class: "facts" }, rows.map(([label, v]) => [h("dt", {}, label), h("dd", {}, v)])),
     );
     replace(dlg.footer, h("button", { type: "button", class: "primary", on: { click: () => dlg.close() } }, "Done"));
     dlg.open();

@@ -17,11 +17,13 @@ import {
   fillErrorBanner,
   formDialog,
   isProductionLike,
+  localInputToRfc3339,
   pageHeader,
   select,
   textInput,
   timeAgo,
   toast,
+  whenField,
 } from "../ui.js";
 import { loadVariantEditor } from "../variants.js";
 import { parseTags } from "./flag-new.js";
@@ -165,7 +167,14 @@ export async function render(ctx) {
               h(
                 "td",
                 { class: "actions-cell" },
-                canWrite ? button(on ? "Turn off" : "Turn on", () => toggle(env, !on), { class: on ? "danger" : "primary", "data-testid": `toggle-${env.key}` }) : null,
+                canWrite
+                  ? h(
+                      "span",
+                      { class: "row-actions" },
+                      button(on ? "Turn off" : "Turn on", () => toggle(env, !on), { class: on ? "danger" : "primary", "data-testid": `toggle-${env.key}` }),
+                      button("Schedule…", () => scheduleToggle(env, !on), { "aria-label": `Schedule turning ${flag.key} on or off in ${env.key}`, "data-testid": `schedule-${env.key}` }),
+                    )
+                  : null,
               ),
             );
           }),
@@ -219,6 +228,34 @@ export async function render(ctx) {
       fillErrorBanner(banner, error, `Could not turn ${enabled ? "on" : "off"} ${flag.key} in ${env.key}`);
       toast(`Not changed: ${error.message}`, "error");
     }
+  }
+
+  /** Schedule turning the flag on or off in `env` at a time (a scheduled change of kind toggle). */
+  async function scheduleToggle(env, enabled) {
+    const scheduledBase = `/projects/${encodeURIComponent(ctx.project)}/environments/${encodeURIComponent(env.key)}/scheduled-changes`;
+    const fields = {
+      body: field("Change", select([["on", "Turn on"], ["off", "Turn off"]], { value: enabled ? "on" : "off" })),
+      apply_at: whenField("At", new Date(Date.now() + 3600 * 1000)),
+      comment: field("Comment (optional)", textInput({ maxlength: 2000 }), { hint: "Recorded with the change when it is applied." }),
+    };
+    const created = await formDialog({
+      title: `Schedule ${flag.key} in ${env.name}`,
+      fields,
+      submitLabel: "Schedule",
+      submit: async () =>
+        (
+          await request("POST", scheduledBase, {
+            body: {
+              kind: "toggle",
+              target: flag.key,
+              body: { enabled: fields.body.input.value === "on" },
+              apply_at: localInputToRfc3339(fields.apply_at.input.value),
+              comment: fields.comment.input.value,
+            },
+          })
+        ).body,
+    });
+    if (created) toast(`Scheduled: turn ${created.body.enabled ? "on" : "off"} ${flag.key} in ${env.key} at ${new Date(created.apply_at).toLocaleString()}`);
   }
 
   // --- targeting in the current environment ---------------------------------------------------------
@@ -472,6 +509,51 @@ function targetingSection({ ctx, flag, env, initial, etag, segments, flags, rule
     reapply.focus();
   }
 
+  /** Schedule the editor's current configuration (a scheduled change of kind env_config): checked by the
+   * server now as if saved now; errors under /body are shown in the editor like a save's. */
+  async function onSaveLater() {
+    if (editor.clearErrors) editor.clearErrors();
+    banner.hidden = true;
+    let value;
+    try {
+      value = editor.value();
+    } catch (error) {
+      fillErrorBanner(banner, error, "Check the configuration");
+      return;
+    }
+    const scheduledBase = `/projects/${encodeURIComponent(ctx.project)}/environments/${encodeURIComponent(env.key)}/scheduled-changes`;
+    const fields = {
+      apply_at: whenField("At", new Date(Date.now() + 3600 * 1000)),
+      comment: field("Comment (optional)", textInput({ maxlength: 2000, value: comment.input.value })),
+    };
+    const created = await formDialog({
+      title: `Save the targeting of ${flag().key} in ${env.name} at a time`,
+      intro: h("p", { class: "muted" }, "The configuration in the editor now is applied then (if nothing it sets changed meanwhile)."),
+      fields,
+      submitLabel: "Schedule",
+      submit: async () => {
+        try {
+          return (
+            await request("POST", scheduledBase, {
+              body: { kind: "env_config", target: flag().key, body: value, apply_at: localInputToRfc3339(fields.apply_at.input.value), comment: fields.comment.input.value },
+            })
+          ).body;
+        } catch (error) {
+          if (error instanceof ApiError) {
+            const inBody = error.details.filter((d) => (d.path || "").startsWith("/body/")).map((d) => ({ ...d, path: d.path.slice("/body".length) }));
+            const rest = error.details.filter((d) => !(d.path || "").startsWith("/body/"));
+            if (inBody.length) {
+              const unplaced = editor.showErrors(inBody);
+              error.details = [...rest, ...unplaced, { path: "", message: "The configuration has problems; they are shown in the editor." }];
+            }
+          }
+          throw error;
+        }
+      },
+    });
+    if (created) toast(`Scheduled: the targeting of ${flag().key} in ${env.key} at ${new Date(created.apply_at).toLocaleString()}`);
+  }
+
   save.addEventListener("click", onSave);
   rebuild(pick(initial), etag, initial.version);
   const element = h(
@@ -488,7 +570,7 @@ function targetingSection({ ctx, flag, env, initial, etag, segments, flags, rule
     banner,
     holder,
     canWrite
-      ? h("div", { class: "save-bar" }, comment.element, save)
+      ? h("div", { class: "save-bar" }, comment.element, save, button("Save at a time…", onSaveLater, { "data-testid": "save-later" }))
       : flag().archived
         ? h("p", { class: "muted" }, "Read-only: the flag is archived.")
         : h("p", { class: "muted" }, "Read-only: your role (", ctx.session.role, ") cannot change targeting."),

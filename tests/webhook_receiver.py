@@ -2,7 +2,8 @@
 
 ``/ok`` answers 200; ``/fail/<n>`` answers 500 to its first ``n`` requests, then 200; ``/status/<code>``
 always answers that code; ``/hang`` holds the request until :attr:`Receiver.release` is set (or 30 s);
-``/huge`` answers 200 with an endless body; ``/drip`` answers 200 and
+``/markup`` answers 200 with :data:`MARKUP` (an
+excerpt that would run script if a page rendered it as HTML); ``/huge`` answers 200 with an endless body; ``/drip`` answers 200 and
 then a byte every 0.3 s for a minute; ``/redirect`` answers 302 to ``/ok``. Every request is recorded
 (path, headers, body) as it arrives.
 """
@@ -14,6 +15,8 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MARKUP = b"<img src=x onerror=window.__pwned=1>"
 
 
 @dataclass
@@ -68,6 +71,8 @@ def start_receiver() -> Receiver:
                 hit = receiver.hits[self.path]
             if self.path == "/ok":
                 self._answer(200, b"thanks")
+            elif self.path == "/markup":
+                self._answer(200, MARKUP)
             elif self.path.startswith("/fail/"):
                 self._answer(500 if hit <= int(self.path.rsplit("/", 1)[1]) else 200, b"status by count")
             elif self.path.startswith("/status/"):
