@@ -151,15 +151,29 @@ class ProjectOut(Output):
     updated_at: datetime
 
 
+ApprovalsRequired = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=10,
+        description="Approvals (from owners other than the author's) a change of what this environment "
+        "serves needs; 0 turns the policy off. With a policy a direct write is 409 approval_required: "
+        "propose it as a change request. Only an admin sets it.",
+    ),
+]
+
+
 class EnvironmentCreate(Input):
     key: Key
     name: Name
     description: Text = ""
+    approvals_required: ApprovalsRequired = 0
 
 
 class EnvironmentUpdate(Input):
     name: Name | None = None
     description: Text | None = None
+    approvals_required: ApprovalsRequired | None = None
 
 
 class EnvironmentOut(Output):
@@ -167,6 +181,7 @@ class EnvironmentOut(Output):
     name: str
     description: str
     revision: int
+    approvals_required: int
     created_at: datetime
     updated_at: datetime
 
@@ -525,11 +540,24 @@ class ScheduledChangeOut(Output):
 # --- keys ----------------------------------------------------------------------------------------
 
 
+KeyOwner = Annotated[
+    str,
+    StringConstraints(max_length=200),
+    AfterValidator(_no_nul),
+    Field(
+        description="The person the key belongs to (name or e-mail, up to 200 characters; compared trimmed "
+        "and case-insensitively). Approvals count distinct owners and nobody approves a change request of "
+        "their own; empty: the key and the keys it is rotated into are their own owner."
+    ),
+]
+
+
 class ApiKeyCreate(Input):
     name: Name
     role: Literal["admin", "writer", "reader"]
     project: Key | None = Field(default=None, description="Scope the key to one project; none is global.")
     expires_at: datetime | None = None
+    owner: KeyOwner = ""
 
 
 class SdkKeyCreate(Input):
@@ -554,6 +582,7 @@ class ApiKeyOut(Output):
     expires_at: datetime | None
     revoked_at: datetime | None
     replaces_key_id: int | None
+    owner: str
 
 
 class ApiKeyCreated(ApiKeyOut):
