@@ -27,6 +27,7 @@ from flagyard.control_plane.api.middleware import RequestContextMiddleware
 from flagyard.control_plane.api.routes import (
     api_keys,
     audit,
+    change_requests,
     environments,
     flags,
     health,
@@ -201,6 +202,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         environments,
         segments,
         schedules,
+        change_requests,
         audit,
         api_keys,
         sdk_keys,

@@ -535,6 +535,104 @@ class ScheduledChangeOut(Output):
     applied_at: datetime | None
     applied_version: int | None
     failure: ScheduledChangeFailure | None
+    change_request_id: int | None = Field(description="The approved change request it applies, if any.")
+
+
+# --- change requests -----------------------------------------------------------------------------
+
+
+ChangeRequestStatus = Literal["open", "approved", "scheduled", "applied", "rejected", "withdrawn", "failed"]
+
+
+class ChangeRequestCreate(Input):
+    """Propose a change to an environment (required where the environment has an approval policy):
+    ``kind``, ``target`` and ``body`` as a scheduled change takes them."""
+
+    kind: ScheduledKind
+    target: Key
+    body: dict[str, Any] = Field(
+        description="The direct change's request body, by kind: toggle ToggleIn, env_config EnvConfigPatch, "
+        "segment SegmentUpdate, rollback and segment_rollback RollbackIn.",
+        json_schema_extra={
+            "anyOf": [
+                {"$ref": f"#/components/schemas/{name}"}
+                for name in ("ToggleIn", "EnvConfigPatch", "SegmentUpdate", "RollbackIn")
+            ]
+        },
+    )
+    title: Name
+    description: Text = ""
+
+
+class ChangeRequestUpdate(Input):
+    """Edit an open request (its author): a new revision, re-checked and re-based on the current state;
+    every approval given so far no longer counts."""
+
+    body: dict[str, Any] | None = Field(default=None, description="The new body (same kind and target).")
+    title: Name | None = None
+    description: Text | None = None
+
+
+class ChangeRequestReview(Input):
+    revision: int = Field(
+        ge=1,
+        le=2**31 - 1,
+        description="The revision reviewed: 409 if the request was edited or rebased since.",
+    )
+    comment: Text = ""
+
+
+class ChangeRequestComment(Input):
+    body: Annotated[str, StringConstraints(min_length=1, max_length=10_000), AfterValidator(_no_nul)]
+
+
+class ChangeRequestApply(Input):
+    apply_at: AwareDatetime | None = Field(
+        default=None,
+        description="Apply it then (a scheduled change, applied by the scheduler if the request is still "
+        "approved and its base has not moved); now when absent. Same bounds as a scheduled change.",
+    )
+
+
+class ChangeRequestEventOut(Output):
+    id: int
+    action: Literal["comment", "approve", "reject"]
+    revision: int
+    body: str
+    key_id: int
+    key_prefix: str
+    owner: str = Field(description="The identity it counts as: the key's owner, or key:<first key id>.")
+    created_at: datetime
+
+
+class ChangeRequestOut(Output):
+    id: int
+    project: str
+    environment: str
+    title: str
+    description: str
+    kind: ScheduledKind
+    target: str
+    body: dict[str, Any]
+    status: ChangeRequestStatus
+    revision: int = Field(description="Rises with each edit or rebase; approvals count at the current one.")
+    base_version: int = Field(description="The target's version the request was (re)based on.")
+    approvals_required: int
+    approvals: int = Field(description="Distinct owners (not the author's) who approved this revision.")
+    author_key_id: int
+    author_key_prefix: str
+    created_at: datetime
+    updated_at: datetime
+    applied_at: datetime | None
+    applied_version: int | None
+    applied_by_key_id: int | None
+    scheduled_change_id: int | None
+
+
+class ChangeRequestDetail(ChangeRequestOut):
+    current_version: int = Field(description="The target's version now.")
+    diff: list[Change] = Field(description="What applying the request now would change in the target.")
+    events: list[ChangeRequestEventOut]
 
 
 # --- keys ----------------------------------------------------------------------------------------

@@ -369,7 +369,8 @@ class ChangeRequest(Base):
             "kind IN ('toggle', 'env_config', 'segment', 'rollback', 'segment_rollback')", name="kind"
         ),
         sa.CheckConstraint(
-            "status IN ('open', 'scheduled', 'applied', 'rejected', 'withdrawn', 'failed')", name="status"
+            "status IN ('open', 'approved', 'scheduled', 'applied', 'rejected', 'withdrawn', 'failed')",
+            name="status",
         ),
         sa.Index("ix_change_requests_environment_id_id", "environment_id", "id"),
     )

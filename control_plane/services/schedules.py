@@ -64,7 +64,7 @@ def location(project: str, env: str, change_id: int) -> str:
 # --- making, reading, rescheduling, cancelling ---------------------------------------------------
 
 
-def _check_apply_at(apply_at: datetime, now: datetime) -> datetime:
+def check_apply_at(apply_at: datetime, now: datetime) -> datetime:
     if apply_at.tzinfo is None:  # the schema takes only aware times; a direct caller might not
         raise InvalidRequestError("the request is invalid", [Detail("/apply_at", "needs a UTC offset")])
     if apply_at < now - CLOCK_SKEW:
@@ -79,7 +79,7 @@ def _check_apply_at(apply_at: datetime, now: datetime) -> datetime:
     return apply_at.astimezone(UTC)
 
 
-def _lock_environment(session: Session, project: Project, env_key: str) -> Environment:
+def lock_environment(session: Session, project: Project, env_key: str) -> Environment:
     """The environment, locked against concurrent schedulings (``FOR NO KEY UPDATE``: inserts that
     reference it do not wait), so two cannot pass the pending bound together."""
     env = get_environment(session, project, env_key)
@@ -97,7 +97,7 @@ def _pending(session: Session, environment_id: int) -> tuple[int, int]:
     return int(count), int(size)
 
 
-def _ensure_room(session: Session, env: Environment, payload_bytes: int) -> None:
+def ensure_room(session: Session, env: Environment, payload_bytes: int) -> None:
     """422 unless the environment can hold one more pending schedule of this size (under its lock)."""
     pending, size = _pending(session, env.id)
     if pending >= MAX_PENDING_PER_ENVIRONMENT:
@@ -141,6 +141,7 @@ def change_body(row: ScheduledChange, project: str, environment: str) -> dict[st
         "applied_at": row.applied_at,
         "applied_version": row.applied_version,
         "failure": failure,
+        "change_request_id": row.change_request_id,
     }
 
 
@@ -152,11 +153,11 @@ def create_change(
     s = tx.session
     now = now or datetime.now(UTC)
     project = get_project(s, tx.actor, project_key)
-    apply_at = _check_apply_at(body.apply_at, now)
+    apply_at = check_apply_at(body.apply_at, now)
     payload = proposed.stored(body.kind, body.body)
     payload_bytes = len(orjson.dumps(payload))
-    env = _lock_environment(s, project, env_key)
-    _ensure_room(s, env, payload_bytes)
+    env = lock_environment(s, project, env_key)
+    ensure_room(s, env, payload_bytes)
     target = proposed.dry_run(tx, project.key, env.key, body.kind, body.target, payload, body.comment)
     row = ScheduledChange(
         project_id=project.id,
@@ -268,7 +269,7 @@ def reschedule_change(
     tx.actor.require(Role.WRITER)
     project, env, row = _find(tx.session, tx.actor, project_key, env_key, change_id, lock=True)
     _still_pending(row)
-    apply_at = _check_apply_at(body.apply_at, now or datetime.now(UTC))
+    apply_at = check_apply_at(body.apply_at, now or datetime.now(UTC))
     before = row.apply_at.isoformat()
     row.apply_at = apply_at
     row.updated_at = sa.func.now()
@@ -290,6 +291,11 @@ def cancel_change(tx: Tx, project_key: str, env_key: str, change_id: int) -> Res
     tx.actor.require(Role.WRITER)
     project, env, row = _find(tx.session, tx.actor, project_key, env_key, change_id, lock=True)
     _still_pending(row)
+    if row.change_request_id is not None:
+        raise ConflictError(
+            f"scheduled change {row.id} applies change request {row.change_request_id}: withdraw the "
+            "request instead (its author)"
+        )
     row.status = "cancelled"
     row.updated_at = sa.func.now()
     tx.session.flush()
@@ -342,21 +348,25 @@ def author(session: Session, row: ScheduledChange, now: datetime) -> Actor:
     """The key that acts for the schedule's author now: the author's key, or the key that replaced it
     by rotation once it expired. 401 (so the change fails) if revoked, expired without replacement or
     deleted; its role and scope are checked again by the change itself."""
-    key_id: int | None = row.created_by_key_id
+    return acting_key(session, row.created_by_key_id, now)
+
+
+def acting_key(session: Session, key_id: int | None, now: datetime) -> Actor:
+    """The key that acts for key ``key_id`` now (itself, or its rotation successor once it expired)."""
     for _ in range(MAX_ROTATION_CHAIN):
         key = session.get(ApiKey, key_id) if key_id is not None else None
         if key is None:
-            raise AuthenticationError("the key that scheduled the change no longer exists")
+            raise AuthenticationError("the key that made the change no longer exists")
         if key.revoked_at is not None:
-            raise AuthenticationError(f"the key that scheduled the change ({key.prefix}…) was revoked")
+            raise AuthenticationError(f"the key that made the change ({key.prefix}…) was revoked")
         if key.expires_at is None or key.expires_at > now:
             return Actor(key.id, key.prefix, Role(key.role), key.project_id)
         key_id = session.scalar(
             sa.select(ApiKey.id).where(ApiKey.replaces_key_id == key.id).order_by(ApiKey.id.desc()).limit(1)
         )
         if key_id is None:
-            raise AuthenticationError(f"the key that scheduled the change ({key.prefix}…) has expired")
-    raise AuthenticationError("the key that scheduled the change was rotated too many times to follow")
+            raise AuthenticationError(f"the key that made the change ({key.prefix}…) has expired")
+    raise AuthenticationError("the key that made the change was rotated too many times to follow")
 
 
 def failure_actor(row: ScheduledChange) -> Actor:
@@ -375,7 +385,16 @@ def apply_claimed(tx: Tx, claimed: Claimed) -> int:
     row, project, env_key = claimed.row, claimed.project, claimed.environment
     payload = dict(row.payload)
     comment = f"scheduled change #{row.id}" + (f": {row.comment}" if row.comment else "")
+    if row.change_request_id is not None:
+        # An approved change request applied at its time: still scheduled (so unedited) and approved,
+        # and on its base; then it passes the approval policy, as its apply now would.
+        from flagyard.control_plane.services import change_requests
+
+        request, _ = change_requests.check_scheduled(tx.session, row.change_request_id)
+        tx.approved = True
     target = proposed.lock_target(tx, project.key, env_key, row.kind, row.target_key, payload)
+    if row.change_request_id is not None:
+        change_requests.check_base(request, target)
     moved = proposed.moved(target, dict(row.base), row.base_version, "scheduled")
     if moved:
         raise ConflictError(
@@ -392,6 +411,8 @@ def apply_claimed(tx: Tx, claimed: Claimed) -> int:
     row.applied_at = sa.func.now()
     row.updated_at = sa.func.now()
     row.applied_version = version
+    if row.change_request_id is not None:
+        change_requests.finish_scheduled(tx.session, row.change_request_id, version)
     tx.session.flush()
     tx.audit(
         project,
@@ -415,6 +436,10 @@ def record_failure(tx: Tx, claimed: Claimed, error: ControlPlaneError) -> None:
     row.failure_code = error.code[:32]
     row.failure_message = error.message
     row.failure_details = [d.as_dict() for d in error.details[:100]]
+    if row.change_request_id is not None:
+        from flagyard.control_plane.services import change_requests
+
+        change_requests.finish_scheduled(tx.session, row.change_request_id, None)
     tx.session.flush()
     tx.audit(
         claimed.project,

@@ -194,6 +194,27 @@ BODIES: dict[tuple[str, str], Any] = {
         "apply_at": (datetime.now(UTC) + timedelta(days=2)).isoformat()
     },
     ("POST", "/api/v1/projects/{project}/environments/{env}/scheduled-changes/{change_id}/cancel"): None,
+    ("POST", "/api/v1/projects/{project}/environments/{env}/change-requests"): {
+        "kind": "toggle",
+        "target": "checkout",
+        "body": {"enabled": False},
+        "title": "off",
+    },
+    ("PATCH", "/api/v1/projects/{project}/environments/{env}/change-requests/{request_id}"): {
+        "title": "off, really"
+    },
+    ("POST", "/api/v1/projects/{project}/environments/{env}/change-requests/{request_id}/rebase"): None,
+    ("POST", "/api/v1/projects/{project}/environments/{env}/change-requests/{request_id}/comments"): {
+        "body": "looks fine"
+    },
+    ("POST", "/api/v1/projects/{project}/environments/{env}/change-requests/{request_id}/approve"): {
+        "revision": 1
+    },
+    ("POST", "/api/v1/projects/{project}/environments/{env}/change-requests/{request_id}/reject"): {
+        "revision": 1
+    },
+    ("POST", "/api/v1/projects/{project}/environments/{env}/change-requests/{request_id}/withdraw"): None,
+    ("POST", "/api/v1/projects/{project}/environments/{env}/change-requests/{request_id}/apply"): {},
 }
 """A valid request for each write that has a body (a DELETE has none)."""
 
@@ -224,7 +245,18 @@ def _world(client: TestClient, api: Api) -> dict[str, str]:
             "apply_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
         },
     ).json()["id"]
-    return {"api_key": str(api_key), "sdk_key": str(sdk_key), "change_id": str(change)}
+    request = {"kind": "toggle", "target": "checkout", "body": {"enabled": False}, "title": "off"}
+    requests = "/api/v1/projects/shop/environments/dev/change-requests"
+    mine = client.post(requests, json=request).json()["id"]
+    writer = client.post("/api/v1/api-keys", json={"name": "w", "role": "writer", "owner": "w"}).json()["key"]
+    theirs = client.post(requests, json=request, headers={"Authorization": f"Bearer {writer}"}).json()["id"]
+    return {
+        "api_key": str(api_key),
+        "sdk_key": str(sdk_key),
+        "change_id": str(change),
+        "request_id": str(mine),
+        "review_id": str(theirs),
+    }
 
 
 def _request(client: TestClient, api: Api, method: str, path: str) -> tuple[str, dict[str, Any]]:
@@ -238,6 +270,8 @@ def _request(client: TestClient, api: Api, method: str, path: str) -> tuple[str,
         segment="beta",
         key_id=key_id,
         change_id=world["change_id"],
+        # A request of the admin key for its author's steps; another key's for the admin to review.
+        request_id=world["review_id" if path.endswith(("/approve", "/reject")) else "request_id"],
     )
     headers = {}
     if method in ("PATCH", "DELETE") and _advertises(method, path, "If-Match"):

@@ -55,7 +55,7 @@ def upgrade() -> None:
             name=op.f("ck_change_requests_kind"),
         ),
         sa.CheckConstraint(
-            "status IN ('open', 'scheduled', 'applied', 'rejected', 'withdrawn', 'failed')",
+            "status IN ('open', 'approved', 'scheduled', 'applied', 'rejected', 'withdrawn', 'failed')",
             name=op.f("ck_change_requests_status"),
         ),
         sa.ForeignKeyConstraint(
