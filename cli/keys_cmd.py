@@ -98,6 +98,20 @@ def rotate(
         out.note(f"key {key_id} keeps working until the overlap window ends")
 
 
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    key_id: KeyId,
+    owner: Annotated[
+        str, typer.Option(help="Who the key belongs to (name or e-mail); '' clears it.", show_default=False)
+    ],
+) -> None:
+    """Set an API key's owner (approvals count owners; nobody approves their own change)."""
+    with connect(ctx) as (rest, out):
+        response = rest.request("PATCH", f"{_collection(None, None)}/{key_id}", body={"owner": owner})
+        out.record(response.json(), COLUMNS)
+
+
 @app.command("revoke")
 def revoke(ctx: typer.Context, key_id: KeyId, project: Project = None, env: Env = None) -> None:
     """Revoke a key at once."""

@@ -45,6 +45,7 @@ from flagyard.control_plane.metrics import Metrics
 from flagyard.control_plane.outbox import Dispatcher, Relay, backlog
 from flagyard.control_plane.ratelimit import RateLimiter
 from flagyard.control_plane.scheduler import Scheduler
+from flagyard.control_plane.services.change_requests import counts as change_request_counts
 from flagyard.control_plane.services.keys import KeyCache, ensure_bootstrap_key
 from flagyard.control_plane.services.lifecycle import stale_counts
 from flagyard.control_plane.services.schedules import backlog as schedule_backlog
@@ -79,6 +80,12 @@ def build_state(settings: Settings) -> AppState:
             return schedule_backlog(session, datetime.now(UTC))
 
     metrics.watch_schedules(scheduled_backlog)
+
+    def change_requests() -> Mapping[str, int]:
+        with sessions() as session:
+            return change_request_counts(session)
+
+    metrics.watch_change_requests(change_requests)
 
     def stale_flags() -> Mapping[str, int]:
         with sessions() as session:

@@ -658,6 +658,12 @@ class ApiKeyCreate(Input):
     owner: KeyOwner = ""
 
 
+class ApiKeyUpdate(Input):
+    """What may change of an API key (its secret, role and scope never do: rotate or issue another)."""
+
+    owner: KeyOwner
+
+
 class SdkKeyCreate(Input):
     name: Name
     expires_at: datetime | None = None

@@ -371,6 +371,26 @@ def rotate_api_key(tx: Tx, key_id: int, body: schemas.RotateIn, default_overlap:
     return _rotate(tx, row, body.overlap_seconds if body.overlap_seconds is not None else default_overlap)
 
 
+def update_api_key(tx: Tx, key_id: int, body: schemas.ApiKeyUpdate) -> Result:
+    """Set a key's owner (an admin; audited, since the owner is what self-approval is judged by). Approvals
+    already given keep the identity they were given as."""
+    tx.actor.require(Role.ADMIN)
+    row = _visible_key(tx.session, tx.actor, key_id, sdk=False)
+    before = row.owner
+    row.owner = body.owner.strip()
+    tx.session.flush()
+    if row.owner != before:
+        tx.audit(
+            _audit_project(tx.session, row),
+            "api_key",
+            str(row.id),
+            "updated",
+            {"owner": before},
+            {"owner": row.owner},
+        )
+    return Result(key_body(row, *_names(tx.session, row)))
+
+
 def revoke_api_key(tx: Tx, key_id: int) -> Result:
     tx.actor.require(Role.ADMIN)
     return _revoke(tx, _visible_key(tx.session, tx.actor, key_id, sdk=False))

@@ -63,5 +63,6 @@ def test_requests__policy_review_apply(cli: Cli) -> None:
 
     applied = cli.json("requests", "apply", rid, "-p", project, "-e", "prod", key=alice)
     assert applied["status"] == "applied"
+    assert cli.json("keys", "update", str(applied["author_key_id"]), "--owner", "Alice")["owner"] == "Alice"
     flag = cli.json("flags", "show", "checkout", "-p", project)
     assert flag["environments"]["prod"]["enabled"] is True

@@ -422,3 +422,95 @@ def test_two_applies_at_once__one_applies(client: TestClient, people: dict[str, 
         t.join()
     assert sorted(statuses) == [200, 409, 409]
     assert client.get(F).json()["version"] == 2
+
+
+def test_apply_at__policy_raised_before_its_time__fails_unapplied(
+    client: TestClient, people: dict[str, tuple[int, str]]
+) -> None:
+    cr = _approved(client, people)
+    at = datetime.now(UTC) + timedelta(hours=1)
+    r = client.post(f"{R}/{cr['id']}/apply", json={"apply_at": at.isoformat()}, headers=_as(people, "alice"))
+    assert r.status_code == 202
+    _policy(client, 3)
+    [outcome] = _run(client.app, at + timedelta(seconds=1))  # type: ignore[arg-type]
+    assert (outcome.status, outcome.failure_code) == ("failed", "approval_required")
+    assert not _enabled(client)
+    assert client.get(f"{R}/{cr['id']}").json()["status"] == "failed"
+
+
+def test_withdraw__cancels_its_scheduled_apply(
+    client: TestClient, people: dict[str, tuple[int, str]]
+) -> None:
+    alice = _as(people, "alice")
+    cr = _approved(client, people)
+    at = datetime.now(UTC) + timedelta(hours=1)
+    schedule = client.post(f"{R}/{cr['id']}/apply", json={"apply_at": at.isoformat()}, headers=alice).json()
+    assert client.post(f"{R}/{cr['id']}/withdraw", headers=alice).json()["status"] == "withdrawn"
+    change = client.get(f"{E}/scheduled-changes/{schedule['scheduled_change_id']}").json()
+    assert change["status"] == "cancelled"
+    assert _run(client.app, at + timedelta(seconds=1)) == []  # type: ignore[arg-type]
+    assert not _enabled(client)
+
+
+def test_segment_request__needs_the_strictest_policy_of_the_project(
+    client: TestClient, people: dict[str, tuple[int, str]], api: Api
+) -> None:
+    api.segment()
+    _policy(client, 1, env="dev")
+    dev_requests = f"{P}/environments/dev/change-requests"
+    r = client.post(
+        dev_requests,
+        json={"kind": "segment", "target": "beta", "body": {"included": ["u2"]}, "title": "widen"},
+        headers=_as(people, "alice"),
+    )
+    assert r.status_code == 201, r.text
+    cr = r.json()
+    assert cr["approvals_required"] == 2  # prod's policy: a segment reaches every environment
+    r = client.get(f"{dev_requests}/{cr['id']}").json()
+    assert r["diff"] == [{"op": "replace", "path": "/included/0", "old": "u1", "value": "u2"}]
+    r = client.post(f"{dev_requests}/{cr['id']}/approve", json={"revision": 1}, headers=_as(people, "bob"))
+    assert r.json()["status"] == "open"
+    r = client.post(f"{dev_requests}/{cr['id']}/approve", json={"revision": 1}, headers=_as(people, "carol"))
+    assert r.json()["status"] == "approved"
+    r = client.post(f"{dev_requests}/{cr['id']}/apply", json={}, headers=_as(people, "alice"))
+    assert r.status_code == 200, r.text
+    assert client.get(f"{P}/segments/beta").json()["included"] == ["u2"]
+
+
+def test_rollback_request__diff_shows_what_it_restores(
+    client: TestClient, people: dict[str, tuple[int, str]]
+) -> None:
+    first = _approved(client, people)
+    assert client.post(f"{R}/{first['id']}/apply", json={}, headers=_as(people, "alice")).status_code == 200
+    cr = _request(client, _as(people, "alice"), kind="rollback", body={"version": 1}, title="undo")
+    diff = client.get(f"{R}/{cr['id']}").json()["diff"]
+    assert {"op": "replace", "path": "/environments/prod/enabled", "old": True, "value": False} in diff
+
+
+def test_key_owner__set_by_admins_only_and_audited(
+    client: TestClient, people: dict[str, tuple[int, str]], engine: sa.Engine
+) -> None:
+    dora_id, dora = _key(client)
+    r = client.patch(f"/api/v1/api-keys/{dora_id}", json={"owner": "x"}, headers=_as(people, "bob"))
+    assert r.status_code == 403
+    assert client.patch(f"/api/v1/api-keys/{dora_id}", json={"owner": "x" * 201}).status_code == 422
+    cr = _request(client, _as(people, "alice"))
+    r = client.patch(f"/api/v1/api-keys/{dora_id}", json={"owner": " alice@EXAMPLE.com"})
+    assert (r.status_code, r.json()["owner"]) == (200, "alice@EXAMPLE.com")
+    r = _approve(client, auth(dora), cr)
+    assert (r.status_code, r.json()["code"]) == (403, "self_approval")
+    audit = rows(
+        engine,
+        "SELECT action FROM audit_log WHERE resource_type = 'api_key' AND resource_key = :k",
+        k=str(dora_id),
+    )
+    assert [a.action for a in audit] == ["created", "updated"]
+
+
+def test_metrics__requests_by_status(client: TestClient, people: dict[str, tuple[int, str]]) -> None:
+    _approved(client, people)
+    _request(client, _as(people, "alice"))
+    text = client.get("/metrics").text
+    assert 'flagyard_change_requests{status="approved"} 1.0' in text
+    assert 'flagyard_change_requests{status="open"} 1.0' in text
+    assert 'flagyard_change_requests{status="applied"} 0.0' in text

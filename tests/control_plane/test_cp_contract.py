@@ -180,6 +180,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/projects/{project}/segments/{segment}/rollback"): {"version": 1},
     ("POST", "/api/v1/api-keys"): {"name": "k2", "role": "reader"},
     ("POST", "/api/v1/api-keys/{key_id}/rotate"): None,
+    ("PATCH", "/api/v1/api-keys/{key_id}"): {"owner": "someone@example.com"},
     ("POST", "/api/v1/projects/{project}/environments/{env}/sdk-keys"): {"name": "sdk 2"},
     ("POST", "/api/v1/projects/{project}/environments/{env}/sdk-keys/{key_id}/rotate"): None,
     ("POST", "/api/v1/projects/{project}/environments/{env}/import"): {"flags": [], "segments": []},
