@@ -337,6 +337,11 @@ class Tx:
         if len(self._outbox_rows) >= MAX_DEFERRED * 8:
             self.run_deferred()
 
+    def know_policies(self, policies: Mapping[int, tuple[str, int]]) -> None:
+        """Approval policies (environment id → (key, approvals required)) a locking read already returned,
+        so :meth:`emit` needs no statement to check them."""
+        self._policies.update(policies)
+
     def _check_policy(self, environment_ids: list[int]) -> None:
         unknown = [i for i in environment_ids if i not in self._policies]
         if unknown:

@@ -69,6 +69,7 @@ def locked(tx: Tx, project_key: str, key: str) -> repo.LockedFlag:
         project = get_project(tx.session, tx.actor, project_key)
         raise NotFoundError(f"flag '{key}' does not exist in project '{project.key}'")
     tx.actor.require_project(flag.project.id)
+    tx.know_policies({e.environment_id: (k, e.approvals_required) for k, e in flag.environments.items()})
     return flag
 
 

@@ -514,3 +514,22 @@ def test_metrics__requests_by_status(client: TestClient, people: dict[str, tuple
     assert 'flagyard_change_requests{status="approved"} 1.0' in text
     assert 'flagyard_change_requests{status="open"} 1.0' in text
     assert 'flagyard_change_requests{status="applied"} 0.0' in text
+
+
+def test_policy_check__costs_a_flag_write_no_statement(client: TestClient, shop: Api, app: FastAPI) -> None:
+    """The policies come with the flag's locking read; only other writers (segments, imports) ask."""
+    engine = app.state.flagyard.engine
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert client.post(f"{F}/environments/dev/toggle", json={"enabled": True}).status_code == 200
+        assert client.post(f"{F}/environments/prod/toggle", json={"enabled": True}).status_code == 409
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    locking = [s for s in seen if "approvals_required" in s]
+    assert len(locking) == 2  # one locking read per toggle
+    assert all("FOR UPDATE" in s for s in locking), locking
