@@ -630,7 +630,7 @@ class ChangeRequestOut(Output):
 
 
 class ChangeRequestDetail(ChangeRequestOut):
-    current_version: int = Field(description="The target's version now.")
+    current_version: int | None = Field(description="The target's version now (null once it was deleted).")
     diff: list[Change] = Field(description="What applying the request now would change in the target.")
     events: list[ChangeRequestEventOut]
 

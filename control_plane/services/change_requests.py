@@ -135,33 +135,64 @@ def _approvers(session: Session, row: ChangeRequest) -> set[str]:
     )
 
 
-def _body(session: Session, row: ChangeRequest, project: str, env: Environment) -> dict[str, Any]:
-    scheduled = session.scalar(
-        sa.select(sa.func.max(ScheduledChange.id)).where(ScheduledChange.change_request_id == row.id)
-    )
-    return {
-        "id": row.id,
-        "project": project,
-        "environment": env.key,
-        "title": row.title,
-        "description": row.description,
-        "kind": row.kind,
-        "target": row.target_key,
-        "body": row.payload,
-        "status": row.status,
-        "revision": row.revision,
-        "base_version": row.base_version,
-        "approvals_required": _required(session, env, row.kind),
-        "approvals": len(_approvers(session, row)),
-        "author_key_id": row.author_key_id,
-        "author_key_prefix": row.author_key_prefix,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-        "applied_at": row.applied_at,
-        "applied_version": row.applied_version,
-        "applied_by_key_id": row.applied_by_key_id,
-        "scheduled_change_id": scheduled,
+def _bodies(
+    session: Session, rows: list[ChangeRequest], project: str, env: Environment
+) -> list[dict[str, Any]]:
+    """The API's view of requests of one environment: three statements whatever their number."""
+    ids = [r.id for r in rows]
+    approvals: dict[tuple[int, int], int] = {
+        (request_id, revision): int(n)
+        for request_id, revision, n in session.execute(
+            sa.select(
+                ChangeRequestEvent.request_id,
+                ChangeRequestEvent.revision,
+                sa.func.count(sa.distinct(ChangeRequestEvent.owner)),
+            )
+            .where(ChangeRequestEvent.request_id.in_(ids), ChangeRequestEvent.action == "approve")
+            .group_by(ChangeRequestEvent.request_id, ChangeRequestEvent.revision)
+        )
     }
+    scheduled = dict(
+        session.execute(
+            sa.select(ScheduledChange.change_request_id, sa.func.max(ScheduledChange.id))
+            .where(ScheduledChange.change_request_id.in_(ids))
+            .group_by(ScheduledChange.change_request_id)
+        ).all()
+    )
+    flag_policy = env.approvals_required
+    segment_policy = (
+        _required(session, env, "segment") if any(r.kind in proposed.SEGMENT_KINDS for r in rows) else 0
+    )
+    return [
+        {
+            "id": row.id,
+            "project": project,
+            "environment": env.key,
+            "title": row.title,
+            "description": row.description,
+            "kind": row.kind,
+            "target": row.target_key,
+            "body": row.payload,
+            "status": row.status,
+            "revision": row.revision,
+            "base_version": row.base_version,
+            "approvals_required": segment_policy if row.kind in proposed.SEGMENT_KINDS else flag_policy,
+            "approvals": approvals.get((row.id, row.revision), 0),
+            "author_key_id": row.author_key_id,
+            "author_key_prefix": row.author_key_prefix,
+            "created_at": row.created_at,
+            "updated_at": row.updated_at,
+            "applied_at": row.applied_at,
+            "applied_version": row.applied_version,
+            "applied_by_key_id": row.applied_by_key_id,
+            "scheduled_change_id": scheduled.get(row.id),
+        }
+        for row in rows
+    ]
+
+
+def _body(session: Session, row: ChangeRequest, project: str, env: Environment) -> dict[str, Any]:
+    return _bodies(session, [row], project, env)[0]
 
 
 def _scope(session: Session, actor: Actor, project_key: str, env_key: str) -> tuple[Project, Environment]:
@@ -208,7 +239,7 @@ def list_requests(
     rows = rows[:limit]
     return Result(
         {
-            "items": [_body(session, r, project.key, env) for r in rows],
+            "items": _bodies(session, rows, project.key, env) if rows else [],
             "next_cursor": str(rows[-1].id) if more else None,
         }
     )
@@ -225,7 +256,9 @@ def _snapshot(tx: Tx, project_key: str, kind: str, key: str) -> tuple[int, dict[
     return flag.version, snapshot
 
 
-def _diff(session: Session, actor: Actor, project: Project, env: Environment, row: ChangeRequest) -> Any:
+def _diff(
+    session: Session, actor: Actor, project: Project, env: Environment, row: ChangeRequest
+) -> tuple[int | None, list[dict[str, Any]]]:
     """(current version, what applying the request now would change): the change is run in a savepoint
     that is rolled back, as its dry run is, and the target read before and after. The reader's key runs
     it with the writer role inside that savepoint only: nothing of it is kept, and the reader may read
@@ -234,7 +267,10 @@ def _diff(session: Session, actor: Actor, project: Project, env: Environment, ro
     dry = Tx(session, acting, approved=True)
     savepoint = session.begin_nested()
     try:
-        version, before = _snapshot(dry, project.key, row.kind, row.target_key)
+        try:
+            version, before = _snapshot(dry, project.key, row.kind, row.target_key)
+        except NotFoundError:
+            return None, []  # the target was deleted since: nothing to apply it to
         try:
             dry.if_match = etag(version)
             proposed.run(
@@ -631,11 +667,11 @@ def apply_request(
     if _required(s, env, row.kind) > 0 and not (mine & authors) and identity not in approvers:
         raise PermissionDeniedError("only the request's author or one of its approvers may apply it")
     before = {"status": row.status}
-    if body.apply_at is not None:
-        return _schedule(tx, project, env, row, body.apply_at, now)
     try:
+        if body.apply_at is not None:
+            return _schedule(tx, project, env, row, body.apply_at, now)
         version = apply_now(tx, project, env, row, now)
-    except AuthenticationError as exc:
+    except AuthenticationError as exc:  # the author's key, not the caller's: not a 401
         raise ConflictError(f"the request cannot be applied as its author: {exc.message}") from None
     row.status = "applied"
     row.applied_at = sa.func.now()
@@ -655,13 +691,14 @@ def _schedule(
     s = tx.session
     when = schedules.check_apply_at(apply_at, now)
     # A dry run now (past the policy), as the author, and the base must not have moved already.
+    payload_bytes = len(orjson.dumps(row.payload))
+    # The environment before the target, as a schedule's creation locks them.
+    schedules.lock_environment(s, project, env.key)
+    schedules.ensure_room(s, env, payload_bytes)
     author = schedules.acting_key(s, row.author_key_id, now)
     author_tx = Tx(s, author, tx.request_id, approved=True)
     target = proposed.dry_run(author_tx, project.key, env.key, row.kind, row.target_key, dict(row.payload))
     check_base(row, target)
-    payload_bytes = len(orjson.dumps(row.payload))
-    schedules.lock_environment(s, project, env.key)
-    schedules.ensure_room(s, env, payload_bytes)
     scheduled = ScheduledChange(
         project_id=project.id,
         environment_id=env.id,

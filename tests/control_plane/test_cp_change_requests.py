@@ -533,3 +533,26 @@ def test_policy_check__costs_a_flag_write_no_statement(client: TestClient, shop:
     locking = [s for s in seen if "approvals_required" in s]
     assert len(locking) == 2  # one locking read per toggle
     assert all("FOR UPDATE" in s for s in locking), locking
+
+
+def test_author_revoked__apply_refused_as_a_conflict(
+    client: TestClient, people: dict[str, tuple[int, str]]
+) -> None:
+    cr = _approved(client, people)
+    assert client.delete(f"/api/v1/api-keys/{people['alice'][0]}").status_code == 204
+    r = client.post(f"{R}/{cr['id']}/apply", json={}, headers=_as(people, "bob"))
+    assert r.status_code == 409
+    assert "its author" in r.json()["message"]
+    assert not _enabled(client)
+
+
+def test_target_deleted__request_still_readable(
+    client: TestClient, people: dict[str, tuple[int, str]], shop: Api
+) -> None:
+    cr = _request(client, _as(people, "alice"))
+    _policy(client, 0)
+    assert client.delete(F, headers={"If-Match": shop.etag(F)}).status_code == 204
+    shown = client.get(f"{R}/{cr['id']}").json()
+    assert (shown["current_version"], shown["diff"]) == (None, [])
+    r = client.post(f"{R}/{cr['id']}/apply", json={}, headers=_as(people, "alice"))
+    assert r.status_code == 404
