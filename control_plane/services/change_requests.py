@@ -71,8 +71,6 @@ MAX_OPEN_PER_ENVIRONMENT = 1000
 """Open (or approved, or scheduled) requests of one environment, counted under a lock on its row."""
 MAX_EVENTS_PER_REQUEST = 1000
 """Comments, approvals and rejections of one request, counted under its row lock."""
-MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
-"""A request's body as compact JSON (a segment body may be a few MiB)."""
 _LIVE = ("open", "approved", "scheduled")
 _EDITABLE = ("open", "approved")
 
@@ -334,12 +332,9 @@ def _propose(tx: Tx, project: Project, env: Environment, kind: str, key: str, pa
 
 
 def _payload(kind: str, body: dict[str, Any]) -> dict[str, Any]:
-    payload = proposed.stored(kind, body)
-    size = len(orjson.dumps(payload))
-    if size > MAX_PAYLOAD_BYTES:
-        message = f"the body is {size} bytes as compact JSON, more than {MAX_PAYLOAD_BYTES}"
-        raise InvalidRequestError(message, [Detail("/body", message)])
-    return payload
+    """The body as stored: its size is bounded by the request's (``limits.MAX_REQUEST_BODY_BYTES``) and
+    its content by the direct change's own bounds, which the dry run applies (a segment ≤ 2 MiB)."""
+    return proposed.stored(kind, body)
 
 
 def _lock_environment(session: Session, project: Project, env_key: str) -> Environment:

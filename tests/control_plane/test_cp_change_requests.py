@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from flagyard.control_plane.scheduler import Outcome, run_once
+from flagyard.control_plane.services import change_requests
 
 P = "/api/v1/projects/shop"
 E = f"{P}/environments/prod"
@@ -556,3 +557,79 @@ def test_target_deleted__request_still_readable(
     assert (shown["current_version"], shown["diff"]) == (None, [])
     r = client.post(f"{R}/{cr['id']}/apply", json={}, headers=_as(people, "alice"))
     assert r.status_code == 404
+
+
+def test_bounds__open_requests_per_environment(
+    client: TestClient, people: dict[str, tuple[int, str]], engine: sa.Engine
+) -> None:
+    """The real bound: 999 live requests written directly, one more through the API fits, the next is
+    refused; final ones do not count."""
+    cap = change_requests.MAX_OPEN_PER_ENVIRONMENT
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO change_requests (project_id, environment_id, title, kind, target_key, payload,"
+                " status, base_version, base, author_key_id, author_key_prefix)"
+                " SELECT e.project_id, e.id, 't', 'toggle', 'checkout', '{\"enabled\": true}',"
+                " CASE WHEN n <= :live THEN 'open' ELSE 'withdrawn' END, 1, '{}', 1, 'fy_admin_x'"
+                " FROM environments e, generate_series(1, :total) n WHERE e.key = 'prod'"
+            ),
+            {"live": cap - 1, "total": cap + 20},
+        )
+    _request(client, _as(people, "alice"))
+    r = client.post(
+        R,
+        json={"kind": "toggle", "target": "checkout", "body": {"enabled": True}, "title": "one more"},
+        headers=_as(people, "alice"),
+    )
+    assert r.status_code == 422
+    assert "MAX_OPEN_PER_ENVIRONMENT" in r.json()["message"]
+
+
+def test_bounds__events_per_request_and_text_sizes(
+    client: TestClient, people: dict[str, tuple[int, str]], engine: sa.Engine
+) -> None:
+    cr = _request(client, _as(people, "alice"), title="t" * 256, description="d" * 10_000)
+    cap = change_requests.MAX_EVENTS_PER_REQUEST
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO change_request_events (request_id, action, revision, body, key_id, key_prefix, owner)"
+                " SELECT :id, 'comment', 1, 'x', 1, 'fy_admin_x', 'key:1' FROM generate_series(1, :n)"
+            ),
+            {"id": cr["id"], "n": cap - 1},
+        )
+    bob = _as(people, "bob")
+    assert (
+        client.post(f"{R}/{cr['id']}/comments", json={"body": "c" * 10_000}, headers=bob).status_code == 201
+    )
+    r = client.post(f"{R}/{cr['id']}/comments", json={"body": "one more"}, headers=bob)
+    assert r.status_code == 422
+    r = client.post(f"{R}/{cr['id']}/comments", json={"body": "c" * 10_001}, headers=bob)
+    assert (r.status_code, r.json()["details"][0]["path"]) == (422, "/body")
+    r = client.post(
+        R,
+        json={"kind": "toggle", "target": "checkout", "body": {"enabled": True}, "title": "t" * 257},
+        headers=_as(people, "alice"),
+    )
+    assert (r.status_code, r.json()["details"][0]["path"]) == (422, "/title")
+
+
+def test_bounds__body_size(client: TestClient, people: dict[str, tuple[int, str]], api: Api) -> None:
+    """A request's body is bounded like every request's (4 MiB); within it, by the direct change's bounds."""
+    api.segment()
+    big = [f"user-{i:07d}-" + "x" * 40 for i in range(90_000)]  # about 5 MiB as JSON
+    r = client.post(
+        R,
+        json={"kind": "segment", "target": "beta", "body": {"included": big}, "title": "huge"},
+        headers=_as(people, "alice"),
+    )
+    assert r.status_code == 413, r.text
+    over = [f"user-{i:07d}" for i in range(50_001)]  # within 4 MiB, past MAX_SEGMENT_TARGETS
+    r = client.post(
+        R,
+        json={"kind": "segment", "target": "beta", "body": {"included": over}, "title": "huge"},
+        headers=_as(people, "alice"),
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["details"][0]["path"].startswith("/body/included")
