@@ -146,8 +146,13 @@ def create_environment(tx: Tx, project_key: str, body: schemas.EnvironmentCreate
     )
     s.add(env)
     s.flush()
-    flags_repo.add_environment(tx, project.id, env.id)
-    segments_repo.add_environment(tx, project.id, env.id)
+    # Its first content (every flag off, every segment) is where a policy starts, not a change under it.
+    approved, tx.approved = tx.approved, True
+    try:
+        flags_repo.add_environment(tx, project.id, env.id)
+        segments_repo.add_environment(tx, project.id, env.id)
+    finally:
+        tx.approved = approved
     tx.audit(project, "environment", env.key, "created", {}, _fields(env), environment=env.key, version=1)
     location = f"/api/v1/projects/{project.key}/environments/{env.key}"
     return Result(environment_body(env), 201, etag(1), location)

@@ -159,6 +159,14 @@ def test_policy__every_direct_write_reaching_the_environment_is_refused(
     assert shop.flag(key="fresh")["environments"]["prod"]["enabled"] is False
 
 
+def test_policy__set_at_creation(client: TestClient, shop: Api) -> None:
+    r = client.post(f"{P}/environments", json={"key": "eu", "name": "EU", "approvals_required": 1})
+    assert r.status_code == 201, r.text
+    assert r.json()["approvals_required"] == 1
+    r = client.post(f"{F}/environments/eu/toggle", json={"enabled": True})
+    assert (r.status_code, r.json()["code"]) == (409, "approval_required")
+
+
 def test_policy__only_an_admin_sets_it(client: TestClient, shop: Api) -> None:
     _, writer = _key(client, "writer")
     r = client.patch(E, json={"approvals_required": 0}, headers={**auth(writer), "If-Match": shop.etag(E)})
