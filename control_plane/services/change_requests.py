@@ -580,11 +580,19 @@ def withdraw_request(tx: Tx, project_key: str, env_key: str, request_id: int) ->
     if row.status not in _LIVE:
         raise ConflictError(f"change request {row.id} is {row.status}; only an open one can be withdrawn")
     before = {"status": row.status}
-    s.execute(
-        sa.update(ScheduledChange)
+    # SKIP LOCKED: a schedule a scheduler is applying right now waits for this request's row lock, then
+    # finds it withdrawn and fails without applying; waiting for it here would be a deadlock.
+    pending = s.scalars(
+        sa.select(ScheduledChange.id)
         .where(ScheduledChange.change_request_id == row.id, ScheduledChange.status == "pending")
-        .values(status="cancelled", updated_at=sa.func.now())
-    )
+        .with_for_update(skip_locked=True)
+    ).all()
+    if pending:
+        s.execute(
+            sa.update(ScheduledChange)
+            .where(ScheduledChange.id.in_(pending))
+            .values(status="cancelled", updated_at=sa.func.now())
+        )
     row.status = "withdrawn"
     row.updated_at = sa.func.now()
     s.flush()

@@ -641,3 +641,23 @@ def test_bounds__body_size(client: TestClient, people: dict[str, tuple[int, str]
     )
     assert r.status_code == 422, r.text
     assert r.json()["details"][0]["path"].startswith("/body/included")
+
+
+def test_withdraw__while_a_scheduler_holds_its_schedule__no_deadlock_nothing_applied(
+    client: TestClient, people: dict[str, tuple[int, str]], engine: sa.Engine
+) -> None:
+    alice = _as(people, "alice")
+    cr = _approved(client, people)
+    at = datetime.now(UTC) + timedelta(hours=1)
+    schedule = client.post(f"{R}/{cr['id']}/apply", json={"apply_at": at.isoformat()}, headers=alice).json()
+    with engine.connect() as held:  # a scheduler that has claimed the schedule row
+        held.execute(
+            sa.text("SELECT id FROM scheduled_changes WHERE id = :id FOR UPDATE"),
+            {"id": schedule["scheduled_change_id"]},
+        )
+        assert client.post(f"{R}/{cr['id']}/withdraw", headers=alice).json()["status"] == "withdrawn"
+        held.rollback()
+    [outcome] = _run(client.app, at + timedelta(seconds=1))  # type: ignore[arg-type]
+    assert (outcome.status, outcome.failure_code) == ("failed", "conflict")
+    assert not _enabled(client)
+    assert client.get(f"{R}/{cr['id']}").json()["status"] == "withdrawn"
