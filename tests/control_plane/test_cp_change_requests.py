@@ -167,7 +167,7 @@ def test_policy__set_at_creation(client: TestClient, shop: Api) -> None:
     assert (r.status_code, r.json()["code"]) == (409, "approval_required")
 
 
-def test_policy__only_an_admin_sets_it(client: TestClient, shop: Api) -> None:
+def test_policy__only_an_admin_sets_it__audited(client: TestClient, shop: Api) -> None:
     _, writer = _key(client, "writer")
     r = client.patch(E, json={"approvals_required": 0}, headers={**auth(writer), "If-Match": shop.etag(E)})
     assert r.status_code == 403
@@ -175,6 +175,10 @@ def test_policy__only_an_admin_sets_it(client: TestClient, shop: Api) -> None:
     r = client.patch(E, json={"approvals_required": 11}, headers={"If-Match": shop.etag(E)})
     assert r.status_code == 422
     assert r.json()["details"][0]["path"] == "/approvals_required"
+    # Every change of the policy is audited with its old and new value.
+    _policy(client, 10)
+    entry = client.get(f"{P}/audit", params={"resource_type": "environment"}).json()["items"][0]
+    assert {"op": "replace", "path": "/approvals_required", "old": 2, "value": 10} in entry["diff"]
 
 
 # --- the request's life ------------------------------------------------------------------------
@@ -226,6 +230,8 @@ def test_request__reviewed_then_applied_as_its_author(
     ]
     # One transaction: the change, as its author, and the request's apply, by the approver who applied it.
     assert sorted(steps[4:]) == [("change_request", "applied", b), ("flag", "toggled", a)]
+    by_type = client.get(f"{P}/audit", params={"resource_type": "change_request"}).json()["items"]
+    assert len(by_type) == 5
     # Final: applied once.
     assert client.post(f"{R}/{cr['id']}/apply", json={}, headers=alice).status_code == 409
     listed = client.get(R, params={"status": "applied"}).json()["items"]
