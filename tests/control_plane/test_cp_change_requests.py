@@ -667,3 +667,17 @@ def test_withdraw__while_a_scheduler_holds_its_schedule__no_deadlock_nothing_app
     assert (outcome.status, outcome.failure_code) == ("failed", "conflict")
     assert not _enabled(client)
     assert client.get(f"{R}/{cr['id']}").json()["status"] == "withdrawn"
+
+
+def test_schedule_made_before_the_policy__fails_at_its_time(client: TestClient, shop: Api) -> None:
+    _policy(client, 0)
+    at = datetime.now(UTC) + timedelta(hours=1)
+    r = client.post(
+        f"{E}/scheduled-changes",
+        json={"kind": "toggle", "target": "checkout", "body": {"enabled": True}, "apply_at": at.isoformat()},
+    )
+    assert r.status_code == 201, r.text
+    _policy(client, 2)
+    [outcome] = _run(client.app, at + timedelta(seconds=1))  # type: ignore[arg-type]
+    assert (outcome.status, outcome.failure_code) == ("failed", "approval_required")
+    assert not _enabled(client)
