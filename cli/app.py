@@ -11,6 +11,7 @@ from . import (
     jobs_cmd,
     keys_cmd,
     projects_cmd,
+    requests_cmd,
     schedules_cmd,
     segments_cmd,
     webhooks_cmd,
@@ -33,6 +34,7 @@ app.add_typer(envs_cmd.app, name="envs")
 app.add_typer(flags_cmd.app, name="flags")
 app.add_typer(segments_cmd.app, name="segments")
 app.add_typer(schedules_cmd.app, name="schedule")
+app.add_typer(requests_cmd.app, name="requests")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(jobs_cmd.app, name="jobs")
 app.add_typer(webhooks_cmd.app, name="webhooks")

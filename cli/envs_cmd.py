@@ -1,8 +1,8 @@
-"""``flagyard envs``: list, create and delete a project's environments."""
+"""``flagyard envs``: list, create, update (approval policy) and delete a project's environments."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -11,7 +11,7 @@ from .rest import path
 
 app = group("Environments of a project (development, production, …).")
 
-COLUMNS = ["key", "name", "description", "revision", "updated_at"]
+COLUMNS = ["key", "name", "description", "approvals_required", "revision", "updated_at"]
 Key = Annotated[str, typer.Argument(help="The environment's key.", show_default=False)]
 
 
@@ -34,6 +34,35 @@ def create(
     with connect(ctx) as (rest, out):
         body = {"key": key, "name": name or key, "description": description}
         out.record(rest.post(path("projects", project, "environments"), body), COLUMNS)
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    key: Key,
+    project: ProjectOption,
+    name: NameOption = None,
+    description: Annotated[str | None, typer.Option(help="What the environment is for.")] = None,
+    approvals: Annotated[
+        int | None,
+        typer.Option(
+            "--approvals",
+            min=0,
+            max=10,
+            help="Approvals a change of what it serves needs (0 turns the policy off; admins only).",
+        ),
+    ] = None,
+) -> None:
+    """Rename an environment, or set its approval policy."""
+    changes: dict[str, Any] = {}
+    if name is not None:
+        changes["name"] = name
+    if description is not None:
+        changes["description"] = description
+    if approvals is not None:
+        changes["approvals_required"] = approvals
+    with connect(ctx) as (rest, out):
+        out.record(rest.update(path("projects", project, "environments", key), changes), COLUMNS)
 
 
 @app.command("delete")

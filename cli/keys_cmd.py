@@ -27,7 +27,7 @@ Project = Annotated[
     typer.Option("--project", "-p", help="Scope an API key to this project; with --env: SDK keys."),
 ]
 Env = Annotated[str | None, typer.Option("--env", "-e", help="With --project: the environment's SDK keys.")]
-COLUMNS = ["id", "name", "role", "project", "environment", "prefix", "expires_at", "revoked_at"]
+COLUMNS = ["id", "name", "role", "owner", "project", "environment", "prefix", "expires_at", "revoked_at"]
 
 
 def _collection(project: str | None, env: str | None) -> str:
@@ -62,6 +62,12 @@ def create(
     expires_at: Annotated[
         str | None, typer.Option(help="ISO 8601 time with offset, e.g. 2030-01-01T00:00:00Z.")
     ] = None,
+    owner: Annotated[
+        str | None,
+        typer.Option(
+            help="The person the key belongs to (name or e-mail): nobody approves their own change."
+        ),
+    ] = None,
 ) -> None:
     """Create a key; its secret is printed once."""
     if (role is Role.SDK) != (env is not None):
@@ -69,6 +75,8 @@ def create(
     body: dict[str, Any] = {"name": name, "expires_at": expires_at}
     if role is not Role.SDK:
         body |= {"role": role.value, "project": project}
+        if owner is not None:
+            body["owner"] = owner
     with connect(ctx) as (rest, out):
         _issued(out, rest.post(_collection(project, env), body))
 
@@ -88,6 +96,20 @@ def rotate(
     with connect(ctx) as (rest, out):
         _issued(out, rest.post(f"{_collection(project, env)}/{key_id}/rotate", body))
         out.note(f"key {key_id} keeps working until the overlap window ends")
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    key_id: KeyId,
+    owner: Annotated[
+        str, typer.Option(help="Who the key belongs to (name or e-mail); '' clears it.", show_default=False)
+    ],
+) -> None:
+    """Set an API key's owner (approvals count owners; nobody approves their own change)."""
+    with connect(ctx) as (rest, out):
+        response = rest.request("PATCH", f"{_collection(None, None)}/{key_id}", body={"owner": owner})
+        out.record(response.json(), COLUMNS)
 
 
 @app.command("revoke")

@@ -82,7 +82,9 @@ def _changes(project: str, env: str, *rest: str | int) -> str:
     return path("projects", project, "environments", env, "scheduled-changes", *rest)
 
 
-def _body(kind: Kind, file: Path | None, body: str | None, enabled: bool | None, version: int | None) -> Any:
+def change_body(
+    kind: Kind, file: Path | None, body: str | None, enabled: bool | None, version: int | None
+) -> Any:
     given: dict[str, Any] = read_object(file) if file is not None else {}
     if body is not None:
         try:
@@ -129,7 +131,7 @@ def create(
         request = {
             "kind": kind.value,
             "target": target,
-            "body": _body(kind, file, body, enabled, version),
+            "body": change_body(kind, file, body, enabled, version),
             "apply_at": parse_time(at),
             "comment": comment,
         }

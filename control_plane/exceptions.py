@@ -79,6 +79,21 @@ class FlagArchivedError(ConflictError):
     code = "flag_archived"
 
 
+class ApprovalRequiredError(ConflictError):
+    """A direct write to an environment with an approval policy: the change must be proposed as a change
+    request (``POST …/environments/{env}/change-requests``) and approved first."""
+
+    code = "approval_required"
+
+
+class RebaseRequiredError(ConflictError):
+    """Applying a change request whose target moved, since it was reviewed, in a field it writes: it
+    must be rebased (re-recorded against the current state, which clears its approvals), not applied
+    blind."""
+
+    code = "rebase_required"
+
+
 class InvalidRequestError(ControlPlaneError):
     status = 422
     code = "validation_error"
@@ -112,6 +127,13 @@ class AuthenticationError(ControlPlaneError):
 class PermissionDeniedError(ControlPlaneError):
     status = 403
     code = "forbidden"
+
+
+class SelfApprovalError(PermissionDeniedError):
+    """An approval by the request's author: the same key, a key of the same owner, or a key of the same
+    rotation chain."""
+
+    code = "self_approval"
 
 
 class CsrfError(PermissionDeniedError):

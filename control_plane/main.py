@@ -27,6 +27,7 @@ from flagyard.control_plane.api.middleware import RequestContextMiddleware
 from flagyard.control_plane.api.routes import (
     api_keys,
     audit,
+    change_requests,
     environments,
     flags,
     health,
@@ -45,6 +46,7 @@ from flagyard.control_plane.metrics import Metrics
 from flagyard.control_plane.outbox import Dispatcher, Relay, backlog
 from flagyard.control_plane.ratelimit import RateLimiter
 from flagyard.control_plane.scheduler import Scheduler
+from flagyard.control_plane.services.change_requests import counts as change_request_counts
 from flagyard.control_plane.services.keys import KeyCache, ensure_bootstrap_key
 from flagyard.control_plane.services.lifecycle import stale_counts
 from flagyard.control_plane.services.schedules import backlog as schedule_backlog
@@ -80,6 +82,12 @@ def build_state(settings: Settings) -> AppState:
             return schedule_backlog(session, datetime.now(UTC))
 
     metrics.watch_schedules(scheduled_backlog)
+
+    def change_requests() -> Mapping[str, int]:
+        with sessions() as session:
+            return change_request_counts(session)
+
+    metrics.watch_change_requests(change_requests)
 
     def stale_flags() -> Mapping[str, int]:
         with sessions() as session:
@@ -214,6 +222,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         environments,
         segments,
         schedules,
+        change_requests,
         audit,
         api_keys,
         sdk_keys,

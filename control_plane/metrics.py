@@ -81,6 +81,9 @@ class Metrics:
     def watch_schedules(self, backlog: Callable[[], tuple[int, int]]) -> None:
         self.registry.register(_ScheduleCollector(backlog))
 
+    def watch_change_requests(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self.registry.register(_ChangeRequestCollector(counts))
+
     def watch_stale_flags(self, counts: Callable[[], Mapping[str, int]]) -> None:
         self.registry.register(_StaleCollector(counts))
 
@@ -198,3 +201,28 @@ class _WebhookCollector(Collector):
         yield GaugeMetricFamily(
             "flagyard_webhook_deliveries_pending", "Webhook deliveries waiting for an attempt.", value=count
         )
+
+
+CHANGE_REQUEST_STATUSES = ("open", "approved", "scheduled", "applied", "rejected", "withdrawn", "failed")
+
+
+class _ChangeRequestCollector(Collector):
+    """Change requests by status (a fixed label set: the table's check constraint), one grouped count per
+    scrape over an indexed table that holds about what people review."""
+
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            counts = self._counts()
+        except Exception:
+            return
+        gauge = GaugeMetricFamily(
+            "flagyard_change_requests",
+            "Change requests by status (open and approved ones wait for review or apply).",
+            labels=["status"],
+        )
+        for status in CHANGE_REQUEST_STATUSES:
+            gauge.add_metric([status], float(counts.get(status, 0)))
+        yield gauge

@@ -151,15 +151,29 @@ class ProjectOut(Output):
     updated_at: datetime
 
 
+ApprovalsRequired = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=10,
+        description="Approvals (from owners other than the author's) a change of what this environment "
+        "serves needs; 0 turns the policy off. With a policy a direct write is 409 approval_required: "
+        "propose it as a change request. Only an admin sets it.",
+    ),
+]
+
+
 class EnvironmentCreate(Input):
     key: Key
     name: Name
     description: Text = ""
+    approvals_required: ApprovalsRequired = 0
 
 
 class EnvironmentUpdate(Input):
     name: Name | None = None
     description: Text | None = None
+    approvals_required: ApprovalsRequired | None = None
 
 
 class EnvironmentOut(Output):
@@ -167,6 +181,7 @@ class EnvironmentOut(Output):
     name: str
     description: str
     revision: int
+    approvals_required: int
     created_at: datetime
     updated_at: datetime
 
@@ -520,9 +535,119 @@ class ScheduledChangeOut(Output):
     applied_at: datetime | None
     applied_version: int | None
     failure: ScheduledChangeFailure | None
+    change_request_id: int | None = Field(description="The approved change request it applies, if any.")
+
+
+# --- change requests -----------------------------------------------------------------------------
+
+
+ChangeRequestStatus = Literal["open", "approved", "scheduled", "applied", "rejected", "withdrawn", "failed"]
+
+
+class ChangeRequestCreate(Input):
+    """Propose a change to an environment (required where the environment has an approval policy):
+    ``kind``, ``target`` and ``body`` as a scheduled change takes them."""
+
+    kind: ScheduledKind
+    target: Key
+    body: dict[str, Any] = Field(
+        description="The direct change's request body, by kind: toggle ToggleIn, env_config EnvConfigPatch, "
+        "segment SegmentUpdate, rollback and segment_rollback RollbackIn.",
+        json_schema_extra={
+            "anyOf": [
+                {"$ref": f"#/components/schemas/{name}"}
+                for name in ("ToggleIn", "EnvConfigPatch", "SegmentUpdate", "RollbackIn")
+            ]
+        },
+    )
+    title: Name
+    description: Text = ""
+
+
+class ChangeRequestUpdate(Input):
+    """Edit an open request (its author): a new revision, re-checked and re-based on the current state;
+    every approval given so far no longer counts."""
+
+    body: dict[str, Any] | None = Field(default=None, description="The new body (same kind and target).")
+    title: Name | None = None
+    description: Text | None = None
+
+
+class ChangeRequestReview(Input):
+    revision: int = Field(
+        ge=1,
+        le=2**31 - 1,
+        description="The revision reviewed: 409 if the request was edited or rebased since.",
+    )
+    comment: Text = ""
+
+
+class ChangeRequestComment(Input):
+    body: Annotated[str, StringConstraints(min_length=1, max_length=10_000), AfterValidator(_no_nul)]
+
+
+class ChangeRequestApply(Input):
+    apply_at: AwareDatetime | None = Field(
+        default=None,
+        description="Apply it then (a scheduled change, applied by the scheduler if the request is still "
+        "approved and its base has not moved); now when absent. Same bounds as a scheduled change.",
+    )
+
+
+class ChangeRequestEventOut(Output):
+    id: int
+    action: Literal["comment", "approve", "reject"]
+    revision: int
+    body: str
+    key_id: int
+    key_prefix: str
+    owner: str = Field(description="The identity it counts as: the key's owner, or key:<first key id>.")
+    created_at: datetime
+
+
+class ChangeRequestOut(Output):
+    id: int
+    project: str
+    environment: str
+    title: str
+    description: str
+    kind: ScheduledKind
+    target: str
+    body: dict[str, Any]
+    status: ChangeRequestStatus
+    revision: int = Field(description="Rises with each edit or rebase; approvals count at the current one.")
+    base_version: int = Field(description="The target's version the request was (re)based on.")
+    approvals_required: int
+    approvals: int = Field(description="Distinct owners (not the author's) who approved this revision.")
+    author_key_id: int
+    author_key_prefix: str
+    created_at: datetime
+    updated_at: datetime
+    applied_at: datetime | None
+    applied_version: int | None
+    applied_by_key_id: int | None
+    scheduled_change_id: int | None
+
+
+class ChangeRequestDetail(ChangeRequestOut):
+    current_version: int | None = Field(description="The target's version now (null once it was deleted).")
+    diff: list[Change] = Field(description="What applying the request now would change in the target.")
+    events: list[ChangeRequestEventOut]
 
 
 # --- keys ----------------------------------------------------------------------------------------
+
+
+KeyOwner = Annotated[
+    str,
+    StringConstraints(max_length=200),
+    AfterValidator(_no_nul),
+    Field(
+        description="The person the key belongs to (name or e-mail, up to 200 characters; compared trimmed "
+        "and case-insensitively). Approvals count distinct owners and nobody approves a change request of "
+        "their own; empty: the key and the keys it is rotated into are their own owner."
+    ),
+]
 
 
 class ApiKeyCreate(Input):
@@ -530,6 +655,13 @@ class ApiKeyCreate(Input):
     role: Literal["admin", "writer", "reader"]
     project: Key | None = Field(default=None, description="Scope the key to one project; none is global.")
     expires_at: datetime | None = None
+    owner: KeyOwner = ""
+
+
+class ApiKeyUpdate(Input):
+    """What may change of an API key (its secret, role and scope never do: rotate or issue another)."""
+
+    owner: KeyOwner
 
 
 class SdkKeyCreate(Input):
@@ -554,6 +686,7 @@ class ApiKeyOut(Output):
     expires_at: datetime | None
     revoked_at: datetime | None
     replaces_key_id: int | None
+    owner: str
 
 
 class ApiKeyCreated(ApiKeyOut):

@@ -2,9 +2,8 @@
 
 Events are derived from the audit entry every change writes in its transaction
 (:meth:`.services.common.Tx.audit`), so no write path can forget to emit one: the table maps an audited
-``(resource_type, action)`` to the event a subscriber receives. Scheduled changes and change requests
-are audited as ``scheduled_change`` / ``change_request`` resources with the actions named below; their
-events are declared here already.
+``(resource_type, action)`` to the event a subscriber receives (scheduled changes and change requests
+are audited as ``scheduled_change`` / ``change_request`` resources).
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ _EXPLICIT = {
     ("sdk_key", "created"): "key.created",
     ("sdk_key", "rotated"): "key.created",
     ("sdk_key", "revoked"): "key.revoked",
+    ("change_request", "created"): "change_request.opened",
 }
 _CHANGED = {"flag": "flag.changed", "segment": "segment.changed"}
 

@@ -61,6 +61,9 @@ class Environment(Base):
     name: Mapped[str] = mapped_column(sa.String(256))
     description: Mapped[str] = mapped_column(sa.Text, server_default="")
     revision: Mapped[int] = mapped_column(sa.Integer, server_default="1")
+    approvals_required: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    """Approvals a change of what this environment serves needs (0: none; a direct write is then 409
+    ``approval_required`` and goes through a change request)."""
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 
@@ -256,6 +259,9 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(sa.String(64))
     created_by_key_id: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
     replaces_key_id: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
+    owner: Mapped[str] = mapped_column(sa.String(200), server_default="")
+    """The person the key belongs to (name or e-mail): approvals count distinct owners, and nobody
+    approves their own change request. Empty: the key (and its rotation chain) is its own owner."""
     created_at: Mapped[datetime] = _now()
     expires_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
@@ -343,6 +349,11 @@ class ScheduledChange(Base):
     failure_code: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
     failure_message: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
     failure_details: Mapped[list[Any] | None] = mapped_column(sa.JSON, nullable=True)
+    change_request_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("change_requests.id", ondelete="CASCADE"), nullable=True
+    )
+    """Set when an approved change request is applied at ``apply_at``: the scheduler then re-checks that
+    the request is still approved at the same revision before applying it."""
 
 
 class WebhookSubscription(Base):
@@ -408,3 +419,71 @@ class WebhookDelivery(Base):
     created_at: Mapped[datetime] = _now()
     last_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
     completed_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+    change_request_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("change_requests.id", ondelete="CASCADE"), nullable=True
+    )
+    """Set when an approved change request is applied at ``apply_at``: the scheduler then re-checks that
+    the request is still approved at the same revision before applying it."""
+
+
+class ChangeRequest(Base):
+    """A proposed change to an environment under an approval policy, with its review state.
+
+    The change is what a scheduled change holds (kind, target, payload, base version and digests of the
+    fields it writes); ``revision`` rises with every edit or rebase, and only approvals given at the
+    current revision count, so an edit clears them.
+    """
+
+    __tablename__ = "change_requests"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "kind IN ('toggle', 'env_config', 'segment', 'rollback', 'segment_rollback')", name="kind"
+        ),
+        sa.CheckConstraint(
+            "status IN ('open', 'approved', 'scheduled', 'applied', 'rejected', 'withdrawn', 'failed')",
+            name="status",
+        ),
+        sa.Index("ix_change_requests_environment_id_id", "environment_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"))
+    environment_id: Mapped[int] = mapped_column(sa.ForeignKey("environments.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(sa.String(256))
+    description: Mapped[str] = mapped_column(sa.Text, server_default="")
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    target_key: Mapped[str] = mapped_column(sa.String(128))
+    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    status: Mapped[str] = mapped_column(sa.String(16), server_default="open")
+    revision: Mapped[int] = mapped_column(sa.Integer, server_default="1")
+    base_version: Mapped[int] = mapped_column(sa.Integer)
+    base: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    author_key_id: Mapped[int] = mapped_column(sa.BigInteger)
+    author_key_prefix: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    applied_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    applied_version: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    applied_by_key_id: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
+
+
+class ChangeRequestEvent(Base):
+    """One step of a request's review: a comment, an approval or a rejection, by a key at a revision."""
+
+    __tablename__ = "change_request_events"
+    __table_args__ = (
+        sa.CheckConstraint("action IN ('comment', 'approve', 'reject')", name="action"),
+        sa.Index("ix_change_request_events_request_id_id", "request_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    request_id: Mapped[int] = mapped_column(sa.ForeignKey("change_requests.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(sa.String(16))
+    revision: Mapped[int] = mapped_column(sa.Integer)
+    body: Mapped[str] = mapped_column(sa.Text, server_default="")
+    key_id: Mapped[int] = mapped_column(sa.BigInteger)
+    key_prefix: Mapped[str] = mapped_column(sa.String(64))
+    owner: Mapped[str] = mapped_column(sa.String(200))
+    """The identity the approval counts as (the key's normalised owner, or ``key:<first key id>``)."""
+    created_at: Mapped[datetime] = _now()

@@ -108,6 +108,7 @@ CLI_MODULES = {
     "projects_cmd": "cli",
     "rest": "cli",
     "schedules_cmd": "cli",
+    "requests_cmd": "cli",
     "segments_cmd": "cli",
     "supervisor": "cli",
     "transfer_cmd": "cli",

@@ -46,6 +46,8 @@ class EnvConfig:
     environment_id: int
     version: int
     config: dict[str, Any]
+    approvals_required: int = 0
+    """The environment's approval policy, read with the lock so the policy check costs no statement."""
 
 
 @dataclass(slots=True)
@@ -91,6 +93,7 @@ def _locked(where: sa.ColumnElement[bool]) -> sa.Select[Any]:
             *_DEFINITION_COLUMNS,
             Environment.id.label("environment_id"),
             Environment.key.label("environment"),
+            Environment.approvals_required,
             FlagEnvironment.version.label("environment_version"),
             *_CONFIG_COLUMNS,
         )
@@ -124,7 +127,7 @@ def _flags(rows: Iterable[Any]) -> dict[str, LockedFlag]:
             )
         if row.environment is not None:
             flag.environments[row.environment] = EnvConfig(
-                row.environment_id, row.environment_version, m.env_config_dict(row)
+                row.environment_id, row.environment_version, m.env_config_dict(row), row.approvals_required
             )
     return flags
 

@@ -18,6 +18,7 @@ from flagyard.control_plane.db.reads import ReadPool, ReadQuery
 from flagyard.control_plane.db.versions import Version, VersionSummary
 from flagyard.control_plane.db.webhooks import DELIVERIES
 from flagyard.control_plane.exceptions import (
+    ApprovalRequiredError,
     Detail,
     InvalidRequestError,
     NotFoundError,
@@ -207,6 +208,10 @@ class Tx:
     webhooks_raised: bool = False
     """Set when the transaction may have written webhook deliveries: the worker is woken after commit."""
     """Set when the transaction revokes, rotates or deletes keys: cached authentications are dropped."""
+    approved: bool = False
+    """Set only by the apply of an approved change request (directly or by the scheduler): the one way
+    past an environment's approval policy (:meth:`emit`)."""
+    _policies: dict[int, tuple[str, int]] = field(default_factory=dict)
     _deferred: list[tuple[Template, Mapping[str, Any]]] = field(default_factory=list)
     _targets: set[tuple[str, tuple[Any, ...]]] = field(default_factory=set)
     _outbox_rows: list[dict[str, Any]] = field(default_factory=list)
@@ -342,7 +347,14 @@ class Tx:
     def emit(
         self, environment_ids: list[int], entity_type: str, key: str, version: int, *, deleted: bool = False
     ) -> None:
-        """Outbox rows (in this transaction) for a change the data plane must pick up."""
+        """Outbox rows (in this transaction) for a change the data plane must pick up.
+
+        The approval policy is enforced here, since every change of what an environment serves (a flag or
+        segment written, rolled back, imported, archived or deleted, whatever the caller) writes its
+        outbox rows through this: such a change reaching an environment with ``approvals_required > 0``
+        is 409 ``approval_required`` unless the transaction applies an approved change request."""
+        if entity_type in ("flag", "segment") and not self.approved:
+            self._check_policy(environment_ids)
         self._outbox_rows.extend(
             {
                 "environment_id": env_id,
@@ -356,6 +368,30 @@ class Tx:
         self._hook()
         if len(self._outbox_rows) >= MAX_DEFERRED * 8:
             self.run_deferred()
+
+    def know_policies(self, policies: Mapping[int, tuple[str, int]]) -> None:
+        """Approval policies (environment id → (key, approvals required)) a locking read already returned,
+        so :meth:`emit` needs no statement to check them."""
+        self._policies.update(policies)
+
+    def _check_policy(self, environment_ids: list[int]) -> None:
+        unknown = [i for i in environment_ids if i not in self._policies]
+        if unknown:
+            rows = self.session.execute(
+                sa.select(Environment.id, Environment.key, Environment.approvals_required).where(
+                    Environment.id.in_(unknown)
+                )
+            )
+            self._policies.update({row.id: (row.key, row.approvals_required) for row in rows})
+        guarded = sorted(
+            {self._policies[i] for i in environment_ids if i in self._policies and self._policies[i][1] > 0}
+        )
+        if guarded:
+            raise ApprovalRequiredError(
+                "this change reaches environments with an approval policy: propose it as a change request "
+                "(POST /api/v1/projects/{project}/environments/{env}/change-requests) and have it approved",
+                [Detail(f"/environments/{key}", f"needs {n} approval(s)") for key, n in guarded],
+            )
 
     def discard(self) -> None:
         """Forget everything this Tx holds back: the caller rolled its statements back (a dry run, or an

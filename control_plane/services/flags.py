@@ -23,6 +23,7 @@ from flagyard.control_plane.db.deferred import Owner
 from flagyard.control_plane.db.reads import ReadPool
 from flagyard.control_plane.db.versions import Live, Version
 from flagyard.control_plane.exceptions import (
+    ApprovalRequiredError,
     ConflictError,
     Detail,
     FlagArchivedError,
@@ -68,6 +69,7 @@ def locked(tx: Tx, project_key: str, key: str) -> repo.LockedFlag:
         project = get_project(tx.session, tx.actor, project_key)
         raise NotFoundError(f"flag '{key}' does not exist in project '{project.key}'")
     tx.actor.require_project(flag.project.id)
+    tx.know_policies({e.environment_id: (k, e.approvals_required) for k, e in flag.environments.items()})
     return flag
 
 
@@ -336,9 +338,28 @@ def create_flag(tx: Tx, project_key: str, body: schemas.FlagCreate) -> Result:
     }
     configs = validate_all_envs(s, project.id, definition, requested, version)
     owner = Owner(project.id, project.key)
-    flag = repo.create(
-        tx, owner, definition, {e.key: (e.id, configs[e.key]) for e in envs}, version, "created", body.comment
-    )
+    guarded = [e.key for e in envs if e.approvals_required > 0 and e.key in body.environments]
+    if guarded and not tx.approved:
+        raise ApprovalRequiredError(
+            "a new flag may be configured only in environments without an approval policy: create it "
+            "without these and propose their configuration as change requests",
+            [Detail("/environments/" + pointer(k)[1:], "has an approval policy") for k in guarded],
+        )
+    # A new flag is served off (the declared defaults) where it is not configured: nothing an approval
+    # policy guards changes there, so the creation itself passes the policy.
+    approved, tx.approved = tx.approved, True
+    try:
+        flag = repo.create(
+            tx,
+            owner,
+            definition,
+            {e.key: (e.id, configs[e.key]) for e in envs},
+            version,
+            "created",
+            body.comment,
+        )
+    finally:
+        tx.approved = approved
     return Result(_locked_body(flag), 201, etag(version), flag_location(project.key, flag.key))
 
 

@@ -158,6 +158,7 @@ def key_body(k: ApiKey, project: str | None, environment: str | None) -> dict[st
         "expires_at": k.expires_at,
         "revoked_at": k.revoked_at,
         "replaces_key_id": k.replaces_key_id,
+        "owner": k.owner,
     }
 
 
@@ -191,6 +192,7 @@ def _issue(
     env: Environment | None,
     expires_at: datetime | None,
     replaces: int | None = None,
+    owner: str = "",
 ) -> tuple[ApiKey, str]:
     key = generate_key(role)
     row = ApiKey(
@@ -203,6 +205,7 @@ def _issue(
         created_by_key_id=tx.actor.key_id,
         expires_at=expires_at,
         replaces_key_id=replaces,
+        owner=owner.strip(),
     )
     tx.session.add(row)
     tx.session.flush()
@@ -247,14 +250,14 @@ def create_api_key(tx: Tx, body: schemas.ApiKeyCreate) -> Result:
         project = get_project(tx.session, tx.actor, body.project)
     elif not tx.actor.is_global_admin:
         raise PermissionDeniedError("a project-scoped key can only create keys for its own project")
-    row, key = _issue(tx, body.name, Role(body.role), project, None, body.expires_at)
+    row, key = _issue(tx, body.name, Role(body.role), project, None, body.expires_at, owner=body.owner)
     tx.audit(
         project,
         "api_key",
         str(row.id),
         "created",
         {},
-        {"name": row.name, "role": row.role, "prefix": row.prefix},
+        {"name": row.name, "role": row.role, "prefix": row.prefix, "owner": row.owner},
     )
     location = f"/api/v1/api-keys/{row.id}"
     return Result(
@@ -318,7 +321,9 @@ def _rotate(tx: Tx, row: ApiKey, overlap_seconds: int) -> Result:
         raise InvalidRequestError("an expired key cannot be rotated")
     project = _audit_project(tx.session, row)
     env = tx.session.get(Environment, row.environment_id) if row.environment_id else None
-    new, key = _issue(tx, row.name, Role(row.role), project, env, row.expires_at, replaces=row.id)
+    new, key = _issue(
+        tx, row.name, Role(row.role), project, env, row.expires_at, replaces=row.id, owner=row.owner
+    )
     ends = now + timedelta(seconds=overlap_seconds)
     row.expires_at = min(ends, row.expires_at) if row.expires_at else ends
     tx.keys_changed = True
@@ -364,6 +369,26 @@ def rotate_api_key(tx: Tx, key_id: int, body: schemas.RotateIn, default_overlap:
     tx.actor.require(Role.ADMIN)
     row = _visible_key(tx.session, tx.actor, key_id, sdk=False)
     return _rotate(tx, row, body.overlap_seconds if body.overlap_seconds is not None else default_overlap)
+
+
+def update_api_key(tx: Tx, key_id: int, body: schemas.ApiKeyUpdate) -> Result:
+    """Set a key's owner (an admin; audited, since the owner is what self-approval is judged by). Approvals
+    already given keep the identity they were given as."""
+    tx.actor.require(Role.ADMIN)
+    row = _visible_key(tx.session, tx.actor, key_id, sdk=False)
+    before = row.owner
+    row.owner = body.owner.strip()
+    tx.session.flush()
+    if row.owner != before:
+        tx.audit(
+            _audit_project(tx.session, row),
+            "api_key",
+            str(row.id),
+            "updated",
+            {"owner": before},
+            {"owner": row.owner},
+        )
+    return Result(key_body(row, *_names(tx.session, row)))
 
 
 def revoke_api_key(tx: Tx, key_id: int) -> Result:

@@ -43,13 +43,17 @@ def environment_body(e: Environment) -> dict[str, Any]:
         "name": e.name,
         "description": e.description,
         "revision": e.revision,
+        "approvals_required": e.approvals_required,
         "created_at": e.created_at,
         "updated_at": e.updated_at,
     }
 
 
 def _fields(x: Project | Environment) -> dict[str, Any]:
-    return {"key": x.key, "name": x.name, "description": x.description}
+    fields: dict[str, Any] = {"key": x.key, "name": x.name, "description": x.description}
+    if isinstance(x, Environment):
+        fields["approvals_required"] = x.approvals_required
+    return fields
 
 
 def create_project(tx: Tx, body: schemas.ProjectCreate) -> Result:
@@ -133,12 +137,22 @@ def create_environment(tx: Tx, project_key: str, body: schemas.EnvironmentCreate
     if s.scalar(exists) is not None:
         raise ConflictError(f"environment '{body.key}' already exists in project '{project.key}'")
     env = Environment(
-        project_id=project.id, key=body.key, name=body.name, description=body.description, revision=1
+        project_id=project.id,
+        key=body.key,
+        name=body.name,
+        description=body.description,
+        revision=1,
+        approvals_required=body.approvals_required,
     )
     s.add(env)
     s.flush()
-    flags_repo.add_environment(tx, project.id, env.id)
-    segments_repo.add_environment(tx, project.id, env.id)
+    # Its first content (every flag off, every segment) is where a policy starts, not a change under it.
+    approved, tx.approved = tx.approved, True
+    try:
+        flags_repo.add_environment(tx, project.id, env.id)
+        segments_repo.add_environment(tx, project.id, env.id)
+    finally:
+        tx.approved = approved
     tx.audit(project, "environment", env.key, "created", {}, _fields(env), environment=env.key, version=1)
     location = f"/api/v1/projects/{project.key}/environments/{env.key}"
     return Result(environment_body(env), 201, etag(1), location)

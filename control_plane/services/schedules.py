@@ -7,29 +7,21 @@ path, one version, one audit entry naming that key, one set of outbox rows. It i
 is made (the change is run as a dry run inside a savepoint that is rolled back, so a bad one fails at
 once with the same 422 pointers, prefixed by ``/body``) and when it is applied.
 
-Base version: a schedule records, at its making, the flag's or segment's version and a digest of the value
-of every field its change writes (JSON pointers into the flag or segment, e.g.
-``/environments/prod/enabled``; a rollback writes the whole flag or segment).
-At its time it applies only while each of those fields still holds that value (a three-way check: a newer
-change of other fields merges, a newer change of the same field makes it ``failed`` with ``conflict``);
-it never overwrites a newer change.
+The change itself, its dry run and its base (the three-way check at its time: a newer change of a field it
+writes makes it ``failed`` with ``conflict``) are :mod:`.proposed`'s, shared with change requests.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from flagyard.control_plane import schemas
-from flagyard.control_plane.db import flags as flags_repo
-from flagyard.control_plane.db import segments as segments_repo
 from flagyard.control_plane.exceptions import (
     AuthenticationError,
     ConflictError,
@@ -39,8 +31,7 @@ from flagyard.control_plane.exceptions import (
     NotFoundError,
 )
 from flagyard.control_plane.security import Role
-from flagyard.control_plane.services import flags as flag_ops
-from flagyard.control_plane.services import segments as segment_ops
+from flagyard.control_plane.services import proposed
 from flagyard.control_plane.services.common import (
     Actor,
     ProjectRef,
@@ -52,7 +43,6 @@ from flagyard.control_plane.services.common import (
     page_limit,
 )
 from flagyard.db.models import ApiKey, Environment, Project, ScheduledChange
-from flagyard.rule_engine.validation import pointer
 
 MAX_PENDING_PER_ENVIRONMENT = 1000
 """Pending schedules of one environment (checked under a lock on the environment row)."""
@@ -66,136 +56,15 @@ CLOCK_SKEW = timedelta(seconds=5)
 MAX_ROTATION_CHAIN = 32
 """Rotations followed from the scheduling key to the key that acts for it now."""
 
-_BODIES: dict[str, type[BaseModel]] = {
-    "toggle": schemas.ToggleIn,
-    "env_config": schemas.EnvConfigPatch,
-    "segment": schemas.SegmentUpdate,
-    "rollback": schemas.RollbackIn,
-    "segment_rollback": schemas.RollbackIn,
-}
-_SEGMENT_KINDS = ("segment", "segment_rollback")
-
 
 def location(project: str, env: str, change_id: int) -> str:
     return f"/api/v1/projects/{project}/environments/{env}/scheduled-changes/{change_id}"
 
 
-# --- the change itself ---------------------------------------------------------------------------
-
-
-def _body(kind: str, payload: dict[str, Any], comment: str = "") -> BaseModel:
-    """The direct change's body; a problem is 422 with pointers under ``/body``."""
-    try:
-        return _BODIES[kind].model_validate({**payload, "comment": comment})
-    except ValidationError as exc:
-        details = []
-        for error in exc.errors():
-            inner = (error.get("ctx") or {}).get("pointer", "")
-            message = "unknown field" if error["type"] == "extra_forbidden" else str(error["msg"])
-            details.append(Detail("/body" + pointer(*(str(p) for p in error["loc"])) + inner, message))
-        raise InvalidRequestError("the request is invalid", details) from exc
-
-
-def _stored(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """What is kept of a body: the fields it sets, without its comment (the schedule's is used)."""
-    given = _body(kind, {k: v for k, v in payload.items() if k != "comment"})
-    stored = given.model_dump(mode="json", exclude_unset=True, exclude={"comment"})
-    if not stored:
-        raise InvalidRequestError("the request is invalid", [Detail("/body", "names no field to change")])
-    return stored
-
-
-def _flag_state(flag: flags_repo.LockedFlag) -> dict[str, Any]:
-    state = {pointer(name): value for name, value in flag.definition.items() if name != "salt"}
-    for env_key, env in flag.environments.items():
-        state.update({pointer("environments", env_key, name): v for name, v in env.config.items()})
-    return state
-
-
-def _segment_state(seg: segments_repo.LockedSegment) -> dict[str, Any]:
-    return {pointer(name): value for name, value in seg.definition.items()}
-
-
-def _written_by_flag_rollback(session: Session, flag: flags_repo.LockedFlag, n: int) -> list[str]:
-    """Every field a rollback to version ``n`` writes (as :func:`.flags.rollback` builds it): the whole
-    definition, and the configuration of each environment the snapshot holds (the others keep theirs).
-    A newer change of any of them would be overwritten, so each must still hold its base value."""
-    version = flags_repo.version(session, flag.id, n)
-    if version is None:
-        return []  # the dry run (or the change at its time) answers 404
-    saved = version.snapshot.get("environments", {})
-    return [path for path in _flag_state(flag) if not path.startswith("/environments/")] + [
-        pointer("environments", env_key, name)
-        for env_key, env in flag.environments.items()
-        if env_key in saved
-        for name in env.config
-    ]
-
-
-def _digest(value: Any) -> str:
-    """What ``base`` keeps of a value: enough to tell it changed, a fixed size whatever the value."""
-    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """The flag or segment a change applies to, locked, with its state as JSON pointers."""
-
-    version: int
-    state: dict[str, Any]
-    touched: list[str]
-
-
-def _lock_target(
-    tx: Tx, project_key: str, env_key: str, kind: str, key: str, payload: dict[str, Any]
-) -> _Target:
-    """Lock the flag or segment (403/404 as the direct change answers) and work out what the change
-    touches."""
-    s = tx.session
-    if kind in _SEGMENT_KINDS:
-        seg = segment_ops.locked(tx, project_key, key)
-        state = _segment_state(seg)
-        # A segment rollback writes the whole segment.
-        touched = [pointer(name) for name in payload] if kind == "segment" else list(state)
-        return _Target(seg.version, state, touched)
-    flag = flag_ops.locked(tx, project_key, key)
-    if kind in ("toggle", "env_config") and env_key not in flag.environments:
-        raise NotFoundError(f"flag '{key}' has no configuration in environment '{env_key}'")
-    if kind == "toggle":
-        touched = [pointer("environments", env_key, "enabled")]
-    elif kind == "env_config":
-        touched = [pointer("environments", env_key, name) for name in payload]
-    else:
-        touched = _written_by_flag_rollback(s, flag, int(payload["version"]))
-    return _Target(flag.version, _flag_state(flag), touched)
-
-
-def _run(tx: Tx, project_key: str, env_key: str, kind: str, key: str, body: BaseModel) -> Result:
-    """The direct change, through its one service function."""
-    if isinstance(body, schemas.ToggleIn):
-        return flag_ops.toggle(tx, project_key, key, env_key, body)
-    if isinstance(body, schemas.EnvConfigPatch):
-        return flag_ops.update_env_config(tx, project_key, key, env_key, body)
-    if isinstance(body, schemas.SegmentUpdate):
-        return segment_ops.update_segment(tx, project_key, key, body)
-    assert isinstance(body, schemas.RollbackIn)
-    if kind == "segment_rollback":
-        return segment_ops.rollback(tx, project_key, key, body)
-    return flag_ops.rollback(tx, project_key, key, body)
-
-
-def _under_body(exc: ControlPlaneError) -> ControlPlaneError:
-    """A validation problem of the change points into the schedule's ``body`` (the resource's place
-    otherwise, e.g. ``/rules/0``, would be ambiguous in the schedule's request)."""
-    if isinstance(exc, InvalidRequestError):
-        exc.details = [Detail("/body" + d.path, d.message) for d in exc.details]
-    return exc
-
-
 # --- making, reading, rescheduling, cancelling ---------------------------------------------------
 
 
-def _check_apply_at(apply_at: datetime, now: datetime) -> datetime:
+def check_apply_at(apply_at: datetime, now: datetime) -> datetime:
     if apply_at.tzinfo is None:  # the schema takes only aware times; a direct caller might not
         raise InvalidRequestError("the request is invalid", [Detail("/apply_at", "needs a UTC offset")])
     if apply_at < now - CLOCK_SKEW:
@@ -210,7 +79,7 @@ def _check_apply_at(apply_at: datetime, now: datetime) -> datetime:
     return apply_at.astimezone(UTC)
 
 
-def _lock_environment(session: Session, project: Project, env_key: str) -> Environment:
+def lock_environment(session: Session, project: Project, env_key: str) -> Environment:
     """The environment, locked against concurrent schedulings (``FOR NO KEY UPDATE``: inserts that
     reference it do not wait), so two cannot pass the pending bound together."""
     env = get_environment(session, project, env_key)
@@ -228,7 +97,7 @@ def _pending(session: Session, environment_id: int) -> tuple[int, int]:
     return int(count), int(size)
 
 
-def _ensure_room(session: Session, env: Environment, payload_bytes: int) -> None:
+def ensure_room(session: Session, env: Environment, payload_bytes: int) -> None:
     """422 unless the environment can hold one more pending schedule of this size (under its lock)."""
     pending, size = _pending(session, env.id)
     if pending >= MAX_PENDING_PER_ENVIRONMENT:
@@ -272,6 +141,7 @@ def change_body(row: ScheduledChange, project: str, environment: str) -> dict[st
         "applied_at": row.applied_at,
         "applied_version": row.applied_version,
         "failure": failure,
+        "change_request_id": row.change_request_id,
     }
 
 
@@ -283,22 +153,12 @@ def create_change(
     s = tx.session
     now = now or datetime.now(UTC)
     project = get_project(s, tx.actor, project_key)
-    apply_at = _check_apply_at(body.apply_at, now)
-    payload = _stored(body.kind, body.body)
+    apply_at = check_apply_at(body.apply_at, now)
+    payload = proposed.stored(body.kind, body.body)
     payload_bytes = len(orjson.dumps(payload))
-    env = _lock_environment(s, project, env_key)
-    _ensure_room(s, env, payload_bytes)
-    dry = Tx(s, tx.actor, tx.request_id)
-    savepoint = s.begin_nested()
-    try:
-        target = _lock_target(dry, project.key, env.key, body.kind, body.target, payload)
-        dry.if_match = etag(target.version)
-        _run(dry, project.key, env.key, body.kind, body.target, _body(body.kind, payload, body.comment))
-    except ControlPlaneError as exc:
-        raise _under_body(exc) from None
-    finally:
-        savepoint.rollback()
-        dry.discard()
+    env = lock_environment(s, project, env_key)
+    ensure_room(s, env, payload_bytes)
+    target = proposed.dry_run(tx, project.key, env.key, body.kind, body.target, payload, body.comment)
     row = ScheduledChange(
         project_id=project.id,
         environment_id=env.id,
@@ -310,7 +170,7 @@ def create_change(
         apply_at=apply_at,
         status="pending",
         base_version=target.version,
-        base={path: _digest(target.state.get(path)) for path in target.touched},
+        base=proposed.base_of(target),
         created_by_key_id=tx.actor.key_id,
         created_by_key_prefix=tx.actor.prefix,
     )
@@ -409,7 +269,7 @@ def reschedule_change(
     tx.actor.require(Role.WRITER)
     project, env, row = _find(tx.session, tx.actor, project_key, env_key, change_id, lock=True)
     _still_pending(row)
-    apply_at = _check_apply_at(body.apply_at, now or datetime.now(UTC))
+    apply_at = check_apply_at(body.apply_at, now or datetime.now(UTC))
     before = row.apply_at.isoformat()
     row.apply_at = apply_at
     row.updated_at = sa.func.now()
@@ -431,6 +291,11 @@ def cancel_change(tx: Tx, project_key: str, env_key: str, change_id: int) -> Res
     tx.actor.require(Role.WRITER)
     project, env, row = _find(tx.session, tx.actor, project_key, env_key, change_id, lock=True)
     _still_pending(row)
+    if row.change_request_id is not None:
+        raise ConflictError(
+            f"scheduled change {row.id} applies change request {row.change_request_id}: withdraw the "
+            "request instead (its author)"
+        )
     row.status = "cancelled"
     row.updated_at = sa.func.now()
     tx.session.flush()
@@ -483,21 +348,25 @@ def author(session: Session, row: ScheduledChange, now: datetime) -> Actor:
     """The key that acts for the schedule's author now: the author's key, or the key that replaced it
     by rotation once it expired. 401 (so the change fails) if revoked, expired without replacement or
     deleted; its role and scope are checked again by the change itself."""
-    key_id: int | None = row.created_by_key_id
+    return acting_key(session, row.created_by_key_id, now)
+
+
+def acting_key(session: Session, key_id: int | None, now: datetime) -> Actor:
+    """The key that acts for key ``key_id`` now (itself, or its rotation successor once it expired)."""
     for _ in range(MAX_ROTATION_CHAIN):
         key = session.get(ApiKey, key_id) if key_id is not None else None
         if key is None:
-            raise AuthenticationError("the key that scheduled the change no longer exists")
+            raise AuthenticationError("the key that made the change no longer exists")
         if key.revoked_at is not None:
-            raise AuthenticationError(f"the key that scheduled the change ({key.prefix}…) was revoked")
+            raise AuthenticationError(f"the key that made the change ({key.prefix}…) was revoked")
         if key.expires_at is None or key.expires_at > now:
             return Actor(key.id, key.prefix, Role(key.role), key.project_id)
         key_id = session.scalar(
             sa.select(ApiKey.id).where(ApiKey.replaces_key_id == key.id).order_by(ApiKey.id.desc()).limit(1)
         )
         if key_id is None:
-            raise AuthenticationError(f"the key that scheduled the change ({key.prefix}…) has expired")
-    raise AuthenticationError("the key that scheduled the change was rotated too many times to follow")
+            raise AuthenticationError(f"the key that made the change ({key.prefix}…) has expired")
+    raise AuthenticationError("the key that made the change was rotated too many times to follow")
 
 
 def failure_actor(row: ScheduledChange) -> Actor:
@@ -516,27 +385,34 @@ def apply_claimed(tx: Tx, claimed: Claimed) -> int:
     row, project, env_key = claimed.row, claimed.project, claimed.environment
     payload = dict(row.payload)
     comment = f"scheduled change #{row.id}" + (f": {row.comment}" if row.comment else "")
-    target = _lock_target(tx, project.key, env_key, row.kind, row.target_key, payload)
-    moved = [
-        Detail(path, f"changed since the change was scheduled at version {row.base_version}")
-        for path, digest in dict(row.base).items()
-        if _digest(target.state.get(path)) != digest
-    ]
+    if row.change_request_id is not None:
+        # An approved change request applied at its time: still scheduled (so unedited) and approved,
+        # and on its base; then it passes the approval policy, as its apply now would.
+        from flagyard.control_plane.services import change_requests
+
+        request, _ = change_requests.check_scheduled(tx.session, row.change_request_id)
+        tx.approved = True
+    target = proposed.lock_target(tx, project.key, env_key, row.kind, row.target_key, payload)
+    if row.change_request_id is not None:
+        change_requests.check_base(request, target)
+    moved = proposed.moved(target, dict(row.base), row.base_version, "scheduled")
     if moved:
         raise ConflictError(
-            f"the {'segment' if row.kind in _SEGMENT_KINDS else 'flag'} changed since version "
+            f"the {'segment' if row.kind in proposed.SEGMENT_KINDS else 'flag'} changed since version "
             f"{row.base_version} in fields this change also changes (now version {target.version})",
             moved,
         )
     tx.if_match = etag(target.version)
-    result = _run(
-        tx, project.key, env_key, row.kind, row.target_key, _body(row.kind, payload, comment[:2000])
+    result = proposed.run(
+        tx, project.key, env_key, row.kind, row.target_key, proposed.body(row.kind, payload, comment[:2000])
     )
     version = int(result.body["version"])
     row.status = "applied"
     row.applied_at = sa.func.now()
     row.updated_at = sa.func.now()
     row.applied_version = version
+    if row.change_request_id is not None:
+        change_requests.finish_scheduled(tx.session, row.change_request_id, version)
     tx.session.flush()
     tx.audit(
         project,
@@ -560,6 +436,10 @@ def record_failure(tx: Tx, claimed: Claimed, error: ControlPlaneError) -> None:
     row.failure_code = error.code[:32]
     row.failure_message = error.message
     row.failure_details = [d.as_dict() for d in error.details[:100]]
+    if row.change_request_id is not None:
+        from flagyard.control_plane.services import change_requests
+
+        change_requests.finish_scheduled(tx.session, row.change_request_id, None)
     tx.session.flush()
     tx.audit(
         claimed.project,

@@ -180,6 +180,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/projects/{project}/segments/{segment}/rollback"): {"version": 1},
     ("POST", "/api/v1/api-keys"): {"name": "k2", "role": "reader"},
     ("POST", "/api/v1/api-keys/{key_id}/rotate"): None,
+    ("PATCH", "/api/v1/api-keys/{key_id}"): {"owner": "someone@example.com"},
     ("POST", "/api/v1/projects/{project}/environments/{env}/sdk-keys"): {"name": "sdk 2"},
     ("POST", "/api/v1/projects/{project}/environments/{env}/sdk-keys/{key_id}/rotate"): None,
     ("POST", "/api/v1/projects/{project}/environments/{env}/import"): {"flags": [], "segments": []},
@@ -201,6 +202,27 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/api/v1/projects/{project}/webhooks/{webhook_id}"): {"description": "changed"},
     ("POST", "/api/v1/projects/{project}/webhooks/{webhook_id}/rotate-secret"): None,
     ("POST", "/api/v1/projects/{project}/webhooks/{webhook_id}/test"): None,
+    ("POST", "/api/v1/projects/{project}/environments/{env}/change-requests"): {
+        "kind": "toggle",
+        "target": "checkout",
+        "body": {"enabled": False},
+        "title": "off",
+    },
+    ("PATCH", "/api/v1/projects/{project}/environments/{env}/change-requests/{request_id}"): {
+        "title": "off, really"
+    },
+    ("POST", "/api/v1/projects/{project}/environments/{env}/change-requests/{request_id}/rebase"): None,
+    ("POST", "/api/v1/projects/{project}/environments/{env}/change-requests/{request_id}/comments"): {
+        "body": "looks fine"
+    },
+    ("POST", "/api/v1/projects/{project}/environments/{env}/change-requests/{request_id}/approve"): {
+        "revision": 1
+    },
+    ("POST", "/api/v1/projects/{project}/environments/{env}/change-requests/{request_id}/reject"): {
+        "revision": 1
+    },
+    ("POST", "/api/v1/projects/{project}/environments/{env}/change-requests/{request_id}/withdraw"): None,
+    ("POST", "/api/v1/projects/{project}/environments/{env}/change-requests/{request_id}/apply"): {},
 }
 """A valid request for each write that has a body (a DELETE has none)."""
 
@@ -234,11 +256,18 @@ def _world(client: TestClient, api: Api) -> dict[str, str]:
     webhook = client.post(
         "/api/v1/projects/shop/webhooks", json={"url": "https://example.com/w", "events": ["flag.changed"]}
     ).json()["id"]
+    request = {"kind": "toggle", "target": "checkout", "body": {"enabled": False}, "title": "off"}
+    requests = "/api/v1/projects/shop/environments/dev/change-requests"
+    mine = client.post(requests, json=request).json()["id"]
+    writer = client.post("/api/v1/api-keys", json={"name": "w", "role": "writer", "owner": "w"}).json()["key"]
+    theirs = client.post(requests, json=request, headers={"Authorization": f"Bearer {writer}"}).json()["id"]
     return {
         "api_key": str(api_key),
         "sdk_key": str(sdk_key),
         "webhook": str(webhook),
         "change_id": str(change),
+        "request_id": str(mine),
+        "review_id": str(theirs),
     }
 
 
@@ -254,6 +283,8 @@ def _request(client: TestClient, api: Api, method: str, path: str) -> tuple[str,
         key_id=key_id,
         change_id=world["change_id"],
         webhook_id=world["webhook"],
+        # A request of the admin key for its author's steps; another key's for the admin to review.
+        request_id=world["review_id" if path.endswith(("/approve", "/reject")) else "request_id"],
     )
     headers = {}
     if method in ("PATCH", "DELETE") and _advertises(method, path, "If-Match"):

@@ -31,7 +31,7 @@ from flagyard.control_plane import scheduler, schemas
 from flagyard.control_plane.exceptions import InvalidRequestError
 from flagyard.control_plane.scheduler import Outcome, Scheduler, run_once
 from flagyard.control_plane.security import Role
-from flagyard.control_plane.services import schedules
+from flagyard.control_plane.services import proposed, schedules
 from flagyard.control_plane.services.common import Actor, Tx
 from flagyard.db.engine import make_engine, make_sessionmaker
 
@@ -730,7 +730,7 @@ def test_unexpected_error__fails_visibly_and_holds_up_nothing(
     later = client.post(
         S, json={"kind": "toggle", "target": "other", "body": {"enabled": True}, "apply_at": _at(90)}
     ).json()
-    real_run = schedules._run
+    real_run = proposed.run
 
     def crashing(tx: Any, project: str, env: str, kind: str, key: str, body: Any) -> Any:
         if key == "checkout":
@@ -739,7 +739,7 @@ def test_unexpected_error__fails_visibly_and_holds_up_nothing(
             tx.session.execute(sa.text("SELECT 1 / 0"))
         return real_run(tx, project, env, kind, key, body)
 
-    monkeypatch.setattr(schedules, "_run", crashing)
+    monkeypatch.setattr(proposed, "run", crashing)
     outcomes = _run(client.app, _later(120))  # type: ignore[arg-type]
     assert [(o.id, o.status, o.failure_code) for o in outcomes] == [
         (broken["id"], "failed", "internal_error"),

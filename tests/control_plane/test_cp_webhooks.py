@@ -903,3 +903,38 @@ def test_scheduled_change_applied_and_failed__delivered_as_their_events(
     assert by_type["scheduled_change.applied"]["key"] == str(ok.json()["id"])
     assert by_type["scheduled_change.applied"]["environment"] == "prod"
     assert by_type["scheduled_change.failed"]["key"] == str(doomed.json()["id"])
+
+
+def test_change_request_opened_approved_applied__delivered_as_their_events(
+    app: FastAPI, settings: Settings, client: TestClient, api: Api, receiver: Receiver
+) -> None:
+    api.project()
+    api.flag()
+    env = "/api/v1/projects/shop/environments/prod"
+    r = client.patch(
+        env, json={"approvals_required": 1}, headers={"If-Match": client.get(env).headers["etag"]}
+    )
+    assert r.status_code == 200, r.text
+    reviewer = client.post("/api/v1/api-keys", json={"name": "r", "role": "writer", "owner": "reviewer"})
+    assert reviewer.status_code == 201, reviewer.text
+    events = ["change_request.opened", "change_request.approved", "change_request.applied"]
+    created = subscribe(client, receiver.url("/ok"), events)
+    body = {"kind": "toggle", "target": "checkout", "body": {"enabled": True}, "title": "on"}
+    cr = client.post(f"{env}/change-requests", json=body)
+    assert cr.status_code == 201, cr.text
+    path = f"{env}/change-requests/{cr.json()['id']}"
+    approved = client.post(
+        f"{path}/approve",
+        json={"revision": 1},
+        headers={"Authorization": f"Bearer {reviewer.json()['key']}"},
+    )
+    assert approved.status_code == 200, approved.text
+    applied = client.post(f"{path}/apply", json={})
+    assert applied.status_code == 200, applied.text
+
+    assert (
+        sorted(worker(app, settings, webhook_concurrency_per_subscription=3).run_once()) == ["delivered"] * 3
+    )
+    verified = [Webhook(created["secret"]).verify(q.body, q.headers) for q in receiver.received("/ok")]
+    assert sorted(v["type"] for v in verified) == sorted(events)
+    assert {v["data"]["key"] for v in verified} == {str(cr.json()["id"])}

@@ -61,6 +61,16 @@ def rotate_key(
     return ctx.write(lambda tx: ops.rotate_api_key(tx, key_id, body or schemas.RotateIn(), overlap))
 
 
+@router.patch(
+    "/{key_id}",
+    response_model=schemas.ApiKeyOut,
+    responses=WRITE_ERRORS,
+    summary="Set an API key's owner (admin; audited)",
+)
+def update_key(key_id: KeyId, body: schemas.ApiKeyUpdate, ctx: WriteContext) -> Response:
+    return ctx.write(lambda tx: ops.update_api_key(tx, key_id, body))
+
+
 @router.delete(
     "/{key_id}", status_code=204, responses=WRITE_ERRORS, summary="Revoke an API key (immediately)"
 )

@@ -19,7 +19,7 @@ router = APIRouter(route_class=StrictRoute, prefix=API_PREFIX, tags=["audit"], r
 ResourceType = Annotated[
     str | None,
     Query(
-        pattern=r"^(project|environment|flag|segment|api_key|sdk_key|scheduled_change|webhook)$",
+        pattern=r"^(project|environment|flag|segment|api_key|sdk_key|scheduled_change|webhook|change_request)$",
         description="Resource type.",
     ),
 ]
