@@ -420,12 +420,6 @@ class WebhookDelivery(Base):
     last_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
     completed_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
 
-    change_request_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("change_requests.id", ondelete="CASCADE"), nullable=True
-    )
-    """Set when an approved change request is applied at ``apply_at``: the scheduler then re-checks that
-    the request is still approved at the same revision before applying it."""
-
 
 class ChangeRequest(Base):
     """A proposed change to an environment under an approval policy, with its review state.
