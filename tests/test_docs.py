@@ -122,7 +122,7 @@ def _architecture_figures() -> list[tuple[str, str]]:
     from flagyard.control_plane import outbox, scheduler
     from flagyard.control_plane.api.deps import IdempotencyPruner
     from flagyard.control_plane.metrics import STALE_GAUGE_MAX_AGE_SECONDS
-    from flagyard.control_plane.services import lifecycle, propagation, schedules, sessions
+    from flagyard.control_plane.services import change_requests, lifecycle, propagation, schedules, sessions
     from flagyard.control_plane.services import webhooks as webhook_service
     from flagyard.control_plane.webhooks import EXCERPT_BYTES, LOG_KEEP_PER_SUBSCRIPTION
     from flagyard.data_plane.settings import DataPlaneSettings
@@ -193,6 +193,11 @@ def _architecture_figures() -> list[tuple[str, str]]:
         ),
         ("webhook excerpt", f"at most {EXCERPT_BYTES // 1024} KiB of the answer read"),
         ("webhook log", f"at most {LOG_KEEP_PER_SUBSCRIPTION:,} per subscription"),
+        (
+            "open requests",
+            f"At most `MAX_OPEN_PER_ENVIRONMENT` ({change_requests.MAX_OPEN_PER_ENVIRONMENT}) open",
+        ),
+        ("request events", f"`MAX_EVENTS_PER_REQUEST` ({change_requests.MAX_EVENTS_PER_REQUEST}) comments"),
         ("scheduler batch", f"(up to {scheduler.BATCH} changes a pass, repeated while full)"),
     ]
 
