@@ -27,6 +27,10 @@ import {
 } from "../ui.js";
 import { loadVariantEditor } from "../variants.js";
 import { parseTags } from "./flag-new.js";
+import { proposeButton } from "./requests.js";
+
+/** The environment has an approval policy: a direct write is refused, the change can be proposed. */
+const needsApproval = (error) => error instanceof ApiError && error.status === 409 && error.code === "approval_required";
 
 export async function render(ctx) {
   const flagKey = ctx.params.flag;
@@ -226,6 +230,9 @@ export async function render(ctx) {
       targeting.ownChange(env.key, body);
     } catch (error) {
       fillErrorBanner(banner, error, `Could not turn ${enabled ? "on" : "off"} ${flag.key} in ${env.key}`);
+      if (needsApproval(error)) {
+        banner.append(proposeButton(ctx, { env: env.key, kind: "toggle", target: flag.key, body: { enabled }, title: `Turn ${enabled ? "on" : "off"} ${flag.key} in ${env.key}` }));
+      }
       toast(`Not changed: ${error.message}`, "error");
     }
   }
@@ -410,12 +417,16 @@ function targetingSection({ ctx, flag, env, initial, etag, segments, flags, rule
     onSaved(body);
   }
 
-  function failed(error) {
+  function failed(error, value) {
     if (error instanceof ApiError && error.details.length) {
       const rest = editor.showErrors(error.details);
       fillErrorBanner(banner, error, "The configuration was not saved", rest);
     } else {
       fillErrorBanner(banner, error, "The configuration was not saved");
+    }
+    if (value && needsApproval(error)) {
+      const body = comment.input.value ? { ...value, comment: comment.input.value } : value;
+      banner.append(proposeButton(ctx, { env: env.key, kind: "env_config", target: flag().key, body, title: `Change the targeting of ${flag().key} in ${env.key}` }));
     }
   }
 
@@ -435,7 +446,7 @@ function targetingSection({ ctx, flag, env, initial, etag, segments, flags, rule
       saved(body, newEtag);
     } catch (error) {
       if (error instanceof ApiError && error.status === 412) await showConflict(editedFields(value));
-      else failed(error);
+      else failed(error, value);
     } finally {
       save.disabled = false;
     }
