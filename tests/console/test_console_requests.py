@@ -27,24 +27,24 @@ def _ok(response: httpx.Response, status: int = 200) -> Any:
     return response.json() if response.content else None
 
 
-def _setup(stack: ConsoleStack, flag: str) -> None:
-    stack.create_project(PROJECT, ("staging", "production"))
+def _setup(stack: ConsoleStack, flag: str, project: str = PROJECT) -> None:
+    stack.create_project(project, ("staging", "production"))
     config = {"enabled": False, "default_variant": "on", "off_variant": "off"}
     body = {"key": flag, "name": flag.title(), "type": "boolean", "variants": {"on": True, "off": False}}
     _ok(
         stack.api.post(
-            f"/api/v1/projects/{PROJECT}/flags",
+            f"/api/v1/projects/{project}/flags",
             json={**body, "environments": {"staging": config, "production": config}},
         ),
         201,
     )
-    path = f"/api/v1/projects/{PROJECT}/environments/production"
+    path = f"/api/v1/projects/{project}/environments/production"
     env = _ok(stack.api.get(path))
     _ok(stack.api.patch(path, json={"approvals_required": 1}, headers={"If-Match": f'"{env["revision"]}"'}))
 
 
-def _key(stack: ConsoleStack, role: str, owner: str) -> str:
-    body = {"name": f"{owner}-{role}", "role": role, "project": PROJECT, "owner": owner}
+def _key(stack: ConsoleStack, role: str, owner: str, project: str = PROJECT) -> str:
+    body = {"name": f"{owner}-{role}", "role": role, "project": project, "owner": owner}
     return str(_ok(stack.api.post("/api/v1/api-keys", json=body), 201)["key"])
 
 
@@ -84,6 +84,8 @@ def test_propose_from_the_flag_page__self_approval_refused_another_owner_approve
     )
     expect(page.get_by_role("heading", name="Turn on launch in production")).to_be_visible()
     expect(page.get_by_test_id("cr-description")).to_have_text("Launch day")
+    expect(page.get_by_test_id("cr-author")).to_contain_text("(you) · opened")
+    expect(page.get_by_test_id("cr-author")).not_to_contain_text("[object")
     expect(page.get_by_test_id("cr-diff")).to_contain_text("enabled")
     expect(page.get_by_test_id("cr-diff")).to_contain_text("true")
     assert (
@@ -154,4 +156,30 @@ def test_admin_sets_approvals_required_on_the_environments_page(
     expect(dialog).to_have_count(0)
     expect(page.get_by_test_id("env-approvals-staging")).to_have_text("2")
     assert _ok(console_stack.api.get("/api/v1/projects/crq2/environments/staging"))["approvals_required"] == 2
+    assert page_errors == []
+
+
+def test_rule_editor_save_refused_by_the_policy__proposed_as_an_env_config_request(
+    console_stack: ConsoleStack, page: Page, page_errors: list[str]
+) -> None:
+    _setup(console_stack, "saver", "crq3")
+    carol = _key(console_stack, "writer", "carol", "crq3")
+    sign_in(page, carol)
+    page.goto("/ui/#/p/crq3/e/production/flags/saver")
+    page.get_by_label("Default variant").select_option("off")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(_banner(page)).to_contain_text("approval_required")
+    page.get_by_test_id("propose-change").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_label("Title")).to_have_value("Change the targeting of saver in production")
+    dialog.get_by_role("button", name="Propose").click()
+    expect(page).to_have_url(re.compile(r"#/p/crq3/e/production/requests/\d+$"))
+    request_id = int(page.url.rsplit("/", 1)[1])
+    cr = _ok(
+        console_stack.api.get(f"/api/v1/projects/crq3/environments/production/change-requests/{request_id}")
+    )
+    assert (cr["kind"], cr["target"], cr["body"]["default_variant"]) == ("env_config", "saver", "off")
+    expect(page.get_by_test_id("cr-diff")).to_contain_text("default_variant")
+    page.get_by_role("link", name="Requests", exact=True).click()
+    expect(page.get_by_test_id(f"cr-row-{request_id}")).to_contain_text("default variant")
     assert page_errors == []

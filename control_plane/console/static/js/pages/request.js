@@ -172,7 +172,7 @@ export async function render(ctx) {
     h("dt", {}, "Approvals"),
     h("dd", { "data-testid": "cr-approvals" }, `${cr.approvals} of ${cr.approvals_required} (revision ${cr.revision})`),
     h("dt", {}, "Author"),
-    h("dd", {}, h("code", {}, `${cr.author_key_prefix}…`), isAuthor ? " (you)" : null, ` · opened ${timeAgo(cr.created_at)}`),
+    h("dd", { "data-testid": "cr-author" }, h("code", {}, `${cr.author_key_prefix}…`), isAuthor ? " (you)" : null, " · opened ", timeAgo(cr.created_at)),
     h("dt", {}, "Based on"),
     h("dd", {}, `v${cr.base_version}`, cr.current_version === null ? " (the target no longer exists)" : moved ? ` (now v${cr.current_version}: rebase before applying)` : " (current)"),
     cr.applied_at ? [h("dt", {}, "Applied"), h("dd", {}, `${formatTime(cr.applied_at)}`, cr.applied_version !== null ? ` as v${cr.applied_version}` : null)] : null,
