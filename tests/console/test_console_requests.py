@@ -3,21 +3,41 @@ on production, alice (a writer key owned by "alice") turning a flag on meets 409
 proposes the same change from the flag page; the request's page shows the diff; alice's own approval is
 refused with the self_approval message; a comment with markup stays text; bob (another owner) approves the
 revision shown; Apply makes the change and a local SDK sees it; the list shows the request; a reader sees
-the request and no control; an admin sets an environment's approvals from the Environments page."""
+the request and no control; an approved request applied at a local time (the browser in Asia/Kolkata, UTC+05:30)
+becomes a scheduled change at that instant, and its author withdraws another; the rule editor's refused Save
+is proposed as an env_config request; an admin sets an environment's approvals from the Environments page."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import httpx
-from browser_helpers import shot, sign_in
+import pytest
+from browser_helpers import TIMEOUT_MS, VIEWPORT, shot, sign_in
 from console_stack import ConsoleStack
 from playwright.sync_api import Page, expect
 from polling_helpers import wait_until
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext
+
 PROJECT = "crq"
+ZONE = ZoneInfo("Asia/Kolkata")
 MARKUP = "<img src=x onerror=window.__pwned=1>"
+
+
+@pytest.fixture
+def context(browser: Browser, console_stack: ConsoleStack) -> Iterator[BrowserContext]:
+    """conftest's context, in a time zone with a non-whole-hour offset."""
+    ctx = browser.new_context(viewport=VIEWPORT, base_url=console_stack.base_url, timezone_id=str(ZONE))
+    ctx.set_default_timeout(TIMEOUT_MS)
+    ctx.set_default_navigation_timeout(TIMEOUT_MS)
+    yield ctx
+    ctx.close()
 
 
 def _ok(response: httpx.Response, status: int = 200) -> Any:
@@ -182,4 +202,42 @@ def test_rule_editor_save_refused_by_the_policy__proposed_as_an_env_config_reque
     expect(page.get_by_test_id("cr-diff")).to_contain_text("default_variant")
     page.get_by_role("link", name="Requests", exact=True).click()
     expect(page.get_by_test_id(f"cr-row-{request_id}")).to_contain_text("default variant")
+    assert page_errors == []
+
+
+def test_apply_at_a_local_time_schedules_it_at_that_instant_and_the_author_withdraws_another(
+    console_stack: ConsoleStack, page: Page, page_errors: list[str]
+) -> None:
+    _setup(console_stack, "later", "crq4")
+    alice = _key(console_stack, "writer", "alice", "crq4")
+    bob = _key(console_stack, "writer", "bob", "crq4")
+    base = "/api/v1/projects/crq4/environments/production/change-requests"
+    proposal = {"kind": "toggle", "target": "later", "body": {"enabled": True}, "title": "Later"}
+    first = _ok(console_stack.api_as(alice).post(base, json=proposal), 201)
+    _ok(console_stack.api_as(bob).post(f"{base}/{first['id']}/approve", json={"revision": first["revision"]}))
+    second = _ok(console_stack.api_as(alice).post(base, json={**proposal, "title": "Never"}), 201)
+
+    sign_in(page, alice)
+    page.goto(f"/ui/#/p/crq4/e/production/requests/{first['id']}")
+    page.get_by_test_id("cr-apply-later").click()
+    dialog = page.get_by_role("dialog")
+    at = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+    dialog.get_by_label("Apply at").fill(at.astimezone(ZONE).strftime("%Y-%m-%dT%H:%M:%S"))
+    dialog.get_by_role("button", name="Schedule").click()
+    expect(dialog).to_have_count(0)
+    expect(page.get_by_test_id(f"cr-status-{first['id']}")).to_have_text("scheduled")
+    scheduled_id = _ok(console_stack.api.get(f"{base}/{first['id']}"))["scheduled_change_id"]
+    change = _ok(
+        console_stack.api.get(
+            f"/api/v1/projects/crq4/environments/production/scheduled-changes/{scheduled_id}"
+        )
+    )
+    assert datetime.fromisoformat(change["apply_at"]) == at  # typed in +05:30, sent with that offset
+
+    page.goto(f"/ui/#/p/crq4/e/production/requests/{second['id']}")
+    page.get_by_test_id("cr-withdraw").click()
+    page.get_by_role("dialog").get_by_role("button", name="Withdraw").click()
+    expect(page.get_by_test_id(f"cr-status-{second['id']}")).to_have_text("withdrawn")
+    assert _ok(console_stack.api.get(f"{base}/{second['id']}"))["status"] == "withdrawn"
+    expect(page.get_by_test_id("cr-approve")).to_have_count(0)
     assert page_errors == []
