@@ -47,7 +47,13 @@ def _ok(response: httpx.Response, status: int = 200) -> Any:
     return response.json() if response.content else None
 
 
-def _setup(stack: ConsoleStack, flag: str, project: str = PROJECT) -> None:
+def _policy(stack: ConsoleStack, project: str) -> None:
+    path = f"/api/v1/projects/{project}/environments/production"
+    env = _ok(stack.api.get(path))
+    _ok(stack.api.patch(path, json={"approvals_required": 1}, headers={"If-Match": f'"{env["revision"]}"'}))
+
+
+def _setup(stack: ConsoleStack, flag: str, project: str = PROJECT, *, policy: bool = True) -> None:
     stack.create_project(project, ("staging", "production"))
     config = {"enabled": False, "default_variant": "on", "off_variant": "off"}
     body = {"key": flag, "name": flag.title(), "type": "boolean", "variants": {"on": True, "off": False}}
@@ -58,9 +64,8 @@ def _setup(stack: ConsoleStack, flag: str, project: str = PROJECT) -> None:
         ),
         201,
     )
-    path = f"/api/v1/projects/{project}/environments/production"
-    env = _ok(stack.api.get(path))
-    _ok(stack.api.patch(path, json={"approvals_required": 1}, headers={"If-Match": f'"{env["revision"]}"'}))
+    if policy:
+        _policy(stack, project)
 
 
 def _key(stack: ConsoleStack, role: str, owner: str, project: str = PROJECT) -> str:
@@ -75,7 +80,7 @@ def _banner(page: Page) -> Any:
 def test_propose_from_the_flag_page__self_approval_refused_another_owner_approves_apply_the_sdk_sees_it(
     console_stack: ConsoleStack, page: Page, page_errors: list[str]
 ) -> None:
-    _setup(console_stack, "launch")
+    _setup(console_stack, "launch", policy=False)
     alice = _key(console_stack, "writer", "alice")
     bob = _key(console_stack, "writer", "bob")
     reader = console_stack.create_api_key("reader", project=PROJECT)
@@ -84,6 +89,8 @@ def test_propose_from_the_flag_page__self_approval_refused_another_owner_approve
 
     sign_in(page, alice)
     page.goto(f"/ui/#/p/{PROJECT}/e/production/flags/launch")
+    expect(page.get_by_test_id("toggle-production")).to_have_text("Turn on")
+    _policy(console_stack, PROJECT)  # set while the page shows none: the direct write meets the 409
     page.get_by_test_id("toggle-production").click()
     page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
     expect(_banner(page)).to_contain_text("approval_required")
@@ -233,6 +240,14 @@ def test_apply_at_a_local_time_schedules_it_at_that_instant_and_the_author_withd
         )
     )
     assert datetime.fromisoformat(change["apply_at"]) == at  # typed in +05:30, sent with that offset
+
+    page.goto("/ui/#/p/crq4/e/production/flags/later")  # the policy known: the toggle proposes
+    expect(page.get_by_test_id("env-policy-production")).to_have_text("1 approval")
+    page.get_by_test_id("toggle-production").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_label("Title")).to_have_value("Turn on later in production")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_have_count(0)
 
     page.goto(f"/ui/#/p/crq4/e/production/requests/{second['id']}")
     page.get_by_test_id("cr-withdraw").click()

@@ -27,7 +27,7 @@ import {
 } from "../ui.js";
 import { loadVariantEditor } from "../variants.js";
 import { parseTags } from "./flag-new.js";
-import { proposeButton } from "./requests.js";
+import { proposeButton, proposeChange } from "./requests.js";
 
 /** The environment has an approval policy: a direct write is refused, the change can be proposed. */
 const needsApproval = (error) => error instanceof ApiError && error.status === 409 && error.code === "approval_required";
@@ -165,6 +165,7 @@ export async function render(ctx) {
                 { scope: "row" },
                 current ? h("strong", {}, displayName(env)) : h("a", { href: ctx.href("p", ctx.project, "e", env.key, "flags", flag.key) }, displayName(env)),
                 isProductionLike(env) ? [" ", badge("production", "warn")] : null,
+                env.approvals_required ? [" ", badge(`${env.approvals_required} approval${env.approvals_required === 1 ? "" : "s"}`, "warn", { title: "Changes here are proposed as change requests", "data-testid": `env-policy-${env.key}` })] : null,
               ),
               h("td", {}, badge(on ? "On" : "Off", on ? "on" : "off", { "data-testid": `env-state-${env.key}` })),
               h("td", { class: "small" }, summary(config)),
@@ -175,7 +176,9 @@ export async function render(ctx) {
                   ? h(
                       "span",
                       { class: "row-actions" },
-                      button(on ? "Turn off" : "Turn on", () => toggle(env, !on), { class: on ? "danger" : "primary", "data-testid": `toggle-${env.key}` }),
+                      env.approvals_required
+                        ? button(on ? "Propose turning off…" : "Propose turning on…", () => proposeToggle(env, !on), { class: "primary", "data-testid": `toggle-${env.key}` })
+                        : button(on ? "Turn off" : "Turn on", () => toggle(env, !on), { class: on ? "danger" : "primary", "data-testid": `toggle-${env.key}` }),
                       button("Schedule…", () => scheduleToggle(env, !on), { "aria-label": `Schedule turning ${flag.key} on or off in ${env.key}`, "data-testid": `schedule-${env.key}` }),
                     )
                   : null,
@@ -198,6 +201,11 @@ export async function render(ctx) {
     if (config.off_variant) parts.push(`off ${config.off_variant}`);
     if ((config.prerequisites || []).length) parts.push(`${config.prerequisites.length} prerequisite(s)`);
     return parts.join(" · ");
+  }
+
+  /** The environment needs approvals: turning the flag on or off there is proposed, not made. */
+  function proposeToggle(env, enabled) {
+    return proposeChange(ctx, { env: env.key, kind: "toggle", target: flag.key, body: { enabled }, title: `Turn ${enabled ? "on" : "off"} ${flag.key} in ${env.key}` });
   }
 
   async function toggle(env, enabled) {
@@ -231,7 +239,7 @@ export async function render(ctx) {
     } catch (error) {
       fillErrorBanner(banner, error, `Could not turn ${enabled ? "on" : "off"} ${flag.key} in ${env.key}`);
       if (needsApproval(error)) {
-        banner.append(proposeButton(ctx, { env: env.key, kind: "toggle", target: flag.key, body: { enabled }, title: `Turn ${enabled ? "on" : "off"} ${flag.key} in ${env.key}` }));
+        banner.append(button("Propose as a change request", () => proposeToggle(env, enabled), { class: "primary", "data-testid": "propose-change" }));
       }
       toast(`Not changed: ${error.message}`, "error");
     }
