@@ -26,6 +26,8 @@ const ROUTES = [
   [/^\/p\/([^/]+)\/e\/([^/]+)\/audit$/, "audit", ["project", "env"]],
   [/^\/p\/([^/]+)\/e\/([^/]+)\/keys$/, "keys", ["project", "env"]],
   [/^\/p\/([^/]+)\/e\/([^/]+)\/scheduled$/, "scheduled", ["project", "env"]],
+  [/^\/p\/([^/]+)\/e\/([^/]+)\/requests$/, "requests", ["project", "env"]],
+  [/^\/p\/([^/]+)\/e\/([^/]+)\/requests\/(\d+)$/, "request", ["project", "env", "request"]],
   [/^\/p\/([^/]+)\/e\/([^/]+)\/operations$/, "operations", ["project", "env"]],
 ];
 
@@ -43,6 +45,8 @@ const PAGE_MODULES = {
   keys: () => import("./pages/keys.js"),
   operations: () => import("./pages/operations.js"),
   scheduled: () => import("./pages/scheduled.js"),
+  requests: () => import("./pages/requests.js"),
+  request: () => import("./pages/request.js"),
   webhooks: () => import("./pages/webhooks.js"),
   webhook: () => import("./pages/webhook.js"),
 };
@@ -219,6 +223,7 @@ function nav(route, env) {
       link("Segments", href(...base, "segments"), route.page.startsWith("segment")),
       link("Audit log", href(...base, "audit"), route.page === "audit"),
       link("Scheduled", href(...base, "scheduled"), route.page === "scheduled"),
+      link("Requests", href(...base, "requests"), route.page === "requests" || route.page === "request"),
     );
     if (can("admin")) links.push(link("Keys", href(...base, "keys"), route.page === "keys"));
     links.push(link("Operations", href(...base, "operations"), route.page === "operations"));

@@ -1,4 +1,4 @@
-// A project's environments: list, create and delete (admin).
+// A project's environments: list, create, delete and set the approvals a change needs (admin).
 
 import { request } from "../api.js";
 import { h } from "../dom.js";
@@ -8,6 +8,7 @@ import {
   confirmDialog,
   emptyState,
   errorBanner,
+  field,
   fillErrorBanner,
   formDialog,
   isProductionLike,
@@ -59,6 +60,31 @@ export async function render(ctx) {
     }
   }
 
+  /** Set how many approvals (0–10, from owners other than the author) a change of `env` needs. */
+  async function approvals(env) {
+    const fields = {
+      approvals_required: field("Approvals required", h("input", { type: "number", min: 0, max: 10, step: 1, value: String(env.approvals_required), required: true }), {
+        hint: "0–10; 0 turns the policy off. With a policy a change in this environment is proposed as a change request and applied once approved.",
+      }),
+    };
+    const updated = await formDialog({
+      title: `Approvals for ${env.key}`,
+      fields,
+      submitLabel: "Save",
+      submit: async () =>
+        (
+          await request("PATCH", `${base}/${encodeURIComponent(env.key)}`, {
+            body: { approvals_required: Number(fields.approvals_required.input.value) },
+            ifMatch: `"${env.revision}"`,
+          })
+        ).body,
+    });
+    if (updated) {
+      toast(`${updated.key} needs ${updated.approvals_required} approval(s)`);
+      ctx.invalidate();
+    }
+  }
+
   const columns = [
     {
       label: "Environment",
@@ -72,6 +98,7 @@ export async function render(ctx) {
         ),
     },
     { label: "Description", cell: (e) => e.description || h("span", { class: "muted" }, "—") },
+    { label: "Approvals", cell: (e) => h("span", { "data-testid": `env-approvals-${e.key}` }, e.approvals_required ? String(e.approvals_required) : "none"), class: "num" },
     { label: "Revision", cell: (e) => String(e.revision), class: "num" },
     { label: "Updated", cell: (e) => timeAgo(e.updated_at) },
   ];
@@ -79,7 +106,13 @@ export async function render(ctx) {
     columns.push({
       label: h("span", { class: "visually-hidden" }, "Actions"),
       class: "actions-cell",
-      cell: (e) => button("Delete", () => remove(e), { class: "danger ghost", "aria-label": `Delete environment ${e.key}` }),
+      cell: (e) =>
+        h(
+          "span",
+          { class: "row-actions" },
+          button("Approvals…", () => approvals(e), { "aria-label": `Approvals required in ${e.key}`, "data-testid": `env-set-approvals-${e.key}` }),
+          button("Delete", () => remove(e), { class: "danger ghost", "aria-label": `Delete environment ${e.key}` }),
+        ),
     });
   }
   return h(

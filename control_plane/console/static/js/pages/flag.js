@@ -27,6 +27,10 @@ import {
 } from "../ui.js";
 import { loadVariantEditor } from "../variants.js";
 import { parseTags } from "./flag-new.js";
+import { proposeButton, proposeChange } from "./requests.js";
+
+/** The environment has an approval policy: a direct write is refused, the change can be proposed. */
+const needsApproval = (error) => error instanceof ApiError && error.status === 409 && error.code === "approval_required";
 
 export async function render(ctx) {
   const flagKey = ctx.params.flag;
@@ -161,6 +165,7 @@ export async function render(ctx) {
                 { scope: "row" },
                 current ? h("strong", {}, displayName(env)) : h("a", { href: ctx.href("p", ctx.project, "e", env.key, "flags", flag.key) }, displayName(env)),
                 isProductionLike(env) ? [" ", badge("production", "warn")] : null,
+                env.approvals_required ? [" ", badge(`${env.approvals_required} approval${env.approvals_required === 1 ? "" : "s"}`, "warn", { title: "Changes here are proposed as change requests", "data-testid": `env-policy-${env.key}` })] : null,
               ),
               h("td", {}, badge(on ? "On" : "Off", on ? "on" : "off", { "data-testid": `env-state-${env.key}` })),
               h("td", { class: "small" }, summary(config)),
@@ -171,7 +176,9 @@ export async function render(ctx) {
                   ? h(
                       "span",
                       { class: "row-actions" },
-                      button(on ? "Turn off" : "Turn on", () => toggle(env, !on), { class: on ? "danger" : "primary", "data-testid": `toggle-${env.key}` }),
+                      env.approvals_required
+                        ? button(on ? "Propose turning off…" : "Propose turning on…", () => proposeToggle(env, !on), { class: "primary", "data-testid": `toggle-${env.key}` })
+                        : button(on ? "Turn off" : "Turn on", () => toggle(env, !on), { class: on ? "danger" : "primary", "data-testid": `toggle-${env.key}` }),
                       button("Schedule…", () => scheduleToggle(env, !on), { "aria-label": `Schedule turning ${flag.key} on or off in ${env.key}`, "data-testid": `schedule-${env.key}` }),
                     )
                   : null,
@@ -194,6 +201,11 @@ export async function render(ctx) {
     if (config.off_variant) parts.push(`off ${config.off_variant}`);
     if ((config.prerequisites || []).length) parts.push(`${config.prerequisites.length} prerequisite(s)`);
     return parts.join(" · ");
+  }
+
+  /** The environment needs approvals: turning the flag on or off there is proposed, not made. */
+  function proposeToggle(env, enabled) {
+    return proposeChange(ctx, { env: env.key, kind: "toggle", target: flag.key, body: { enabled }, title: `Turn ${enabled ? "on" : "off"} ${flag.key} in ${env.key}` });
   }
 
   async function toggle(env, enabled) {
@@ -226,6 +238,9 @@ export async function render(ctx) {
       targeting.ownChange(env.key, body);
     } catch (error) {
       fillErrorBanner(banner, error, `Could not turn ${enabled ? "on" : "off"} ${flag.key} in ${env.key}`);
+      if (needsApproval(error)) {
+        banner.append(button("Propose as a change request", () => proposeToggle(env, enabled), { class: "primary", "data-testid": "propose-change" }));
+      }
       toast(`Not changed: ${error.message}`, "error");
     }
   }
@@ -410,12 +425,16 @@ function targetingSection({ ctx, flag, env, initial, etag, segments, flags, rule
     onSaved(body);
   }
 
-  function failed(error) {
+  function failed(error, value) {
     if (error instanceof ApiError && error.details.length) {
       const rest = editor.showErrors(error.details);
       fillErrorBanner(banner, error, "The configuration was not saved", rest);
     } else {
       fillErrorBanner(banner, error, "The configuration was not saved");
+    }
+    if (value && needsApproval(error)) {
+      const body = comment.input.value ? { ...value, comment: comment.input.value } : value;
+      banner.append(proposeButton(ctx, { env: env.key, kind: "env_config", target: flag().key, body, title: `Change the targeting of ${flag().key} in ${env.key}` }));
     }
   }
 
@@ -435,7 +454,7 @@ function targetingSection({ ctx, flag, env, initial, etag, segments, flags, rule
       saved(body, newEtag);
     } catch (error) {
       if (error instanceof ApiError && error.status === 412) await showConflict(editedFields(value));
-      else failed(error);
+      else failed(error, value);
     } finally {
       save.disabled = false;
     }
