@@ -50,8 +50,10 @@ from flagyard.control_plane.services.common import (
     Actor,
     Result,
     Tx,
+    environment_scope,
     environments_of,
     etag,
+    find_in_environment,
     get_environment,
     get_project,
     page_limit,
@@ -193,24 +195,15 @@ def _body(session: Session, row: ChangeRequest, project: str, env: Environment) 
     return _bodies(session, [row], project, env)[0]
 
 
-def _scope(session: Session, actor: Actor, project_key: str, env_key: str) -> tuple[Project, Environment]:
-    project = get_project(session, actor, project_key)
-    return project, get_environment(session, project, env_key)
-
-
 def _find(
     session: Session, actor: Actor, project_key: str, env_key: str, request_id: int, *, lock: bool = False
 ) -> tuple[Project, Environment, ChangeRequest]:
-    project, env = _scope(session, actor, project_key, env_key)
-    stmt = sa.select(ChangeRequest).where(
-        ChangeRequest.id == request_id, ChangeRequest.environment_id == env.id
+    project, env = environment_scope(session, actor, project_key, env_key)
+    return (
+        project,
+        env,
+        find_in_environment(session, ChangeRequest, env, request_id, "change request", lock=lock),
     )
-    if lock:
-        stmt = stmt.with_for_update()
-    row = session.scalars(stmt).first()
-    if row is None:
-        raise NotFoundError(f"change request {request_id} does not exist in environment '{env.key}'")
-    return project, env, row
 
 
 def list_requests(
@@ -225,7 +218,7 @@ def list_requests(
 ) -> Result:
     """Newest first; ``next_cursor`` is the last id shown."""
     actor.require(Role.READER)
-    project, env = _scope(session, actor, project_key, env_key)
+    project, env = environment_scope(session, actor, project_key, env_key)
     limit = page_limit(limit)
     stmt = sa.select(ChangeRequest).where(ChangeRequest.environment_id == env.id)
     if status is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 import structlog
@@ -29,7 +29,7 @@ from flagyard.control_plane.exceptions import (
 from flagyard.control_plane.security import Role
 from flagyard.control_plane.services.diff import json_diff
 from flagyard.control_plane.webhook_events import event_for, payload
-from flagyard.db.models import AuditEntry, Environment, OutboxEntry, Project
+from flagyard.db.models import AuditEntry, ChangeRequest, Environment, OutboxEntry, Project, ScheduledChange
 from flagyard.rule_engine import Issue, limits
 
 log = structlog.get_logger("flagyard.control_plane")
@@ -479,6 +479,37 @@ def get_environment(
     if env is None:
         raise NotFoundError(f"environment '{key}' does not exist in project '{project.key}'")
     return env
+
+
+def environment_scope(
+    session: Session, actor: Actor, project_key: str, env_key: str
+) -> tuple[Project, Environment]:
+    """The project (its key checked against the actor's scope) and one of its environments, or 404."""
+    project = get_project(session, actor, project_key)
+    return project, get_environment(session, project, env_key)
+
+
+_InEnvironment = TypeVar("_InEnvironment", ScheduledChange, ChangeRequest)
+
+
+def find_in_environment(
+    session: Session,
+    model: type[_InEnvironment],
+    env: Environment,
+    row_id: int,
+    noun: str,
+    *,
+    lock: bool = False,
+) -> _InEnvironment:
+    """A row of an environment-scoped resource (a scheduled change, a change request) by id, or 404: an id of
+    another environment is as missing as one that never existed."""
+    stmt = sa.select(model).where(model.id == row_id, model.environment_id == env.id)
+    if lock:
+        stmt = stmt.with_for_update()
+    row = session.scalars(stmt).first()
+    if row is None:
+        raise NotFoundError(f"{noun} {row_id} does not exist in environment '{env.key}'")
+    return row
 
 
 def environments_of(session: Session, project_id: int) -> list[Environment]:

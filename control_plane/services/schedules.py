@@ -28,7 +28,6 @@ from flagyard.control_plane.exceptions import (
     ControlPlaneError,
     Detail,
     InvalidRequestError,
-    NotFoundError,
 )
 from flagyard.control_plane.security import Role
 from flagyard.control_plane.services import proposed
@@ -37,7 +36,9 @@ from flagyard.control_plane.services.common import (
     ProjectRef,
     Result,
     Tx,
+    environment_scope,
     etag,
+    find_in_environment,
     get_environment,
     get_project,
     page_limit,
@@ -198,24 +199,15 @@ def create_change(
     )
 
 
-def _scope(session: Session, actor: Actor, project_key: str, env_key: str) -> tuple[Project, Environment]:
-    project = get_project(session, actor, project_key)
-    return project, get_environment(session, project, env_key)
-
-
 def _find(
     session: Session, actor: Actor, project_key: str, env_key: str, change_id: int, *, lock: bool = False
 ) -> tuple[Project, Environment, ScheduledChange]:
-    project, env = _scope(session, actor, project_key, env_key)
-    stmt = sa.select(ScheduledChange).where(
-        ScheduledChange.id == change_id, ScheduledChange.environment_id == env.id
+    project, env = environment_scope(session, actor, project_key, env_key)
+    return (
+        project,
+        env,
+        find_in_environment(session, ScheduledChange, env, change_id, "scheduled change", lock=lock),
     )
-    if lock:
-        stmt = stmt.with_for_update()
-    row = session.scalars(stmt).first()
-    if row is None:
-        raise NotFoundError(f"scheduled change {change_id} does not exist in environment '{env.key}'")
-    return project, env, row
 
 
 def list_changes(
@@ -229,7 +221,7 @@ def list_changes(
     cursor: int | None,
 ) -> Result:
     """Newest first; ``next_cursor`` is the last id shown."""
-    project, env = _scope(session, actor, project_key, env_key)
+    project, env = environment_scope(session, actor, project_key, env_key)
     limit = page_limit(limit)
     stmt = sa.select(ScheduledChange).where(ScheduledChange.environment_id == env.id)
     if status is not None:
