@@ -123,6 +123,27 @@ export function pageHeader(title, subtitle, ...actions) {
   );
 }
 
+/**
+ * The "Show more" of a paged list: null when there is no next page; otherwise a button that loads it
+ * (`load(cursor)` → {items, next_cursor}) and hands it to `append`, or says in `banner` why it could not.
+ */
+export function showMore(cursor, load, banner, append) {
+  if (!cursor) return null;
+  return h(
+    "p",
+    {},
+    button("Show more", async (e) => {
+      e.target.disabled = true;
+      try {
+        append(await load(cursor));
+      } catch (error) {
+        fillErrorBanner(banner, error, "Could not load more");
+        e.target.disabled = false;
+      }
+    }),
+  );
+}
+
 export function button(label, onClick, attrs = {}) {
   return h("button", { type: "button", ...attrs, on: { click: onClick } }, label);
 }

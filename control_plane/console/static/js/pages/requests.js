@@ -6,7 +6,21 @@
 
 import { get, request } from "../api.js";
 import { h, replace } from "../dom.js";
-import { badge, button, emptyState, errorBanner, fillErrorBanner, field, formDialog, pageHeader, select, table, textInput, timeAgo, toast } from "../ui.js";
+import {
+  badge,
+  button,
+  emptyState,
+  errorBanner,
+  field,
+  formDialog,
+  pageHeader,
+  select,
+  showMore,
+  table,
+  textInput,
+  timeAgo,
+  toast,
+} from "../ui.js";
 import { describeChange } from "./scheduled.js";
 
 const STATUSES = [
@@ -104,24 +118,11 @@ export async function render(ctx) {
       items.length
         ? table(columns, items, { rowAttrs: (cr) => ({ "data-testid": `cr-row-${cr.id}` }), caption: "Change requests" })
         : emptyState(view.status ? `No ${label} change requests in ${ctx.env}` : `No change requests in ${ctx.env} yet`, "a change to an environment that needs approvals is proposed from the flag's page"),
-      nextCursor
-        ? h(
-            "p",
-            {},
-            button("Show more", async (e) => {
-              e.target.disabled = true;
-              try {
-                const page = await load(nextCursor);
-                items = [...items, ...page.items];
-                nextCursor = page.next_cursor;
-                show();
-              } catch (error) {
-                fillErrorBanner(banner, error, "Could not load more");
-                e.target.disabled = false;
-              }
-            }),
-          )
-        : null,
+      showMore(nextCursor, load, banner, (page) => {
+        items = [...items, ...page.items];
+        nextCursor = page.next_cursor;
+        show();
+      }),
     );
   }
 

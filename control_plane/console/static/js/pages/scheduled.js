@@ -17,6 +17,7 @@ import {
   localInputToRfc3339,
   pageHeader,
   select,
+  showMore,
   table,
   timeAgo,
   toast,
@@ -184,24 +185,11 @@ export async function render(ctx) {
             view.status ? `No ${label} changes in ${ctx.env}` : `Nothing scheduled in ${ctx.env} yet`,
             "schedule one from a flag's page (Schedule… beside its toggle, or Save at a time… under its targeting)",
           ),
-      nextCursor
-        ? h(
-            "p",
-            {},
-            button("Show more", async (e) => {
-              e.target.disabled = true;
-              try {
-                const page = await load(nextCursor);
-                items = [...items, ...page.items];
-                nextCursor = page.next_cursor;
-                show();
-              } catch (error) {
-                fillErrorBanner(banner, error, "Could not load more");
-                e.target.disabled = false;
-              }
-            }),
-          )
-        : null,
+      showMore(nextCursor, load, banner, (page) => {
+        items = [...items, ...page.items];
+        nextCursor = page.next_cursor;
+        show();
+      }),
     );
   }
 

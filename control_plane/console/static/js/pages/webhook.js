@@ -4,7 +4,17 @@
 
 import { ApiError, get } from "../api.js";
 import { h, replace } from "../dom.js";
-import { badge, button, emptyState, errorBanner, fillErrorBanner, formatTime, pageHeader, table, timeAgo } from "../ui.js";
+import {
+  badge,
+  button,
+  emptyState,
+  errorBanner,
+  formatTime,
+  pageHeader,
+  showMore,
+  table,
+  timeAgo,
+} from "../ui.js";
 
 const POLL_MS = 2000;
 const STATUS_KIND = { pending: "warn", delivered: "on", failed: "error" };
@@ -72,24 +82,11 @@ export async function render(ctx) {
       items.length
         ? table(columns, items, { rowAttrs: (d) => ({ "data-testid": `delivery-row-${d.id}` }), caption: "Deliveries" })
         : emptyState("No deliveries yet", "they appear when a subscribed event happens, or with Send test on the Webhooks page"),
-      nextCursor
-        ? h(
-            "p",
-            {},
-            button("Show more", async (e) => {
-              e.target.disabled = true;
-              try {
-                const page = await load(nextCursor);
-                items = [...items, ...page.items];
-                nextCursor = page.next_cursor;
-                show();
-              } catch (error) {
-                fillErrorBanner(banner, error, "Could not load more");
-                e.target.disabled = false;
-              }
-            }),
-          )
-        : null,
+      showMore(nextCursor, load, banner, (page) => {
+        items = [...items, ...page.items];
+        nextCursor = page.next_cursor;
+        show();
+      }),
     );
   }
 
