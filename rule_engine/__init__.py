@@ -11,6 +11,7 @@ if not __name__.startswith("flagyard."):
 from .compiler import CompiledFlag, CompiledSegment, compile_flag, compile_segment
 from .documents import detect_format, load_flagset, parse_json
 from .exceptions import DefinitionError, DocumentFormatError, Issue, PatternError, RuleEngineError
+from .explain import Explanation, explain
 from .flagd import export_flagd, load_flagd, validate_flagd
 from .flagset import FlagSet
 from .model import Clause, Document, Flag, Operator, Prerequisite, Rule, Segment, SegmentRule, Split
@@ -26,6 +27,7 @@ __all__ = [
     "DocumentFormatError",
     "ErrorCode",
     "EvaluationResult",
+    "Explanation",
     "Flag",
     "FlagSet",
     "FlagType",
@@ -42,6 +44,7 @@ __all__ = [
     "compile_flag",
     "compile_segment",
     "detect_format",
+    "explain",
     "export_flagd",
     "load_flagd",
     "load_flagset",
