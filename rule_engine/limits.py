@@ -99,3 +99,19 @@ MAX_USAGE_FIELDS: Final = 100_000
 """Distinct (flag, variant, reason) counters kept per environment; reports past it are dropped."""
 REPORT_CLOCK_SKEW_SECONDS: Final = 300
 """A reported ``last_evaluated_at`` may lie this far in the future; later ones are clamped to now."""
+
+# Context samples (impact preview): what data planes and SDKs keep of the contexts they evaluate.
+MAX_SAMPLE_CONTEXTS: Final = 1_000
+"""Distinct sampled contexts kept per environment (the most recently seen; older ones are evicted)."""
+MAX_SAMPLE_ATTRIBUTES: Final = 32
+"""Attributes one environment's sampling policy names (kept in clear and hashed together)."""
+MAX_SAMPLE_VALUE_BYTES: Final = 256
+"""One attribute value kept in a sample, encoded; a larger value is left out of the sample."""
+SAMPLE_RATE_PER_SECOND: Final = 10
+"""Contexts one process (a data plane, or an SDK in local mode) samples per environment per second."""
+MAX_REPORT_CONTEXTS: Final = 50
+"""Sampled contexts in one ``ReportEvaluations``."""
+SAMPLE_TTL_SECONDS: Final = 7 * 24 * 3600
+"""A sample not seen again for this long is gone (the whole set expires when nothing new arrives)."""
+MAX_PREVIEW_CONTEXTS: Final = 10_000
+"""Contexts a caller may supply to one impact preview."""
