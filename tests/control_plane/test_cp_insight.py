@@ -15,14 +15,16 @@ import httpx
 import pytest
 import redis.asyncio
 import sqlalchemy as sa
-from contract_helpers import ResponseContract
-from cp_helpers import REDIS_URL, Api, rows
+from contract_helpers import CheckedClient, ResponseContract
+from cp_helpers import ADMIN_KEY, REDIS_URL, Api, rows
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from flagyard import rule_engine
 from flagyard.contracts.sampling import store_samples
 from flagyard.control_plane import schemas
+from flagyard.control_plane.main import create_app
+from flagyard.control_plane.settings import Settings
 from flagyard.rule_engine import limits
 from flagyard.rule_engine.explain import (
     BucketRange,
@@ -465,3 +467,26 @@ def test_preview__archived_flag__409_as_its_patch(client: TestClient, api: Api) 
 
     assert r.status_code == 409, r.text
     assert r.json()["code"] == "flag_archived"
+
+
+def test_preview__redis_down__503_for_the_sample_but_supplied_contexts_work(
+    client: TestClient, api: Api, settings: Settings
+) -> None:
+    _world(client, api)
+    down = settings.model_copy(
+        update={
+            "redis_url": settings.redis_url.__class__("redis://127.0.0.1:1/0"),
+            "redis_timeout_seconds": 0.2,
+        }
+    )
+    with CheckedClient(create_app(down), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as without_redis:
+        sampled = without_redis.post(PREVIEW, json={"config": PROPOSED})
+        supplied = without_redis.post(
+            PREVIEW, json={"config": PROPOSED, "contexts": [{"targeting_key": "u1"}]}
+        )
+
+    assert sampled.status_code == 503, sampled.text
+    assert sampled.json()["code"] == "service_unavailable"
+    assert "sample" in sampled.json()["message"]
+    assert supplied.status_code == 200, supplied.text
+    assert supplied.json()["contexts"] == 1
