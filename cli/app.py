@@ -18,6 +18,7 @@ from . import (
 )
 from .admin import ApiKeyOption, JsonOption, Target, UrlOption
 from .eval_cmd import eval_command
+from .insight_cmd import explain_command, preview_command
 from .rest import DEFAULT_URL
 from .transfer_cmd import export_command, import_command
 from .up import up_command
@@ -40,6 +41,8 @@ app.add_typer(jobs_cmd.app, name="jobs")
 app.add_typer(webhooks_cmd.app, name="webhooks")
 app.command("import")(import_command)
 app.command("export")(export_command)
+app.command("explain")(explain_command)
+app.command("preview")(preview_command)
 app.command("up")(up_command)
 app.add_typer(admin_key_cmd.app, name="admin-key")
 

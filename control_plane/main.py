@@ -31,6 +31,7 @@ from flagyard.control_plane.api.routes import (
     environments,
     flags,
     health,
+    insight,
     jobs,
     projects,
     schedules,
@@ -218,6 +219,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     modules = (
         health,
         flags,
+        insight,
         projects,
         environments,
         segments,

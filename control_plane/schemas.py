@@ -10,6 +10,7 @@ import math
 from datetime import date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
+import orjson
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -22,7 +23,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from flagyard.rule_engine import FlagType, Prerequisite, Rule, SegmentRule, Split
+from flagyard.rule_engine import ErrorCode, FlagType, Prerequisite, Reason, Rule, SegmentRule, Split, limits
+from flagyard.rule_engine.explain import SegmentDecision, ServedBy
 from flagyard.rule_engine.model import KEY_PATTERN
 
 
@@ -403,6 +405,176 @@ class DiffOut(Output):
     from_version: int
     to_version: int
     changes: list[Change]
+
+
+# --- explain and impact preview ------------------------------------------------------------------
+
+
+def _bounded_context(value: dict[str, Any]) -> dict[str, Any]:
+    size = len(orjson.dumps(value))
+    if size > limits.MAX_CONTEXT_BYTES:
+        raise ValueError(
+            f"the context is {size} bytes as JSON; at most {limits.MAX_CONTEXT_BYTES} "
+            "(limits.MAX_CONTEXT_BYTES, what an SDK may send)"
+        )
+    return value
+
+
+EvaluationContext = Annotated[
+    dict[str, Any],
+    AfterValidator(_bounded_context),
+    Field(
+        description="An evaluation context, as an SDK sends it (a JSON object, at most "
+        f"{limits.MAX_CONTEXT_BYTES} bytes as JSON)."
+    ),
+]
+
+
+class ExplainIn(Input):
+    context: EvaluationContext
+    default: Any = Field(
+        default=None, description="The caller's default: the value served when no variant is (an error)."
+    )
+
+
+class EvaluationResultOut(Output):
+    """What an SDK evaluating the flag in this environment gets (the rule engine's result)."""
+
+    value: Any
+    variant: str | None
+    reason: Reason
+    error_code: ErrorCode | None
+    error_message: str | None
+    rule_id: str | None
+    version: int | None
+
+
+class BucketRangeOut(Output):
+    variant: str
+    start: int = Field(description="First bucket, inclusive.")
+    end: int = Field(description="Last bucket, exclusive.")
+
+
+class SplitTraceOut(Output):
+    bucket_by: str
+    value: str | None = Field(
+        description="The bucket-by attribute's value as hashed (null: absent, or neither string nor integer)."
+    )
+    bucket: int | None
+    total: int = Field(description="Buckets in all: 10000 for basis points, else the sum of the weights.")
+    variant: str | None = Field(description="The variant owning `bucket`.")
+    ranges: list[BucketRangeOut]
+
+
+class ClauseTraceOut(Output):
+    operator: str
+    attribute: str | None = Field(description="null for `segment_match`.")
+    values: list[Any]
+    negate: bool
+    value: Any = Field(description="The context's value at `attribute` (null when absent).")
+    matched: bool
+    segments: list[SegmentTraceOut] = Field(
+        description="For `segment_match`: each segment tested, in order, until one matched."
+    )
+
+
+class RuleTraceOut(Output):
+    index: int
+    id: str | None = Field(description="The flag rule's id (segment rules have none).")
+    matched: bool
+    clauses: list[ClauseTraceOut] = Field(
+        description="The clauses evaluated, in order (a rule stops at the first that does not match)."
+    )
+
+
+class SegmentTraceOut(Output):
+    key: str
+    matched: bool
+    decision: SegmentDecision = Field(
+        description="The targeting key is `excluded` or `included`, one of its rules matched (`rule`), none "
+        "did (`no_rule`), or the segment does not exist (`missing`)."
+    )
+    rule: int | None = Field(description="The index of the rule that matched (`decision` is `rule`).")
+    rules: list[RuleTraceOut]
+
+
+class TargetingTraceOut(Output):
+    """A JsonLogic `targeting` flag: what the expression returned and the `$ref` segments it tested."""
+
+    result: Any
+    segments: list[SegmentTraceOut]
+
+
+class PrerequisiteTraceOut(Output):
+    flag: str
+    variant: str = Field(description="The variant the prerequisite must serve.")
+    state: Literal["missing", "disabled", "evaluated", "not_evaluated"]
+    met: bool
+    trace: FlagTraceOut | None = Field(
+        description="The prerequisite's own evaluation (`state` is `evaluated`)."
+    )
+
+
+class FlagTraceOut(Output):
+    flag: str
+    version: int
+    enabled: bool
+    served_by: ServedBy
+    variant: str | None
+    reason: str
+    prerequisites: list[PrerequisiteTraceOut]
+    rules: list[RuleTraceOut] = Field(
+        description="The rules evaluated, in order (evaluation stops at the first that matches)."
+    )
+    targeting: TargetingTraceOut | None
+    split: SplitTraceOut | None = Field(
+        description="The split that chose the variant, if one did (a rule's or the fallthrough's)."
+    )
+
+
+class ExplainOut(Output):
+    """One evaluation in the environment as it is served, and the decision that led to it."""
+
+    result: EvaluationResultOut
+    trace: FlagTraceOut | None = Field(
+        description="null when the flag was not evaluated (archived, so missing to SDKs)."
+    )
+
+
+class PreviewIn(Input):
+    config: EnvConfigPatch = Field(
+        description="The proposed change of the environment's configuration, exactly as the PATCH of "
+        "`/flags/{flag}/environments/{env}` takes it (absent fields keep their value)."
+    )
+    contexts: list[EvaluationContext] | None = Field(
+        default=None,
+        max_length=limits.MAX_PREVIEW_CONTEXTS,
+        description="Evaluate over these; absent: over the environment's stored sample of recently "
+        "evaluated contexts.",
+    )
+
+
+class TransitionOut(Output):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: str | None = Field(alias="from", description="The variant served now (null: none, an error).")
+    to: str | None = Field(description="The variant the proposed configuration would serve.")
+    count: int
+
+
+class PreviewOut(Output):
+    """How many contexts the proposed configuration would serve another variant (nothing is saved)."""
+
+    source: Literal["supplied", "sample"]
+    contexts: int
+    changed: int
+    transitions: list[TransitionOut] = Field(
+        description="Each change of variant with its count, most frequent first."
+    )
+    unchanged: int
+    errors_before: int
+    errors_after: int
+    note: str | None = Field(description="Why there was nothing to evaluate, when `contexts` is 0.")
 
 
 # --- segments ------------------------------------------------------------------------------------

@@ -101,6 +101,7 @@ CLI_MODULES = {
     "envs_cmd": "cli",
     "eval_cmd": "cli",
     "flags_cmd": "cli",
+    "insight_cmd": "cli",
     "jobs_cmd": "cli",
     "keys_cmd": "cli",
     "webhooks_cmd": "cli",

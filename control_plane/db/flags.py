@@ -155,6 +155,29 @@ def find(session: Session, project_id: int, key: str) -> Live | None:
     return None if row is None else Live(*row)
 
 
+_IN_ENVIRONMENT = (
+    sa.select(Flag, FlagEnvironment)
+    .join(FlagEnvironment, FlagEnvironment.flag_id == Flag.id)
+    .where(
+        Flag.project_id == sa.bindparam("project_id"),
+        Flag.key == sa.bindparam("key"),
+        Flag.deleted_at.is_(None),
+        FlagEnvironment.environment_id == sa.bindparam("environment_id"),
+    )
+)
+
+
+def in_environment(
+    session: Session, project_id: int, environment_id: int, key: str
+) -> tuple[Flag, FlagEnvironment] | None:
+    """The live flag ``key`` (archived or not) with its configuration in one environment, unlocked, for a
+    read that evaluates it (explain, impact preview); ``None`` if there is no such flag."""
+    row = session.execute(
+        _IN_ENVIRONMENT, {"project_id": project_id, "key": key, "environment_id": environment_id}
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
 def count(session: Session, project_id: int) -> int:
     """How many live flags the project has."""
     live = sa.select(sa.func.count()).where(Flag.project_id == project_id, Flag.deleted_at.is_(None))

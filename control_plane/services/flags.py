@@ -395,6 +395,15 @@ def _change_env(
     return Result(env_body(flag.key, flag.version, env_key, config), etag=etag(flag.version))
 
 
+def patched_config(before: dict[str, Any], body: schemas.EnvConfigPatch) -> dict[str, Any]:
+    """The configuration ``body`` makes of ``before`` (not yet validated): each field it sets replaces
+    that field, the others keep theirs; ``null`` for a field that may not be null is 422. Shared by the
+    PATCH and the impact preview, so a preview previews exactly what the PATCH would store."""
+    changes = body.model_dump(mode="json", exclude_unset=True, exclude={"comment"})
+    _explicit_nulls(fields.FLAG_ENV_CONFIG, changes)
+    return {**before, **changes}
+
+
 def update_env_config(
     tx: Tx, project_key: str, key: str, env_key: str, body: schemas.EnvConfigPatch
 ) -> Result:
@@ -402,10 +411,8 @@ def update_env_config(
     s = tx.session
     flag, env = _locked_env(tx, project_key, key, env_key)
     tx.check_if_match(etag(flag.version))
-    changes = body.model_dump(mode="json", exclude_unset=True, exclude={"comment"})
-    _explicit_nulls(fields.FLAG_ENV_CONFIG, changes)
     before = env.config
-    after = {**before, **changes}
+    after = patched_config(before, body)
     if after == before:
         return Result(env_body(key, flag.version, env_key, before), etag=etag(flag.version))
     if after["prerequisites"] and after["prerequisites"] != before["prerequisites"]:

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from flagyard.control_plane.api.routes.insight import READ_ONLY_POSTS
 from flagyard.control_plane.main import create_app
 from flagyard.control_plane.settings import Settings
 
@@ -30,8 +31,9 @@ OPERATIONS = [
 WRITES = [
     (method, path)
     for method, path, _ in OPERATIONS
-    # Console sign-in and sign-out act on the session cookie, not on a resource (test_cp_sessions.py).
-    if method != "GET" and not path.startswith("/api/v1/sessions")
+    # Console sign-in and sign-out act on the session cookie, not on a resource (test_cp_sessions.py);
+    # explain and preview are POSTs only for their bodies and write nothing (test_cp_insight.py).
+    if method != "GET" and not path.startswith("/api/v1/sessions") and not path.endswith(READ_ONLY_POSTS)
 ]
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
