@@ -10,15 +10,12 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from .admin import connect, read_document
+from .admin import EnvOption, ProjectOption, connect, read_document
 from .exceptions import InputError
 from .output import Column
 from .rest import path
 
-ProjectArg = Annotated[str, typer.Argument(help="The project's key.", show_default=False)]
 FlagArg = Annotated[str, typer.Argument(help="The flag's key.", show_default=False)]
-EnvArg = Annotated[str, typer.Argument(help="The environment's key.", show_default=False)]
-LocalJsonOption = Annotated[bool, typer.Option("--json", help="Print the API's JSON answer.")]
 
 
 def json_value(value: str, option: str) -> Any:
@@ -130,16 +127,15 @@ def explanation_lines(flag: str, env: str, explanation: dict[str, Any]) -> list[
 
 def explain_command(
     ctx: typer.Context,
-    project: ProjectArg,
     flag: FlagArg,
-    env: EnvArg,
+    project: ProjectOption,
+    env: EnvOption,
     context: Annotated[
         str, typer.Option("--context", "-c", help="The evaluation context: a JSON object, or @file.")
     ],
     default: Annotated[
         str | None, typer.Option("--default", help="The caller's default value (JSON, or @file).")
     ] = None,
-    json_output: LocalJsonOption = False,
 ) -> None:
     """Evaluate a flag for a context as SDKs would in the environment, and show the whole decision."""
     with connect(ctx) as (rest, out):
@@ -149,7 +145,7 @@ def explain_command(
         explanation = rest.post(
             path("projects", project, "flags", flag, "environments", env, "explain"), body
         )
-        if json_output or out.json_mode:
+        if out.json_mode:
             out.data(explanation)
             return
         for line in explanation_lines(flag, env, explanation):
@@ -165,9 +161,9 @@ TRANSITION_COLUMNS: list[Column] = [
 
 def preview_command(
     ctx: typer.Context,
-    project: ProjectArg,
     flag: FlagArg,
-    env: EnvArg,
+    project: ProjectOption,
+    env: EnvOption,
     config: Annotated[
         str,
         typer.Option(
@@ -184,7 +180,6 @@ def preview_command(
             "evaluated contexts.",
         ),
     ] = None,
-    json_output: LocalJsonOption = False,
 ) -> None:
     """Preview how many contexts a proposed configuration would switch to another variant (saves nothing)."""
     with connect(ctx) as (rest, out):
@@ -196,7 +191,7 @@ def preview_command(
             body["contexts"] = given
         where = path("projects", project, "flags", flag, "environments", env, "preview")
         result = rest.post(where, body)
-        if json_output or out.json_mode:
+        if out.json_mode:
             out.data(result)
             return
         typer.echo(

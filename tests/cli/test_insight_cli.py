@@ -75,8 +75,8 @@ def project(cli: Cli, tmp_path: Path) -> str:
 def test_explain__context__prints_the_result_and_json_has_it(cli: Cli, project: str) -> None:
     context = json.dumps({"targeting_key": "u1", "country": "de"})
 
-    printed = cli.ok("explain", project, "checkout", "prod", "--context", context).stdout
-    answer = cli.json("explain", project, "checkout", "prod", "--context", context)
+    printed = cli.ok("explain", "checkout", "-p", project, "-e", "prod", "--context", context).stdout
+    answer = cli.json("explain", "checkout", "-p", project, "-e", "prod", "--context", context)
 
     assert printed.splitlines()[0] == (
         'checkout in prod: "B" (variant b, reason TARGETING_MATCH, rule europe, version 2)'
@@ -87,7 +87,7 @@ def test_explain__context__prints_the_result_and_json_has_it(cli: Cli, project: 
 
 
 def test_explain__not_an_object__refused_before_sending(cli: Cli, project: str) -> None:
-    result = cli.run("explain", project, "checkout", "prod", "--context", "[1]")
+    result = cli.run("explain", "checkout", "-p", project, "-e", "prod", "--context", "[1]")
 
     assert result.exit_code != 0
     assert "--context: expected a JSON object" in result.stderr
@@ -102,10 +102,28 @@ def test_preview__config_and_contexts_files__counts_and_transitions(
     contexts.write_text(json.dumps([{"country": c, "targeting_key": c} for c in ("de", "fr", "fr", "us")]))
 
     printed = cli.ok(
-        "preview", project, "checkout", "prod", "--config", f"@{config}", "--contexts", f"@{contexts}"
+        "preview",
+        "checkout",
+        "-p",
+        project,
+        "-e",
+        "prod",
+        "--config",
+        f"@{config}",
+        "--contexts",
+        f"@{contexts}",
     ).stdout
     answer = cli.json(
-        "preview", project, "checkout", "prod", "--config", json.dumps(GERMANY), "--contexts", f"@{contexts}"
+        "preview",
+        "checkout",
+        "-p",
+        project,
+        "-e",
+        "prod",
+        "--config",
+        json.dumps(GERMANY),
+        "--contexts",
+        f"@{contexts}",
     )
 
     assert "over 4 supplied contexts: 2 would change variant, 2 would not" in printed
@@ -117,7 +135,7 @@ def test_preview__config_and_contexts_files__counts_and_transitions(
 
 
 def test_preview__no_sample__zero_with_the_note(cli: Cli, project: str) -> None:
-    result = cli.ok("preview", project, "checkout", "prod", "--config", json.dumps(GERMANY))
+    result = cli.ok("preview", "checkout", "-p", project, "-e", "prod", "--config", json.dumps(GERMANY))
 
     assert "over 0 sample contexts: 0 would change variant" in result.stdout
     assert "holds no sample" in result.stderr
@@ -128,7 +146,7 @@ def test_preview__invalid_config__the_servers_pointer(cli: Cli, project: str) ->
         {"rules": [{"id": "r", "clauses": [{"attribute": "x", "operator": "eq"}], "variant": "z"}]}
     )
 
-    result = cli.run("preview", project, "checkout", "prod", "--config", bad, "--contexts", "[]")
+    result = cli.run("preview", "checkout", "-p", project, "-e", "prod", "--config", bad, "--contexts", "[]")
 
     assert result.exit_code != 0
     assert "/config/rules/0/variant" in result.stderr
