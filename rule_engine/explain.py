@@ -171,6 +171,8 @@ def explain(
     context: Mapping[str, Any],
     default: Any = None,
     flag_type: FlagType | None = None,
+    *,
+    definitions: Definitions | None = None,
 ) -> Explanation:
     """Evaluate ``key`` for ``context`` as :meth:`FlagSet.evaluate` does, recording the decision. Never
     raises.
@@ -183,20 +185,48 @@ def explain(
     flags and the data plane's L1 copies (``source`` is not a :class:`~.model.Flag`), which are explained
     by their result alone. A prerequisite flag or segment without a native definition is evaluated as
     compiled: a prerequisite's trace then has no rules, and such a segment is absent from the trace.
+
+    ``definitions(kind, key)`` (kind ``"flag"`` or ``"segment"``) supplies the native definition of an
+    entry compiled without one (the data plane keeps its definitions as raw bytes beside an L1 that drops
+    ``source`` to halve its memory); it must return the very definition the entry was compiled from
+    (version included), or ``None``. It is asked only for the entries the evaluation looks up.
     """
     compiled = flagset.flags.get(key)
-    if compiled is None or not isinstance(compiled.source, Flag):
+    source = None if compiled is None else _native(compiled, "flag", Flag, definitions)
+    if source is None:
         return Explanation(flagset.evaluate(key, default, context, flag_type), None)
     try:
         tracer = Tracer()
-        result = _TracingFlagSet(flagset, tracer).evaluate(key, default, context, flag_type)
+        tracing = _TracingFlagSet(flagset, tracer, definitions)
+        result = tracing.evaluate(key, default, context, flag_type)
         trace = tracer.root
     except Exception:  # a fault in the tracing itself: still the result, as evaluation gives it
         return Explanation(flagset.evaluate(key, default, context, flag_type), None)
     if trace is not None:  # what the caller gets, after FlagSet.evaluate handled any exception
         trace.variant, trace.reason = result.variant, str(result.reason)
-        trace.served_by = _served_by(result, compiled.source)
+        trace.served_by = _served_by(result, source)
     return Explanation(result, trace)
+
+
+Definitions = Callable[[str, str], "Flag | Segment | None"]
+"""``(kind, key) -> definition``: the native definition of a flag (kind ``"flag"``) or segment."""
+
+D = TypeVar("D", Flag, Segment)
+
+
+def _native(
+    compiled: CompiledFlag | CompiledSegment, kind: str, model: type[D], definitions: Definitions | None
+) -> D | None:
+    """The native definition ``compiled`` was compiled from: its ``source``, else what ``definitions``
+    gives for it."""
+    source = compiled.source
+    if isinstance(source, model):
+        return source
+    if definitions is not None:
+        found = definitions(kind, compiled.key)
+        if isinstance(found, model):
+            return found
+    return None
 
 
 M = TypeVar("M", bound=Callable[..., bool])
@@ -499,18 +529,16 @@ class _TracingFlagSet(FlagSet):
 
     __slots__ = ()
 
-    def __init__(self, live: FlagSet, tracer: Tracer) -> None:
+    def __init__(self, live: FlagSet, tracer: Tracer, definitions: Definitions | None) -> None:
         super().__init__(metadata=live.metadata)
 
         def trace_flag(compiled: CompiledFlag) -> CompiledFlag:
-            source = compiled.source
-            if isinstance(source, Flag):
-                return compile_flag(source, tracer)
-            return tracer.flag(None, compiled)
+            source = _native(compiled, "flag", Flag, definitions)
+            return tracer.flag(None, compiled) if source is None else compile_flag(source, tracer)
 
         def trace_segment(compiled: CompiledSegment) -> CompiledSegment:
-            source = compiled.source
-            return compile_segment(source, tracer) if isinstance(source, Segment) else compiled
+            source = _native(compiled, "segment", Segment, definitions)
+            return compiled if source is None else compile_segment(source, tracer)
 
         def segment_looked_up(key: str, found: CompiledSegment | None) -> None:
             if found is None:

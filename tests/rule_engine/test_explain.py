@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import FunctionType
 from typing import Any
@@ -700,6 +701,36 @@ def test_flagd_flag__explains_with_its_result_alone() -> None:
     )
     explanation = explained(flagset, "f", {})
     assert (explanation.result.value, explanation.trace) == (True, None)
+
+
+def test_compiled_without_source__definitions_hook__supplies_them() -> None:
+    """As the data plane's L1 holds them: compiled, ``source`` dropped, the definitions kept elsewhere."""
+    definitions: dict[tuple[str, str], Flag | Segment] = {
+        ("flag", "top"): Flag.model_validate(prerequisite_flag("top", ("p", "on"))),
+        ("flag", "p"): Flag.model_validate({**segment_flag("s"), "key": "p"}),
+        ("segment", "s"): Segment.model_validate(SEGMENT_S),
+    }
+    flagset = FlagSet(
+        [replace(compile_flag(d), source=None) for d in definitions.values() if isinstance(d, Flag)],
+        [replace(compile_segment(d), source=None) for d in definitions.values() if isinstance(d, Segment)],
+    )
+    context = {"targeting_key": "u-in"}
+    assert explained(flagset, "top", context).trace is None  # no definitions: the result alone
+    asked: list[tuple[str, str]] = []
+
+    def lookup(kind: str, key: str) -> Flag | Segment | None:
+        asked.append((kind, key))
+        return definitions.get((kind, key))
+
+    explanation = explain(flagset, "top", context, definitions=lookup)
+    assert explanation.result == flagset.evaluate("top", None, context)
+    trace = explanation.trace
+    assert trace is not None
+    assert trace.served_by == "fallthrough"
+    prerequisite = trace.prerequisites[0].trace
+    assert prerequisite is not None
+    assert (prerequisite.served_by, only_segment(prerequisite).decision) == ("rule", "included")
+    assert sorted(asked) == [("flag", "p"), ("flag", "top"), ("flag", "top"), ("segment", "s")]
 
 
 def test_integer_flag_read_as_float__explains_the_float() -> None:
