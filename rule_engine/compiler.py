@@ -12,7 +12,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from sys import intern
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import mmh3
 
@@ -22,6 +22,9 @@ from .model import Clause, Flag, Operator, Segment, Split
 from .operators import PREDICATES, Fast, Predicate, plain
 from .result import ErrorCode, EvaluationResult, FlagType, Reason
 from .targeting import compile_targeting, targeting_evaluator
+
+if TYPE_CHECKING:
+    from .explain import Tracer
 
 Context = Mapping[str, Any]
 Matcher = Callable[[Context, "Store"], bool]
@@ -104,7 +107,14 @@ def path_getter(path: str) -> Callable[[Context], Any]:
     return get
 
 
-def compile_clause(clause: Clause) -> Matcher:
+def compile_clause(clause: Clause, tracer: Tracer | None = None) -> Matcher:
+    """Compile one clause. With a ``tracer`` (explanations only), the very same matcher is wrapped in a
+    recorder; without one nothing is added, so evaluation pays nothing for explanations."""
+    matcher = _compile_clause(clause)
+    return matcher if tracer is None else tracer.clause(clause, matcher)
+
+
+def _compile_clause(clause: Clause) -> Matcher:
     op = clause.operator
     negate = clause.negate
     if op is Operator.SEGMENT_MATCH:
@@ -233,12 +243,22 @@ def _all_of(matchers: list[Matcher]) -> Matcher:
     return matcher
 
 
-def compile_segment(segment: Segment) -> CompiledSegment:
+def compile_segment(segment: Segment, tracer: Tracer | None = None) -> CompiledSegment:
+    """Compile a validated segment; a ``tracer`` wraps its matcher, rules and clauses in recorders (see
+    :func:`compile_clause`)."""
+    compiled = _compile_segment(segment, tracer)
+    return compiled if tracer is None else tracer.segment(segment, compiled)
+
+
+def _compile_segment(segment: Segment, tracer: Tracer | None) -> CompiledSegment:
     included = frozenset(segment.included)
     excluded = frozenset(segment.excluded)
     if any(c.operator is Operator.SEGMENT_MATCH for rule in segment.rules for c in rule.clauses):
-        return _nesting_segment(segment, included, excluded)
-    rules = tuple(_all_of([compile_clause(c) for c in rule.clauses]) for rule in segment.rules)
+        return _nesting_segment(segment, included, excluded, tracer)
+    rules = tuple(
+        _traced_rule(tracer, i, None, _all_of([compile_clause(c, tracer) for c in rule.clauses]))
+        for i, rule in enumerate(segment.rules)
+    )
     if len(rules) == 1:
         only = rules[0]
 
@@ -268,11 +288,17 @@ def compile_segment(segment: Segment) -> CompiledSegment:
     return CompiledSegment(segment.key, segment.version, matches, segment)
 
 
-def _nesting_segment(segment: Segment, included: frozenset[str], excluded: frozenset[str]) -> CompiledSegment:
+def _traced_rule(tracer: Tracer | None, index: int, rule_id: str | None, matcher: Matcher) -> Matcher:
+    return matcher if tracer is None else tracer.rule(index, rule_id, matcher)
+
+
+def _nesting_segment(
+    segment: Segment, included: frozenset[str], excluded: frozenset[str], tracer: Tracer | None
+) -> CompiledSegment:
     """A segment referring to other segments carries the chain of segments being matched, like flags
     with prerequisites do, so a cycle (refused by validation, but possible in a data plane mid-change)
     or a chain deeper than MAX_SEGMENT_DEPTH ends the evaluation with ERROR naming the segments."""
-    rules = tuple(_rule_in_chain(rule.clauses) for rule in segment.rules)
+    rules = tuple(_rule_in_chain(rule.clauses, i, tracer) for i, rule in enumerate(segment.rules))
     top: Chain = (segment.key,)
 
     def matches(ctx: Context, store: Store, chain: Chain = top, /) -> bool:
@@ -290,12 +316,16 @@ def _nesting_segment(segment: Segment, included: frozenset[str], excluded: froze
     return CompiledSegment(segment.key, segment.version, matches, segment, matches)
 
 
-def _rule_in_chain(clauses: list[Clause]) -> ChainMatcher:
+def _rule_in_chain(clauses: list[Clause], index: int, tracer: Tracer | None) -> ChainMatcher:
     """The plain clauses of a rule together (tested first: they are cheap), then its segment clauses."""
-    plain = [compile_clause(c) for c in clauses if c.operator is not Operator.SEGMENT_MATCH]
-    refs = tuple(_segment_clause_in_chain(c) for c in clauses if c.operator is Operator.SEGMENT_MATCH)
+    plain = [compile_clause(c, tracer) for c in clauses if c.operator is not Operator.SEGMENT_MATCH]
+    refs = tuple(
+        _segment_clause_in_chain(c) if tracer is None else tracer.clause(c, _segment_clause_in_chain(c))
+        for c in clauses
+        if c.operator is Operator.SEGMENT_MATCH
+    )
     if not plain and len(refs) == 1:
-        return refs[0]
+        return refs[0] if tracer is None else tracer.rule(index, None, refs[0])
     first = _all_of(plain) if plain else None
 
     def matcher(ctx: Context, store: Store, chain: Chain = (), /) -> bool:
@@ -306,7 +336,7 @@ def _rule_in_chain(clauses: list[Clause]) -> ChainMatcher:
                 return False
         return True
 
-    return matcher
+    return matcher if tracer is None else tracer.rule(index, None, matcher)
 
 
 def _segment_clause_in_chain(clause: Clause) -> ChainMatcher:
@@ -337,8 +367,19 @@ def _segment_clause_in_chain(clause: Clause) -> ChainMatcher:
     return matcher
 
 
-def compile_flag(flag: Flag) -> CompiledFlag:
-    """Compile a validated native flag."""
+def compile_flag(flag: Flag, tracer: Tracer | None = None) -> CompiledFlag:
+    """Compile a validated native flag.
+
+    With a ``tracer`` (:func:`~.explain.explain` only) each compiled clause, rule, split, the targeting
+    expression and the flag's own evaluation are wrapped in recorders around the very same closures, so
+    an explanation cannot drift from evaluation. Without one (every other caller) nothing is wrapped and
+    no closure tests for a tracer: evaluation pays nothing for explanations.
+    """
+    compiled = _compile_flag(flag, tracer)
+    return compiled if tracer is None else tracer.flag(flag, compiled)
+
+
+def _compile_flag(flag: Flag, tracer: Tracer | None) -> CompiledFlag:
     metadata = dict(flag.metadata)
     version = flag.version
 
@@ -351,7 +392,7 @@ def compile_flag(flag: Flag) -> CompiledFlag:
 
     def serve(variant: str | None, split: Split | None, reason: Reason, rule_id: str | None) -> Outcome:
         if split is not None:
-            return _compile_split(flag, split, rule_id, lambda v: result(v, Reason.SPLIT, rule_id))
+            return _compile_split(flag, split, rule_id, lambda v: result(v, Reason.SPLIT, rule_id), tracer)
         return result(variant, reason, rule_id)
 
     if not flag.enabled:
@@ -359,9 +400,10 @@ def compile_flag(flag: Flag) -> CompiledFlag:
         return _finish(flag, metadata, lambda ctx, store: off)
 
     if flag.targeting is not None:
+        rule = compile_targeting(flag.targeting)
         evaluate = targeting_evaluator(
             flag.key,
-            compile_targeting(flag.targeting),
+            rule if tracer is None else tracer.targeting(rule),
             {name: result(name, Reason.TARGETING_MATCH) for name in flag.variants},
             result(flag.default_variant, Reason.DEFAULT),
             metadata,
@@ -371,10 +413,10 @@ def compile_flag(flag: Flag) -> CompiledFlag:
     else:
         rules = tuple(
             (
-                _all_of([compile_clause(c) for c in rule.clauses]),
+                _traced_rule(tracer, i, rule.id, _all_of([compile_clause(c, tracer) for c in rule.clauses])),
                 serve(rule.variant, rule.split, Reason.TARGETING_MATCH, rule.id),
             )
-            for rule in flag.rules
+            for i, rule in enumerate(flag.rules)
         )
         static = not flag.rules and flag.default_split is None and flag.default_variant is not None
         fallthrough = serve(
@@ -499,7 +541,11 @@ def _with_prerequisites(
 
 
 def _compile_split(
-    flag: Flag, split: Split, rule_id: str | None, result: Callable[[str], EvaluationResult]
+    flag: Flag,
+    split: Split,
+    rule_id: str | None,
+    result: Callable[[str], EvaluationResult],
+    tracer: Tracer | None = None,
 ) -> Callable[[Context], EvaluationResult]:
     total = 10000 if split.weight_unit == "basis_points" else sum(v.weight for v in split.variations)
     bounds: list[int] = []
@@ -548,7 +594,7 @@ def _compile_split(
             return missing
         return results[bisect_right(bounds, (hash32(prefix + value, 0, False) * total) >> 32)]
 
-    return choose
+    return choose if tracer is None else tracer.split(flag, split, total, choose)
 
 
 def _finish(flag: Flag, metadata: dict[str, Any], evaluate: FlagEvaluator) -> CompiledFlag:

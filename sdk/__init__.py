@@ -4,7 +4,7 @@
 if not __name__.startswith("flagyard."):
     raise ImportError(f"import this package as 'flagyard.{__name__}', not '{__name__}'")
 
-from flagyard.rule_engine import ErrorCode, EvaluationResult, FlagType, Reason
+from flagyard.rule_engine import ErrorCode, EvaluationResult, Explanation, FlagType, Reason
 
 from ._resolver import ProviderEvent
 from ._status import ProviderStatus
@@ -18,6 +18,7 @@ __all__ = [
     "ConfigurationError",
     "ErrorCode",
     "EvaluationResult",
+    "Explanation",
     "FlagType",
     "FlagyardClient",
     "FlagyardError",

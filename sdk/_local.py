@@ -28,7 +28,7 @@ import grpc
 
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2_grpc as pb_grpc
-from flagyard.rule_engine import ErrorCode, EvaluationResult, FlagSet, FlagType
+from flagyard.rule_engine import ErrorCode, EvaluationResult, Explanation, FlagSet, FlagType, explain
 from flagyard.rule_engine.result import error_result
 
 from ._grpc import Backoff, channel_options, check_target, metadata_for, on_fork_in_child, status_message
@@ -229,6 +229,22 @@ class LocalResolver:
         if self._status.status is ProviderStatus.FATAL:
             return error_result(default, ErrorCode.GENERAL, _REJECTED)
         return error_result(default, ErrorCode.PROVIDER_NOT_READY, "no configuration received yet")
+
+    def explain(
+        self, key: str, default: Any, context: Mapping[str, Any], flag_type: FlagType | None
+    ) -> Explanation:
+        """The evaluation of ``key`` with its trace, from the flags :meth:`resolve` would use (the streamed
+        ones, else the bootstrap file's); before any, the default with the error :meth:`resolve` gives."""
+        flagset = self._serving
+        if flagset is None:
+            flagset = self._bootstrap
+        if flagset is not None:
+            return explain(flagset, key, context, default, flag_type)
+        if self._status.status is ProviderStatus.FATAL:
+            return Explanation(error_result(default, ErrorCode.GENERAL, _REJECTED), None)
+        return Explanation(
+            error_result(default, ErrorCode.PROVIDER_NOT_READY, "no configuration received yet"), None
+        )
 
     def resolve_all(self, context: Mapping[str, Any]) -> dict[str, EvaluationResult]:
         flagset = self._serving or self._bootstrap

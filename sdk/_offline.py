@@ -10,7 +10,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flagyard.rule_engine import EvaluationResult, FlagSet, FlagType, Issue, RuleEngineError, load_flagset
+from flagyard.rule_engine import (
+    EvaluationResult,
+    Explanation,
+    FlagSet,
+    FlagType,
+    Issue,
+    RuleEngineError,
+    explain,
+    load_flagset,
+)
 
 from ._resolver import Listener, changed_flags
 from ._status import ProviderStatus, StatusMachine
@@ -70,6 +79,13 @@ class OfflineResolver:
 
     def resolve_all(self, context: Mapping[str, Any]) -> dict[str, EvaluationResult]:
         return self._flagset.evaluate_all(context)
+
+    def explain(
+        self, key: str, default: Any, context: Mapping[str, Any], flag_type: FlagType | None
+    ) -> Explanation:
+        """The evaluation of ``key`` with its trace, from the flags served now (a flagd-format file's
+        flags explain with their result alone)."""
+        return explain(self._flagset, key, context, default, flag_type)
 
     @property
     def status(self) -> ProviderStatus:

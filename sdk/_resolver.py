@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from flagyard.rule_engine import EvaluationResult, FlagSet, FlagType
+from flagyard.rule_engine import ErrorCode, EvaluationResult, Explanation, FlagSet, FlagType
+from flagyard.rule_engine.result import error_result
 
 if TYPE_CHECKING:
     from ._status import ProviderStatus
@@ -44,6 +45,29 @@ class Resolver(Protocol):
     def add_listener(self, listener: Listener) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Explaining(Protocol):
+    """A resolver that evaluates in process (local and offline modes) and so can explain an evaluation
+    with the very flags it serves."""
+
+    def explain(
+        self, key: str, default: Any, context: Mapping[str, Any], flag_type: FlagType | None
+    ) -> Explanation: ...
+
+
+REMOTE_EXPLAIN = "explain needs local or offline mode"
+
+
+def explain_with(
+    resolver: object, key: str, default: Any, context: Mapping[str, Any], flag_type: FlagType | None
+) -> Explanation:
+    """``resolver``'s explanation; a resolver that does not evaluate in process (remote mode) answers the
+    default with ERROR/GENERAL and no trace, as the data plane holds the flags there."""
+    if isinstance(resolver, Explaining):
+        return resolver.explain(key, default, context, flag_type)
+    return Explanation(error_result(default, ErrorCode.GENERAL, REMOTE_EXPLAIN), None)
 
 
 def changed_flags(old: FlagSet, new: FlagSet) -> list[str]:

@@ -15,13 +15,13 @@ from typing import Any, Self
 
 import grpc
 
-from flagyard.rule_engine import EvaluationResult, FlagType
+from flagyard.rule_engine import EvaluationResult, Explanation, FlagType
 
 from ._local import LocalResolver
 from ._offline import OfflineResolver
 from ._remote import AsyncRemoteResolver
 from ._report import EvaluationReporter
-from ._resolver import Listener, Resolver
+from ._resolver import Listener, Resolver, explain_with
 from ._status import SERVING, ProviderStatus
 from .client import Mode, _failure, _type_of, load_bootstrap
 from .exceptions import ConfigurationError
@@ -132,6 +132,22 @@ class AsyncFlagyardClient:
 
     async def object(self, key: str, default: Any, context: Mapping[str, Any] | None = None) -> Any:
         return (await self.details(key, default, context, FlagType.OBJECT)).value
+
+    async def explain(
+        self,
+        key: str,
+        context: Mapping[str, Any] | None = None,
+        default: Any = None,
+        flag_type: FlagType | None = None,
+    ) -> Explanation:
+        """The evaluation of ``key`` and its trace (see :meth:`FlagyardClient.explain`): local and offline
+        modes; in remote mode the default with ERROR (GENERAL) and no trace. Never raises. Runs in the
+        calling thread: it is in-process work (a recompile of the flag and one evaluation), no I/O."""
+        try:
+            resolver = self._remote if self._remote is not None else self._sync
+            return explain_with(resolver, key, default, context or _EMPTY, flag_type)
+        except Exception as exc:  # a resolver bug must not reach the app
+            return Explanation(_failure(default, exc), None)
 
     async def all_flags(self, context: Mapping[str, Any] | None = None) -> dict[str, EvaluationResult]:
         """Every flag for ``context`` (see :meth:`FlagyardClient.all_flags`)."""

@@ -10,13 +10,13 @@ from typing import Any, Literal, Self
 
 import grpc
 
-from flagyard.rule_engine import ErrorCode, EvaluationResult, FlagSet, FlagType, Reason
+from flagyard.rule_engine import ErrorCode, EvaluationResult, Explanation, FlagSet, FlagType, Reason
 
 from ._local import LocalResolver
 from ._offline import OfflineResolver
 from ._remote import RemoteResolver
 from ._report import EvaluationReporter
-from ._resolver import Listener, Resolver
+from ._resolver import Listener, Resolver, explain_with
 from ._status import SERVING, ProviderStatus
 from .exceptions import ConfigurationError
 
@@ -179,6 +179,26 @@ class FlagyardClient:
             return self._evaluate(key, default, context, _OBJECT).value
         except Exception:
             return default
+
+    def explain(
+        self,
+        key: str,
+        context: Mapping[str, Any] | None = None,
+        default: Any = None,
+        flag_type: FlagType | None = None,
+    ) -> Explanation:
+        """Evaluate ``key`` and say why: the result :meth:`details` would give (``flag_type`` checked only
+        when given) and the trace of the prerequisites, rules, clauses, segments and split that decided it
+        (:mod:`flagyard.rule_engine.explain`), recorded around the flag's own compiled code.
+
+        Local and offline modes only, the flags being in process; never raises. In remote mode the result
+        is ``default`` with reason ERROR (GENERAL), before any flags arrived ERROR (PROVIDER_NOT_READY),
+        both without a trace. A diagnostic: it is not counted in the evaluation reports.
+        """
+        try:
+            return explain_with(self._resolver, key, default, context or _EMPTY, flag_type)
+        except Exception as exc:  # a resolver bug must not reach the app
+            return Explanation(_failure(default, exc), None)
 
     def all_flags(self, context: Mapping[str, Any] | None = None) -> dict[str, EvaluationResult]:
         """Every flag evaluated for ``context`` (remote: one ResolveAll call); values are ``None`` where the
