@@ -83,7 +83,9 @@ def test_explain__context__prints_the_result_and_json_has_it(cli: Cli, project: 
     )
     assert answer["result"]["variant"] == "b"
     assert answer["result"]["rule_id"] == "europe"
-    assert answer["trace"] is None or answer["trace"]["flag"] == "checkout"
+    assert answer["trace"]["served_by"] == "rule"
+    assert [(r["id"], r["matched"]) for r in answer["trace"]["rules"]][-1] == ("europe", True)
+    assert "  rule 0 europe: matched" in printed.splitlines()
 
 
 def test_explain__not_an_object__refused_before_sending(cli: Cli, project: str) -> None:

@@ -201,7 +201,8 @@ def test_explain__any_context__the_rule_engines_result_for_the_environment(
         "version": expected.version,
     }
     trace = r.json()["trace"]
-    assert trace is None or trace["flag"] == "checkout"
+    assert trace == rule_engine.explain(_flagset(client), "checkout", context, "fallback").to_dict()["trace"]
+    assert trace["flag"] == "checkout"
 
 
 def test_explain__the_cases_the_world_was_built_for(client: TestClient, api: Api) -> None:
