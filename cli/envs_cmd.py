@@ -126,15 +126,17 @@ def update(
         changes["sampling"] = None
     env_path = path("projects", project, "environments", key)
     with connect(ctx) as (rest, out):
-        if sampling_given:
-            current = rest.get(env_path).get("sampling") or {"attributes": [], "hashed": []}
-            changes["sampling"] = {
-                "attributes": current["attributes"]
-                if sample_attributes is None
-                else _names(sample_attributes),
-                "hashed": current["hashed"] if sample_hashed is None else _names(sample_hashed),
-            }
-        out.record(rest.update(env_path, changes), COLUMNS)
+        if not sampling_given:
+            out.record(rest.update(env_path, changes), COLUMNS)
+            return
+        # A list left out keeps its value as read here, and the write is conditional on that read.
+        read = rest.request("GET", env_path)
+        current = read.json().get("sampling") or {"attributes": [], "hashed": []}
+        attributes = current["attributes"] if sample_attributes is None else _names(sample_attributes)
+        hashed = current["hashed"] if sample_hashed is None else _names(sample_hashed)
+        changes["sampling"] = {"attributes": attributes, "hashed": hashed}
+        written = rest.request("PATCH", env_path, body=changes, headers={"If-Match": read.headers["etag"]})
+        out.record(written.json(), COLUMNS)
 
 
 @app.command("delete")
