@@ -165,17 +165,53 @@ ApprovalsRequired = Annotated[
 ]
 
 
+class SamplingIn(Input):
+    """An environment's opt-in to keeping a sample of the contexts it evaluates (for impact previews).
+    Only the attributes named here are kept; every other one is dropped before a sample is stored."""
+
+    attributes: list[str] = Field(
+        default_factory=list,
+        description="Attribute paths (up to four dotted parts: plan, app.version) kept in clear: what rules "
+        "test and nobody is identified by.",
+    )
+    hashed: list[str] = Field(
+        default_factory=list,
+        description="Attribute paths kept only as a salted HMAC (targeting_key, email): a hashed key buckets "
+        "like the clear one, but no rule naming the clear value matches it. The salt is per environment, "
+        "made by the server and never shown.",
+    )
+
+
+class SamplingOut(Output):
+    attributes: list[str]
+    hashed: list[str]
+
+
+SAMPLING_DESCRIPTION = (
+    "Whether (and what of) the contexts this environment evaluates are sampled, for impact previews: null "
+    f"(the default) samples nothing; at most {limits.MAX_SAMPLE_ATTRIBUTES} attributes in all, each named "
+    "once. Only an admin sets it."
+)
+
+
 class EnvironmentCreate(Input):
     key: Key
     name: Name
     description: Text = ""
     approvals_required: ApprovalsRequired = 0
+    sampling: SamplingIn | None = Field(default=None, description=SAMPLING_DESCRIPTION)
 
 
 class EnvironmentUpdate(Input):
     name: Name | None = None
     description: Text | None = None
     approvals_required: ApprovalsRequired | None = None
+    sampling: SamplingIn | None = Field(
+        default=None,
+        description=SAMPLING_DESCRIPTION
+        + " Sent as null, it turns sampling off and deletes the sample; left "
+        "out, it is kept as it is.",
+    )
 
 
 class EnvironmentOut(Output):
@@ -184,6 +220,7 @@ class EnvironmentOut(Output):
     description: str
     revision: int
     approvals_required: int
+    sampling: SamplingOut | None
     created_at: datetime
     updated_at: datetime
 

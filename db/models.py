@@ -53,7 +53,10 @@ class Project(Base):
 
 class Environment(Base):
     __tablename__ = "environments"
-    __table_args__ = (sa.UniqueConstraint("project_id", "key", name="uq_environments_project_key"),)
+    __table_args__ = (
+        sa.UniqueConstraint("project_id", "key", name="uq_environments_project_key"),
+        sa.CheckConstraint("(sampling IS NULL) = (sampling_salt IS NULL)", name="sampling_salt"),
+    )
 
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
     project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"))
@@ -64,6 +67,13 @@ class Environment(Base):
     approvals_required: Mapped[int] = mapped_column(sa.Integer, server_default="0")
     """Approvals a change of what this environment serves needs (0: none; a direct write is then 409
     ``approval_required`` and goes through a change request)."""
+    sampling: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON(none_as_null=True), nullable=True)
+    """``{"attributes": [...], "hashed": [...]}`` when the environment keeps a sample of the contexts it
+    evaluates (see :mod:`flagyard.contracts.sampling`), ``None`` (the default) when it does not."""
+    sampling_salt: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    """The HMAC key of the hashed attributes (hex): made when sampling is turned on, kept while it stays on
+    so a hashed value stays the same across policy changes, dropped when it is turned off. Never shown by
+    the API nor audited; only the syncer reads it, to publish the policy."""
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 

@@ -37,6 +37,16 @@ from flagyard.contracts.redis import (
 )
 from flagyard.contracts.redis import apply_change as redis_apply_change
 from flagyard.contracts.redis import apply_changes as redis_apply_changes
+from flagyard.contracts.sampling import (
+    SamplingPolicy,
+    dump_policy,
+    parse_policy,
+    policy_key,
+    put_policy,
+    samples_key,
+    sampling_keys,
+    seen_key,
+)
 from flagyard.db import mapping
 from flagyard.db.models import (
     ApiKey,
@@ -479,6 +489,7 @@ class Syncer:
                 keys.evaluations,
                 keys.evaluated_at,
                 keys.served,
+                *sampling_keys(self._prefix, str(environment_id)),
             )
             pipe.srem(envs_key(self._prefix), str(environment_id))
             pipe.execute()
@@ -492,13 +503,72 @@ class Syncer:
         return self._push_environment(session, env)
 
     def _push_environment(self, session: Session, env: EnvironmentInfo) -> int:
+        """Write the whole environment: its definitions (under the version guard: what Redis already holds
+        is a no-op) and its settings (the sampling policy)."""
         document = self._load_document(session, env)
         with self._atomically(env, restore=True) as applied:
             for segment in document.segments:
                 self._sync_segment(session, env, segment.key, segment.version)
             for flag in document.flags:
                 self._sync_flag(session, env, flag.key, flag.version)
+        self._publish_sampling(session, env)
         return applied.count
+
+    # --- sampling -----------------------------------------------------------------------------------
+
+    def _wanted_sampling(self, session: Session, env: EnvironmentInfo) -> SamplingPolicy | None:
+        """The environment's committed sampling policy (``None``: it does not sample, or was deleted).
+        Raises :class:`ValueError` for a stored policy out of contract (written past the API)."""
+        row = session.execute(
+            sa.select(Environment.sampling, Environment.sampling_salt).where(Environment.id == env.id)
+        ).first()
+        if row is None or row.sampling is None or row.sampling_salt is None:
+            return None
+        policy = SamplingPolicy(
+            tuple(row.sampling["attributes"]), tuple(row.sampling["hashed"]), row.sampling_salt
+        )
+        dump_policy(policy)  # checks it, salt included (RedisContractError is a ValueError)
+        return policy
+
+    def _publish_sampling(self, session: Session, env: EnvironmentInfo) -> bool:
+        """Publish the environment's sampling policy, or withdraw it with the sample when it is off. Applied
+        from the current committed row, so a late or repeated job writes the newest policy. A stored
+        policy out of contract is logged (where, never the values: the salt is secret) and Redis keeps
+        what it had. True if Redis was written."""
+        try:
+            policy = self._wanted_sampling(session, env)
+        except UNREADABLE as exc:
+            self._unreadable(env, "sampling", env.key, exc)
+            return False
+        put_policy(self._redis, self._prefix, str(env.id), policy)
+        metrics.CHANGES.labels("sampling", "applied").inc()
+        return True
+
+    def _reconcile_sampling(self, session: Session, env: EnvironmentInfo) -> int:
+        """Repair the published policy if it differs from PostgreSQL's; an environment that does not sample
+        must hold no sample either (a data plane may still have had the withdrawn policy cached). Returns
+        the repairs made (0 or 1)."""
+        try:
+            wanted = self._wanted_sampling(session, env)
+        except UNREADABLE as exc:
+            self._unreadable(env, "sampling", env.key, exc)
+            return 0
+        env_id = str(env.id)
+        held = self._redis.get(policy_key(self._prefix, env_id))
+        if wanted is None:
+            stale = held is not None or bool(
+                self._redis.exists(samples_key(self._prefix, env_id), seen_key(self._prefix, env_id))
+            )
+        else:
+            try:
+                stale = held is None or parse_policy(held) != wanted
+            except ValueError:  # out of contract in Redis: replaced
+                stale = True
+        if not stale:
+            return 0
+        put_policy(self._redis, self._prefix, env_id, wanted)
+        metrics.RECONCILE_REPAIRS.labels("sampling").inc()
+        return 1
 
     def reconcile(self) -> int:
         """Compare every environment in PostgreSQL with Redis and repair each difference.
@@ -553,10 +623,13 @@ class Syncer:
         if held.exists:
             with self._atomically(env) as applied:
                 purged = self._reconcile_definitions(session, env, document, held)
-        # Not in Redis, or Redis lost its data since the read above: the environment is restored whole.
+        # Not in Redis, or Redis lost its data since the read above: the environment is restored whole
+        # (its sampling policy with it).
         repairs = self._restore(session, env) if applied.missing else applied.count + purged
         if repairs:
             metrics.RECONCILE_REPAIRS.labels("definition").inc(repairs)
+        if not applied.missing:
+            repairs += self._reconcile_sampling(session, env)
         return repairs
 
     def _reconcile_definitions(

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from flagyard.contracts.sampling import policy_issues
 from flagyard.control_plane import schemas
 from flagyard.control_plane.db import flags as flags_repo
 from flagyard.control_plane.db import segments as segments_repo
-from flagyard.control_plane.exceptions import ConflictError, PermissionDeniedError
+from flagyard.control_plane.exceptions import (
+    ConflictError,
+    Detail,
+    InvalidRequestError,
+    PermissionDeniedError,
+)
 from flagyard.control_plane.security import Role
 from flagyard.control_plane.services.common import (
     Actor,
@@ -44,16 +51,51 @@ def environment_body(e: Environment) -> dict[str, Any]:
         "description": e.description,
         "revision": e.revision,
         "approvals_required": e.approvals_required,
+        "sampling": _sampling(e),
         "created_at": e.created_at,
         "updated_at": e.updated_at,
     }
+
+
+def _sampling(e: Environment) -> dict[str, Any] | None:
+    """The environment's sampling policy as the API shows and audits it: without its salt."""
+    if e.sampling is None:
+        return None
+    return {"attributes": list(e.sampling["attributes"]), "hashed": list(e.sampling["hashed"])}
 
 
 def _fields(x: Project | Environment) -> dict[str, Any]:
     fields: dict[str, Any] = {"key": x.key, "name": x.name, "description": x.description}
     if isinstance(x, Environment):
         fields["approvals_required"] = x.approvals_required
+        fields["sampling"] = _sampling(x)
     return fields
+
+
+def _checked_sampling(body: schemas.SamplingIn | None) -> dict[str, Any] | None:
+    """The policy to store, checked with the contract's own rules (the syncer publishes it and data planes
+    parse it with them): every problem is one detail pointing into the request."""
+    if body is None:
+        return None
+    details = [
+        Detail(f"/sampling/{where}", message)
+        for where, message in policy_issues(body.attributes, body.hashed)
+    ]
+    if not body.attributes and not body.hashed:
+        details.append(Detail("/sampling", "names no attribute; send null to turn sampling off"))
+    if details:
+        raise InvalidRequestError("the sampling policy is invalid", details)
+    return {"attributes": list(body.attributes), "hashed": list(body.hashed)}
+
+
+def _set_sampling(env: Environment, policy: dict[str, Any] | None) -> None:
+    """Store the policy; the salt is made when sampling is turned on and kept while it stays on, so hashed
+    values in the sample (and in samples yet to come) stay comparable across policy changes."""
+    env.sampling = policy
+    if policy is None:
+        env.sampling_salt = None
+    elif env.sampling_salt is None:
+        env.sampling_salt = secrets.token_hex(16)
 
 
 def create_project(tx: Tx, body: schemas.ProjectCreate) -> Result:
@@ -129,6 +171,7 @@ def create_environment(tx: Tx, project_key: str, body: schemas.EnvironmentCreate
     """A new environment: every live flag gets an (off) configuration in it, and the data plane gets
     every flag and segment of it through the outbox."""
     tx.actor.require(Role.ADMIN)
+    sampling = _checked_sampling(body.sampling)
     s = tx.session
     project = get_project(s, tx.actor, project_key, lock=True)
     exists = sa.select(Environment.id).where(
@@ -144,8 +187,13 @@ def create_environment(tx: Tx, project_key: str, body: schemas.EnvironmentCreate
         revision=1,
         approvals_required=body.approvals_required,
     )
+    _set_sampling(env, sampling)
     s.add(env)
     s.flush()
+    if sampling is not None:
+        # The syncer publishes the policy with the environment (an environment with no flag nor segment
+        # would otherwise get no job at all).
+        tx.emit([env.id], "environment", env.key, env.revision)
     # Its first content (every flag off, every segment) is where a policy starts, not a change under it.
     approved, tx.approved = tx.approved, True
     try:
@@ -174,17 +222,27 @@ def read_environment(session: Session, actor: Actor, project_key: str, key: str)
 
 def update_environment(tx: Tx, project_key: str, key: str, body: schemas.EnvironmentUpdate) -> Result:
     tx.actor.require(Role.ADMIN)
+    sampling = _checked_sampling(body.sampling)
     project = get_project(tx.session, tx.actor, project_key)
     env = get_environment(tx.session, project, key, lock=True)
     tx.check_if_match(etag(env.revision))
-    changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
+    set_fields = body.model_dump(exclude_unset=True, exclude={"sampling"})
+    changes = {k: v for k, v in set_fields.items() if v is not None}
+    if "sampling" in body.model_fields_set:  # null is a value here: sampling off
+        changes["sampling"] = sampling
     before = _fields(env)
     if {**before, **changes} == before:
         return Result(environment_body(env), etag=etag(env.revision))
     for name, value in changes.items():
-        setattr(env, name, value)
+        if name == "sampling":
+            _set_sampling(env, value)
+        else:
+            setattr(env, name, value)
     env.revision += 1
     env.updated_at = datetime.now(UTC)
+    if changes.get("sampling", before["sampling"]) != before["sampling"]:
+        # The syncer publishes the policy (or withdraws it with the sample) from the committed row.
+        tx.emit([env.id], "environment", env.key, env.revision)
     tx.audit(
         project,
         "environment",

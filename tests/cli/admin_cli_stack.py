@@ -35,7 +35,8 @@ from flagyard.control_plane.settings import DEV_BOOTSTRAP_ADMIN_KEY, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = os.environ.get("FLAGYARD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_DB = 9
+REDIS_DB = int(os.environ.get("FLAGYARD_TEST_REDIS_DB", "9"))
+"""Each test run uses its own keys (a prefix and queue per control plane); the index may be chosen too."""
 ADMIN_KEY = DEV_BOOTSTRAP_ADMIN_KEY
 FLAGYARD = Path(sys.executable).with_name("flagyard")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -82,6 +83,45 @@ def test_migration_environment_change_version__existing_rows__get_their_flags_ve
         with engine.connect() as conn:
             columns = {c["name"] for c in sa.inspect(conn).get_columns("flag_environments")}
         assert "version" not in columns
+    finally:
+        engine.dispose()
+        drop_database(name)
+
+
+def test_migration_environment_sampling__existing_environments_off__salt_required_with_a_policy() -> None:
+    """Existing environments do not sample after the upgrade; the schema refuses a policy without its salt
+    (or a salt without a policy); the downgrade removes both columns."""
+    name = create_database("flagyard_cp_migrations")
+    url = database_url(name)
+    engine = sa.create_engine(url)
+    try:
+        config = alembic_config(url)
+        command.upgrade(config, "0009_change_requests")
+        with engine.begin() as conn:
+            conn.execute(sa.text(SEED_0001[0]))
+            conn.execute(sa.text(SEED_0001[1]))
+        command.upgrade(config, "0010_environment_sampling")
+        with engine.connect() as conn:
+            found = conn.execute(
+                sa.text("SELECT key, sampling, sampling_salt FROM environments ORDER BY key")
+            )
+            assert [tuple(r) for r in found] == [("dev", None, None), ("prod", None, None)]
+        policy = '{"attributes": ["plan"], "hashed": []}'
+        for sql in (
+            f"UPDATE environments SET sampling = '{policy}' WHERE key = 'dev'",
+            "UPDATE environments SET sampling_salt = repeat('a', 32) WHERE key = 'dev'",
+        ):
+            with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+                conn.execute(sa.text(sql))
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(f"UPDATE environments SET sampling = '{policy}', sampling_salt = repeat('a', 32)")
+            )
+        command.downgrade(config, "0009_change_requests")
+        with engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("environments")}
+        assert {"sampling", "sampling_salt"}.isdisjoint(columns)
+        assert "approvals_required" in columns
     finally:
         engine.dispose()
         drop_database(name)

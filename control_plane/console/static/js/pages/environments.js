@@ -1,4 +1,5 @@
-// A project's environments: list, create, delete and set the approvals a change needs (admin).
+// A project's environments: list, create, delete, set the approvals a change needs and what of the
+// evaluated contexts is sampled for impact previews (admin).
 
 import { request } from "../api.js";
 import { h } from "../dom.js";
@@ -85,6 +86,39 @@ export async function render(ctx) {
     }
   }
 
+  /** Set which context attributes `env` samples (in clear and hashed); both empty turns sampling off. */
+  async function sampling(env) {
+    const current = env.sampling || { attributes: [], hashed: [] };
+    const names = (input) => input.value.split(",").map((n) => n.trim()).filter(Boolean);
+    const fields = {
+      // Named after the body's field, so the API's /sampling/... errors land here.
+      sampling: field("Kept in clear", h("input", { type: "text", value: current.attributes.join(", "), placeholder: "plan, country, app.version", "data-testid": "env-sampling-attributes" }), {
+        hint: "Comma-separated attribute paths a sample keeps as they are: what rules test and nobody is identified by.",
+      }),
+      hashed: field("Kept hashed", h("input", { type: "text", value: current.hashed.join(", "), placeholder: "targeting_key, email", "data-testid": "env-sampling-hashed" }), {
+        hint: "Kept only as a salted hash (the salt is per environment and never shown). Leave both empty to stop sampling and delete the sample.",
+      }),
+    };
+    const updated = await formDialog({
+      title: `Context sampling in ${env.key}`,
+      fields,
+      submitLabel: "Save",
+      submit: async () => {
+        const attributes = names(fields.sampling.input);
+        const hashed = names(fields.hashed.input);
+        const body = { sampling: attributes.length || hashed.length ? { attributes, hashed } : null };
+        return (await request("PATCH", `${base}/${encodeURIComponent(env.key)}`, { body, ifMatch: `"${env.revision}"` })).body;
+      },
+    });
+    if (updated) {
+      toast(updated.sampling ? `${updated.key} samples contexts` : `${updated.key} samples nothing`);
+      ctx.invalidate();
+    }
+  }
+
+  const samplingText = (e) =>
+    e.sampling ? [...e.sampling.attributes, ...e.sampling.hashed.map((n) => `${n} (hashed)`)].join(", ") : "off";
+
   const columns = [
     {
       label: "Environment",
@@ -99,6 +133,7 @@ export async function render(ctx) {
     },
     { label: "Description", cell: (e) => e.description || h("span", { class: "muted" }, "—") },
     { label: "Approvals", cell: (e) => h("span", { "data-testid": `env-approvals-${e.key}` }, e.approvals_required ? String(e.approvals_required) : "none"), class: "num" },
+    { label: "Sampling", cell: (e) => h("span", { "data-testid": `env-sampling-${e.key}`, class: e.sampling ? null : "muted" }, samplingText(e)) },
     { label: "Revision", cell: (e) => String(e.revision), class: "num" },
     { label: "Updated", cell: (e) => timeAgo(e.updated_at) },
   ];
@@ -111,6 +146,7 @@ export async function render(ctx) {
           "span",
           { class: "row-actions" },
           button("Approvals…", () => approvals(e), { "aria-label": `Approvals required in ${e.key}`, "data-testid": `env-set-approvals-${e.key}` }),
+          button("Sampling…", () => sampling(e), { "aria-label": `Context sampling in ${e.key}`, "data-testid": `env-set-sampling-${e.key}` }),
           button("Delete", () => remove(e), { class: "danger ghost", "aria-label": `Delete environment ${e.key}` }),
         ),
     });
