@@ -246,3 +246,15 @@ def test_tour_banner__names_the_schema_head_a_fresh_database_migrates_to() -> No
     assert shown is not None
     head = ScriptDirectory.from_config(Config(str(ROOT / "alembic.ini"))).get_current_head()
     assert shown.group(1) == head
+
+
+def test_explain_snippet__prints_what_its_comments_say() -> None:
+    """The offline ``client.explain`` block runs as written; each ``print`` line's comment is its output."""
+    block = only("python", "client.explain(")
+    expected = [line.split("  # ", 1)[1] for line in block.text.splitlines() if line.startswith("print(")]
+    assert len(expected) >= 3
+    run = subprocess.run(
+        [sys.executable, "-c", block.text], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == expected
