@@ -267,6 +267,21 @@ def test_preview__unsaved_rule_edit_over_pasted_contexts__counts_and_transition_
     saved = _ok(console_stack.api.get(config_path))
     assert [r["variant"] for r in saved["rules"]] == ["c"]
     expect(output).to_be_empty()
+
+    # --- the PATCH's own 422 (under /config) is shown at the clause in the editor, as Save shows it -----
+    page.get_by_role("button", name="+ Add rule").click()
+    staff = page.locator("fieldset.fy-re-rule").nth(1)
+    staff.get_by_label("Clause 1 attribute").fill("email")
+    staff.get_by_label("Clause 1 operator").select_option("matches")
+    staff.get_by_label("Value 1", exact=True).fill(r"^(?!test\+).*@acme\.com$")  # RE2 has no lookahead
+    staff.get_by_label("Rule 2 variant").select_option("b")
+    field.fill("[]")
+    page.get_by_test_id("preview-impact").click()
+    expect(staff.locator(".fy-re-error")).to_contain_text("lookahead is not supported")
+    expect(page.get_by_test_id("preview-panel").locator(".banner.error")).to_contain_text(
+        "Could not preview the change"
+    )
+    assert _ok(console_stack.api.get(config_path))["version"] == version + 1
     assert page_errors == []
 
 

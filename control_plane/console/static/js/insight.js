@@ -122,7 +122,7 @@ function ruleItem(rule) {
 
 const DECISIONS = {
   included: "the targeting key is listed as included",
-  excluded: "the targeting key is listed as excluded, or no rule matched",
+  excluded: "the targeting key is listed as excluded",
   no_rule: "no rule matched",
   missing: "the segment does not exist",
 };
