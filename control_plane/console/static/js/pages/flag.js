@@ -3,10 +3,13 @@
 // with If-Match; a concurrent change (412) shows what changed and offers to reload and re-apply. Owner, kind
 // and removal date are edited with the details; Archive / Unarchive (confirmed) take the flag out of every
 // environment and back. An archived flag shows its state read-only (the API refuses changes to it).
+// Below: Explain (any environment, any role: it only reads) and, in the editor, Preview impact of the
+// unsaved edit (js/insight.js).
 
 import { ApiError, get, getAll, request } from "../api.js";
 import { h, replace } from "../dom.js";
 import { loadDiffView, loadRuleEditor } from "../fallbacks.js";
+import { explainPanel, previewControls } from "../insight.js";
 import {
   badge,
   button,
@@ -360,6 +363,7 @@ export async function render(ctx) {
     banner,
     h("div", { class: "two-col" }, h("section", { "aria-labelledby": "envs-h" }, h("h2", { id: "envs-h" }, "Environments"), envTable), h("section", { "aria-labelledby": "def-h" }, h("h2", { id: "def-h" }, "Definition"), definition)),
     targeting.element,
+    explainPanel({ ctx, flagKey: flag.key, envPath }).element,
   );
 }
 
@@ -378,6 +382,14 @@ function targetingSection({ ctx, flag, env, initial, etag, segments, flags, rule
   const save = h("button", { type: "button", class: "primary" }, "Save");
   let editor = null;
   let pristine = null;
+  // Preview impact: the editor's unsaved value over contexts (nothing saved); only where it can be edited.
+  const preview = canWrite
+    ? previewControls({ path, flagKey: flag().key, envKey: env.key, editor: () => editor, showEditorErrors: (details) => editor.showErrors(details) })
+    : null;
+  if (preview) {
+    holder.addEventListener("input", () => preview.stale());
+    holder.addEventListener("change", () => preview.stale());
+  }
   let currentEtag = etag;
   let loadedVersion = initial.version;
   const variantCache = new Map();
@@ -393,6 +405,7 @@ function targetingSection({ ctx, flag, env, initial, etag, segments, flags, rule
   function rebuild(config, newEtag, version) {
     editor = ruleEditor({ flag: flag(), environment: env.key, config, segments, flags, readOnly: !canWrite, variantsOf });
     replace(holder, editor.element);
+    if (preview) preview.reset();
     currentEtag = newEtag;
     loadedVersion = version;
     try {
@@ -589,7 +602,7 @@ function targetingSection({ ctx, flag, env, initial, etag, segments, flags, rule
     banner,
     holder,
     canWrite
-      ? h("div", { class: "save-bar" }, comment.element, save, button("Save at a time…", onSaveLater, { "data-testid": "save-later" }))
+      ? [h("div", { class: "save-bar" }, comment.element, save, button("Save at a time…", onSaveLater, { "data-testid": "save-later" }), preview.button), preview.element]
       : flag().archived
         ? h("p", { class: "muted" }, "Read-only: the flag is archived.")
         : h("p", { class: "muted" }, "Read-only: your role (", ctx.session.role, ") cannot change targeting."),
