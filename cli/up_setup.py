@@ -22,6 +22,7 @@ from psycopg import sql
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flagyard.contracts.redis_connect import is_sentinel_url, parse_sentinel_url, redis_client
 from flagyard.contracts.settings import RedisSettings
 from flagyard.control_plane import migrations
 from flagyard.control_plane.settings import Settings
@@ -103,8 +104,10 @@ def load_settings() -> StackSettings:
 def masked(url: str) -> str:
     """A URL fit to print: its password replaced by ``***``."""
     try:
+        if is_sentinel_url(url):
+            return parse_sentinel_url(url).masked()
         return sa.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):
         return "<an unparsable URL>"
 
 
@@ -176,7 +179,7 @@ def check_redis(settings: RedisSettings) -> str | None:
     """PING Redis; a problem report naming Redis and where, or None."""
     url = settings.redis_url.get_secret_value()
     try:
-        client = redis.Redis.from_url(
+        client = redis_client(
             url,
             socket_timeout=settings.redis_timeout_seconds,
             socket_connect_timeout=settings.redis_timeout_seconds,
