@@ -186,3 +186,20 @@ def async_redis_client(url: str, *, replica: bool = False, **options: Any) -> re
     role = sentinel.slave_for if replica else sentinel.master_for
     client: redis.asyncio.Redis = role(target.master, redis_class=redis.asyncio.Redis, **server)
     return client
+
+
+async def aclose_client(client: redis.asyncio.Redis) -> None:
+    """Close an asyncio client of :func:`async_redis_client` and, for a Sentinel URL, its own connections
+    to the Sentinels (redis-py leaves those to whoever made the ``Sentinel``: us)."""
+    pool = client.connection_pool
+    await client.aclose()
+    if isinstance(pool, redis.asyncio.sentinel.SentinelConnectionPool):
+        await pool.sentinel_manager.aclose()
+
+
+def close_client(client: redis.Redis) -> None:
+    """:func:`aclose_client` for a synchronous client."""
+    pool = client.connection_pool
+    client.close()
+    if isinstance(pool, redis.sentinel.SentinelConnectionPool):
+        pool.sentinel_manager.close()

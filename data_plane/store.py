@@ -25,7 +25,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from flagyard.contracts import redis as contract
-from flagyard.contracts.redis_connect import async_redis_client
+from flagyard.contracts.redis_connect import aclose_client, async_redis_client
 
 from .exceptions import StoreCorruptError, StoreError, StoreUnavailableError
 
@@ -94,7 +94,7 @@ class RedisStore:
     async def close(self) -> None:
         clients = {id(c): c for c in (self.fast, self.slow, self.write_fast, self.write_slow)}
         for client in clients.values():
-            await client.aclose()
+            await aclose_client(client)
 
     def events_key(self, env_id: str) -> str:
         return contract.EnvKeys(self.prefix, env_id).events
