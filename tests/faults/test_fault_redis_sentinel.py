@@ -7,7 +7,8 @@ during and after the primary is SIGKILLed.
 Asserted: every evaluation of every data plane answers, with the right value (counted); every write the
 control plane acknowledged, before and after the kill, reaches both data planes and the SDK within a bounded
 wait, at PostgreSQL's version (a write that reached only the dead primary is restored by the syncer's
-reconcile from PostgreSQL); no reader ever sees a flag's version go back. Reported (printed, with a generous
+reconcile from PostgreSQL); no reader ever sees a flag's version go back; the replica reader's own writes
+(served revisions) go to the primary. Reported (printed, with a generous
 bound asserted): the time from the kill to the first change written after it being served."""
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ from fault_flows import (
     env_config_path,
     pg_versions,
     resolve_all,
-    start_data_plane,
     struct,
     wait_for,
 )
 from fault_infra import SentinelSet, free_port
 
 from flagyard import FlagyardClient
+from flagyard.contracts.redis import EnvKeys
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 
 pytestmark = pytest.mark.faults
@@ -196,8 +197,18 @@ def test_sentinel_failover__primary_killed__every_evaluation_served_every_acked_
     sdk_key = create_project(stack.api, _flags())
     stack.start_syncer()
     ports = {"dp-primary": free_port(), "dp-replica": free_port()}
-    start_data_plane(stack, "dp-primary", ports["dp-primary"])
-    replica_env = {**stack.env, "FLAGYARD_REDIS_READ_URL": sentinel_set.url()}
+    stack.children.start(
+        "dp-primary",
+        {**stack.env, "FLAGYARD_INSTANCE_ID": "dp-primary"},
+        "flagyard.data_plane",
+        "--port",
+        str(ports["dp-primary"]),
+    )
+    replica_env = {
+        **stack.env,
+        "FLAGYARD_INSTANCE_ID": "dp-replica",
+        "FLAGYARD_REDIS_READ_URL": sentinel_set.url(),
+    }
     stack.children.start("dp-replica", replica_env, "flagyard.data_plane", "--port", str(ports["dp-replica"]))
     evaluators = {name: Evaluator(port, sdk_key) for name, port in ports.items()}
     evaluations: list[Evaluations] = []
@@ -216,6 +227,12 @@ def test_sentinel_failover__primary_killed__every_evaluation_served_every_acked_
                 ),  # type: ignore[misc]
                 60,
             )
+        # The replica reader's writes (its served revision) reach the primary: a replica would refuse them.
+        primary = sentinel_set.primary.client(socket_timeout=2)
+        (env_id,) = {m.decode() for m in primary.smembers(f"{stack.prefix}:envs")}
+        served_key = EnvKeys(stack.prefix, env_id).served
+        wait_for(lambda: {b"dp-primary", b"dp-replica"} <= set(primary.hkeys(served_key)), 30)
+        primary.close()
         sdk = FlagyardClient(
             target=f"127.0.0.1:{ports['dp-primary']}",
             sdk_key=sdk_key,
