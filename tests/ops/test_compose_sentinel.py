@@ -2,7 +2,8 @@
 and the code: every plane that reads Redis gets a ``redis+sentinel://`` URL whose Sentinels are services of
 the override and whose master is the one they monitor; the merged environment parses as each plane's
 settings; the Sentinel config the services generate is one ``redis-server --sentinel`` accepts (run here,
-on loopback, with the service names swapped for a local Redis)."""
+on loopback, with the service names swapped for a local Redis). The k8s Secret template's Sentinel example
+parses too."""
 
 from __future__ import annotations
 
@@ -117,3 +118,11 @@ def test_sentinel_config__accepted_by_redis_sentinel(override: dict[str, Any]) -
             for proc in (sentinel, server):
                 proc.kill()
                 proc.wait(10)
+
+
+def test_k8s_secret_template__sentinel_example__parses() -> None:
+    text = (ROOT / "k8s" / "secret.template.yaml").read_text()
+    (url,) = re.findall(r"FLAGYARD_REDIS_URL='(redis\+sentinel://[^']+)'", text)
+    target = parse_sentinel_url(url)
+    assert len(target.sentinels) == 3
+    assert (target.master, target.db) == ("flagyard", 0)
