@@ -188,12 +188,19 @@ def check_redis(settings: RedisSettings) -> str | None:
         return f"FLAGYARD_REDIS_URL is not a Redis URL ({masked(url)}): {_first_line(exc)}"
     options = client.connection_pool.connection_kwargs
     host, port = options.get("host", "localhost"), int(options.get("port", 6379))
+    where, hints = f"{host}:{port}", _redis_hints(port)
+    if is_sentinel_url(url):  # no address of its own: the Sentinels name the master
+        target = parse_sentinel_url(url)
+        where = f"the master {target.master!r} of the Sentinels " + ",".join(
+            f"{h}:{p}" for h, p in target.sentinels
+        )
+        hints = ["the Redis servers and Sentinels of the set (redis-server --sentinel)"]
     try:
         client.ping()
     except redis.RedisError as exc:
-        return _problem(
-            "Redis", f"{host}:{port}", url, _first_line(exc), _redis_hints(port), "FLAGYARD_REDIS_URL"
-        )
+        # redis-py appends every Sentinel client's repr to "No master found": the first part says it all.
+        error = _first_line(exc).split(" : <", 1)[0]
+        return _problem("Redis", where, url, error, hints, "FLAGYARD_REDIS_URL")
     finally:
         client.close()
     return None

@@ -27,8 +27,11 @@ from urllib.parse import parse_qs, unquote
 
 import redis
 import redis.asyncio
+import redis.asyncio.retry
 import redis.asyncio.sentinel
+import redis.retry
 import redis.sentinel
+from redis.backoff import NoBackoff
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 PLAIN_SCHEMES = ("redis", "rediss", "unix")
@@ -143,9 +146,17 @@ def url_problem(url: str) -> str | None:
     return "not a redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel:// URL"
 
 
-def _sentinel_setup(target: SentinelTarget, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(keyword arguments of the Sentinel clients, of the master/replica clients)."""
+def _sentinel_setup(
+    target: SentinelTarget, options: dict[str, Any], no_retry: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(keyword arguments of the Sentinel clients, of the master/replica clients).
+
+    The Sentinel clients get the caller's socket timeouts and no retries (``no_retry``): a discovery asks
+    each Sentinel in turn anyway, and redis-py's default (three retries with exponential backoff, per
+    Sentinel) would hold every new connection for seconds while the Sentinels are unreachable, even on the
+    data plane's request path, whose own clients never retry."""
     sentinel_kwargs: dict[str, Any] = {k: v for k, v in options.items() if k.startswith("socket_")}
+    sentinel_kwargs["retry"] = no_retry
     if target.sentinel_password is not None:
         sentinel_kwargs["password"] = target.sentinel_password
     if target.sentinel_username is not None:
@@ -169,7 +180,7 @@ def redis_client(url: str, *, replica: bool = False, **options: Any) -> redis.Re
     if not is_sentinel_url(url):
         return redis.Redis.from_url(url, **options)
     target = parse_sentinel_url(url)
-    sentinel_kwargs, server = _sentinel_setup(target, options)
+    sentinel_kwargs, server = _sentinel_setup(target, options, redis.retry.Retry(NoBackoff(), 0))
     sentinel = redis.sentinel.Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
     role = sentinel.slave_for if replica else sentinel.master_for
     client: redis.Redis = role(target.master, redis_class=redis.Redis, **server)  # type: ignore[no-untyped-call]
@@ -181,7 +192,7 @@ def async_redis_client(url: str, *, replica: bool = False, **options: Any) -> re
     if not is_sentinel_url(url):
         return redis.asyncio.Redis.from_url(url, **options)
     target = parse_sentinel_url(url)
-    sentinel_kwargs, server = _sentinel_setup(target, options)
+    sentinel_kwargs, server = _sentinel_setup(target, options, redis.asyncio.retry.Retry(NoBackoff(), 0))
     sentinel = redis.asyncio.sentinel.Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
     role = sentinel.slave_for if replica else sentinel.master_for
     client: redis.asyncio.Redis = role(target.master, redis_class=redis.asyncio.Redis, **server)

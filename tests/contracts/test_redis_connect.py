@@ -12,11 +12,14 @@ import secrets
 import pytest
 import redis
 import redis.sentinel
+from polling_helpers import free_port
 from pydantic import ValidationError
 
+from flagyard.cli.up_setup import check_redis
 from flagyard.contracts.redis_connect import (
     RedisUrlError,
     SentinelTarget,
+    close_client,
     parse_sentinel_url,
     redis_client,
     url_problem,
@@ -167,6 +170,37 @@ def test_clients__plain_url__plain_pool__sentinel_url__sentinel_pool_with_the_op
             assert pool.connection_kwargs["db"] == 3
             assert pool.connection_kwargs["password"] == "hunter2"
         assert master.connection_pool.connection_kwargs["socket_timeout"] == 1.5
+        # Discovery asks each Sentinel once: redis-py's default retries would hold every new connection
+        # for seconds (backoff per Sentinel) while the Sentinels are unreachable.
+        for sentinel in master.connection_pool.sentinel_manager.sentinels:
+            assert sentinel.connection_pool.connection_kwargs["retry"].get_retries() == 0
+            assert sentinel.connection_pool.connection_kwargs["socket_timeout"] == 1.5
     finally:
         for client in (plain, master, replica):
             client.close()
+
+
+def test_sentinels_unreachable__error__names_no_password() -> None:
+    """What every plane logs while no Sentinel answers (redis-py's MasterNotFoundError quotes each Sentinel
+    client's repr): the Redis password and the Sentinels' password stay out."""
+    url = f"redis+sentinel://:hunter2@127.0.0.1:{free_port()},127.0.0.1:{free_port()}/flagyard/0?sentinel_password=hunter3"
+    for replica in (False, True):
+        client = redis_client(url, replica=replica, socket_timeout=0.5, socket_connect_timeout=0.5)
+        try:
+            with pytest.raises(redis.ConnectionError) as caught:
+                client.ping()
+        finally:
+            close_client(client)
+        assert "flagyard" in str(caught.value)
+        assert "hunter" not in str(caught.value)
+        assert "hunter" not in repr(caught.value)
+
+
+def test_up_check_redis__sentinel_set_unreachable__names_the_sentinels_not_the_password() -> None:
+    ports = (free_port(), free_port())
+    url = f"redis+sentinel://:hunter2@127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}/flagyard/0"
+    problem = check_redis(DataPlaneSettings(redis_url=url, redis_timeout_seconds=0.5))  # type: ignore[arg-type]
+    assert problem is not None
+    assert f"the master 'flagyard' of the Sentinels 127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}" in problem
+    assert "No master found for 'flagyard'" in problem
+    assert "hunter2" not in problem
