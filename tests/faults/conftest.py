@@ -74,6 +74,9 @@ def sentinel_stack(sentinel_set: SentinelSet, tmp_path: Path) -> Iterator[Stack]
         fresh_database("faults_sentinel") as db_url,
         stack_over(db_url, sentinel_set.url(), tmp_path) as stack,
     ):
+        # No metrics port: the scenario does not scrape it, and a port picked free may be taken by the time
+        # the syncer binds it (other suites run on this machine too), which ends the syncer at start.
+        stack.env["FLAGYARD_SYNCER_METRICS_PORT"] = "0"
         yield stack
 
 
