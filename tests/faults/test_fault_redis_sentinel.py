@@ -13,6 +13,7 @@ bound asserted): the time from the kill to the first change written after it bei
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from typing import Any
@@ -21,12 +22,14 @@ import grpc
 import pytest
 from e2e_stack import Evaluator, Stack
 from fault_flows import (
+    Poller,
     VersionWatch,
     create_project,
     elapsed,
     env_config_path,
     pg_versions,
     resolve_all,
+    served_versions,
     struct,
     wait_for,
 )
@@ -328,3 +331,115 @@ def test_sentinel_failover__primary_killed__every_evaluation_served_every_acked_
             sdk.close()
         for evaluator in evaluators.values():
             evaluator.close()
+
+
+@pytest.mark.timeout(180)
+def test_sentinel_failover__write_only_on_the_dead_primary__restored_from_postgres(
+    sentinel_stack: Stack, sentinel_set: SentinelSet
+) -> None:
+    """A write acknowledged, synced to the primary and served, but never replicated: the replica is stopped
+    (SIGSTOP, shorter than Sentinel's down-after) and its link cut while it is made, the primary is killed,
+    the replica resumes without it and is promoted. The write is restored on the new master from PostgreSQL and served
+    by both data planes; the replica reader never goes back."""
+    stack = sentinel_stack
+    sdk_key = create_project(stack.api, _flags())
+    stack.start_syncer()
+    ports = {"dp-primary": free_port(), "dp-replica": free_port()}
+    stack.children.start("dp-primary", stack.env, "flagyard.data_plane", "--port", str(ports["dp-primary"]))
+    replica_env = {**stack.env, "FLAGYARD_REDIS_READ_URL": sentinel_set.url()}
+    stack.children.start("dp-replica", replica_env, "flagyard.data_plane", "--port", str(ports["dp-replica"]))
+    evaluators = {name: Evaluator(port, sdk_key) for name, port in ports.items()}
+    watches = {name: Seen(name) for name in evaluators}
+    readers: list[Poller] = []
+    replica_proc = sentinel_set.replica.proc
+    assert replica_proc is not None
+    try:
+        expected = pg_versions(stack.api)
+        for evaluator in evaluators.values():
+            wait_for(
+                lambda ev=evaluator: (
+                    {k: r.version for k, r in resolve_all(ev, CONTEXT).flags.items()} == expected
+                ),  # type: ignore[misc]
+                60,
+            )
+        readers = [
+            Poller(watches[name], lambda ev=ev: served_versions(ev, CONTEXT), 0.01).start()  # type: ignore[misc]
+            for name, ev in evaluators.items()
+        ]
+        key = WRITTEN[0]
+        path = env_config_path(key)
+
+        # Stop the replica, then cut its link: what the primary writes from now on never reaches it (SIGSTOP
+        # alone would not do: the kernel would still buffer the replication stream for it).
+        replica_proc.send_signal(signal.SIGSTOP)
+        try:
+            primary = sentinel_set.primary.client(socket_timeout=2)
+            assert primary.client_kill_filter(_type="replica") == 1
+            primary.close()
+            r = stack.api.patch(
+                path,
+                json={"default_variant": "on"},
+                headers={"If-Match": stack.api.get(path).headers["etag"]},
+            )
+            assert r.status_code == 200, r.text
+            version = int(r.json()["version"])
+            # Synced to the primary: the data plane reading it serves the write.
+            wait_for(lambda: watches["dp-primary"].high.get(key, 0) >= version, 0.8, interval=0.01)
+            sentinel_set.primary.kill()
+        finally:
+            replica_proc.send_signal(signal.SIGCONT)
+        replica = sentinel_set.replica.client(socket_timeout=2)
+        held = replica.hget(f"{stack.prefix}:env:{_env_id(replica, stack.prefix)}:versions", f"flag:{key}")
+        assert held is not None
+        assert int(held) < version, "the replica got the write: nothing was lost"
+
+        wait_for(
+            lambda: sentinel_set.master_address() == ("127.0.0.1", sentinel_set.replica.port),
+            30,
+            interval=0.1,
+        )
+        restored_started = time.monotonic()
+        wait_for(
+            lambda: (
+                int(
+                    replica.hget(
+                        f"{stack.prefix}:env:{_env_id(replica, stack.prefix)}:versions", f"flag:{key}"
+                    )
+                    or 0
+                )
+                >= version
+            ),
+            30,
+            interval=0.1,
+        )
+        for watch in watches.values():
+            wait_for(lambda w=watch: w.high.get(key, 0) >= version and w.reads > 0, 30, interval=0.05)  # type: ignore[misc]
+        # Served again after the failover, at the restored version.
+        for evaluator in evaluators.values():
+            wait_for(lambda ev=evaluator: served_versions(ev, CONTEXT).get(key) == version, 30, interval=0.05)  # type: ignore[misc]
+        restored_seconds = elapsed(restored_started)
+        replica.close()
+        for reader in readers:
+            reader.stop()
+        readers = []
+        print(
+            "faults.summary",
+            {
+                "restored_after_promotion_seconds": restored_seconds,
+                "regressions": {name: w.regressions[:3] for name, w in watches.items()},
+                "reads": {name: w.reads for name, w in watches.items()},
+            },
+        )
+        assert watches["dp-replica"].regressions == []
+        assert watches["dp-replica"].high.get(key) == version
+        assert pg_versions(stack.api)[key] == version
+    finally:
+        for reader in readers:
+            reader.stop()
+        for evaluator in evaluators.values():
+            evaluator.close()
+
+
+def _env_id(client: Any, prefix: str) -> str:
+    (env_id,) = {m.decode() for m in client.smembers(f"{prefix}:envs")}
+    return str(env_id)
