@@ -13,9 +13,11 @@ bound asserted): the time from the kill to the first change written after it bei
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -343,7 +345,8 @@ def test_sentinel_failover__write_only_on_the_dead_primary__restored_from_postgr
     by both data planes; the replica reader never goes back."""
     stack = sentinel_stack
     sdk_key = create_project(stack.api, _flags())
-    stack.start_syncer()
+    # INFO: the syncer's reconcile says when it repaired something.
+    stack.children.start("syncer", {**stack.env, "FLAGYARD_LOG_LEVEL": "INFO"}, "flagyard.syncer", "worker")
     ports = {"dp-primary": free_port(), "dp-replica": free_port()}
     stack.children.start("dp-primary", stack.env, "flagyard.data_plane", "--port", str(ports["dp-primary"]))
     replica_env = {**stack.env, "FLAGYARD_REDIS_READ_URL": sentinel_set.url()}
@@ -385,6 +388,7 @@ def test_sentinel_failover__write_only_on_the_dead_primary__restored_from_postgr
             version = int(r.json()["version"])
             # Synced to the primary: the data plane reading it serves the write.
             wait_for(lambda: watches["dp-primary"].high.get(key, 0) >= version, 0.8, interval=0.01)
+            killed_wall = time.time()
             sentinel_set.primary.kill()
         finally:
             replica_proc.send_signal(signal.SIGCONT)
@@ -422,14 +426,24 @@ def test_sentinel_failover__write_only_on_the_dead_primary__restored_from_postgr
         for reader in readers:
             reader.stop()
         readers = []
+        # The reconcile from PostgreSQL did it (its hydration at start is a repair too: only later ones count).
+        repaired = [
+            event
+            for line in (stack.logs / "syncer.log").read_text().splitlines()
+            if line.startswith("{")
+            and (event := json.loads(line)).get("event") == "reconcile.repaired"
+            and datetime.fromisoformat(event["timestamp"]).timestamp() > killed_wall
+        ]
         print(
             "faults.summary",
             {
                 "restored_after_promotion_seconds": restored_seconds,
                 "regressions": {name: w.regressions[:3] for name, w in watches.items()},
                 "reads": {name: w.reads for name, w in watches.items()},
+                "reconcile_repairs_after_kill": [event.get("repairs") for event in repaired],
             },
         )
+        assert repaired, "no reconcile repair after the kill: " + stack.log_text("syncer")[-2000:]
         assert watches["dp-replica"].regressions == []
         assert watches["dp-replica"].high.get(key) == version
         assert pg_versions(stack.api)[key] == version
