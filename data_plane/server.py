@@ -40,6 +40,7 @@ from .flagd import method_handlers as flagd_method_handlers
 from .follower import READY, REDIS_DOWN, Follower, FollowerStatus
 from .metrics import Metrics
 from .ofrep import OfrepServer
+from .sampling import Sampler
 from .service import EVALUATION_SERVICE, SYNC_SERVICE, Handlers, method_handlers
 from .settings import DataPlaneSettings
 from .store import RedisStore
@@ -90,7 +91,15 @@ class DataPlane:
             settings.sdk_key_negative_cache_seconds,
             settings.sdk_key_rate_limit,
         )
-        self.handlers = Handlers(settings, self.follower, self.keys, self.metrics, self.encoder, self.store)
+        self.sampler = Sampler(
+            self.store,
+            self.metrics,
+            capacity=settings.sample_capacity,
+            refresh_seconds=settings.sample_policy_refresh_seconds,
+        )
+        self.handlers = Handlers(
+            settings, self.follower, self.keys, self.metrics, self.encoder, self.store, self.sampler
+        )
         self.flagd = (
             FlagdHandlers(settings, self.follower, self.keys, self.metrics)
             if settings.flagd_enabled
@@ -175,6 +184,7 @@ class DataPlane:
                 self.server = None
                 raise
         self.follower.start()
+        self.sampler.start()
         log.info(
             "grpc.started",
             port=self.port,
@@ -191,6 +201,7 @@ class DataPlane:
             await self.health.enter_graceful_shutdown()
             await self.server.stop(self.settings.grace_seconds if grace is None else grace)
             self.server = None
+        await self.sampler.stop()
         await self.follower.stop()
         await self.store.close()
         log.info("grpc.stopped")
