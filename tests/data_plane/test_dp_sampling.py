@@ -424,3 +424,26 @@ def test_sampling__worst_case_contexts__resolves_answer_and_nothing_oversized_is
         assert_sanitized(sample)
         assert "plan" not in sample or type(sample["plan"]) is str
     assert filler[:300].encode() not in everything_under(rds, seeded)
+
+
+def test_sampling__plane_stops_with_samples_buffered__they_are_flushed(
+    seeded: str, rds: redis.Redis, planes: list[Plane]
+) -> None:
+    put_policy(rds, seeded, ENV, POLICY)
+    plane = Plane(settings_for(seeded, sample_policy_refresh_seconds=600)).start()
+    planes.append(plane)
+    client = Client(plane.port)
+    try:
+        start_sampling(plane, client)
+        ticks = plane.call(lambda: sampler(plane).ticks)
+        wait_until(lambda: plane.call(lambda: sampler(plane).ticks) > ticks, 10)  # just flushed
+        for i in range(5):
+            client.resolve("ResolveBoolean", "banner", context(i))
+        buffered = plane.call(lambda: len(sampler(plane)._buffers.get(ENV, [])))
+        assert rds.hlen(samples_key(seeded, ENV)) + buffered == 5
+
+        plane.stop()
+    finally:
+        client.close()
+
+    assert rds.hlen(samples_key(seeded, ENV)) == 5
