@@ -101,7 +101,7 @@ class DataPlane:
             settings, self.follower, self.keys, self.metrics, self.encoder, self.store, self.sampler
         )
         self.flagd = (
-            FlagdHandlers(settings, self.follower, self.keys, self.metrics)
+            FlagdHandlers(settings, self.follower, self.keys, self.metrics, self.sampler)
             if settings.flagd_enabled
             else None
         )
@@ -110,7 +110,9 @@ class DataPlane:
         self.flagd_ports: dict[str, int] = {}
         """``rpc`` and ``sync``: the ports flagd's protocols were bound on (empty when turned off)."""
         self.ofrep = (
-            OfrepServer(settings, self.follower, self.keys, self.metrics) if settings.ofrep_enabled else None
+            OfrepServer(settings, self.follower, self.keys, self.metrics, self.sampler)
+            if settings.ofrep_enabled
+            else None
         )
         self.ofrep_port = 0
         self._health_tasks: set[asyncio.Task[None]] = set()

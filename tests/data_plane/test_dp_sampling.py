@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import orjson
 import pytest
 import redis
-from dp_helpers import ENV, FLAGS, Client, Plane, seed, settings_for, struct, wait_until
+from dp_helpers import ENV, FLAGS, SDK_KEY, Client, Plane, seed, settings_for, struct, wait_until
 from test_dp_resilience import RedisServer
 
 from flagyard.contracts.sampling import (
@@ -27,6 +28,8 @@ from flagyard.contracts.sampling import (
 )
 from flagyard.data_plane.metrics import SAMPLE_OUTCOMES
 from flagyard.data_plane.sampling import Sampler
+from flagyard.proto.gen.flagd.evaluation.v2 import evaluation_pb2 as ev2
+from flagyard.proto.gen.flagd.evaluation.v2 import evaluation_pb2_grpc as ev2_grpc
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.rule_engine import limits
 
@@ -34,6 +37,7 @@ SALT = "5eed" * 8
 POLICY = SamplingPolicy(
     attributes=("plan", "country", "app.version"), hashed=("targeting_key", "email"), salt=SALT
 )
+OFREP_KEY = {"X-API-Key": SDK_KEY}
 SECRETS = ("ssn-", "Secret Street", "person", "@example.com", "user-")
 """Fragments of the values that must never reach Redis in clear."""
 
@@ -447,3 +451,44 @@ def test_sampling__plane_stops_with_samples_buffered__they_are_flushed(
         client.close()
 
     assert rds.hlen(samples_key(seeded, ENV)) == 5
+
+
+def test_sampling__ofrep_and_flagd_calls__sampled_and_sanitized_like_flagyard_ones(
+    sampling_plane: Plane, sclient: Client, rds: redis.Redis, seeded: str
+) -> None:
+    start_sampling(sampling_plane, sclient)
+    assert sampling_plane.plane is not None
+    http = httpx.Client(base_url=f"http://127.0.0.1:{sampling_plane.plane.ofrep_port}", timeout=10)
+    channel = grpc.insecure_channel(f"127.0.0.1:{sampling_plane.plane.flagd_ports['rpc']}")
+    flagd = ev2_grpc.ServiceStub(channel)
+    try:
+        for i in range(3):  # OFREP single and bulk; flagd's targetingKey is the engine's targeting_key
+            ofrep = {k: v for k, v in context(i).items() if k != "targeting_key"} | {
+                "targetingKey": f"user-{i}"
+            }
+            answer = http.post("/ofrep/v1/evaluate/flags/banner", json={"context": ofrep}, headers=OFREP_KEY)
+            assert answer.status_code == 200
+            assert (
+                http.post("/ofrep/v1/evaluate/flags", json={"context": ofrep}, headers=OFREP_KEY).status_code
+                == 200
+            )
+            flagd.ResolveString(
+                ev2.ResolveStringRequest(
+                    flag_key="banner", context=struct(ofrep | {"targetingKey": f"user-{100 + i}"})
+                ),
+                metadata=(("authorization", f"Bearer {SDK_KEY}"),),
+                timeout=5,
+            )
+    finally:
+        http.close()
+        channel.close()
+
+    wait_until(lambda: rds.hlen(samples_key(seeded, ENV)) >= 6, 10)
+    samples = read_samples(rds, seeded, ENV)
+    keys = {s.get("targeting_key") for s in samples}
+    assert {hash_value(SALT, f"user-{n}") for n in (0, 1, 2, 100, 101, 102)} <= keys
+    for sample in samples:
+        assert_sanitized(sample)
+    dump = everything_under(rds, seeded)
+    for secret in SECRETS:
+        assert secret.encode() not in dump
