@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 
 from flagyard.contracts.redis import MAX_INSTANCE_ID
 from flagyard.contracts.settings import RedisSettings
+from flagyard.rule_engine import limits
 
 from .exceptions import ConfigurationError
 
@@ -115,6 +116,18 @@ class DataPlaneSettings(RedisSettings):
     )
     metrics_flag_label_cap: int = Field(
         default=200, ge=0, description="Distinct flag keys labelled in metrics; the rest count as 'other'."
+    )
+    sample_policy_refresh_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the context-sampling policies of environments called recently are re-read "
+        "(an environment with samples waiting has its policy re-read before each flush, every second).",
+    )
+    sample_capacity: int = Field(
+        default=limits.MAX_SAMPLE_CONTEXTS,
+        ge=1,
+        le=limits.MAX_SAMPLE_CONTEXTS,
+        description="Distinct sampled contexts kept per environment in Redis (the most recently seen).",
     )
     grace_seconds: float = Field(default=5.0, ge=0, description="Shutdown grace for in-flight calls.")
     instance_id: str | None = Field(

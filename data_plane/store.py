@@ -19,6 +19,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from flagyard.contracts import redis as contract
+from flagyard.contracts import sampling
 
 from .exceptions import StoreCorruptError, StoreError, StoreUnavailableError
 
@@ -80,6 +81,20 @@ class RedisStore:
         async with _mapped():
             return await contract.record_evaluations(
                 self.fast, self.prefix, env_id, counts, last_evaluated_at
+            )
+
+    async def sampling_policy(self, env_id: str) -> sampling.SamplingPolicy | None:
+        """The environment's context-sampling policy (None: it does not sample)."""
+        async with _mapped():
+            return await sampling.get_policy(self.fast, self.prefix, env_id)
+
+    async def store_samples(
+        self, env_id: str, samples: list[dict[str, Any]], now_ms: int, capacity: int
+    ) -> int:
+        """Add sanitized samples to the environment's bounded sample; the number it holds afterwards."""
+        async with _mapped():
+            return await sampling.store_samples(
+                self.fast, self.prefix, env_id, samples, now_ms, capacity=capacity
             )
 
     async def report_served(self, instance_id: str, revisions: dict[str, int]) -> None:
