@@ -264,6 +264,8 @@ class Sampler:
                 self._dropped += len(samples)
                 if not isinstance(result, StoreError):
                     log.error("sampling.store_error", error=f"{type(result).__name__}: {result}")
+            elif result < 0:  # the policy was withdrawn since it was read: nothing was written
+                self._dropped += len(samples)
             else:
                 self._outcomes["stored"].inc(len(samples))
         if failed:
