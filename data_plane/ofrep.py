@@ -69,6 +69,7 @@ from .exceptions import RateLimitedError, UnauthenticatedError, UnavailableError
 from .follower import Follower
 from .l1 import CachedEnvironment
 from .metrics import Metrics
+from .sampling import Sampler
 from .settings import DataPlaneSettings
 
 log = structlog.get_logger("flagyard.data_plane")
@@ -292,9 +293,15 @@ class OfrepApp:
     """The ASGI application: OFREP's two evaluation routes and health."""
 
     def __init__(
-        self, settings: DataPlaneSettings, follower: Follower, keys: SdkKeys, metrics: Metrics
+        self,
+        settings: DataPlaneSettings,
+        follower: Follower,
+        keys: SdkKeys,
+        metrics: Metrics,
+        sampler: Sampler,
     ) -> None:
         self.settings = settings
+        self.sampler = sampler
         self.follower = follower
         self.keys = keys
         self.metrics = metrics
@@ -391,6 +398,7 @@ class OfrepApp:
         flagset = env.flagset
         pending = self.metrics.pending
         encode = self.encoder.encode
+        self.sampler.offer(env.env_id, context)
         if key is not None:
             if len(key) > MAX_FLAG_KEY_LENGTH or not _KEY.match(key):
                 result = flagset.evaluate("", None, context)  # not a key: never found, never looked up
@@ -714,10 +722,15 @@ class OfrepServer:
     """The OFREP HTTP server of one data-plane process, in its event loop (start/stop in that loop)."""
 
     def __init__(
-        self, settings: DataPlaneSettings, follower: Follower, keys: SdkKeys, metrics: Metrics
+        self,
+        settings: DataPlaneSettings,
+        follower: Follower,
+        keys: SdkKeys,
+        metrics: Metrics,
+        sampler: Sampler,
     ) -> None:
         self.settings = settings
-        self.app = OfrepApp(settings, follower, keys, metrics)
+        self.app = OfrepApp(settings, follower, keys, metrics, sampler)
         self.port = 0
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None

@@ -40,6 +40,7 @@ from .flagd import method_handlers as flagd_method_handlers
 from .follower import READY, REDIS_DOWN, Follower, FollowerStatus
 from .metrics import Metrics
 from .ofrep import OfrepServer
+from .sampling import Sampler
 from .service import EVALUATION_SERVICE, SYNC_SERVICE, Handlers, method_handlers
 from .settings import DataPlaneSettings
 from .store import RedisStore
@@ -91,9 +92,17 @@ class DataPlane:
             settings.sdk_key_negative_cache_seconds,
             settings.sdk_key_rate_limit,
         )
-        self.handlers = Handlers(settings, self.follower, self.keys, self.metrics, self.encoder, self.store)
+        self.sampler = Sampler(
+            self.store,
+            self.metrics,
+            capacity=settings.sample_capacity,
+            refresh_seconds=settings.sample_policy_refresh_seconds,
+        )
+        self.handlers = Handlers(
+            settings, self.follower, self.keys, self.metrics, self.encoder, self.store, self.sampler
+        )
         self.flagd = (
-            FlagdHandlers(settings, self.follower, self.keys, self.metrics)
+            FlagdHandlers(settings, self.follower, self.keys, self.metrics, self.sampler)
             if settings.flagd_enabled
             else None
         )
@@ -102,7 +111,9 @@ class DataPlane:
         self.flagd_ports: dict[str, int] = {}
         """``rpc`` and ``sync``: the ports flagd's protocols were bound on (empty when turned off)."""
         self.ofrep = (
-            OfrepServer(settings, self.follower, self.keys, self.metrics) if settings.ofrep_enabled else None
+            OfrepServer(settings, self.follower, self.keys, self.metrics, self.sampler)
+            if settings.ofrep_enabled
+            else None
         )
         self.ofrep_port = 0
         self._health_tasks: set[asyncio.Task[None]] = set()
@@ -176,6 +187,7 @@ class DataPlane:
                 self.server = None
                 raise
         self.follower.start()
+        self.sampler.start()
         log.info(
             "grpc.started",
             port=self.port,
@@ -192,6 +204,7 @@ class DataPlane:
             await self.health.enter_graceful_shutdown()
             await self.server.stop(self.settings.grace_seconds if grace is None else grace)
             self.server = None
+        await self.sampler.stop()
         await self.follower.stop()
         await self.store.close()
         log.info("grpc.stopped")

@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from flagyard.contracts.redis import MAX_INSTANCE_ID
 from flagyard.contracts.settings import RedisSettings, check_sentinel_url, redis_url_problem
+from flagyard.rule_engine import limits
 
 from .exceptions import ConfigurationError
 
@@ -32,8 +33,9 @@ class DataPlaneSettings(RedisSettings):
         default=None,
         description="A Redis to read from instead of redis_url: a replica near this data plane (another "
         "zone), plain (redis://) or through Sentinel (redis+sentinel://…: one of the set's replicas, the "
-        "master if none is up). Environment loads, change streams and SDK-key lookups read it; what the "
-        "data plane writes (served revisions, usage counts) still goes to redis_url. Unset: redis_url.",
+        "master if none is up). Environment loads, change streams, SDK-key lookups and sampling policies "
+        "read it; what the data plane writes (served revisions, usage counts, context samples) still goes "
+        "to redis_url. Unset: redis_url.",
     )
     grpc_host: str = Field(default="[::]", description="Address the gRPC server binds.")
     grpc_port: int = Field(default=50051, ge=0, le=65535, description="0 picks a free port (one process).")
@@ -122,6 +124,18 @@ class DataPlaneSettings(RedisSettings):
     )
     metrics_flag_label_cap: int = Field(
         default=200, ge=0, description="Distinct flag keys labelled in metrics; the rest count as 'other'."
+    )
+    sample_policy_refresh_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the context-sampling policies of environments called recently are re-read "
+        "(an environment with samples waiting has its policy re-read before each flush, every second).",
+    )
+    sample_capacity: int = Field(
+        default=limits.MAX_SAMPLE_CONTEXTS,
+        ge=1,
+        le=limits.MAX_SAMPLE_CONTEXTS,
+        description="Distinct sampled contexts kept per environment in Redis (the most recently seen).",
     )
     grace_seconds: float = Field(default=5.0, ge=0, description="Shutdown grace for in-flight calls.")
     instance_id: str | None = Field(

@@ -5,7 +5,7 @@ that break the contract :class:`StoreCorruptError`. Two clients: a fast one for 
 timeouts, no retries, so a call never hangs on a dead Redis) and one for the stream follower and whole
 environment loads (its socket timeout outlasts ``XREAD BLOCK``). Both read ``read_url`` when one is given
 (a replica near this data plane, ``FLAGYARD_REDIS_READ_URL``); then a second pair on ``url`` (the primary)
-takes the writes (served revisions, usage counts), which a replica would refuse.
+takes the writes (served revisions, usage counts, context samples), which a replica would refuse.
 
 Both URLs may name a Sentinel set (:mod:`flagyard.contracts.redis_connect`): after a failover the clients
 find the new master at their next connection, and until then every call fails as it does while Redis is
@@ -25,6 +25,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from flagyard.contracts import redis as contract
+from flagyard.contracts import sampling
 from flagyard.contracts.redis_connect import aclose_client, async_redis_client
 
 from .exceptions import StoreCorruptError, StoreError, StoreUnavailableError
@@ -109,6 +110,20 @@ class RedisStore:
         async with _mapped():
             return await contract.record_evaluations(
                 self.write_fast, self.prefix, env_id, counts, last_evaluated_at
+            )
+
+    async def sampling_policy(self, env_id: str) -> sampling.SamplingPolicy | None:
+        """The environment's context-sampling policy (None: it does not sample)."""
+        async with _mapped():
+            return await sampling.get_policy(self.fast, self.prefix, env_id)
+
+    async def store_samples(
+        self, env_id: str, samples: list[dict[str, Any]], now_ms: int, capacity: int
+    ) -> int:
+        """Add sanitized samples to the environment's bounded sample; the number it holds afterwards."""
+        async with _mapped():
+            return await sampling.store_samples(
+                self.write_fast, self.prefix, env_id, samples, now_ms, capacity=capacity
             )
 
     async def report_served(self, instance_id: str, revisions: dict[str, int]) -> None:
