@@ -81,6 +81,7 @@ class DataPlane:
             settings.redis_prefix,
             timeout=settings.redis_timeout_seconds,
             block_ms=settings.stream_block_ms,
+            read_url=None if settings.redis_read_url is None else settings.redis_read_url.get_secret_value(),
         )
         self.encoder = BulkEncoder()
         self.health = HealthServicer()

@@ -8,10 +8,10 @@ import socket
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from flagyard.contracts.redis import MAX_INSTANCE_ID
-from flagyard.contracts.settings import RedisSettings
+from flagyard.contracts.settings import RedisSettings, check_sentinel_url, redis_url_problem
 from flagyard.rule_engine import limits
 
 from .exceptions import ConfigurationError
@@ -28,6 +28,14 @@ class DataPlaneSettings(RedisSettings):
 
     redis_timeout_seconds: float = Field(
         default=0.5, gt=0, description="Socket timeout of request-path Redis reads (SDK key lookups)."
+    )
+    redis_read_url: SecretStr | None = Field(
+        default=None,
+        description="A Redis to read from instead of redis_url: a replica near this data plane (another "
+        "zone), plain (redis://) or through Sentinel (redis+sentinel://…: one of the set's replicas, the "
+        "master if none is up). Environment loads, change streams, SDK-key lookups and sampling policies "
+        "read it; what the data plane writes (served revisions, usage counts, context samples) still goes "
+        "to redis_url. Unset: redis_url.",
     )
     grpc_host: str = Field(default="[::]", description="Address the gRPC server binds.")
     grpc_port: int = Field(default=50051, ge=0, le=65535, description="0 picks a free port (one process).")
@@ -163,6 +171,18 @@ class DataPlaneSettings(RedisSettings):
     flagd_keep_alive_seconds: float = Field(
         default=20.0, gt=0, description="Interval of flagd EventStream keep_alive events (flagd's is 20 s)."
     )
+
+    @field_validator("redis_read_url")
+    @classmethod
+    def _read_url_well_formed(cls, value: SecretStr | None) -> SecretStr | None:
+        return check_sentinel_url(value)
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        if self.redis_read_url is not None:
+            problem = redis_url_problem(self.redis_read_url.get_secret_value(), "FLAGYARD_REDIS_READ_URL")
+            problems += [problem] if problem else []
+        return problems
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Self:
