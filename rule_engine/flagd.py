@@ -376,6 +376,7 @@ def _compile(flag: _ParsedFlag) -> CompiledFlag:
         metadata,
         0,
         with_segments=False,
+        expr=flag.source.get("targeting"),  # $ref nodes (evaluators) leave it on the generic path
     )
     return _finish(flag, evaluate)
 

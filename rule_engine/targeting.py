@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import limits
 from .exceptions import EvaluationChainError, Issue
+from .fastlogic import compile_fast
 from .jsonlogic import Fn, JsonLogicCompiler, Rule, js_str
 from .result import ErrorCode, EvaluationResult, Reason
 
@@ -150,14 +151,47 @@ def targeting_evaluator(
     version: int,
     *,
     with_segments: bool,
+    expr: Any = None,
 ) -> FlagEvaluator:
     """Evaluate ``rule`` the flagd way: a variant key serves ``matches[key]``, ``null`` serves
-    ``fallback``. ``with_segments``: the data carries the context and store for ``$ref`` to segments."""
+    ``fallback``. ``with_segments``: the data carries the context and store for ``$ref`` to segments.
+
+    ``expr``, the expression ``rule`` was compiled from (``$ref`` resolved or native), lets the shapes
+    of :mod:`.fastlogic` evaluate as cheaply as native rules: same results, no data object per call.
+    Left out (``None``), the generic path is used, as it always is for other shapes."""
     properties = FlagdProperties(key)
     meta = dict(metadata)
 
     def failure(code: ErrorCode, message: str) -> EvaluationResult:
         return EvaluationResult(None, None, Reason.ERROR, code, message, None, meta, version)
+
+    def result_for(outcome: Any) -> EvaluationResult:
+        """What ``evaluate`` below serves for a targeting value, decided once for a constant one."""
+        if outcome is None:
+            return fallback
+        name = outcome if type(outcome) is str else variant_key(outcome)
+        found = matches.get(name) if name is not None else None
+        if found is not None:
+            return found
+        return failure(
+            ErrorCode.GENERAL, f"flag '{key}': targeting returned {outcome!r}, which is not a variant"
+        )
+
+    fast = None if expr is None else compile_fast(expr, key, result_for, with_segments=with_segments)
+    if fast is not None:
+        decide = fast
+
+        def evaluate_fast(ctx: Context, store: Store) -> EvaluationResult:
+            try:
+                return decide(ctx, store)
+            except EvaluationChainError:
+                raise
+            except Exception as exc:  # as below: a rule that cannot be applied is PARSE_ERROR
+                return failure(
+                    ErrorCode.PARSE_ERROR, f"flag '{key}': targeting failed: {type(exc).__name__}: {exc}"
+                )
+
+        return evaluate_fast
 
     def evaluate(ctx: Context, store: Store) -> EvaluationResult:
         data = flagd_data(ctx, properties)
@@ -171,14 +205,6 @@ def targeting_evaluator(
             return failure(
                 ErrorCode.PARSE_ERROR, f"flag '{key}': targeting failed: {type(exc).__name__}: {exc}"
             )
-        if outcome is None:
-            return fallback
-        name = outcome if type(outcome) is str else variant_key(outcome)
-        found = matches.get(name) if name is not None else None
-        if found is not None:
-            return found
-        return failure(
-            ErrorCode.GENERAL, f"flag '{key}': targeting returned {outcome!r}, which is not a variant"
-        )
+        return result_for(outcome)
 
     return evaluate
