@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import mmh3
 
+from .exceptions import EvaluationChainError
 from .jsonlogic import (
     _MISSING,
     SEMVER_OPERATORS,
@@ -125,6 +126,16 @@ class FastCompiler:
         prefixed = self._prefixed(args[0])
         if prefixed is not None:
             prefix, get = prefixed
+            if _is_targeting_key(args[0]["cat"][1]):
+
+                def choose_by_key(ctx: Context, store: Store) -> EvaluationResult:
+                    v = ctx.get("targeting_key")
+                    if v is None:
+                        v = ctx.get("targetingKey")
+                    bucket_by = prefix + (v if type(v) is str else js_str(v))
+                    return results[bisect_right(bounds, (hash32(bucket_by, 0, False) * total) >> 32)]
+
+                return choose_by_key
 
             def choose_prefixed(ctx: Context, store: Store) -> EvaluationResult:
                 v = get(ctx)
@@ -244,6 +255,15 @@ class FastCompiler:
                         return type(v) is str and v in strings
 
                     return in_strings_flat
+                if _is_targeting_key(left):
+
+                    def in_strings_key(ctx: Context, store: Store) -> bool:
+                        v = ctx.get("targeting_key")
+                        if v is None:
+                            v = ctx.get("targetingKey")
+                        return type(v) is str and v in strings
+
+                    return in_strings_key
 
                 def in_strings(ctx: Context, store: Store) -> bool:
                     v = get(ctx)
@@ -385,6 +405,14 @@ def _flat_name(expr: Any) -> str | None:
     return name
 
 
+def _is_targeting_key(expr: Any) -> bool:
+    if not _is_var(expr):
+        return False
+    args = expr["var"]
+    name: Any = args[0] if type(args) is list and len(args) == 1 else args
+    return type(name) is str and name == "targetingKey"
+
+
 def _is_var(expr: Any) -> bool:
     return type(expr) is dict and len(expr) == 1 and "var" in expr
 
@@ -439,6 +467,26 @@ def _if_else(cond: Cond, then: Outcome, otherwise: Outcome) -> Decider:
     return lambda ctx, store: _serve(then if cond(ctx, store) else otherwise, ctx, store)
 
 
+def guarded_chain(
+    pairs: tuple[tuple[Cond, Outcome], ...], last: Outcome, on_error: Callable[[Exception], EvaluationResult]
+) -> Decider:
+    """A top-level ``if`` chain with the evaluator's error handling in the same frame (one call less per
+    evaluation): an exception is ``on_error``'s result, a segment chain error goes up."""
+
+    def chain(ctx: Context, store: Store) -> EvaluationResult:
+        try:
+            for cond, then in pairs:
+                if cond(ctx, store):
+                    return then if type(then) is EvaluationResult else then(ctx, store)  # type: ignore[operator]
+            return last if type(last) is EvaluationResult else last(ctx, store)  # type: ignore[operator]
+        except EvaluationChainError:
+            raise
+        except Exception as exc:
+            return on_error(exc)
+
+    return chain
+
+
 def _chain(pairs: tuple[tuple[Cond, Outcome], ...], last: Outcome) -> Decider:
     def chain(ctx: Context, store: Store) -> EvaluationResult:
         for cond, then in pairs:
@@ -454,6 +502,10 @@ def _serve(outcome: Outcome, ctx: Context, store: Store) -> EvaluationResult:
 
 
 def _all(conds: tuple[Cond, ...]) -> Cond:
+    if len(conds) == 2:
+        a, b = conds
+        return lambda ctx, store: a(ctx, store) and b(ctx, store)
+
     def all_of(ctx: Context, store: Store) -> bool:
         for cond in conds:
             if not cond(ctx, store):
@@ -464,6 +516,10 @@ def _all(conds: tuple[Cond, ...]) -> Cond:
 
 
 def _any(conds: tuple[Cond, ...]) -> Cond:
+    if len(conds) == 2:
+        a, b = conds
+        return lambda ctx, store: a(ctx, store) or b(ctx, store)
+
     def any_of(ctx: Context, store: Store) -> bool:
         for cond in conds:
             if cond(ctx, store):
@@ -474,17 +530,41 @@ def _any(conds: tuple[Cond, ...]) -> Cond:
 
 
 def compile_fast(
-    expr: Any, flag_key: str, result_for: Callable[[Any], EvaluationResult], *, with_segments: bool
+    expr: Any,
+    flag_key: str,
+    result_for: Callable[[Any], EvaluationResult],
+    on_error: Callable[[Exception], EvaluationResult],
+    *,
+    with_segments: bool,
 ) -> Decider | None:
-    """``expr`` as a function of ``(context, store)`` giving the evaluation's result, or ``None`` when
-    its shape is not one this module compiles (the generic path then takes it)."""
+    """``expr`` as a function of ``(context, store)`` giving the evaluation's result (an exception
+    raised evaluating it gives ``on_error``'s, as on the generic path; a segment chain error goes up), or
+    ``None`` when its shape is not one this module compiles (the generic path then takes it)."""
     if not isinstance(expr, Mapping):
         return None
+    compiler = FastCompiler(flag_key, result_for, with_segments=with_segments)
     try:
-        outcome = FastCompiler(flag_key, result_for, with_segments=with_segments).outcome(expr)
+        op, args = _operation(expr)
+        if op in ("if", "?:") and len(args) >= 3:
+            pairs = tuple(
+                (compiler.cond(args[i]), compiler.outcome(args[i + 1])) for i in range(0, len(args) - 1, 2)
+            )
+            last = compiler.outcome(args[-1]) if len(args) % 2 else result_for(None)
+            return guarded_chain(pairs, last, on_error)
+        outcome = compiler.outcome(expr)
     except UnsupportedShapeError:
         return None
     if type(outcome) is EvaluationResult:
         fixed = outcome
         return lambda ctx, store: fixed
-    return outcome  # type: ignore[return-value]
+    decide: Decider = outcome  # type: ignore[assignment]
+
+    def guarded(ctx: Context, store: Store) -> EvaluationResult:
+        try:
+            return decide(ctx, store)
+        except EvaluationChainError:
+            raise
+        except Exception as exc:
+            return on_error(exc)
+
+    return guarded

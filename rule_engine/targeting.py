@@ -177,21 +177,14 @@ def targeting_evaluator(
             ErrorCode.GENERAL, f"flag '{key}': targeting returned {outcome!r}, which is not a variant"
         )
 
-    fast = None if expr is None else compile_fast(expr, key, result_for, with_segments=with_segments)
-    if fast is not None:
-        decide = fast
+    def on_error(exc: Exception) -> EvaluationResult:
+        """A rule that cannot be applied is flagd's PARSE_ERROR."""
+        return failure(ErrorCode.PARSE_ERROR, f"flag '{key}': targeting failed: {type(exc).__name__}: {exc}")
 
-        def evaluate_fast(ctx: Context, store: Store) -> EvaluationResult:
-            try:
-                return decide(ctx, store)
-            except EvaluationChainError:
-                raise
-            except Exception as exc:  # as below: a rule that cannot be applied is PARSE_ERROR
-                return failure(
-                    ErrorCode.PARSE_ERROR, f"flag '{key}': targeting failed: {type(exc).__name__}: {exc}"
-                )
-
-        return evaluate_fast
+    if expr is not None:
+        fast = compile_fast(expr, key, result_for, on_error, with_segments=with_segments)
+        if fast is not None:
+            return fast
 
     def evaluate(ctx: Context, store: Store) -> EvaluationResult:
         data = flagd_data(ctx, properties)
@@ -201,10 +194,8 @@ def targeting_evaluator(
             outcome = rule(data)
         except EvaluationChainError:
             raise
-        except Exception as exc:  # a rule that cannot be applied is flagd's PARSE_ERROR
-            return failure(
-                ErrorCode.PARSE_ERROR, f"flag '{key}': targeting failed: {type(exc).__name__}: {exc}"
-            )
+        except Exception as exc:
+            return on_error(exc)
         return result_for(outcome)
 
     return evaluate

@@ -131,7 +131,7 @@ STORE = Store()
 
 @pytest.mark.parametrize("name", sorted(SHAPES))
 def test_fastlogic__each_shape__is_compiled_by_the_fast_path(name: str) -> None:
-    assert compile_fast(SHAPES[name], "flag", lambda v: v, with_segments=False) is not None
+    assert compile_fast(SHAPES[name], "flag", lambda v: v, lambda e: e, with_segments=False) is not None
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -173,7 +173,7 @@ def test_fastlogic__segment_refs__match_as_the_generic_path_does(context: dict[s
     ],
 )
 def test_fastlogic__other_shapes__stay_on_the_generic_path(expr: Any) -> None:
-    assert compile_fast(expr, "flag", lambda v: v, with_segments=False) is None
+    assert compile_fast(expr, "flag", lambda v: v, lambda e: e, with_segments=False) is None
 
 
 def test_fastlogic__flagd_flag__serves_what_its_targeting_says() -> None:
