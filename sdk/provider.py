@@ -163,11 +163,27 @@ class FlagyardProvider(AbstractProvider):
     ) -> FlagResolutionDetails[Any]:
         """One evaluation, the client's ``details`` inlined: every call through OpenFeature pays this, so
         it is kept to the context's conversion, the evaluation and one positional construction."""
+        if evaluation_context is None:
+            context: dict[str, Any] = {}
+        else:  # context_of, inlined: a fresh dict, as the caller may keep mutating its EvaluationContext
+            targeting_key = evaluation_context.targeting_key
+            if targeting_key is None:
+                context = dict(evaluation_context.attributes)
+            else:
+                context = {**evaluation_context.attributes, "targeting_key": targeting_key}
         try:
-            result = self._client._evaluate(key, default, context_of(evaluation_context), flag_type)
+            result = self._client._evaluate(key, default, context, flag_type)
         except Exception as exc:  # a resolver bug must not reach the app
             result = _failure(default, exc)
-        return _details(result)
+        code = result.error_code
+        return FlagResolutionDetails(  # positional: the keyword form costs three times as much
+            result.value,
+            None if code is None else (_ERROR_CODES.get(code) or OFErrorCode(code.value)),
+            result.error_message,
+            _REASONS[result.reason],
+            result.variant,
+            dict(result.flag_metadata),
+        )
 
     async def _resolve_async(
         self, key: str, default: Any, evaluation_context: EvaluationContext | None, flag_type: FlagType
