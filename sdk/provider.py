@@ -16,7 +16,7 @@ from openfeature.exception import ProviderFatalError, ProviderNotReadyError
 from openfeature.flag_evaluation import FlagResolutionDetails, FlagValueType
 from openfeature.provider import AbstractProvider, Metadata
 
-from flagyard.rule_engine import ErrorCode, EvaluationResult, FlagType, Reason
+from flagyard.rule_engine import ErrorCode, FlagType, Reason
 
 from ._remote import RemoteResolver
 from ._resolver import ProviderEvent
@@ -249,18 +249,3 @@ class FlagyardProvider(AbstractProvider):
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[Sequence[FlagValueType] | Mapping[str, FlagValueType]]:
         return await self._resolve_async(flag_key, default_value, evaluation_context, _OBJECT)
-
-
-def _details(result: EvaluationResult) -> FlagResolutionDetails[Any]:
-    """Positional arguments (value, error_code, error_message, reason, variant, flag_metadata): the
-    dataclass's keyword form costs three times as much. The metadata is copied per call, as before: an
-    app may mutate what it is handed."""
-    code = result.error_code
-    return FlagResolutionDetails(
-        result.value,
-        None if code is None else (_ERROR_CODES.get(code) or OFErrorCode(code.value)),
-        result.error_message,
-        _REASONS[result.reason],
-        result.variant,
-        dict(result.flag_metadata),
-    )
