@@ -13,10 +13,13 @@ Supported (anything else, anywhere in the expression, leaves the whole flag on t
 * outcomes: ``if``/``?:`` chains, a constant (string, boolean, number, ``null``), ``fractional`` with
   constant buckets, bucketing by targeting key (unseeded), by a ``var`` or by ``cat`` of constants and
   ``var``\\ s;
-* conditions: ``and``, ``or``, ``!``, ``!!``, a bare ``var``; ``in``, ``==``, ``!=``, ``===``, ``!==``, ``<``,
-  ``<=``, ``>``, ``>=`` between a ``var`` and a constant; ``starts_with``/``ends_with`` of a ``var`` and a
-  constant string; ``sem_ver`` of a ``var``, a constant operator and a constant version; ``$ref`` to a
-  native segment (native targeting only);
+* conditions: ``and``, ``or``, ``!``, ``!!``, a bare ``var``, an ``if`` (the branch taken); ``in``, ``==``,
+  ``!=``, ``===``, ``!==``, ``<``, ``<=``, ``>``, ``>=`` between value expressions (constants, ``var``, and
+  ``cat``, ``substr``, ``%``, ``merge`` of them), inlined where a ``var`` meets a constant;
+  ``starts_with``/``ends_with`` of a ``var`` and a constant string; ``sem_ver`` of a ``var``, a constant
+  operator and a constant version; ``some`` over ``merge([var])`` with its rule over the item
+  (``{"var": ""}``); ``$ref`` to a native segment (native targeting) or to a flagd ``$evaluators`` entry
+  (compiled once) -- so ``export_flagd``'s guarded form of native rules is covered too;
 * ``var``: one name (``targetingKey`` included) or a dotted path, without a default; not ``$flagd``.
 
 Each condition uses the generic path's own semantics functions (``loose_equals``, ``_in``, ``_lt``, ...)
@@ -41,8 +44,11 @@ from .jsonlogic import (
     _le,
     _lookup,
     _lt,
+    _merge,
+    _modulo,
     _prepare_buckets,
     _semver_test,
+    _substr,
     js_str,
     loose_equals,
     parse_flagd_version,
@@ -69,11 +75,21 @@ class FastCompiler:
     boolean, a number or ``None``) to the result the generic evaluator would serve for it."""
 
     def __init__(
-        self, flag_key: str, result_for: Callable[[Any], EvaluationResult], *, with_segments: bool
+        self,
+        flag_key: str,
+        result_for: Callable[[Any], EvaluationResult],
+        *,
+        with_segments: bool,
+        evaluators: Mapping[str, Any] | None = None,
+        item: bool = False,
     ) -> None:
         self._flag_key = flag_key
         self._result_for = result_for
         self._with_segments = with_segments
+        self._evaluators = evaluators
+        self._item = item
+        """A loop's rule (``some``): the closures get the item, and only ``{"var": ""}`` reads it."""
+        self._refs: dict[str, Cond] = {}
 
     # --- outcomes ---------------------------------------------------------------------------------------
 
@@ -217,7 +233,13 @@ class FastCompiler:
                 return inner
             return lambda ctx, store: not inner(ctx, store)
         if op == "$ref":
-            return self._segment(args)
+            if self._with_segments:
+                return self._segment(args)
+            return self._evaluator(args)
+        if op in ("if", "?:") and len(args) >= 3:
+            return self._if_cond(args)
+        if op == "some" and len(args) == 2:
+            return self._some(args[0], args[1])
         if len(args) == 2:
             left, right = args
             if op == "in":
@@ -228,7 +250,76 @@ class FastCompiler:
                 return self._string_test(op, left, right)
         if op == "sem_ver" and len(args) == 3:
             return self._sem_ver(args)
+        if op in _VALUE_OPS:
+            compute = self.value(expr)
+            return lambda ctx, store: truthy(compute(ctx))
         raise UnsupportedShapeError(op)
+
+    def _evaluator(self, args: list[Any]) -> Cond:
+        """flagd's ``{"$ref": name}``: the ``$evaluators`` entry in its place, compiled once."""
+        evaluators = self._evaluators
+        if evaluators is None or self._item or len(args) != 1 or type(args[0]) is not str:
+            raise UnsupportedShapeError("$ref")
+        name = args[0]
+        if name not in evaluators:
+            raise UnsupportedShapeError("$ref to no evaluator")
+        done = self._refs.get(name)
+        if done is None:
+            done = self._refs[name] = self.cond(evaluators[name])
+        return done
+
+    def _if_cond(self, args: list[Any]) -> Cond:
+        """An ``if`` used as a condition: the truthiness of the branch it takes."""
+        pairs = tuple((self.cond(args[i]), self.cond(args[i + 1])) for i in range(0, len(args) - 1, 2))
+        last = self.cond(args[-1]) if len(args) % 2 else (lambda ctx, store: False)
+
+        def if_cond(ctx: Context, store: Store) -> bool:
+            for cond, then in pairs:
+                if cond(ctx, store):
+                    return then(ctx, store)
+            return last(ctx, store)
+
+        return if_cond
+
+    def _some(self, items: Any, body: Any) -> Cond:
+        """``some`` over ``merge([var])`` (the value, or each of its items if it is a list: how exported
+        native clauses test list attributes), its rule compiled over the item."""
+        op, args = _operation(items)
+        if self._item or op != "merge" or len(args) != 1 or not _is_var(args[0]):
+            raise UnsupportedShapeError("some")
+        get = self.getter(args[0])
+        inner = FastCompiler(self._flag_key, self._result_for, with_segments=False, item=True)
+        test = inner.cond(body)
+
+        def some(ctx: Context, store: Store) -> bool:
+            v = get(ctx)
+            if type(v) is list:
+                for item in v:
+                    if test(item, store):
+                        return True
+                return False
+            return test(v, store)
+
+        return some
+
+    def value(self, expr: Any) -> Getter:
+        """A value expression the conditions compare: a constant, a ``var``, or ``cat``, ``substr``,
+        ``%`` or ``merge`` of value expressions (the generic path's own functions)."""
+        if _is_scalar(expr):
+            return lambda ctx: expr
+        op, args = _operation(expr)
+        if op == "var":
+            return self.getter(expr)
+        if op not in _VALUE_OPS:
+            raise UnsupportedShapeError(op)
+        parts = tuple(self.value(a) for a in args)
+        compute = _VALUE_OPS[op]
+        if len(parts) == 1:
+            (only,) = parts
+            if op == "cat":
+                return lambda ctx: js_str(only(ctx))
+            return lambda ctx: compute([only(ctx)])
+        return lambda ctx: compute([p(ctx) for p in parts])
 
     def _segment(self, args: list[Any]) -> Cond:
         if not self._with_segments or len(args) != 1 or type(args[0]) is not str:
@@ -277,7 +368,12 @@ class FastCompiler:
         if _is_scalar(left) and _is_var(right):
             needle, get = left, self.getter(right)
             return lambda ctx, store: _in(needle, get(ctx))
-        raise UnsupportedShapeError("in")
+        a = self.value(left)
+        if type(right) is list and all(_is_scalar(v) for v in right):
+            fixed = list(right)
+            return lambda ctx, store: _in(a(ctx), fixed)
+        b = self.value(right)
+        return lambda ctx, store: _in(a(ctx), b(ctx))
 
     def _compare(self, op: str, left: Any, right: Any) -> Cond:
         """``a op b`` with one side a ``var`` and the other a constant; the inline test covers the one
@@ -316,7 +412,14 @@ class FastCompiler:
         if _is_scalar(left) and _is_var(right):
             c, get = left, self.getter(right)
             return lambda ctx, store: test(c, get(ctx))
-        raise UnsupportedShapeError(op)
+        if op in ("===", "!==") and _is_string_test(left, right):
+            # {"===": [{"cat": [x]}, x]}: String(x) is x exactly when x is a string
+            get = self.getter(right)
+            if op == "===":
+                return lambda ctx, store: type(get(ctx)) is str
+            return lambda ctx, store: type(get(ctx)) is not str
+        a, b = self.value(left), self.value(right)
+        return lambda ctx, store: test(a(ctx), b(ctx))
 
     def _string_test(self, op: str, left: Any, right: Any) -> Cond:
         if not (_is_var(left) and type(right) is str):
@@ -363,8 +466,14 @@ class FastCompiler:
     def getter(self, expr: Any) -> Getter:
         """A ``var``'s value read from the context itself, as flagd's data object would give it."""
         op, args = _operation(expr)
-        if op != "var" or len(args) != 1 or type(args[0]) is not str or not args[0]:
+        if op != "var" or len(args) != 1 or type(args[0]) is not str:
             raise UnsupportedShapeError("var")
+        if self._item:
+            if args[0] != "":
+                raise UnsupportedShapeError("a var other than the item in a loop's rule")
+            return lambda item: item
+        if not args[0]:
+            raise UnsupportedShapeError("the whole data")
         name: str = args[0]
         parts = tuple(name.split("."))
         if parts[0] == "$flagd":
@@ -405,6 +514,15 @@ def _flat_name(expr: Any) -> str | None:
     return name
 
 
+def _is_string_test(left: Any, right: Any) -> bool:
+    """``[{"cat": [x]}, x]`` with ``x`` one ``var``: the operands of export_flagd's string test."""
+    if not _is_var(right) or type(left) is not dict or len(left) != 1 or "cat" not in left:
+        return False
+    parts = left["cat"]
+    parts = parts if type(parts) is list else [parts]
+    return len(parts) == 1 and parts[0] == right
+
+
 def _is_targeting_key(expr: Any) -> bool:
     if not _is_var(expr):
         return False
@@ -435,6 +553,13 @@ _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "<=": _le,
     ">": lambda a, b: _lt(b, a),
     ">=": lambda a, b: _le(b, a),
+}
+
+_VALUE_OPS: dict[str, Callable[[list[Any]], Any]] = {
+    "cat": lambda vs: "".join(map(js_str, vs)),
+    "substr": _substr,
+    "%": _modulo,
+    "merge": _merge,
 }
 
 _NUMBER_TESTS: dict[str, Callable[[Any, Any], bool]] = {
@@ -536,13 +661,14 @@ def compile_fast(
     on_error: Callable[[Exception], EvaluationResult],
     *,
     with_segments: bool,
+    evaluators: Mapping[str, Any] | None = None,
 ) -> Decider | None:
     """``expr`` as a function of ``(context, store)`` giving the evaluation's result (an exception
     raised evaluating it gives ``on_error``'s, as on the generic path; a segment chain error goes up), or
     ``None`` when its shape is not one this module compiles (the generic path then takes it)."""
     if not isinstance(expr, Mapping):
         return None
-    compiler = FastCompiler(flag_key, result_for, with_segments=with_segments)
+    compiler = FastCompiler(flag_key, result_for, with_segments=with_segments, evaluators=evaluators)
     try:
         op, args = _operation(expr)
         if op in ("if", "?:") and len(args) >= 3:

@@ -152,13 +152,15 @@ def targeting_evaluator(
     *,
     with_segments: bool,
     expr: Any = None,
+    evaluators: Mapping[str, Any] | None = None,
 ) -> FlagEvaluator:
     """Evaluate ``rule`` the flagd way: a variant key serves ``matches[key]``, ``null`` serves
     ``fallback``. ``with_segments``: the data carries the context and store for ``$ref`` to segments.
 
     ``expr``, the expression ``rule`` was compiled from (``$ref`` resolved or native), lets the shapes
     of :mod:`.fastlogic` evaluate as cheaply as native rules: same results, no data object per call.
-    Left out (``None``), the generic path is used, as it always is for other shapes."""
+    Left out (``None``), the generic path is used, as it always is for other shapes. ``evaluators``:
+    flagd's ``$evaluators``, which ``{"$ref": name}`` in ``expr`` names."""
     properties = FlagdProperties(key)
     meta = dict(metadata)
 
@@ -182,7 +184,9 @@ def targeting_evaluator(
         return failure(ErrorCode.PARSE_ERROR, f"flag '{key}': targeting failed: {type(exc).__name__}: {exc}")
 
     if expr is not None:
-        fast = compile_fast(expr, key, result_for, on_error, with_segments=with_segments)
+        fast = compile_fast(
+            expr, key, result_for, on_error, with_segments=with_segments, evaluators=evaluators
+        )
         if fast is not None:
             return fast
 
