@@ -222,6 +222,8 @@ class FastCompiler:
             if not args:
                 raise UnsupportedShapeError(f"{op} without operands")
             conds = tuple(self.cond(a) for a in args)
+            if op == "and" and _is_number_test(args):
+                return self._number_test(args[0]["!=="][1], _all(conds))
             if len(conds) == 1:
                 return conds[0]
             return _all(conds) if op == "and" else _any(conds)
@@ -254,6 +256,22 @@ class FastCompiler:
             compute = self.value(expr)
             return lambda ctx, store: truthy(compute(ctx))
         raise UnsupportedShapeError(op)
+
+    def _number_test(self, x: Any, generic: Cond) -> Cond:
+        """export_flagd's number test on ``x`` (see :func:`_is_number_test`): for an int or float it is
+        ``x == x`` (not NaN), for a string, boolean or null false; any other value takes the four tests."""
+        get = self.getter(x)
+
+        def is_number(ctx: Context, store: Store) -> bool:
+            v = get(ctx)
+            t = type(v)
+            if t is int or t is float:
+                return bool(v == v)
+            if t is str or t is bool or v is None:
+                return False
+            return generic(ctx, store)
+
+        return is_number
 
     def _evaluator(self, args: list[Any]) -> Cond:
         """flagd's ``{"$ref": name}``: the ``$evaluators`` entry in its place, compiled once."""
@@ -512,6 +530,23 @@ def _flat_name(expr: Any) -> str | None:
     if type(name) is not str or not name or "." in name or name in ("targetingKey", "$flagd"):
         return None
     return name
+
+
+def _is_number_test(args: list[Any]) -> bool:
+    """The operands of export_flagd's number test on one ``var`` ``x``: ``String(x) !== x``, ``x`` is no
+    boolean or null, ``x`` is in ``merge([x])``, ``String(x) !== "[object Object]"``."""
+    if len(args) != 4 or type(args[0]) is not dict or "!==" not in args[0]:
+        return False
+    pair = args[0]["!=="]
+    if type(pair) is not list or len(pair) != 2 or not _is_string_test(pair[0], pair[1]):
+        return False
+    x = pair[1]
+    return args == [
+        {"!==": [{"cat": [x]}, x]},
+        {"!": [{"in": [x, [True, False, None]]}]},
+        {"in": [x, {"merge": [x]}]},
+        {"!==": [{"cat": [x]}, "[object Object]"]},
+    ]
 
 
 def _is_string_test(left: Any, right: Any) -> bool:

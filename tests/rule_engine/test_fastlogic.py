@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from flagyard.rule_engine import FlagType, export_flagd, load_flagd
@@ -79,6 +79,24 @@ SHAPES: dict[str, Any] = {
     "outcomes that are no variant": {"if": [VAR, "nope", {"var": "b"}, 3, {"var": "c"}, True, 2.5]},
     "boolean outcomes": {"if": [VAR, False, 1]},
     "nested if": {"if": [VAR, {"if": [{"var": "b"}, "on", {"?:": [{"var": "c"}, "off", None]}]}, "1"]},
+    "export_flagd's number and string tests": {
+        "if": [
+            {
+                "and": [
+                    {"!==": [{"cat": [VAR]}, VAR]},
+                    {"!": [{"in": [VAR, [True, False, None]]}]},
+                    {"in": [VAR, {"merge": [VAR]}]},
+                    {"!==": [{"cat": [VAR]}, "[object Object]"]},
+                ]
+            },
+            "on",
+            {"===": [{"cat": [{"var": "b"}]}, {"var": "b"}]},
+            "1",
+            {"!": {"substr": [{"var": "c"}, 3]}},
+            "true",
+            "off",
+        ]
+    },
     "fractional unseeded": {"fractional": [["on", 1], ["off", 1], ["1", 2]]},
     "fractional by a var": {"fractional": [{"var": "a"}, ["on", 50], ["off", 50]]},
     "fractional by cat": {"fractional": [{"cat": [1, "-", {"var": "a"}, {"var": "b"}]}, ["on"], ["nope"]]},
@@ -211,6 +229,10 @@ def test_fastlogic__each_shape__is_compiled_by_the_fast_path(name: str) -> None:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(context=CONTEXTS)
+@example({"a": float("nan"), "b": float("inf")})
+@example({"a": [1, "a"], "b": {"plan": "x"}, "c": [], "targeting_key": 7})
+@example({"a": True, "b": "1", "c": "abcd", "targetingKey": "u-vip"})
+@example({"a": 2.0, "b": None, "user": {"plan": "pa"}, "targeting_key": None, "targetingKey": 1.5})
 def test_fastlogic__random_contexts__fast_and_generic_paths_agree(context: dict[str, Any]) -> None:
     for name, expr in SHAPES.items():
         fast, generic = evaluators(expr)
