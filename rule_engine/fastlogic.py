@@ -265,8 +265,10 @@ class FastCompiler:
         def is_number(ctx: Context, store: Store) -> bool:
             v = get(ctx)
             t = type(v)
-            if t is int or t is float:
+            if t is float:
                 return bool(v == v)
+            if t is int and v.bit_length() < _SAFE_INT_BITS:
+                return True
             if t is str or t is bool or v is None:
                 return False
             return generic(ctx, store)
@@ -433,9 +435,18 @@ class FastCompiler:
         if op in ("===", "!==") and _is_string_test(left, right):
             # {"===": [{"cat": [x]}, x]}: String(x) is x exactly when x is a string
             get = self.getter(right)
-            if op == "===":
-                return lambda ctx, store: type(get(ctx)) is str
-            return lambda ctx, store: type(get(ctx)) is not str
+            same = op == "==="
+
+            def string_test(ctx: Context, store: Store) -> bool:
+                v = get(ctx)
+                t = type(v)
+                if t is str:
+                    return same
+                if v is None or t is bool or t is float or (t is int and v.bit_length() < _SAFE_INT_BITS):
+                    return not same
+                return strict_equals(js_str(v), v) == same  # lists, objects, huge ints: as generically
+
+            return string_test
         a, b = self.value(left), self.value(right)
         return lambda ctx, store: test(a(ctx), b(ctx))
 
@@ -589,6 +600,10 @@ _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     ">": lambda a, b: _lt(b, a),
     ">=": lambda a, b: _le(b, a),
 }
+
+_SAFE_INT_BITS = 14_000
+"""Integers below this many bits have fewer than Python's 4,300 decimal digits, so ``js_str`` (which the
+generic path calls on them) cannot fail; larger ones take the generic functions."""
 
 _VALUE_OPS: dict[str, Callable[[list[Any]], Any]] = {
     "cat": lambda vs: "".join(map(js_str, vs)),
