@@ -12,8 +12,8 @@ flagd format: the reference flag's logic written as a flagd file (the regex rule
 flagd having no regex operator; the segment an ``in`` on the targeting key and the country; the split
 ``fractional`` over the same hashed string), beside the same logic as native rules, measured in
 alternation in the same run (goal: within 1.25× of native). Also, informative, the flag as
-``export_flagd`` writes it (guards that make JsonLogic match native semantics on lists and odd types,
-evaluated by the generic JsonLogic path).
+``export_flagd`` writes it (guards that make JsonLogic match native semantics on lists and odd types;
+also compiled by ``rule_engine.fastlogic``, partly through the generic JsonLogic functions).
 
 Run: ``.venv/bin/python -m benchmarks.rule_engine_bench`` (or ``task bench``); ``--json-out PATH`` also
 writes the rows as JSON (``benchmarks/results.py``).
@@ -286,7 +286,7 @@ def main() -> None:
                 "ns",
                 ns_native,
                 "the same logic as native rules, same run",
-                note="informative: export_flagd's guarded JsonLogic takes the generic path",
+                note="informative: export_flagd's guarded JsonLogic of the same flag; no goal",
             )
         )
     worst = CONTEXTS["fallthrough to split (all 3 rules miss)"]
