@@ -8,6 +8,13 @@ measures RE2 itself.
 The floor is a plain dict lookup plus one mmh3 hash, run by the same loop in the same process.
 Each figure is the median over repeats of (time of a loop of N calls) / N.
 
+flagd format: the reference flag's logic written as a flagd file (the regex rule becomes ``ends_with``,
+flagd having no regex operator; the segment an ``in`` on the targeting key and the country; the split
+``fractional`` over the same hashed string), beside the same logic as native rules, measured in
+alternation in the same run (goal: within 1.25× of native). Also, informative, the flag as
+``export_flagd`` writes it (guards that make JsonLogic match native semantics on lists and odd types;
+also compiled by ``rule_engine.fastlogic``, partly through the generic JsonLogic functions).
+
 Run: ``.venv/bin/python -m benchmarks.rule_engine_bench`` (or ``task bench``); ``--json-out PATH`` also
 writes the rows as JSON (``benchmarks/results.py``).
 """
@@ -24,9 +31,10 @@ from typing import Any
 import mmh3
 
 from benchmarks.results import add_json_argument, row, write_json
-from flagyard.rule_engine import FlagSet, FlagType, load_flagset
+from flagyard.rule_engine import FlagSet, FlagType, export_flagd, load_flagd, load_flagset
 
 GOAL_NS = 1000.0
+FLAGD_GOAL_RATIO = 1.25
 
 REFERENCE_FLAG: dict[str, Any] = {
     "key": "reference",
@@ -69,6 +77,79 @@ CONTEXTS: dict[str, dict[str, Any]] = {
         "age": 30,
     },
 }
+
+
+FLAGD_NATIVE_FLAG: dict[str, Any] = {
+    **REFERENCE_FLAG,
+    "rules": [
+        REFERENCE_FLAG["rules"][0],
+        {
+            "id": "staff",
+            "clauses": [{"attribute": "email", "operator": "ends_with", "values": ["@example.com"]}],
+            "variant": "on",
+        },
+        REFERENCE_FLAG["rules"][2],
+    ],
+}
+"""The reference flag with its regex rule as ``ends_with``: logic a flagd file can state."""
+FLAGD_DOCUMENT: dict[str, Any] = {
+    "flags": {
+        "reference": {
+            "state": "ENABLED",
+            "variants": {"on": True, "off": False},
+            "defaultVariant": "off",
+            "targeting": {
+                "if": [
+                    {
+                        "or": [
+                            {"in": [{"var": "targetingKey"}, ["u-vip"]]},
+                            {"in": [{"var": "country"}, ["DE", "AT", "CH"]]},
+                        ]
+                    },
+                    "on",
+                    {"ends_with": [{"var": "email"}, "@example.com"]},
+                    "on",
+                    {">=": [{"var": "age"}, 65]},
+                    "off",
+                    {
+                        "fractional": [
+                            {"cat": ["f3a9:reference:", {"var": "targetingKey"}]},
+                            ["on", 2500],
+                            ["off", 7500],
+                        ]
+                    },
+                ]
+            },
+        }
+    }
+}
+"""``FLAGD_NATIVE_FLAG`` as people write it in flagd: same variants served for every context."""
+
+
+def flagd_pair() -> tuple[FlagSet, FlagSet, FlagSet]:
+    """The native flag, the same logic as a flagd file, and the native flag through ``export_flagd``."""
+    native = {"flags": [FLAGD_NATIVE_FLAG], "segments": [BETA_SEGMENT]}
+    return load_flagset(native), load_flagd(FLAGD_DOCUMENT), load_flagd(export_flagd(native))
+
+
+def alternating_ns(loops: list[Callable[[int], None]], n: int, repeats: int) -> list[float]:
+    """Median per-call time of each loop, the loops run in turn within every repeat (the order rotating),
+    so a load that changes during the run weighs on them alike."""
+    samples: list[list[float]] = [[] for _ in loops]
+    gc.collect()
+    gc.disable()
+    try:
+        for loop in loops:
+            loop(n // 10)
+        for r in range(repeats):
+            for i in range(len(loops)):
+                k = (i + r) % len(loops)
+                start = time.perf_counter_ns()
+                loops[k](n)
+                samples[k].append((time.perf_counter_ns() - start) / n)
+    finally:
+        gc.enable()
+    return [statistics.median(s) for s in samples]
 
 
 def reference_flagset(filler_flags: int = 0) -> FlagSet:
@@ -173,6 +254,41 @@ def main() -> None:
             note="median per evaluation, a new subject each time",
         )
     )
+    native, flagd, exported = flagd_pair()
+    print(f"\nflagd format vs native rules (same logic; goal ≤ {FLAGD_GOAL_RATIO}× native)")
+    print(f"{'case':<44} {'flagd ns':>10} {'native ns':>9} {'ratio':>6} {'export ns':>9}")
+    for name, context in CONTEXTS.items():
+        flagsets = (native, flagd, exported)
+        answers = {fs.evaluate("reference", False, context, FlagType.BOOLEAN).value for fs in flagsets}
+        assert len(answers) == 1, (name, answers)
+        ns_native, ns_flagd, ns_export = alternating_ns(
+            [evaluation_loop(fs, context) for fs in flagsets], args.n, args.repeats
+        )
+        ratio = ns_flagd / ns_native
+        print(f"{name:<44} {ns_flagd:>10.0f} {ns_native:>9.0f} {ratio:>6.2f} {ns_export:>9.0f}")
+        rows.append(
+            row(
+                f"rule engine: flagd file vs native rules, {name}",
+                ns_flagd,
+                "ns",
+                ns_native,
+                "the same logic as native rules, same run",
+                goal_op="<=",
+                goal_value=FLAGD_GOAL_RATIO,
+                goal_on="ratio",
+                note="median per evaluation; the reference flag with ends_with for its regex",
+            )
+        )
+        rows.append(
+            row(
+                f"rule engine: export_flagd of the flag, {name}",
+                ns_export,
+                "ns",
+                ns_native,
+                "the same logic as native rules, same run",
+                note="informative: export_flagd's guarded JsonLogic of the same flag; no goal",
+            )
+        )
     worst = CONTEXTS["fallthrough to split (all 3 rules miss)"]
     print("\nflatness: fallthrough case with N flags loaded")
     for count in (10, 1_000, 10_000):

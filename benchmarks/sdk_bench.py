@@ -4,6 +4,12 @@ Offline mode evaluates like local mode (a compiled FlagSet in process); local mo
 evaluation for reporting, measured here as "with counting" (the reporter never sends during the run).
 The floor is a plain dict lookup, run by the same loop in the same process.
 
+OpenFeature: the client over our provider and the client over OpenFeature's NoOpProvider run in
+alternation; "added over NoOpProvider" is their difference (goal ≤ 1 µs, issue 18), and the provider's
+own ``resolve_boolean_details`` is shown beside ``client.details`` (the same evaluation without the
+provider's conversions). flagd: ``client.boolean`` over a flagd file beside the same logic as a native
+file (goal ≤ 1.25×).
+
 Run: ``.venv/bin/python -m benchmarks.sdk_bench`` (or ``task bench``); ``--json-out PATH`` also writes the
 rows as JSON (``benchmarks/results.py``).
 """
@@ -21,8 +27,18 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.provider.no_op_provider import NoOpProvider
 
 from benchmarks.results import add_json_argument, row, write_json
-from benchmarks.rule_engine_bench import BETA_SEGMENT, CONTEXTS, REFERENCE_FLAG, per_call_ns
+from benchmarks.rule_engine_bench import (
+    BETA_SEGMENT,
+    CONTEXTS,
+    FLAGD_DOCUMENT,
+    FLAGD_GOAL_RATIO,
+    FLAGD_NATIVE_FLAG,
+    REFERENCE_FLAG,
+    alternating_ns,
+    per_call_ns,
+)
 from flagyard import FlagyardClient, FlagyardProvider
+from flagyard.rule_engine import FlagType
 from flagyard.sdk._report import EvaluationReporter
 
 GOALS_NS = {
@@ -30,6 +46,7 @@ GOALS_NS = {
     "client.boolean with counting": 1500.0,
     "OpenFeature get_boolean_value": 4000.0,
 }
+OF_ADDED_GOAL_NS = 1000.0
 
 
 def main() -> None:
@@ -104,7 +121,84 @@ def main() -> None:
                         note="median per call, reference flag, offline mode",
                     )
                 )
+        print("\nOpenFeature: our provider against NoOpProvider, alternating (same run)")
+        provider = FlagyardProvider(client=client)
+        for name, context in CONTEXTS.items():
+            of_context = EvaluationContext(
+                context["targeting_key"], {k: v for k, v in context.items() if k != "targeting_key"}
+            )
+            ours, noop, resolve, details = alternating_ns(
+                [
+                    lambda n, c=of_context: _of_loop(of_client, c, n),  # type: ignore[misc]
+                    lambda n, c=of_context: _of_loop(of_floor_client, c, n),  # type: ignore[misc]
+                    lambda n, c=of_context: _resolve_loop(provider, c, n),  # type: ignore[misc]
+                    lambda n, c=context: _details_loop(client, c, n),  # type: ignore[misc]
+                ],
+                args.n,
+                args.repeats,
+            )
+            added = ours - noop
+            print(
+                f"{name:<44} get_boolean_value {ours:>6.0f} ns, NoOpProvider {noop:>6.0f} ns: "
+                f"+{added:.0f} ns (goal ≤ {OF_ADDED_GOAL_NS:.0f}); resolve_boolean_details {resolve:.0f} ns "
+                f"vs client.details {details:.0f} ns"
+            )
+            rows.append(
+                row(
+                    f"SDK local: OpenFeature get_boolean_value, added over NoOpProvider, {name}",
+                    added,
+                    "ns",
+                    noop,
+                    "OpenFeature client over its NoOpProvider",
+                    goal_op="<=",
+                    goal_value=OF_ADDED_GOAL_NS,
+                    note="our provider's call minus NoOpProvider's, alternating; includes the evaluation",
+                )
+            )
+            rows.append(
+                row(
+                    f"SDK local: FlagyardProvider.resolve_boolean_details, {name}",
+                    resolve,
+                    "ns",
+                    details,
+                    "client.details (the same evaluation, no OpenFeature types)",
+                    note="the difference is the provider's context and details conversion",
+                )
+            )
         api.shutdown()
+
+        print(f"\nflagd file vs native file through client.boolean (goal ≤ {FLAGD_GOAL_RATIO}×)")
+        native_path, flagd_path = Path(tmp) / "native.json", Path(tmp) / "flagd.json"
+        native_path.write_text(json.dumps({"flags": [FLAGD_NATIVE_FLAG], "segments": [BETA_SEGMENT]}))
+        flagd_path.write_text(json.dumps(FLAGD_DOCUMENT))
+        native_client, flagd_client = FlagyardClient.offline(native_path), FlagyardClient.offline(flagd_path)
+        for name, context in CONTEXTS.items():
+            assert native_client.boolean("reference", True, context) == flagd_client.boolean(
+                "reference", False, context
+            )
+            ns_flagd, ns_native = alternating_ns(
+                [
+                    lambda n, c=context: _client_loop(flagd_client, c, n),  # type: ignore[misc]
+                    lambda n, c=context: _client_loop(native_client, c, n),  # type: ignore[misc]
+                ],
+                args.n,
+                args.repeats,
+            )
+            ratio = ns_flagd / ns_native
+            print(f"{name:<44} flagd {ns_flagd:>6.0f} ns, native {ns_native:>6.0f} ns: {ratio:.2f}×")
+            rows.append(
+                row(
+                    f"SDK local: client.boolean, flagd file vs native file, {name}",
+                    ns_flagd,
+                    "ns",
+                    ns_native,
+                    "the same logic in a native file, same run",
+                    goal_op="<=",
+                    goal_value=FLAGD_GOAL_RATIO,
+                    goal_on="ratio",
+                    note="median per call, alternating; the reference flag with ends_with for its regex",
+                )
+            )
     write_json(args.json_out, rows)
 
 
@@ -112,6 +206,19 @@ def _client_loop(client: FlagyardClient, context: dict[str, object], n: int) -> 
     boolean = client.boolean
     for _ in range(n):
         boolean("reference", False, context)
+
+
+def _resolve_loop(provider: FlagyardProvider, context: EvaluationContext, n: int) -> None:
+    resolve = provider.resolve_boolean_details
+    for _ in range(n):
+        resolve("reference", False, context)
+
+
+def _details_loop(client: FlagyardClient, context: dict[str, object], n: int) -> None:
+    details = client.details
+    boolean = FlagType.BOOLEAN
+    for _ in range(n):
+        details("reference", False, context, boolean)
 
 
 def _of_loop(client: api.OpenFeatureClient, context: EvaluationContext, n: int) -> None:

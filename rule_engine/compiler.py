@@ -409,6 +409,7 @@ def _compile_flag(flag: Flag, tracer: Tracer | None) -> CompiledFlag:
             metadata,
             version,
             with_segments=True,
+            expr=flag.targeting if tracer is None else None,  # explanations trace the generic nodes
         )
     else:
         rules = tuple(

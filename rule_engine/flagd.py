@@ -61,6 +61,8 @@ class _ParsedFlag:
     rule: Rule | None
     metadata: dict[str, Any]
     source: Mapping[str, Any]
+    evaluators: Mapping[str, Any] | None = None
+    """The document's ``$evaluators``, for the fast path's ``$ref`` (see :mod:`.fastlogic`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +304,7 @@ def _parse_flag(
         rule=rule,
         metadata={**set_metadata, **flag_metadata},
         source=flag,
+        evaluators=compiler.evaluators,
     )
 
 
@@ -376,6 +379,8 @@ def _compile(flag: _ParsedFlag) -> CompiledFlag:
         metadata,
         0,
         with_segments=False,
+        expr=flag.source.get("targeting"),
+        evaluators=flag.evaluators,
     )
     return _finish(flag, evaluate)
 

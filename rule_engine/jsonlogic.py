@@ -500,6 +500,11 @@ class JsonLogicCompiler:
             "fractional": _null_on_error(self._op_fractional),
         }
 
+    @property
+    def evaluators(self) -> Mapping[str, Any] | None:
+        """flagd's ``$evaluators`` the compiler resolves ``$ref`` against (``None``: none given)."""
+        return self._evaluators
+
     def compile(self, expr: Any, path: str = "") -> Rule:
         """Compile ``expr`` (found at JSON pointer ``path``); problems are added to :attr:`issues`."""
         fn = self._node(expr, path, 0)[0]

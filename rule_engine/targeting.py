@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import limits
 from .exceptions import EvaluationChainError, Issue
+from .fastlogic import compile_fast
 from .jsonlogic import Fn, JsonLogicCompiler, Rule, js_str
 from .result import ErrorCode, EvaluationResult, Reason
 
@@ -150,27 +151,24 @@ def targeting_evaluator(
     version: int,
     *,
     with_segments: bool,
+    expr: Any = None,
+    evaluators: Mapping[str, Any] | None = None,
 ) -> FlagEvaluator:
     """Evaluate ``rule`` the flagd way: a variant key serves ``matches[key]``, ``null`` serves
-    ``fallback``. ``with_segments``: the data carries the context and store for ``$ref`` to segments."""
+    ``fallback``. ``with_segments``: the data carries the context and store for ``$ref`` to segments.
+
+    ``expr``, the expression ``rule`` was compiled from (``$ref`` resolved or native), lets the shapes
+    of :mod:`.fastlogic` evaluate as cheaply as native rules: same results, no data object per call.
+    Left out (``None``), the generic path is used, as it always is for other shapes. ``evaluators``:
+    flagd's ``$evaluators``, which ``{"$ref": name}`` in ``expr`` names."""
     properties = FlagdProperties(key)
     meta = dict(metadata)
 
     def failure(code: ErrorCode, message: str) -> EvaluationResult:
         return EvaluationResult(None, None, Reason.ERROR, code, message, None, meta, version)
 
-    def evaluate(ctx: Context, store: Store) -> EvaluationResult:
-        data = flagd_data(ctx, properties)
-        if with_segments:
-            data[ENVIRONMENT] = (ctx, store)
-        try:
-            outcome = rule(data)
-        except EvaluationChainError:
-            raise
-        except Exception as exc:  # a rule that cannot be applied is flagd's PARSE_ERROR
-            return failure(
-                ErrorCode.PARSE_ERROR, f"flag '{key}': targeting failed: {type(exc).__name__}: {exc}"
-            )
+    def result_for(outcome: Any) -> EvaluationResult:
+        """What ``evaluate`` below serves for a targeting value, decided once for a constant one."""
         if outcome is None:
             return fallback
         name = outcome if type(outcome) is str else variant_key(outcome)
@@ -180,5 +178,28 @@ def targeting_evaluator(
         return failure(
             ErrorCode.GENERAL, f"flag '{key}': targeting returned {outcome!r}, which is not a variant"
         )
+
+    def on_error(exc: Exception) -> EvaluationResult:
+        """A rule that cannot be applied is flagd's PARSE_ERROR."""
+        return failure(ErrorCode.PARSE_ERROR, f"flag '{key}': targeting failed: {type(exc).__name__}: {exc}")
+
+    if expr is not None:
+        fast = compile_fast(
+            expr, key, result_for, on_error, with_segments=with_segments, evaluators=evaluators
+        )
+        if fast is not None:
+            return fast
+
+    def evaluate(ctx: Context, store: Store) -> EvaluationResult:
+        data = flagd_data(ctx, properties)
+        if with_segments:
+            data[ENVIRONMENT] = (ctx, store)
+        try:
+            outcome = rule(data)
+        except EvaluationChainError:
+            raise
+        except Exception as exc:
+            return on_error(exc)
+        return result_for(outcome)
 
     return evaluate

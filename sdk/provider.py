@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -15,22 +16,37 @@ from openfeature.exception import ProviderFatalError, ProviderNotReadyError
 from openfeature.flag_evaluation import FlagResolutionDetails, FlagValueType
 from openfeature.provider import AbstractProvider, Metadata
 
-from flagyard.rule_engine import EvaluationResult, FlagType
+from flagyard.rule_engine import ErrorCode, FlagType, Reason
 
+from ._remote import RemoteResolver
 from ._resolver import ProviderEvent
 from ._status import SERVING, ProviderStatus
-from .client import FlagyardClient, Mode
+from .client import FlagyardClient, Mode, _failure
 from .exceptions import ConfigurationError
+
+_BOOLEAN, _STRING, _INTEGER, _FLOAT, _OBJECT = (
+    FlagType.BOOLEAN,
+    FlagType.STRING,
+    FlagType.INTEGER,
+    FlagType.FLOAT,
+    FlagType.OBJECT,
+)
+_REASONS: dict[Reason, str] = {reason: reason.value for reason in Reason}
+"""Built once: ``Reason.X.value`` is an enum property lookup on every call otherwise."""
+_ERROR_CODES: dict[ErrorCode, OFErrorCode] = {
+    code: OFErrorCode(code.value) for code in ErrorCode if code.value in OFErrorCode._value2member_map_
+}
 
 
 def context_of(evaluation_context: EvaluationContext | None) -> dict[str, Any]:
-    """OpenFeature's context as the attribute mapping the rule engine reads."""
+    """OpenFeature's context as the attribute mapping the rule engine reads (a fresh dict: the caller
+    may keep mutating its EvaluationContext)."""
     if evaluation_context is None:
         return {}
-    context = dict(evaluation_context.attributes)
-    if evaluation_context.targeting_key is not None:
-        context["targeting_key"] = evaluation_context.targeting_key
-    return context
+    targeting_key = evaluation_context.targeting_key
+    if targeting_key is None:
+        return dict(evaluation_context.attributes)
+    return {**evaluation_context.attributes, "targeting_key": targeting_key}
 
 
 class FlagyardProvider(AbstractProvider):
@@ -145,27 +161,58 @@ class FlagyardProvider(AbstractProvider):
     def _resolve(
         self, key: str, default: Any, evaluation_context: EvaluationContext | None, flag_type: FlagType
     ) -> FlagResolutionDetails[Any]:
-        return _details(self._client.details(key, default, context_of(evaluation_context), flag_type))
+        """One evaluation, the client's ``details`` inlined: every call through OpenFeature pays this, so
+        it is kept to the context's conversion, the evaluation and one positional construction."""
+        if evaluation_context is None:
+            context: dict[str, Any] = {}
+        else:  # context_of, inlined: a fresh dict, as the caller may keep mutating its EvaluationContext
+            targeting_key = evaluation_context.targeting_key
+            if targeting_key is None:
+                context = dict(evaluation_context.attributes)
+            else:
+                context = {**evaluation_context.attributes, "targeting_key": targeting_key}
+        try:
+            result = self._client._evaluate(key, default, context, flag_type)
+        except Exception as exc:  # a resolver bug must not reach the app
+            result = _failure(default, exc)
+        code = result.error_code
+        return FlagResolutionDetails(  # positional: the keyword form costs three times as much
+            result.value,
+            None if code is None else (_ERROR_CODES.get(code) or OFErrorCode(code.value)),
+            result.error_message,
+            _REASONS[result.reason],
+            result.variant,
+            dict(result.flag_metadata),
+        )
+
+    async def _resolve_async(
+        self, key: str, default: Any, evaluation_context: EvaluationContext | None, flag_type: FlagType
+    ) -> FlagResolutionDetails[Any]:
+        """Local and offline modes evaluate in process (microseconds, no I/O), right in the coroutine; remote
+        mode's blocking gRPC call runs in a worker thread so that it never stalls the event loop."""
+        if isinstance(self._client.resolver, RemoteResolver):
+            return await asyncio.to_thread(self._resolve, key, default, evaluation_context, flag_type)
+        return self._resolve(key, default, evaluation_context, flag_type)
 
     def resolve_boolean_details(
         self, flag_key: str, default_value: bool, evaluation_context: EvaluationContext | None = None
     ) -> FlagResolutionDetails[bool]:
-        return self._resolve(flag_key, default_value, evaluation_context, FlagType.BOOLEAN)
+        return self._resolve(flag_key, default_value, evaluation_context, _BOOLEAN)
 
     def resolve_string_details(
         self, flag_key: str, default_value: str, evaluation_context: EvaluationContext | None = None
     ) -> FlagResolutionDetails[str]:
-        return self._resolve(flag_key, default_value, evaluation_context, FlagType.STRING)
+        return self._resolve(flag_key, default_value, evaluation_context, _STRING)
 
     def resolve_integer_details(
         self, flag_key: str, default_value: int, evaluation_context: EvaluationContext | None = None
     ) -> FlagResolutionDetails[int]:
-        return self._resolve(flag_key, default_value, evaluation_context, FlagType.INTEGER)
+        return self._resolve(flag_key, default_value, evaluation_context, _INTEGER)
 
     def resolve_float_details(
         self, flag_key: str, default_value: float, evaluation_context: EvaluationContext | None = None
     ) -> FlagResolutionDetails[float]:
-        return self._resolve(flag_key, default_value, evaluation_context, FlagType.FLOAT)
+        return self._resolve(flag_key, default_value, evaluation_context, _FLOAT)
 
     def resolve_object_details(
         self,
@@ -173,15 +220,32 @@ class FlagyardProvider(AbstractProvider):
         default_value: Sequence[FlagValueType] | Mapping[str, FlagValueType],
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[Sequence[FlagValueType] | Mapping[str, FlagValueType]]:
-        return self._resolve(flag_key, default_value, evaluation_context, FlagType.OBJECT)
+        return self._resolve(flag_key, default_value, evaluation_context, _OBJECT)
 
+    async def resolve_boolean_details_async(
+        self, flag_key: str, default_value: bool, evaluation_context: EvaluationContext | None = None
+    ) -> FlagResolutionDetails[bool]:
+        return await self._resolve_async(flag_key, default_value, evaluation_context, _BOOLEAN)
 
-def _details(result: EvaluationResult) -> FlagResolutionDetails[Any]:
-    return FlagResolutionDetails(
-        value=result.value,
-        error_code=None if result.error_code is None else OFErrorCode(result.error_code.value),
-        error_message=result.error_message,
-        reason=result.reason.value,
-        variant=result.variant,
-        flag_metadata=dict(result.flag_metadata),
-    )
+    async def resolve_string_details_async(
+        self, flag_key: str, default_value: str, evaluation_context: EvaluationContext | None = None
+    ) -> FlagResolutionDetails[str]:
+        return await self._resolve_async(flag_key, default_value, evaluation_context, _STRING)
+
+    async def resolve_integer_details_async(
+        self, flag_key: str, default_value: int, evaluation_context: EvaluationContext | None = None
+    ) -> FlagResolutionDetails[int]:
+        return await self._resolve_async(flag_key, default_value, evaluation_context, _INTEGER)
+
+    async def resolve_float_details_async(
+        self, flag_key: str, default_value: float, evaluation_context: EvaluationContext | None = None
+    ) -> FlagResolutionDetails[float]:
+        return await self._resolve_async(flag_key, default_value, evaluation_context, _FLOAT)
+
+    async def resolve_object_details_async(
+        self,
+        flag_key: str,
+        default_value: Sequence[FlagValueType] | Mapping[str, FlagValueType],
+        evaluation_context: EvaluationContext | None = None,
+    ) -> FlagResolutionDetails[Sequence[FlagValueType] | Mapping[str, FlagValueType]]:
+        return await self._resolve_async(flag_key, default_value, evaluation_context, _OBJECT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -107,6 +108,47 @@ def test_provider__failure__default_value_with_openfeature_error_code(
     assert details.reason == Reason.ERROR
     assert details.error_code == code
     assert details.value in (True, "d")
+
+
+def test_provider__async_resolvers__answer_what_the_sync_ones_do(provider: FlagyardProvider) -> None:
+    """The native ``resolve_*_details_async`` (in process for offline and local modes), directly and
+    through OpenFeature's async client, give the sync resolvers' details, errors included."""
+    ctx = EvaluationContext("u-1", {"country": "DE"})
+    calls = [
+        ("boolean", "bool", False),
+        ("string", "str", ""),
+        ("integer", "int", 0),
+        ("float", "float", 0.0),
+        ("object", "obj", {}),
+        ("boolean", "nope", True),
+        ("string", "int", "d"),
+    ]
+
+    async def run() -> list[Any]:
+        client = api.get_client()
+        out = []
+        for kind, key, default in calls:
+            direct = await getattr(provider, f"resolve_{kind}_details_async")(key, default, ctx)
+            through = await getattr(client, f"get_{kind}_details_async")(key, default, ctx)
+            out.append((direct, through))
+        return out
+
+    client = api.get_client()
+    for (kind, key, default), (direct, through) in zip(calls, asyncio.run(run()), strict=True):
+        assert direct == getattr(provider, f"resolve_{kind}_details")(key, default, ctx)
+        assert through == getattr(client, f"get_{kind}_details")(key, default, ctx)
+    assert direct.error_code == ErrorCode.TYPE_MISMATCH
+
+
+def test_provider__details__metadata_is_a_fresh_dict_each_call(flags_file: Path) -> None:
+    """An app mutating the metadata it was handed cannot change what the next evaluation reports."""
+    document = {"flags": [{**FLAGS["flags"][1], "metadata": {"owner": "web"}}]}
+    flags_file.write_text(json.dumps(document))
+    provider = FlagyardProvider(offline_file=flags_file)
+    first = provider.resolve_string_details("str", "")
+    first.flag_metadata["owner"] = "mutated"  # type: ignore[index]
+    assert provider.resolve_string_details("str", "").flag_metadata == {"owner": "web"}
+    assert provider.resolve_string_details("str", "", EvaluationContext(None, {"a": 1})).variant == "a"
 
 
 class RecordingHook(Hook):
