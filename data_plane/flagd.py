@@ -189,10 +189,24 @@ class FlagdDocument:
     """One state of an environment as flagd sees it: the versions EventStream compares (cheap, read from L1)
     and the flagd JSON document SyncFlags and FetchAllFlags send (built on first use, once per state)."""
 
-    __slots__ = ("_json", "env", "flag_versions", "generation", "revision", "segment_versions", "skipped")
+    __slots__ = (
+        "_changes",
+        "_json",
+        "_sync",
+        "env",
+        "flag_versions",
+        "generation",
+        "owner",
+        "revision",
+        "segment_versions",
+        "skipped",
+    )
 
-    def __init__(self, env: CachedEnvironment) -> None:
+    def __init__(self, env: CachedEnvironment, owner: Documents | None = None) -> None:
         self.env = env
+        self.owner = owner
+        self._sync: bytes | None = None
+        self._changes: dict[tuple[int, int, str], bytes | None] = {}
         self.generation, self.revision = env.generation, env.revision
         self.flag_versions = {k: e.version for (kind, k), e in env.definitions.items() if kind == "flag"}
         self.segment_versions = {
@@ -212,6 +226,45 @@ class FlagdDocument:
             self.skipped = tuple(skipped)
             self._json = orjson.dumps(exported).decode()
         return self._json
+
+    def sync_message(self, record: SdkKeyRecord) -> bytes:
+        """flagd's SyncFlagsResponse for this state, serialized once for every stream of the environment
+        (its flag set id is the environment's, the same for every key of it)."""
+        if self._sync is None:
+            message = sync.SyncFlagsResponse(flag_configuration=self.json(record))
+            message.sync_context.update({"flagSetId": flag_set_id(record)})
+            self._sync = message.SerializeToString()
+            self._counted()
+        return self._sync
+
+    def change_message(self, previous: FlagdDocument, response: Any) -> bytes | None:
+        """EventStream's ``configuration_change`` from ``previous`` to this state (None: no flag changed),
+        serialized once for every stream that saw ``previous`` (usually all of them)."""
+        slot = (previous.generation, previous.revision, response.DESCRIPTOR.full_name)
+        if slot in self._changes:
+            return self._changes[slot]
+        segments = self.segment_versions != previous.segment_versions
+        changes = changed_flags(previous.flag_versions, self.flag_versions, segments)
+        out: bytes | None = None
+        if changes:
+            message = response(type="configuration_change")
+            message.data.update(
+                {
+                    "flags": {
+                        k: {"type": t, "source": SOURCE, "flagKey": k} for k, t in sorted(changes.items())
+                    }
+                }
+            )
+            out = message.SerializeToString()
+            self._counted()
+        if len(self._changes) >= 8:  # streams far behind are rare: keep the few recent predecessors
+            self._changes.pop(next(iter(self._changes)))
+        self._changes[slot] = out
+        return out
+
+    def _counted(self) -> None:
+        if self.owner is not None:
+            self.owner.serializations += 1
 
 
 def native_document(env: CachedEnvironment, metadata: Mapping[str, Any]) -> Document:
@@ -260,6 +313,9 @@ class Documents:
 
     def __init__(self) -> None:
         self._cache: dict[str, FlagdDocument] = {}
+        self.serializations = 0
+        """Stream messages serialized (sync documents, configuration changes): once per state, not per
+        stream (a fan-out test counts them)."""
 
     def get(self, env: CachedEnvironment) -> FlagdDocument:
         """The environment's document; call it and use the result before awaiting (L1 changes between
@@ -267,7 +323,7 @@ class Documents:
         cached = self._cache.get(env.env_id)
         if cached is not None and cached.generation == env.generation and cached.revision == env.revision:
             return cached
-        built = self._cache[env.env_id] = FlagdDocument(env)
+        built = self._cache[env.env_id] = FlagdDocument(env, self)
         return built
 
 
@@ -528,20 +584,10 @@ class FlagdHandlers:
             if env.generation != state.generation or env.revision != state.revision:
                 changed = env.changed  # taken before reading the state it is compared against
                 new = self.documents.get(env)
-                segments = new.segment_versions != state.segment_versions
-                changes = changed_flags(state.flag_versions, new.flag_versions, segments)
+                out = new.change_message(state, response)
                 state = new
-                if changes:
-                    message = response(type="configuration_change")
-                    message.data.update(
-                        {
-                            "flags": {
-                                k: {"type": t, "source": SOURCE, "flagKey": k}
-                                for k, t in sorted(changes.items())
-                            }
-                        }
-                    )
-                    yield message.SerializeToString()
+                if out is not None:
+                    yield out
                     beat = time.monotonic() + keep_alive
                 continue
             try:
@@ -574,9 +620,7 @@ class FlagdHandlers:
                 if env.revision != revision or env.generation != generation:
                     document = self.documents.get(env)
                     revision, generation = document.revision, document.generation
-                    message = sync.SyncFlagsResponse(flag_configuration=document.json(record))
-                    message.sync_context.update({"flagSetId": flag_set_id(record)})
-                    out = message.SerializeToString()
+                    out = document.sync_message(record)
                     if len(out) > limits.MAX_GRPC_MESSAGE_BYTES:
                         raise ResourceExhaustedError(
                             f"the environment is {len(out)} bytes as flagd JSON, over MAX_GRPC_MESSAGE_BYTES"

@@ -232,7 +232,7 @@ class Handlers:
             revision, event_id = -1, ""
         generation = env.generation
         if revision >= 0 and env.position_known(revision, event_id):
-            messages = list(env.changes_after(revision)) or [_heartbeat(env)]
+            messages = list(env.changes_after(revision)) or [env.heartbeat_message()]
         else:
             messages = env.snapshot_messages()
         # The position the messages bring the client to, taken with them: more may change while they go.
@@ -256,7 +256,7 @@ class Handlers:
                 except TimeoutError:
                     if time.monotonic() >= beat:
                         beat = time.monotonic() + heartbeat
-                        yield _heartbeat(env)
+                        yield env.heartbeat_message()
                 continue
             revision, event_id = env.revision, env.event_id
             for message in messages:
@@ -291,12 +291,6 @@ def _check_context(context: Struct) -> None:
         raise InvalidRequestError(
             f"context: {size} bytes encoded, at most {limits.MAX_CONTEXT_BYTES} (MAX_CONTEXT_BYTES)"
         )
-
-
-def _heartbeat(env: CachedEnvironment) -> bytes:
-    msg = pb.SyncFlagsResponse(revision=env.revision, event_id=env.event_id)
-    msg.heartbeat.SetInParent()
-    return msg.SerializeToString()
 
 
 def _identity(data: bytes) -> bytes:
