@@ -46,7 +46,7 @@ import orjson
 import structlog
 from google.protobuf.message import DecodeError, Message
 
-from flagyard.contracts.redis import SdkKeyRecord
+from flagyard.contracts.redis import SdkKeyRecord, hash_sdk_key
 from flagyard.proto.gen.flagd.evaluation.v1 import evaluation_pb2 as ev1
 from flagyard.proto.gen.flagd.evaluation.v2 import evaluation_pb2 as ev2
 from flagyard.proto.gen.flagd.sync.v1 import sync_pb2 as sync
@@ -61,6 +61,7 @@ from .l1 import CachedEnvironment
 from .metrics import Metrics
 from .service import _KeyCheck
 from .settings import DataPlaneSettings
+from .streams import OpenStream, Streams
 
 log = structlog.get_logger("flagyard.data_plane")
 
@@ -442,12 +443,18 @@ def _identity(data: bytes) -> bytes:
 
 class FlagdHandlers:
     def __init__(
-        self, settings: DataPlaneSettings, follower: Follower, keys: SdkKeys, metrics: Metrics
+        self,
+        settings: DataPlaneSettings,
+        follower: Follower,
+        keys: SdkKeys,
+        metrics: Metrics,
+        streams: Streams | None = None,
     ) -> None:
         self.settings = settings
         self.follower = follower
         self.keys = keys
         self.metrics = metrics
+        self.streams = streams if streams is not None else Streams(settings, metrics)
         self.documents = Documents()
         self._requests: dict[tuple[str, str, str], Any] = {}
 
@@ -553,30 +560,37 @@ class FlagdHandlers:
         async def handle(data: bytes, context: Context) -> AsyncIterator[bytes]:
             try:
                 token, record, env = await self._authenticate(context)
+                stream = self.streams.open(
+                    PROTOCOL_RPC, hash_sdk_key(token), env, self.streams.grpc_ender(context)
+                )
             except Exception as exc:
                 await self._fail(PROTOCOL_RPC, "EventStream", context, exc)
                 return
             code = "OK"
             try:
-                async for message in self._events(response, env, record, _KeyCheck(self.keys, token, record)):
+                check = _KeyCheck(self.keys, token, record)
+                async for message in self._events(response, env, record, check, stream):
                     yield message
             except UnauthenticatedError as exc:
                 code = ""
                 log.info("flagd.key_rejected", environment=env.env_id, reason=str(exc))
                 await self._fail(PROTOCOL_RPC, "EventStream", context, exc)
             finally:
+                self.streams.close(stream)
                 if code:
                     self._count(PROTOCOL_RPC, "EventStream", "CANCELLED" if context.cancelled() else code)
 
         return handle
 
     async def _events(
-        self, response: Any, env: CachedEnvironment, record: SdkKeyRecord, key: _KeyCheck
+        self, response: Any, env: CachedEnvironment, record: SdkKeyRecord, key: _KeyCheck, stream: OpenStream
     ) -> AsyncIterator[bytes]:
         keep_alive = self.settings.flagd_keep_alive_seconds
         changed = env.changed
         state = self.documents.get(env)  # the state provider_ready stands for: taken before it is sent
         yield response(type="provider_ready").SerializeToString()
+        stream.progress += 1
+        stream.sent = state.revision
         beat = time.monotonic() + keep_alive
         while True:
             if time.monotonic() >= key.due:
@@ -588,7 +602,9 @@ class FlagdHandlers:
                 state = new
                 if out is not None:
                     yield out
+                    stream.progress += 1
                     beat = time.monotonic() + keep_alive
+                stream.sent = state.revision
                 continue
             try:
                 await asyncio.wait_for(changed.wait(), max(0.0, min(beat, key.due) - time.monotonic()))
@@ -596,6 +612,7 @@ class FlagdHandlers:
                 if time.monotonic() >= beat:
                     beat = time.monotonic() + keep_alive
                     yield response(type="keep_alive").SerializeToString()
+                    stream.progress += 1
 
     # --- sync ---
 
@@ -605,6 +622,9 @@ class FlagdHandlers:
             request = _parse(sync.SyncFlagsRequest, data)
             token, record, env = await self._authenticate(context, request.selector)
             key = _KeyCheck(self.keys, token, record)
+            stream = self.streams.open(
+                PROTOCOL_SYNC, hash_sdk_key(token), env, self.streams.grpc_ender(context)
+            )
         except Exception as exc:
             await self._fail(PROTOCOL_SYNC, "SyncFlags", context, exc)
             return
@@ -626,6 +646,8 @@ class FlagdHandlers:
                             f"the environment is {len(out)} bytes as flagd JSON, over MAX_GRPC_MESSAGE_BYTES"
                         )
                     yield out
+                    stream.progress += 1
+                    stream.sent = revision
                     if first:
                         first = False
                         self.metrics.latency.labels(PROTOCOL_SYNC, "SyncFlags").observe(
@@ -642,6 +664,7 @@ class FlagdHandlers:
                 log.info("flagd.key_rejected", environment=env.env_id, reason=str(exc))
             await self._fail(PROTOCOL_SYNC, "SyncFlags", context, exc)
         finally:
+            self.streams.close(stream)
             self.metrics.sync_streams.dec()
             if code:
                 self._count(PROTOCOL_SYNC, "SyncFlags", "CANCELLED" if context.cancelled() else code)

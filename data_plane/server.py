@@ -43,6 +43,7 @@ from .ofrep import OfrepServer
 from .service import EVALUATION_SERVICE, SYNC_SERVICE, Handlers, method_handlers
 from .settings import DataPlaneSettings
 from .store import RedisStore
+from .streams import Streams
 
 log = structlog.get_logger("flagyard.data_plane")
 
@@ -90,9 +91,13 @@ class DataPlane:
             settings.sdk_key_negative_cache_seconds,
             settings.sdk_key_rate_limit,
         )
-        self.handlers = Handlers(settings, self.follower, self.keys, self.metrics, self.encoder, self.store)
+        self.streams = Streams(settings, self.metrics)
+        """Every open stream of this process, over every protocol: caps, lag, slow consumers."""
+        self.handlers = Handlers(
+            settings, self.follower, self.keys, self.metrics, self.encoder, self.store, self.streams
+        )
         self.flagd = (
-            FlagdHandlers(settings, self.follower, self.keys, self.metrics)
+            FlagdHandlers(settings, self.follower, self.keys, self.metrics, self.streams)
             if settings.flagd_enabled
             else None
         )
@@ -101,7 +106,9 @@ class DataPlane:
         self.flagd_ports: dict[str, int] = {}
         """``rpc`` and ``sync``: the ports flagd's protocols were bound on (empty when turned off)."""
         self.ofrep = (
-            OfrepServer(settings, self.follower, self.keys, self.metrics) if settings.ofrep_enabled else None
+            OfrepServer(settings, self.follower, self.keys, self.metrics, self.streams)
+            if settings.ofrep_enabled
+            else None
         )
         self.ofrep_port = 0
         self._health_tasks: set[asyncio.Task[None]] = set()
@@ -175,6 +182,7 @@ class DataPlane:
                 self.server = None
                 raise
         self.follower.start()
+        self.streams.start()
         log.info(
             "grpc.started",
             port=self.port,
@@ -191,6 +199,7 @@ class DataPlane:
             await self.health.enter_graceful_shutdown()
             await self.server.stop(self.settings.grace_seconds if grace is None else grace)
             self.server = None
+        await self.streams.stop()
         await self.follower.stop()
         await self.store.close()
         log.info("grpc.stopped")

@@ -27,7 +27,7 @@ import structlog
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.struct_pb2 import Struct
 
-from flagyard.contracts.redis import SdkKeyRecord
+from flagyard.contracts.redis import SdkKeyRecord, hash_sdk_key
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.values import struct_to_dict
 from flagyard.rule_engine import ErrorCode, limits
@@ -48,6 +48,7 @@ from .metrics import Metrics
 from .reports import validate_report
 from .settings import DataPlaneSettings
 from .store import RedisStore
+from .streams import OpenStream, Streams
 
 log = structlog.get_logger("flagyard.data_plane")
 
@@ -68,8 +69,10 @@ class Handlers:
         metrics: Metrics,
         encoder: BulkEncoder,
         store: RedisStore,
+        streams: Streams | None = None,
     ) -> None:
         self.settings = settings
+        self.streams = streams if streams is not None else Streams(settings, metrics)
         self.store = store
         self.follower = follower
         self.keys = keys
@@ -192,6 +195,7 @@ class Handlers:
             record = await self.keys.verify(token)
             self.keys.admit(token)
             env = await self.follower.environment(record.environment_id)
+            stream = self.streams.open(PROTOCOL, hash_sdk_key(token), env, self.streams.grpc_ender(context))
         except Exception as exc:
             await self._fail("SyncFlags", context, exc)
             return
@@ -199,7 +203,7 @@ class Handlers:
         code = "OK"
         try:
             first = True
-            async for message in self._stream(env, request, _KeyCheck(self.keys, token, record)):
+            async for message in self._stream(env, request, _KeyCheck(self.keys, token, record), stream):
                 yield message
                 if first:
                     first = False
@@ -210,14 +214,16 @@ class Handlers:
             log.info("sync.key_rejected", environment=env.env_id, reason=str(exc))
             await self._fail("SyncFlags", context, exc)
         finally:
+            self.streams.close(stream)
             self.metrics.sync_streams.dec()
             if code:
                 self._count("SyncFlags", "CANCELLED" if context.cancelled() else code)
 
     async def _stream(
-        self, env: CachedEnvironment, request: pb.SyncFlagsRequest, key: _KeyCheck
+        self, env: CachedEnvironment, request: pb.SyncFlagsRequest, key: _KeyCheck, stream: OpenStream
     ) -> AsyncIterator[bytes]:
-        """The messages of one stream; raises UnauthenticatedError once its key is revoked or expired."""
+        """The messages of one stream; raises UnauthenticatedError once its key is revoked or expired.
+        ``stream`` follows what its transport accepted (``progress`` per message, ``sent`` per batch)."""
         heartbeat = self.settings.sync_heartbeat_seconds
         if request.HasField("revision"):
             revision, event_id = request.revision, request.event_id
@@ -239,6 +245,8 @@ class Handlers:
         revision, event_id = env.revision, env.event_id
         for message in messages:
             yield message
+            stream.progress += 1
+        stream.sent = revision
         beat = time.monotonic() + heartbeat
         while True:
             if time.monotonic() >= key.due:
@@ -257,10 +265,13 @@ class Handlers:
                     if time.monotonic() >= beat:
                         beat = time.monotonic() + heartbeat
                         yield env.heartbeat_message()
+                        stream.progress += 1
                 continue
             revision, event_id = env.revision, env.event_id
             for message in messages:
                 yield message
+                stream.progress += 1
+            stream.sent = revision
             beat = time.monotonic() + heartbeat
 
 

@@ -151,6 +151,31 @@ class DataPlaneSettings(RedisSettings):
         default=20.0, gt=0, description="Interval of flagd EventStream keep_alive events (flagd's is 20 s)."
     )
 
+    # --- streams at fleet scale (data_plane/streams.py) ---
+    max_streams: int = Field(
+        default=10_000,
+        ge=0,
+        description="Open streams this process serves, every protocol together (Flagyard SyncFlags, flagd "
+        "SyncFlags and EventStream, OFREP SSE); past it a new stream is refused (RESOURCE_EXHAUSTED, OFREP "
+        "429). 0: no cap.",
+    )
+    max_streams_per_key: int = Field(
+        default=0,
+        ge=0,
+        description="Open streams one SDK key may hold on this process, every protocol together (RESOURCE_"
+        "EXHAUSTED, OFREP 429 beyond). 0: no cap (every instance of an app shares its key).",
+    )
+    stream_max_pending: int = Field(
+        default=100,
+        ge=1,
+        description="Revisions a stream may fall behind while its client does not read; a stream further "
+        "behind that made no progress for stream_check_seconds is ended with UNAVAILABLE (the SDK resumes "
+        "from its revision).",
+    )
+    stream_check_seconds: float = Field(
+        default=5.0, gt=0, description="How often every open stream's lag is measured and checked."
+    )
+
     @model_validator(mode="after")
     def _tls_pair(self) -> Self:
         if (self.data_plane_tls_cert_file is None) != (self.data_plane_tls_key_file is None):

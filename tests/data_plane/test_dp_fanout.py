@@ -4,13 +4,17 @@ consumers; stream caps; stream metrics. Real Redis, real grpc.aio data planes, r
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
+import orjson
 import pytest
 import redis
-from dp_helpers import ENV, FLAGS, SDK_KEY, Plane, seed, settings_for
+from dp_helpers import ENV, FLAGS, SDK_KEY, Plane, seed, settings_for, wait_until
 from openfeature.schemas.protobuf.flagd.evaluation.v1 import evaluation_pb2 as ev1
 from openfeature.schemas.protobuf.flagd.evaluation.v1 import evaluation_pb2_grpc as ev1_grpc
 from openfeature.schemas.protobuf.flagd.sync.v1 import sync_pb2, sync_pb2_grpc
@@ -108,3 +112,101 @@ def test_fan_out__a_change_to_many_streams__serialized_once_per_protocol_not_per
     assert plane.call(lambda: p.follower.envs[ENV].serializations) - env_before == changes
     assert plane.call(lambda: documents.serializations) - flagd_before == 2 * changes
     ch.close()
+
+
+CLIENT = Path(__file__).with_name("fanout_client.py")
+
+
+class Fleet:
+    """``fanout_client.py`` in a niced subprocess: many streams, read as fast as they come."""
+
+    def __init__(self, port: int, streams: int, changes: int, seconds: float = 120) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "nice",
+                "-n",
+                "10",
+                sys.executable,
+                str(CLIENT),
+                str(port),
+                SDK_KEY,
+                str(streams),
+                str(changes),
+                str(seconds),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        assert line == "ready", f"the fleet did not get its snapshots: {line!r}"
+
+    def result(self) -> dict[str, Any]:
+        out, _ = self.proc.communicate(timeout=180)
+        return dict(orjson.loads(out.strip().splitlines()[-1]))
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def big_banner(version: int) -> dict[str, Any]:
+    """12 KiB a change: a client that does not read fills its flow-control window in a few."""
+    return {**FLAGS["banner"], "variants": {"a": "Welcome", "b": f"{version}" + "x" * 12_000}}
+
+
+def stream_counts(plane: Plane) -> dict[str, int]:
+    p = plane.plane
+    assert p is not None
+    return dict(plane.call(lambda: {s.protocol: p.streams.count(s.protocol) for s in p.streams.open_streams}))
+
+
+def sample(plane: Plane, name: str, labels: dict[str, str]) -> float:
+    p = plane.plane
+    assert p is not None
+    value = plane.call(lambda: p.metrics.registry.get_sample_value(name, labels))
+    return float(value or 0.0)
+
+
+def test_slow_consumer__one_stalled_among_200__ended_unavailable_the_others_get_every_change(
+    rds: redis.Redis, prefix: str, planes: list[Plane]
+) -> None:
+    seed(rds, prefix)
+    plane = start(prefix, planes, stream_max_pending=10, stream_check_seconds=0.5)
+    fleet = Fleet(plane.port, 200, changes=40)
+    try:
+        # A client that opens a stream and never reads it; BDP off keeps its window at gRPC's 64 KiB.
+        stalled_channel = channel(plane.port, ("grpc.http2.bdp_probe", 0))
+        stalled = pb_grpc.SyncServiceStub(stalled_channel).SyncFlags(pb.SyncFlagsRequest(), metadata=METADATA)
+        assert wait_until(lambda: stream_counts(plane).get("flagyard") == 201, 20)
+
+        for version in range(2, 42):
+            apply_change(rds, prefix, ENV, "flag", "banner", version, big_banner(version))
+
+        result = fleet.result()
+        assert result["changes"] == [40] * 200, "every reading stream got every change"
+        assert result["codes"] == {"OK": 200}
+        assert wait_until(
+            lambda: (
+                sample(plane, "flagyard_data_plane_streams_ended_slow_total", {"protocol": "flagyard"}) == 1
+            ),
+            30,
+        )
+        assert wait_until(lambda: stream_counts(plane).get("flagyard", 0) == 0, 20), (
+            "the stalled one is freed"
+        )
+        assert sample(plane, "flagyard_data_plane_streams_open", {"protocol": "flagyard"}) == 0
+
+        # Once it reads again, the stalled client gets what its transport held, then UNAVAILABLE (retry).
+        received = 0
+        with pytest.raises(grpc.RpcError) as ended:
+            for _ in stalled:
+                received += 1
+        assert ended.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert "stream_max_pending" in (ended.value.details() or "")
+        print("stalled client received", received)
+        assert 1 <= received < 41, "it was ended long before the last change"
+        stalled_channel.close()
+    finally:
+        fleet.kill()
