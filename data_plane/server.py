@@ -53,11 +53,30 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
     # Snapshot chunks are cut so every message fits (SYNC_CHUNK_BYTES plus one definition, see .l1).
     ("grpc.max_send_message_length", limits.MAX_GRPC_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", limits.MAX_GRPC_MESSAGE_BYTES),
+    # Keepalive finds dead peers (a client killed, a partition, a NAT that forgot the connection): the
+    # server pings every grpc_keepalive_seconds and closes the connection, cancelling its streams, when no
+    # answer comes within grpc_keepalive_timeout_seconds (server_options puts the settings' values here).
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.ping_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
+    # Keep pinging a connection whose streams are quiet (the default stops after 2 pings without data).
+    ("grpc.http2.max_pings_without_data", 0),
+    # Accept clients' keepalive pings this often (SDKs ping every 20 s; gRPC's default of 5 minutes would
+    # answer them with GOAWAY "too_many_pings" after max_ping_strikes).
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 2),
 ]
+
+
+def server_options(settings: DataPlaneSettings) -> list[tuple[str, Any]]:
+    """:data:`SERVER_OPTIONS` with the keepalive settings'."""
+    keepalive = {
+        "grpc.keepalive_time_ms": int(settings.grpc_keepalive_seconds * 1000),
+        "grpc.keepalive_timeout_ms": int(settings.grpc_keepalive_timeout_seconds * 1000),
+        "grpc.http2.ping_timeout_ms": int(settings.grpc_keepalive_timeout_seconds * 1000),
+    }
+    return [(name, keepalive.get(name, value)) for name, value in SERVER_OPTIONS]
 
 
 def grpc_address(host: str, port: int) -> str:
@@ -134,7 +153,7 @@ class DataPlane:
 
     async def start(self) -> int:
         """Bind, start serving (NOT_SERVING until L1 is hydrated) and start L1's tasks; the bound port."""
-        server = grpc.aio.server(options=SERVER_OPTIONS)
+        server = grpc.aio.server(options=server_options(self.settings))
         services = method_handlers(self.handlers)
         if self.flagd is not None:
             services |= flagd_method_handlers(self.flagd)

@@ -176,6 +176,16 @@ class DataPlaneSettings(RedisSettings):
         default=5.0, gt=0, description="How often every open stream's lag is measured and checked."
     )
 
+    grpc_keepalive_seconds: float = Field(
+        default=30.0,
+        ge=0.1,
+        description="How often the gRPC server pings each connection; a peer that does not answer within "
+        "grpc_keepalive_timeout_seconds is dead: its connection is closed and its streams freed.",
+    )
+    grpc_keepalive_timeout_seconds: float = Field(
+        default=10.0, ge=0.1, description="How long a keepalive ping may go unanswered (see above)."
+    )
+
     @model_validator(mode="after")
     def _tls_pair(self) -> Self:
         if (self.data_plane_tls_cert_file is None) != (self.data_plane_tls_key_file is None):

@@ -4,6 +4,7 @@ consumers; stream caps; stream metrics. Real Redis, real grpc.aio data planes, r
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -218,3 +219,40 @@ def test_slow_consumer__one_stalled_among_200__ended_unavailable_the_others_get_
         stalled_channel.close()
     finally:
         fleet.kill()
+
+
+@pytest.mark.parametrize(
+    ("how", "sig"),
+    [
+        ("killed: the kernel closes its sockets", signal.SIGKILL),
+        ("frozen: sockets open, nothing answers; only keepalive can tell", signal.SIGSTOP),
+    ],
+)
+def test_dead_peer__client_process_killed_or_frozen__its_streams_freed(
+    rds: redis.Redis, prefix: str, planes: list[Plane], how: str, sig: signal.Signals
+) -> None:
+    seed(rds, prefix)
+    plane = start(prefix, planes, grpc_keepalive_seconds=0.5, grpc_keepalive_timeout_seconds=0.5)
+    stay = channel(plane.port)
+    staying = pb_grpc.SyncServiceStub(stay).SyncFlags(pb.SyncFlagsRequest(), metadata=METADATA, timeout=60)
+    assert next(staying).snapshot
+    assert wait_until(lambda: stream_counts(plane).get("flagyard") == 1, 10)
+    before = sample(plane, "flagyard_data_plane_streams_open", {"protocol": "flagyard"})
+
+    fleet = Fleet(plane.port, 5, changes=1_000_000, seconds=600)
+    try:
+        assert wait_until(lambda: stream_counts(plane).get("flagyard") == 6, 10)
+        assert sample(plane, "flagyard_data_plane_streams_open", {"protocol": "flagyard"}) == before + 5
+        os.kill(fleet.proc.pid, sig)
+        assert wait_until(lambda: stream_counts(plane).get("flagyard") == 1, 30), how
+        assert wait_until(
+            lambda: sample(plane, "flagyard_data_plane_streams_open", {"protocol": "flagyard"}) == before, 10
+        )
+        # The live client's stream is untouched: it still gets changes.
+        apply_change(rds, prefix, ENV, "flag", "banner", 2, banner(2))
+        assert next(staying).change.definition.version == 2
+    finally:
+        if sig is signal.SIGSTOP:
+            os.kill(fleet.proc.pid, signal.SIGCONT)
+        fleet.kill()
+        stay.close()
