@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import orjson
 import pytest
 import redis
@@ -20,7 +21,10 @@ from openfeature.schemas.protobuf.flagd.evaluation.v1 import evaluation_pb2 as e
 from openfeature.schemas.protobuf.flagd.evaluation.v1 import evaluation_pb2_grpc as ev1_grpc
 from openfeature.schemas.protobuf.flagd.sync.v1 import sync_pb2, sync_pb2_grpc
 
-from flagyard.contracts.redis import apply_change
+from flagyard.contracts.redis import SdkKeyRecord, apply_change, hash_sdk_key, put_sdk_key
+from flagyard.data_plane.l1 import CachedEnvironment
+from flagyard.data_plane.metrics import Metrics
+from flagyard.data_plane.streams import Streams
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2_grpc as pb_grpc
 
@@ -256,3 +260,131 @@ def test_dead_peer__client_process_killed_or_frozen__its_streams_freed(
             os.kill(fleet.proc.pid, signal.SIGCONT)
         fleet.kill()
         stay.close()
+
+
+OTHER_KEY = "sdk-test-key-2"
+
+
+def flagyard_stream(ch: grpc.Channel, key: str = SDK_KEY) -> Any:
+    return pb_grpc.SyncServiceStub(ch).SyncFlags(
+        pb.SyncFlagsRequest(), metadata=(("authorization", f"Bearer {key}"),), timeout=30
+    )
+
+
+def refused(call: Any) -> grpc.RpcError:
+    """The error a stream refused at a cap ends with before its first message."""
+    _, error = read_to_the_end(call)
+    return error
+
+
+def test_max_streams__every_protocol_counts__resource_exhausted_past_it_then_a_slot_frees(
+    rds: redis.Redis, prefix: str, planes: list[Plane]
+) -> None:
+    seed(rds, prefix)
+    plane = start(prefix, planes, max_streams=3)
+    assert plane.plane is not None
+    ch = channel(plane.port)
+    first = flagyard_stream(ch)
+    assert next(first).snapshot
+    flagd = sync_pb2_grpc.FlagSyncServiceStub(ch).SyncFlags(
+        sync_pb2.SyncFlagsRequest(), metadata=METADATA, timeout=30
+    )
+    assert next(flagd).flag_configuration
+    events = ev1_grpc.ServiceStub(ch).EventStream(ev1.EventStreamRequest(), metadata=METADATA, timeout=30)
+    assert next(events).type == "provider_ready"
+
+    error = refused(flagyard_stream(ch))
+    assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "maximum of 3 streams (max_streams)" in (error.details() or "")
+    error = refused(
+        ev1_grpc.ServiceStub(ch).EventStream(ev1.EventStreamRequest(), metadata=METADATA, timeout=30)
+    )
+    assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    with httpx.Client(base_url=f"http://127.0.0.1:{plane.plane.ofrep_port}", timeout=10) as http:
+        answer = http.get("/ofrep/v1/events", headers={"X-API-Key": SDK_KEY})
+        assert answer.status_code == 429
+        assert "max_streams" in answer.text
+        assert answer.headers["retry-after"] == "5"
+    assert (
+        sample(
+            plane, "flagyard_data_plane_streams_refused_total", {"protocol": "flagyard", "limit": "process"}
+        )
+        == 1
+    )
+    assert (
+        sample(plane, "flagyard_data_plane_streams_refused_total", {"protocol": "ofrep", "limit": "process"})
+        == 1
+    )
+    assert stream_counts(plane) == {"flagyard": 1, "flagd-sync": 1, "flagd-rpc": 1}
+
+    first.cancel()
+    assert wait_until(lambda: sum(stream_counts(plane).values()) == 2, 10)
+    again = flagyard_stream(ch)
+    assert next(again).snapshot, "a closed stream frees its slot"
+    for call in (again, flagd, events):
+        call.cancel()
+    ch.close()
+
+
+def test_max_streams_per_key__one_key_capped__another_key_still_served(
+    rds: redis.Redis, prefix: str, planes: list[Plane]
+) -> None:
+    seed(rds, prefix)
+    put_sdk_key(rds, prefix, hash_sdk_key(OTHER_KEY), SdkKeyRecord(ENV, "shop", "production", None))
+    plane = start(prefix, planes, max_streams_per_key=2)
+    ch = channel(plane.port)
+    mine = [flagyard_stream(ch) for _ in range(2)]
+    for call in mine:
+        assert next(call).snapshot
+
+    error = refused(flagyard_stream(ch))
+    assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "maximum of 2 streams on this data-plane process (max_streams_per_key)" in (error.details() or "")
+    assert SDK_KEY not in (error.details() or ""), "no secret in errors"
+    error = refused(
+        sync_pb2_grpc.FlagSyncServiceStub(ch).SyncFlags(
+            sync_pb2.SyncFlagsRequest(), metadata=METADATA, timeout=30
+        )
+    )
+    assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, "the cap is over every protocol"
+    other = flagyard_stream(ch, OTHER_KEY)
+    assert next(other).snapshot
+    for call in (*mine, other):
+        call.cancel()
+    ch.close()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def __call__(self, reason: str) -> None:
+        self.reasons.append(reason)
+
+
+def test_streams_check__far_behind_but_progressing__kept__far_behind_and_stuck__ended() -> None:
+    """The lag check alone (no transport): a burst that puts a reading stream far behind never ends it."""
+    settings = settings_for("unused", REDIS_URL, stream_max_pending=10)
+    streams = Streams(settings, Metrics())
+    env = CachedEnvironment("env-x")
+    reading, stuck, quiet = Recorder(), Recorder(), Recorder()
+    a = streams.open("flagyard", "key", env, reading)
+    b = streams.open("flagd-sync", "key", env, stuck)
+    c = streams.open("flagyard", "key", env, quiet)
+    assert streams.check() == []  # first look: no lag
+    env.revision = 50  # a burst of 50 changes
+    a.progress += 3  # a is sending them; b and c are not
+    c.sent = 45  # c sent most, then stopped: within the bound
+    assert streams.check() == [b]
+    assert stuck.reasons
+    assert "fell 50 revisions behind" in stuck.reasons[0]
+    assert "stream_max_pending" in stuck.reasons[0]
+    assert reading.reasons == []
+    assert quiet.reasons == []
+    assert streams.count() == 2
+    assert (
+        streams.metrics.registry.get_sample_value("flagyard_data_plane_stream_lag", {"protocol": "flagyard"})
+        == 50
+    )
+    streams.close(b)  # the stream's own finally, after it was ended: idempotent
+    assert streams.count() == 2
