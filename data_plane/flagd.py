@@ -578,7 +578,7 @@ class FlagdHandlers:
             finally:
                 self.streams.close(stream)
                 if code:
-                    self._count(PROTOCOL_RPC, "EventStream", "CANCELLED" if context.cancelled() else code)
+                    self._count(PROTOCOL_RPC, "EventStream", stream.outcome(context, code))
 
         return handle
 
@@ -667,7 +667,7 @@ class FlagdHandlers:
             self.streams.close(stream)
             self.metrics.sync_streams.dec()
             if code:
-                self._count(PROTOCOL_SYNC, "SyncFlags", "CANCELLED" if context.cancelled() else code)
+                self._count(PROTOCOL_SYNC, "SyncFlags", stream.outcome(context, code))
 
     async def fetch_all_flags(self, data: bytes, context: Context) -> bytes:
         started = time.perf_counter()

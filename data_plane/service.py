@@ -217,7 +217,7 @@ class Handlers:
             self.streams.close(stream)
             self.metrics.sync_streams.dec()
             if code:
-                self._count("SyncFlags", "CANCELLED" if context.cancelled() else code)
+                self._count("SyncFlags", stream.outcome(context, code))
 
     async def _stream(
         self, env: CachedEnvironment, request: pb.SyncFlagsRequest, key: _KeyCheck, stream: OpenStream

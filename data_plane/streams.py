@@ -51,7 +51,7 @@ assert set(STREAM_PROTOCOLS) <= set(PROTOCOLS)
 class OpenStream:
     """One open stream: where it is (``sent``), whom it serves, and how to end it from outside."""
 
-    __slots__ = ("_end", "checked", "closed", "env", "key", "progress", "protocol", "sent")
+    __slots__ = ("_end", "checked", "closed", "ended", "env", "key", "progress", "protocol", "sent")
 
     def __init__(
         self, protocol: str, key: str, env: CachedEnvironment, end: Callable[[str], None] | None
@@ -68,7 +68,16 @@ class OpenStream:
         self.checked = -1
         """``progress`` at the previous lag check: no progress since if still equal."""
         self.closed = False
+        self.ended = False
+        """Whether :class:`Streams` ended it (its client stopped reading)."""
         self._end = end
+
+    def outcome(self, context: grpc.aio.ServicerContext[bytes, bytes], code: str) -> str:
+        """The status code its request counter records: UNAVAILABLE when ended here for lag, CANCELLED
+        when the client left, else ``code``."""
+        if self.ended:
+            return grpc.StatusCode.UNAVAILABLE.name
+        return "CANCELLED" if context.cancelled() else code
 
     @property
     def lag(self) -> int:
@@ -169,6 +178,7 @@ class Streams:
             )
             self.metrics.streams_ended_slow.labels(stream.protocol).inc()
             end = stream._end
+            stream.ended = True
             self.close(stream)
             assert end is not None
             end(reason)

@@ -213,6 +213,8 @@ def test_slow_consumer__one_stalled_among_200__ended_unavailable_the_others_get_
             "the stalled one is freed"
         )
         assert sample(plane, "flagyard_data_plane_streams_open", {"protocol": "flagyard"}) == 0
+        ended_calls = {"protocol": "flagyard", "method": "SyncFlags", "code": "UNAVAILABLE"}
+        assert wait_until(lambda: sample(plane, "flagyard_data_plane_requests_total", ended_calls) == 1, 10)
 
         # Once it reads again, the stalled client gets what its transport held, then UNAVAILABLE (retry).
         received, ended = read_to_the_end(stalled)
