@@ -5,8 +5,9 @@ connection storm of a fleet restarting), the share of streams that got every cha
 from a change entering Redis to each stream receiving it. The time is measured against the change's Redis
 stream id (the millisecond Redis stamped it with, same host), so it includes the follower reading it.
 
-Floor: a bare grpc.aio server of the same proto that sends a prebuilt snapshot, then a prebuilt change to
-every stream on a timer (one serialization per change, as the data plane does; no Redis, no
+Floor: a bare grpc.aio server of the same proto (with the data plane's bound on pending calls, without which
+gRPC stalls a fleet's streams past 1000 arriving at once) that sends a prebuilt snapshot, then a prebuilt
+change to every stream on a timer (one serialization per change, as the data plane does; no Redis, no
 authentication), measured by the same client processes in the same run.
 
 Servers and clients run in their own processes (clients niced, ``--clients`` of them, each holding its
@@ -138,7 +139,12 @@ async def floor_server(port: int, interval: float) -> None:
             await state["changed"].wait()
             yield state["message"]
 
-    server = grpc.aio.server()
+    # The data plane's bound on calls not yet picked up (gRPC's default of 1000 stalls a fleet's streams).
+    pending = [
+        ("grpc.server.max_pending_requests", 100_000),
+        ("grpc.server.max_pending_requests_hard_limit", 100_000),
+    ]
+    server = grpc.aio.server(options=pending)
     handler = grpc.unary_stream_rpc_method_handler(handle)
     server.add_generic_rpc_handlers(
         [grpc.method_handlers_generic_handler("flagyard.v1.SyncService", {"SyncFlags": handler})]

@@ -66,12 +66,23 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
     # answer them with GOAWAY "too_many_pings" after max_ping_strikes).
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_ping_strikes", 2),
+    # Calls that arrived but the application has not picked up yet. gRPC core's default (1000) is what a
+    # fleet opening its streams at once runs into: past it calls queue in the core and many wait beyond
+    # any deadline (issue 19: of 5000 streams opened together, ~3500 got a snapshot; with the limit
+    # raised, all 5000 in about 2 s, measured by benchmarks/fanout_bench.py). server_options sets it
+    # from max_streams.
+    ("grpc.server.max_pending_requests", 1000),
+    ("grpc.server.max_pending_requests_hard_limit", 3000),
 ]
 
 
 def server_options(settings: DataPlaneSettings) -> list[tuple[str, Any]]:
-    """:data:`SERVER_OPTIONS` with the keepalive settings'."""
+    """:data:`SERVER_OPTIONS` with the keepalive settings' and a pending-call bound that lets as many streams
+    open at once as max_streams allows (100 000 when it is 0)."""
+    pending = max(1000, settings.max_streams or 100_000)
     keepalive = {
+        "grpc.server.max_pending_requests": pending,
+        "grpc.server.max_pending_requests_hard_limit": pending,
         "grpc.keepalive_time_ms": int(settings.grpc_keepalive_seconds * 1000),
         "grpc.keepalive_timeout_ms": int(settings.grpc_keepalive_timeout_seconds * 1000),
         "grpc.http2.ping_timeout_ms": int(settings.grpc_keepalive_timeout_seconds * 1000),

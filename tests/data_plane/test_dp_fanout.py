@@ -24,6 +24,7 @@ from openfeature.schemas.protobuf.flagd.sync.v1 import sync_pb2, sync_pb2_grpc
 from flagyard.contracts.redis import SdkKeyRecord, apply_change, hash_sdk_key, put_sdk_key
 from flagyard.data_plane.l1 import CachedEnvironment
 from flagyard.data_plane.metrics import Metrics
+from flagyard.data_plane.server import server_options
 from flagyard.data_plane.streams import Streams
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2_grpc as pb_grpc
@@ -390,3 +391,33 @@ def test_streams_check__far_behind_but_progressing__kept__far_behind_and_stuck__
     )
     streams.close(b)  # the stream's own finally, after it was ended: idempotent
     assert streams.count() == 2
+
+
+def test_server_options__keepalive_and_pending_calls__follow_the_settings() -> None:
+    settings = settings_for("unused", REDIS_URL, grpc_keepalive_seconds=2, grpc_keepalive_timeout_seconds=0.5)
+    options = dict(server_options(settings))
+    assert options["grpc.keepalive_time_ms"] == 2000
+    assert options["grpc.keepalive_timeout_ms"] == 500
+    assert options["grpc.http2.ping_timeout_ms"] == 500, "gRPC times keepalive pings out by this one"
+    assert options["grpc.http2.max_pings_without_data"] == 0
+    assert options["grpc.server.max_pending_requests"] >= settings.max_streams
+    assert options["grpc.server.max_pending_requests_hard_limit"] >= settings.max_streams
+    unlimited = dict(server_options(settings_for("unused", REDIS_URL, max_streams=0)))
+    assert unlimited["grpc.server.max_pending_requests"] == 100_000
+
+
+def test_fleet_opening_at_once__more_streams_than_grpcs_default_pending_calls__every_one_gets_its_snapshot(
+    rds: redis.Redis, prefix: str, planes: list[Plane]
+) -> None:
+    """gRPC core holds at most 1000 calls the application has not picked up by default; a fleet reconnecting
+    at once exceeded it and many streams waited indefinitely (issue 19). 1500 at once: all served."""
+    seed(rds, prefix)
+    plane = start(prefix, planes)
+    fleet = Fleet(plane.port, 1500, changes=1)  # its constructor asserts every stream got its snapshot
+    try:
+        assert stream_counts(plane).get("flagyard") == 1500
+        apply_change(rds, prefix, ENV, "flag", "banner", 2, banner(2))
+        result = fleet.result()
+        assert result["changes"] == [1] * 1500
+    finally:
+        fleet.kill()
