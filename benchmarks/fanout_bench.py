@@ -177,10 +177,20 @@ def start_data_plane(prefix: str, port: int) -> subprocess.Popen[bytes]:
 
 
 def run_clients(
-    port: int, streams: int, clients: int, changes: int, seconds: float, change: Any
+    port: int, streams: int, clients: int, changes: int, seconds: float, change: Any, *, stalled: bool = False
 ) -> dict[str, Any]:
     """Start the client processes, wait for their snapshots, make ``changes`` changes with ``change(i)``,
-    gather what they measured."""
+    gather what they measured. ``stalled``: one more stream, opened here and never read (BDP off, so its
+    window stays at 64 KiB and large changes fill it), to see whether it slows the others."""
+    staller: Any = None
+    if stalled:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.http2.bdp_probe", 0)])
+        staller = (
+            channel,
+            channel.unary_stream(METHOD)(
+                pb.SyncFlagsRequest().SerializeToString(), metadata=(("authorization", f"Bearer {SDK_KEY}"),)
+            ),
+        )
     per = [streams // clients + (1 if i < streams % clients else 0) for i in range(clients)]
     procs = [
         subprocess.Popen(
@@ -221,6 +231,9 @@ def run_clients(
         for code, n in data["errors"].items():
             errors[code] = errors.get(code, 0) + n
     latencies.sort()
+    if staller is not None:
+        staller[1].cancel()
+        staller[0].close()
 
     def q(p: float) -> float:
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else float("nan")
@@ -241,6 +254,12 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=5)
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between changes")
     parser.add_argument("--seconds", type=float, default=120, help="per-run bound of the clients")
+    parser.add_argument("--change-kib", type=int, default=0, help="pad each change by this many KiB")
+    parser.add_argument(
+        "--stalled",
+        action="store_true",
+        help="also measure with one stream that never reads (use --change-kib)",
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--client", nargs=4, metavar=("PORT", "STREAMS", "CHANGES", "SECONDS"))
     parser.add_argument("--floor-server", nargs=2, metavar=("PORT", "INTERVAL"))
@@ -286,11 +305,28 @@ def main() -> None:
             time.sleep(args.interval)
             version[0] += 1
             flag = {**reference_flag("flag-000"), "default_variant": "on" if version[0] % 2 else "off"}
+            if args.change_kib:
+                flag["metadata"] = {"padding": f"{version[0]}" + "x" * (args.change_kib * 1024)}
             apply_change(rds, prefix, ENV, "flag", "flag-000", version[0], flag)
 
         for n in counts:
             dp = run_clients(dp_port, n, args.clients, changes, args.seconds, change)
             floor = run_clients(floor_port, n, args.clients, changes, args.seconds, lambda _: None)
+            if args.stalled:
+                with_stalled = run_clients(
+                    dp_port, n, args.clients, changes, args.seconds, change, stalled=True
+                )
+                print(f"{n} streams + 1 stalled: data plane {with_stalled}", file=sys.stderr, flush=True)
+                rows.append(
+                    result(
+                        f"fanout {n} streams + 1 that never reads: change to stream p99",
+                        with_stalled["p99"],
+                        "ms",
+                        dp["p99"],
+                        "the same without the stalled stream",
+                        note=f"{args.change_kib} KiB changes; errors {with_stalled['errors'] or 'none'}",
+                    )
+                )
             print(f"{n} streams: data plane {dp}, floor {floor}", file=sys.stderr, flush=True)
             note = f"{args.clients} client processes; errors {dp['errors'] or 'none'}"
             rows += [
