@@ -11,7 +11,14 @@
    and resident memory (goal ≤ 400 MB); floors: reading + JSON-parsing the same data without compiling,
    and the process's memory before hydrating.
 
-4. With ``--sweep 1,2,4,8,16``: unary calls/s of the data plane and of the echo server at each number of
+4. Context sampling's cost: unary ResolveBoolean calls/s of one data-plane process for an environment that
+   samples (a policy in Redis) beside the same calls for one that does not, every context distinct, the two
+   alternating in pairs of either order (``SAMPLING_ROUNDS`` pairs, best of each kept, and the median ratio
+   of the pairs); goal: sampling costs ≤ 3 %. Also the sampler's cost per call measured in process. Same load
+   generator for both (the grpc.aio closed loop: h2load cannot vary the body). ``--sampling-only`` runs just
+   this one.
+
+5. With ``--sweep 1,2,4,8,16``: unary calls/s of the data plane and of the echo server at each number of
    concurrent clients (one connection each, one call in flight), same grpc.aio load loop for both.
 
 Servers run in their own processes; the load generator runs here. Nothing is asserted: these are figures.
@@ -53,8 +60,9 @@ from flagyard.contracts.redis import (
     load_environment_sync,
     put_sdk_key,
 )
+from flagyard.contracts.sampling import SamplingPolicy, put_policy, samples_key
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
-from flagyard.rule_engine import Flag, FlagSet, Segment, compile_flag, compile_segment
+from flagyard.rule_engine import Flag, FlagSet, Segment, compile_flag, compile_segment, limits
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("FLAGYARD_BENCH_REDIS", "redis://127.0.0.1:6379/15")
@@ -66,6 +74,17 @@ GOAL_BULK = 500_000
 ROUNDS = 2
 GOAL_HYDRATE_S, GOAL_RSS_MB = 5.0, 400.0
 GOAL_UNARY_RATIO, GOAL_P99_MS = 0.9, 5.0
+SAMPLING_ENV, SAMPLING_SDK_KEY = "bench-env-sampling", "bench-sdk-key-sampling"
+SAMPLING_POLICY = SamplingPolicy(
+    attributes=("country", "age"), hashed=("targeting_key", "email"), salt="be" * 16
+)
+SAMPLING_ROUNDS = 6
+SAMPLING_RUN_SHARE = 0.6
+"""Each sampling run lasts this share of the other runs' time: more, shorter pairs track a shared machine's
+changing load better."""
+GOAL_SAMPLING_RATIO = 0.97
+"""Unary calls/s with sampling on ≥ 97 % of the same with it off (issue 17: it costs ≤ 3 %)."""
+DISTINCT_CONTEXTS = 400_000
 
 
 def reference_flag(key: str) -> dict[str, Any]:
@@ -256,6 +275,193 @@ async def closed_loop(
     for channel in channels:
         await channel.close()
     return done / elapsed
+
+
+class DistinctRequests:
+    """Prebuilt ResolveBoolean requests, each with a context of its own (a distinct targeting key and email),
+    handed out in turn across runs, so no context repeats within ``DISTINCT_CONTEXTS`` calls."""
+
+    def __init__(self, count: int) -> None:
+        self.requests = [
+            pb.ResolveRequest(
+                flag_key="flag-000",
+                context=struct({**CONTEXT, "targeting_key": f"u-{i}", "email": f"user{i}@corp.io"}),
+            ).SerializeToString()
+            for i in range(count)
+        ]
+        self.next = 0
+
+    def take(self) -> bytes:
+        request = self.requests[self.next]
+        self.next = (self.next + 1) % len(self.requests)
+        return request
+
+
+async def closed_loop_distinct(
+    port: int,
+    sdk_key: str,
+    requests: DistinctRequests,
+    seconds: float,
+    connections: int = 4,
+    per_connection: int = 16,
+) -> float:
+    """:func:`closed_loop` with a distinct context per call and the given SDK key (its environment)."""
+    channels = [
+        grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(connections)
+    ]
+    metadata = (("authorization", f"Bearer {sdk_key}"),)
+    method = _path("ResolveBoolean")
+    done = 0
+    stop_at = 0.0
+
+    async def worker(channel: grpc.aio.Channel) -> None:
+        nonlocal done
+        call = channel.unary_unary(method)
+        take = requests.take
+        while time.perf_counter() < stop_at:
+            await call(take(), metadata=metadata)
+            done += 1
+
+    for channel in channels:  # warm up each connection
+        await channel.unary_unary(method)(requests.take(), metadata=metadata)
+    stop_at = time.perf_counter() + seconds
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in channels for _ in range(per_connection)))
+    elapsed = time.perf_counter() - started
+    for channel in channels:
+        await channel.close()
+    return done / elapsed
+
+
+async def _sampling_runs(port: int, seconds: float, into: dict[str, Any]) -> None:
+    """Best calls/s with sampling off and on, and every run in order: the two alternate, since other load
+    on the machine comes and goes."""
+    requests = DistinctRequests(DISTINCT_CONTEXTS)
+    runs: list[str] = []
+    best = {"off": 0.0, "on": 0.0}
+    pairs: list[float] = []
+    order = [("off", SDK_KEY), ("on", SAMPLING_SDK_KEY)]
+    for _ in range(SAMPLING_ROUNDS):
+        pair = {}
+        order.reverse()  # on-off, off-on, ...: a load that rises or falls over the run favours neither
+        for name, key in order:
+            calls = pair[name] = await closed_loop_distinct(port, key, requests, seconds * SAMPLING_RUN_SHARE)
+            best[name] = max(best[name], calls)
+            runs.append(f"{name} {calls:,.0f}")
+        pairs.append(pair["on"] / pair["off"])
+    into.update(best, runs=runs, paired=statistics.median(pairs))
+
+
+def write_sampling_env(client: redis.Redis, prefix: str) -> None:
+    """A second environment like the bench one, with a sampling policy and an SDK key of its own."""
+    apply_changes(
+        client,
+        prefix,
+        SAMPLING_ENV,
+        [Change("segment", "beta", 1, BETA)]
+        + [Change("flag", f"flag-{i:03d}", 1, reference_flag(f"flag-{i:03d}")) for i in range(BULK_FLAGS)],
+    )
+    put_sdk_key(
+        client, prefix, hash_sdk_key(SAMPLING_SDK_KEY), SdkKeyRecord(SAMPLING_ENV, "bench", "sampling", None)
+    )
+    put_policy(client, prefix, SAMPLING_ENV, SAMPLING_POLICY)
+
+
+def offer_cost(seconds: float) -> dict[str, float]:
+    """Nanoseconds per :meth:`Sampler.offer` in process, for an environment that does not sample (``off``),
+    one that samples with its budget spent (``limited``: what nearly every call of a busy sampling
+    environment pays), and per admitted context (``admitted``: sanitize + buffer, at most
+    SAMPLE_RATE_PER_SECOND a second). Best of three, other load on the machine comes and goes."""
+    from flagyard.data_plane.metrics import Metrics
+    from flagyard.data_plane.sampling import OFF, Sampler
+    from flagyard.data_plane.store import RedisStore
+
+    sampler = Sampler(RedisStore(REDIS_URL, "unused", timeout=1, block_ms=100), Metrics())
+    sampler.budget.update({"off": OFF, "on": 0})
+    sampler.policies["on"] = SAMPLING_POLICY
+    contexts = [{**CONTEXT, "targeting_key": f"u-{i}", "email": f"user{i}@corp.io"} for i in range(1000)]
+    offer = sampler.offer
+
+    def per_call(env_id: str, admit: bool) -> float:
+        n, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds / 9:
+            for ctx in contexts:
+                if admit:
+                    sampler.budget[env_id] = 1
+                offer(env_id, ctx)
+            sampler._buffers.clear()
+            n += len(contexts)
+        return (time.perf_counter() - started) / n * 1e9
+
+    best: dict[str, float] = {}
+    for _ in range(3):
+        for name, env_id, admit in (
+            ("off", "off", False),
+            ("limited", "on", False),
+            ("admitted", "on", True),
+        ):
+            figure = per_call(env_id, admit)
+            best[name] = min(best.get(name, figure), figure)
+    return best
+
+
+def sampling_cost(
+    client: redis.Redis, prefix: str, port: int, seconds: float
+) -> tuple[list[tuple[str, str, str, str]], list[dict[str, Any]]]:
+    """Measure context sampling's cost on the data plane at ``port`` (its environments written by
+    :func:`write_sampling_env` and the main setup): the printed row and the result row."""
+    measured: dict[str, Any] = {}
+    _run(_sampling_runs(port, seconds, measured))
+    off, on, runs, paired = measured["off"], measured["on"], measured["runs"], measured["paired"]
+    stored = int(client.hlen(samples_key(prefix, SAMPLING_ENV)))
+    printed = (
+        "unary ResolveBoolean, sampling on",
+        f"{on:,.0f} calls/s",
+        f"{off:,.0f} calls/s",
+        f"{on / off:.1%} of off (goal ≥ {GOAL_SAMPLING_RATIO:.0%}), median of pairs {paired:.1%}; "
+        f"{stored} contexts sampled",
+    )
+    row = result(
+        "data plane: unary ResolveBoolean, context sampling on",
+        on,
+        "calls/s",
+        off,
+        "the same calls to an environment that does not sample",
+        goal_op=">=",
+        goal_value=GOAL_SAMPLING_RATIO,
+        goal_on="ratio",
+        note=f"every context distinct; grpc.aio closed loop 4x16, best of {SAMPLING_ROUNDS} alternating runs "
+        f"({', '.join(runs)}); median on/off of adjacent pairs {paired:.1%}; {stored} contexts in the sample",
+    )
+    ns = offer_cost(seconds)
+    call_ns = 1e9 / off
+    # What sampling adds to one second of a process serving `off` calls/s of a sampling environment.
+    added_ns = ns["limited"] * off + ns["admitted"] * limits.SAMPLE_RATE_PER_SECOND
+    share = added_ns / 1e9
+    in_process = (
+        "sampler.offer, in process",
+        f"{ns['limited']:,.0f} ns/call",
+        f"{call_ns:,.0f} ns/call",
+        f"{share:.3%} of a call at the off rate; not sampling {ns['off']:,.0f} ns, "
+        f"admitted {ns['admitted']:,.0f} ns",
+    )
+    offer_row = result(
+        "data plane: context sampler's cost per call, in process",
+        ns["limited"] + ns["admitted"] * limits.SAMPLE_RATE_PER_SECOND / off,
+        "ns",
+        call_ns,
+        "one unary call's time at the sampling-off rate",
+        goal_op="<=",
+        goal_value=1 - GOAL_SAMPLING_RATIO,
+        goal_on="ratio",
+        note=f"offer on a sampling environment (budget spent {ns['limited']:,.0f} ns; each of the "
+        f"{limits.SAMPLE_RATE_PER_SECOND}/s admitted {ns['admitted']:,.0f} ns); "
+        f"not sampling: {ns['off']:,.0f} ns",
+    )
+    for line in (printed, in_process):
+        print("  ".join(line), flush=True)
+    return [printed, in_process], [row, offer_row]
 
 
 async def open_loop(
@@ -496,6 +702,9 @@ def main() -> None:
     parser.add_argument("--echo-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--skip-hydration", action="store_true")
     parser.add_argument(
+        "--sampling-only", action="store_true", help="only the context-sampling cost (on vs off)"
+    )
+    parser.add_argument(
         "--python-load", action="store_true", help="the grpc.aio load loop even if h2load exists"
     )
     parser.add_argument(
@@ -525,10 +734,18 @@ def main() -> None:
         )
         put_sdk_key(client, prefix, hash_sdk_key(SDK_KEY), SdkKeyRecord(ENV, "bench", "bench", None))
         assert len(load_environment_sync(client, prefix, ENV).flags) == BULK_FLAGS
+        write_sampling_env(client, prefix)
 
         dp_port, echo_port = free_port(), free_port()
-        procs += [start_data_plane(prefix, dp_port), start_echo(echo_port)]
+        procs.append(start_data_plane(prefix, dp_port))
         wait_serving(dp_port)
+        printed, measured = sampling_cost(client, prefix, dp_port, seconds)
+        rows += printed
+        results += measured
+        if args.sampling_only:
+            write_json(args.json_out, results)
+            return  # the finally below stops the data plane and cleans Redis
+        procs.append(start_echo(echo_port))
         wait_serving(echo_port)
 
         single = pb.ResolveRequest(flag_key="flag-000", context=struct(CONTEXT)).SerializeToString()

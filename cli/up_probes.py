@@ -6,12 +6,12 @@ from collections.abc import Callable, Sequence
 
 import grpc
 import httpx
-import redis
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rq import Queue, Worker
 
 from flagyard.contracts.redis import hash_sdk_key, sdkkeys_key
+from flagyard.contracts.redis_connect import redis_client
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2_grpc as pb_grpc
 from flagyard.syncer.settings import SyncerSettings
@@ -48,7 +48,7 @@ def syncer_ready(settings: SyncerSettings) -> Callable[[int], bool]:
     """An RQ worker with the child's pid is registered on the sync queue (it takes jobs)."""
 
     def check(pid: int) -> bool:
-        connection = redis.Redis.from_url(
+        connection = redis_client(
             settings.redis_url.get_secret_value(), socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT
         )
         try:
@@ -67,7 +67,7 @@ def demo_served(stack: StackSettings, target: str, sdk_keys: Sequence[str]) -> C
     settings = stack.syncer
 
     def check() -> bool:
-        connection = redis.Redis.from_url(
+        connection = redis_client(
             settings.redis_url.get_secret_value(), socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT
         )
         try:

@@ -12,10 +12,10 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from flagyard.contracts.redis_connect import redis_client
 from flagyard.control_plane import schemas
 from flagyard.control_plane.outbox import deliver
 from flagyard.control_plane.services import flags, keys, projects
@@ -127,7 +127,7 @@ def seed_demo(settings: Settings, engine: sa.Engine) -> DemoKeys | None:
         actor, admin_key = insert_admin_key(session, DEMO_ADMIN_NAME)
         tx = Tx(session, actor, request_id="flagyard-up-seed")
         demo = _seed(tx, admin_key)
-    connection = redis.Redis.from_url(
+    connection = redis_client(
         settings.redis_url.get_secret_value(),
         socket_timeout=settings.redis_timeout_seconds,
         socket_connect_timeout=settings.redis_timeout_seconds,

@@ -22,6 +22,7 @@ from psycopg import sql
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flagyard.contracts.redis_connect import is_sentinel_url, parse_sentinel_url, redis_client
 from flagyard.contracts.settings import RedisSettings
 from flagyard.control_plane import migrations
 from flagyard.control_plane.settings import Settings
@@ -103,8 +104,10 @@ def load_settings() -> StackSettings:
 def masked(url: str) -> str:
     """A URL fit to print: its password replaced by ``***``."""
     try:
+        if is_sentinel_url(url):
+            return parse_sentinel_url(url).masked()
         return sa.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):
         return "<an unparsable URL>"
 
 
@@ -176,7 +179,7 @@ def check_redis(settings: RedisSettings) -> str | None:
     """PING Redis; a problem report naming Redis and where, or None."""
     url = settings.redis_url.get_secret_value()
     try:
-        client = redis.Redis.from_url(
+        client = redis_client(
             url,
             socket_timeout=settings.redis_timeout_seconds,
             socket_connect_timeout=settings.redis_timeout_seconds,
@@ -185,12 +188,19 @@ def check_redis(settings: RedisSettings) -> str | None:
         return f"FLAGYARD_REDIS_URL is not a Redis URL ({masked(url)}): {_first_line(exc)}"
     options = client.connection_pool.connection_kwargs
     host, port = options.get("host", "localhost"), int(options.get("port", 6379))
+    where, hints = f"{host}:{port}", _redis_hints(port)
+    if is_sentinel_url(url):  # no address of its own: the Sentinels name the master
+        target = parse_sentinel_url(url)
+        where = f"the master {target.master!r} of the Sentinels " + ",".join(
+            f"{h}:{p}" for h, p in target.sentinels
+        )
+        hints = ["the Redis servers and Sentinels of the set (redis-server --sentinel)"]
     try:
         client.ping()
     except redis.RedisError as exc:
-        return _problem(
-            "Redis", f"{host}:{port}", url, _first_line(exc), _redis_hints(port), "FLAGYARD_REDIS_URL"
-        )
+        # redis-py appends every Sentinel client's repr to "No master found": the first part says it all.
+        error = _first_line(exc).split(" : <", 1)[0]
+        return _problem("Redis", where, url, error, hints, "FLAGYARD_REDIS_URL")
     finally:
         client.close()
     return None

@@ -208,10 +208,13 @@ def encode_sample(sample: Mapping[str, Any]) -> tuple[str, str]:
     return hashlib.sha256(encoded).hexdigest()[:32], encoded.decode()
 
 
-# KEYS: samples, seen
+# KEYS: samples, seen, policy
 # ARGV: capacity, ttl seconds, now ms, then per sample: fingerprint, json
-# Returns the number of samples the set holds afterwards.
+# Returns the number of samples the set holds afterwards, or -1 (nothing written) without a policy.
 STORE_SAMPLES_LUA = """
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  return -1
+end
 local capacity = tonumber(ARGV[1])
 local now = tonumber(ARGV[3])
 for i = 4, #ARGV, 2 do
@@ -242,14 +245,20 @@ async def store_samples(
     capacity: int = limits.MAX_SAMPLE_CONTEXTS,
 ) -> int:
     """Add sanitized samples (see :func:`sanitize`) to the environment's sample, refreshing ones already
-    held and evicting the least recently seen past ``capacity``; the number held afterwards."""
+    held and evicting the least recently seen past ``capacity``; the number held afterwards.
+
+    Only while the environment's policy exists, checked in the same script: a flush racing the syncer's
+    withdrawal (which deletes policy and sample together) writes nothing and returns -1, so no sample
+    outlives the opt-out."""
     args: list[str | int] = [capacity, limits.SAMPLE_TTL_SECONDS, now_ms]
     for sample in samples:
         args += encode_sample(sample)
     if len(args) == 3:
         return 0
     script = client.register_script(STORE_SAMPLES_LUA)
-    held = await script(keys=[samples_key(prefix, env_id), seen_key(prefix, env_id)], args=args)
+    held = await script(
+        keys=[samples_key(prefix, env_id), seen_key(prefix, env_id), policy_key(prefix, env_id)], args=args
+    )
     return int(held)
 
 

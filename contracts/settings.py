@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .redis_connect import is_sentinel_url, parse_sentinel_url, url_problem
+
 ENV_PREFIX = "FLAGYARD_"
 
 
@@ -88,9 +90,25 @@ class RedisSettings(CommonSettings):
     redis_prefix: str = Field(default="flagyard", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     """Prefix of every key of the Redis contract (ARCHITECTURE.md); the same in every plane."""
 
+    @field_validator("redis_url")
+    @classmethod
+    def _sentinel_url_well_formed(cls, value: SecretStr) -> SecretStr:
+        check_sentinel_url(value)
+        return value
+
     def production_problems(self) -> list[str]:
         problem = redis_url_problem(self.redis_url.get_secret_value())
         return [*super().production_problems(), *([problem] if problem else [])]
+
+
+def check_sentinel_url(value: SecretStr | None) -> SecretStr | None:
+    """A malformed ``redis+sentinel://`` URL is refused in every mode, when the settings are read (naming
+    the part at fault, never the URL); other schemes are left to production mode and redis-py as before."""
+    if value is not None and is_sentinel_url(value.get_secret_value()):
+        problem = url_problem(value.get_secret_value())
+        if problem:
+            raise ValueError(problem)
+    return value
 
 
 PLACEHOLDER_PASSWORD = "REPLACE_ME"  # noqa: S105 - the placeholder refused, not a credential
@@ -98,18 +116,26 @@ PLACEHOLDER_PASSWORD = "REPLACE_ME"  # noqa: S105 - the placeholder refused, not
 hosts); production mode refuses a URL that still carries either."""
 
 
-def redis_url_problem(url: str) -> str | None:
-    """Why production mode refuses a Redis URL, or ``None``.
+def redis_url_problem(url: str, setting: str = "FLAGYARD_REDIS_URL") -> str | None:
+    """Why production mode refuses a Redis URL (of ``setting``), or ``None``.
 
     A Redis without a password is allowed (a private network may be its protection); the deployment
     template's placeholders and a URL that is not a Redis URL are not: a data plane or syncer started with
-    them would only fail later, at its first Redis call.
+    them would only fail later, at its first Redis call. A Sentinel URL's placeholders are looked for in
+    its password, its ``sentinel_password`` and every Sentinel host.
     """
-    parsed = urlsplit(url)
-    if parsed.scheme not in ("redis", "rediss", "unix"):
-        return "FLAGYARD_REDIS_URL is not a redis://, rediss:// or unix:// URL"
-    if parsed.password == PLACEHOLDER_PASSWORD or (parsed.hostname or "").endswith(".invalid"):
-        return "FLAGYARD_REDIS_URL is the deployment template's placeholder"
+    problem = url_problem(url)
+    if problem:
+        return f"{setting}: {problem}"
+    if is_sentinel_url(url):
+        target = parse_sentinel_url(url)
+        passwords = (target.password, target.sentinel_password)
+        hosts = [host for host, _port in target.sentinels]
+    else:
+        parsed = urlsplit(url)
+        passwords, hosts = (parsed.password, None), [parsed.hostname or ""]
+    if PLACEHOLDER_PASSWORD in passwords or any(host.lower().endswith(".invalid") for host in hosts):
+        return f"{setting} is the deployment template's placeholder"
     return None
 
 

@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-import redis
-import redis.asyncio
 import sqlalchemy as sa
 import structlog
 import swagger_ui_bundle  # type: ignore[import-untyped]
@@ -21,6 +19,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from flagyard.contracts.logs import configure_logging
+from flagyard.contracts.redis_connect import async_redis_client, redis_client
 from flagyard.control_plane.api import errors
 from flagyard.control_plane.api.deps import IdempotencyPruner, declare_bearer_scheme
 from flagyard.control_plane.api.middleware import RequestContextMiddleware
@@ -63,7 +62,7 @@ def build_state(settings: Settings) -> AppState:
     engine = make_engine(settings)
     sessions = make_sessionmaker(engine)
     autocommit_sessions = make_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
-    connection = redis.Redis.from_url(
+    connection = redis_client(
         settings.redis_url.get_secret_value(),
         socket_timeout=settings.redis_timeout_seconds,
         socket_connect_timeout=settings.redis_timeout_seconds,
@@ -107,7 +106,7 @@ def build_state(settings: Settings) -> AppState:
         settings.rate_limit_requests,
         settings.rate_limit_window_seconds,
         settings.redis_prefix,
-        async_connection=lambda: redis.asyncio.Redis.from_url(
+        async_connection=lambda: async_redis_client(
             settings.redis_url.get_secret_value(),
             socket_timeout=settings.redis_timeout_seconds,
             socket_connect_timeout=settings.redis_timeout_seconds,

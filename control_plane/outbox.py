@@ -38,6 +38,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from flagyard.contracts.queue import SYNC_JOB_FUNCTION
+from flagyard.contracts.redis_connect import redis_client
 from flagyard.control_plane.metrics import Metrics
 from flagyard.control_plane.services.common import OutboxMessage
 from flagyard.db.models import OutboxEntry
@@ -372,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     configure_logging(settings)
     engine = make_engine(settings)
     sessions = make_sessionmaker(engine)
-    connection = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    connection = redis_client(settings.redis_url.get_secret_value())
     if args.once:
         relay_once(sessions, connection, settings.sync_queue, grace_seconds=settings.outbox_grace_seconds)
         return

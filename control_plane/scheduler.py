@@ -29,6 +29,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
+from flagyard.contracts.redis_connect import redis_client
 from flagyard.control_plane.exceptions import ControlPlaneError, is_connection_error
 from flagyard.control_plane.metrics import Metrics
 from flagyard.control_plane.outbox import Dispatcher
@@ -212,7 +213,6 @@ class Scheduler:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m flagyard.control_plane.scheduler [--once]``: run the scheduler alone."""
-    import redis
 
     from flagyard.contracts.logs import configure_logging
     from flagyard.db.engine import make_engine, make_sessionmaker
@@ -229,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"flagyard.control_plane.scheduler: {exc}") from None
     configure_logging(settings)
     sessions = make_sessionmaker(make_engine(settings))
-    connection = redis.Redis.from_url(
+    connection = redis_client(
         settings.redis_url.get_secret_value(),
         socket_timeout=settings.redis_timeout_seconds,
         socket_connect_timeout=settings.redis_timeout_seconds,

@@ -59,6 +59,7 @@ from .exceptions import InvalidRequestError, RequestError, UnauthenticatedError
 from .follower import Follower
 from .l1 import CachedEnvironment
 from .metrics import Metrics
+from .sampling import Sampler
 from .service import _KeyCheck
 from .settings import DataPlaneSettings
 from .streams import OpenStream, Streams
@@ -448,9 +449,11 @@ class FlagdHandlers:
         follower: Follower,
         keys: SdkKeys,
         metrics: Metrics,
+        sampler: Sampler,
         streams: Streams | None = None,
     ) -> None:
         self.settings = settings
+        self.sampler = sampler
         self.follower = follower
         self.keys = keys
         self.metrics = metrics
@@ -503,6 +506,7 @@ class FlagdHandlers:
                 evaluation_context = flagd_context(data, request.context)
                 _, _, env = await self._authenticate(context)
                 result = env.flagset.evaluate(request.flag_key, None, evaluation_context, flag_type)
+                self.sampler.offer(env.env_id, evaluation_context)
                 if result.error_code is ErrorCode.FLAG_NOT_FOUND:
                     pending["other", None, result.reason] += 1
                 else:
@@ -523,6 +527,7 @@ class FlagdHandlers:
             request = _parse(ev1.ResolveAllRequest, data)
             evaluation_context = flagd_context(data, request.context)
             _, record, env = await self._authenticate(context)
+            self.sampler.offer(env.env_id, evaluation_context)
             response = ev1.ResolveAllResponse()
             response.metadata.update({"flagSetId": flag_set_id(record)})
             for key, flag in list(env.flagset.flags.items()):

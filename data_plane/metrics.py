@@ -27,6 +27,8 @@ METHODS = (
     "ResolveAll",
     "SyncFlags",
 )
+SAMPLE_OUTCOMES = ("stored", "rate_limited", "dropped", "empty")
+"""Values of ``flagyard_context_samples``' ``outcome`` label."""
 _LATENCY_BUCKETS = (
     0.00005,
     0.0001,
@@ -160,6 +162,22 @@ class Metrics:
             "flagyard_data_plane_streams_refused",
             "Streams refused at a cap, by protocol and limit (process: max_streams, key: per SDK key).",
             ["protocol", "limit"],
+            registry=r,
+        )
+        self.context_samples = Counter(
+            "flagyard_context_samples",
+            "Contexts offered to the context sampler (resolved or reported), by outcome (SAMPLE_OUTCOMES): "
+            "stored (written to the environment's sample), rate_limited (over the environment's budget), "
+            "dropped (buffer full, flush failed, or the policy changed before the flush), empty (the policy "
+            "keeps none of its attributes).",
+            ["outcome"],
+            registry=r,
+        )
+        self.context_sampling_errors = Counter(
+            "flagyard_context_sampling_errors",
+            "Redis errors of the context sampler by operation: policy (re-reading a policy; the last known "
+            "is kept) or store (a flush; its samples are dropped).",
+            ["operation"],
             registry=r,
         )
         self._cap = flag_label_cap

@@ -69,6 +69,7 @@ from .exceptions import RateLimitedError, StreamLimitError, UnauthenticatedError
 from .follower import Follower
 from .l1 import CachedEnvironment
 from .metrics import Metrics
+from .sampling import Sampler
 from .settings import DataPlaneSettings
 from .streams import OpenStream, Streams
 
@@ -298,9 +299,11 @@ class OfrepApp:
         follower: Follower,
         keys: SdkKeys,
         metrics: Metrics,
+        sampler: Sampler,
         streams: Streams | None = None,
     ) -> None:
         self.settings = settings
+        self.sampler = sampler
         self.follower = follower
         self.keys = keys
         self.metrics = metrics
@@ -397,6 +400,7 @@ class OfrepApp:
         flagset = env.flagset
         pending = self.metrics.pending
         encode = self.encoder.encode
+        self.sampler.offer(env.env_id, context)
         if key is not None:
             if len(key) > MAX_FLAG_KEY_LENGTH or not _KEY.match(key):
                 result = flagset.evaluate("", None, context)  # not a key: never found, never looked up
@@ -727,10 +731,11 @@ class OfrepServer:
         follower: Follower,
         keys: SdkKeys,
         metrics: Metrics,
+        sampler: Sampler,
         streams: Streams | None = None,
     ) -> None:
         self.settings = settings
-        self.app = OfrepApp(settings, follower, keys, metrics, streams)
+        self.app = OfrepApp(settings, follower, keys, metrics, sampler, streams)
         self.port = 0
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None

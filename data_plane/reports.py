@@ -3,10 +3,12 @@
 A report is refused whole (INVALID_ARGUMENT naming the entry and field) when it breaks a bound no honest SDK
 breaks: more than ``MAX_REPORT_ENTRIES`` entries, a count outside ``1..MAX_REPORTED_COUNT``, a reason that is
 not one of the engine's, a variant that is not a key, a ``last_evaluated_at`` before 1970 or more than
-``REPORT_CLOCK_SKEW_SECONDS`` ahead. An entry naming a flag the environment does not hold (a typo in an app,
-a flag deleted since, or anything forged, such as a key with the field separator) is dropped and counted,
-not refused: an app evaluating an unknown key must not lose the rest of its report. So only counters of
-flags that exist, under keys of the engine's key pattern, are ever stored.
+``REPORT_CLOCK_SKEW_SECONDS`` ahead, more than ``MAX_REPORT_CONTEXTS`` sampled contexts or one over
+``MAX_CONTEXT_BYTES`` (what the policy keeps of the contexts is decided later, by :mod:`.sampling`).
+An entry naming a flag the environment does not hold (a typo in an app, a flag deleted since, or anything
+forged, such as a key with the field separator) is dropped and counted, not refused: an app evaluating an
+unknown key must not lose the rest of its report. So only counters of flags that exist, under keys of the
+engine's key pattern, are ever stored.
 """
 
 from __future__ import annotations
@@ -44,6 +46,17 @@ def validate_report(request: pb.ReportEvaluationsRequest, flags: Container[str],
         raise InvalidRequestError(
             f"counts: {len(entries)} entries, at most {limits.MAX_REPORT_ENTRIES} per report"
         )
+    contexts = request.contexts
+    if len(contexts) > limits.MAX_REPORT_CONTEXTS:
+        raise InvalidRequestError(
+            f"contexts: {len(contexts)} contexts, at most {limits.MAX_REPORT_CONTEXTS} per report"
+        )
+    for i, context in enumerate(contexts):
+        size = context.ByteSize()
+        if size > limits.MAX_CONTEXT_BYTES:
+            raise InvalidRequestError(
+                f"contexts[{i}]: {size} bytes encoded, at most {limits.MAX_CONTEXT_BYTES} (MAX_CONTEXT_BYTES)"
+            )
     last = request.last_evaluated_at
     latest = int(now)
     if last < 0 or last > latest + limits.REPORT_CLOCK_SKEW_SECONDS:

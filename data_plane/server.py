@@ -40,6 +40,7 @@ from .flagd import method_handlers as flagd_method_handlers
 from .follower import READY, REDIS_DOWN, Follower, FollowerStatus
 from .metrics import Metrics
 from .ofrep import OfrepServer
+from .sampling import Sampler
 from .service import EVALUATION_SERVICE, SYNC_SERVICE, Handlers, method_handlers
 from .settings import DataPlaneSettings
 from .store import RedisStore
@@ -111,6 +112,7 @@ class DataPlane:
             settings.redis_prefix,
             timeout=settings.redis_timeout_seconds,
             block_ms=settings.stream_block_ms,
+            read_url=None if settings.redis_read_url is None else settings.redis_read_url.get_secret_value(),
         )
         self.encoder = BulkEncoder()
         self.health = HealthServicer()
@@ -121,13 +123,26 @@ class DataPlane:
             settings.sdk_key_negative_cache_seconds,
             settings.sdk_key_rate_limit,
         )
+        self.sampler = Sampler(
+            self.store,
+            self.metrics,
+            capacity=settings.sample_capacity,
+            refresh_seconds=settings.sample_policy_refresh_seconds,
+        )
         self.streams = Streams(settings, self.metrics)
         """Every open stream of this process, over every protocol: caps, lag, slow consumers."""
         self.handlers = Handlers(
-            settings, self.follower, self.keys, self.metrics, self.encoder, self.store, self.streams
+            settings,
+            self.follower,
+            self.keys,
+            self.metrics,
+            self.encoder,
+            self.store,
+            self.sampler,
+            self.streams,
         )
         self.flagd = (
-            FlagdHandlers(settings, self.follower, self.keys, self.metrics, self.streams)
+            FlagdHandlers(settings, self.follower, self.keys, self.metrics, self.sampler, self.streams)
             if settings.flagd_enabled
             else None
         )
@@ -136,7 +151,7 @@ class DataPlane:
         self.flagd_ports: dict[str, int] = {}
         """``rpc`` and ``sync``: the ports flagd's protocols were bound on (empty when turned off)."""
         self.ofrep = (
-            OfrepServer(settings, self.follower, self.keys, self.metrics, self.streams)
+            OfrepServer(settings, self.follower, self.keys, self.metrics, self.sampler, self.streams)
             if settings.ofrep_enabled
             else None
         )
@@ -212,6 +227,7 @@ class DataPlane:
                 self.server = None
                 raise
         self.follower.start()
+        self.sampler.start()
         self.streams.start()
         log.info(
             "grpc.started",
@@ -230,6 +246,7 @@ class DataPlane:
             await self.server.stop(self.settings.grace_seconds if grace is None else grace)
             self.server = None
         await self.streams.stop()
+        await self.sampler.stop()
         await self.follower.stop()
         await self.store.close()
         log.info("grpc.stopped")

@@ -46,6 +46,7 @@ from .follower import Follower
 from .l1 import CachedEnvironment
 from .metrics import Metrics
 from .reports import validate_report
+from .sampling import Sampler
 from .settings import DataPlaneSettings
 from .store import RedisStore
 from .streams import OpenStream, Streams
@@ -69,11 +70,13 @@ class Handlers:
         metrics: Metrics,
         encoder: BulkEncoder,
         store: RedisStore,
+        sampler: Sampler,
         streams: Streams | None = None,
     ) -> None:
         self.settings = settings
         self.streams = streams if streams is not None else Streams(settings, metrics)
         self.store = store
+        self.sampler = sampler
         self.follower = follower
         self.keys = keys
         self.metrics = metrics
@@ -109,6 +112,7 @@ class Handlers:
         flag_type = resolver.flag_type
         latency = self._latency[method]
         pending = self.metrics.pending
+        offer = self.sampler.offer
 
         async def handle(data: bytes, context: Context) -> bytes:
             started = time.perf_counter()
@@ -120,8 +124,10 @@ class Handlers:
                 if len(data) > limits.MAX_CONTEXT_BYTES:
                     _check_context(request.context)
                 env = await self._environment(context)
-                result = env.flagset.evaluate(key, None, struct_to_dict(request.context), flag_type)
+                evaluated = struct_to_dict(request.context)
+                result = env.flagset.evaluate(key, None, evaluated, flag_type)
                 response = resolver.encode(result)
+                offer(env.env_id, evaluated)
             except Exception as exc:
                 return await self._fail(method, context, exc)  # type: ignore[no-any-return]
             if result.error_code is ErrorCode.FLAG_NOT_FOUND:
@@ -145,14 +151,14 @@ class Handlers:
             if len(data) > limits.MAX_CONTEXT_BYTES:
                 _check_context(request.context)
             env = await self._environment(context)
-            response = resolve_all(
-                env.flagset, struct_to_dict(request.context), request.flag_keys, env.revision, self.encoder
-            )
+            evaluated = struct_to_dict(request.context)
+            response = resolve_all(env.flagset, evaluated, request.flag_keys, env.revision, self.encoder)
             if len(response) > limits.MAX_GRPC_MESSAGE_BYTES:
                 raise ResponseTooLargeError(
                     f"the answer is {len(response)} bytes, over MAX_GRPC_MESSAGE_BYTES "
                     f"({limits.MAX_GRPC_MESSAGE_BYTES}): name fewer flag_keys per call"
                 )
+            self.sampler.offer(env.env_id, evaluated)
         except Exception as exc:
             return await self._fail("ResolveAll", context, exc)  # type: ignore[no-any-return]
         self._count("ResolveAll", "OK")
@@ -160,7 +166,8 @@ class Handlers:
         return response
 
     async def report_evaluations(self, data: bytes, context: Context) -> bytes:
-        """Add an SDK's evaluation counts to its environment's usage in Redis (see :mod:`.reports`)."""
+        """Add an SDK's evaluation counts to its environment's usage in Redis (see :mod:`.reports`) and its
+        sampled contexts to the sampler (:mod:`.sampling`); answer whether the environment samples."""
         started = time.perf_counter()
         try:
             request = _parse(pb.ReportEvaluationsRequest, data)
@@ -172,6 +179,9 @@ class Handlers:
                 )
             except StoreUnavailableError as exc:
                 raise UnavailableError("cannot record evaluations: Redis is unavailable") from exc
+            sampling = await self.sampler.samples(env.env_id)
+            if request.contexts:
+                self.sampler.offer_reported(env.env_id, request.contexts)
         except Exception as exc:
             return await self._fail("ReportEvaluations", context, exc)  # type: ignore[no-any-return]
         dropped = self.metrics.report_entries_dropped
@@ -181,7 +191,8 @@ class Handlers:
             dropped.labels("usage_cap").inc(stored.dropped)
         self._count("ReportEvaluations", "OK")
         self._latency["ReportEvaluations"].observe(time.perf_counter() - started)
-        return bytes(pb.ReportEvaluationsResponse(recorded=stored.recorded).SerializeToString())
+        answer = pb.ReportEvaluationsResponse(recorded=stored.recorded, sample_contexts=sampling)
+        return bytes(answer.SerializeToString())
 
     # --- sync ---
 

@@ -8,10 +8,11 @@ import socket
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from flagyard.contracts.redis import MAX_INSTANCE_ID
-from flagyard.contracts.settings import RedisSettings
+from flagyard.contracts.settings import RedisSettings, check_sentinel_url, redis_url_problem
+from flagyard.rule_engine import limits
 
 from .exceptions import ConfigurationError
 
@@ -27,6 +28,14 @@ class DataPlaneSettings(RedisSettings):
 
     redis_timeout_seconds: float = Field(
         default=0.5, gt=0, description="Socket timeout of request-path Redis reads (SDK key lookups)."
+    )
+    redis_read_url: SecretStr | None = Field(
+        default=None,
+        description="A Redis to read from instead of redis_url: a replica near this data plane (another "
+        "zone), plain (redis://) or through Sentinel (redis+sentinel://…: one of the set's replicas, the "
+        "master if none is up). Environment loads, change streams, SDK-key lookups and sampling policies "
+        "read it; what the data plane writes (served revisions, usage counts, context samples) still goes "
+        "to redis_url. Unset: redis_url.",
     )
     grpc_host: str = Field(default="[::]", description="Address the gRPC server binds.")
     grpc_port: int = Field(default=50051, ge=0, le=65535, description="0 picks a free port (one process).")
@@ -116,6 +125,18 @@ class DataPlaneSettings(RedisSettings):
     metrics_flag_label_cap: int = Field(
         default=200, ge=0, description="Distinct flag keys labelled in metrics; the rest count as 'other'."
     )
+    sample_policy_refresh_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the context-sampling policies of environments called recently are re-read "
+        "(an environment with samples waiting has its policy re-read before each flush, every second).",
+    )
+    sample_capacity: int = Field(
+        default=limits.MAX_SAMPLE_CONTEXTS,
+        ge=1,
+        le=limits.MAX_SAMPLE_CONTEXTS,
+        description="Distinct sampled contexts kept per environment in Redis (the most recently seen).",
+    )
     grace_seconds: float = Field(default=5.0, ge=0, description="Shutdown grace for in-flight calls.")
     instance_id: str | None = Field(
         default=None,
@@ -185,6 +206,18 @@ class DataPlaneSettings(RedisSettings):
     grpc_keepalive_timeout_seconds: float = Field(
         default=10.0, ge=0.1, description="How long a keepalive ping may go unanswered (see above)."
     )
+
+    @field_validator("redis_read_url")
+    @classmethod
+    def _read_url_well_formed(cls, value: SecretStr | None) -> SecretStr | None:
+        return check_sentinel_url(value)
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        if self.redis_read_url is not None:
+            problem = redis_url_problem(self.redis_read_url.get_secret_value(), "FLAGYARD_REDIS_READ_URL")
+            problems += [problem] if problem else []
+        return problems
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Self:

@@ -3,7 +3,13 @@
 The boundary for Redis errors: connection problems and timeouts become :class:`StoreUnavailableError`, values
 that break the contract :class:`StoreCorruptError`. Two clients: a fast one for request-path reads (short
 timeouts, no retries, so a call never hangs on a dead Redis) and one for the stream follower and whole
-environment loads (its socket timeout outlasts ``XREAD BLOCK``).
+environment loads (its socket timeout outlasts ``XREAD BLOCK``). Both read ``read_url`` when one is given
+(a replica near this data plane, ``FLAGYARD_REDIS_READ_URL``); then a second pair on ``url`` (the primary)
+takes the writes (served revisions, usage counts, context samples), which a replica would refuse.
+
+Both URLs may name a Sentinel set (:mod:`flagyard.contracts.redis_connect`): after a failover the clients
+find the new master at their next connection, and until then every call fails as it does while Redis is
+down (:class:`StoreUnavailableError`), which the follower and the request paths already ride out.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from flagyard.contracts import redis as contract
+from flagyard.contracts import sampling
+from flagyard.contracts.redis_connect import aclose_client, async_redis_client
 
 from .exceptions import StoreCorruptError, StoreError, StoreUnavailableError
 
@@ -45,27 +53,49 @@ class CurrentValue:
     version: int | None
 
 
+def _client_pair(
+    url: str, *, timeout: float, block_ms: int, replica: bool
+) -> tuple[redis.asyncio.Redis, redis.asyncio.Redis]:
+    """(fast, slow) clients of ``url``: see the module's docstring."""
+    fast = async_redis_client(
+        url,
+        replica=replica,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=False,
+    )
+    slow = async_redis_client(
+        url,
+        replica=replica,
+        socket_timeout=block_ms / 1000 + 10,
+        socket_connect_timeout=max(timeout, 1.0),
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=False,
+    )
+    return fast, slow
+
+
 class RedisStore:
-    def __init__(self, url: str, prefix: str, *, timeout: float, block_ms: int) -> None:
+    def __init__(
+        self, url: str, prefix: str, *, timeout: float, block_ms: int, read_url: str | None = None
+    ) -> None:
         self.prefix = prefix
-        self.fast = redis.asyncio.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=False,
+        self.fast, self.slow = _client_pair(
+            read_url or url, timeout=timeout, block_ms=block_ms, replica=read_url is not None
         )
-        self.slow = redis.asyncio.Redis.from_url(
-            url,
-            socket_timeout=block_ms / 1000 + 10,
-            socket_connect_timeout=max(timeout, 1.0),
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=False,
+        """Reads: ``read_url`` if given, else the primary."""
+        self.write_fast, self.write_slow = (
+            (self.fast, self.slow)
+            if read_url is None
+            else _client_pair(url, timeout=timeout, block_ms=block_ms, replica=False)
         )
+        """Writes: always the primary (the same clients as the reads without ``read_url``)."""
 
     async def close(self) -> None:
-        await self.fast.aclose()
-        await self.slow.aclose()
+        clients = {id(c): c for c in (self.fast, self.slow, self.write_fast, self.write_slow)}
+        for client in clients.values():
+            await aclose_client(client)
 
     def events_key(self, env_id: str) -> str:
         return contract.EnvKeys(self.prefix, env_id).events
@@ -79,20 +109,34 @@ class RedisStore:
     ) -> contract.RecordedEvaluations:
         async with _mapped():
             return await contract.record_evaluations(
-                self.fast, self.prefix, env_id, counts, last_evaluated_at
+                self.write_fast, self.prefix, env_id, counts, last_evaluated_at
+            )
+
+    async def sampling_policy(self, env_id: str) -> sampling.SamplingPolicy | None:
+        """The environment's context-sampling policy (None: it does not sample)."""
+        async with _mapped():
+            return await sampling.get_policy(self.fast, self.prefix, env_id)
+
+    async def store_samples(
+        self, env_id: str, samples: list[dict[str, Any]], now_ms: int, capacity: int
+    ) -> int:
+        """Add sanitized samples to the environment's bounded sample; the number it holds afterwards."""
+        async with _mapped():
+            return await sampling.store_samples(
+                self.write_fast, self.prefix, env_id, samples, now_ms, capacity=capacity
             )
 
     async def report_served(self, instance_id: str, revisions: dict[str, int]) -> None:
         if not revisions:
             return
         async with _mapped():
-            await contract.report_served(self.slow, self.prefix, instance_id, revisions)
+            await contract.report_served(self.write_slow, self.prefix, instance_id, revisions)
 
     async def withdraw_served(self, instance_id: str, env_ids: Sequence[str]) -> None:
         if not env_ids:
             return
         async with _mapped():
-            await contract.withdraw_served(self.fast, self.prefix, instance_id, env_ids)
+            await contract.withdraw_served(self.write_fast, self.prefix, instance_id, env_ids)
 
     async def sdk_key(self, key_hash: str) -> contract.SdkKeyRecord | None:
         async with _mapped():

@@ -4,6 +4,12 @@ Admins see from them which flags are evaluated and which are stale. Reporting ne
 evaluation: counting is one dict update, without a lock (under heavy concurrency an increment racing
 another, or a flush, may be lost: these are usage statistics, not billing); a report that cannot be
 sent is merged back and tried again at the next flush.
+
+Context samples (local mode only, ``sample_contexts=True``; in remote mode the data plane samples the
+contexts it receives): while the last report's answer said the environment samples, the reporter keeps at
+most ``MAX_REPORT_CONTEXTS`` of the contexts it sees, at most ``SAMPLE_RATE_PER_SECOND`` a second, and sends
+them with the next report. They are sent as evaluated: the data plane keeps only what the environment's
+policy allows. While the environment does not sample, the evaluation path pays one attribute check.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import grpc
+from google.protobuf.struct_pb2 import Struct
 
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2_grpc as pb_grpc
@@ -26,6 +33,10 @@ from ._grpc import status_of
 _REASONS = {reason: getattr(pb, f"REASON_{reason.value}") for reason in Reason}
 
 Key = tuple[str, str | None, Reason]
+_MAX_SAMPLE_BYTES = min(
+    limits.MAX_CONTEXT_BYTES, limits.MAX_GRPC_MESSAGE_BYTES // (4 * limits.MAX_REPORT_CONTEXTS)
+)
+"""A context larger than this is not sampled, so a report's samples stay well within one message."""
 
 
 class EvaluationReporter:
@@ -40,8 +51,15 @@ class EvaluationReporter:
         timeout: float = 5.0,
         credentials: grpc.ChannelCredentials | None = None,
         options: Mapping[str, Any] | None = None,
+        sample_contexts: bool = False,
     ) -> None:
         self._target = target
+        self._may_sample = sample_contexts
+        self._sampling = False
+        """Whether the last report's answer asked for contexts (only if ``sample_contexts``)."""
+        self._contexts: list[Struct] = []
+        self._window = -1
+        self._taken = 0
         self._metadata = (("authorization", f"Bearer {sdk_key}"),)
         self._interval = interval
         self._timeout = timeout
@@ -55,11 +73,38 @@ class EvaluationReporter:
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: (r := ref()) and r._after_fork())  # type: ignore[func-returns-value]
 
-    def record(self, key: str, result: EvaluationResult) -> None:
-        """Count one evaluation (called on every evaluation, so as cheap as it can be)."""
+    def record(self, key: str, result: EvaluationResult, context: Mapping[str, Any] | None = None) -> None:
+        """Count one evaluation (called on every evaluation, so as cheap as it can be), and sample its
+        context while the environment asks for samples."""
         counted = (key, result.variant, result.reason)
         counts = self._counts
         counts[counted] = counts.get(counted, 0) + 1
+        if self._sampling and context:
+            self._sample(context)
+
+    @property
+    def sampling(self) -> bool:
+        """Whether contexts are being sampled (the last report's answer asked for them)."""
+        return self._sampling
+
+    def pending_contexts(self) -> int:
+        """Contexts kept for the next report."""
+        return len(self._contexts)
+
+    def _sample(self, context: Mapping[str, Any]) -> None:
+        window = int(time.monotonic())
+        if window != self._window:
+            self._window, self._taken = window, 0
+        if self._taken >= limits.SAMPLE_RATE_PER_SECOND or len(self._contexts) >= limits.MAX_REPORT_CONTEXTS:
+            return
+        self._taken += 1
+        sample = Struct()
+        try:  # copied now: the app may change its mapping later
+            sample.update(context)
+        except (TypeError, ValueError, AttributeError):
+            return
+        if sample.ByteSize() <= _MAX_SAMPLE_BYTES:
+            self._contexts.append(sample)
 
     def pending(self) -> dict[tuple[str, str, Reason], int]:
         """Counts not reported yet; the variant is "" where the caller's default was served."""
@@ -73,6 +118,7 @@ class EvaluationReporter:
         (sending it again would fail again), one it could not receive is kept.
         """
         counts, self._counts = self._counts, {}
+        contexts, self._contexts = self._contexts, []
         if not counts:
             return True
         items = list(counts.items())
@@ -92,12 +138,17 @@ class EvaluationReporter:
                     for (flag, variant, reason), n in part
                 ],
                 last_evaluated_at=now,
+                contexts=contexts if start == 0 else (),
             )
             try:
-                stub.ReportEvaluations(request, metadata=self._metadata, timeout=self._timeout)
-            except grpc.RpcError as exc:
+                answer = stub.ReportEvaluations(request, metadata=self._metadata, timeout=self._timeout)
+            except grpc.RpcError as exc:  # samples are not sent again: a later one will do
                 if status_of(exc) is not grpc.StatusCode.INVALID_ARGUMENT:
                     kept += part
+            else:
+                self._sampling = self._may_sample and answer.sample_contexts
+                if not self._sampling:
+                    self._contexts = []
         current = self._counts
         for counted, n in kept:
             current[counted] = current.get(counted, 0) + n
@@ -132,6 +183,7 @@ class EvaluationReporter:
 
     def _after_fork(self) -> None:
         self._counts = {}
+        self._contexts = []
         self._channel = None
         if not self._stop.is_set():
             self._start()

@@ -86,7 +86,12 @@ class AsyncFlagyardClient:
             raise ConfigurationError(f"mode must be 'remote' or 'local', not {mode!r}")
         if report_interval > 0:
             self._reporter = EvaluationReporter(
-                target, sdk_key, interval=report_interval, credentials=credentials, options=channel_options
+                target,
+                sdk_key,
+                interval=report_interval,
+                credentials=credentials,
+                options=channel_options,
+                sample_contexts=mode == "local",  # remote: the data plane samples what it receives
             )
 
     @classmethod
@@ -115,7 +120,7 @@ class AsyncFlagyardClient:
         except Exception as exc:  # a resolver bug must not reach the app
             return _failure(default, exc)
         if self._reporter is not None:
-            self._reporter.record(key, result)
+            self._reporter.record(key, result, context)
         return result
 
     async def boolean(self, key: str, default: bool, context: Mapping[str, Any] | None = None) -> bool:

@@ -113,7 +113,12 @@ class FlagyardClient:
             raise ConfigurationError(f"mode must be 'remote' or 'local', not {mode!r}")
         if report_interval > 0:
             self._reporter = EvaluationReporter(
-                target, sdk_key, interval=report_interval, credentials=credentials, options=channel_options
+                target,
+                sdk_key,
+                interval=report_interval,
+                credentials=credentials,
+                options=channel_options,
+                sample_contexts=mode == "local",  # remote: the data plane samples what it receives
             )
 
     @classmethod
@@ -147,7 +152,7 @@ class FlagyardClient:
         result = self._resolver.resolve(key, default, context or _EMPTY, flag_type)
         reporter = self._reporter
         if reporter is not None:
-            reporter.record(key, result)
+            reporter.record(key, result, context)
         return result
 
     def boolean(self, key: str, default: bool, context: Mapping[str, Any] | None = None) -> bool:

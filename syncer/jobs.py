@@ -10,8 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import redis
-
+from flagyard.contracts.redis_connect import redis_client
 from flagyard.db.engine import make_engine, make_sessionmaker
 
 from .core import Outcome, Syncer
@@ -30,7 +29,7 @@ def configure(syncer: Syncer | None) -> None:
 
 def build_syncer(settings: SyncerSettings) -> Syncer:
     """A syncer over the configured PostgreSQL and Redis."""
-    client = redis.Redis.from_url(
+    client = redis_client(
         settings.redis_url.get_secret_value(),
         socket_timeout=settings.redis_timeout_seconds,
         socket_connect_timeout=settings.redis_timeout_seconds,

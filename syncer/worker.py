@@ -53,6 +53,7 @@ from rq.registry import FailedJobRegistry
 from rq.scheduler import RQScheduler
 
 from flagyard.contracts.logs import configure_logging
+from flagyard.contracts.redis_connect import redis_client
 
 from . import jobs, metrics
 from .settings import SyncerSettings
@@ -170,7 +171,7 @@ class Maintenance:
     _stuck: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._redis = redis.Redis.from_url(
+        self._redis = redis_client(
             self.settings.redis_url.get_secret_value(),
             socket_timeout=self.settings.redis_timeout_seconds,
             socket_connect_timeout=self.settings.redis_timeout_seconds,
@@ -400,9 +401,9 @@ def run_worker(
     configure_logging(settings)  # in every worker: a spawned process starts with structlog unconfigured
     if parent is None:
         parent = _supervisor_pid()
-    connection = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    connection = redis_client(settings.redis_url.get_secret_value())
     # Timeouts: a Redis that hangs must not hang the wait for its return.
-    probe = redis.Redis.from_url(
+    probe = redis_client(
         settings.redis_url.get_secret_value(),
         socket_timeout=settings.redis_timeout_seconds,
         socket_connect_timeout=settings.redis_timeout_seconds,
@@ -413,7 +414,7 @@ def run_worker(
     if index == 0:
         if settings.syncer_metrics_port:
             # Its own connection with timeouts: a hanging Redis must not hang /metrics (the k8s probes).
-            scrape = redis.Redis.from_url(
+            scrape = redis_client(
                 settings.redis_url.get_secret_value(),
                 socket_timeout=settings.redis_timeout_seconds,
                 socket_connect_timeout=settings.redis_timeout_seconds,
@@ -515,14 +516,14 @@ def run_workers(settings: SyncerSettings, processes: int, *, burst: bool = False
 
 def failed_jobs(settings: SyncerSettings) -> list[Job]:
     """Jobs whose retries are exhausted."""
-    connection = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    connection = redis_client(settings.redis_url.get_secret_value())
     registry = FailedJobRegistry(queue=queue(settings, connection))
     return [job for job in Job.fetch_many(registry.get_job_ids(), connection=connection) if job is not None]
 
 
 def requeue_failed(settings: SyncerSettings, job_ids: list[str] | None = None) -> int:
     """Put failed jobs back on the queue (all of them when ``job_ids`` is None); returns how many."""
-    connection = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    connection = redis_client(settings.redis_url.get_secret_value())
     registry = FailedJobRegistry(queue=queue(settings, connection))
     ids = registry.get_job_ids() if job_ids is None else job_ids
     for job_id in ids:

@@ -127,8 +127,10 @@ CLI_PLANE_IMPORTS = {
     # `flagyard admin-key reset`: writes a key into the control plane's database.
     "admin_key_cmd": ("flagyard.control_plane.security", "flagyard.control_plane.services", "flagyard.db"),
     # `flagyard up`: every plane's settings, the control plane's migrations; the demo through the control
-    # plane's services; readiness through the Redis contract and the syncer's queue.
+    # plane's services; readiness through the Redis contract and the syncer's queue; Redis clients through
+    # the one factory (a Sentinel URL too).
     "up_setup": (
+        "flagyard.contracts.redis_connect",
         "flagyard.contracts.settings",
         "flagyard.control_plane.migrations",
         "flagyard.control_plane.settings",
@@ -136,8 +138,8 @@ CLI_PLANE_IMPORTS = {
         "flagyard.db.settings",
         "flagyard.syncer.settings",
     ),
-    "up_seed": ("flagyard.control_plane", "flagyard.db"),
-    "up_probes": ("flagyard.contracts.redis", "flagyard.syncer.settings"),
+    "up_seed": ("flagyard.contracts.redis_connect", "flagyard.control_plane", "flagyard.db"),
+    "up_probes": ("flagyard.contracts.redis", "flagyard.contracts.redis_connect", "flagyard.syncer.settings"),
 }
 """The only CLI modules that import a plane or a neutral server package (at any depth), and what they may."""
 

@@ -131,6 +131,7 @@ def test_store_samples__holds_distinct_contexts_once_and_evicts_the_least_recent
     async def scenario() -> list[int]:
         aclient = redis.asyncio.Redis.from_url(REDIS_URL)
         try:
+            put_policy(redis.Redis.from_url(REDIS_URL), prefix, "1", POLICY)
             helds = []
             steps = [("a", 1), ("b", 2), ("c", 3), ("a", 4), ("d", 5), ("a", 6)]
             for plan, now in steps:
@@ -153,6 +154,7 @@ def test_store_samples__a_flood_of_distinct_contexts_stays_at_the_bound(prefix: 
     async def scenario() -> int:
         aclient = redis.asyncio.Redis.from_url(REDIS_URL)
         try:
+            put_policy(redis.Redis.from_url(REDIS_URL), prefix, "1", POLICY)
             held = 0
             for batch in range(30):
                 samples = [
@@ -174,4 +176,20 @@ def test_store_samples__a_flood_of_distinct_contexts_stays_at_the_bound(prefix: 
     newest = {s["plan"] for s in read_samples(client, prefix, "1")}
     assert f"p29-{limits.MAX_REPORT_CONTEXTS - 1}" in newest
     assert "p0-0" not in newest
+    client.close()
+
+
+def test_store_samples__without_the_policy__writes_nothing(prefix: str) -> None:
+    """A flush that races the opt-out (the syncer deletes policy and sample together) stores nothing."""
+
+    async def scenario() -> int:
+        aclient = redis.asyncio.Redis.from_url(REDIS_URL)
+        try:
+            return await store_samples(aclient, prefix, "1", [{"plan": "pro"}], 1)
+        finally:
+            await aclient.aclose()
+
+    assert asyncio.run(scenario()) == -1
+    client = redis.Redis.from_url(REDIS_URL)
+    assert client.exists(samples_key(prefix, "1"), seen_key(prefix, "1")) == 0
     client.close()

@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from flagyard import rule_engine
-from flagyard.contracts.sampling import store_samples
+from flagyard.contracts.sampling import policy_key, store_samples
 from flagyard.control_plane import schemas
 from flagyard.control_plane.main import create_app
 from flagyard.control_plane.settings import Settings
@@ -354,6 +354,8 @@ def test_preview__stored_sample__counts_equal_brute_force_over_it(
     async def store() -> int:
         conn = redis.asyncio.Redis.from_url(REDIS_URL)
         try:
+            # a sample is only ever written while the environment's policy exists (the syncer's job)
+            await conn.set(policy_key(prefix, str(env_id)), b"{}")
             return await store_samples(conn, prefix, str(env_id), contexts, int(time.time() * 1000))
         finally:
             await conn.aclose()

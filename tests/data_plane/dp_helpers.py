@@ -1,9 +1,11 @@
-"""Data-plane test helpers and fixtures (re-exported by conftest.py): a real Redis (db 14, a fresh key
-prefix per test), real grpc.aio data planes run in a thread each, real gRPC clients."""
+"""Data-plane test helpers and fixtures (re-exported by conftest.py): a real Redis (db 14, or
+``FLAGYARD_TEST_REDIS_DB``; a fresh key prefix per test), real grpc.aio data planes run in a thread each,
+real gRPC clients."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,7 +23,7 @@ from flagyard.data_plane.settings import DataPlaneSettings
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2_grpc as pb_grpc
 
-REDIS_DB = 14
+REDIS_DB = int(os.environ.get("FLAGYARD_TEST_REDIS_DB", "14"))
 ENV = "env-1"
 SDK_KEY = "sdk-test-key-1"
 META = {"project": "shop", "environment": "production"}

@@ -7,6 +7,7 @@ import os
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "propagation"))  # 
 
 from contract_helpers import CheckedClient
 from e2e_stack import Stack
-from fault_infra import PostgresInstance, RedisInstance, free_port
-from stack_helpers import migrate, stack_settings
+from fault_infra import PostgresInstance, RedisInstance, SentinelSet, free_port
+from stack_helpers import fresh_database, migrate, stack_settings
 
 from flagyard.control_plane.main import create_app
 from flagyard.control_plane.settings import DEV_BOOTSTRAP_ADMIN_KEY
@@ -50,7 +51,38 @@ def fault_stack(pg: PostgresInstance, own_redis: RedisInstance, tmp_path: Path) 
     pg.create_database(name)
     db_url = pg.url(name)
     migrate(db_url)
-    redis_url = own_redis.url()
+    with stack_over(db_url, own_redis.url(), tmp_path) as stack:
+        yield stack
+
+
+@pytest.fixture
+def sentinel_set(tmp_path: Path) -> Iterator[SentinelSet]:
+    """A primary, a replica and three Sentinels of our own (fault_infra.SentinelSet), started."""
+    instance = SentinelSet(tmp_path)
+    try:
+        instance.start()
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture
+def sentinel_stack(sentinel_set: SentinelSet, tmp_path: Path) -> Iterator[Stack]:
+    """:func:`fault_stack` over the Sentinel set (every plane gets its ``redis+sentinel://`` URL) and a fresh
+    database on the shared PostgreSQL (the scenario does not touch PostgreSQL)."""
+    with (
+        fresh_database("faults_sentinel") as db_url,
+        stack_over(db_url, sentinel_set.url(), tmp_path) as stack,
+    ):
+        # No metrics port: the scenario does not scrape it, and a port picked free may be taken by the time
+        # the syncer binds it (other suites run on this machine too), which ends the syncer at start.
+        stack.env["FLAGYARD_SYNCER_METRICS_PORT"] = "0"
+        yield stack
+
+
+@contextmanager
+def stack_over(db_url: str, redis_url: str, tmp_path: Path) -> Iterator[Stack]:
+    """The control plane in process over ``db_url`` and ``redis_url``, and the environment of the children."""
     prefix = f"fyfault-{uuid.uuid4().hex[:6]}"
     queue = f"flagyard-sync-{uuid.uuid4().hex[:6]}"
     settings = stack_settings(

@@ -59,9 +59,11 @@ def _end(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> None
 class RedisInstance:
     """A ``redis-server`` of our own: no RDB, no AOF, so every restart starts empty (data lost)."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
         self.port = port or free_port()
         self.directory = directory
+        self.extra_args = extra_args
+        """More ``redis-server`` arguments (``--replicaof host port`` for a replica)."""
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -103,6 +105,7 @@ class RedisInstance:
                 "no",
                 "--dir",
                 str(self.directory),
+                *self.extra_args,
             ],
             stdout=log,
             stderr=log,
@@ -285,3 +288,120 @@ class PostgresInstance:
         """Stop the server and remove its directory."""
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class SentinelSet:
+    """A Redis Sentinel deployment of our own on loopback: a primary and a replica (:class:`RedisInstance`,
+    no persistence) and ``sentinels`` ``redis-server --sentinel`` processes, each with its own generated
+    config file (Sentinel rewrites it), monitoring the primary as ``master`` with quorum 2 and short
+    timeouts, so a killed primary is replaced within a few seconds."""
+
+    def __init__(
+        self,
+        directory: Path,
+        master: str = "flagyard",
+        sentinels: int = 3,
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 3000,
+    ) -> None:
+        self.directory = directory
+        self.master = master
+        self.primary = RedisInstance(directory)
+        self.replica = RedisInstance(
+            directory,
+            extra_args=("--replicaof", "127.0.0.1", str(self.primary.port), "--replica-read-only", "yes"),
+        )
+        self.sentinel_ports = [free_port() for _ in range(sentinels)]
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.sentinel_procs: list[subprocess.Popen[bytes]] = []
+
+    def url(self, db: int = 0) -> str:
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        return f"redis+sentinel://{hosts}/{self.master}/{db}"
+
+    def sentinel_client(self, index: int = 0) -> redis.Redis:
+        return redis.Redis(
+            host="127.0.0.1", port=self.sentinel_ports[index], socket_timeout=1, socket_connect_timeout=1
+        )
+
+    def master_address(self, index: int = 0) -> tuple[str, int] | None:
+        """The master Sentinel ``index`` names now (None if it cannot answer)."""
+        client = self.sentinel_client(index)
+        try:
+            raw = client.execute_command("SENTINEL", "get-master-addr-by-name", self.master)
+        except redis.RedisError:
+            return None
+        finally:
+            client.close()
+        if not raw:
+            return None
+        host, port = (part.decode() if isinstance(part, bytes) else str(part) for part in raw)
+        return host, int(port)
+
+    def _replica_in_sync(self) -> bool:
+        client = self.replica.client(socket_timeout=0.5, socket_connect_timeout=0.5)
+        try:
+            info = client.info("replication")
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+        return info.get("master_link_status") == "up"
+
+    def _sentinels_see_everyone(self) -> bool:
+        for index in range(len(self.sentinel_ports)):
+            client = self.sentinel_client(index)
+            try:
+                state = client.execute_command("SENTINEL", "master", self.master)
+            except redis.RedisError:
+                return False
+            finally:
+                client.close()
+            fields = dict(zip(state[::2], state[1::2], strict=True)) if isinstance(state, list) else state
+            fields = {_text(k): _text(v) for k, v in fields.items()}
+            if int(fields.get("num-slaves", 0)) < 1 or int(fields.get("num-other-sentinels", 0)) < (
+                len(self.sentinel_ports) - 1
+            ):
+                return False
+        return True
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.primary.start()
+        self.replica.start()
+        _wait(self._replica_in_sync, timeout, "the replica did not sync with the primary")
+        for port in self.sentinel_ports:
+            config = self.directory / f"sentinel-{port}.conf"
+            config.write_text(
+                "\n".join(
+                    [
+                        f"port {port}",
+                        "bind 127.0.0.1",
+                        "daemonize no",
+                        f"dir {self.directory}",
+                        f"sentinel monitor {self.master} 127.0.0.1 {self.primary.port} 2",
+                        f"sentinel down-after-milliseconds {self.master} {self.down_after_ms}",
+                        f"sentinel failover-timeout {self.master} {self.failover_timeout_ms}",
+                        f"sentinel parallel-syncs {self.master} 1",
+                        "",
+                    ]
+                )
+            )
+            log = (self.directory / f"sentinel-{port}.log").open("ab")
+            self.sentinel_procs.append(
+                subprocess.Popen(["redis-server", str(config), "--sentinel"], stdout=log, stderr=log)
+            )
+            log.close()
+        # Every Sentinel knows the replica and the other Sentinels (hello messages every 2 s): only then
+        # can a quorum agree and elect a leader when the primary dies.
+        _wait(self._sentinels_see_everyone, timeout, "the Sentinels did not discover each other", 0.2)
+
+    def stop(self) -> None:
+        for proc in self.sentinel_procs:
+            _end(proc, signal.SIGKILL, 10)
+        self.replica.kill()
+        self.primary.kill()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

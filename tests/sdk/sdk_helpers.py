@@ -30,7 +30,7 @@ from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2_grpc as pb_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_DB = 11
+REDIS_DB = int(os.environ.get("FLAGYARD_TEST_REDIS_DB", "11"))
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 ENV_ID = "env-sdk"
 SDK_KEY = "sdk-key-remote-local"

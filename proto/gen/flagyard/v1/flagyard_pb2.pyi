@@ -640,19 +640,29 @@ class ReportEvaluationsRequest(_message.Message):
 
     COUNTS_FIELD_NUMBER: _builtins.int
     LAST_EVALUATED_AT_FIELD_NUMBER: _builtins.int
+    CONTEXTS_FIELD_NUMBER: _builtins.int
     last_evaluated_at: _builtins.int
     """Unix seconds of the last evaluation counted in this report."""
     @_builtins.property
     def counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___EvaluationCount]: ...
+    @_builtins.property
+    def contexts(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]:
+        """Contexts an SDK in local mode evaluated, sent only while the last response said `sample_contexts`
+        (at most MAX_REPORT_CONTEXTS, each at most MAX_CONTEXT_BYTES; more is INVALID_ARGUMENT). The data plane
+        keeps only what the environment's sampling policy allows (some attributes in clear, some hashed) and
+        only as many as its per-environment budget admits.
+        """
+
     def __init__(
         self,
         *,
         counts: _abc.Iterable[Global___EvaluationCount] | None = ...,
         last_evaluated_at: _builtins.int = ...,
+        contexts: _abc.Iterable[_struct_pb2.Struct] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "last_evaluated_at", b"last_evaluated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contexts", b"contexts", "counts", b"counts", "last_evaluated_at", b"last_evaluated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -663,16 +673,22 @@ class ReportEvaluationsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RECORDED_FIELD_NUMBER: _builtins.int
+    SAMPLE_CONTEXTS_FIELD_NUMBER: _builtins.int
     recorded: _builtins.int
     """The number of evaluations recorded."""
+    sample_contexts: _builtins.bool
+    """Whether the caller's environment samples contexts (an admin opted it in): an SDK in local mode then
+    sends a few of the contexts it evaluates with its next report.
+    """
     def __init__(
         self,
         *,
         recorded: _builtins.int = ...,
+        sample_contexts: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["recorded", b"recorded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recorded", b"recorded", "sample_contexts", b"sample_contexts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
