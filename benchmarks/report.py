@@ -55,6 +55,7 @@ BENCHMARKS = (
     Benchmark("sdk_remote", quick_args=("-n", "1000")),
     Benchmark("data_plane", ("--sweep", SWEEP), ("--quick", "--sweep", SWEEP)),
     Benchmark("flagd", quick_args=("--quick",)),
+    Benchmark("fanout", quick_args=("--quick",)),
     Benchmark("control_plane", ("--sweep", SWEEP), ("--seconds", "2", "--warmup", "0.5", "--sweep", SWEEP)),
     Benchmark("propagation", quick_args=("--changes", "60"), samples=True),
     Benchmark("syncer", quick_args=("--flags", "100", "--changes", "300")),

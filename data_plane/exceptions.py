@@ -15,6 +15,7 @@ exceptions.
         ├── InvalidRequestError        malformed request, or over a bound of limits → INVALID_ARGUMENT
         ├── ResponseTooLargeError      the answer would exceed MAX_GRPC_MESSAGE_BYTES → RESOURCE_EXHAUSTED
         ├── RateLimitedError           the SDK key is over sdk_key_rate_limit → RESOURCE_EXHAUSTED
+        ├── StreamLimitError           over max_streams / max_streams_per_key → RESOURCE_EXHAUSTED
         └── UnavailableError           cannot answer right now (key unverifiable, not hydrated) → UNAVAILABLE
 """
 
@@ -75,3 +76,10 @@ class RateLimitedError(RequestError):
 
 class UnavailableError(RequestError):
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class StreamLimitError(RequestError):
+    """A stream refused because this process, or the SDK key here, holds as many streams as allowed
+    (``max_streams``, ``max_streams_per_key``; :mod:`.streams`)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED

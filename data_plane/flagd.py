@@ -46,7 +46,7 @@ import orjson
 import structlog
 from google.protobuf.message import DecodeError, Message
 
-from flagyard.contracts.redis import SdkKeyRecord
+from flagyard.contracts.redis import SdkKeyRecord, hash_sdk_key
 from flagyard.proto.gen.flagd.evaluation.v1 import evaluation_pb2 as ev1
 from flagyard.proto.gen.flagd.evaluation.v2 import evaluation_pb2 as ev2
 from flagyard.proto.gen.flagd.sync.v1 import sync_pb2 as sync
@@ -62,6 +62,7 @@ from .metrics import Metrics
 from .sampling import Sampler
 from .service import _KeyCheck
 from .settings import DataPlaneSettings
+from .streams import OpenStream, Streams
 
 log = structlog.get_logger("flagyard.data_plane")
 
@@ -190,10 +191,24 @@ class FlagdDocument:
     """One state of an environment as flagd sees it: the versions EventStream compares (cheap, read from L1)
     and the flagd JSON document SyncFlags and FetchAllFlags send (built on first use, once per state)."""
 
-    __slots__ = ("_json", "env", "flag_versions", "generation", "revision", "segment_versions", "skipped")
+    __slots__ = (
+        "_changes",
+        "_json",
+        "_sync",
+        "env",
+        "flag_versions",
+        "generation",
+        "owner",
+        "revision",
+        "segment_versions",
+        "skipped",
+    )
 
-    def __init__(self, env: CachedEnvironment) -> None:
+    def __init__(self, env: CachedEnvironment, owner: Documents | None = None) -> None:
         self.env = env
+        self.owner = owner
+        self._sync: bytes | None = None
+        self._changes: dict[tuple[int, int, str], bytes | None] = {}
         self.generation, self.revision = env.generation, env.revision
         self.flag_versions = {k: e.version for (kind, k), e in env.definitions.items() if kind == "flag"}
         self.segment_versions = {
@@ -213,6 +228,45 @@ class FlagdDocument:
             self.skipped = tuple(skipped)
             self._json = orjson.dumps(exported).decode()
         return self._json
+
+    def sync_message(self, record: SdkKeyRecord) -> bytes:
+        """flagd's SyncFlagsResponse for this state, serialized once for every stream of the environment
+        (its flag set id is the environment's, the same for every key of it)."""
+        if self._sync is None:
+            message = sync.SyncFlagsResponse(flag_configuration=self.json(record))
+            message.sync_context.update({"flagSetId": flag_set_id(record)})
+            self._sync = message.SerializeToString()
+            self._counted()
+        return self._sync
+
+    def change_message(self, previous: FlagdDocument, response: Any) -> bytes | None:
+        """EventStream's ``configuration_change`` from ``previous`` to this state (None: no flag changed),
+        serialized once for every stream that saw ``previous`` (usually all of them)."""
+        slot = (previous.generation, previous.revision, response.DESCRIPTOR.full_name)
+        if slot in self._changes:
+            return self._changes[slot]
+        segments = self.segment_versions != previous.segment_versions
+        changes = changed_flags(previous.flag_versions, self.flag_versions, segments)
+        out: bytes | None = None
+        if changes:
+            message = response(type="configuration_change")
+            message.data.update(
+                {
+                    "flags": {
+                        k: {"type": t, "source": SOURCE, "flagKey": k} for k, t in sorted(changes.items())
+                    }
+                }
+            )
+            out = message.SerializeToString()
+            self._counted()
+        if len(self._changes) >= 8:  # streams far behind are rare: keep the few recent predecessors
+            self._changes.pop(next(iter(self._changes)))
+        self._changes[slot] = out
+        return out
+
+    def _counted(self) -> None:
+        if self.owner is not None:
+            self.owner.serializations += 1
 
 
 def native_document(env: CachedEnvironment, metadata: Mapping[str, Any]) -> Document:
@@ -261,6 +315,9 @@ class Documents:
 
     def __init__(self) -> None:
         self._cache: dict[str, FlagdDocument] = {}
+        self.serializations = 0
+        """Stream messages serialized (sync documents, configuration changes): once per state, not per
+        stream (a fan-out test counts them)."""
 
     def get(self, env: CachedEnvironment) -> FlagdDocument:
         """The environment's document; call it and use the result before awaiting (L1 changes between
@@ -268,7 +325,7 @@ class Documents:
         cached = self._cache.get(env.env_id)
         if cached is not None and cached.generation == env.generation and cached.revision == env.revision:
             return cached
-        built = self._cache[env.env_id] = FlagdDocument(env)
+        built = self._cache[env.env_id] = FlagdDocument(env, self)
         return built
 
 
@@ -393,12 +450,14 @@ class FlagdHandlers:
         keys: SdkKeys,
         metrics: Metrics,
         sampler: Sampler,
+        streams: Streams | None = None,
     ) -> None:
         self.settings = settings
         self.sampler = sampler
         self.follower = follower
         self.keys = keys
         self.metrics = metrics
+        self.streams = streams if streams is not None else Streams(settings, metrics)
         self.documents = Documents()
         self._requests: dict[tuple[str, str, str], Any] = {}
 
@@ -506,30 +565,37 @@ class FlagdHandlers:
         async def handle(data: bytes, context: Context) -> AsyncIterator[bytes]:
             try:
                 token, record, env = await self._authenticate(context)
+                stream = self.streams.open(
+                    PROTOCOL_RPC, hash_sdk_key(token), env, self.streams.grpc_ender(context)
+                )
             except Exception as exc:
                 await self._fail(PROTOCOL_RPC, "EventStream", context, exc)
                 return
             code = "OK"
             try:
-                async for message in self._events(response, env, record, _KeyCheck(self.keys, token, record)):
+                check = _KeyCheck(self.keys, token, record)
+                async for message in self._events(response, env, record, check, stream):
                     yield message
             except UnauthenticatedError as exc:
                 code = ""
                 log.info("flagd.key_rejected", environment=env.env_id, reason=str(exc))
                 await self._fail(PROTOCOL_RPC, "EventStream", context, exc)
             finally:
+                self.streams.close(stream)
                 if code:
-                    self._count(PROTOCOL_RPC, "EventStream", "CANCELLED" if context.cancelled() else code)
+                    self._count(PROTOCOL_RPC, "EventStream", stream.outcome(context, code))
 
         return handle
 
     async def _events(
-        self, response: Any, env: CachedEnvironment, record: SdkKeyRecord, key: _KeyCheck
+        self, response: Any, env: CachedEnvironment, record: SdkKeyRecord, key: _KeyCheck, stream: OpenStream
     ) -> AsyncIterator[bytes]:
         keep_alive = self.settings.flagd_keep_alive_seconds
         changed = env.changed
         state = self.documents.get(env)  # the state provider_ready stands for: taken before it is sent
         yield response(type="provider_ready").SerializeToString()
+        stream.progress += 1
+        stream.sent = state.revision
         beat = time.monotonic() + keep_alive
         while True:
             if time.monotonic() >= key.due:
@@ -537,21 +603,13 @@ class FlagdHandlers:
             if env.generation != state.generation or env.revision != state.revision:
                 changed = env.changed  # taken before reading the state it is compared against
                 new = self.documents.get(env)
-                segments = new.segment_versions != state.segment_versions
-                changes = changed_flags(state.flag_versions, new.flag_versions, segments)
+                out = new.change_message(state, response)
                 state = new
-                if changes:
-                    message = response(type="configuration_change")
-                    message.data.update(
-                        {
-                            "flags": {
-                                k: {"type": t, "source": SOURCE, "flagKey": k}
-                                for k, t in sorted(changes.items())
-                            }
-                        }
-                    )
-                    yield message.SerializeToString()
+                if out is not None:
+                    yield out
+                    stream.progress += 1
                     beat = time.monotonic() + keep_alive
+                stream.sent = state.revision
                 continue
             try:
                 await asyncio.wait_for(changed.wait(), max(0.0, min(beat, key.due) - time.monotonic()))
@@ -559,6 +617,7 @@ class FlagdHandlers:
                 if time.monotonic() >= beat:
                     beat = time.monotonic() + keep_alive
                     yield response(type="keep_alive").SerializeToString()
+                    stream.progress += 1
 
     # --- sync ---
 
@@ -568,6 +627,9 @@ class FlagdHandlers:
             request = _parse(sync.SyncFlagsRequest, data)
             token, record, env = await self._authenticate(context, request.selector)
             key = _KeyCheck(self.keys, token, record)
+            stream = self.streams.open(
+                PROTOCOL_SYNC, hash_sdk_key(token), env, self.streams.grpc_ender(context)
+            )
         except Exception as exc:
             await self._fail(PROTOCOL_SYNC, "SyncFlags", context, exc)
             return
@@ -583,14 +645,14 @@ class FlagdHandlers:
                 if env.revision != revision or env.generation != generation:
                     document = self.documents.get(env)
                     revision, generation = document.revision, document.generation
-                    message = sync.SyncFlagsResponse(flag_configuration=document.json(record))
-                    message.sync_context.update({"flagSetId": flag_set_id(record)})
-                    out = message.SerializeToString()
+                    out = document.sync_message(record)
                     if len(out) > limits.MAX_GRPC_MESSAGE_BYTES:
                         raise ResourceExhaustedError(
                             f"the environment is {len(out)} bytes as flagd JSON, over MAX_GRPC_MESSAGE_BYTES"
                         )
                     yield out
+                    stream.progress += 1
+                    stream.sent = revision
                     if first:
                         first = False
                         self.metrics.latency.labels(PROTOCOL_SYNC, "SyncFlags").observe(
@@ -607,9 +669,10 @@ class FlagdHandlers:
                 log.info("flagd.key_rejected", environment=env.env_id, reason=str(exc))
             await self._fail(PROTOCOL_SYNC, "SyncFlags", context, exc)
         finally:
+            self.streams.close(stream)
             self.metrics.sync_streams.dec()
             if code:
-                self._count(PROTOCOL_SYNC, "SyncFlags", "CANCELLED" if context.cancelled() else code)
+                self._count(PROTOCOL_SYNC, "SyncFlags", stream.outcome(context, code))
 
     async def fetch_all_flags(self, data: bytes, context: Context) -> bytes:
         started = time.perf_counter()

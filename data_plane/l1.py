@@ -298,6 +298,10 @@ class CachedEnvironment:
         self.base_event_id = ""
         self._changed = asyncio.Event()
         self._snapshot: tuple[int, int, list[bytes]] | None = None
+        self._heartbeat: tuple[int, int, bytes] | None = None
+        self.serializations = 0
+        """SyncFlagsResponse messages serialized so far: once per change, snapshot chunk and heartbeat
+        position, however many streams send them (a fan-out test counts them)."""
 
     def __repr__(self) -> str:
         return f"CachedEnvironment({self.env_id!r}, revision={self.revision}, flags={len(self.flagset)})"
@@ -377,6 +381,7 @@ class CachedEnvironment:
         self.event_id = event.event_id
         self.exists = True
         self._snapshot = None
+        self.serializations += 1
         self._remember(HistoryEntry(self.revision, self.event_id, message.SerializeToString()))
         self._notify()
 
@@ -416,6 +421,18 @@ class CachedEnvironment:
         for i in range(start, len(self.history)):
             yield self.history[i].message
 
+    def heartbeat_message(self) -> bytes:
+        """The heartbeat at the current position, serialized once per position for every stream."""
+        cached = self._heartbeat
+        if cached is not None and cached[0] == self.generation and cached[1] == self.revision:
+            return cached[2]
+        msg = pb.SyncFlagsResponse(revision=self.revision, event_id=self.event_id)
+        msg.heartbeat.SetInParent()
+        self.serializations += 1
+        out = msg.SerializeToString()
+        self._heartbeat = (self.generation, self.revision, out)
+        return out
+
     def snapshot_messages(self) -> list[bytes]:
         """The current state as SyncFlagsResponse snapshot messages: definitions are added to a message until
         it holds ``SYNC_CHUNK_BYTES`` of them, so none exceeds that plus one definition plus its header (well
@@ -432,6 +449,7 @@ class CachedEnvironment:
             msg.snapshot.definitions.extend(chunk)
             msg.snapshot.metadata.update(self.meta)
             msg.snapshot.more = more
+            self.serializations += 1
             messages.append(msg.SerializeToString())
 
         entries = sorted(self.definitions.values(), key=_snapshot_order)

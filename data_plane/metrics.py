@@ -136,6 +136,34 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.streams_open = Gauge(
+            "flagyard_data_plane_streams_open",
+            "Open streams by protocol (flagyard: SyncFlags, flagd-rpc: EventStream, flagd-sync: SyncFlags, "
+            "ofrep: SSE), counted against max_streams.",
+            ["protocol"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.stream_lag = Gauge(
+            "flagyard_data_plane_stream_lag",
+            "Largest lag of an open stream, by protocol: revisions its environment is ahead of the last "
+            "message the stream handed to its transport (measured every stream_check_seconds).",
+            ["protocol"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.streams_ended_slow = Counter(
+            "flagyard_data_plane_streams_ended_slow",
+            "Streams ended with UNAVAILABLE because their client stopped reading past stream_max_pending.",
+            ["protocol"],
+            registry=r,
+        )
+        self.streams_refused = Counter(
+            "flagyard_data_plane_streams_refused",
+            "Streams refused at a cap, by protocol and limit (process: max_streams, key: per SDK key).",
+            ["protocol", "limit"],
+            registry=r,
+        )
         self.context_samples = Counter(
             "flagyard_context_samples",
             "Contexts offered to the context sampler (resolved or reported), by outcome (SAMPLE_OUTCOMES): "

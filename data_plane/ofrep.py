@@ -60,17 +60,18 @@ import structlog
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from flagyard.contracts.redis import SdkKeyRecord
+from flagyard.contracts.redis import SdkKeyRecord, hash_sdk_key
 from flagyard.rule_engine import ErrorCode, EvaluationResult, Reason, limits
 from flagyard.rule_engine.model import KEY_PATTERN
 
 from .auth import MIN_RECHECK_SECONDS, SdkKeys, bearer_token
-from .exceptions import RateLimitedError, UnauthenticatedError, UnavailableError
+from .exceptions import RateLimitedError, StreamLimitError, UnauthenticatedError, UnavailableError
 from .follower import Follower
 from .l1 import CachedEnvironment
 from .metrics import Metrics
 from .sampling import Sampler
 from .settings import DataPlaneSettings
+from .streams import OpenStream, Streams
 
 log = structlog.get_logger("flagyard.data_plane")
 
@@ -299,15 +300,16 @@ class OfrepApp:
         keys: SdkKeys,
         metrics: Metrics,
         sampler: Sampler,
+        streams: Streams | None = None,
     ) -> None:
         self.settings = settings
         self.sampler = sampler
         self.follower = follower
         self.keys = keys
         self.metrics = metrics
+        self.streams = streams if streams is not None else Streams(settings, metrics)
         self.encoder = Encoder()
         self._counters: dict[tuple[str, int], Any] = {}
-        self._streams_per_key: dict[str, int] = {}
         self._streams = metrics.protocol_streams.labels(PROTOCOL)
         self._origins = {o.strip() for o in settings.ofrep_cors_origins.split(",") if o.strip()}
         self.closing = asyncio.Event()
@@ -487,23 +489,22 @@ class OfrepApp:
             if isinstance(found, Response):
                 response = found
             else:
-                slot = request.metadata[0][1]
-                if self._streams_per_key.get(slot, 0) >= self.settings.ofrep_max_streams_per_key:
-                    limit = self.settings.ofrep_max_streams_per_key
-                    response = _error(
-                        429, f"{limit} event streams of this SDK key are open here", [(b"retry-after", b"5")]
+                # One count of streams for every protocol (data_plane/streams.py): the process's and the
+                # key's caps, and OFREP's own per-key cap within them.
+                slot = hash_sdk_key(bearer_token(request.metadata))
+                try:
+                    stream = self.streams.open(
+                        PROTOCOL, slot, found[1], protocol_key_limit=self.settings.ofrep_max_streams_per_key
                     )
+                except StreamLimitError as exc:
+                    response = _error(429, str(exc), [(b"retry-after", b"5")])
                 else:
-                    self._streams_per_key[slot] = self._streams_per_key.get(slot, 0) + 1
                     self._streams.inc()
                     try:
-                        await self._stream(*found, request, receive, send, cors)
+                        await self._stream(*found, request, receive, send, cors, stream)
                     finally:
                         self._streams.dec()
-                        if self._streams_per_key[slot] <= 1:
-                            del self._streams_per_key[slot]
-                        else:
-                            self._streams_per_key[slot] -= 1
+                        self.streams.close(stream)
                     return 200
         response.headers = response.headers + cors
         await _send(send, response)
@@ -517,6 +518,7 @@ class OfrepApp:
         receive: Receive,
         send: Send,
         cors: Headers,
+        stream: OpenStream,
     ) -> None:
         """Announce every change of ``env`` as ``refetchEvaluation`` (its revision as id and etag), with
         keep-alive comments, until the client leaves, the server stops or the key is revoked or expires."""
@@ -551,8 +553,10 @@ class OfrepApp:
                 position = (env.generation, env.revision)
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    stream.progress += 1
                     chunk = b""
                     beat = time.monotonic() + heartbeat
+                stream.sent = position[1]
                 waits = [asyncio.ensure_future(e.wait()) for e in (changed, left, self.closing)]
                 timeout = max(0.0, min(beat, due) - time.monotonic())
                 await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -728,9 +732,10 @@ class OfrepServer:
         keys: SdkKeys,
         metrics: Metrics,
         sampler: Sampler,
+        streams: Streams | None = None,
     ) -> None:
         self.settings = settings
-        self.app = OfrepApp(settings, follower, keys, metrics, sampler)
+        self.app = OfrepApp(settings, follower, keys, metrics, sampler, streams)
         self.port = 0
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None

@@ -44,6 +44,7 @@ from .sampling import Sampler
 from .service import EVALUATION_SERVICE, SYNC_SERVICE, Handlers, method_handlers
 from .settings import DataPlaneSettings
 from .store import RedisStore
+from .streams import Streams
 
 log = structlog.get_logger("flagyard.data_plane")
 
@@ -53,11 +54,41 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
     # Snapshot chunks are cut so every message fits (SYNC_CHUNK_BYTES plus one definition, see .l1).
     ("grpc.max_send_message_length", limits.MAX_GRPC_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", limits.MAX_GRPC_MESSAGE_BYTES),
+    # Keepalive finds dead peers (a client killed, a partition, a NAT that forgot the connection): the
+    # server pings every grpc_keepalive_seconds and closes the connection, cancelling its streams, when no
+    # answer comes within grpc_keepalive_timeout_seconds (server_options puts the settings' values here).
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.ping_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
+    # Keep pinging a connection whose streams are quiet (the default stops after 2 pings without data).
+    ("grpc.http2.max_pings_without_data", 0),
+    # Accept clients' keepalive pings this often (SDKs ping every 20 s; gRPC's default of 5 minutes would
+    # answer them with GOAWAY "too_many_pings" after max_ping_strikes).
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 2),
+    # Calls that arrived but the application has not picked up yet. gRPC core's default (1000) is what a
+    # fleet opening its streams at once runs into: past it calls queue in the core and many wait beyond
+    # any deadline (issue 19: of 5000 streams opened together, ~3500 got a snapshot; with the limit
+    # raised, all 5000 in about 2 s, measured by benchmarks/fanout_bench.py). server_options sets it
+    # from max_streams.
+    ("grpc.server.max_pending_requests", 1000),
+    ("grpc.server.max_pending_requests_hard_limit", 3000),
 ]
+
+
+def server_options(settings: DataPlaneSettings) -> list[tuple[str, Any]]:
+    """:data:`SERVER_OPTIONS` with the keepalive settings' and a pending-call bound that lets as many streams
+    open at once as max_streams allows (100 000 when it is 0)."""
+    pending = max(1000, settings.max_streams or 100_000)
+    keepalive = {
+        "grpc.server.max_pending_requests": pending,
+        "grpc.server.max_pending_requests_hard_limit": pending,
+        "grpc.keepalive_time_ms": int(settings.grpc_keepalive_seconds * 1000),
+        "grpc.keepalive_timeout_ms": int(settings.grpc_keepalive_timeout_seconds * 1000),
+        "grpc.http2.ping_timeout_ms": int(settings.grpc_keepalive_timeout_seconds * 1000),
+    }
+    return [(name, keepalive.get(name, value)) for name, value in SERVER_OPTIONS]
 
 
 def grpc_address(host: str, port: int) -> str:
@@ -98,11 +129,20 @@ class DataPlane:
             capacity=settings.sample_capacity,
             refresh_seconds=settings.sample_policy_refresh_seconds,
         )
+        self.streams = Streams(settings, self.metrics)
+        """Every open stream of this process, over every protocol: caps, lag, slow consumers."""
         self.handlers = Handlers(
-            settings, self.follower, self.keys, self.metrics, self.encoder, self.store, self.sampler
+            settings,
+            self.follower,
+            self.keys,
+            self.metrics,
+            self.encoder,
+            self.store,
+            self.sampler,
+            self.streams,
         )
         self.flagd = (
-            FlagdHandlers(settings, self.follower, self.keys, self.metrics, self.sampler)
+            FlagdHandlers(settings, self.follower, self.keys, self.metrics, self.sampler, self.streams)
             if settings.flagd_enabled
             else None
         )
@@ -111,7 +151,7 @@ class DataPlane:
         self.flagd_ports: dict[str, int] = {}
         """``rpc`` and ``sync``: the ports flagd's protocols were bound on (empty when turned off)."""
         self.ofrep = (
-            OfrepServer(settings, self.follower, self.keys, self.metrics, self.sampler)
+            OfrepServer(settings, self.follower, self.keys, self.metrics, self.sampler, self.streams)
             if settings.ofrep_enabled
             else None
         )
@@ -139,7 +179,7 @@ class DataPlane:
 
     async def start(self) -> int:
         """Bind, start serving (NOT_SERVING until L1 is hydrated) and start L1's tasks; the bound port."""
-        server = grpc.aio.server(options=SERVER_OPTIONS)
+        server = grpc.aio.server(options=server_options(self.settings))
         services = method_handlers(self.handlers)
         if self.flagd is not None:
             services |= flagd_method_handlers(self.flagd)
@@ -188,6 +228,7 @@ class DataPlane:
                 raise
         self.follower.start()
         self.sampler.start()
+        self.streams.start()
         log.info(
             "grpc.started",
             port=self.port,
@@ -204,6 +245,7 @@ class DataPlane:
             await self.health.enter_graceful_shutdown()
             await self.server.stop(self.settings.grace_seconds if grace is None else grace)
             self.server = None
+        await self.streams.stop()
         await self.sampler.stop()
         await self.follower.stop()
         await self.store.close()

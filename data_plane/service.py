@@ -27,7 +27,7 @@ import structlog
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.struct_pb2 import Struct
 
-from flagyard.contracts.redis import SdkKeyRecord
+from flagyard.contracts.redis import SdkKeyRecord, hash_sdk_key
 from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
 from flagyard.proto.values import struct_to_dict
 from flagyard.rule_engine import ErrorCode, limits
@@ -49,6 +49,7 @@ from .reports import validate_report
 from .sampling import Sampler
 from .settings import DataPlaneSettings
 from .store import RedisStore
+from .streams import OpenStream, Streams
 
 log = structlog.get_logger("flagyard.data_plane")
 
@@ -70,8 +71,10 @@ class Handlers:
         encoder: BulkEncoder,
         store: RedisStore,
         sampler: Sampler,
+        streams: Streams | None = None,
     ) -> None:
         self.settings = settings
+        self.streams = streams if streams is not None else Streams(settings, metrics)
         self.store = store
         self.sampler = sampler
         self.follower = follower
@@ -203,6 +206,7 @@ class Handlers:
             record = await self.keys.verify(token)
             self.keys.admit(token)
             env = await self.follower.environment(record.environment_id)
+            stream = self.streams.open(PROTOCOL, hash_sdk_key(token), env, self.streams.grpc_ender(context))
         except Exception as exc:
             await self._fail("SyncFlags", context, exc)
             return
@@ -210,7 +214,7 @@ class Handlers:
         code = "OK"
         try:
             first = True
-            async for message in self._stream(env, request, _KeyCheck(self.keys, token, record)):
+            async for message in self._stream(env, request, _KeyCheck(self.keys, token, record), stream):
                 yield message
                 if first:
                     first = False
@@ -221,14 +225,16 @@ class Handlers:
             log.info("sync.key_rejected", environment=env.env_id, reason=str(exc))
             await self._fail("SyncFlags", context, exc)
         finally:
+            self.streams.close(stream)
             self.metrics.sync_streams.dec()
             if code:
-                self._count("SyncFlags", "CANCELLED" if context.cancelled() else code)
+                self._count("SyncFlags", stream.outcome(context, code))
 
     async def _stream(
-        self, env: CachedEnvironment, request: pb.SyncFlagsRequest, key: _KeyCheck
+        self, env: CachedEnvironment, request: pb.SyncFlagsRequest, key: _KeyCheck, stream: OpenStream
     ) -> AsyncIterator[bytes]:
-        """The messages of one stream; raises UnauthenticatedError once its key is revoked or expired."""
+        """The messages of one stream; raises UnauthenticatedError once its key is revoked or expired.
+        ``stream`` follows what its transport accepted (``progress`` per message, ``sent`` per batch)."""
         heartbeat = self.settings.sync_heartbeat_seconds
         if request.HasField("revision"):
             revision, event_id = request.revision, request.event_id
@@ -243,13 +249,15 @@ class Handlers:
             revision, event_id = -1, ""
         generation = env.generation
         if revision >= 0 and env.position_known(revision, event_id):
-            messages = list(env.changes_after(revision)) or [_heartbeat(env)]
+            messages = list(env.changes_after(revision)) or [env.heartbeat_message()]
         else:
             messages = env.snapshot_messages()
         # The position the messages bring the client to, taken with them: more may change while they go.
         revision, event_id = env.revision, env.event_id
         for message in messages:
             yield message
+            stream.progress += 1
+        stream.sent = revision
         beat = time.monotonic() + heartbeat
         while True:
             if time.monotonic() >= key.due:
@@ -267,11 +275,14 @@ class Handlers:
                 except TimeoutError:
                     if time.monotonic() >= beat:
                         beat = time.monotonic() + heartbeat
-                        yield _heartbeat(env)
+                        yield env.heartbeat_message()
+                        stream.progress += 1
                 continue
             revision, event_id = env.revision, env.event_id
             for message in messages:
                 yield message
+                stream.progress += 1
+            stream.sent = revision
             beat = time.monotonic() + heartbeat
 
 
@@ -302,12 +313,6 @@ def _check_context(context: Struct) -> None:
         raise InvalidRequestError(
             f"context: {size} bytes encoded, at most {limits.MAX_CONTEXT_BYTES} (MAX_CONTEXT_BYTES)"
         )
-
-
-def _heartbeat(env: CachedEnvironment) -> bytes:
-    msg = pb.SyncFlagsResponse(revision=env.revision, event_id=env.event_id)
-    msg.heartbeat.SetInParent()
-    return msg.SerializeToString()
 
 
 def _identity(data: bytes) -> bytes:

@@ -172,6 +172,41 @@ class DataPlaneSettings(RedisSettings):
         default=20.0, gt=0, description="Interval of flagd EventStream keep_alive events (flagd's is 20 s)."
     )
 
+    # --- streams at fleet scale (data_plane/streams.py) ---
+    max_streams: int = Field(
+        default=10_000,
+        ge=0,
+        description="Open streams this process serves, every protocol together (Flagyard SyncFlags, flagd "
+        "SyncFlags and EventStream, OFREP SSE); past it a new stream is refused (RESOURCE_EXHAUSTED, OFREP "
+        "429). 0: no cap.",
+    )
+    max_streams_per_key: int = Field(
+        default=0,
+        ge=0,
+        description="Open streams one SDK key may hold on this process, every protocol together (RESOURCE_"
+        "EXHAUSTED, OFREP 429 beyond). 0: no cap (every instance of an app shares its key).",
+    )
+    stream_max_pending: int = Field(
+        default=100,
+        ge=1,
+        description="Revisions a stream may fall behind while its client does not read; a stream further "
+        "behind that made no progress for stream_check_seconds is ended with UNAVAILABLE (the SDK resumes "
+        "from its revision).",
+    )
+    stream_check_seconds: float = Field(
+        default=5.0, gt=0, description="How often every open stream's lag is measured and checked."
+    )
+
+    grpc_keepalive_seconds: float = Field(
+        default=30.0,
+        ge=0.1,
+        description="How often the gRPC server pings each connection; a peer that does not answer within "
+        "grpc_keepalive_timeout_seconds is dead: its connection is closed and its streams freed.",
+    )
+    grpc_keepalive_timeout_seconds: float = Field(
+        default=10.0, ge=0.1, description="How long a keepalive ping may go unanswered (see above)."
+    )
+
     @field_validator("redis_read_url")
     @classmethod
     def _read_url_well_formed(cls, value: SecretStr | None) -> SecretStr | None:

@@ -1,0 +1,380 @@
+"""Fan-out benchmark (issue 19): N SyncFlags streams on one data-plane process, from several client processes.
+
+Figures, for each stream count N of ``--streams``: how long until every stream held its snapshot (the
+connection storm of a fleet restarting), the share of streams that got every change, and the p50/p99 time
+from a change entering Redis to each stream receiving it. The time is measured against the change's Redis
+stream id (the millisecond Redis stamped it with, same host), so it includes the follower reading it.
+
+Floor: a bare grpc.aio server of the same proto (with the data plane's bound on pending calls, without which
+gRPC stalls a fleet's streams past 1000 arriving at once) that sends a prebuilt snapshot, then a prebuilt
+change to every stream on a timer (one serialization per change, as the data plane does; no Redis, no
+authentication), measured by the same client processes in the same run.
+
+Servers and clients run in their own processes (clients niced, ``--clients`` of them, each holding its
+streams on ``STREAMS_PER_CONNECTION``-stream connections, as app instances would). Nothing is asserted:
+these are figures. Run: ``.venv/bin/python -m benchmarks.fanout_bench --streams 1000,5000`` (``--quick``:
+200 streams, 3 changes). Needs the Redis of ``FLAGYARD_BENCH_REDIS`` (default redis://127.0.0.1:6379/15);
+keys live under a fresh prefix, removed after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import grpc
+import grpc.aio
+import orjson
+import redis
+
+from benchmarks.data_plane_bench import REDIS_URL, ROOT, SDK_KEY, _run, clean, free_port, reference_flag
+from benchmarks.results import add_json_argument, write_json
+from benchmarks.results import row as result
+from flagyard.contracts.redis import SdkKeyRecord, apply_change, hash_sdk_key, put_sdk_key
+from flagyard.proto.gen.flagyard.v1 import flagyard_pb2 as pb
+
+ENV = "bench-fanout-env"
+FLAGS = 20
+STREAMS_PER_CONNECTION = 100
+METHOD = "/flagyard.v1.SyncService/SyncFlags"
+FLOOR_NAME = "bare grpc.aio server pushing one prebuilt change to every stream"
+
+
+# --- the client processes ------------------------------------------------------------------------------
+
+
+async def client(port: int, streams: int, changes: int, seconds: float) -> None:
+    """Open ``streams`` streams; print ``ready <seconds to every snapshot>``, then one JSON line: every
+    change latency in ms and how many streams got all ``changes``."""
+    metadata = (("authorization", f"Bearer {SDK_KEY}"),)
+    channels = [
+        grpc.aio.insecure_channel(
+            f"127.0.0.1:{port}",
+            options=[("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", 64 << 20)],
+        )
+        for _ in range((streams + STREAMS_PER_CONNECTION - 1) // STREAMS_PER_CONNECTION)
+    ]
+    started = time.perf_counter()
+    ready = 0
+    all_ready = asyncio.Event()
+    latencies: list[float] = []
+    complete = 0
+    errors: dict[str, int] = {}
+
+    async def one(i: int) -> None:
+        nonlocal ready, complete
+        call = channels[i // STREAMS_PER_CONNECTION].unary_stream(METHOD)(
+            pb.SyncFlagsRequest().SerializeToString(), metadata=metadata
+        )
+        got = 0
+        try:
+            async for data in call:
+                message = pb.SyncFlagsResponse.FromString(data)
+                kind = message.WhichOneof("payload")
+                if kind == "snapshot" and not message.snapshot.more:
+                    ready += 1
+                    if ready == streams:
+                        all_ready.set()
+                elif kind == "change":
+                    latencies.append(time.time() * 1000 - int(message.event_id.split("-")[0]))
+                    got += 1
+                    if got >= changes:
+                        complete += 1
+                        break
+        except grpc.aio.AioRpcError as exc:
+            errors[exc.code().name] = errors.get(exc.code().name, 0) + 1
+        finally:
+            call.cancel()
+
+    tasks = [asyncio.create_task(one(i)) for i in range(streams)]
+    try:
+        await asyncio.wait_for(all_ready.wait(), seconds)
+        print(f"ready {time.perf_counter() - started:.3f}", flush=True)
+    except TimeoutError:
+        print(f"ready -{ready}", flush=True)
+    await asyncio.wait(tasks, timeout=seconds)
+    for task in tasks:
+        task.cancel()
+    print(orjson.dumps({"latencies": latencies, "complete": complete, "errors": errors}).decode(), flush=True)
+
+
+# --- the floor server ----------------------------------------------------------------------------------
+
+
+async def floor_server(port: int, interval: float) -> None:
+    snapshot = pb.SyncFlagsResponse(revision=1, event_id="0-0")
+    snapshot.snapshot.SetInParent()
+    for i in range(FLAGS):
+        snapshot.snapshot.definitions.add(
+            kind=pb.DEFINITION_KIND_FLAG,
+            key=f"flag-{i:03d}",
+            version=1,
+            json=orjson.dumps(reference_flag(f"flag-{i:03d}")).decode(),
+        )
+    first = snapshot.SerializeToString()
+    state: dict[str, Any] = {"changed": asyncio.Event(), "message": b"", "revision": 1}
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            state["revision"] += 1
+            message = pb.SyncFlagsResponse(
+                revision=state["revision"], event_id=f"{int(time.time() * 1000)}-0"
+            )
+            message.change.operation = pb.OPERATION_PUT
+            message.change.definition.key = "flag-000"
+            state["message"] = message.SerializeToString()
+            changed, state["changed"] = state["changed"], asyncio.Event()
+            changed.set()
+
+    async def handle(data: bytes, context: Any) -> Any:
+        yield first
+        while True:
+            await state["changed"].wait()
+            yield state["message"]
+
+    # The data plane's bound on calls not yet picked up (gRPC's default of 1000 stalls a fleet's streams).
+    pending = [
+        ("grpc.server.max_pending_requests", 100_000),
+        ("grpc.server.max_pending_requests_hard_limit", 100_000),
+    ]
+    server = grpc.aio.server(options=pending)
+    handler = grpc.unary_stream_rpc_method_handler(handle)
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler("flagyard.v1.SyncService", {"SyncFlags": handler})]
+    )
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    ticker = asyncio.create_task(tick())
+    await server.wait_for_termination()
+    ticker.cancel()
+
+
+# --- the driver ----------------------------------------------------------------------------------------
+
+
+def start_data_plane(prefix: str, port: int) -> subprocess.Popen[bytes]:
+    env = dict(
+        os.environ,
+        FLAGYARD_REDIS_URL=REDIS_URL,
+        FLAGYARD_REDIS_PREFIX=prefix,
+        FLAGYARD_GRPC_HOST="127.0.0.1",
+        FLAGYARD_GRPC_PORT=str(port),
+        FLAGYARD_METRICS_PORT="0",
+        FLAGYARD_OFREP_ENABLED="false",
+        FLAGYARD_FLAGD_ENABLED="false",
+        FLAGYARD_LOG_LEVEL="warning",
+        FLAGYARD_DATA_PLANE_PROCESSES="1",
+        FLAGYARD_MAX_STREAMS="100000",
+    )
+    return subprocess.Popen([sys.executable, "-m", "flagyard.data_plane"], env=env, cwd=ROOT)
+
+
+def run_clients(
+    port: int, streams: int, clients: int, changes: int, seconds: float, change: Any, *, stalled: bool = False
+) -> dict[str, Any]:
+    """Start the client processes, wait for their snapshots, make ``changes`` changes with ``change(i)``,
+    gather what they measured. ``stalled``: one more stream, opened here and never read (BDP off, so its
+    window stays at 64 KiB and large changes fill it), to see whether it slows the others."""
+    staller: Any = None
+    if stalled:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.http2.bdp_probe", 0)])
+        staller = (
+            channel,
+            channel.unary_stream(METHOD)(
+                pb.SyncFlagsRequest().SerializeToString(), metadata=(("authorization", f"Bearer {SDK_KEY}"),)
+            ),
+        )
+    per = [streams // clients + (1 if i < streams % clients else 0) for i in range(clients)]
+    procs = [
+        subprocess.Popen(
+            [
+                "nice",
+                "-n",
+                "5",
+                sys.executable,
+                "-m",
+                "benchmarks.fanout_bench",
+                "--client",
+                str(port),
+                str(n),
+                str(changes),
+                str(seconds),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in per
+        if n
+    ]
+    ready = []
+    for proc in procs:
+        assert proc.stdout is not None
+        ready.append(float(proc.stdout.readline().split()[1]))
+    for i in range(changes):
+        change(i)
+    latencies: list[float] = []
+    complete = 0
+    errors: dict[str, int] = {}
+    for proc in procs:
+        out, _ = proc.communicate(timeout=seconds + 60)
+        data = orjson.loads(out.strip().splitlines()[-1])
+        latencies += data["latencies"]
+        complete += data["complete"]
+        for code, n in data["errors"].items():
+            errors[code] = errors.get(code, 0) + n
+    latencies.sort()
+    if staller is not None:
+        staller[1].cancel()
+        staller[0].close()
+
+    def q(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else float("nan")
+
+    return {
+        "snapshot_seconds": max(ready) if all(r >= 0 for r in ready) else float("nan"),
+        "complete": complete / streams,
+        "p50": q(0.50),
+        "p99": q(0.99),
+        "errors": errors,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", default="1000,2000,5000", help="stream counts, comma-separated")
+    parser.add_argument("--clients", type=int, default=4, help="client processes")
+    parser.add_argument("--changes", type=int, default=5)
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between changes")
+    parser.add_argument("--seconds", type=float, default=120, help="per-run bound of the clients")
+    parser.add_argument("--change-kib", type=int, default=0, help="pad each change by this many KiB")
+    parser.add_argument(
+        "--stalled",
+        action="store_true",
+        help="also measure with one stream that never reads (use --change-kib)",
+    )
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--client", nargs=4, metavar=("PORT", "STREAMS", "CHANGES", "SECONDS"))
+    parser.add_argument("--floor-server", nargs=2, metavar=("PORT", "INTERVAL"))
+    add_json_argument(parser)
+    args = parser.parse_args()
+    if args.client:
+        port, streams, changes, seconds = args.client
+        _run(client(int(port), int(streams), int(changes), float(seconds)))
+        return
+    if args.floor_server:
+        _run(floor_server(int(args.floor_server[0]), float(args.floor_server[1])))
+        return
+    counts = [200] if args.quick else [int(n) for n in args.streams.split(",")]
+    changes = 3 if args.quick else args.changes
+
+    rds = redis.Redis.from_url(REDIS_URL)
+    prefix = f"bench-fanout-{uuid.uuid4().hex[:8]}"
+    rows: list[dict[str, Any]] = []
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for i in range(FLAGS):
+            apply_change(rds, prefix, ENV, "flag", f"flag-{i:03d}", 1, reference_flag(f"flag-{i:03d}"))
+        put_sdk_key(rds, prefix, hash_sdk_key(SDK_KEY), SdkKeyRecord(ENV, "bench", "bench", None))
+        dp_port, floor_port = free_port(), free_port()
+        procs.append(start_data_plane(prefix, dp_port))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.fanout_bench",
+                    "--floor-server",
+                    str(floor_port),
+                    str(args.interval),
+                ],
+                cwd=ROOT,
+            )
+        )
+        time.sleep(3)
+        version = [1]
+
+        def change(_: int) -> None:
+            time.sleep(args.interval)
+            version[0] += 1
+            flag = {**reference_flag("flag-000"), "default_variant": "on" if version[0] % 2 else "off"}
+            if args.change_kib:
+                flag["metadata"] = {"padding": f"{version[0]}" + "x" * (args.change_kib * 1024)}
+            apply_change(rds, prefix, ENV, "flag", "flag-000", version[0], flag)
+
+        for n in counts:
+            dp = run_clients(dp_port, n, args.clients, changes, args.seconds, change)
+            floor = run_clients(floor_port, n, args.clients, changes, args.seconds, lambda _: None)
+            if args.stalled:
+                with_stalled = run_clients(
+                    dp_port, n, args.clients, changes, args.seconds, change, stalled=True
+                )
+                print(f"{n} streams + 1 stalled: data plane {with_stalled}", file=sys.stderr, flush=True)
+                rows.append(
+                    result(
+                        f"fanout {n} streams + 1 that never reads: change to stream p99",
+                        with_stalled["p99"],
+                        "ms",
+                        dp["p99"],
+                        "the same without the stalled stream",
+                        note=f"{args.change_kib} KiB changes; errors {with_stalled['errors'] or 'none'}",
+                    )
+                )
+            print(f"{n} streams: data plane {dp}, floor {floor}", file=sys.stderr, flush=True)
+            note = f"{args.clients} client processes; errors {dp['errors'] or 'none'}"
+            rows += [
+                result(
+                    f"fanout {n} streams: every snapshot held",
+                    dp["snapshot_seconds"],
+                    "s",
+                    floor["snapshot_seconds"],
+                    FLOOR_NAME,
+                    note=note,
+                ),
+                result(
+                    f"fanout {n} streams: streams that got every change",
+                    dp["complete"] * 100,
+                    "%",
+                    floor["complete"] * 100,
+                    FLOOR_NAME,
+                    goal_op=">=",
+                    goal_value=100.0,
+                    note=note,
+                ),
+                result(
+                    f"fanout {n} streams: change to stream p50",
+                    dp["p50"],
+                    "ms",
+                    floor["p50"],
+                    FLOOR_NAME,
+                    note=note,
+                ),
+                result(
+                    f"fanout {n} streams: change to stream p99",
+                    dp["p99"],
+                    "ms",
+                    floor["p99"],
+                    FLOOR_NAME,
+                    note=note,
+                ),
+            ]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)
+        clean(rds, prefix)
+    for r in rows:
+        print(orjson.dumps(r).decode())
+    write_json(args.json_out, rows)
+
+
+if __name__ == "__main__":
+    main()
