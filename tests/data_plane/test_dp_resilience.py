@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 import redis
-from dp_helpers import ENV, FLAGS, SDK_KEY, Client, Plane, seed, settings_for, wait_until
+from dp_helpers import ENV, FLAGS, REDIS_DB, SDK_KEY, Client, Plane, seed, settings_for, wait_until
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from polling_helpers import free_port
 from prometheus_client.mmap_dict import MmapedDict
@@ -135,7 +135,7 @@ def test_processes__two_on_one_port__both_serve(rds: redis.Redis, seeded: str, t
     port, metrics_port = free_port(), free_port()
     env = dict(
         os.environ,
-        FLAGYARD_REDIS_URL="redis://127.0.0.1:6379/14",
+        FLAGYARD_REDIS_URL=f"redis://127.0.0.1:6379/{REDIS_DB}",
         FLAGYARD_REDIS_PREFIX=seeded,
         FLAGYARD_GRPC_HOST="127.0.0.1",
         FLAGYARD_METRICS_PORT=str(metrics_port),
