@@ -31,6 +31,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -169,6 +170,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="short runs (noisier)")
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also run the data plane of another checkout (its root, e.g. a worktree of main) in the same "
+        "rounds: before/after figures from one run",
+    )
     add_json_argument(parser)
     args = parser.parse_args()
     seconds = 2.0 if args.quick else 4.0
@@ -194,17 +201,20 @@ def main() -> None:
         dp_port, echo_port = free_port(), free_port()
         procs.append(dp := start_data_plane(prefix, dp_port))
         procs.append(echo := start_echo(echo_port))
-        wait_serving(dp_port)
-        wait_serving(echo_port)
+        servers = [("dp", dp_port, dp.pid), ("echo", echo_port, echo.pid)]
+        if args.baseline:
+            base_port = free_port()
+            base = start_data_plane(prefix, base_port, cwd=Path(args.baseline))
+            procs.append(base)
+            servers.append(("base", base_port, base.pid))
+        for _name, port, _pid in servers:
+            wait_serving(port)
         figures: dict[int, dict[str, float]] = {}
         for flags in FLAG_COUNTS:
             best: dict[str, tuple[float, float]] = {}
             for _ in range(ROUNDS):  # alternate the two servers, keep each one's lowest CPU per call
-                for name, port, pid, key in (
-                    ("dp", dp_port, dp.pid, sdk_key(flags)),
-                    ("echo", echo_port, echo.pid, sdk_key(flags)),
-                ):
-                    calls, cpu_us = asyncio.run(closed_loop(port, pid, key, requests, seconds))
+                for name, port, pid in servers:
+                    calls, cpu_us = asyncio.run(closed_loop(port, pid, sdk_key(flags), requests, seconds))
                     if name not in best or cpu_us < best[name][1]:
                         best[name] = (calls, cpu_us)
             bare_us, handler_us = in_process(flags, ctxs, seconds)
@@ -216,6 +226,8 @@ def main() -> None:
                 "bare": bare_us,
                 "handler": handler_us,
             }
+            if "base" in best:
+                figures[flags]["base_calls"], figures[flags]["base_cpu"] = best["base"]
     finally:
         for proc in procs:
             proc.terminate()
@@ -239,6 +251,12 @@ def main() -> None:
             f"handler work {f['handler']:6.0f} µs; ratio {ratio:.2f} (goal ≤ {GOAL_RATIO})"
         )
         print(f"            evals per CPU-second of the data plane: {flags / f['dp_cpu'] * 1e6:,.0f}")
+        if "base_cpu" in f:
+            base_above = f["base_cpu"] - f["echo_cpu"]
+            print(
+                f"            baseline: {f['base_cpu']:.0f} µs CPU/call ({f['base_calls']:,.0f} calls/s), "
+                f"above echo {base_above:.0f} µs, ratio {base_above / f['bare']:.2f}"
+            )
         rows.append(
             result(
                 f"bulk: ResolveAll ({flags} flags) server CPU above the prebuilt-response server",
