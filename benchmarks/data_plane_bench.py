@@ -201,18 +201,24 @@ def _run(coro: Awaitable[None]) -> None:
         asyncio.run(coro)  # type: ignore[arg-type]
 
 
-def start_data_plane(prefix: str, port: int) -> subprocess.Popen[bytes]:
+def start_data_plane(
+    prefix: str, port: int, cwd: Path = ROOT, metrics_port: int = 0
+) -> subprocess.Popen[bytes]:
+    """A data-plane process on ``port``; ``cwd`` another checkout's root runs that checkout's code."""
     env = dict(
         os.environ,
         FLAGYARD_REDIS_URL=REDIS_URL,
         FLAGYARD_REDIS_PREFIX=prefix,
         FLAGYARD_GRPC_HOST="127.0.0.1",
         FLAGYARD_GRPC_PORT=str(port),
-        FLAGYARD_METRICS_PORT="0",
+        FLAGYARD_METRICS_PORT=str(metrics_port),
         FLAGYARD_LOG_LEVEL="warning",
         FLAGYARD_DATA_PLANE_PROCESSES="1",
+        FLAGYARD_FLAGD_RPC_PORT="0",  # free ports: another data plane (or bench) may run beside this one
+        FLAGYARD_FLAGD_SYNC_PORT="0",
+        FLAGYARD_OFREP_PORT="0",
     )
-    return subprocess.Popen([sys.executable, "-m", "flagyard.data_plane"], env=env, cwd=ROOT)
+    return subprocess.Popen([sys.executable, "-m", "flagyard.data_plane"], env=env, cwd=cwd)
 
 
 def start_echo(port: int) -> subprocess.Popen[bytes]:

@@ -54,6 +54,7 @@ BENCHMARKS = (
     Benchmark("sdk", quick_args=("-n", "10000", "--repeats", "3")),
     Benchmark("sdk_remote", quick_args=("-n", "1000")),
     Benchmark("data_plane", ("--sweep", SWEEP), ("--quick", "--sweep", SWEEP)),
+    Benchmark("bulk", quick_args=("--quick",)),
     Benchmark("flagd", quick_args=("--quick",)),
     Benchmark("fanout", quick_args=("--quick",)),
     Benchmark("control_plane", ("--sweep", SWEEP), ("--seconds", "2", "--warmup", "0.5", "--sweep", SWEEP)),

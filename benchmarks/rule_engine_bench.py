@@ -25,6 +25,7 @@ import argparse
 import gc
 import statistics
 import time
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -201,6 +202,48 @@ def distinct_emails_loop(flagset: FlagSet) -> Callable[[int], None]:
     return loop
 
 
+RULE_COUNTS = (1, 10, 100, 1_000)
+MEMORY_FLAGS = 2_000
+
+
+def rules_flagset(rules: int) -> FlagSet:
+    """One flag of ``rules`` rules, each an ``in`` test on the country (rule i matches country ``C<i>``)."""
+    flag = {
+        "key": "reference",
+        "type": "boolean",
+        "variants": {"on": True, "off": False},
+        "off_variant": "off",
+        "default_variant": "off",
+        "rules": [
+            {
+                "id": f"r{i}",
+                "clauses": [{"attribute": "country", "operator": "in", "values": [f"C{i}"]}],
+                "variant": "on",
+            }
+            for i in range(rules)
+        ],
+    }
+    return load_flagset({"flags": [flag]})
+
+
+def bytes_per_compiled_flag(count: int = MEMORY_FLAGS) -> float:
+    """Bytes Python allocates (tracemalloc) per reference flag compiled into a FlagSet, its definition
+    dict included (L1 keeps only the compiled flag; the dicts here are built before tracing starts)."""
+    definitions = [{**REFERENCE_FLAG, "key": f"mem-{i}", "salt": f"m{i}"} for i in range(count)]
+    document = {"flags": definitions, "segments": [BETA_SEGMENT]}
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        flagset = load_flagset(document)
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(flagset.flags) == count
+    return (after - before) / count
+
+
 def floor_loop(n: int) -> None:
     table = {"reference": 1}
     hash32 = mmh3.hash
@@ -306,6 +349,36 @@ def main() -> None:
                 note="flatness: cost per evaluation vs flags loaded",
             )
         )
+    print("\ncost vs number of rules in one flag (each rule an `in` test on one attribute)")
+    for count in RULE_COUNTS:
+        flagset = rules_flagset(count)
+        n = max(1_000, args.n // max(1, count // 10))
+        for case, country in (("last rule matches", f"C{count - 1}"), ("no rule matches", "none")):
+            context = {"targeting_key": "u-1", "country": country}
+            expected = case == "last rule matches"
+            assert flagset.evaluate("reference", False, context, FlagType.BOOLEAN).value is expected
+            ns = per_call_ns(evaluation_loop(flagset, context), n, args.repeats)
+            print(f"{count:>6} rules, {case:<20} {ns:>10.0f} ns  ({ns / count:,.0f} ns per rule)")
+            rows.append(
+                row(
+                    f"rule engine: {count:,} rules, {case}",
+                    ns,
+                    "ns",
+                    floor,
+                    floor_name,
+                    note="informative: what a big flag costs per evaluation",
+                )
+            )
+    per_flag = bytes_per_compiled_flag()
+    print(f"\nmemory: {per_flag:,.0f} bytes per compiled reference flag ({MEMORY_FLAGS:,}, tracemalloc)")
+    rows.append(
+        row(
+            "rule engine: bytes per compiled reference flag",
+            per_flag,
+            "bytes",
+            note=f"tracemalloc over compiling {MEMORY_FLAGS:,} reference flags (3 rules, a split)",
+        )
+    )
     write_json(args.json_out, rows)
 
 
