@@ -256,35 +256,8 @@ class BulkEncoder:
         return counts + self._counts()
 
 
-_REVISION_FIELDS: dict[int, bytes] = {}
-
-
 def revision_field(revision: int) -> bytes:
-    """The serialized ``revision`` field, kept per revision (a few per process: it only grows)."""
-    data = _REVISION_FIELDS.get(revision)
-    if data is None:
-        if len(_REVISION_FIELDS) >= 64:
-            _REVISION_FIELDS.clear()
-        data = _REVISION_FIELDS[revision] = pb.ResolveAllResponse(revision=revision).SerializeToString()
-    return data
-
-
-def _failed(key: str, exc: Exception) -> EvaluationResult:
-    """The result of a flag whose evaluation raised (evaluation never raises into the caller)."""
-    if isinstance(exc, EvaluationChainError):  # segments in a cycle, held mid-change
-        return error_result(None, ErrorCode.GENERAL, f"flag '{key}': {exc}")
-    return error_result(None, ErrorCode.GENERAL, f"flag '{key}': {type(exc).__name__}: {exc}")
-
-
-def _evaluate(key: str, flag: Any, context: dict[str, Any], flagset: FlagSet) -> EvaluationResult:
-    """One flag's result as ``FlagSet.evaluate(key, None, context)`` gives it (never raises)."""
-    if flag is None:
-        return flagset.evaluate(key, None, context)
-    try:
-        result: EvaluationResult = flag.evaluate(context, flagset)
-    except Exception as exc:
-        return _failed(key, exc)
-    return result
+    return pb.ResolveAllResponse(revision=revision).SerializeToString()
 
 
 def resolve_all(
@@ -295,36 +268,27 @@ def resolve_all(
     Every flag is evaluated as ``FlagSet.evaluate(key, None, context)`` would, but calling the compiled
     flag directly (the caller's default is None and the context a dict, so FlagSet's checks and the
     default substitution are moot: a value is only encoded when a variant is served).
-
-    The loop over every flag (no ``keys``) is the hot path of bulk evaluation: per flag it does the
-    evaluation, one dict lookup of the result's cached entry, one count and one append; anything rarer
-    (a missing flag, an exception, a result not cached yet) goes through :func:`_evaluate` and
-    :meth:`BulkEncoder.entry`.
     """
     parts: list[bytes] = []
     append = parts.append
-    get = encoder.cache.get
+    cache = encoder.cache
     entry = encoder.entry
-    if not keys:
-        for key, flag in flagset.flags.items():
+    flags = flagset.flags
+    items = flags.items() if not keys else [(k, flags.get(k)) for k in dict.fromkeys(keys)]
+    for key, flag in items:
+        if flag is None:
+            result = flagset.evaluate(key, None, context)
+        else:
             try:
                 result = flag.evaluate(context, flagset)
-            except Exception as exc:
-                result = _failed(key, exc)
-            e = get(id(result))
-            if e is None or e[0] is not result:
-                e = entry(key, result, flag.type)
-            e[3] += 1
-            append(e[1])
-    else:
-        flags = flagset.flags
-        for key in dict.fromkeys(keys):
-            named = flags.get(key)
-            result = _evaluate(key, named, context, flagset)
-            e = get(id(result))
-            if e is None or e[0] is not result:
-                e = entry(key, result, None if named is None else named.type)
-            e[3] += 1
-            append(e[1])
+            except EvaluationChainError as exc:  # segments in a cycle, held mid-change
+                result = error_result(None, ErrorCode.GENERAL, f"flag '{key}': {exc}")
+            except Exception as exc:  # evaluation never raises into the caller
+                result = error_result(None, ErrorCode.GENERAL, f"flag '{key}': {type(exc).__name__}: {exc}")
+        e = cache.get(id(result))
+        if e is None or e[0] is not result:
+            e = entry(key, result, None if flag is None else flag.type)
+        e[3] += 1
+        append(e[1])
     append(revision_field(revision))
     return b"".join(parts)
