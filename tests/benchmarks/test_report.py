@@ -249,10 +249,19 @@ def test_run_benchmark__rule_engine_quickest__json_rows_with_positive_figure_and
 
     assert done["status"] == "ok", done["detail"]
     assert done["rows"] == json.loads((tmp_path / "json" / "rule_engine.json").read_text())
-    assert len(done["rows"]) == 7  # four cases (one a regex hit with a new subject each), three flatness
-    for result in done["rows"]:
-        assert result["unit"] == "ns"
+    rows = done["rows"]
+    # four cases (one a regex hit with a new subject each), six flagd-format rows (three cases × the
+    # hand-written file and export_flagd's form), three flatness, eight rule counts, bytes per flag
+    assert len(rows) == 4 + 6 + 3 + 8 + 1
+    timed = [r for r in rows if r["unit"] == "ns"]
+    assert len(timed) == len(rows) - 1
+    for result in timed:
         assert result["figure"] > 0
         assert result["floor"] > 0
         assert result["ratio"] == result["figure"] / result["floor"]
-        assert result["goal"] == "≤ 1,000 ns"
+    assert {r["goal"] for r in rows[:4]} == {"≤ 1,000 ns"}
+    assert {r["goal"] for r in rows if r["name"].startswith("rule engine: flagd file")} == {
+        "≤ 125 % of the floor"
+    }
+    (size,) = [r for r in rows if r["unit"] == "bytes"]
+    assert size["figure"] > 0
