@@ -251,6 +251,24 @@ class _FlagFrame:
 _Node = _FlagFrame | RuleTrace | ClauseTrace | SegmentTrace | TargetingTrace
 
 
+def _nested(
+    stack: list[_Node],
+    node: ClauseTrace | RuleTrace,
+    matcher: Callable[..., bool],
+    ctx: Mapping[str, Any],
+    store: Store,
+    chain: tuple[Any, ...],
+) -> bool:
+    """Run ``matcher`` with ``node`` on top of the stack, so what it evaluates nests under it, and note
+    its outcome (the stack is popped even when a chain error propagates)."""
+    stack.append(node)
+    try:
+        node.matched = matcher(ctx, store, *chain)
+    finally:
+        stack.pop()
+    return node.matched
+
+
 class Tracer:
     """Records one explanation. The compiler calls its wrapping methods at compile time when given one
     (``compile_flag(flag, tracer)``); each returns a recorder around the compiled closure that calls
@@ -283,12 +301,7 @@ class Tracer:
             parent = stack[-1] if stack else None
             if type(parent) is RuleTrace:
                 parent.clauses.append(node)
-            stack.append(node)
-            try:
-                node.matched = matcher(ctx, store, *chain)
-            finally:
-                stack.pop()
-            return node.matched
+            return _nested(stack, node, matcher, ctx, store, chain)
 
         return cast(M, traced_clause)
 
@@ -302,12 +315,7 @@ class Tracer:
                 parent.trace.rules.append(node)
             elif type(parent) is SegmentTrace:
                 parent.rules.append(node)
-            stack.append(node)
-            try:
-                node.matched = matcher(ctx, store, *chain)
-            finally:
-                stack.pop()
-            return node.matched
+            return _nested(stack, node, matcher, ctx, store, chain)
 
         return cast(M, traced_rule)
 
