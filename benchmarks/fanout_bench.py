@@ -181,8 +181,23 @@ def start_data_plane(prefix: str, port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` used so far, every thread (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_clients(
-    port: int, streams: int, clients: int, changes: int, seconds: float, change: Any, *, stalled: bool = False
+    port: int,
+    streams: int,
+    clients: int,
+    changes: int,
+    seconds: float,
+    change: Any,
+    *,
+    stalled: bool = False,
+    pid: int | None = None,
 ) -> dict[str, Any]:
     """Start the client processes, wait for their snapshots, make ``changes`` changes with ``change(i)``,
     gather what they measured. ``stalled``: one more stream, opened here and never read (BDP off, so its
@@ -225,6 +240,7 @@ def run_clients(
         ready.append(float(proc.stdout.readline().split()[1]))
     # For a profiler attached from outside (py-spy record --pid): when the changes start.
     print(f"changes start: port {port}, {streams} streams", file=sys.stderr, flush=True)
+    cpu = cpu_seconds(pid) if pid else 0.0
     for i in range(changes):
         change(i)
     latencies: list[float] = []
@@ -237,6 +253,9 @@ def run_clients(
         complete += data["complete"]
         for code, n in data["errors"].items():
             errors[code] = errors.get(code, 0) + n
+    # CPU the server spent from the first change until every client had every change (or gave up): the
+    # per-change work of the fan-out, less sensitive than latency to other load on a shared machine.
+    cpu = (cpu_seconds(pid) - cpu) * 1000 / changes if pid and changes else float("nan")
     latencies.sort()
     if staller is not None:
         staller[1].cancel()
@@ -251,6 +270,7 @@ def run_clients(
         "p50": q(0.50),
         "p99": q(0.99),
         "errors": errors,
+        "cpu_ms_per_change": cpu,
     }
 
 
@@ -423,8 +443,10 @@ def main() -> None:
             apply_change(rds, prefix, ENV, "flag", "flag-000", version[0], flag)
 
         for n in counts:
-            dp = run_clients(dp_port, n, args.clients, changes, args.seconds, change)
-            floor = run_clients(floor_port, n, args.clients, changes, args.seconds, lambda _: None)
+            dp = run_clients(dp_port, n, args.clients, changes, args.seconds, change, pid=procs[0].pid)
+            floor = run_clients(
+                floor_port, n, args.clients, changes, args.seconds, lambda _: None, pid=procs[1].pid
+            )
             if args.stalled:
                 with_stalled = run_clients(
                     dp_port, n, args.clients, changes, args.seconds, change, stalled=True
@@ -476,6 +498,14 @@ def main() -> None:
                     floor["p99"],
                     FLOOR_NAME,
                     note=note,
+                ),
+                result(
+                    f"fanout {n} streams: server CPU per change",
+                    dp["cpu_ms_per_change"],
+                    "ms",
+                    floor["cpu_ms_per_change"],
+                    FLOOR_NAME,
+                    note=note + "; every thread, first change until the clients had every change",
                 ),
             ]
     finally:
