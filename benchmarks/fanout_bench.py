@@ -131,7 +131,11 @@ async def floor_server(port: int, interval: float) -> None:
                 revision=state["revision"], event_id=f"{int(time.time() * 1000)}-0"
             )
             message.change.operation = pb.OPERATION_PUT
+            # The same definition the data plane sends, so both servers write messages of the same size.
+            message.change.definition.kind = pb.DEFINITION_KIND_FLAG
             message.change.definition.key = "flag-000"
+            message.change.definition.version = state["revision"]
+            message.change.definition.json = orjson.dumps(reference_flag("flag-000")).decode()
             state["message"] = message.SerializeToString()
             changed, state["changed"] = state["changed"], asyncio.Event()
             changed.set()
