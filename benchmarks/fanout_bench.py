@@ -98,7 +98,10 @@ async def client(port: int, streams: int, changes: int, seconds: float) -> None:
         print(f"ready {time.perf_counter() - started:.3f}", flush=True)
     except TimeoutError:
         print(f"ready -{ready}", flush=True)
-    await asyncio.wait(tasks, timeout=seconds)
+    if changes == 0:  # idle streams (memory): held open until the driver closes our stdin
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    else:
+        await asyncio.wait(tasks, timeout=seconds)
     for task in tasks:
         task.cancel()
     print(orjson.dumps({"latencies": latencies, "complete": complete, "errors": errors}).decode(), flush=True)
@@ -128,7 +131,11 @@ async def floor_server(port: int, interval: float) -> None:
                 revision=state["revision"], event_id=f"{int(time.time() * 1000)}-0"
             )
             message.change.operation = pb.OPERATION_PUT
+            # The same definition the data plane sends, so both servers write messages of the same size.
+            message.change.definition.kind = pb.DEFINITION_KIND_FLAG
             message.change.definition.key = "flag-000"
+            message.change.definition.version = state["revision"]
+            message.change.definition.json = orjson.dumps(reference_flag("flag-000")).decode()
             state["message"] = message.SerializeToString()
             changed, state["changed"] = state["changed"], asyncio.Event()
             changed.set()
@@ -173,11 +180,28 @@ def start_data_plane(prefix: str, port: int) -> subprocess.Popen[bytes]:
         FLAGYARD_DATA_PLANE_PROCESSES="1",
         FLAGYARD_MAX_STREAMS="100000",
     )
-    return subprocess.Popen([sys.executable, "-m", "flagyard.data_plane"], env=env, cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "flagyard.data_plane"], env=env, cwd=ROOT)
+    print(f"data plane: pid {proc.pid}, port {port}", file=sys.stderr, flush=True)
+    return proc
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` used so far, every thread (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_clients(
-    port: int, streams: int, clients: int, changes: int, seconds: float, change: Any, *, stalled: bool = False
+    port: int,
+    streams: int,
+    clients: int,
+    changes: int,
+    seconds: float,
+    change: Any,
+    *,
+    stalled: bool = False,
+    pid: int | None = None,
 ) -> dict[str, Any]:
     """Start the client processes, wait for their snapshots, make ``changes`` changes with ``change(i)``,
     gather what they measured. ``stalled``: one more stream, opened here and never read (BDP off, so its
@@ -218,6 +242,9 @@ def run_clients(
     for proc in procs:
         assert proc.stdout is not None
         ready.append(float(proc.stdout.readline().split()[1]))
+    # For a profiler attached from outside (py-spy record --pid): when the changes start.
+    print(f"changes start: port {port}, {streams} streams", file=sys.stderr, flush=True)
+    cpu = cpu_seconds(pid) if pid else 0.0
     for i in range(changes):
         change(i)
     latencies: list[float] = []
@@ -230,6 +257,9 @@ def run_clients(
         complete += data["complete"]
         for code, n in data["errors"].items():
             errors[code] = errors.get(code, 0) + n
+    # CPU the server spent from the first change until every client had every change (or gave up): the
+    # per-change work of the fan-out, less sensitive than latency to other load on a shared machine.
+    cpu = (cpu_seconds(pid) - cpu) * 1000 / changes if pid and changes else float("nan")
     latencies.sort()
     if staller is not None:
         staller[1].cancel()
@@ -244,7 +274,105 @@ def run_clients(
         "p50": q(0.50),
         "p99": q(0.99),
         "errors": errors,
+        "cpu_ms_per_change": cpu,
     }
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of process ``pid`` in KiB (Linux /proc)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def idle_rss(pid: int, port: int, streams: int, clients: int, seconds: float) -> tuple[int, float]:
+    """Open ``streams`` idle streams on the server ``pid`` listens for at ``port`` (from ``clients``
+    client processes), wait until every one holds its snapshot and a little more, and return the server's
+    RSS in KiB while they are open, and the seconds until every snapshot was held; then close them."""
+    per = [streams // clients + (1 if i < streams % clients else 0) for i in range(clients)]
+    procs = [
+        subprocess.Popen(
+            [
+                "nice",
+                "-n",
+                "5",
+                sys.executable,
+                "-m",
+                "benchmarks.fanout_bench",
+                "--client",
+                str(port),
+                str(n),
+                "0",
+                str(seconds),
+            ],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in per
+        if n
+    ]
+    ready = []
+    for proc in procs:
+        assert proc.stdout is not None
+        ready.append(float(proc.stdout.readline().split()[1]))
+    time.sleep(3)  # let the server settle (first heartbeat timers armed, allocations done)
+    rss = rss_kib(pid)
+    for proc in procs:
+        proc.communicate(timeout=60)  # closes stdin: the client closes its streams and exits
+    return rss, max(ready)
+
+
+def memory(counts: list[int], clients: int, seconds: float, redis_prefix: str) -> list[dict[str, Any]]:
+    """RSS per idle stream, data plane vs the bare floor server: for each N a fresh pair of servers,
+    warmed up by 100 streams opened and closed, RSS with 0 streams, then with N idle streams."""
+    rows = []
+    for n in counts:
+        dp_port, floor_port = free_port(), free_port()
+        servers = [
+            start_data_plane(redis_prefix, dp_port),
+            subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.fanout_bench", "--floor-server", str(floor_port), "3600"],
+                cwd=ROOT,
+            ),
+        ]
+        try:
+            time.sleep(3)
+            per_stream = []
+            for proc, port in zip(servers, (dp_port, floor_port), strict=True):
+                idle_rss(proc.pid, port, 100, clients, seconds)  # warm-up
+                time.sleep(2)
+                base = rss_kib(proc.pid)
+                held, ready = idle_rss(proc.pid, port, n, clients, seconds)
+                kib = (held - base) / n
+                per_stream.append(kib)
+                print(
+                    f"{n} idle streams, pid {proc.pid} port {port}: RSS {base} KiB -> {held} KiB, "
+                    f"{kib:.1f} KiB per stream (snapshots held in {ready:.2f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        finally:
+            for proc in servers:
+                proc.terminate()
+            for proc in servers:
+                proc.wait(10)
+        rows.append(
+            result(
+                f"fanout {n} idle streams: memory per stream (RSS delta / N)",
+                per_stream[0],
+                "KiB",
+                per_stream[1],
+                FLOOR_NAME,
+                goal_op="<=",
+                goal_value=20.0,
+                note=f"VmRSS after warm-up with 0 streams vs with {n} open; {clients} client processes",
+            )
+        )
+    return rows
 
 
 def main() -> None:
@@ -259,6 +387,11 @@ def main() -> None:
         "--stalled",
         action="store_true",
         help="also measure with one stream that never reads (use --change-kib)",
+    )
+    parser.add_argument(
+        "--memory",
+        default="",
+        help="instead of latency: RSS per idle stream at these stream counts, comma-separated (1000,5000)",
     )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--client", nargs=4, metavar=("PORT", "STREAMS", "CHANGES", "SECONDS"))
@@ -283,22 +416,26 @@ def main() -> None:
         for i in range(FLAGS):
             apply_change(rds, prefix, ENV, "flag", f"flag-{i:03d}", 1, reference_flag(f"flag-{i:03d}"))
         put_sdk_key(rds, prefix, hash_sdk_key(SDK_KEY), SdkKeyRecord(ENV, "bench", "bench", None))
+        if args.memory:
+            rows = memory([int(n) for n in args.memory.split(",")], args.clients, args.seconds, prefix)
+            counts = []
         dp_port, floor_port = free_port(), free_port()
-        procs.append(start_data_plane(prefix, dp_port))
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "benchmarks.fanout_bench",
-                    "--floor-server",
-                    str(floor_port),
-                    str(args.interval),
-                ],
-                cwd=ROOT,
+        if counts:  # not in --memory runs, which start their own servers
+            procs.append(start_data_plane(prefix, dp_port))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "benchmarks.fanout_bench",
+                        "--floor-server",
+                        str(floor_port),
+                        str(args.interval),
+                    ],
+                    cwd=ROOT,
+                )
             )
-        )
-        time.sleep(3)
+            time.sleep(3)
         version = [1]
 
         def change(_: int) -> None:
@@ -310,8 +447,10 @@ def main() -> None:
             apply_change(rds, prefix, ENV, "flag", "flag-000", version[0], flag)
 
         for n in counts:
-            dp = run_clients(dp_port, n, args.clients, changes, args.seconds, change)
-            floor = run_clients(floor_port, n, args.clients, changes, args.seconds, lambda _: None)
+            dp = run_clients(dp_port, n, args.clients, changes, args.seconds, change, pid=procs[0].pid)
+            floor = run_clients(
+                floor_port, n, args.clients, changes, args.seconds, lambda _: None, pid=procs[1].pid
+            )
             if args.stalled:
                 with_stalled = run_clients(
                     dp_port, n, args.clients, changes, args.seconds, change, stalled=True
@@ -363,6 +502,14 @@ def main() -> None:
                     floor["p99"],
                     FLOOR_NAME,
                     note=note,
+                ),
+                result(
+                    f"fanout {n} streams: server CPU per change",
+                    dp["cpu_ms_per_change"],
+                    "ms",
+                    floor["cpu_ms_per_change"],
+                    FLOOR_NAME,
+                    note=note + "; every thread, first change until the clients had every change",
                 ),
             ]
     finally:

@@ -34,7 +34,6 @@ would read as a type mismatch), selectors by :data:`MAX_SELECTOR_BYTES` (INVALID
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -62,7 +61,7 @@ from .metrics import Metrics
 from .sampling import Sampler
 from .service import _KeyCheck
 from .settings import DataPlaneSettings
-from .streams import OpenStream, Streams
+from .streams import OpenStream, Streams, wait_changed
 
 log = structlog.get_logger("flagyard.data_plane")
 
@@ -612,7 +611,7 @@ class FlagdHandlers:
                 stream.sent = state.revision
                 continue
             try:
-                await asyncio.wait_for(changed.wait(), max(0.0, min(beat, key.due) - time.monotonic()))
+                await wait_changed(changed, max(0.0, min(beat, key.due) - time.monotonic()))
             except TimeoutError:
                 if time.monotonic() >= beat:
                     beat = time.monotonic() + keep_alive
@@ -660,7 +659,7 @@ class FlagdHandlers:
                         )
                     continue
                 try:
-                    await asyncio.wait_for(changed.wait(), max(0.0, key.due - time.monotonic()))
+                    await wait_changed(changed, max(0.0, key.due - time.monotonic()))
                 except TimeoutError:
                     continue
         except Exception as exc:

@@ -49,7 +49,7 @@ from .reports import validate_report
 from .sampling import Sampler
 from .settings import DataPlaneSettings
 from .store import RedisStore
-from .streams import OpenStream, Streams
+from .streams import OpenStream, Streams, wait_changed
 
 log = structlog.get_logger("flagyard.data_plane")
 
@@ -271,7 +271,7 @@ class Handlers:
             else:
                 now = time.monotonic()
                 try:
-                    await asyncio.wait_for(changed.wait(), max(0.0, min(beat, key.due) - now))
+                    await wait_changed(changed, max(0.0, min(beat, key.due) - now))
                 except TimeoutError:
                     if time.monotonic() >= beat:
                         beat = time.monotonic() + heartbeat

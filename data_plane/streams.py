@@ -48,6 +48,18 @@ STREAM_PROTOCOLS = ("flagyard", "flagd-rpc", "flagd-sync", "ofrep")
 assert set(STREAM_PROTOCOLS) <= set(PROTOCOLS)
 
 
+async def wait_changed(changed: asyncio.Event, timeout: float) -> None:
+    """Wait until ``changed`` is set; TimeoutError after ``timeout`` seconds.
+
+    Every open stream waits here between changes, so at fleet scale this is per-change cost times the stream
+    count. ``asyncio.wait_for`` on Python 3.11 wraps the wait in a new Task each call: 10,000 streams meant
+    10,000 tasks created, scheduled and stepped per change (and one more task held by every idle stream).
+    ``asyncio.timeout`` waits in the stream's own task and cancels it at the deadline (what ``wait_for``
+    itself does from 3.12)."""
+    async with asyncio.timeout(timeout):
+        await changed.wait()
+
+
 class OpenStream:
     """One open stream: where it is (``sent``), whom it serves, and how to end it from outside."""
 
