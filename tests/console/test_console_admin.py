@@ -512,6 +512,9 @@ def test_operations__requeue_a_really_failed_job__usage_counts__propagation_by_d
         environments={"staging": {"enabled": True, "rules": [vip], "default_variant": "off"}},
     )
     sdk = console_stack.sdk_client("ops", "staging", report_interval=3600)
+    # Ready may come with a snapshot taken before the new flag reached the data plane: wait for the flag
+    # with explain, which is not counted, so the usage below stays exactly these five evaluations.
+    wait_until(lambda: sdk.explain("fast-path", {"plan": "vip"}).result.variant == "on", 30)
     served = [sdk.boolean("fast-path", False, {"plan": k}) for k in ("vip", "vip", "vip", "ann", "bo")]
     assert served == [True, True, True, False, False]
     assert sdk.reporter is not None
