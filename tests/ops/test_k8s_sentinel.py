@@ -436,3 +436,14 @@ def _quiet(call: Any) -> Any:
         return call()
     except redis.RedisError:
         return None
+
+
+def test_k8s_readme__documents_the_overlay_files_and_its_apply_command() -> None:
+    readme = (ROOT / "k8s" / "README.md").read_text()
+    assert "kubectl apply -k deploy/sentinel/k8s/" in readme
+    for path in OVERLAY.glob("*.yaml"):
+        assert f"`{path.name}`" in readme, path.name
+    for (kind, name), unit in ((REDIS, "pods"), (SENTINEL, "Sentinels")):
+        assert f"`{name}` ({_resource(kind, name)['spec']['replicas']} {unit}" in readme
+    assert "down-after-milliseconds` 5000" in readme
+    assert "down-after-milliseconds flagyard 5000" in _generated("sentinel.sh", "flagyard-sentinel-0")
