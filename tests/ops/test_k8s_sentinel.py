@@ -8,10 +8,12 @@ Sentinel built from them serve Flagyard's own client through the overlay's URL."
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -314,10 +316,32 @@ def test_plane__redis_url__names_the_sentinel_pods_their_master_and_password(
 # --- the generated configs, run ---------------------------------------------------------------------
 
 
-def _generated(script: str, pod: str) -> str:
-    """The config ``script`` writes in pod ``pod`` when no other Redis or Sentinel answers (the set's first
-    start): run with sh, ``hostname`` answering ``pod`` and ``redis-server`` replaced by a copy of its
-    config file."""
+_RESOLVER = """\
+import json, os, subprocess, sys
+hosts = json.loads(os.environ["TEST_HOSTS"])
+args = sys.argv[1:]
+if "-h" in args:
+    name = args[args.index("-h") + 1]
+    if name not in hosts:
+        sys.exit(1)  # does not resolve
+    args[args.index("-h") + 1] = "127.0.0.1"
+    args[args.index("-p") + 1] = str(hosts[name])
+out = subprocess.run([os.environ["REAL_REDIS_CLI"], *args], capture_output=True, text=True).stdout
+lines = out.splitlines()
+if "get-master-addr-by-name" in args and len(lines) == 2:
+    names = {str(port): name for name, port in hosts.items()}
+    lines[0] = names.get(lines[1], lines[0])
+print("\\n".join(lines))
+"""
+"""The pods' DNS, for scripts run here: ``redis-cli -h <pod name>`` reaches the loopback port the test
+gave that pod (other names do not resolve), and a Sentinel's answer names the pod, not 127.0.0.1."""
+
+
+def _generated(script: str, pod: str, hosts: dict[str, int] | None = None) -> str:
+    """The config ``script`` writes in pod ``pod``: run with sh, ``hostname`` answering ``pod`` and
+    ``redis-server`` replaced by a copy of its config file. Without ``hosts`` no other Redis or Sentinel
+    answers (the set's first start); with them, ``redis-cli`` reaches the real servers and Sentinels the
+    test runs on loopback under those pod names (``_RESOLVER``)."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for name, text in _scripts().items():
@@ -326,15 +350,21 @@ def _generated(script: str, pod: str) -> str:
         stubs.mkdir()
         (stubs / "hostname").write_text(f"#!/bin/sh\necho {pod}\n")
         (stubs / "redis-server").write_text(f'#!/bin/sh\ncp "$1" {root}/generated.conf\n')
+        env = {"PATH": f"{stubs}:{os.environ['PATH']}", "REDIS_PASSWORD": PASSWORD, "DATA_DIR": str(root)}
+        if hosts is not None:
+            real = shutil.which("redis-cli")
+            assert real
+            (stubs / "redis-cli").write_text(f"#!{sys.executable}\n{_RESOLVER}")
+            env |= {
+                "TEST_HOSTS": json.dumps(
+                    {f"{name}.{name.rsplit('-', 1)[0]}": port for name, port in hosts.items()}
+                ),
+                "REAL_REDIS_CLI": real,
+            }
         for stub in stubs.iterdir():
             stub.chmod(0o755)
-        env = {
-            "PATH": f"{stubs}:{os.environ['PATH']}",
-            "REDIS_PASSWORD": PASSWORD,
-            "DATA_DIR": str(root),
-        }
         proc = subprocess.run(
-            ["sh", str(root / script)], env=env, capture_output=True, text=True, timeout=60, check=False
+            ["sh", str(root / script)], env=env, capture_output=True, text=True, timeout=120, check=False
         )
         assert proc.returncode == 0, proc.stderr
         return (root / "generated.conf").read_text()
@@ -362,73 +392,125 @@ def test_generated_configs__first_start__pod_0_primary_pod_1_its_replica_sentine
     assert f'sentinel sentinel-pass "{PASSWORD}"' in sentinel
 
 
-def test_generated_configs__run_locally__serve_flagyard_through_the_overlay_url() -> None:
-    """The three generated configs with the pods' DNS names swapped for loopback ports: Redis and Sentinel
-    accept them, the replica syncs with the primary's password, and Flagyard's client reaches the master
-    and the replica through the data plane's URLs (passwords for the servers and the Sentinel)."""
-    ports = {
-        "flagyard-redis-0": free_port(),
-        "flagyard-redis-1": free_port(),
-        "flagyard-sentinel-0": free_port(),
-    }
+class _LocalSet:
+    """The overlay's pods as processes on loopback: each runs the config its start script generated, the
+    pods' DNS names swapped for 127.0.0.1 and a port of its own."""
 
-    def local(config: str, pod: str) -> str:
-        config = re.sub(r"^port \d+$", f"port {ports[pod]}\nbind 127.0.0.1", config, flags=re.M)
-        config = config.replace(
-            "flagyard-redis-0.flagyard-redis 6379", f"127.0.0.1 {ports['flagyard-redis-0']}"
-        )
+    PODS = ("flagyard-redis-0", "flagyard-redis-1", "flagyard-sentinel-0")
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.ports = {pod: free_port() for pod in self.PODS}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.clients: list[redis.Redis] = []
+
+    def local(self, config: str, pod: str) -> str:
+        config = re.sub(r"^port \d+$", f"port {self.ports[pod]}\nbind 127.0.0.1", config, flags=re.M)
+        config = re.sub(r"^dir .*$", f"dir {self.tmp}", config, flags=re.M)
+        for name, port in self.ports.items():
+            kind = name.rsplit("-", 1)[0]
+            config = config.replace(
+                f"{name}.{kind} {6379 if kind.endswith('redis') else 26379}", f"127.0.0.1 {port}"
+            )
         return re.sub(r"flagyard-(redis|sentinel)-\d\.flagyard-(redis|sentinel)", "127.0.0.1", config)
 
-    env = _expanded_env(_container(*PLANES["data-plane"]))
-    urls = [
-        env[name].replace(
-            env[name].split("@", 1)[1].split("/", 1)[0], f"127.0.0.1:{ports['flagyard-sentinel-0']}"
+    def start(self, pod: str, config: str) -> None:
+        path = self.tmp / f"{pod}.conf"
+        path.write_text(self.local(config, pod) + "\n")
+        argv = ["redis-server", str(path)] + (["--sentinel"] if "sentinel" in pod else [])
+        self.procs[pod] = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start_first_time(self) -> None:
+        for pod in self.PODS:
+            self.start(pod, _generated("sentinel.sh" if "sentinel" in pod else "redis.sh", pod))
+        sentinel = self.client("flagyard-sentinel-0")
+
+        def replica_known() -> bool:
+            try:
+                return len(sentinel.execute_command("SENTINEL", "REPLICAS", "flagyard")) == 1
+            except redis.RedisError:
+                return False
+
+        wait_until(replica_known, timeout=30)
+
+    def client(self, pod: str) -> redis.Redis:
+        client = redis.Redis(port=self.ports[pod], password=PASSWORD, socket_timeout=2, decode_responses=True)
+        self.clients.append(client)
+        return client
+
+    def overlay_url(self, name: str) -> str:
+        url = _expanded_env(_container(*PLANES["data-plane"]))[name]
+        return url.replace(
+            url.split("@", 1)[1].split("/", 1)[0], f"127.0.0.1:{self.ports['flagyard-sentinel-0']}"
         )
-        for name in ("FLAGYARD_REDIS_URL", "FLAGYARD_REDIS_READ_URL")
-    ]
-    procs: list[subprocess.Popen[bytes]] = []
-    clients: list[redis.Redis] = []
+
+    def stop(self) -> None:
+        for client in self.clients:
+            client.close()
+        for proc in self.procs.values():
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.fixture
+def local_set() -> Iterator[_LocalSet]:
     with tempfile.TemporaryDirectory() as tmp:
+        pods = _LocalSet(Path(tmp))
         try:
-            for script, pod in (
-                ("redis.sh", "flagyard-redis-0"),
-                ("redis.sh", "flagyard-redis-1"),
-                ("sentinel.sh", "flagyard-sentinel-0"),
-            ):
-                path = Path(tmp) / f"{pod}.conf"
-                text = re.sub(r"^dir .*$", f"dir {tmp}", local(_generated(script, pod), pod), flags=re.M)
-                path.write_text(text + "\n")
-                argv = ["redis-server", str(path)] + (["--sentinel"] if script == "sentinel.sh" else [])
-                procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            master = redis_client(urls[0], socket_timeout=2, decode_responses=True)
-            replica = redis_client(urls[1], replica=True, socket_timeout=2, decode_responses=True)
-            clients += [master, replica]
-            sentinel = redis.Redis(
-                port=ports["flagyard-sentinel-0"], password=PASSWORD, socket_timeout=1, decode_responses=True
-            )
-            clients.append(sentinel)
-
-            def replica_known() -> bool:
-                try:
-                    return len(sentinel.execute_command("SENTINEL", "REPLICAS", "flagyard")) == 1
-                except redis.RedisError:
-                    return False
-
-            wait_until(replica_known, timeout=30)
-            wait_until(lambda: _quiet(lambda: master.set("flagyard:k8s-sentinel", "1")), timeout=30)
-            assert master.execute_command("ROLE")[0] == "master"
-            assert wait_until(lambda: _quiet(lambda: replica.get("flagyard:k8s-sentinel")), timeout=30) == "1"
-            assert replica.execute_command("ROLE")[0] == "slave"
-            unauthenticated = redis.Redis(port=ports["flagyard-redis-0"], socket_timeout=1)
-            clients.append(unauthenticated)
-            with pytest.raises(redis.AuthenticationError):
-                unauthenticated.get("flagyard:k8s-sentinel")
+            yield pods
         finally:
-            for client in clients:
-                client.close()
-            for proc in procs:
-                proc.kill()
-                proc.wait(10)
+            pods.stop()
+
+
+def test_generated_configs__run_locally__serve_flagyard_through_the_overlay_url(local_set: _LocalSet) -> None:
+    """Redis and Sentinel accept the generated configs, the replica syncs with the primary's password, and
+    Flagyard's client reaches the master and the replica through the data plane's URLs (passwords for the
+    servers and the Sentinel)."""
+    local_set.start_first_time()
+    master = redis_client(
+        local_set.overlay_url("FLAGYARD_REDIS_URL"), socket_timeout=2, decode_responses=True
+    )
+    replica = redis_client(
+        local_set.overlay_url("FLAGYARD_REDIS_READ_URL"),
+        replica=True,
+        socket_timeout=2,
+        decode_responses=True,
+    )
+    local_set.clients += [master, replica]
+    wait_until(lambda: _quiet(lambda: master.set("flagyard:k8s-sentinel", "1")), timeout=30)
+    assert master.execute_command("ROLE")[0] == "master"
+    assert wait_until(lambda: _quiet(lambda: replica.get("flagyard:k8s-sentinel")), timeout=30) == "1"
+    assert replica.execute_command("ROLE")[0] == "slave"
+    unauthenticated = redis.Redis(port=local_set.ports["flagyard-redis-0"], socket_timeout=1)
+    local_set.clients.append(unauthenticated)
+    with pytest.raises(redis.AuthenticationError):
+        unauthenticated.get("flagyard:k8s-sentinel")
+
+
+def test_redis_sh__master_restarts_before_detection__hands_over_and_resyncs_from_the_replica(
+    local_set: _LocalSet,
+) -> None:
+    """The master's process dies and its pod restarts it at once, empty, while the Sentinels still name
+    it: redis.sh forces a failover to the replica and starts the server as the replica's replica, so the
+    data comes back to it instead of the empty set replacing the replica's."""
+    local_set.start_first_time()
+    local_set.client("flagyard-redis-0").set("flagyard:k8s-sentinel", "kept")
+    replica = local_set.client("flagyard-redis-1")
+    assert wait_until(lambda: _quiet(lambda: replica.get("flagyard:k8s-sentinel")), timeout=30) == "kept"
+    local_set.procs["flagyard-redis-0"].kill()
+    local_set.procs["flagyard-redis-0"].wait(10)
+
+    config = _generated("redis.sh", "flagyard-redis-0", local_set.ports)
+
+    assert "replicaof flagyard-redis-1.flagyard-redis 6379" in config
+    sentinel = local_set.client("flagyard-sentinel-0")
+    _host, port = sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "flagyard")
+    assert int(port) == local_set.ports["flagyard-redis-1"]
+    local_set.start("flagyard-redis-0", config)
+    restarted = local_set.client("flagyard-redis-0")
+    assert wait_until(lambda: _quiet(lambda: restarted.get("flagyard:k8s-sentinel")), timeout=30) == "kept"
+    assert restarted.execute_command("ROLE")[0] == "slave"
+    assert replica.get("flagyard:k8s-sentinel") == "kept"
 
 
 def _quiet(call: Any) -> Any:
