@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -78,7 +78,8 @@ Compiled = CompiledFlag | CompiledSegment
 def compile_stored(kind: contract.Kind, key: str, raw: bytes) -> tuple[DefinitionEntry, Compiled]:
     """Compile a stored value without re-validating its meaning (the syncer did); StoreCorruptError if bad.
 
-    The compiled object does not keep its pydantic model (``source``): that halves L1's memory.
+    The compiled object keeps no ``source``: the entry holds the stored bytes, which explain and snapshots
+    read instead.
     """
     _check_size(kind, key, raw)
     try:
@@ -87,9 +88,9 @@ def compile_stored(kind: contract.Kind, key: str, raw: bytes) -> tuple[Definitio
         definition: dict[str, Any] = {**stored.definition, "version": stored.version}
         compiled: Compiled
         if kind == "flag":
-            compiled = replace(compile_flag(Flag.model_validate(definition)), source=None)
+            compiled = compile_flag(Flag.model_validate(definition), keep_source=False)
         else:
-            compiled = replace(compile_segment(Segment.model_validate(definition)), source=None)
+            compiled = compile_segment(Segment.model_validate(definition), keep_source=False)
     except Exception as exc:  # a bad value is logged and skipped, never a crash
         raise StoreCorruptError(f"{kind} {key!r}: {type(exc).__name__}: {exc}") from exc
     if compiled.key != key:
