@@ -148,6 +148,12 @@ def _segment_keys(clauses: Iterable[Clause], targeting: Any = None) -> tuple[str
     return tuple(sorted(keys))
 
 
+def _shared(value: Any) -> Any:
+    """``value``, interned if a short string: the strings a compiled flag keeps (rule ids, segment keys,
+    metadata) recur across flags and across a process's environments, each parsed into its own copy."""
+    return intern(value) if type(value) is str and len(value) <= 128 else value
+
+
 def path_getter(path: str) -> Callable[[Context], Any]:
     """A function returning the value at a dotted ``path`` of the context, or ``None`` if absent."""
     parts = tuple(path.split("."))
@@ -177,7 +183,7 @@ def _compile_clause(clause: Clause) -> Matcher:
     op = clause.operator
     negate = clause.negate
     if op is Operator.SEGMENT_MATCH:
-        return _segment_clause(tuple(clause.values), negate)
+        return _segment_clause(tuple(_shared(v) for v in clause.values), negate)
     assert clause.attribute is not None
     if op in (Operator.EXISTS, Operator.NOT_EXISTS):
         getter = path_getter(clause.attribute)
@@ -410,7 +416,7 @@ def _rule_in_chain(clauses: list[Clause], index: int, tracer: Tracer | None) -> 
 
 
 def _segment_clause_in_chain(clause: Clause) -> ChainMatcher:
-    keys = tuple(clause.values)
+    keys = tuple(_shared(v) for v in clause.values)
     negate = clause.negate
     max_depth = limits.MAX_SEGMENT_DEPTH
 
@@ -462,7 +468,7 @@ def compile_flag(flag: Flag, tracer: Tracer | None = None, *, keep_source: bool 
 
 
 def _compile_flag(flag: Flag, tracer: Tracer | None) -> CompiledFlag:
-    metadata = dict(flag.metadata)
+    metadata = {intern(k): _shared(v) for k, v in flag.metadata.items()}
     version = flag.version
 
     def result(variant: str | None, reason: Reason, rule_id: str | None = None) -> EvaluationResult:
@@ -497,7 +503,7 @@ def _compile_flag(flag: Flag, tracer: Tracer | None) -> CompiledFlag:
         rules = tuple(
             (
                 _traced_rule(tracer, i, rule.id, _all_of([compile_clause(c, tracer) for c in rule.clauses])),
-                serve(rule.variant, rule.split, Reason.TARGETING_MATCH, rule.id),
+                serve(rule.variant, rule.split, Reason.TARGETING_MATCH, intern(rule.id)),
             )
             for i, rule in enumerate(flag.rules)
         )

@@ -131,3 +131,17 @@ def test_flagd_broken_flag__keeps_its_json_text_too() -> None:
     compiled = load_flagset({"flags": {"f": flag}}, warnings=[]).flags["f"]
     assert isinstance(compiled.source, str)
     assert json.loads(compiled.source) == flag
+
+
+def test_recurring_strings__are_one_copy_across_flags() -> None:
+    """Rule ids, segment keys and metadata recur across flags (and environments); each parse makes its own
+    copy, the compiled flags keep one."""
+    text = json.dumps({**REFERENCE, "prerequisites": [], "metadata": {"owner": "team-" + "x" * 20}})
+    flags = [compile_flag(Flag.model_validate(json.loads(text))) for _ in range(2)]
+    context = {"targeting_key": "u", "email": "a@example.com"}
+    results = [f.evaluate(context, load_flagset({"flags": []})) for f in flags]
+    assert results[0].rule_id == "staff"
+    assert results[0].rule_id is results[1].rule_id
+    owners = [r.flag_metadata for r in results]
+    assert next(iter(owners[0])) is next(iter(owners[1]))
+    assert owners[0]["owner"] is owners[1]["owner"]
