@@ -15,6 +15,10 @@ alternation in the same run (goal: within 1.25× of native). Also, informative, 
 ``export_flagd`` writes it (guards that make JsonLogic match native semantics on lists and odd types;
 also compiled by ``rule_engine.fastlogic``, partly through the generic JsonLogic functions).
 
+Memory: bytes per compiled flag (tracemalloc over 2,000 flags) for the reference flag as loaded, the same
+compiled keeping no source (as the data plane's L1 holds it) and its flagd form loaded from a file's text,
+each beside the bytes of the definition's compact JSON.
+
 Run: ``.venv/bin/python -m benchmarks.rule_engine_bench`` (or ``task bench``); ``--json-out PATH`` also
 writes the rows as JSON (``benchmarks/results.py``).
 """
