@@ -15,6 +15,10 @@ alternation in the same run (goal: within 1.25× of native). Also, informative, 
 ``export_flagd`` writes it (guards that make JsonLogic match native semantics on lists and odd types;
 also compiled by ``rule_engine.fastlogic``, partly through the generic JsonLogic functions).
 
+Memory: bytes per compiled flag (tracemalloc over 2,000 flags) for the reference flag as loaded, the same
+compiled keeping no source (as the data plane's L1 holds it) and its flagd form loaded from a file's text,
+each beside the bytes of the definition's compact JSON.
+
 Run: ``.venv/bin/python -m benchmarks.rule_engine_bench`` (or ``task bench``); ``--json-out PATH`` also
 writes the rows as JSON (``benchmarks/results.py``).
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import statistics
 import time
 import tracemalloc
@@ -32,7 +37,15 @@ from typing import Any
 import mmh3
 
 from benchmarks.results import add_json_argument, row, write_json
-from flagyard.rule_engine import FlagSet, FlagType, export_flagd, load_flagd, load_flagset
+from flagyard.rule_engine import (
+    Flag,
+    FlagSet,
+    FlagType,
+    compile_flag,
+    export_flagd,
+    load_flagd,
+    load_flagset,
+)
 
 GOAL_NS = 1000.0
 FLAGD_GOAL_RATIO = 1.25
@@ -226,22 +239,78 @@ def rules_flagset(rules: int) -> FlagSet:
     return load_flagset({"flags": [flag]})
 
 
-def bytes_per_compiled_flag(count: int = MEMORY_FLAGS) -> float:
-    """Bytes Python allocates (tracemalloc) per reference flag compiled into a FlagSet, its definition
-    dict included (L1 keeps only the compiled flag; the dicts here are built before tracing starts)."""
-    definitions = [{**REFERENCE_FLAG, "key": f"mem-{i}", "salt": f"m{i}"} for i in range(count)]
-    document = {"flags": definitions, "segments": [BETA_SEGMENT]}
+def traced_bytes(build: Callable[[], Any], count: int) -> float:
+    """Bytes Python allocates (tracemalloc) and keeps, per item, while ``build`` runs (what it returns
+    is kept until measured; garbage is collected first)."""
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        flagset = load_flagset(document)
+        kept = build()
         gc.collect()
         after = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
-    assert len(flagset.flags) == count
+    del kept
     return (after - before) / count
+
+
+def memory_definitions(count: int = MEMORY_FLAGS) -> list[dict[str, Any]]:
+    return [{**REFERENCE_FLAG, "key": f"mem-{i}", "salt": f"m{i}"} for i in range(count)]
+
+
+def bytes_per_compiled_flag(count: int = MEMORY_FLAGS) -> float:
+    """Bytes Python allocates (tracemalloc) per reference flag compiled into a FlagSet, what it keeps of
+    its definition (``source``) included (the definition dicts it is loaded from are built before
+    tracing starts)."""
+    document = {"flags": memory_definitions(count), "segments": [BETA_SEGMENT]}
+
+    def build() -> FlagSet:
+        flagset = load_flagset(document)
+        assert len(flagset.flags) == count
+        return flagset
+
+    return traced_bytes(build, count)
+
+
+def bytes_per_compiled_flag_without_source(count: int = MEMORY_FLAGS) -> float:
+    """The same reference flags compiled keeping no ``source`` (as the data plane's L1 holds them); the
+    validated models are built before tracing starts."""
+    models = [Flag.model_validate(d) for d in memory_definitions(count)]
+    return traced_bytes(lambda: [compile_flag(m, keep_source=False) for m in models], count)
+
+
+def bytes_per_definition_json(count: int = MEMORY_FLAGS) -> float:
+    """Floor: a ``bytes`` object holding each reference flag's compact JSON (defaults left out)."""
+    definitions = [Flag.model_validate(d) for d in memory_definitions(count)]
+    return traced_bytes(
+        lambda: [d.model_dump_json(exclude_defaults=True).encode() for d in definitions], count
+    )
+
+
+def flagd_memory_text(count: int = MEMORY_FLAGS) -> str:
+    """A flagd document of ``count`` copies of the reference flag's flagd form (JsonLogic targeting)."""
+    flag = FLAGD_DOCUMENT["flags"]["reference"]
+    return json.dumps({"flags": {f"mem-{i}": flag for i in range(count)}}, separators=(",", ":"))
+
+
+def bytes_per_compiled_flagd_flag(count: int = MEMORY_FLAGS) -> float:
+    """Bytes per flagd JsonLogic flag loaded from the document's JSON text: the parsed document is
+    garbage once loaded, but for what the compiled flags keep of it."""
+    text = flagd_memory_text(count)
+
+    def build() -> FlagSet:
+        flagset = load_flagd(text)
+        assert len(flagset.flags) == count
+        return flagset
+
+    return traced_bytes(build, count)
+
+
+def bytes_per_flagd_json(count: int = MEMORY_FLAGS) -> float:
+    """Floor: a ``str`` holding each flagd flag object's compact JSON."""
+    flag = FLAGD_DOCUMENT["flags"]["reference"]
+    return traced_bytes(lambda: [json.dumps(flag, separators=(",", ":")) for _ in range(count)], count)
 
 
 def floor_loop(n: int) -> None:
@@ -369,16 +438,47 @@ def main() -> None:
                     note="informative: what a big flag costs per evaluation",
                 )
             )
-    per_flag = bytes_per_compiled_flag()
-    print(f"\nmemory: {per_flag:,.0f} bytes per compiled reference flag ({MEMORY_FLAGS:,}, tracemalloc)")
-    rows.append(
-        row(
-            "rule engine: bytes per compiled reference flag",
-            per_flag,
-            "bytes",
-            note=f"tracemalloc over compiling {MEMORY_FLAGS:,} reference flags (3 rules, a split)",
+    print(f"\nmemory per compiled flag ({MEMORY_FLAGS:,} flags, tracemalloc)")
+    print(f"{'case':<60} {'bytes':>8} {'floor':>7} {'ratio':>6}")
+    json_floor = bytes_per_definition_json()
+    flagd_floor = bytes_per_flagd_json()
+    for name, short, figure, floor_bytes, floor_text, note in (
+        (
+            "reference flag (load_flagset)",
+            "reference flag",
+            bytes_per_compiled_flag(),
+            json_floor,
+            "its definition's compact JSON as bytes",
+            "3 rules, a split; its definition kept as compact JSON (source)",
+        ),
+        (
+            "reference flag, keeping no source (data-plane L1)",
+            "reference flag, no source (data-plane L1)",
+            bytes_per_compiled_flag_without_source(),
+            json_floor,
+            "its definition's compact JSON as bytes",
+            "compile_flag(keep_source=False): the closures and the results built once",
+        ),
+        (
+            "flagd JsonLogic flag, loaded from its file's text",
+            "flagd JsonLogic flag",
+            bytes_per_compiled_flagd_flag(),
+            flagd_floor,
+            "its flag object's compact JSON as str",
+            "the reference flag's flagd form (if/or/in/ends_with/>=/fractional)",
+        ),
+    ):
+        print(f"{name:<60} {figure:>8,.0f} {floor_bytes:>7,.0f} {figure / floor_bytes:>6.1f}")
+        rows.append(
+            row(
+                f"rule engine: bytes per compiled {short}",
+                figure,
+                "bytes",
+                floor_bytes,
+                floor_text,
+                note=f"tracemalloc over {MEMORY_FLAGS:,} flags; {note}",
+            )
         )
-    )
     write_json(args.json_out, rows)
 
 

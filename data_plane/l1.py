@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from sys import intern
 from typing import Any
 
 import orjson
@@ -58,7 +59,7 @@ class DefinitionEntry:
 
     def __init__(self, kind: contract.Kind, key: str, version: int, raw: bytes) -> None:
         self.kind = kind
-        self.key = key
+        self.key = intern(key)  # shared with the compiled flag's and the other environments' entries
         self.version = version
         self.raw = raw
         self._json: str | None = None
@@ -78,22 +79,28 @@ Compiled = CompiledFlag | CompiledSegment
 def compile_stored(kind: contract.Kind, key: str, raw: bytes) -> tuple[DefinitionEntry, Compiled]:
     """Compile a stored value without re-validating its meaning (the syncer did); StoreCorruptError if bad.
 
-    The compiled object does not keep its pydantic model (``source``): that halves L1's memory.
+    The compiled object keeps no ``source``: the entry holds the stored bytes, which explain and snapshots
+    read instead.
     """
     _check_size(kind, key, raw)
     try:
         stored = contract.parse_stored(raw)
+        if stored.definition.get("key") != key:
+            raise StoreCorruptError(
+                f"{kind} {key!r}: stored under another key ({stored.definition.get('key')!r})"
+            )
         # The envelope's version is authoritative: results must carry the version the guard compared.
-        definition: dict[str, Any] = {**stored.definition, "version": stored.version}
+        # The key: the interned one, so the compiled object shares it with every environment's entries.
+        definition: dict[str, Any] = {**stored.definition, "version": stored.version, "key": intern(key)}
         compiled: Compiled
         if kind == "flag":
-            compiled = replace(compile_flag(Flag.model_validate(definition)), source=None)
+            compiled = compile_flag(Flag.model_validate(definition), keep_source=False)
         else:
-            compiled = replace(compile_segment(Segment.model_validate(definition)), source=None)
+            compiled = compile_segment(Segment.model_validate(definition), keep_source=False)
+    except StoreCorruptError:
+        raise
     except Exception as exc:  # a bad value is logged and skipped, never a crash
         raise StoreCorruptError(f"{kind} {key!r}: {type(exc).__name__}: {exc}") from exc
-    if compiled.key != key:
-        raise StoreCorruptError(f"{kind} {key!r}: stored under another key ({compiled.key!r})")
     return DefinitionEntry(kind, key, stored.version, raw), compiled
 
 
@@ -239,6 +246,7 @@ async def build(
     n = 0
     for kind, values in (("segment", data.segments), ("flag", data.flags)):
         for key, raw in values.items():
+            key = intern(key)  # one copy of each key, whatever the environments holding it
             n += 1
             if n % yield_every == 0:
                 await asyncio.sleep(0)

@@ -9,7 +9,7 @@ recompiling the flags that refer to it.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from sys import intern
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,7 +21,7 @@ from .exceptions import EvaluationChainError
 from .model import Clause, Flag, Operator, Segment, Split
 from .operators import PREDICATES, Fast, Predicate, plain
 from .result import ErrorCode, EvaluationResult, FlagType, Reason
-from .targeting import compile_targeting, targeting_evaluator
+from .targeting import compile_targeting, referenced_segments, targeting_evaluator
 
 if TYPE_CHECKING:
     from .explain import Tracer
@@ -72,10 +72,33 @@ class CompiledFlag:
     evaluate: FlagEvaluator
     metadata: Mapping[str, Any] = field(default_factory=dict)
     source: Any = None
-    """The definition this was compiled from (a native :class:`Flag` or a flagd flag object)."""
+    """The definition this was compiled from, held compactly (a pydantic model costs about 6 KB, more than
+    the closures): a native flag as the compact JSON of its validated :class:`Flag` (``bytes``, defaults
+    left out; :meth:`definition` rebuilds the model), or the :class:`Flag` itself when its JSON would not
+    give it back exactly (see :func:`compact`); a flagd flag as the JSON text of its flag object
+    (``str``). ``None`` when not kept (the data plane's L1 keeps its definitions as stored bytes). Equal
+    definitions written alike have equal sources, which is what the SDK compares to see a change."""
     evaluate_in_chain: ChainEvaluator | None = None
     """For a flag with prerequisites: ``evaluate`` as a prerequisite of the flags in the chain, so a
     cycle or an over-deep chain is seen before it recurses. ``None`` for a flag without any."""
+    segment_keys: tuple[str, ...] = ()
+    """The segments a native flag's rules and targeting refer to, kept with ``source`` (to know which
+    flags a segment's change affects without rebuilding the definition)."""
+    prerequisite_keys: tuple[str, ...] = ()
+    """The flags a native flag has as prerequisites, in order, kept with ``source``."""
+
+    @property
+    def native(self) -> bool:
+        """Whether the native definition is known (:meth:`definition` gives it)."""
+        return type(self.source) is bytes or isinstance(self.source, Flag)
+
+    def definition(self) -> Flag | None:
+        """The native definition this was compiled from, rebuilt from ``source`` (about 20 µs: for
+        explanations and other rare readers, never evaluation); ``None`` if not native or not kept."""
+        source = self.source
+        if type(source) is bytes:
+            return Flag.model_validate_json(source)
+        return source if isinstance(source, Flag) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +107,51 @@ class CompiledSegment:
     version: int
     matches: Matcher
     source: Any = None
+    """The definition, held compactly as for :attr:`CompiledFlag.source`: the compact JSON of the
+    :class:`Segment` (``bytes``), or the model, or ``None`` when not kept."""
     matches_in_chain: ChainMatcher | None = None
     """For a segment whose rules refer to other segments: ``matches`` inside the chain of segments that
     led here, so a cycle or an over-deep chain is seen before it recurses. ``None`` otherwise."""
+    segment_keys: tuple[str, ...] = ()
+    """The segments its rules refer to, kept with ``source``."""
+
+    @property
+    def native(self) -> bool:
+        """Whether the definition is known (:meth:`definition` gives it)."""
+        return type(self.source) is bytes or isinstance(self.source, Segment)
+
+    def definition(self) -> Segment | None:
+        """The definition this was compiled from, rebuilt from ``source``; ``None`` if not kept."""
+        source = self.source
+        if type(source) is bytes:
+            return Segment.model_validate_json(source)
+        return source if isinstance(source, Segment) else None
+
+
+def compact(definition: Flag | Segment) -> bytes | Flag | Segment:
+    """What a compiled flag or segment keeps of its definition: the model's compact JSON (defaults left
+    out), about a tenth of the model's memory, from which ``model_validate_json`` rebuilds an equal model.
+    pydantic writes a non-finite float as ``null``, so a definition whose JSON holds a ``null`` (rare: a
+    null variant value, operand or JsonLogic constant) keeps its model, as does one that cannot be
+    written (built in Python with values JSON cannot hold)."""
+    try:
+        data = type(definition).__pydantic_serializer__.to_json(definition, exclude_defaults=True)
+    except Exception:
+        return definition
+    return definition if b"null" in data else data
+
+
+def _segment_keys(clauses: Iterable[Clause], targeting: Any = None) -> tuple[str, ...]:
+    keys = {str(v) for c in clauses if c.operator is Operator.SEGMENT_MATCH for v in c.values}
+    if targeting is not None:
+        keys |= referenced_segments(targeting)
+    return tuple(sorted(keys))
+
+
+def _shared(value: Any) -> Any:
+    """``value``, interned if a short string: the strings a compiled flag keeps (rule ids, segment keys,
+    metadata) recur across flags and across a process's environments, each parsed into its own copy."""
+    return intern(value) if type(value) is str and len(value) <= 128 else value
 
 
 def path_getter(path: str) -> Callable[[Context], Any]:
@@ -118,7 +183,7 @@ def _compile_clause(clause: Clause) -> Matcher:
     op = clause.operator
     negate = clause.negate
     if op is Operator.SEGMENT_MATCH:
-        return _segment_clause(tuple(clause.values), negate)
+        return _segment_clause(tuple(_shared(v) for v in clause.values), negate)
     assert clause.attribute is not None
     if op in (Operator.EXISTS, Operator.NOT_EXISTS):
         getter = path_getter(clause.attribute)
@@ -243,11 +308,22 @@ def _all_of(matchers: list[Matcher]) -> Matcher:
     return matcher
 
 
-def compile_segment(segment: Segment, tracer: Tracer | None = None) -> CompiledSegment:
+def compile_segment(
+    segment: Segment, tracer: Tracer | None = None, *, keep_source: bool = True
+) -> CompiledSegment:
     """Compile a validated segment; a ``tracer`` wraps its matcher, rules and clauses in recorders (see
-    :func:`compile_clause`)."""
+    :func:`compile_clause`). ``keep_source=False``: ``source`` is ``None`` (the definition is kept
+    elsewhere)."""
     compiled = _compile_segment(segment, tracer)
-    return compiled if tracer is None else tracer.segment(segment, compiled)
+    if tracer is not None:
+        return tracer.segment(segment, compiled)
+    if not keep_source:  # nor what is read off it
+        return replace(compiled, source=None)
+    return replace(
+        compiled,
+        source=compact(segment),
+        segment_keys=_segment_keys(c for rule in segment.rules for c in rule.clauses),
+    )
 
 
 def _compile_segment(segment: Segment, tracer: Tracer | None) -> CompiledSegment:
@@ -340,7 +416,7 @@ def _rule_in_chain(clauses: list[Clause], index: int, tracer: Tracer | None) -> 
 
 
 def _segment_clause_in_chain(clause: Clause) -> ChainMatcher:
-    keys = tuple(clause.values)
+    keys = tuple(_shared(v) for v in clause.values)
     negate = clause.negate
     max_depth = limits.MAX_SEGMENT_DEPTH
 
@@ -367,20 +443,32 @@ def _segment_clause_in_chain(clause: Clause) -> ChainMatcher:
     return matcher
 
 
-def compile_flag(flag: Flag, tracer: Tracer | None = None) -> CompiledFlag:
+def compile_flag(flag: Flag, tracer: Tracer | None = None, *, keep_source: bool = True) -> CompiledFlag:
     """Compile a validated native flag.
 
     With a ``tracer`` (:func:`~.explain.explain` only) each compiled clause, rule, split, the targeting
     expression and the flag's own evaluation are wrapped in recorders around the very same closures, so
     an explanation cannot drift from evaluation. Without one (every other caller) nothing is wrapped and
     no closure tests for a tracer: evaluation pays nothing for explanations.
+
+    The compiled flag keeps its definition as compact JSON (see :func:`compact`), or nothing with
+    ``keep_source=False`` (the data plane keeps the stored bytes instead).
     """
     compiled = _compile_flag(flag, tracer)
-    return compiled if tracer is None else tracer.flag(flag, compiled)
+    if tracer is not None:
+        return tracer.flag(flag, compiled)
+    if not keep_source:  # nor what is read off it
+        return replace(compiled, source=None)
+    return replace(
+        compiled,
+        source=compact(flag),
+        segment_keys=_segment_keys((c for rule in flag.rules for c in rule.clauses), flag.targeting),
+        prerequisite_keys=tuple(p.flag for p in flag.prerequisites),
+    )
 
 
 def _compile_flag(flag: Flag, tracer: Tracer | None) -> CompiledFlag:
-    metadata = dict(flag.metadata)
+    metadata = {intern(k): _shared(v) for k, v in flag.metadata.items()}
     version = flag.version
 
     def result(variant: str | None, reason: Reason, rule_id: str | None = None) -> EvaluationResult:
@@ -415,7 +503,7 @@ def _compile_flag(flag: Flag, tracer: Tracer | None) -> CompiledFlag:
         rules = tuple(
             (
                 _traced_rule(tracer, i, rule.id, _all_of([compile_clause(c, tracer) for c in rule.clauses])),
-                serve(rule.variant, rule.split, Reason.TARGETING_MATCH, rule.id),
+                serve(rule.variant, rule.split, Reason.TARGETING_MATCH, intern(rule.id)),
             )
             for i, rule in enumerate(flag.rules)
         )

@@ -182,7 +182,7 @@ def explain(
     (once per call), so the top-level checks and the error handling are the ordinary ones and the
     result is the one evaluation gives. ``trace`` is ``None`` when the flag was not evaluated (not found,
     type mismatch, context not a mapping) and for flags compiled without a native definition: flagd-format
-    flags and the data plane's L1 copies (``source`` is not a :class:`~.model.Flag`), which are explained
+    flags and the data plane's L1 copies (no native ``source``), which are explained
     by their result alone. A prerequisite flag or segment without a native definition is evaluated as
     compiled: a prerequisite's trace then has no rules, and such a segment is absent from the trace.
 
@@ -193,11 +193,11 @@ def explain(
     """
     compiled = flagset.flags.get(key)
     source = None if compiled is None else _native(compiled, "flag", Flag, definitions)
-    if source is None:
+    if compiled is None or source is None:
         return Explanation(flagset.evaluate(key, default, context, flag_type), None)
     try:
         tracer = Tracer()
-        tracing = _TracingFlagSet(flagset, tracer, definitions)
+        tracing = _TracingFlagSet(flagset, tracer, definitions, (compiled, source))
         result = tracing.evaluate(key, default, context, flag_type)
         trace = tracer.root
     except Exception:  # a fault in the tracing itself: still the result, as evaluation gives it
@@ -217,9 +217,9 @@ D = TypeVar("D", Flag, Segment)
 def _native(
     compiled: CompiledFlag | CompiledSegment, kind: str, model: type[D], definitions: Definitions | None
 ) -> D | None:
-    """The native definition ``compiled`` was compiled from: its ``source``, else what ``definitions``
-    gives for it."""
-    source = compiled.source
+    """The native definition ``compiled`` was compiled from: rebuilt from its ``source``, else what
+    ``definitions`` gives for it."""
+    source = compiled.definition()
     if isinstance(source, model):
         return source
     if definitions is not None:
@@ -537,11 +537,21 @@ class _TracingFlagSet(FlagSet):
 
     __slots__ = ()
 
-    def __init__(self, live: FlagSet, tracer: Tracer, definitions: Definitions | None) -> None:
+    def __init__(
+        self,
+        live: FlagSet,
+        tracer: Tracer,
+        definitions: Definitions | None,
+        known: tuple[CompiledFlag, Flag] | None = None,
+    ) -> None:
+        """``known``: a compiled flag and its definition already rebuilt (the one asked for)."""
         super().__init__(metadata=live.metadata)
 
         def trace_flag(compiled: CompiledFlag) -> CompiledFlag:
-            source = _native(compiled, "flag", Flag, definitions)
+            if known is not None and compiled is known[0]:
+                source: Flag | None = known[1]
+            else:
+                source = _native(compiled, "flag", Flag, definitions)
             return tracer.flag(None, compiled) if source is None else compile_flag(source, tracer)
 
         def trace_segment(compiled: CompiledSegment) -> CompiledSegment:

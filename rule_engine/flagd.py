@@ -61,6 +61,8 @@ class _ParsedFlag:
     rule: Rule | None
     metadata: dict[str, Any]
     source: Mapping[str, Any]
+    text: str | None = None
+    """``source`` as compact JSON, which the compiled flag keeps instead (``None``: not encodable)."""
     evaluators: Mapping[str, Any] | None = None
     """The document's ``$evaluators``, for the fast path's ``$ref`` (see :mod:`.fastlogic`)."""
 
@@ -113,8 +115,15 @@ def _broken(flag: _BrokenFlag, set_metadata: dict[str, Any]) -> CompiledFlag:
         problem = flag.issues[0] if flag.issues else Issue("", "invalid")
         message = f"flag '{flag.key}' is invalid: {problem}"
         result = EvaluationResult(None, None, Reason.ERROR, ErrorCode.PARSE_ERROR, message, None, metadata, 0)
+    text = encode(flag.source)
     return CompiledFlag(
-        flag.key, flag_type or FlagType.OBJECT, 0, True, lambda ctx, store: result, metadata, flag.source
+        flag.key,
+        flag_type or FlagType.OBJECT,
+        0,
+        True,
+        lambda ctx, store: result,
+        metadata,
+        flag.source if text is None else text,
     )
 
 
@@ -219,7 +228,10 @@ def _bound(items: Mapping[Any, Any], limit: int, name: str, path: str, issues: l
 
 
 def _size_issues(value: Any, path: str, limit: int, name: str, what: str) -> list[Issue]:
-    text = encode(value)
+    return _text_size_issues(encode(value), path, limit, name, what)
+
+
+def _text_size_issues(text: str | None, path: str, limit: int, name: str, what: str) -> list[Issue]:
     size = 0 if text is None else encoded_size(text)  # too deep to encode: the depth checks say where
     if size > limit:
         return [Issue(path, f"{what} is {size} bytes encoded; the limit is {limit} ({name})")]
@@ -254,7 +266,8 @@ def _parse_flag(
     if not isinstance(flag, Mapping):
         issues.append(Issue(path, "a flag is an object"))
         return None
-    bounds = _size_issues(flag, path, limits.MAX_FLAG_BYTES, "MAX_FLAG_BYTES", "the flag")
+    text = encode(flag)
+    bounds = _text_size_issues(text, path, limits.MAX_FLAG_BYTES, "MAX_FLAG_BYTES", "the flag")
     variants = flag.get("variants")
     if isinstance(variants, Mapping) and not bounds:
         _bound(variants, limits.MAX_VARIANTS, "variants (MAX_VARIANTS)", path + "/variants", bounds)
@@ -304,6 +317,7 @@ def _parse_flag(
         rule=rule,
         metadata={**set_metadata, **flag_metadata},
         source=flag,
+        text=text,
         evaluators=compiler.evaluators,
     )
 
@@ -393,7 +407,9 @@ def _finish(flag: _ParsedFlag, evaluate: FlagEvaluator) -> CompiledFlag:
             r = inner(ctx, store)
             return r if r.variant is None else replace(r, value=copy_json(r.value))
 
-    return CompiledFlag(flag.key, flag.type, 0, flag.enabled, evaluate, flag.metadata, flag.source)
+    # The flag object is kept as its JSON text (a tenth of the parsed object's memory).
+    source = flag.source if flag.text is None else flag.text
+    return CompiledFlag(flag.key, flag.type, 0, flag.enabled, evaluate, flag.metadata, source)
 
 
 # --- export ---------------------------------------------------------------------------------------------

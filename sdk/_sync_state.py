@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
@@ -22,12 +21,10 @@ from flagyard.rule_engine import (
     CompiledSegment,
     Flag,
     FlagSet,
-    Operator,
     Segment,
     compile_flag,
     compile_segment,
 )
-from flagyard.rule_engine.targeting import referenced_segments
 
 from ._resolver import changed_flags
 from .exceptions import ResyncError
@@ -148,30 +145,17 @@ def affected_flags(flagset: FlagSet, kind: int, key: str) -> list[str]:
     while grown:
         grown = False
         for segment in flagset.segments.values():
-            source = segment.source
             if segment.key not in segments and (
-                not isinstance(source, Segment)
-                or _matched_segments(c for r in source.rules for c in r.clauses) & segments
+                not segment.native or not segments.isdisjoint(segment.segment_keys)
             ):
                 segments.add(segment.key)
                 grown = True
         for flag in flagset.flags.values():
-            source = flag.source
             if flag.key not in flags and (
-                not isinstance(source, Flag)
-                or _matched_segments(c for r in source.rules for c in r.clauses) & segments
-                or (source.targeting is not None and referenced_segments(source.targeting) & segments)
-                or any(p.flag in flags for p in source.prerequisites)
+                not flag.native
+                or not segments.isdisjoint(flag.segment_keys)
+                or not flags.isdisjoint(flag.prerequisite_keys)
             ):
                 flags.add(flag.key)
                 grown = True
     return sorted(flags)
-
-
-def _matched_segments(clauses: Iterable[Any]) -> set[str]:
-    return {
-        str(value)
-        for clause in clauses
-        if clause.operator is Operator.SEGMENT_MATCH
-        for value in clause.values
-    }

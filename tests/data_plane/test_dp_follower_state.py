@@ -171,3 +171,26 @@ def test_apply__value_that_does_not_compile__reported_skipped_and_the_revision_s
     assert [(kind, key) for kind, key, _ in invalid] == [("flag", "a")]
     assert (value(env, "a"), env.revision) == (True, 3)
     assert env.position_known(3, "3-0")
+
+
+def test_apply__value_stored_under_another_key__reported_skipped() -> None:
+    env = loaded(2, a=stored("a", 1, "on"))
+
+    invalid = put(env, event(3, "a", 2), stored("b", 2))
+
+    assert [(kind, key) for kind, key, _ in invalid] == [("flag", "a")]
+    assert "stored under another key ('b')" in invalid[0][2]
+    assert (value(env, "a"), "b" in env.flagset.flags) == (True, False)
+
+
+def test_environments__share_one_copy_of_each_flag_key() -> None:
+    """Each environment's load parses its own copy of a key; L1 keeps one (interned) for all of them."""
+    key = "".join(["shared-", "key"])  # built at run time: not a constant the compiler interned
+    first = loaded(2, **{key: stored(key, 1)})
+    second = loaded(2, **{"".join(["shared-", "key"]): stored("".join(["shared-", "key"]), 1)})
+    held = [next(iter(env.flagset.flags)) for env in (first, second)]
+    compiled = [env.flagset.flags[key] for env in (first, second)]
+    entries = [env.definitions["flag", key] for env in (first, second)]
+    assert held[0] is held[1]
+    assert all(c.key is held[0] for c in compiled)
+    assert all(e.key is held[0] for e in entries)
