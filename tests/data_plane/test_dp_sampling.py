@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,17 @@ def policy_plane(seeded: str, rds: redis.Redis, planes: list[Plane], **settings:
     return plane
 
 
+@contextmanager
+def sampling_client(
+    seeded: str, rds: redis.Redis, planes: list[Plane], **settings: Any
+) -> Iterator[tuple[Plane, Client]]:
+    """A :func:`policy_plane` and a client of it, once the plane samples the environment."""
+    plane = policy_plane(seeded, rds, planes, **settings)
+    with Client(plane.port) as client:
+        start_sampling(plane, client)
+        yield plane, client
+
+
 @pytest.fixture
 def sampling_plane(seeded: str, rds: redis.Redis, planes: list[Plane]) -> Plane:
     return policy_plane(seeded, rds, planes, sample_policy_refresh_seconds=0.5)
@@ -209,13 +221,11 @@ def test_sampling__burst_of_distinct_contexts__admitted_within_budget_and_every_
 ) -> None:
     # A refresh period longer than the test: the environment is never forgotten (and looked up again) in
     # the middle, so every offer is counted under one outcome.
-    sampling_plane = policy_plane(seeded, rds, planes, sample_policy_refresh_seconds=600)
-    with Client(sampling_plane.port) as sclient:
+    with sampling_client(seeded, rds, planes, sample_policy_refresh_seconds=600) as (sampling_plane, sclient):
         burst(sampling_plane, sclient, rds, seeded)
 
 
 def burst(sampling_plane: Plane, sclient: Client, rds: redis.Redis, seeded: str) -> None:
-    start_sampling(sampling_plane, sclient)
     before = outcomes(sampling_plane)
     ticks_before = ticks(sampling_plane)
     total = 3000
@@ -251,9 +261,7 @@ def burst(sampling_plane: Plane, sclient: Client, rds: redis.Redis, seeded: str)
 def test_sampling__small_capacity__the_set_never_exceeds_it(
     seeded: str, rds: redis.Redis, planes: list[Plane]
 ) -> None:
-    plane = policy_plane(seeded, rds, planes, sample_capacity=5)
-    with Client(plane.port) as client:
-        start_sampling(plane, client)
+    with sampling_client(seeded, rds, planes, sample_capacity=5) as (plane, client):
         i = 0
 
         def more() -> bool:
@@ -434,9 +442,7 @@ def test_sampling__worst_case_contexts__resolves_answer_and_nothing_oversized_is
 def test_sampling__plane_stops_with_samples_buffered__they_are_flushed(
     seeded: str, rds: redis.Redis, planes: list[Plane]
 ) -> None:
-    plane = policy_plane(seeded, rds, planes, sample_policy_refresh_seconds=600)
-    with Client(plane.port) as client:
-        start_sampling(plane, client)
+    with sampling_client(seeded, rds, planes, sample_policy_refresh_seconds=600) as (plane, client):
         wait_ticks(plane, 1)  # just flushed
         for i in range(5):
             client.resolve("ResolveBoolean", "banner", context(i))
