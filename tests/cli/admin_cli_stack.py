@@ -28,6 +28,7 @@ from typing import Any
 import psycopg
 import pytest
 import redis
+import sqlalchemy as sa
 import uvicorn
 from alembic import command
 from alembic.config import Config
@@ -166,6 +167,22 @@ def run_script(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
         timeout=60,
         check=False,
     )
+
+
+def environment_column(cp: ControlPlane, project: str, column: str, env: str = "prod") -> Any:
+    """One column of environment ``env`` of ``project``, read from the control plane's database."""
+    engine = sa.create_engine(cp.settings.database_url.get_secret_value())
+    try:
+        with engine.connect() as conn:
+            return conn.execute(
+                sa.text(
+                    f"SELECT e.{column} FROM environments e JOIN projects p ON p.id = e.project_id "
+                    "WHERE p.key = :p AND e.key = :e"
+                ),
+                {"p": project, "e": env},
+            ).scalar_one()
+    finally:
+        engine.dispose()
 
 
 def new_project(cli: Cli) -> str:

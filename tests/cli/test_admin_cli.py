@@ -12,8 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
-from admin_cli_stack import ADMIN_KEY, Cli, ControlPlane, free_port, run_script
+from admin_cli_stack import ADMIN_KEY, Cli, ControlPlane, environment_column, free_port, run_script
 from pydantic import SecretStr
 from rq import Queue, Retry, SimpleWorker
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
@@ -402,15 +401,8 @@ def test_jobs_failed__real_failed_sync_job__listed_requeued_then_succeeds(
     cli.ok("flags", "create", "checkout", "-p", project)
     queue = Queue(cp.queue, connection=cp.redis)
     queue.empty()
+    env_id = environment_column(cp, project, "id")
     engine = make_engine(cp.settings)
-    with engine.connect() as conn:
-        env_id = conn.execute(
-            sa.text(
-                "SELECT e.id FROM environments e JOIN projects p ON p.id = e.project_id "
-                "WHERE p.key = :p AND e.key = 'prod'"
-            ),
-            {"p": project},
-        ).scalar_one()
     change = {"outbox_id": None, "environment_id": env_id, "entity_type": "flag", "entity_key": "checkout"}
     job = queue.enqueue(SYNC_JOB_FUNCTION, changes=[{**change, "version": 1}], retry=Retry(max=1))
     gone = SecretStr(cp.settings.database_url.get_secret_value() + "_gone")

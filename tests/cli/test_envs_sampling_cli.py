@@ -4,23 +4,11 @@ is kept, a bad attribute is refused with its pointer, and the salt is never prin
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from admin_cli_stack import Cli, ControlPlane
+from admin_cli_stack import Cli, ControlPlane, environment_column
 
 
 def salt(cp: ControlPlane, project: str) -> str:
-    engine = sa.create_engine(cp.settings.database_url.get_secret_value())
-    try:
-        with engine.connect() as conn:
-            value = conn.execute(
-                sa.text(
-                    "SELECT e.sampling_salt FROM environments e JOIN projects p ON p.id = e.project_id "
-                    "WHERE p.key = :p AND e.key = 'prod'"
-                ),
-                {"p": project},
-            ).scalar_one()
-    finally:
-        engine.dispose()
+    value = environment_column(cp, project, "sampling_salt")
     assert isinstance(value, str)
     return value
 
