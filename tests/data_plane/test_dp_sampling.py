@@ -455,12 +455,16 @@ def test_sampling__plane_stops_with_samples_buffered__they_are_flushed(
 
 
 def test_sampling__ofrep_and_flagd_calls__sampled_and_sanitized_like_flagyard_ones(
-    sampling_plane: Plane, sclient: Client, rds: redis.Redis, seeded: str
+    seeded: str, rds: redis.Redis, planes: list[Plane]
 ) -> None:
-    start_sampling(sampling_plane, sclient)
-    assert sampling_plane.plane is not None
-    http = httpx.Client(base_url=f"http://127.0.0.1:{sampling_plane.plane.ofrep_port}", timeout=10)
-    channel = grpc.insecure_channel(f"127.0.0.1:{sampling_plane.plane.flagd_ports['rpc']}")
+    # A refresh period longer than the test: with 0.5 s, a second without a call between the warm-up and
+    # the calls below (a loaded machine) made the plane forget the environment, and the calls made before
+    # it was looked up again were not sampled (seen failing in full-file runs).
+    with sampling_client(seeded, rds, planes, sample_policy_refresh_seconds=600) as (sampling_plane, _):
+        assert sampling_plane.plane is not None
+        ofrep_port, flagd_port = sampling_plane.plane.ofrep_port, sampling_plane.plane.flagd_ports["rpc"]
+    http = httpx.Client(base_url=f"http://127.0.0.1:{ofrep_port}", timeout=10)
+    channel = grpc.insecure_channel(f"127.0.0.1:{flagd_port}")
     flagd = ev2_grpc.ServiceStub(channel)
     try:
         for i in range(3):  # OFREP single and bulk; flagd's targetingKey is the engine's targeting_key
