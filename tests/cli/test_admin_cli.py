@@ -7,14 +7,12 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
-from admin_cli_stack import ADMIN_KEY, Cli, ControlPlane, control_plane, free_port, fresh_database, run_script
+from admin_cli_stack import ADMIN_KEY, Cli, ControlPlane, environment_column, free_port, run_script
 from pydantic import SecretStr
 from rq import Queue, Retry, SimpleWorker
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
@@ -41,27 +39,6 @@ rules:
     clauses:
       - {attribute: country, operator: eq, values: [DE]}
 """
-
-
-@pytest.fixture(scope="module")
-def cp() -> Iterator[ControlPlane]:
-    with fresh_database() as db_url, control_plane(db_url) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def cli(cp: ControlPlane) -> Cli:
-    return Cli(cp.url)
-
-
-@pytest.fixture
-def project(cli: Cli) -> str:
-    """A new project with environments dev and prod, made through the CLI."""
-    key = f"p{uuid.uuid4().hex[:8]}"
-    cli.ok("projects", "create", key, "--name", "Shop")
-    for env in ("dev", "prod"):
-        cli.ok("envs", "create", env, "--project", key)
-    return key
 
 
 def flag_versions(cli: Cli, project: str, flag: str) -> list[int]:
@@ -424,15 +401,8 @@ def test_jobs_failed__real_failed_sync_job__listed_requeued_then_succeeds(
     cli.ok("flags", "create", "checkout", "-p", project)
     queue = Queue(cp.queue, connection=cp.redis)
     queue.empty()
+    env_id = environment_column(cp, project, "id")
     engine = make_engine(cp.settings)
-    with engine.connect() as conn:
-        env_id = conn.execute(
-            sa.text(
-                "SELECT e.id FROM environments e JOIN projects p ON p.id = e.project_id "
-                "WHERE p.key = :p AND e.key = 'prod'"
-            ),
-            {"p": project},
-        ).scalar_one()
     change = {"outbox_id": None, "environment_id": env_id, "entity_type": "flag", "entity_key": "checkout"}
     job = queue.enqueue(SYNC_JOB_FUNCTION, changes=[{**change, "version": 1}], retry=Retry(max=1))
     gone = SecretStr(cp.settings.database_url.get_secret_value() + "_gone")
