@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-
 _handed_out: set[int] = set()
 
 
