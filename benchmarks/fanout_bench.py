@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -375,6 +376,71 @@ def memory(counts: list[int], clients: int, seconds: float, redis_prefix: str) -
     return rows
 
 
+# --- the wait between changes, in process ---------------------------------------------------------------
+
+
+def stream_waits(streams: int, rounds: int) -> dict[str, float]:
+    """CPU µs per stream to wake ``streams`` waiting streams for a change and have them wait again (min of
+    ``rounds``), for: the data plane's wait (a change or the stream's deadline, shared alarms), a timer per
+    wait (``asyncio.timeout``, what it did before), and a bare ``Event.wait`` without any deadline (floor).
+    In-process under uvloop, no transport: the part of a change's cost that is the waiting alone."""
+    import uvloop
+
+    from flagyard.data_plane.l1 import CachedEnvironment
+    from flagyard.data_plane.metrics import Metrics
+    from flagyard.data_plane.settings import DataPlaneSettings
+    from flagyard.data_plane.streams import Streams
+
+    async def measure(mode: str) -> float:
+        env = CachedEnvironment("bench")
+        events = [asyncio.Event()]
+        registry = Streams(DataPlaneSettings(redis_url=REDIS_URL), Metrics())
+        woke = [0]
+        everyone = asyncio.Event()
+
+        async def stream() -> None:
+            opened = registry.open("flagyard", "bench", env)
+            seen = env.revision
+            while True:
+                changed, event = env.changed, events[-1]
+                if env.revision != seen:
+                    seen = env.revision
+                    woke[0] += 1
+                    if woke[0] == streams:
+                        everyone.set()
+                    continue
+                if mode == "floor":
+                    await event.wait()
+                elif mode == "timer":
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(15):
+                            await event.wait()
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await registry.wait_changed(opened, changed, time.monotonic() + 15)
+
+        tasks = [asyncio.create_task(stream()) for _ in range(streams)]
+        await asyncio.sleep(0.2)
+        best = float("inf")
+        for _ in range(rounds):
+            woke[0] = 0
+            everyone.clear()
+            started = time.process_time()
+            env.revision += 1
+            events.append(asyncio.Event())
+            events[-2].set()
+            env._notify()
+            await everyone.wait()
+            await asyncio.sleep(0)  # each woken stream is waiting again
+            best = min(best, time.process_time() - started)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return best * 1e6 / streams
+
+    return {mode: uvloop.run(measure(mode)) for mode in ("alarms", "timer", "floor")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", default="1000,2000,5000", help="stream counts, comma-separated")
@@ -446,6 +512,27 @@ def main() -> None:
                 flag["metadata"] = {"padding": f"{version[0]}" + "x" * (args.change_kib * 1024)}
             apply_change(rds, prefix, ENV, "flag", "flag-000", version[0], flag)
 
+        if not args.memory:
+            waiting = 2000 if args.quick else 10_000
+            waits = stream_waits(waiting, 10 if args.quick else 30)
+            rows += [
+                result(
+                    f"stream wait, {waiting} streams: CPU per stream per change",
+                    waits["alarms"],
+                    "µs",
+                    waits["floor"],
+                    "asyncio.Event.wait without any deadline",
+                    note="in process, no transport; the data plane's wait: a change or its deadline",
+                ),
+                result(
+                    f"stream wait, {waiting} streams, a timer per wait: CPU per stream per change",
+                    waits["timer"],
+                    "µs",
+                    waits["floor"],
+                    "asyncio.Event.wait without any deadline",
+                    note="asyncio.timeout around each wait: what the data plane did before shared alarms",
+                ),
+            ]
         for n in counts:
             dp = run_clients(dp_port, n, args.clients, changes, args.seconds, change, pid=procs[0].pid)
             floor = run_clients(
