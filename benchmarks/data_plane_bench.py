@@ -21,6 +21,14 @@
 5. With ``--sweep 1,2,4,8,16``: unary calls/s of the data plane and of the echo server at each number of
    concurrent clients (one connection each, one call in flight), same grpc.aio load loop for both.
 
+6. With ``--scaling`` (``--scaling-only``: just this): unary ResolveBoolean calls/s of the data plane as 1
+   process and as 2 processes sharing the port (``FLAGYARD_DATA_PLANE_PROCESSES=2``: the supervisor and two
+   workers, SO_REUSEPORT), beside the echo server as 1 and 2 processes sharing a port, the same h2load load
+   for all four (16 connections × 4 streams: the kernel picks a process per connection). Per run: total
+   calls/s, each process's share of the calls (from its own counter) and calls/s, and where the cores went
+   over the run (the setup's processes from ``/proc/<pid>/stat``, h2load's from its rusage, the rest of the
+   machine from ``/proc/stat``): the load generator and anything else running share the same cores.
+
 Servers run in their own processes; the load generator runs here. Nothing is asserted: these are figures.
 Run: ``.venv/bin/python -m benchmarks.data_plane_bench`` (``--quick`` for a short run; ``--json-out PATH``
 also writes the rows as JSON, see ``benchmarks/results.py``). Needs the Redis of
@@ -31,7 +39,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
+import json
 import os
 import resource
 import shutil
@@ -39,9 +49,11 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +154,11 @@ def free_port() -> int:
 # --- servers ---------------------------------------------------------------------------------------------
 
 
-def echo_server(port: int) -> None:
-    """A bare grpc.aio server with the data plane's proto shape: parse the request, answer prebuilt bytes."""
+def echo_server(port: int, count_dir: str | None = None) -> None:
+    """A bare grpc.aio server with the data plane's proto shape: parse the request, answer prebuilt bytes.
+
+    With ``count_dir`` it shares its port (SO_REUSEPORT, as the data plane's processes do) and writes the
+    calls it answered to ``count_dir/<pid>`` every 0.1 s (the scaling measurement's per-process split)."""
     single = pb.ResolveBooleanResponse(
         value=False,
         variant="off",
@@ -165,8 +180,12 @@ def echo_server(port: int) -> None:
         )
     bulk_bytes = bulk.SerializeToString()
 
+    answered = 0
+
     async def resolve(data: bytes, _context: Any) -> bytes:
+        nonlocal answered
         pb.ResolveRequest.FromString(data)
+        answered += 1
         return single
 
     async def resolve_all(data: bytes, _context: Any) -> bytes:
@@ -176,8 +195,15 @@ def echo_server(port: int) -> None:
     def ident(b: bytes) -> bytes:
         return b
 
+    async def write_count(directory: Path) -> None:
+        path, scratch = directory / str(os.getpid()), directory / f".{os.getpid()}"
+        while True:
+            scratch.write_text(str(answered))
+            scratch.replace(path)
+            await asyncio.sleep(0.1)
+
     async def main() -> None:
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(options=[("grpc.so_reuseport", int(count_dir is not None))])
         handlers = {
             "ResolveBoolean": grpc.unary_unary_rpc_method_handler(resolve, ident, ident),
             "ResolveAll": grpc.unary_unary_rpc_method_handler(resolve_all, ident, ident),
@@ -187,7 +213,10 @@ def echo_server(port: int) -> None:
         )
         server.add_insecure_port(f"127.0.0.1:{port}")
         await server.start()
+        counting = [asyncio.create_task(write_count(Path(count_dir)))] if count_dir is not None else []
         await server.wait_for_termination()
+        for task in counting:
+            task.cancel()
 
     _run(main())
 
@@ -202,9 +231,17 @@ def _run(coro: Awaitable[None]) -> None:
 
 
 def start_data_plane(
-    prefix: str, port: int, cwd: Path = ROOT, metrics_port: int = 0
+    prefix: str, port: int, cwd: Path = ROOT, metrics_port: int = 0, processes: int = 1, metrics_dir: str = ""
 ) -> subprocess.Popen[bytes]:
-    """A data-plane process on ``port``; ``cwd`` another checkout's root runs that checkout's code."""
+    """A data-plane process on ``port``; ``cwd`` another checkout's root runs that checkout's code. With
+    ``processes`` above 1 the supervisor and that many workers sharing the port (their metrics files in
+    ``metrics_dir``); several processes need fixed flagd and OFREP ports, so free ones are picked."""
+    several = {
+        "FLAGYARD_FLAGD_RPC_PORT": str(free_port()),
+        "FLAGYARD_FLAGD_SYNC_PORT": str(free_port()),
+        "FLAGYARD_OFREP_PORT": str(free_port()),
+        "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
+    }
     env = dict(
         os.environ,
         FLAGYARD_REDIS_URL=REDIS_URL,
@@ -213,17 +250,21 @@ def start_data_plane(
         FLAGYARD_GRPC_PORT=str(port),
         FLAGYARD_METRICS_PORT=str(metrics_port),
         FLAGYARD_LOG_LEVEL="warning",
-        FLAGYARD_DATA_PLANE_PROCESSES="1",
+        FLAGYARD_DATA_PLANE_PROCESSES=str(processes),
         FLAGYARD_FLAGD_RPC_PORT="0",  # free ports: another data plane (or bench) may run beside this one
         FLAGYARD_FLAGD_SYNC_PORT="0",
         FLAGYARD_OFREP_PORT="0",
     )
+    if processes > 1:
+        env.update(several)
     return subprocess.Popen([sys.executable, "-m", "flagyard.data_plane"], env=env, cwd=cwd)
 
 
-def start_echo(port: int) -> subprocess.Popen[bytes]:
+def start_echo(port: int, count_dir: str | None = None) -> subprocess.Popen[bytes]:
+    """The echo server on ``port``; with ``count_dir`` one of several sharing the port (see echo_server)."""
+    counting = ["--echo-count-dir", count_dir] if count_dir is not None else []
     return subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.data_plane_bench", "--echo-server", str(port)], cwd=ROOT
+        [sys.executable, "-m", "benchmarks.data_plane_bench", "--echo-server", str(port), *counting], cwd=ROOT
     )
 
 
@@ -522,16 +563,19 @@ def h2load(
     *,
     rps: float | None = None,
     log: Path | None = None,
+    connections: int = 4,
+    streams: int = 16,
 ) -> float:
-    """Completed calls/s reported by h2load (4 connections × 16 streams, one thread): peak, or at ``rps``."""
+    """Completed calls/s reported by h2load (``connections`` × ``streams``, one thread): peak, or at
+    ``rps``."""
     body = Path(f"/tmp/fybench-{os.getpid()}-{method}.bin")
     body.write_bytes(grpc_frame(request))
     cmd = [
         "h2load",
         "-c",
-        "4",
+        str(connections),
         "-m",
-        "16",
+        str(streams),
         "-t",
         "1",
         "-D",
@@ -548,7 +592,7 @@ def h2load(
         f"authorization: Bearer {SDK_KEY}",
     ]
     if rps:
-        cmd += ["--rps", str(max(1, int(rps / 4)))]
+        cmd += ["--rps", str(max(1, int(rps / connections)))]
     if log:
         cmd += ["--log-file", str(log)]
     cmd.append(f"http://127.0.0.1:{port}/flagyard.v1.EvaluationService/{method}")
@@ -570,6 +614,309 @@ def h2load_latency(
     finally:
         log.unlink(missing_ok=True)
     return durations[len(durations) // 2] / 1000, durations[int(len(durations) * 0.99)] / 1000
+
+
+# --- scaling: 1 and 2 processes on one port ---------------------------------------------------------------
+
+
+SCALING_CONNECTIONS, SCALING_STREAMS = 16, 4
+"""h2load's load in the scaling runs: 64 calls in flight, as in the peak runs, but over 16 connections, so
+that SO_REUSEPORT (the kernel picks a listener per connection, by a hash of its addresses) spreads them
+over both processes; the split each run got is reported."""
+SCALING_ROUNDS = 3
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+OK_METRIC = "flagyard_data_plane_requests_total"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process, all its threads (``/proc/<pid>/stat``); 0 when gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores together spent busy since boot (``/proc/stat``: user, nice, system, irq,
+    softirq; not idle, iowait or steal, the time a virtual machine's host ran something else)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    return (sum(values) - values[3] - values[4]) / CLK_TCK
+
+
+def child_pids(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return sorted(found)
+
+
+class Served:
+    """One setup of the scaling runs: the data plane or the echo server, as 1 or 2 processes on one port,
+    and how many ResolveBoolean calls each of its processes answered (OK, failed) so far."""
+
+    def __init__(self, kind: str, processes: int, prefix: str, work_dir: Path) -> None:
+        self.kind, self.processes, self.port = kind, processes, free_port()
+        self.count_dir = work_dir / f"{kind}-{processes}"
+        self.count_dir.mkdir()
+        self.metrics_port = 0
+        if kind == "echo":
+            self.procs = [start_echo(self.port, str(self.count_dir)) for _ in range(processes)]
+        elif processes == 1:
+            self.metrics_port = free_port()  # one process: its own /metrics (no multiprocess files)
+            self.procs = [start_data_plane(prefix, self.port, metrics_port=self.metrics_port)]
+        else:
+            self.procs = [
+                start_data_plane(prefix, self.port, processes=processes, metrics_dir=str(self.count_dir))
+            ]
+
+    @property
+    def name(self) -> str:
+        return f"{'data plane' if self.kind == 'dp' else 'echo'}, {self.processes} process" + (
+            "es" if self.processes > 1 else ""
+        )
+
+    def pids(self) -> list[int]:
+        """Every process of this setup (the data plane's supervisor and its workers)."""
+        pids = [p.pid for p in self.procs]
+        if self.kind == "dp" and self.processes > 1:
+            pids += child_pids(self.procs[0].pid)
+        return pids
+
+    def counts(self) -> dict[int, tuple[float, float]]:
+        """(calls answered OK, calls failed) per serving process."""
+        if self.kind == "echo":
+            return {
+                int(path.name): (float(path.read_text() or 0), 0.0)
+                for path in self.count_dir.iterdir()
+                if path.name.isdigit()
+            }
+        if self.processes == 1:
+            from prometheus_client.parser import text_string_to_metric_families
+
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as answer:
+                text = answer.read().decode()
+            samples = [
+                sample
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == OK_METRIC
+            ]
+            return {self.procs[0].pid: _ok_failed((s.labels, s.value) for s in samples)}
+        from prometheus_client.mmap_dict import MmapedDict
+
+        out = {}
+        for path in self.count_dir.glob("counter_*.db"):
+            values = []
+            read = MmapedDict.read_all_values_from_file(str(path))  # type: ignore[no-untyped-call]
+            for key, value, _ts, _pos in read:
+                _metric, sample, labels, _help = json.loads(key)
+                if sample == OK_METRIC:
+                    values.append((labels, value))
+            out[int(path.stem.split("_")[1])] = _ok_failed(values)
+        return out
+
+    def wait_all_serving(self, timeout: float = 60) -> None:
+        """Until every process answered a call: fresh connections until the kernel gave each one some."""
+        wait_serving(self.port, timeout)
+        deadline = time.monotonic() + timeout
+        request = pb.ResolveRequest(flag_key="flag-000", context=struct(CONTEXT)).SerializeToString()
+        while sum(ok > 0 for ok, _ in self.counts().values()) < self.processes:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: not every process served after {timeout}s")
+            with grpc.insecure_channel(f"127.0.0.1:{self.port}") as channel:
+                call = channel.unary_unary("/flagyard.v1.EvaluationService/ResolveBoolean")
+                with contextlib.suppress(grpc.RpcError):
+                    call(request, metadata=(("authorization", f"Bearer {SDK_KEY}"),), timeout=2)
+            time.sleep(0.15)  # the echo servers write their counts every 0.1 s
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.wait(30)
+
+
+def _ok_failed(values: Iterable[tuple[dict[str, str], float]]) -> tuple[float, float]:
+    ok = failed = 0.0
+    for labels, value in values:
+        if labels.get("method") == "ResolveBoolean":
+            if labels.get("code") == "OK":
+                ok += value
+            else:
+                failed += value
+    return ok, failed
+
+
+def scaling_run(served: Served, request: bytes, seconds: float) -> dict[str, Any]:
+    """One h2load run against ``served``: calls/s, each process's share and calls/s, and where the cores went
+    over the run's wall time (the setup's processes, h2load, the rest of the machine)."""
+    pids = served.pids()
+    counts_before = served.counts()
+    cpu_before = {pid: cpu_seconds(pid) for pid in pids}
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    machine_before = machine_busy_seconds()
+    started = time.perf_counter()
+    calls = h2load(
+        served.port,
+        "ResolveBoolean",
+        request,
+        seconds,
+        connections=SCALING_CONNECTIONS,
+        streams=SCALING_STREAMS,
+    )
+    wall = time.perf_counter() - started
+    machine = machine_busy_seconds() - machine_before
+    cpu = {pid: cpu_seconds(pid) - cpu_before[pid] for pid in pids}
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # h2load: the only child reaped meanwhile
+    h2load_cpu = children.ru_utime + children.ru_stime - children_before.ru_utime - children_before.ru_stime
+    time.sleep(0.3)  # the echo servers write their counts every 0.1 s
+    counts_after = served.counts()
+    ok = {pid: counts_after[pid][0] - counts_before.get(pid, (0.0, 0.0))[0] for pid in counts_after}
+    failed = sum(counts_after[pid][1] - counts_before.get(pid, (0.0, 0.0))[1] for pid in counts_after)
+    if failed:
+        raise RuntimeError(f"{served.name}: {failed:.0f} calls failed during the run")
+    answered = sum(ok.values())
+    shares = sorted((n / answered for n in ok.values()), reverse=True)
+    server_cpu = sum(cpu.values())
+    return {
+        "calls": calls,
+        "shares": shares,
+        "per_process": [calls * share for share in shares],
+        "server_cores": server_cpu / wall,
+        "process_cores": sorted((cpu[pid] / wall for pid in ok if pid in cpu), reverse=True),
+        "h2load_cores": h2load_cpu / wall,
+        "other_cores": max(0.0, machine / wall - server_cpu / wall - h2load_cpu / wall),
+        "per_cpu_second": answered / server_cpu if server_cpu else 0.0,
+    }
+
+
+def scaling(prefix: str, seconds: float) -> tuple[list[tuple[str, str, str, str]], list[dict[str, Any]]]:
+    """Unary ResolveBoolean calls/s of the data plane at 1 and 2 processes on one port, beside the echo
+    server at 1 and 2 processes, the same h2load load for all four (best of ``SCALING_ROUNDS`` runs each,
+    the four alternating); printed rows and result rows."""
+    request = pb.ResolveRequest(flag_key="flag-000", context=struct(CONTEXT)).SerializeToString()
+    best: dict[tuple[str, int], dict[str, Any]] = {}
+    efficiency: dict[tuple[str, int], list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="fybench-scaling-") as work:
+        setups: list[Served] = []
+        try:
+            for kind, processes in (("dp", 1), ("dp", 2), ("echo", 1), ("echo", 2)):
+                setups.append(Served(kind, processes, prefix, Path(work)))
+            for served in setups:
+                served.wait_all_serving()
+            order = list(setups)
+            for _round in range(SCALING_ROUNDS):
+                for served in order:  # alternate: other load on the machine comes and goes
+                    run = scaling_run(served, request, seconds)
+                    key = (served.kind, served.processes)
+                    print(f"  scaling {served.name}: {_scaling_text(run)}", flush=True)
+                    efficiency.setdefault(key, []).append(run["per_cpu_second"])
+                    if run["calls"] > best.get(key, {"calls": 0.0})["calls"]:
+                        best[key] = run
+                order.reverse()
+        finally:
+            for served in setups:
+                served.stop()
+    dp1, dp2, echo1, echo2 = best["dp", 1], best["dp", 2], best["echo", 1], best["echo", 2]
+    per_cpu = {key: statistics.median(runs) for key, runs in efficiency.items()}
+    load = (
+        f"h2load 1 thread, {SCALING_CONNECTIONS} connections x {SCALING_STREAMS} streams on the same "
+        f"{os.cpu_count()} cores, best of {SCALING_ROUNDS} alternating runs"
+    )
+    printed = [
+        (
+            f"unary ResolveBoolean, {n} process{'es' if n > 1 else ''} on one port",
+            f"{dp['calls']:,.0f} calls/s",
+            f"{echo['calls']:,.0f} calls/s",
+            f"{dp['calls'] / echo['calls']:.0%} of echo; data plane {_scaling_text(dp)}; "
+            f"echo {_scaling_text(echo)}",
+        )
+        for n, dp, echo in ((1, dp1, echo1), (2, dp2, echo2))
+    ]
+    printed.append(
+        (
+            "  2 processes ÷ 1 process",
+            f"{dp2['calls'] / dp1['calls']:.2f}×",
+            f"{echo2['calls'] / echo1['calls']:.2f}×",
+            f"per server CPU-second (median of the runs): data plane {per_cpu['dp', 1]:,.0f} → "
+            f"{per_cpu['dp', 2]:,.0f}, echo {per_cpu['echo', 1]:,.0f} → {per_cpu['echo', 2]:,.0f} calls",
+        )
+    )
+    echo_name = "bare grpc.aio echo server, same processes on one port"
+    results = [
+        result(
+            "data plane: unary ResolveBoolean, 1 process (scaling load)",
+            dp1["calls"],
+            "calls/s",
+            echo1["calls"],
+            echo_name,
+            note=f"load: {load}; {_cores_text(dp1)}; echo {_cores_text(echo1)}",
+        ),
+        result(
+            "data plane: unary ResolveBoolean, 2 processes on one port (SO_REUSEPORT)",
+            dp2["calls"],
+            "calls/s",
+            echo2["calls"],
+            echo_name,
+            note=f"load: {load}; {_cores_text(dp2)}; echo {_cores_text(echo2)}",
+        ),
+        result(
+            "data plane: unary ResolveBoolean per process, 2 processes",
+            dp2["calls"] / 2,
+            "calls/s",
+            echo2["calls"] / 2,
+            "echo server, per process at 2 processes",
+            note=f"each: {_split_text(dp2)}; echo {_split_text(echo2)}",
+        ),
+        result(
+            "data plane: calls/s at 2 processes ÷ at 1 process",
+            dp2["calls"] / dp1["calls"],
+            "×",
+            echo2["calls"] / echo1["calls"],
+            "the echo server's 2 ÷ 1",
+            note="2 cores shared with the load generator: the echo server's gain is what this machine allows",
+        ),
+        *(
+            result(
+                f"data plane: calls per server CPU-second, {n} process{'es' if n > 1 else ''}",
+                per_cpu["dp", n],
+                "calls/CPU-s",
+                per_cpu["echo", n],
+                echo_name,
+                note="calls answered ÷ CPU time of every process of the setup (supervisor included), median "
+                f"of the {SCALING_ROUNDS} runs above: it does not depend on how much of the cores the rest "
+                "of the machine left",
+            )
+            for n in (1, 2)
+        ),
+    ]
+    for line in printed:
+        print("  ".join(line), flush=True)
+    return printed, results
+
+
+def _split_text(run: dict[str, Any]) -> str:
+    return " + ".join(
+        f"{calls:,.0f} ({share:.0%})" for calls, share in zip(run["per_process"], run["shares"], strict=True)
+    )
+
+
+def _cores_text(run: dict[str, Any]) -> str:
+    each = " + ".join(f"{c:.2f}" for c in run["process_cores"])
+    return (
+        f"cores: server {run['server_cores']:.2f} ({each}), h2load {run['h2load_cores']:.2f}, "
+        f"rest of the machine {run['other_cores']:.2f}"
+    )
+
+
+def _scaling_text(run: dict[str, Any]) -> str:
+    return f"{run['calls']:,.0f} calls/s = {_split_text(run)}; {_cores_text(run)}"
 
 
 # --- in-process bulk --------------------------------------------------------------------------------------
@@ -706,6 +1053,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="short runs (noisier)")
     parser.add_argument("--echo-server", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--echo-count-dir", help=argparse.SUPPRESS)
     parser.add_argument("--skip-hydration", action="store_true")
     parser.add_argument(
         "--sampling-only", action="store_true", help="only the context-sampling cost (on vs off)"
@@ -714,13 +1062,21 @@ def main() -> None:
         "--python-load", action="store_true", help="the grpc.aio load loop even if h2load exists"
     )
     parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="also unary calls/s at 1 and 2 data-plane processes on one port beside the echo server's",
+    )
+    parser.add_argument("--scaling-only", action="store_true", help="only the scaling measurement")
+    parser.add_argument(
         "--sweep", type=parse_levels, metavar="1,2,4,...", help="unary calls/s at these concurrent clients"
     )
     add_json_argument(parser)
     args = parser.parse_args()
     if args.echo_server:
-        echo_server(args.echo_server)
+        echo_server(args.echo_server, args.echo_count_dir)
         return
+    if (args.scaling or args.scaling_only) and not shutil.which("h2load"):
+        parser.error("--scaling needs h2load (nghttp2-client)")
     seconds = 2.0 if args.quick else 5.0
     client = redis.Redis.from_url(REDIS_URL)
     prefix = f"fybench-{uuid.uuid4().hex[:8]}"
@@ -741,6 +1097,10 @@ def main() -> None:
         put_sdk_key(client, prefix, hash_sdk_key(SDK_KEY), SdkKeyRecord(ENV, "bench", "bench", None))
         assert len(load_environment_sync(client, prefix, ENV).flags) == BULK_FLAGS
         write_sampling_env(client, prefix)
+        if args.scaling_only:
+            _printed, results = scaling(prefix, seconds)
+            write_json(args.json_out, results)
+            return  # the finally below cleans Redis
 
         dp_port, echo_port = free_port(), free_port()
         procs.append(start_data_plane(prefix, dp_port))
@@ -875,6 +1235,10 @@ def main() -> None:
         procs.clear()
         for row in rows:
             print("  ".join(row), flush=True)
+        if args.scaling:
+            printed, measured = scaling(prefix, seconds)
+            rows += printed
+            results += measured
 
         handler, bare = bulk_in_process(seconds)
         rows.append(

@@ -186,6 +186,50 @@ def start_data_plane(prefix: str, port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
+def start_floor_server(port: int, interval: float) -> subprocess.Popen[bytes]:
+    """The floor server in its own process, one change every ``interval`` seconds."""
+    command = [sys.executable, "-m", "benchmarks.fanout_bench", "--floor-server", str(port), str(interval)]
+    return subprocess.Popen(command, cwd=ROOT)
+
+
+def start_clients(
+    port: int, streams: int, clients: int, changes: int, seconds: float
+) -> tuple[list[subprocess.Popen[str]], list[float]]:
+    """Start ``clients`` niced client processes holding ``streams`` streams on the server at ``port``
+    between them, and wait until each holds every snapshot: the processes, and each one's seconds until
+    then (negative: it gave up after ``seconds`` with that many ready). They print their JSON line once
+    they got ``changes`` changes, or with ``changes`` 0 (idle streams) once their stdin is closed."""
+    per = [streams // clients + (1 if i < streams % clients else 0) for i in range(clients)]
+    procs = [
+        subprocess.Popen(
+            [
+                "nice",
+                "-n",
+                "5",
+                sys.executable,
+                "-m",
+                "benchmarks.fanout_bench",
+                "--client",
+                str(port),
+                str(n),
+                str(changes),
+                str(seconds),
+            ],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in per
+        if n
+    ]
+    ready = []
+    for proc in procs:
+        assert proc.stdout is not None
+        ready.append(float(proc.stdout.readline().split()[1]))
+    return procs, ready
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds process ``pid`` used so far, every thread (Linux /proc)."""
     with open(f"/proc/{pid}/stat") as stat:
@@ -216,33 +260,7 @@ def run_clients(
                 pb.SyncFlagsRequest().SerializeToString(), metadata=(("authorization", f"Bearer {SDK_KEY}"),)
             ),
         )
-    per = [streams // clients + (1 if i < streams % clients else 0) for i in range(clients)]
-    procs = [
-        subprocess.Popen(
-            [
-                "nice",
-                "-n",
-                "5",
-                sys.executable,
-                "-m",
-                "benchmarks.fanout_bench",
-                "--client",
-                str(port),
-                str(n),
-                str(changes),
-                str(seconds),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for n in per
-        if n
-    ]
-    ready = []
-    for proc in procs:
-        assert proc.stdout is not None
-        ready.append(float(proc.stdout.readline().split()[1]))
+    procs, ready = start_clients(port, streams, clients, changes, seconds)
     # For a profiler attached from outside (py-spy record --pid): when the changes start.
     print(f"changes start: port {port}, {streams} streams", file=sys.stderr, flush=True)
     cpu = cpu_seconds(pid) if pid else 0.0
@@ -292,34 +310,7 @@ def idle_rss(pid: int, port: int, streams: int, clients: int, seconds: float) ->
     """Open ``streams`` idle streams on the server ``pid`` listens for at ``port`` (from ``clients``
     client processes), wait until every one holds its snapshot and a little more, and return the server's
     RSS in KiB while they are open, and the seconds until every snapshot was held; then close them."""
-    per = [streams // clients + (1 if i < streams % clients else 0) for i in range(clients)]
-    procs = [
-        subprocess.Popen(
-            [
-                "nice",
-                "-n",
-                "5",
-                sys.executable,
-                "-m",
-                "benchmarks.fanout_bench",
-                "--client",
-                str(port),
-                str(n),
-                "0",
-                str(seconds),
-            ],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for n in per
-        if n
-    ]
-    ready = []
-    for proc in procs:
-        assert proc.stdout is not None
-        ready.append(float(proc.stdout.readline().split()[1]))
+    procs, ready = start_clients(port, streams, clients, 0, seconds)
     time.sleep(3)  # let the server settle (first heartbeat timers armed, allocations done)
     rss = rss_kib(pid)
     for proc in procs:
@@ -333,13 +324,7 @@ def memory(counts: list[int], clients: int, seconds: float, redis_prefix: str) -
     rows = []
     for n in counts:
         dp_port, floor_port = free_port(), free_port()
-        servers = [
-            start_data_plane(redis_prefix, dp_port),
-            subprocess.Popen(
-                [sys.executable, "-m", "benchmarks.fanout_bench", "--floor-server", str(floor_port), "3600"],
-                cwd=ROOT,
-            ),
-        ]
+        servers = [start_data_plane(redis_prefix, dp_port), start_floor_server(floor_port, 3600)]
         try:
             time.sleep(3)
             per_stream = []
@@ -488,19 +473,7 @@ def main() -> None:
         dp_port, floor_port = free_port(), free_port()
         if counts:  # not in --memory runs, which start their own servers
             procs.append(start_data_plane(prefix, dp_port))
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "benchmarks.fanout_bench",
-                        "--floor-server",
-                        str(floor_port),
-                        str(args.interval),
-                    ],
-                    cwd=ROOT,
-                )
-            )
+            procs.append(start_floor_server(floor_port, args.interval))
             time.sleep(3)
         version = [1]
 

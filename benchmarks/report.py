@@ -53,7 +53,7 @@ BENCHMARKS = (
     Benchmark("rule_engine", quick_args=("-n", "20000", "--repeats", "3")),
     Benchmark("sdk", quick_args=("-n", "10000", "--repeats", "3")),
     Benchmark("sdk_remote", quick_args=("-n", "1000")),
-    Benchmark("data_plane", ("--sweep", SWEEP), ("--quick", "--sweep", SWEEP)),
+    Benchmark("data_plane", ("--sweep", SWEEP, "--scaling"), ("--quick", "--sweep", SWEEP, "--scaling")),
     Benchmark("bulk", quick_args=("--quick",)),
     Benchmark("flagd", quick_args=("--quick",)),
     Benchmark("fanout", quick_args=("--quick",)),

@@ -3,6 +3,10 @@
 A real control plane: uvicorn serving ``create_app(settings)`` over TCP on a free port, in a background
 thread, against a freshly migrated PostgreSQL database and its own Redis DB index, queue and key prefix.
 The CLI runs through Typer's ``CliRunner`` (in process) or as the installed ``flagyard`` script.
+
+The fixtures ``cp`` (one control plane per test module), ``cli`` and ``project`` are defined here and
+re-exported by conftest.py; a module that needs another project defines its own ``project`` with
+:func:`new_project`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 import redis
 import uvicorn
 from alembic import command
@@ -161,3 +166,30 @@ def run_script(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
         timeout=60,
         check=False,
     )
+
+
+def new_project(cli: Cli) -> str:
+    """A new project (a fresh key) with environments dev and prod, made through the CLI; its key."""
+    key = f"p{uuid.uuid4().hex[:8]}"
+    cli.ok("projects", "create", key, "--name", "Shop")
+    for env in ("dev", "prod"):
+        cli.ok("envs", "create", env, "--project", key)
+    return key
+
+
+@pytest.fixture(scope="module")
+def cp() -> Iterator[ControlPlane]:
+    """A control plane on a freshly migrated database, shared by the tests of one module."""
+    with fresh_database() as db_url, control_plane(db_url) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def cli(cp: ControlPlane) -> Cli:
+    return Cli(cp.url)
+
+
+@pytest.fixture
+def project(cli: Cli) -> str:
+    """A new project with environments dev and prod, made through the CLI."""
+    return new_project(cli)

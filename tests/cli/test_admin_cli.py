@@ -7,14 +7,13 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
-from admin_cli_stack import ADMIN_KEY, Cli, ControlPlane, control_plane, free_port, fresh_database, run_script
+from admin_cli_stack import ADMIN_KEY, Cli, ControlPlane, free_port, run_script
 from pydantic import SecretStr
 from rq import Queue, Retry, SimpleWorker
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
@@ -41,27 +40,6 @@ rules:
     clauses:
       - {attribute: country, operator: eq, values: [DE]}
 """
-
-
-@pytest.fixture(scope="module")
-def cp() -> Iterator[ControlPlane]:
-    with fresh_database() as db_url, control_plane(db_url) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def cli(cp: ControlPlane) -> Cli:
-    return Cli(cp.url)
-
-
-@pytest.fixture
-def project(cli: Cli) -> str:
-    """A new project with environments dev and prod, made through the CLI."""
-    key = f"p{uuid.uuid4().hex[:8]}"
-    cli.ok("projects", "create", key, "--name", "Shop")
-    for env in ("dev", "prod"):
-        cli.ok("envs", "create", env, "--project", key)
-    return key
 
 
 def flag_versions(cli: Cli, project: str, flag: str) -> list[int]:

@@ -4,12 +4,10 @@ PostgreSQL, Redis), and how ``explain`` prints a full trace."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from admin_cli_stack import Cli, ControlPlane, control_plane, fresh_database
+from admin_cli_stack import Cli, new_project
 
 from flagyard.cli.insight_cmd import explanation_lines
 from flagyard.rule_engine import EvaluationResult, Reason
@@ -46,24 +44,10 @@ GERMANY = {
 }
 
 
-@pytest.fixture(scope="module")
-def cp() -> Iterator[ControlPlane]:
-    with fresh_database() as db_url, control_plane(db_url) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def cli(cp: ControlPlane) -> Cli:
-    return Cli(cp.url)
-
-
 @pytest.fixture
 def project(cli: Cli, tmp_path: Path) -> str:
     """A project (dev, prod) whose string flag checkout serves b to Europe in prod, a to the rest."""
-    key = f"p{uuid.uuid4().hex[:8]}"
-    cli.ok("projects", "create", key, "--name", "Shop")
-    for env in ("dev", "prod"):
-        cli.ok("envs", "create", env, "--project", key)
+    key = new_project(cli)
     variants = json.dumps({"a": "A", "b": "B"})
     cli.ok("flags", "create", "checkout", "-p", key, "--type", "string", "--variants", variants)
     rules = tmp_path / "europe.json"

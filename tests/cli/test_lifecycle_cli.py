@@ -3,31 +3,7 @@ Redis): owner/kind/removal date on create and update, archive and unarchive, the
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
-import pytest
-from admin_cli_stack import Cli, ControlPlane, control_plane, fresh_database
-
-
-@pytest.fixture(scope="module")
-def cp() -> Iterator[ControlPlane]:
-    with fresh_database() as db_url, control_plane(db_url) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def cli(cp: ControlPlane) -> Cli:
-    return Cli(cp.url)
-
-
-@pytest.fixture
-def project(cli: Cli) -> str:
-    key = f"p{uuid.uuid4().hex[:8]}"
-    cli.ok("projects", "create", key, "--name", "Shop")
-    for env in ("dev", "prod"):
-        cli.ok("envs", "create", env, "--project", key)
-    return key
+from admin_cli_stack import Cli
 
 
 def test_flags_create_update__lifecycle_options__stored_and_shown(cli: Cli, project: str) -> None:

@@ -4,22 +4,7 @@ another person and applied as its author; self-approval is refused."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
-import pytest
-from admin_cli_stack import Cli, ControlPlane, control_plane, fresh_database
-
-
-@pytest.fixture(scope="module")
-def cp() -> Iterator[ControlPlane]:
-    with fresh_database() as db_url, control_plane(db_url) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def cli(cp: ControlPlane) -> Cli:
-    return Cli(cp.url)
+from admin_cli_stack import Cli
 
 
 def _key(cli: Cli, owner: str) -> str:
@@ -28,11 +13,7 @@ def _key(cli: Cli, owner: str) -> str:
     return str(created["key"])
 
 
-def test_requests__policy_review_apply(cli: Cli) -> None:
-    project = f"p{uuid.uuid4().hex[:8]}"
-    cli.ok("projects", "create", project, "--name", "Shop")
-    for env in ("dev", "prod"):
-        cli.ok("envs", "create", env, "--project", project)
+def test_requests__policy_review_apply(cli: Cli, project: str) -> None:
     cli.ok("flags", "create", "checkout", "-p", project)
     env = cli.json("envs", "update", "prod", "-p", project, "--approvals", "1")
     assert env["approvals_required"] == 1

@@ -3,35 +3,19 @@ scheduler thread applies the changes (``FLAGYARD_SCHEDULER_INTERVAL_SECONDS`` de
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from admin_cli_stack import Cli, ControlPlane, control_plane, fresh_database
+from admin_cli_stack import Cli, new_project
 from polling_helpers import wait_until
 
 from flagyard.cli.exceptions import InputError
 from flagyard.cli.schedules_cmd import parse_time
 
 
-@pytest.fixture(scope="module")
-def cp() -> Iterator[ControlPlane]:
-    with fresh_database() as db_url, control_plane(db_url) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def cli(cp: ControlPlane) -> Cli:
-    return Cli(cp.url)
-
-
 @pytest.fixture
 def project(cli: Cli) -> str:
-    key = f"p{uuid.uuid4().hex[:8]}"
-    cli.ok("projects", "create", key, "--name", "Shop")
-    for env in ("dev", "prod"):
-        cli.ok("envs", "create", env, "--project", key)
+    key = new_project(cli)
     cli.ok("flags", "create", "checkout", "-p", key)
     return key
 

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from alembic import command
 from contract_helpers import CheckedClient
 from cp_helpers import ADMIN_KEY, REDIS_URL, Api, alembic_config, create_database, database_url, drop_database
+from cp_sampling_helpers import SamplingStack, sampling_stack
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -97,3 +98,12 @@ def _clean(request: pytest.FixtureRequest) -> None:
 @pytest.fixture
 def api(client: TestClient) -> Api:
     return Api(client)
+
+
+@pytest.fixture
+def sampling(
+    client: TestClient, api: Api, engine: sa.Engine, redis_conn: redis.Redis, settings: Settings
+) -> Iterator[SamplingStack]:
+    """The context-sampling tests' stack: API, database, Redis, and the syncer the sync jobs use."""
+    with sampling_stack(client, api, engine, redis_conn, settings) as stack:
+        yield stack

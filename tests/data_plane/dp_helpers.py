@@ -119,6 +119,12 @@ class Client:
     def close(self) -> None:
         self.channel.close()
 
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class Plane:
     """A DataPlane serving in its own thread and event loop."""
@@ -245,6 +251,5 @@ def plane(seeded: str, planes: list[Plane]) -> Plane:
 
 @pytest.fixture
 def client(plane: Plane) -> Iterator[Client]:
-    c = Client(plane.port)
-    yield c
-    c.close()
+    with Client(plane.port) as c:
+        yield c

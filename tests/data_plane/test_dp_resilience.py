@@ -132,12 +132,19 @@ def test_redis_restart__while_serving__serves_from_l1_then_catches_up(
 
 
 def test_processes__two_on_one_port__both_serve(rds: redis.Redis, seeded: str, tmp_path: Path) -> None:
-    port, metrics_port = free_port(), free_port()
+    """Both workers serve the gRPC port and the flagd RPC port (every port serves every service): each
+    worker's own counter counts calls through each port (ResolveBoolean through one, ResolveString the
+    other)."""
+    port, flagd_port, metrics_port = free_port(), free_port(), free_port()
     env = dict(
         os.environ,
         FLAGYARD_REDIS_URL=f"redis://127.0.0.1:6379/{REDIS_DB}",
         FLAGYARD_REDIS_PREFIX=seeded,
         FLAGYARD_GRPC_HOST="127.0.0.1",
+        FLAGYARD_FLAGD_RPC_PORT=str(flagd_port),
+        FLAGYARD_FLAGD_SYNC_PORT=str(free_port()),
+        FLAGYARD_OFREP_HOST="127.0.0.1",
+        FLAGYARD_OFREP_PORT=str(free_port()),
         FLAGYARD_METRICS_PORT=str(metrics_port),
         FLAGYARD_LOG_LEVEL="warning",
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path),
@@ -160,26 +167,30 @@ def test_processes__two_on_one_port__both_serve(rds: redis.Redis, seeded: str, t
 
         wait_until(serving, timeout=60, interval=0.2)
 
-        def served_by() -> dict[str, float]:
+        def served_by(method: str) -> dict[str, float]:
             counts: dict[str, float] = {}
             for path in glob.glob(str(tmp_path / "counter_*.db")):
                 for _key, metric, labels, _lbl, value in _values(path):
-                    if (
-                        metric == "flagyard_data_plane_requests_total"
-                        and labels.get("method") == "ResolveBoolean"
-                    ):
+                    if metric == "flagyard_data_plane_requests_total" and labels.get("method") == method:
                         counts[path] = counts.get(path, 0) + value
             return counts
+
+        strings_before = served_by("ResolveString")  # the readiness calls above
 
         def both_served() -> bool:
             for _ in range(10):  # fresh connections: the kernel spreads them over the processes
                 c = Client(port, SDK_KEY)
                 assert c.resolve("ResolveBoolean", "new-checkout", {"targeting_key": "u-vip"}).value is True
                 c.close()
-            return len(served_by()) == 2
+                c = Client(flagd_port, SDK_KEY)
+                assert c.resolve("ResolveString", "banner").value == "Welcome"
+                c.close()
+            strings = served_by("ResolveString")
+            through_flagd = [path for path, n in strings.items() if n > strings_before.get(path, 0)]
+            return len(served_by("ResolveBoolean")) == 2 and len(through_flagd) == 2
 
         wait_until(both_served, timeout=30, interval=0.1)
-        assert len(served_by()) == 2
+        assert len(served_by("ResolveBoolean")) == 2
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

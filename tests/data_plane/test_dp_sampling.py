@@ -73,6 +73,17 @@ def sampler(plane: Plane) -> Sampler:
     return plane.plane.sampler  # type: ignore[union-attr]
 
 
+def ticks(plane: Plane) -> int:
+    """How many times the plane's sampler has flushed."""
+    return int(plane.call(lambda: sampler(plane).ticks))
+
+
+def wait_ticks(plane: Plane, more: int) -> None:
+    """Wait until the plane's sampler has flushed ``more`` more times."""
+    start = ticks(plane)
+    wait_until(lambda: ticks(plane) >= start + more, 10)
+
+
 def sampling(plane: Plane) -> bool:
     return bool(plane.call(lambda: sampler(plane).budget.get(ENV, -1) >= 0))
 
@@ -99,6 +110,12 @@ def everything_under(rds: redis.Redis, prefix: str) -> bytes:
     return out
 
 
+def assert_no_secret(rds: redis.Redis, prefix: str) -> None:
+    dump = everything_under(rds, prefix)
+    for secret in SECRETS:
+        assert secret.encode() not in dump
+
+
 def assert_sanitized(sample: dict[str, Any]) -> None:
     assert set(sample) <= {"plan", "country", "app", "targeting_key", "email"}
     assert set(sample.get("app", {})) <= {"version"}
@@ -114,19 +131,24 @@ def start_sampling(plane: Plane, client: Client) -> None:
     wait_until(lambda: sampling(plane), 10)
 
 
+def policy_plane(seeded: str, rds: redis.Redis, planes: list[Plane], **settings: Any) -> Plane:
+    """``POLICY`` in Redis for the seeded environment (as the syncer writes it), then a data plane started
+    with ``settings``; stopped after the test."""
+    put_policy(rds, seeded, ENV, POLICY)
+    plane = Plane(settings_for(seeded, **settings)).start()
+    planes.append(plane)
+    return plane
+
+
 @pytest.fixture
 def sampling_plane(seeded: str, rds: redis.Redis, planes: list[Plane]) -> Plane:
-    put_policy(rds, seeded, ENV, POLICY)
-    p = Plane(settings_for(seeded, sample_policy_refresh_seconds=0.5)).start()
-    planes.append(p)
-    return p
+    return policy_plane(seeded, rds, planes, sample_policy_refresh_seconds=0.5)
 
 
 @pytest.fixture
 def sclient(sampling_plane: Plane) -> Iterator[Client]:
-    c = Client(sampling_plane.port)
-    yield c
-    c.close()
+    with Client(sampling_plane.port) as c:
+        yield c
 
 
 def test_sampling__policy__only_sanitized_contexts_reach_redis(
@@ -157,9 +179,7 @@ def test_sampling__policy__only_sanitized_contexts_reach_redis(
             assert sample["targeting_key"] in hashes
             assert sample["app"] == {"version": "2.1"}
             assert sample["country"] == "DE"
-    dump = everything_under(rds, seeded)
-    for secret in SECRETS:
-        assert secret.encode() not in dump
+    assert_no_secret(rds, seeded)
     assert rds.zcard(seen_key(seeded, ENV)) == len(samples)
     assert 0 < rds.ttl(samples_key(seeded, ENV)) <= limits.SAMPLE_TTL_SECONDS
     assert outcomes(sampling_plane)["stored"] >= len(samples)
@@ -171,11 +191,10 @@ def test_sampling__no_policy__nothing_stored_and_no_key_created(
     before = set(rds.scan_iter(f"{seeded}:*"))
     for i in range(200):
         client.resolve("ResolveBoolean", "new-checkout", context(i))
-    ticks = plane.call(lambda: sampler(plane).ticks)
-    wait_until(lambda: plane.call(lambda: sampler(plane).ticks) >= ticks + 3, 10)
+    wait_ticks(plane, 3)
     for i in range(200, 300):  # known not to sample by now
         client.resolve_all(context(i))
-    wait_until(lambda: plane.call(lambda: sampler(plane).ticks) >= ticks + 5, 10)
+    wait_ticks(plane, 2)
 
     assert not sampling(plane)
     assert set(rds.scan_iter(f"{seeded}:*")) - before <= {
@@ -188,22 +207,17 @@ def test_sampling__no_policy__nothing_stored_and_no_key_created(
 def test_sampling__burst_of_distinct_contexts__admitted_within_budget_and_every_offer_counted(
     seeded: str, rds: redis.Redis, planes: list[Plane]
 ) -> None:
-    put_policy(rds, seeded, ENV, POLICY)
     # A refresh period longer than the test: the environment is never forgotten (and looked up again) in
     # the middle, so every offer is counted under one outcome.
-    sampling_plane = Plane(settings_for(seeded, sample_policy_refresh_seconds=600)).start()
-    planes.append(sampling_plane)
-    sclient = Client(sampling_plane.port)
-    try:
+    sampling_plane = policy_plane(seeded, rds, planes, sample_policy_refresh_seconds=600)
+    with Client(sampling_plane.port) as sclient:
         burst(sampling_plane, sclient, rds, seeded)
-    finally:
-        sclient.close()
 
 
 def burst(sampling_plane: Plane, sclient: Client, rds: redis.Redis, seeded: str) -> None:
     start_sampling(sampling_plane, sclient)
     before = outcomes(sampling_plane)
-    ticks_before = sampling_plane.call(lambda: sampler(sampling_plane).ticks)
+    ticks_before = ticks(sampling_plane)
     total = 3000
     call = sclient.evaluation.ResolveBoolean
     futures = []
@@ -222,10 +236,10 @@ def burst(sampling_plane: Plane, sclient: Client, rds: redis.Redis, seeded: str)
         return {o: now[o] - before[o] for o in SAMPLE_OUTCOMES}
 
     wait_until(lambda: sum(counted().values()) == total, 10)
-    ticks = sampling_plane.call(lambda: sampler(sampling_plane).ticks) - ticks_before
+    ticked = ticks(sampling_plane) - ticks_before
     after = counted()
     admitted = after["stored"] + after["empty"] + after["dropped"]
-    budget = limits.MAX_REPORT_CONTEXTS + limits.SAMPLE_RATE_PER_SECOND * (ticks + 1)
+    budget = limits.MAX_REPORT_CONTEXTS + limits.SAMPLE_RATE_PER_SECOND * (ticked + 1)
     assert 0 < admitted <= budget
     assert after["rate_limited"] >= total - budget
     assert after["empty"] == 0  # every context has allowed attributes
@@ -237,11 +251,8 @@ def burst(sampling_plane: Plane, sclient: Client, rds: redis.Redis, seeded: str)
 def test_sampling__small_capacity__the_set_never_exceeds_it(
     seeded: str, rds: redis.Redis, planes: list[Plane]
 ) -> None:
-    put_policy(rds, seeded, ENV, POLICY)
-    plane = Plane(settings_for(seeded, sample_capacity=5)).start()
-    planes.append(plane)
-    client = Client(plane.port)
-    try:
+    plane = policy_plane(seeded, rds, planes, sample_capacity=5)
+    with Client(plane.port) as client:
         start_sampling(plane, client)
         i = 0
 
@@ -255,8 +266,6 @@ def test_sampling__small_capacity__the_set_never_exceeds_it(
             return outcomes(plane)["stored"] >= 40
 
         wait_until(more, 20)
-    finally:
-        client.close()
     assert rds.hlen(samples_key(seeded, ENV)) == rds.zcard(seen_key(seeded, ENV)) == 5
     assert set(rds.hkeys(samples_key(seeded, ENV))) == set(rds.zrange(seen_key(seeded, ENV), 0, -1))
 
@@ -287,9 +296,7 @@ def test_report__contexts_with_a_policy__stored_sanitized_and_response_asks_for_
     assert {s["targeting_key"] for s in samples} == {
         hash_value(SALT, f"user-{i}") for i in range(limits.MAX_REPORT_CONTEXTS)
     }
-    dump = everything_under(rds, seeded)
-    for secret in SECRETS:
-        assert secret.encode() not in dump
+    assert_no_secret(rds, seeded)
 
 
 def test_report__more_contexts_than_a_report_holds__invalid_argument_and_nothing_written(
@@ -301,8 +308,7 @@ def test_report__more_contexts_than_a_report_holds__invalid_argument_and_nothing
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert caught.value.details().startswith("contexts:")
     assert not list(rds.scan_iter(f"{seeded}:*:evaluations*"))
-    ticks = sampling_plane.call(lambda: sampler(sampling_plane).ticks)
-    wait_until(lambda: sampling_plane.call(lambda: sampler(sampling_plane).ticks) >= ticks + 2, 10)
+    wait_ticks(sampling_plane, 2)
     assert not rds.exists(samples_key(seeded, ENV))
 
 
@@ -324,8 +330,7 @@ def test_report__no_policy__sample_contexts_false_and_contexts_not_stored(
 
     assert response.sample_contexts is False
     assert response.recorded == 1
-    ticks = plane.call(lambda: sampler(plane).ticks)
-    wait_until(lambda: plane.call(lambda: sampler(plane).ticks) >= ticks + 2, 10)
+    wait_ticks(plane, 2)
     assert not list(rds.scan_iter(f"{seeded}:*sampl*"))
     assert outcomes(plane)["dropped"] == 5
     assert outcomes(plane)["stored"] == 0
@@ -342,8 +347,7 @@ def test_report__policy_withdrawn__next_answer_stops_the_sdk_and_nothing_more_is
     response = report(sclient, [context(2)])
 
     assert response.sample_contexts is False
-    ticks = sampling_plane.call(lambda: sampler(sampling_plane).ticks)
-    wait_until(lambda: sampling_plane.call(lambda: sampler(sampling_plane).ticks) >= ticks + 2, 10)
+    wait_ticks(sampling_plane, 2)
     assert not list(rds.scan_iter(f"{seeded}:*sampl*"))
 
 
@@ -365,8 +369,7 @@ def test_sampling__redis_down_during_flushes__resolves_still_answer_and_errors_a
             )
         ).start()
         planes.append(plane)
-        client = Client(plane.port)
-        try:
+        with Client(plane.port) as client:
             start_sampling(plane, client)
             server.kill()
             i = 0
@@ -383,8 +386,6 @@ def test_sampling__redis_down_during_flushes__resolves_still_answer_and_errors_a
             assert errors(plane, "policy") >= 1  # re-read before flushing, failed: last known kept
             assert sampling(plane)
             assert outcomes(plane)["dropped"] >= 1
-        finally:
-            client.close()
     finally:
         if server.proc is not None and server.proc.poll() is None:
             server.kill()
@@ -433,22 +434,16 @@ def test_sampling__worst_case_contexts__resolves_answer_and_nothing_oversized_is
 def test_sampling__plane_stops_with_samples_buffered__they_are_flushed(
     seeded: str, rds: redis.Redis, planes: list[Plane]
 ) -> None:
-    put_policy(rds, seeded, ENV, POLICY)
-    plane = Plane(settings_for(seeded, sample_policy_refresh_seconds=600)).start()
-    planes.append(plane)
-    client = Client(plane.port)
-    try:
+    plane = policy_plane(seeded, rds, planes, sample_policy_refresh_seconds=600)
+    with Client(plane.port) as client:
         start_sampling(plane, client)
-        ticks = plane.call(lambda: sampler(plane).ticks)
-        wait_until(lambda: plane.call(lambda: sampler(plane).ticks) > ticks, 10)  # just flushed
+        wait_ticks(plane, 1)  # just flushed
         for i in range(5):
             client.resolve("ResolveBoolean", "banner", context(i))
         buffered = plane.call(lambda: len(sampler(plane)._buffers.get(ENV, [])))
         assert rds.hlen(samples_key(seeded, ENV)) + buffered == 5
 
         plane.stop()
-    finally:
-        client.close()
 
     assert rds.hlen(samples_key(seeded, ENV)) == 5
 
@@ -489,6 +484,4 @@ def test_sampling__ofrep_and_flagd_calls__sampled_and_sanitized_like_flagyard_on
     assert {hash_value(SALT, f"user-{n}") for n in (0, 1, 2, 100, 101, 102)} <= keys
     for sample in samples:
         assert_sanitized(sample)
-    dump = everything_under(rds, seeded)
-    for secret in SECRETS:
-        assert secret.encode() not in dump
+    assert_no_secret(rds, seeded)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from ops_helpers import (
     PLANE_SETTINGS,
+    REAL_SECRETS,
     ROOT,
     compose,
     compose_env,
@@ -32,13 +33,6 @@ K8S_WORKLOADS = {
     "data-plane": ("Deployment", "flagyard-data-plane"),
     "migrate": ("Job", "flagyard-migrate"),
 }
-REAL_SECRETS = {
-    "FLAGYARD_DATABASE_URL": "postgresql+psycopg://flagyard:s3cret@db.example:5432/flagyard",
-    "FLAGYARD_REDIS_URL": "redis://:s3cret@redis.example:6379/0",
-    "FLAGYARD_BOOTSTRAP_ADMIN_KEY": "fy_admin_q7Hn2Kx9Wp4Tz6Lm8Rv3Bc5Yd1Fg0Js-Ua_Ne2Qk7Xo",
-    "FLAGYARD_WEBHOOK_SECRET_KEY": "Vd3kQ9xL2mP7wR4tY8bN1cF6hJ0sZ5gA-Ue_Ko2Xi7",
-}
-"""What an operator puts into the Secret instead of the template's placeholders."""
 
 
 def _k8s_container(plane: str) -> dict[str, Any]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
 
 import pytest
 from sdk_helpers import ENV_ID, SDK_KEY, Env, ThreadPlane, seeded_env, stopping_planes, wait_until
@@ -29,20 +31,41 @@ def planes() -> Iterator[list[ThreadPlane]]:
     yield from stopping_planes()
 
 
-def reporter_of(client: FlagyardClient) -> EvaluationReporter:
-    reporter = client.reporter
-    assert reporter is not None
-    return reporter
+@contextmanager
+def reporting_client(
+    env: Env, planes: list[ThreadPlane], mode: Literal["local", "remote"], policy: SamplingPolicy | None
+) -> Iterator[tuple[FlagyardClient, EvaluationReporter]]:
+    """The environment's sampling ``policy`` in Redis (as the syncer writes it; ``None``: it does not
+    sample), then a data plane and a client of it in ``mode`` that reports only when flushed."""
+    if policy is not None:
+        put_policy(env.rds, env.prefix, ENV_ID, policy)
+    plane = ThreadPlane(env.settings()).start()
+    planes.append(plane)
+    with FlagyardClient(target=plane.target, sdk_key=SDK_KEY, mode=mode, report_interval=3600) as client:
+        reporter = client.reporter
+        assert reporter is not None
+        yield client, reporter
+
+
+def first_report(client: FlagyardClient, reporter: EvaluationReporter) -> bool:
+    """Evaluate once and send the report: whether its answer asked for contexts."""
+    client.boolean("new-checkout", False, {"targeting_key": "x"})
+    assert reporter.flush() is True
+    return reporter.sampling
+
+
+def keeps_no_context(client: FlagyardClient, reporter: EvaluationReporter) -> None:
+    """No report asks for contexts, and 20 evaluations keep none."""
+    assert first_report(client, reporter) is False
+    for i in range(20):
+        client.boolean("new-checkout", False, {"targeting_key": f"u-{i}"})
+    assert reporter.pending_contexts() == 0
 
 
 def test_local__contexts_sent_only_after_an_answer_asked_for_them(
     env: Env, planes: list[ThreadPlane]
 ) -> None:
-    put_policy(env.rds, env.prefix, ENV_ID, POLICY)
-    plane = ThreadPlane(env.settings()).start()
-    planes.append(plane)
-    with FlagyardClient(target=plane.target, sdk_key=SDK_KEY, mode="local", report_interval=3600) as client:
-        reporter = reporter_of(client)
+    with reporting_client(env, planes, "local", POLICY) as (client, reporter):
         for i in range(5):
             client.boolean(
                 "new-checkout", False, {"targeting_key": f"before-{i}", "country": "FR", "ssn": "1"}
@@ -67,14 +90,8 @@ def test_local__contexts_sent_only_after_an_answer_asked_for_them(
 def test_local__many_evaluations__at_most_the_rate_and_the_report_bound_kept(
     env: Env, planes: list[ThreadPlane]
 ) -> None:
-    put_policy(env.rds, env.prefix, ENV_ID, POLICY)
-    plane = ThreadPlane(env.settings()).start()
-    planes.append(plane)
-    with FlagyardClient(target=plane.target, sdk_key=SDK_KEY, mode="local", report_interval=3600) as client:
-        reporter = reporter_of(client)
-        client.boolean("new-checkout", False, {"targeting_key": "x"})
-        reporter.flush()
-        assert reporter.sampling is True
+    with reporting_client(env, planes, "local", POLICY) as (client, reporter):
+        assert first_report(client, reporter) is True
 
         first = int(time.monotonic())
         for i in range(2000):
@@ -86,29 +103,12 @@ def test_local__many_evaluations__at_most_the_rate_and_the_report_bound_kept(
 
 
 def test_local__environment_does_not_sample__no_context_kept(env: Env, planes: list[ThreadPlane]) -> None:
-    plane = ThreadPlane(env.settings()).start()
-    planes.append(plane)
-    with FlagyardClient(target=plane.target, sdk_key=SDK_KEY, mode="local", report_interval=3600) as client:
-        reporter = reporter_of(client)
-        client.boolean("new-checkout", False, {"targeting_key": "x"})
-        assert reporter.flush() is True
-        assert reporter.sampling is False
-        for i in range(20):
-            client.boolean("new-checkout", False, {"targeting_key": f"u-{i}"})
-        assert reporter.pending_contexts() == 0
+    with reporting_client(env, planes, "local", None) as (client, reporter):
+        keeps_no_context(client, reporter)
 
 
 def test_remote__never_keeps_contexts_even_when_the_environment_samples(
     env: Env, planes: list[ThreadPlane]
 ) -> None:
-    put_policy(env.rds, env.prefix, ENV_ID, POLICY)
-    plane = ThreadPlane(env.settings()).start()
-    planes.append(plane)
-    with FlagyardClient(target=plane.target, sdk_key=SDK_KEY, mode="remote", report_interval=3600) as client:
-        reporter = reporter_of(client)
-        client.boolean("new-checkout", False, {"targeting_key": "x"})
-        assert reporter.flush() is True
-        assert reporter.sampling is False
-        for i in range(20):
-            client.boolean("new-checkout", False, {"targeting_key": f"u-{i}"})
-        assert reporter.pending_contexts() == 0
+    with reporting_client(env, planes, "remote", POLICY) as (client, reporter):
+        keeps_no_context(client, reporter)
