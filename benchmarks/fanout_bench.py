@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -34,7 +35,16 @@ import grpc.aio
 import orjson
 import redis
 
-from benchmarks.data_plane_bench import REDIS_URL, ROOT, SDK_KEY, _run, clean, free_port, reference_flag
+from benchmarks.data_plane_bench import (
+    REDIS_URL,
+    ROOT,
+    SDK_KEY,
+    _run,
+    child_pids,
+    clean,
+    free_port,
+    reference_flag,
+)
 from benchmarks.results import add_json_argument, write_json
 from benchmarks.results import row as result
 from flagyard.contracts.redis import SdkKeyRecord, apply_change, hash_sdk_key, put_sdk_key
@@ -169,7 +179,7 @@ async def floor_server(port: int, interval: float) -> None:
         ("grpc.server.max_pending_requests", 100_000),
         ("grpc.server.max_pending_requests_hard_limit", 100_000),
     ]
-    server = grpc.aio.server(options=pending)
+    server = grpc.aio.server(options=[*pending, ("grpc.so_reuseport", 1)])
     handler = grpc.unary_stream_rpc_method_handler(handle)
     server.add_generic_rpc_handlers(
         [grpc.method_handlers_generic_handler("flagyard.v1.SyncService", {"SyncFlags": handler})]
@@ -184,7 +194,7 @@ async def floor_server(port: int, interval: float) -> None:
 # --- the driver ----------------------------------------------------------------------------------------
 
 
-def start_data_plane(prefix: str, port: int) -> subprocess.Popen[bytes]:
+def start_data_plane(prefix: str, port: int, processes: int = 1) -> subprocess.Popen[bytes]:
     env = dict(
         os.environ,
         FLAGYARD_REDIS_URL=REDIS_URL,
@@ -195,7 +205,7 @@ def start_data_plane(prefix: str, port: int) -> subprocess.Popen[bytes]:
         FLAGYARD_OFREP_ENABLED="false",
         FLAGYARD_FLAGD_ENABLED="false",
         FLAGYARD_LOG_LEVEL="warning",
-        FLAGYARD_DATA_PLANE_PROCESSES="1",
+        FLAGYARD_DATA_PLANE_PROCESSES=str(processes),
         FLAGYARD_MAX_STREAMS="100000",
     )
     proc = subprocess.Popen([sys.executable, "-m", "flagyard.data_plane"], env=env, cwd=ROOT)
@@ -203,10 +213,11 @@ def start_data_plane(prefix: str, port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
-def start_floor_server(port: int, interval: float) -> subprocess.Popen[bytes]:
-    """The floor server in its own process, one change every ``interval`` seconds."""
+def start_floor_server(port: int, interval: float, processes: int = 1) -> subprocess.Popen[bytes]:
+    """The floor server in its own process, one change every ``interval`` seconds; with ``processes`` > 1
+    that many sharing the port (SO_REUSEPORT, as the data plane's do), children of the first."""
     command = [sys.executable, "-m", "benchmarks.fanout_bench", "--floor-server", str(port), str(interval)]
-    return subprocess.Popen(command, cwd=ROOT)
+    return subprocess.Popen([*command, str(processes)], cwd=ROOT)
 
 
 def start_clients(
@@ -248,10 +259,14 @@ def start_clients(
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds process ``pid`` used so far, every thread (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds process ``pid`` and its live children used so far, every thread (Linux
+    /proc): with several data-plane processes, the supervisor and its workers."""
+    total = 0.0
+    for one in (pid, *child_pids(pid)):
+        with open(f"/proc/{one}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def run_clients(
@@ -466,7 +481,13 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--client", nargs=4, metavar=("PORT", "STREAMS", "CHANGES", "SECONDS"))
-    parser.add_argument("--floor-server", nargs=2, metavar=("PORT", "INTERVAL"))
+    parser.add_argument("--floor-server", nargs="+", metavar="PORT INTERVAL [PROCESSES]")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="data-plane processes on the port (FLAGYARD_DATA_PLANE_PROCESSES), and as many floor servers",
+    )
     add_json_argument(parser)
     args = parser.parse_args()
     if args.client:
@@ -474,7 +495,16 @@ def main() -> None:
         _run(client(int(port), int(streams), int(changes), float(seconds)))
         return
     if args.floor_server:
-        _run(floor_server(int(args.floor_server[0]), float(args.floor_server[1])))
+        port, interval, *more = args.floor_server
+        command = [sys.executable, "-m", "benchmarks.fanout_bench", "--floor-server", port, interval]
+        siblings = [subprocess.Popen(command) for _ in range(int(more[0]) - 1 if more else 0)]
+        # SIGTERM from the driver must reach the finally below, or the siblings outlive this process.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            _run(floor_server(int(port), float(interval)))
+        finally:
+            for sibling in siblings:
+                sibling.terminate()
         return
     counts = [200] if args.quick else [int(n) for n in args.streams.split(",")]
     changes = 3 if args.quick else args.changes
@@ -492,8 +522,8 @@ def main() -> None:
             counts = []
         dp_port, floor_port = free_port(), free_port()
         if counts:  # not in --memory runs, which start their own servers
-            procs.append(start_data_plane(prefix, dp_port))
-            procs.append(start_floor_server(floor_port, args.interval))
+            procs.append(start_data_plane(prefix, dp_port, args.processes))
+            procs.append(start_floor_server(floor_port, args.interval, args.processes))
             time.sleep(3)
         version = [1]
 
@@ -548,6 +578,8 @@ def main() -> None:
                 )
             print(f"{n} streams: data plane {dp}, floor {floor}", file=sys.stderr, flush=True)
             note = f"{args.clients} client processes; errors {dp['errors'] or 'none'}"
+            if args.processes > 1:
+                note += f"; {args.processes} data-plane processes (and floor servers) on the port"
             rows += [
                 result(
                     f"fanout {n} streams: every snapshot held",
