@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -33,7 +35,16 @@ import grpc.aio
 import orjson
 import redis
 
-from benchmarks.data_plane_bench import REDIS_URL, ROOT, SDK_KEY, _run, clean, free_port, reference_flag
+from benchmarks.data_plane_bench import (
+    REDIS_URL,
+    ROOT,
+    SDK_KEY,
+    _run,
+    child_pids,
+    clean,
+    free_port,
+    reference_flag,
+)
 from benchmarks.results import add_json_argument, write_json
 from benchmarks.results import row as result
 from flagyard.contracts.redis import SdkKeyRecord, apply_change, hash_sdk_key, put_sdk_key
@@ -50,8 +61,10 @@ FLOOR_NAME = "bare grpc.aio server pushing one prebuilt change to every stream"
 
 
 async def client(port: int, streams: int, changes: int, seconds: float) -> None:
-    """Open ``streams`` streams; print ``ready <seconds to every snapshot>``, then one JSON line: every
-    change latency in ms and how many streams got all ``changes``."""
+    """Open ``streams`` streams; print ``ready <seconds to every snapshot>``, then, once every stream got
+    ``changes`` changes or failed (or after ``seconds``), one JSON line: every change latency in ms and how
+    many streams got all ``changes``. The streams stay open until stdin is closed, so the server's CPU
+    per change is measured without the streams' teardown in it."""
     metadata = (("authorization", f"Bearer {SDK_KEY}"),)
     channels = [
         grpc.aio.insecure_channel(
@@ -64,8 +77,15 @@ async def client(port: int, streams: int, changes: int, seconds: float) -> None:
     ready = 0
     all_ready = asyncio.Event()
     latencies: list[float] = []
-    complete = 0
+    complete = finished = 0
+    all_finished = asyncio.Event()
     errors: dict[str, int] = {}
+
+    def finish() -> None:
+        nonlocal finished
+        finished += 1
+        if finished == streams:
+            all_finished.set()
 
     async def one(i: int) -> None:
         nonlocal ready, complete
@@ -81,16 +101,21 @@ async def client(port: int, streams: int, changes: int, seconds: float) -> None:
                     ready += 1
                     if ready == streams:
                         all_ready.set()
-                elif kind == "change":
+                elif kind == "change" and got < changes:
                     latencies.append(time.time() * 1000 - int(message.event_id.split("-")[0]))
                     got += 1
-                    if got >= changes:
+                    if got == changes:
                         complete += 1
-                        break
+                        finish()
         except grpc.aio.AioRpcError as exc:
             errors[exc.code().name] = errors.get(exc.code().name, 0) + 1
+            finish()
         finally:
             call.cancel()
+
+    def report() -> None:
+        line = {"latencies": latencies, "complete": complete, "errors": errors}
+        print(orjson.dumps(line).decode(), flush=True)
 
     tasks = [asyncio.create_task(one(i)) for i in range(streams)]
     try:
@@ -98,13 +123,16 @@ async def client(port: int, streams: int, changes: int, seconds: float) -> None:
         print(f"ready {time.perf_counter() - started:.3f}", flush=True)
     except TimeoutError:
         print(f"ready -{ready}", flush=True)
-    if changes == 0:  # idle streams (memory): held open until the driver closes our stdin
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    else:
-        await asyncio.wait(tasks, timeout=seconds)
+    if changes:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_finished.wait(), seconds)
+        report()
+    # Held open until the driver closes our stdin (idle streams for --memory; teardown after the changes).
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     for task in tasks:
         task.cancel()
-    print(orjson.dumps({"latencies": latencies, "complete": complete, "errors": errors}).decode(), flush=True)
+    if not changes:
+        report()
 
 
 # --- the floor server ----------------------------------------------------------------------------------
@@ -151,7 +179,7 @@ async def floor_server(port: int, interval: float) -> None:
         ("grpc.server.max_pending_requests", 100_000),
         ("grpc.server.max_pending_requests_hard_limit", 100_000),
     ]
-    server = grpc.aio.server(options=pending)
+    server = grpc.aio.server(options=[*pending, ("grpc.so_reuseport", 1)])
     handler = grpc.unary_stream_rpc_method_handler(handle)
     server.add_generic_rpc_handlers(
         [grpc.method_handlers_generic_handler("flagyard.v1.SyncService", {"SyncFlags": handler})]
@@ -166,7 +194,7 @@ async def floor_server(port: int, interval: float) -> None:
 # --- the driver ----------------------------------------------------------------------------------------
 
 
-def start_data_plane(prefix: str, port: int) -> subprocess.Popen[bytes]:
+def start_data_plane(prefix: str, port: int, processes: int = 1) -> subprocess.Popen[bytes]:
     env = dict(
         os.environ,
         FLAGYARD_REDIS_URL=REDIS_URL,
@@ -177,7 +205,7 @@ def start_data_plane(prefix: str, port: int) -> subprocess.Popen[bytes]:
         FLAGYARD_OFREP_ENABLED="false",
         FLAGYARD_FLAGD_ENABLED="false",
         FLAGYARD_LOG_LEVEL="warning",
-        FLAGYARD_DATA_PLANE_PROCESSES="1",
+        FLAGYARD_DATA_PLANE_PROCESSES=str(processes),
         FLAGYARD_MAX_STREAMS="100000",
     )
     proc = subprocess.Popen([sys.executable, "-m", "flagyard.data_plane"], env=env, cwd=ROOT)
@@ -185,10 +213,11 @@ def start_data_plane(prefix: str, port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
-def start_floor_server(port: int, interval: float) -> subprocess.Popen[bytes]:
-    """The floor server in its own process, one change every ``interval`` seconds."""
+def start_floor_server(port: int, interval: float, processes: int = 1) -> subprocess.Popen[bytes]:
+    """The floor server in its own process, one change every ``interval`` seconds; with ``processes`` > 1
+    that many sharing the port (SO_REUSEPORT, as the data plane's do), children of the first."""
     command = [sys.executable, "-m", "benchmarks.fanout_bench", "--floor-server", str(port), str(interval)]
-    return subprocess.Popen(command, cwd=ROOT)
+    return subprocess.Popen([*command, str(processes)], cwd=ROOT)
 
 
 def start_clients(
@@ -230,10 +259,14 @@ def start_clients(
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds process ``pid`` used so far, every thread (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds process ``pid`` and its live children used so far, every thread (Linux
+    /proc): with several data-plane processes, the supervisor and its workers."""
+    total = 0.0
+    for one in (pid, *child_pids(pid)):
+        with open(f"/proc/{one}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def run_clients(
@@ -269,15 +302,18 @@ def run_clients(
     complete = 0
     errors: dict[str, int] = {}
     for proc in procs:
-        out, _ = proc.communicate(timeout=seconds + 60)
-        data = orjson.loads(out.strip().splitlines()[-1])
+        assert proc.stdout is not None
+        data = orjson.loads(proc.stdout.readline())
         latencies += data["latencies"]
         complete += data["complete"]
         for code, n in data["errors"].items():
             errors[code] = errors.get(code, 0) + n
-    # CPU the server spent from the first change until every client had every change (or gave up): the
-    # per-change work of the fan-out, less sensitive than latency to other load on a shared machine.
+    # CPU the server spent from the first change until every client had every change (or gave up), the
+    # streams still open: the per-change work of the fan-out, less sensitive than latency to other load on
+    # a shared machine. (Closing the streams comes after, and is not in it.)
     cpu = (cpu_seconds(pid) - cpu) * 1000 / changes if pid and changes else float("nan")
+    for proc in procs:
+        proc.communicate(timeout=60)  # closes stdin: the client closes its streams and exits
     latencies.sort()
     if staller is not None:
         staller[1].cancel()
@@ -360,6 +396,71 @@ def memory(counts: list[int], clients: int, seconds: float, redis_prefix: str) -
     return rows
 
 
+# --- the wait between changes, in process ---------------------------------------------------------------
+
+
+def stream_waits(streams: int, rounds: int) -> dict[str, float]:
+    """CPU µs per stream to wake ``streams`` waiting streams for a change and have them wait again (min of
+    ``rounds``), for: the data plane's wait (a change or the stream's deadline, shared alarms), a timer per
+    wait (``asyncio.timeout``, what it did before), and a bare ``Event.wait`` without any deadline (floor).
+    In-process under uvloop, no transport: the part of a change's cost that is the waiting alone."""
+    import uvloop
+
+    from flagyard.data_plane.l1 import CachedEnvironment
+    from flagyard.data_plane.metrics import Metrics
+    from flagyard.data_plane.settings import DataPlaneSettings
+    from flagyard.data_plane.streams import Streams
+
+    async def measure(mode: str) -> float:
+        env = CachedEnvironment("bench")
+        events = [asyncio.Event()]
+        registry = Streams(DataPlaneSettings(redis_url=REDIS_URL), Metrics())
+        woke = [0]
+        everyone = asyncio.Event()
+
+        async def stream() -> None:
+            opened = registry.open("flagyard", "bench", env)
+            seen = env.revision
+            while True:
+                changed, event = env.changed, events[-1]
+                if env.revision != seen:
+                    seen = env.revision
+                    woke[0] += 1
+                    if woke[0] == streams:
+                        everyone.set()
+                    continue
+                if mode == "floor":
+                    await event.wait()
+                elif mode == "timer":
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(15):
+                            await event.wait()
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await registry.wait_changed(opened, changed, time.monotonic() + 15)
+
+        tasks = [asyncio.create_task(stream()) for _ in range(streams)]
+        await asyncio.sleep(0.2)
+        best = float("inf")
+        for _ in range(rounds):
+            woke[0] = 0
+            everyone.clear()
+            started = time.process_time()
+            env.revision += 1
+            events.append(asyncio.Event())
+            events[-2].set()
+            env._notify()
+            await everyone.wait()
+            await asyncio.sleep(0)  # each woken stream is waiting again
+            best = min(best, time.process_time() - started)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return best * 1e6 / streams
+
+    return {mode: uvloop.run(measure(mode)) for mode in ("alarms", "timer", "floor")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", default="1000,2000,5000", help="stream counts, comma-separated")
@@ -380,7 +481,13 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--client", nargs=4, metavar=("PORT", "STREAMS", "CHANGES", "SECONDS"))
-    parser.add_argument("--floor-server", nargs=2, metavar=("PORT", "INTERVAL"))
+    parser.add_argument("--floor-server", nargs="+", metavar="PORT INTERVAL [PROCESSES]")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="data-plane processes on the port (FLAGYARD_DATA_PLANE_PROCESSES), and as many floor servers",
+    )
     add_json_argument(parser)
     args = parser.parse_args()
     if args.client:
@@ -388,7 +495,16 @@ def main() -> None:
         _run(client(int(port), int(streams), int(changes), float(seconds)))
         return
     if args.floor_server:
-        _run(floor_server(int(args.floor_server[0]), float(args.floor_server[1])))
+        port, interval, *more = args.floor_server
+        command = [sys.executable, "-m", "benchmarks.fanout_bench", "--floor-server", port, interval]
+        siblings = [subprocess.Popen(command) for _ in range(int(more[0]) - 1 if more else 0)]
+        # SIGTERM from the driver must reach the finally below, or the siblings outlive this process.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            _run(floor_server(int(port), float(interval)))
+        finally:
+            for sibling in siblings:
+                sibling.terminate()
         return
     counts = [200] if args.quick else [int(n) for n in args.streams.split(",")]
     changes = 3 if args.quick else args.changes
@@ -406,8 +522,8 @@ def main() -> None:
             counts = []
         dp_port, floor_port = free_port(), free_port()
         if counts:  # not in --memory runs, which start their own servers
-            procs.append(start_data_plane(prefix, dp_port))
-            procs.append(start_floor_server(floor_port, args.interval))
+            procs.append(start_data_plane(prefix, dp_port, args.processes))
+            procs.append(start_floor_server(floor_port, args.interval, args.processes))
             time.sleep(3)
         version = [1]
 
@@ -419,6 +535,27 @@ def main() -> None:
                 flag["metadata"] = {"padding": f"{version[0]}" + "x" * (args.change_kib * 1024)}
             apply_change(rds, prefix, ENV, "flag", "flag-000", version[0], flag)
 
+        if not args.memory:
+            waiting = 2000 if args.quick else 10_000
+            waits = stream_waits(waiting, 10 if args.quick else 30)
+            rows += [
+                result(
+                    f"stream wait, {waiting} streams: CPU per stream per change",
+                    waits["alarms"],
+                    "µs",
+                    waits["floor"],
+                    "asyncio.Event.wait without any deadline",
+                    note="in process, no transport; the data plane's wait: a change or its deadline",
+                ),
+                result(
+                    f"stream wait, {waiting} streams, a timer per wait: CPU per stream per change",
+                    waits["timer"],
+                    "µs",
+                    waits["floor"],
+                    "asyncio.Event.wait without any deadline",
+                    note="asyncio.timeout around each wait: what the data plane did before shared alarms",
+                ),
+            ]
         for n in counts:
             dp = run_clients(dp_port, n, args.clients, changes, args.seconds, change, pid=procs[0].pid)
             floor = run_clients(
@@ -441,6 +578,8 @@ def main() -> None:
                 )
             print(f"{n} streams: data plane {dp}, floor {floor}", file=sys.stderr, flush=True)
             note = f"{args.clients} client processes; errors {dp['errors'] or 'none'}"
+            if args.processes > 1:
+                note += f"; {args.processes} data-plane processes (and floor servers) on the port"
             rows += [
                 result(
                     f"fanout {n} streams: every snapshot held",

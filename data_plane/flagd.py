@@ -61,7 +61,7 @@ from .metrics import Metrics
 from .sampling import Sampler
 from .service import _KeyCheck
 from .settings import DataPlaneSettings
-from .streams import OpenStream, Streams, wait_changed
+from .streams import OpenStream, Streams
 
 log = structlog.get_logger("flagyard.data_plane")
 
@@ -611,7 +611,7 @@ class FlagdHandlers:
                 stream.sent = state.revision
                 continue
             try:
-                await wait_changed(changed, max(0.0, min(beat, key.due) - time.monotonic()))
+                await self.streams.wait_changed(stream, changed, min(beat, key.due))
             except TimeoutError:
                 if time.monotonic() >= beat:
                     beat = time.monotonic() + keep_alive
@@ -659,7 +659,7 @@ class FlagdHandlers:
                         )
                     continue
                 try:
-                    await wait_changed(changed, max(0.0, key.due - time.monotonic()))
+                    await self.streams.wait_changed(stream, changed, key.due)
                 except TimeoutError:
                     continue
         except Exception as exc:

@@ -283,6 +283,51 @@ async def warm(lazies: list[Lazy], yield_every: int = 50) -> int:
     return done
 
 
+class Change:
+    """An environment's next change: set once, when it happens, then replaced by the next one.
+
+    What every stream of the environment waits on between changes. Unlike :class:`asyncio.Event` it also
+    takes a future from outside (:meth:`add`), resolved True at the change, so a waiter can be woken for
+    another reason (its own deadline, :meth:`.streams.Streams.wait_changed`) by resolving that future
+    itself, without a timer or a cancellation per wait."""
+
+    __slots__ = ("_done", "_waiters")
+
+    def __init__(self) -> None:
+        self._done = False
+        self._waiters: set[asyncio.Future[bool]] = set()
+
+    def is_set(self) -> bool:
+        return self._done
+
+    def set(self) -> None:
+        self._done = True
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(True)
+
+    def add(self, waiter: asyncio.Future[bool]) -> None:
+        """Resolve ``waiter`` True at the change (at once if it happened); :meth:`discard` it after."""
+        if self._done:
+            if not waiter.done():
+                waiter.set_result(True)
+        else:
+            self._waiters.add(waiter)
+
+    def discard(self, waiter: asyncio.Future[bool]) -> None:
+        self._waiters.discard(waiter)
+
+    async def wait(self) -> bool:
+        """Return once the change happened (True, as :meth:`asyncio.Event.wait`)."""
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.add(waiter)
+        try:
+            return await waiter
+        finally:
+            self.discard(waiter)
+
+
 class CachedEnvironment:
     """One environment as L1 holds it (not the control plane's row, nor Redis's hashes, nor a document):
     compiled flags, the stored definitions a snapshot is made of, its revision and stream position, and
@@ -304,7 +349,7 @@ class CachedEnvironment:
         self.history_limit = history
         self.base_revision = 0
         self.base_event_id = ""
-        self._changed = asyncio.Event()
+        self._changed = Change()
         self._snapshot: tuple[int, int, list[bytes]] | None = None
         self._heartbeat: tuple[int, int, bytes] | None = None
         self.serializations = 0
@@ -403,13 +448,13 @@ class CachedEnvironment:
         self.history.append(entry)
 
     def _notify(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
+        changed, self._changed = self._changed, Change()
         changed.set()
 
     # --- reads (SyncFlags) ---
 
     @property
-    def changed(self) -> asyncio.Event:
+    def changed(self) -> Change:
         """Set at the next change; take it *before* reading the state you compare against."""
         return self._changed
 

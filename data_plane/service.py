@@ -49,7 +49,7 @@ from .reports import validate_report
 from .sampling import Sampler
 from .settings import DataPlaneSettings
 from .store import RedisStore
-from .streams import OpenStream, Streams, wait_changed
+from .streams import OpenStream, Streams
 
 log = structlog.get_logger("flagyard.data_plane")
 
@@ -269,9 +269,8 @@ class Handlers:
             elif env.revision != revision:
                 messages = list(env.changes_after(revision))
             else:
-                now = time.monotonic()
                 try:
-                    await wait_changed(changed, max(0.0, min(beat, key.due) - now))
+                    await self.streams.wait_changed(stream, changed, min(beat, key.due))
                 except TimeoutError:
                     if time.monotonic() >= beat:
                         beat = time.monotonic() + heartbeat

@@ -22,12 +22,21 @@ cap a stream is refused before it sends anything: RESOURCE_EXHAUSTED on gRPC, 42
 Dead peers (a client killed, a network partition) are found by the transports, not here: gRPC keepalive
 pings (:data:`.server.SERVER_OPTIONS`) cancel their calls, OFREP's server sees the connection drop; either
 way the stream's ``finally`` closes its :class:`OpenStream`.
+
+Between changes a stream waits for its environment's next change *or* its own deadline (its next
+heartbeat, its key's next check): :meth:`Streams.wait_changed`. The deadlines share one timer and a heap
+with at most one entry per stream, pushed again only when it comes due, not on every wait. A timer per wait
+(``asyncio.timeout``) cost each stream a timer armed and cancelled for every change it received: at 2,000
+streams that was a quarter of the data plane's CPU per change (benchmarks/fanout_bench.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -36,7 +45,7 @@ import grpc.aio
 import structlog
 
 from .exceptions import StreamLimitError
-from .l1 import CachedEnvironment
+from .l1 import CachedEnvironment, Change
 from .metrics import PROTOCOLS, Metrics
 from .settings import DataPlaneSettings
 
@@ -46,24 +55,27 @@ K = TypeVar("K")
 STREAM_PROTOCOLS = ("flagyard", "flagd-rpc", "flagd-sync", "ofrep")
 """Values of the stream metrics' ``protocol`` label (flagd-rpc: EventStream)."""
 assert set(STREAM_PROTOCOLS) <= set(PROTOCOLS)
-
-
-async def wait_changed(changed: asyncio.Event, timeout: float) -> None:
-    """Wait until ``changed`` is set; TimeoutError after ``timeout`` seconds.
-
-    Every open stream waits here between changes, so at fleet scale this is per-change cost times the stream
-    count. ``asyncio.wait_for`` on Python 3.11 wraps the wait in a new Task each call: 10,000 streams meant
-    10,000 tasks created, scheduled and stepped per change (and one more task held by every idle stream).
-    ``asyncio.timeout`` waits in the stream's own task and cancels it at the deadline (what ``wait_for``
-    itself does from 3.12)."""
-    async with asyncio.timeout(timeout):
-        await changed.wait()
+ALARM_SLACK_SECONDS = 0.001
+"""Deadlines this close are rung together (the timer would otherwise be armed again for a millisecond)."""
 
 
 class OpenStream:
     """One open stream: where it is (``sent``), whom it serves, and how to end it from outside."""
 
-    __slots__ = ("_end", "checked", "closed", "ended", "env", "key", "progress", "protocol", "sent")
+    __slots__ = (
+        "_end",
+        "checked",
+        "closed",
+        "ended",
+        "env",
+        "key",
+        "progress",
+        "protocol",
+        "queued_at",
+        "sent",
+        "waiting",
+        "wake_at",
+    )
 
     def __init__(
         self, protocol: str, key: str, env: CachedEnvironment, end: Callable[[str], None] | None
@@ -83,6 +95,12 @@ class OpenStream:
         self.ended = False
         """Whether :class:`Streams` ended it (its client stopped reading)."""
         self._end = end
+        self.wake_at = 0.0
+        """The deadline (``time.monotonic()``) of its current or last wait."""
+        self.queued_at: float | None = None
+        """The deadline its entry in the alarm heap is keyed by (None: no entry)."""
+        self.waiting: asyncio.Future[bool] | None = None
+        """While it waits in :meth:`Streams.wait_changed`: the future its change or its deadline resolves."""
 
     def outcome(self, context: grpc.aio.ServicerContext[bytes, bytes], code: str) -> str:
         """The status code its request counter records: UNAVAILABLE when ended here for lag, CANCELLED
@@ -110,6 +128,10 @@ class Streams:
         self._lag = {p: metrics.stream_lag.labels(p) for p in STREAM_PROTOCOLS}
         self._ending: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
+        self._alarms: list[tuple[float, int, OpenStream]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
 
     def open(
         self,
@@ -158,6 +180,69 @@ class Streams:
         _decrement(self._per_key, stream.key)
         _decrement(self._per_protocol_key, (stream.protocol, stream.key))
         self._gauges[stream.protocol].dec()
+
+    async def wait_changed(self, stream: OpenStream, changed: Change, deadline: float) -> None:
+        """Wait until ``changed`` is set; TimeoutError at ``deadline`` (``time.monotonic()``).
+
+        The deadline is kept in the shared heap (see the module's docstring): the stream's entry stays
+        while its deadlines only move later, which is how heartbeats and key checks move, and is pushed
+        again at its new deadline when the old one comes due. The alarm resolves the wait's future False;
+        the change resolves it True."""
+        if changed.is_set():
+            return
+        if deadline <= time.monotonic():
+            raise TimeoutError
+        stream.wake_at = deadline
+        if stream.queued_at is None or deadline < stream.queued_at:
+            self._push(stream, deadline)
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        changed.add(waiter)
+        stream.waiting = waiter
+        try:
+            if not await waiter:
+                raise TimeoutError
+        finally:
+            stream.waiting = None
+            changed.discard(waiter)
+
+    def _push(self, stream: OpenStream, deadline: float) -> None:
+        stream.queued_at = deadline
+        heapq.heappush(self._alarms, (deadline, next(self._order), stream))
+        if deadline < self._timer_at:
+            self._arm(deadline)
+
+    def _arm(self, deadline: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        delay = max(0.0, deadline - time.monotonic())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._ring)
+
+    def _ring(self) -> None:
+        """Wake every stream whose deadline came (pushing back those whose deadline moved later)."""
+        self._timer, self._timer_at = None, float("inf")
+        now = time.monotonic() + ALARM_SLACK_SECONDS
+        alarms = self._alarms
+        while alarms and alarms[0][0] <= now:
+            queued_at, _, stream = heapq.heappop(alarms)
+            if stream.closed or stream.queued_at != queued_at:
+                continue  # closed, or an older entry of a stream queued again since
+            if stream.wake_at > now:
+                stream.queued_at = stream.wake_at
+                heapq.heappush(alarms, (stream.wake_at, next(self._order), stream))
+                continue
+            stream.queued_at = None  # its next wait queues it again
+            waiting = stream.waiting
+            if waiting is not None and not waiting.done():
+                waiting.set_result(False)
+        if alarms:
+            self._arm(alarms[0][0])
+
+    @property
+    def alarms(self) -> int:
+        """Entries in the alarm heap (at most one per open stream, plus those of streams since closed or
+        queued again at an earlier deadline, until their time comes)."""
+        return len(self._alarms)
 
     def count(self, protocol: str | None = None) -> int:
         return sum(1 for s in self.open_streams if protocol is None or s.protocol == protocol)
@@ -224,6 +309,9 @@ class Streams:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer, self._timer_at = None, float("inf")
         for ending in list(self._ending):
             ending.cancel()
 
