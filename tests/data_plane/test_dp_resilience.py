@@ -223,7 +223,9 @@ def test_redis_restarts_empty__environment_first_used_before_redis_held_it__stil
     try:
         assert client.resolve("ResolveString", "banner").error_code == pb.ERROR_CODE_FLAG_NOT_FOUND
         seed(rds, prefix)
-        wait_until(lambda: client.resolve("ResolveString", "banner").value == "Welcome", timeout=10)
+        # Every seeded flag, not only the first one to arrive: the stream may still be delivering the rest.
+        wait_until(lambda: sorted(client.resolve_all({}).flags) == sorted(FLAGS), timeout=10)
+        assert client.resolve("ResolveString", "banner").value == "Welcome"
         rds.close()
 
         own_redis.kill()
