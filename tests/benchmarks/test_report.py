@@ -251,10 +251,11 @@ def test_run_benchmark__rule_engine_quickest__json_rows_with_positive_figure_and
     assert done["rows"] == json.loads((tmp_path / "json" / "rule_engine.json").read_text())
     rows = done["rows"]
     # four cases (one a regex hit with a new subject each), six flagd-format rows (three cases × the
-    # hand-written file and export_flagd's form), three flatness, eight rule counts, bytes per flag
-    assert len(rows) == 4 + 6 + 3 + 8 + 1
+    # hand-written file and export_flagd's form), three flatness, eight rule counts, and bytes per compiled
+    # flag three ways (native, native without source, flagd)
+    assert len(rows) == 4 + 6 + 3 + 8 + 3
     timed = [r for r in rows if r["unit"] == "ns"]
-    assert len(timed) == len(rows) - 1
+    assert len(timed) == len(rows) - 3
     for result in timed:
         assert result["figure"] > 0
         assert result["floor"] > 0
@@ -263,5 +264,7 @@ def test_run_benchmark__rule_engine_quickest__json_rows_with_positive_figure_and
     assert {r["goal"] for r in rows if r["name"].startswith("rule engine: flagd file")} == {
         "≤ 125 % of the floor"
     }
-    (size,) = [r for r in rows if r["unit"] == "bytes"]
-    assert size["figure"] > 0
+    sizes = [r for r in rows if r["unit"] == "bytes"]
+    assert len(sizes) == 3
+    for size in sizes:
+        assert size["figure"] > size["floor"] > 0, "a compiled flag holds more than its compact JSON"
