@@ -26,8 +26,9 @@ way the stream's ``finally`` closes its :class:`OpenStream`.
 Between changes a stream waits for its environment's next change *or* its own deadline (its next
 heartbeat, its key's next check): :meth:`Streams.wait_changed`. The deadlines share one timer and a heap
 with at most one entry per stream, pushed again only when it comes due, not on every wait. A timer per wait
-(``asyncio.timeout``) cost each stream a timer armed and cancelled for every change it received: at 2,000
-streams that was a quarter of the data plane's CPU per change (benchmarks/fanout_bench.py).
+(``asyncio.timeout``) cost each stream a timer armed and cancelled for every change it received: 12.4 µs
+per stream per change against 4.4 µs now and 2.7 µs for a bare ``Event.wait`` (10,000 streams,
+benchmarks/fanout_bench.py).
 """
 
 from __future__ import annotations
